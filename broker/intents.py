@@ -4,6 +4,10 @@ This is the first, cheap stage of intent recognition. It runs in the broker
 for a `submit_query` that names no intent, and the client-side recogniser
 (``mtor_cli.intent``) runs it before its embedding stage, so the rules live
 in one place. Pure regex: no model, no I/O.
+
+Rules aim for precision, not recall: a phrasing a rule misses still reaches
+the embedding stage on the client, while a rule that fires wrongly can never
+be overruled.
 """
 
 from __future__ import annotations
@@ -15,37 +19,101 @@ INTENTS = ("chat", "vision", "imagine", "speech", "tts")
 
 _WAKE = re.compile(r"^\s*(?:hey\s+|ok(?:ay)?\s+)?computer\b[\s,.:;!?-]*", re.IGNORECASE)
 
-# (intent, pattern); the first match wins. A named group `prompt` is the part
+# Politeness that precedes a verb without changing the request:
+# "please draw ...", "could you please transcribe ...", "I'd like you to paint ...".
+_POLITE = (
+    r"(?:(?:please|kindly)\s+"
+    r"|(?:can|could|would|will)\s+you\s+(?:please\s+)?"
+    r"|i(?:'d|\s+would)\s+like\s+you\s+to\s+"
+    r"|i\s+want\s+you\s+to\s+)?"
+)
+_MEDIA = r"(?:picture|image|photo|photograph|pic|drawing|painting|illustration|sketch|render(?:ing)?|artwork|wallpaper)"
+_STYLE = r"(?:oil|pencil|charcoal|ink|digital|cartoon|pixel|photorealistic|realistic|abstract|3d)"
+_LOOK = r"(?:picture|image|photo|photograph|pic|screenshot|scan)"
+_SOUND = r"(?:recording|audio|clip|voice\s+memo|voice\s+message|voicemail|sound\s+file|audio\s+file|podcast|tape)"
+
+# (intent, rule name, pattern); the first match wins. A named group `prompt` is the part
 # of the text the model should see ("imagine a neon mountain" -> "a neon mountain").
-_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
+_RULES: tuple[tuple[str, str, re.Pattern[str]], ...] = (
     (
         "imagine",
+        "verb",
         re.compile(
-            r"^(?:please\s+)?(?:imagine|draw|paint|sketch|render|generate\s+(?:an?\s+)?(?:image|picture|photo)\s+of"
-            r"|(?:make|create)\s+(?:me\s+)?(?:an?\s+)?(?:image|picture|drawing|painting)\s+of)\b[\s,:]*(?P<prompt>.+)$",
+            rf"^{_POLITE}(?:imagine|draw|paint|sketch|render|illustrate|visuali[sz]e"
+            rf"|(?:generate|make|create|produce|design)\s+(?:me\s+)?(?:an?\s+)?{_MEDIA}\s+(?:of|showing|with)"
+            rf"|show\s+me\s+(?:an?\s+)?{_MEDIA}\s+of)\b[\s,:]*(?P<prompt>.+)$",
             re.IGNORECASE | re.DOTALL,
         ),
     ),
+    # A request that is only a description of a picture: "a watercolour of a harbour".
+    (
+        "imagine",
+        "picture-of",
+        re.compile(rf"^(?:an?\s+)?(?:{_STYLE}\s+)?{_MEDIA}\s+of\s+(?P<prompt>.+)$", re.IGNORECASE | re.DOTALL),
+    ),
     (
         "vision",
+        "question",
         re.compile(
-            r"^(?P<prompt>(?:what(?:'s|\s+is)\s+(?:in|on)\s+(?:this|the)\s+(?:picture|image|photo)"
-            r"|describe\s+(?:this|the)\s+(?:picture|image|photo)|caption\s+(?:this|the)\s+(?:picture|image|photo)).*)$",
+            rf"^{_POLITE}(?P<prompt>(?:what(?:'s|\s+is)\s+(?:in|on)\s+(?:this|the|my)\s+{_LOOK}"
+            rf"|what\s+(?:do|can)\s+you\s+see\s+(?:in|on)\s+(?:this|the|my)\s+{_LOOK}"
+            rf"|what\s+does\s+(?:this|the|my)\s+{_LOOK}\s+show"
+            rf"|(?:describe|caption|look\s+at)\s+(?:this|the|my)\s+{_LOOK}).*)$",
             re.IGNORECASE | re.DOTALL,
         ),
     ),
     (
         "speech",
-        re.compile(r"^(?:please\s+)?transcribe\b[\s,:]*(?P<prompt>.*)$", re.IGNORECASE | re.DOTALL),
+        "verb",
+        re.compile(
+            rf"^{_POLITE}(?:transcribe\b[\s,:]*(?P<prompt>.*)"
+            rf"|(?P<asked>what\s+(?:does|did)\s+(?:this|the|my)\s+{_SOUND}\s+say.*))$",
+            re.IGNORECASE | re.DOTALL,
+        ),
+    ),
+    # A question about a picture or a recording the person points at:
+    # "is the man in this photo smiling", "what are they saying in my voice memo".
+    (
+        "vision",
+        "this-picture",
+        re.compile(
+            rf"^(?P<prompt>.*\b(?:in|on|from|of)\s+(?:this|these|the\s+attached|my|the)\s+{_LOOK}s?\b.*)$",
+            re.IGNORECASE | re.DOTALL,
+        ),
+    ),
+    (
+        "speech",
+        "this-recording",
+        re.compile(
+            rf"^(?P<asked>.*\b(?:in|on|from|of)\s+(?:this|these|the\s+attached|my|the)\s+{_SOUND}s?\b.*)$",
+            re.IGNORECASE | re.DOTALL,
+        ),
+    ),
+    (
+        "speech",
+        "speech-to-text",
+        re.compile(r"^(?P<asked>.*\b(?:speech|voice)[\s-]+to[\s-]+text\b.*)$", re.IGNORECASE | re.DOTALL),
     ),
     (
         "tts",
+        "text-to-speech",
+        re.compile(r"^(?P<asked>.*\btext[\s-]+to[\s-]+(?:speech|voice)\b.*)$", re.IGNORECASE | re.DOTALL),
+    ),
+    (
+        "tts",
+        "verb",
         re.compile(
-            r"^(?:please\s+)?(?:say|speak|read\s+(?:out|aloud))\b[\s,:]*(?P<prompt>.+)$",
+            # "say, what is ..." is conversation, not a request to speak: no comma after "say".
+            rf"^{_POLITE}(?:say(?!\s*,)|speak|read\s+(?:(?:this|it|the\s+following)\s+)?(?:out\s+loud|aloud|out))\b"
+            r"[\s,:]*(?P<prompt>.+)$",
             re.IGNORECASE | re.DOTALL,
         ),
     ),
 )
+
+# A spoken or typed request often ends with a full stop the model does not need
+# ("imagine a neon mountain." -> "a neon mountain"); question marks carry meaning.
+_TRAILING_STOP = re.compile(r"[\s.!]+$")
 
 
 @dataclass(frozen=True)
@@ -61,13 +129,21 @@ def strip_wake_word(text: str) -> tuple[str, bool]:
     return stripped.strip(), stripped != text
 
 
+def _prompt_of(match: re.Match[str]) -> str:
+    groups = match.groupdict()
+    prompt = groups.get("prompt")
+    if prompt is None:
+        prompt = groups.get("asked") or ""
+    return _TRAILING_STOP.sub("", prompt.strip())
+
+
 def route(text: str, attachment_kinds: tuple[str, ...] = ()) -> Routed:
     """Pick an intent from explicit phrasing, or None when no rule applies."""
     prompt, woke = strip_wake_word(text)
-    for intent, pattern in _RULES:
+    for intent, name, pattern in _RULES:
         match = pattern.match(prompt)
         if match:
-            return Routed(intent, match.group("prompt").strip(), f"rule:{intent}", woke)
+            return Routed(intent, _prompt_of(match), f"rule:{intent}:{name}", woke)
     if "image" in attachment_kinds:
         return Routed("vision", prompt, "attachment:image", woke)
     if "audio" in attachment_kinds:

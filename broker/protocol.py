@@ -134,7 +134,9 @@ class Cancel(Msg, tag="cancel"):
 
 
 class Subscribe(Msg, tag="subscribe"):
-    topics: list[str] = ["stats", "workers", "queue", "intents", "ledger"]
+    topics: list[str] = msgspec.field(
+        default_factory=lambda: ["stats", "workers", "queue", "intents", "ledger"]
+    )
 
 
 class Ping(Msg, tag="ping"):

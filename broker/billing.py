@@ -1,0 +1,37 @@
+"""How the broker charges for intents, without knowing how the ledger works.
+
+``ledger.RealmBilling`` implements :class:`Billing`; a realm started with
+``billing=None`` is free (every cost is 0). Calls are synchronous and run on
+the broker's event loop, so implementations must be quick (local SQLite).
+Amounts are integers in base units of $9000 (18 decimals).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+
+class InsufficientFunds(Exception):
+    def __init__(self, balance: int, price: int) -> None:
+        super().__init__(f"balance {balance} does not cover price {price}")
+        self.balance = balance
+        self.price = price
+
+
+@runtime_checkable
+class Billing(Protocol):
+    def quote(self, user: str, intent: str, model: str | None, params: dict[str, Any]) -> int:
+        """The amount to hold for this intent (the most it can cost)."""
+        ...
+
+    def hold(self, user: str, guid: str, amount: int) -> None:
+        """Reserve ``amount`` of the user's balance; raises InsufficientFunds."""
+        ...
+
+    def capture(self, guid: str, worker: str, intent: str, usage: dict[str, int]) -> int:
+        """Charge for the finished intent (<= the hold) and pay the worker; returns the cost."""
+        ...
+
+    def release(self, guid: str) -> None:
+        """Give the hold back: the intent failed or was cancelled."""
+        ...

@@ -1,0 +1,462 @@
+"""The dispatcher: an intent's life from `submit_query` to `result` or `error`.
+
+Credit-based: a worker gets at most as many jobs as it has free slots, and a
+job goes to the healthiest, least-loaded capable worker. Every job has a
+timeout; a job whose worker fails (retryably), times out or disconnects is
+queued again at the front, up to ``max_attempts`` dispatches, then fails with
+a clear error and its hold is released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from broker import journal as J
+from broker.billing import Billing, InsufficientFunds
+from broker.config import BrokerConfig
+from broker.intake import Rejected, check_guid, check_limits, normalise
+from broker.jobs import Job
+from broker.outbox import Outbox
+from broker.peer import Peer
+from broker.protocol import (
+    Accepted,
+    Cancel,
+    Error,
+    Failed,
+    Progress,
+    Result,
+    SubmitQuery,
+    Token,
+    Work,
+    WorkResult,
+    encode,
+)
+from broker.queue import SafeQueue
+from broker.registry import WorkerEntry, WorkerRegistry
+
+if TYPE_CHECKING:
+    from broker.metrics import BrokerMetrics
+    from broker.subscriptions import Subscriptions
+
+_query_decoder = msgspec.json.Decoder(SubmitQuery)
+_result_decoder = msgspec.json.Decoder(Result)
+_error_decoder = msgspec.json.Decoder(Error)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        config: BrokerConfig,
+        journal: J.Journal,
+        queue: SafeQueue,
+        registry: WorkerRegistry,
+        outbox: Outbox,
+        billing: Billing | None,
+        subs: Subscriptions,
+        metrics: BrokerMetrics,
+    ) -> None:
+        self._cfg = config
+        self._journal = journal
+        self.queue = queue
+        self.registry = registry
+        self._outbox = outbox
+        self._billing = billing
+        self._subs = subs
+        self._metrics = metrics
+        self.jobs: dict[str, Job] = {}  # live intents (queued or running) by guid
+        self.counters = {
+            "submitted": 0,
+            "completed": 0,
+            "failed": 0,
+            "cancelled": 0,
+            "replayed": 0,
+            "rejected": 0,
+            "requeued": 0,
+            "tokens": 0,
+        }
+
+    # --- client side ----------------------------------------------------
+
+    def submit(self, peer: Peer, query: SubmitQuery) -> None:
+        try:
+            self._submit(peer, query)
+        except Rejected as rej:
+            self.counters["rejected"] += 1
+            self._metrics.rejected(rej.code)
+            peer.send(
+                Error(code=rej.code, message=rej.message, hint=rej.hint, guid=query.guid, detail=rej.detail)
+            )
+
+    def _submit(self, peer: Peer, query: SubmitQuery) -> None:
+        user = peer.address
+        assert user is not None  # the socket handler only passes authenticated peers
+        check_guid(query.guid)
+        query = normalise(query)
+        if self._seen(peer, user, query):
+            return
+        intent = query.intent or "chat"
+        check_limits(query, self._cfg, self.registry.intents())
+        if not self.registry.can_serve(intent, query.model):
+            what = f"intent {intent!r}" + (f" with model {query.model!r}" if query.model else "")
+            raise Rejected(
+                "no_worker",
+                f"no connected worker serves {what}",
+                "start one with `mtor worker serve`, or try again later",
+                intent=intent,
+            )
+        if self.queue.depth(intent) >= self._cfg.queue_limit:
+            raise Rejected(
+                "queue_full",
+                f"the {intent!r} queue is full ({self._cfg.queue_limit} waiting)",
+                "retry in a little while",
+                limit=self._cfg.queue_limit,
+            )
+        price = 0
+        if self._billing is not None:
+            price = self._billing.quote(user, intent, query.model, query.params)
+        if query.max_price is not None and price > query.max_price:
+            raise Rejected(
+                "price_exceeded",
+                f"the price {price} is above max_price {query.max_price}",
+                "raise --max-price or pick a cheaper model",
+                price=price,
+            )
+        if self._billing is not None:
+            try:
+                self._billing.hold(user, query.guid, price)
+            except InsufficientFunds as exc:
+                raise Rejected(
+                    "insufficient_funds",
+                    f"your balance {exc.balance} does not cover the price {exc.price}",
+                    "deposit $9000 with `mtor ledger deposit`",
+                    balance=exc.balance,
+                    price=exc.price,
+                ) from None
+            self._subs.ledger_event("hold", query.guid, user, price)
+        now = time.time()
+        self._journal.add(
+            J.IntentRecord(query.guid, user, intent, J.QUEUED, encode(query), price, now)
+        )
+        job = Job(query.guid, user, intent, query, price, time.monotonic(), client=peer)
+        self.jobs[job.guid] = job
+        position = self.queue.push(job)
+        self.counters["submitted"] += 1
+        self._outbox.send(
+            peer, encode(Accepted(guid=job.guid, intent=intent, position=position, price_held=price))
+        )
+        self._subs.intent_event(job, "queued")
+        self._pump(intent)
+
+    def _seen(self, peer: Peer, user: str, query: SubmitQuery) -> bool:
+        """Handle a guid the broker already knows; False if it is new."""
+        job = self.jobs.get(query.guid)
+        if job is not None:
+            self._check_same(job.user, job.query, user, query)
+            # The same request again (a reconnected client): results go to this connection now.
+            job.client = peer
+            self._outbox.send(
+                peer,
+                encode(Accepted(guid=job.guid, intent=job.intent, position=0, price_held=job.price_held)),
+            )
+            return True
+        record = self._journal.get(query.guid)
+        if record is None:
+            return False
+        self._check_same(record.user, _query_decoder.decode(record.query), user, query)
+        assert record.outcome is not None  # every non-final record is live after restore()
+        self.counters["replayed"] += 1
+        if record.state == J.DONE:
+            result = _result_decoder.decode(record.outcome)
+            peer.send(msgspec.structs.replace(result, replayed=True))
+        else:
+            error = _error_decoder.decode(record.outcome)
+            peer.send(msgspec.structs.replace(error, detail={**error.detail, "replayed": True}))
+        return True
+
+    @staticmethod
+    def _check_same(owner: str, stored: SubmitQuery, user: str, query: SubmitQuery) -> None:
+        if owner != user:
+            raise Rejected(
+                "duplicate_guid",
+                f"guid {query.guid!r} belongs to another user",
+                "use a fresh UUID per request",
+            )
+        if (stored.intent, stored.prompt, stored.model) != (query.intent, query.prompt, query.model):
+            raise Rejected(
+                "duplicate_guid",
+                f"guid {query.guid!r} was already used for a different request",
+                "use a fresh UUID per request; resubmit a guid only to get its result",
+            )
+
+    def cancel(self, peer: Peer, guid: str) -> None:
+        job = self.jobs.get(guid)
+        if job is None or job.user != peer.address:
+            peer.send(
+                Error(
+                    code="unknown_guid",
+                    message=f"no queued or running intent {guid!r}",
+                    hint="it may have finished: resubmit the same guid to get its result",
+                    guid=guid,
+                )
+            )
+            return
+        if job.worker is not None:
+            self._let_go(job, job.worker)
+        self._finish_error(job, "cancelled", "cancelled by the user", "", J.CANCELLED)
+
+    # --- worker side ----------------------------------------------------
+
+    def worker_joined(self, worker: WorkerEntry) -> None:
+        self._subs.changed("workers", "stats")
+        self._pump_worker(worker)
+
+    def worker_left(self, worker: WorkerEntry) -> None:
+        self.registry.remove(worker.id)
+        for handle in worker.letting_go.values():
+            handle.cancel()
+        worker.letting_go.clear()
+        for job in list(worker.running.values()):
+            self._detach(job, worker)
+            self._retry(job, "worker_failed", f"worker {worker.id} disconnected mid-job")
+        self._subs.changed("workers", "stats")
+
+    def on_token(self, worker: WorkerEntry, msg: Token | Progress) -> bool:
+        job = worker.running.get(msg.guid)
+        if job is None:
+            return msg.guid in worker.letting_go  # late tokens of a job it gave up: drop quietly
+        if isinstance(msg, Token):
+            job.tokens += 1
+            self.counters["tokens"] += 1
+            if not job.query.stream:
+                return True
+        if job.client is not None:
+            job.client.send(msg)
+        return True
+
+    def on_result(self, worker: WorkerEntry, res: WorkResult) -> bool:
+        job = worker.running.get(res.guid)
+        if job is None:
+            return self._released(worker, res.guid)
+        self._detach(job, worker)
+        run_s = time.monotonic() - job.started_at
+        if worker.health.success(run_s * 1000):
+            self._subs.changed("workers")
+        cost = 0
+        if self._billing is not None:
+            cost = self._billing.capture(job.guid, worker.address, job.intent, res.usage)
+            self._subs.ledger_event("capture", job.guid, job.user, cost)
+        timings = dict(res.timings)
+        timings["queue_s"] = round(job.started_at - job.waiting_since, 6)
+        timings["run_s"] = round(run_s, 6)
+        timings["total_s"] = round(time.monotonic() - job.queued_at, 6)
+        result = Result(
+            guid=job.guid,
+            intent=job.intent,
+            text=res.text,
+            attachments=res.attachments,
+            worker=worker.id,
+            model=res.model,
+            timings=timings,
+            usage=res.usage,
+            cost=cost,
+        )
+        data = encode(result)
+        self._journal.finish(job.guid, J.DONE, data)
+        self.jobs.pop(job.guid, None)
+        self._outbox.send(job.client, data)
+        self.counters["completed"] += 1
+        self._metrics.finished(job.intent, "done", time.monotonic() - job.queued_at)
+        self._subs.intent_event(job, "done")
+        self._pump_worker(worker)
+        return True
+
+    def on_failed(self, worker: WorkerEntry, failed: Failed) -> bool:
+        job = worker.running.get(failed.guid)
+        if job is None:
+            return self._released(worker, failed.guid)
+        self._detach(job, worker)
+        if failed.retryable:
+            # The worker could not do it; another one might.
+            self._worker_failure(worker)
+            self._retry(job, "worker_failed", f"worker {worker.id} failed: {failed.message}")
+        else:
+            # The request itself is bad: no other worker would do better.
+            self._finish_error(
+                job,
+                "worker_failed",
+                failed.message,
+                "the worker rejected the request; check the prompt and parameters",
+                J.FAILED,
+                worker_code=failed.code,
+            )
+        self._pump_worker(worker)
+        return True
+
+    def _timed_out(self, job: Job, worker: WorkerEntry) -> None:
+        job.timer = None
+        if worker.running.get(job.guid) is not job:
+            return
+        self._let_go(job, worker)
+        self._worker_failure(worker)
+        timeout = self._cfg.timeout_for(job.intent)
+        self._retry(job, "timeout", f"worker {worker.id} did not finish within {timeout:g} s")
+
+    def _detach(self, job: Job, worker: WorkerEntry) -> None:
+        del worker.running[job.guid]
+        job.worker = None
+        if job.timer is not None:
+            job.timer.cancel()
+            job.timer = None
+
+    def _let_go(self, job: Job, worker: WorkerEntry) -> None:
+        """Take a job back from a worker that may still be busy with it.
+
+        The worker is told to cancel, and the job's slot stays booked (and the
+        guid unavailable on that worker) until it answers for the guid or a
+        further timeout passes: credits never overbook a worker, and a late
+        answer can never be mistaken for a later attempt of the same guid.
+        """
+        self._detach(job, worker)
+        worker.peer.send(Cancel(guid=job.guid))
+        grace = self._cfg.timeout_for(job.intent)
+        worker.letting_go[job.guid] = asyncio.get_running_loop().call_later(
+            grace, self._released, worker, job.guid
+        )
+
+    def _released(self, worker: WorkerEntry, guid: str) -> bool:
+        """The worker let go of a job it was told to drop; False if it had none."""
+        handle = worker.letting_go.pop(guid, None)
+        if handle is None:
+            return False
+        handle.cancel()
+        self._pump_worker(worker)
+        return True
+
+    def _worker_failure(self, worker: WorkerEntry) -> None:
+        if worker.health.failure():
+            self._subs.changed("workers", "stats")
+
+    # --- shared ---------------------------------------------------------
+
+    def _retry(self, job: Job, code: str, message: str) -> None:
+        job.last_error = (code, message)
+        if job.attempts >= self._cfg.max_attempts:
+            self._finish_error(
+                job,
+                code,
+                f"{message} (gave up after {job.attempts} attempts)",
+                "the realm's workers could not serve it; try again later",
+                J.FAILED,
+            )
+            return
+        self.counters["requeued"] += 1
+        self.queue.push(job, front=True)
+        self._subs.intent_event(job, "requeued")
+        self._pump(job.intent)
+
+    def _finish_error(
+        self, job: Job, code: str, message: str, hint: str, state: str, **detail: object
+    ) -> None:
+        self.jobs.pop(job.guid, None)
+        self.queue.remove(job)
+        if self._billing is not None:
+            self._billing.release(job.guid)
+            self._subs.ledger_event("release", job.guid, job.user, job.price_held)
+        data = encode(Error(code=code, message=message, hint=hint, guid=job.guid, detail=detail))
+        self._journal.finish(job.guid, state, data)
+        self._outbox.send(job.client, data)
+        outcome = "cancelled" if state == J.CANCELLED else "failed"
+        self.counters[outcome] += 1
+        self._metrics.finished(job.intent, outcome, time.monotonic() - job.queued_at)
+        self._subs.intent_event(job, outcome)
+
+    def _pump_worker(self, worker: WorkerEntry) -> None:
+        for intent in worker.models:
+            self._pump(intent)
+
+    def _pump(self, intent: str) -> None:
+        """Hand queued jobs of ``intent`` to workers while both exist."""
+        if not self.queue.depth(intent):
+            return
+        registry = self.registry
+        chosen: WorkerEntry | None = None
+
+        def accept(job: Job) -> bool:
+            nonlocal chosen
+            chosen = registry.pick(job)
+            return chosen is not None
+
+        while registry.has_free(intent):
+            job = self.queue.pop(intent, accept)
+            if job is None:
+                return
+            assert chosen is not None
+            self._start(job, chosen)
+
+    def _start(self, job: Job, worker: WorkerEntry) -> None:
+        job.worker = worker
+        job.attempts += 1
+        job.tried.add(worker.id)
+        job.started_at = time.monotonic()
+        worker.running[job.guid] = job
+        timeout = self._cfg.timeout_for(job.intent)
+        job.timer = asyncio.get_running_loop().call_later(timeout, self._timed_out, job, worker)
+        q = job.query
+        work = Work(
+            guid=job.guid,
+            intent=job.intent,
+            prompt=q.prompt,
+            model=q.model,
+            attachments=q.attachments,
+            params=q.params,
+            stream=q.stream,
+            deadline_s=timeout,
+        )
+        # After the commit: a worker never runs an intent the journal does not hold.
+        self._outbox.send(worker.peer, encode(work))
+        self._subs.intent_event(job, "running")
+
+    # --- lifecycle ------------------------------------------------------
+
+    def restore(self) -> int:
+        """Queue again every intent the journal holds unfinished (after a restart)."""
+        count = 0
+        for record in self._journal.unfinished():
+            query = _query_decoder.decode(record.query)
+            job = Job(record.guid, record.user, record.intent, query, record.price_held, time.monotonic())
+            self.jobs[job.guid] = job
+            self.queue.push(job, force=True)
+            count += 1
+        return count
+
+    def sweep(self) -> None:
+        """Fail queued intents that no worker took within max_queue_wait_s."""
+        limit = self._cfg.max_queue_wait_s
+        now = time.monotonic()
+        for job in list(self.queue.jobs()):
+            if now - job.waiting_since > limit:
+                self._finish_error(
+                    job,
+                    "timeout",
+                    f"no worker took the intent within {limit:g} s",
+                    "start a worker for this intent, or try again later",
+                    J.FAILED,
+                )
+
+    def close(self) -> None:
+        """Stop every timer (the broker is stopping; the journal keeps the intents)."""
+        for job in self.jobs.values():
+            if job.timer is not None:
+                job.timer.cancel()
+                job.timer = None
+        for worker in self.registry:
+            for handle in worker.letting_go.values():
+                handle.cancel()
+
+    def pump_all(self) -> None:
+        for intent in self.queue.intents():
+            self._pump(intent)

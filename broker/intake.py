@@ -1,0 +1,82 @@
+"""Checks on a `submit_query` that need no worker: intent, prompt, attachments."""
+
+from __future__ import annotations
+
+import binascii
+
+import msgspec
+
+from broker.config import BrokerConfig
+from broker.intents import INTENTS, route
+from broker.protocol import ATTACHMENT_KINDS, SubmitQuery
+
+MAX_GUID_CHARS = 128
+
+
+class Rejected(Exception):
+    """A request the broker refuses; ``code`` is one of protocol.ERROR_CODES."""
+
+    def __init__(self, code: str, message: str, hint: str = "", **detail: object) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.hint = hint
+        self.detail = detail
+
+
+def check_guid(guid: str) -> None:
+    if not guid or len(guid) > MAX_GUID_CHARS:
+        raise Rejected(
+            "invalid_message",
+            f"guid must be 1..{MAX_GUID_CHARS} characters",
+            "use a fresh UUID per request",
+        )
+
+
+def normalise(query: SubmitQuery) -> SubmitQuery:
+    """Resolve the intent (the router's rules, then attachments, then "chat")
+    and strip the wake word from the prompt when the broker chose the intent."""
+    if query.intent is not None:
+        return query
+    kinds = tuple(a.kind for a in query.attachments)
+    routed = route(query.prompt, kinds)
+    return msgspec.structs.replace(query, intent=routed.intent or "chat", prompt=routed.prompt)
+
+
+def check_limits(query: SubmitQuery, config: BrokerConfig, served_intents: set[str]) -> None:
+    intent = query.intent or "chat"
+    if intent not in INTENTS and intent not in served_intents:
+        known = sorted(set(INTENTS) | served_intents)
+        raise Rejected(
+            "unknown_intent", f"unknown intent {intent!r}", "known intents: " + ", ".join(known)
+        )
+    if len(query.prompt) > config.max_prompt_chars:
+        raise Rejected(
+            "prompt_too_long",
+            f"the prompt has {len(query.prompt)} characters; this realm accepts {config.max_prompt_chars}",
+            "shorten the prompt or split it into several requests",
+            limit=config.max_prompt_chars,
+        )
+    if query.max_price is not None and query.max_price < 0:
+        raise Rejected("bad_params", "max_price must be >= 0", "give max_price in base units")
+    total = 0
+    for i, att in enumerate(query.attachments):
+        if att.kind not in ATTACHMENT_KINDS:
+            raise Rejected(
+                "bad_attachment",
+                f"attachment {i} has kind {att.kind!r}",
+                "kinds: " + ", ".join(ATTACHMENT_KINDS),
+            )
+        try:
+            total += len(binascii.a2b_base64(att.data, strict_mode=True))
+        except (binascii.Error, ValueError):
+            raise Rejected(
+                "bad_attachment", f"attachment {i} is not valid base64", "base64-encode the file"
+            ) from None
+        if total > config.max_attachment_bytes:
+            raise Rejected(
+                "bad_attachment",
+                f"attachments exceed {config.max_attachment_bytes} bytes",
+                "send a smaller file",
+                limit=config.max_attachment_bytes,
+            )

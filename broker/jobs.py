@@ -1,0 +1,36 @@
+"""A live intent inside the broker: what the queue, dispatcher and registry pass around."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from broker.protocol import SubmitQuery
+
+if TYPE_CHECKING:
+    from broker.peer import Peer
+    from broker.registry import WorkerEntry
+
+
+@dataclass(eq=False)
+class Job:
+    guid: str
+    user: str
+    intent: str
+    query: SubmitQuery  # normalised: intent resolved, prompt stripped of the wake word
+    price_held: int
+    queued_at: float  # monotonic, when first accepted
+    client: Peer | None = None  # the connection results go to; None after a restart until resubmitted
+    attempts: int = 0  # dispatches so far
+    tried: set[str] = field(default_factory=set)  # worker ids that had it
+    worker: WorkerEntry | None = None  # set while running
+    started_at: float = 0.0
+    timer: asyncio.TimerHandle | None = None
+    last_error: tuple[str, str] = ("", "")  # (code, message) of the last failed attempt
+    tokens: int = 0
+    waiting_since: float = 0.0  # monotonic, when last put in the queue
+
+    @property
+    def model(self) -> str | None:
+        return self.query.model

@@ -1,0 +1,181 @@
+"""The intent journal: SQLite in WAL mode, one row per intent.
+
+An intent is written before `accepted` goes out and its outcome before it is
+delivered. Writes open a transaction that stays open until :meth:`commit`,
+which the broker calls once per event-loop pass for everything written since
+(committing per write would triple the broker's CPU per request), and always
+before the messages that depend on those writes are sent.
+
+The :class:`Journal` protocol is what the dispatcher uses; another store
+(a shared engine for a multi-broker realm) can replace :class:`SqliteJournal`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+# Intent states. "queued" covers running too: a running intent whose broker
+# dies is simply queued again on restart.
+QUEUED = "queued"
+DONE = "done"
+FAILED = "failed"
+CANCELLED = "cancelled"
+FINAL_STATES = frozenset((DONE, FAILED, CANCELLED))
+
+
+@dataclass
+class IntentRecord:
+    guid: str
+    user: str
+    intent: str
+    state: str
+    query: bytes  # the normalised submit_query (JSON)
+    price_held: int
+    created: float
+    outcome: bytes | None = None  # the encoded `result` or `error` once final
+
+
+class Journal(Protocol):
+    def get(self, guid: str) -> IntentRecord | None: ...
+    def add(self, record: IntentRecord) -> None: ...
+    def finish(self, guid: str, state: str, outcome: bytes) -> None: ...
+    def unfinished(self) -> list[IntentRecord]: ...
+    def counts(self) -> dict[str, int]: ...
+    @property
+    def dirty(self) -> bool: ...
+    def commit(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class SqliteJournal:
+    def __init__(self, path: Path | str) -> None:
+        import sqlite_utils
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves so that one
+        # transaction spans all writes of an event-loop pass.
+        self._conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        db = sqlite_utils.Database(self._conn)
+        db.enable_wal()
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        if "intents" not in db.table_names():
+            db["intents"].create(
+                {
+                    "guid": str,
+                    "user": str,
+                    "intent": str,
+                    "state": str,
+                    "query": bytes,
+                    "price_held": int,
+                    "created": float,
+                    "finished": float,
+                    "outcome": bytes,
+                },
+                pk="guid",
+                not_null={"user", "intent", "state", "query", "price_held", "created"},
+            )
+            # Only unfinished intents are indexed: the restart scan needs them,
+            # and a full index on state would cost every write another page.
+            self._conn.execute(
+                "CREATE INDEX IF NOT EXISTS intents_unfinished ON intents(created)"
+                f" WHERE state = '{QUEUED}'"
+            )
+        # Checkpoints (copying the WAL into the database, with an fsync) run on
+        # a thread of their own, not inside a commit on the event loop.
+        self._conn.execute("PRAGMA wal_autocheckpoint=0")
+        self._in_tx = False
+        self._checkpointer = _Checkpointer(path)
+
+    def _begin(self) -> None:
+        if not self._in_tx:
+            self._conn.execute("BEGIN")
+            self._in_tx = True
+
+    def get(self, guid: str) -> IntentRecord | None:
+        row = self._conn.execute(
+            "SELECT guid, user, intent, state, query, price_held, created, outcome"
+            " FROM intents WHERE guid = ?",
+            (guid,),
+        ).fetchone()
+        return IntentRecord(*row) if row else None
+
+    def add(self, record: IntentRecord) -> None:
+        self._begin()
+        self._conn.execute(
+            "INSERT INTO intents (guid, user, intent, state, query, price_held, created)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                record.guid,
+                record.user,
+                record.intent,
+                record.state,
+                record.query,
+                record.price_held,
+                record.created,
+            ),
+        )
+
+    def finish(self, guid: str, state: str, outcome: bytes) -> None:
+        self._begin()
+        self._conn.execute(
+            "UPDATE intents SET state = ?, outcome = ?, finished = ? WHERE guid = ?",
+            (state, outcome, time.time(), guid),
+        )
+
+    def unfinished(self) -> list[IntentRecord]:
+        rows = self._conn.execute(
+            "SELECT guid, user, intent, state, query, price_held, created, outcome"
+            f" FROM intents WHERE state = '{QUEUED}' ORDER BY created"
+        ).fetchall()
+        return [IntentRecord(*row) for row in rows]
+
+    def counts(self) -> dict[str, int]:
+        return dict(self._conn.execute("SELECT state, count(*) FROM intents GROUP BY state"))
+
+    @property
+    def dirty(self) -> bool:
+        return self._in_tx
+
+    def commit(self) -> None:
+        if self._in_tx:
+            self._conn.execute("COMMIT")
+            self._in_tx = False
+
+    def close(self) -> None:
+        self.commit()
+        self._checkpointer.stop()
+        self._conn.close()
+
+
+class _Checkpointer:
+    """Checkpoints the WAL every ``every_s`` seconds on its own connection.
+
+    PASSIVE never blocks the broker's writes; the broker's next write
+    transaction rewinds the WAL once a checkpoint has copied all of it.
+    """
+
+    def __init__(self, path: Path, every_s: float = 1.0) -> None:
+        self._path = path
+        self._every_s = every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="mtor-journal-checkpoint", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        conn = sqlite3.connect(str(self._path), isolation_level=None, check_same_thread=False)
+        try:
+            while not self._stop.wait(self._every_s):
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()

@@ -1,0 +1,149 @@
+"""Connected workers: what each serves, its slots, its running jobs and its health.
+
+The dispatcher asks :meth:`WorkerRegistry.pick` for the healthiest,
+least-loaded worker that can take a job; a shared-engine registry for a
+multi-broker realm would implement the same few methods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Iterator
+
+from broker.config import BrokerConfig
+from broker.health import QUARANTINED, WorkerHealth
+from broker.jobs import Job
+from broker.peer import Peer
+from broker.protocol import Capability
+
+
+class WorkerEntry:
+    def __init__(
+        self,
+        worker_id: str,
+        peer: Peer,
+        address: str,
+        capabilities: list[Capability],
+        slots: int,
+        name: str,
+        version: str,
+        config: BrokerConfig,
+    ) -> None:
+        self.id = worker_id
+        self.peer = peer
+        self.address = address
+        self.name = name or worker_id
+        self.version = version
+        self.slots = slots
+        self.models: dict[str, frozenset[str]] = {c.intent: frozenset(c.models) for c in capabilities}
+        self.capabilities = capabilities
+        self.running: dict[str, Job] = {}
+        # guids taken back (timeout, cancel) that the worker has not yet let go of:
+        # they keep their slot booked. guid -> the timer that frees it anyway.
+        self.letting_go: dict[str, asyncio.TimerHandle] = {}
+        self.health = WorkerHealth(config)
+        self.connected_at = time.time()
+        self.ping_sent: dict[str, float] = {}  # ping nonce -> perf_counter when sent
+
+    def serves(self, intent: str, model: str | None) -> bool:
+        models = self.models.get(intent)
+        if models is None:
+            return False
+        return model is None or model in models
+
+    @property
+    def free(self) -> int:
+        return self.health.capacity(self.slots) - len(self.running) - len(self.letting_go)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "address": self.address,
+            "version": self.version,
+            "remote": self.peer.remote,
+            "capabilities": [
+                {"intent": c.intent, "models": list(c.models), "params": c.params}
+                for c in self.capabilities
+            ],
+            "slots": self.slots,
+            "running": len(self.running),
+            "letting_go": len(self.letting_go),
+            "running_guids": list(self.running),
+            "connected_for_s": round(time.time() - self.connected_at, 3),
+            "health": self.health.to_dict(),
+        }
+
+
+class WorkerRegistry:
+    def __init__(self, config: BrokerConfig) -> None:
+        self._cfg = config
+        self._workers: dict[str, WorkerEntry] = {}
+        self._ids = itertools.count(1)
+
+    def add(
+        self,
+        peer: Peer,
+        address: str,
+        capabilities: list[Capability],
+        slots: int,
+        name: str = "",
+        version: str = "",
+    ) -> WorkerEntry:
+        worker_id = f"w{next(self._ids)}-{address[2:8].lower()}"
+        entry = WorkerEntry(worker_id, peer, address, capabilities, slots, name, version, self._cfg)
+        self._workers[worker_id] = entry
+        return entry
+
+    def remove(self, worker_id: str) -> WorkerEntry | None:
+        return self._workers.pop(worker_id, None)
+
+    def get(self, worker_id: str) -> WorkerEntry | None:
+        return self._workers.get(worker_id)
+
+    def __iter__(self) -> Iterator[WorkerEntry]:
+        return iter(list(self._workers.values()))
+
+    def __len__(self) -> int:
+        return len(self._workers)
+
+    def intents(self) -> set[str]:
+        return {intent for w in self._workers.values() for intent in w.models}
+
+    def can_serve(self, intent: str, model: str | None) -> bool:
+        """Some connected worker outside quarantine serves this intent (and model)."""
+        return any(
+            w.serves(intent, model) and w.health.state != QUARANTINED for w in self._workers.values()
+        )
+
+    def pick(self, job: Job) -> WorkerEntry | None:
+        """The best worker with a free slot for ``job``, or None.
+
+        Workers that already failed this job come last, then the healthiest,
+        then the least loaded (running / slots), then the fastest to answer.
+        """
+        best: WorkerEntry | None = None
+        best_key: tuple[object, ...] = ()
+        for w in self._workers.values():
+            if w.free <= 0 or not w.serves(job.intent, job.model) or job.guid in w.letting_go:
+                continue
+            key = (
+                w.id in job.tried,
+                w.health.rank(),
+                len(w.running) / w.slots,
+                w.health.latency_ms or 0.0,
+            )
+            if best is None or key < best_key:
+                best, best_key = w, key
+        return best
+
+    def has_free(self, intent: str) -> bool:
+        for w in self._workers.values():
+            if intent in w.models and w.free > 0:
+                return True
+        return False
+
+    def snapshot(self) -> list[dict[str, object]]:
+        return [w.to_dict() for w in self._workers.values()]

@@ -1,0 +1,129 @@
+"""Pushes for subscribers (the TUI): `stats{topic, data}` on change, coalesced.
+
+A subscriber gets a snapshot of each topic at once, then a fresh one whenever
+the topic changed, at most once per ``stats_interval_s``: a busy realm sends
+a handful of frames a second, not one per event, and an idle one sends none.
+Shapes are documented in docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from broker.jobs import Job
+from broker.peer import Peer
+from broker.protocol import Stats, encode
+
+TOPICS = ("stats", "workers", "queue", "intents", "ledger")
+MAX_EVENTS = 500  # per push; older events of a burst are counted in `dropped`
+
+
+class Subscriptions:
+    def __init__(self, interval_s: float, snapshots: dict[str, Callable[[], dict[str, Any]]]) -> None:
+        self._interval = interval_s
+        self._snapshots = snapshots  # stats, workers, queue, and intents' `live` list
+        self._subscribers: dict[Peer, frozenset[str]] = {}
+        self._dirty: set[str] = set()
+        self._intent_events: list[dict[str, Any]] = []
+        self._ledger_events: list[dict[str, Any]] = []
+        self._dropped = {"intents": 0, "ledger": 0}
+        self._timer: asyncio.TimerHandle | None = None
+        self._last_push = 0.0
+
+    def __len__(self) -> int:
+        return len(self._subscribers)
+
+    def subscribe(self, peer: Peer, topics: list[str]) -> str | None:
+        """Subscribe ``peer``; returns an error message for unknown topics."""
+        unknown = [t for t in topics if t not in TOPICS]
+        if unknown:
+            return f"unknown topic(s): {', '.join(unknown)}"
+        self._subscribers[peer] = frozenset(topics)
+        for topic in topics:
+            peer.send(Stats(topic=topic, data=self._data(topic, events=[])))
+        return None
+
+    def unsubscribe(self, peer: Peer) -> None:
+        self._subscribers.pop(peer, None)
+
+    def changed(self, *topics: str) -> None:
+        if self._subscribers:
+            self._dirty.update(topics)
+            self._schedule()
+
+    def intent_event(self, job: Job, state: str) -> None:
+        if not self._subscribers:
+            return
+        self._add_event(
+            "intents",
+            self._intent_events,
+            {
+                "guid": job.guid,
+                "user": job.user,
+                "intent": job.intent,
+                "state": state,
+                "worker": job.worker.id if job.worker is not None else None,
+                "attempts": job.attempts,
+                "ts": time.time(),
+            },
+        )
+        # Every intent state change moves a worker's load (`running`) too.
+        self._dirty.update(("stats", "queue", "workers"))
+
+    def ledger_event(self, kind: str, guid: str, user: str, amount: int) -> None:
+        if not self._subscribers:
+            return
+        self._add_event(
+            "ledger",
+            self._ledger_events,
+            {"kind": kind, "guid": guid, "user": user, "amount": amount, "ts": time.time()},
+        )
+
+    def _add_event(self, topic: str, events: list[dict[str, Any]], event: dict[str, Any]) -> None:
+        if len(events) >= MAX_EVENTS:
+            events.pop(0)
+            self._dropped[topic] += 1
+        events.append(event)
+        self._dirty.add(topic)
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if self._timer is None:
+            delay = max(0.0, self._last_push + self._interval - time.monotonic())
+            self._timer = asyncio.get_running_loop().call_later(delay, self._push)
+
+    def _data(self, topic: str, events: list[dict[str, Any]]) -> dict[str, Any]:
+        if topic == "intents":
+            return {"events": events, "dropped": self._dropped["intents"], **self._snapshots["intents"]()}
+        if topic == "ledger":
+            return {"events": events, "dropped": self._dropped["ledger"]}
+        return self._snapshots[topic]()
+
+    def _push(self) -> None:
+        self._timer = None
+        self._last_push = time.monotonic()
+        dirty, self._dirty = self._dirty, set()
+        events = {"intents": self._intent_events, "ledger": self._ledger_events}
+        self._intent_events, self._ledger_events = [], []
+        for topic in TOPICS:
+            if topic not in dirty:
+                continue
+            frame: bytes | None = None
+            for peer, topics in list(self._subscribers.items()):
+                if peer.closed:
+                    del self._subscribers[peer]
+                    continue
+                if topic in topics:
+                    if frame is None:  # build and encode once for all subscribers
+                        frame = encode(Stats(topic=topic, data=self._data(topic, events.get(topic, []))))
+                    peer.send_raw(frame)
+        self._dropped = {"intents": 0, "ledger": 0}
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._subscribers.clear()

@@ -1,0 +1,121 @@
+"""The /ws/worker socket: handshake and registration, then the worker's answers."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from broker import handshake
+from broker.frames import internal_error, messages, not_authenticated
+from broker.peer import Peer
+from broker.protocol import (
+    Challenge,
+    Error,
+    Failed,
+    Ping,
+    Pong,
+    Progress,
+    Register,
+    Token,
+    Welcome,
+    WorkResult,
+    worker_decoder,
+)
+from broker.registry import WorkerEntry
+
+if TYPE_CHECKING:
+    from broker.server import BrokerServer
+
+_decoder = worker_decoder()
+MAX_SLOTS = 1024
+
+
+async def worker_socket(broker: BrokerServer, request: web.Request) -> web.WebSocketResponse:
+    ws = web.WebSocketResponse(
+        compress=False, max_msg_size=broker.config.transport_max_msg_size, autoping=True
+    )
+    await ws.prepare(request)
+    peer = Peer(ws, request, "worker", broker.outbox)
+    broker.worker_peers.add(peer)
+    entry: WorkerEntry | None = None
+    try:
+        peer.send(Challenge(nonce=peer.nonce, realm=broker.config.realm))
+        async for msg in messages(peer, _decoder, broker.config.max_frame_bytes, broker.metrics):
+            if entry is None:
+                if not isinstance(msg, Register):
+                    not_authenticated(peer, "register", getattr(msg, "guid", None))
+                    continue
+                entry, keep = _register(broker, peer, msg)
+                if not keep:
+                    await peer.close(code=4001, message=b"bad signature")
+                    break
+                continue
+            try:
+                _handle(broker, entry, msg)
+            except Exception as exc:
+                internal_error(peer, exc, getattr(msg, "guid", None))
+    finally:
+        peer.closed = True
+        broker.worker_peers.discard(peer)
+        if entry is not None:
+            broker.dispatcher.worker_left(entry)
+    return ws
+
+
+def _register(broker: BrokerServer, peer: Peer, msg: Register) -> tuple[WorkerEntry | None, bool]:
+    reused = peer.nonce_spent or msg.nonce != peer.nonce
+    address = handshake.verify(peer, msg.address, msg.nonce, msg.signature, "worker")
+    if address is None:
+        peer.send(handshake.bad_signature(peer, reused))
+        return None, False
+    if not 1 <= msg.slots <= MAX_SLOTS or not msg.capabilities:
+        # The identity is proven; a bad registration can be sent again on this connection.
+        peer.nonce_spent = False
+        peer.send(
+            Error(
+                code="bad_params",
+                message=f"register needs 1..{MAX_SLOTS} slots and at least one capability",
+                hint="e.g. slots=1, capabilities=[{intent: chat, models: [...]}]; sign the same nonce again",
+            )
+        )
+        return None, True
+    peer.address = address
+    entry = broker.registry.add(peer, address, msg.capabilities, msg.slots, msg.name, msg.version)
+    peer.send(Welcome(address=address, realm=broker.config.realm, worker_id=entry.id))
+    broker.dispatcher.worker_joined(entry)
+    return entry, True
+
+
+def _handle(broker: BrokerServer, entry: WorkerEntry, msg: object) -> None:
+    dispatcher = broker.dispatcher
+    if isinstance(msg, (Token, Progress)):
+        known = dispatcher.on_token(entry, msg)
+    elif isinstance(msg, WorkResult):
+        known = dispatcher.on_result(entry, msg)
+    elif isinstance(msg, Failed):
+        known = dispatcher.on_failed(entry, msg)
+    elif isinstance(msg, Pong):
+        sent = entry.ping_sent.pop(msg.nonce, None)
+        if sent is not None:
+            entry.health.pong((time.perf_counter() - sent) * 1000)
+        return
+    elif isinstance(msg, Ping):
+        entry.peer.send(Pong(nonce=msg.nonce, ts=msg.ts))
+        return
+    else:  # a second register
+        entry.peer.send(
+            Error(code="invalid_message", message="this worker is already registered", hint="reconnect to register again")
+        )
+        return
+    if not known:
+        guid = msg.guid
+        entry.peer.send(
+            Error(
+                code="unknown_guid",
+                message=f"intent {guid!r} is not running on this worker",
+                hint="it was cancelled, timed out or given to another worker; drop it",
+                guid=guid,
+            )
+        )

@@ -1,0 +1,42 @@
+"""Journal account names. Every balance the realm keeps is one of these.
+
+``escrow`` is the contra account of the tokens the RealmLedger contract holds:
+a deposit moves value from ``escrow`` to ``user:A``, a withdrawal moves it
+back, so ``-balance(escrow)`` is what the contract should hold. It is the
+only account allowed below zero.
+"""
+
+from __future__ import annotations
+
+ESCROW = "escrow"
+FEE = "fee"
+
+
+def user(address: str) -> str:
+    """Spendable deposit of a payer."""
+    return f"user:{address}"
+
+
+def hold(address: str) -> str:
+    """Deposit reserved for a payer's queries that have not finished yet."""
+    return f"hold:{address}"
+
+
+def worker(address: str) -> str:
+    """A worker's earnings, settled or not, that have not been withdrawn."""
+    return f"worker:{address}"
+
+
+def refund(address: str) -> str:
+    """Deposit reserved by an outstanding refund voucher."""
+    return f"refund:{address}"
+
+
+def owner(account: str) -> str | None:
+    """The address an account belongs to (None for escrow and fee)."""
+    _, _, address = account.partition(":")
+    return address or None
+
+
+def may_go_negative(account: str) -> bool:
+    return account == ESCROW

@@ -1,0 +1,530 @@
+"""The realm's double-entry journal, in SQLite.
+
+Every balance change is a transaction (``txns``) of entries (``entries``)
+that sum to zero; amounts are integers in base units, stored as decimal text
+because 18-decimal amounts outgrow SQLite's 64-bit integers. Balances are
+derived from the entries: summed once when the journal opens, then kept up to
+date as transactions are posted, here or by another process on the same file
+(noticed through ``PRAGMA data_version``).
+
+A transaction is unique by ``(kind, ref)`` — a hold by its guid, a deposit by
+``txhash:logindex`` — which makes posting idempotent: the chain watcher can
+see the same event twice, or after a restart, and it is credited once.
+
+Capture transactions are the query receipts that settlement batches into
+epochs; they carry payer, worker, cost and fee in their own columns.
+
+Commit policy: ``commit="each"`` commits every post (CLI, tools). With
+``commit="loop"`` a post inside a running asyncio loop is committed once at
+the end of the loop pass, together with everything else posted in that pass
+(the broker's pattern); outside a loop it commits at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ledger import accounts as A
+from ledger.errors import LedgerError
+
+CommitMode = Literal["each", "loop"]
+
+SCHEMA_VERSION = 1
+
+
+class Overdraft(LedgerError):
+    """A posting would take an account other than escrow below zero."""
+
+    def __init__(self, account: str, balance: int, needed: int) -> None:
+        super().__init__(
+            "overdraft",
+            f"{account} has {balance}, needs {needed}",
+            "check the balance with `mtor wallet`",
+        )
+        self.account = account
+        self.balance = balance
+        self.needed = needed
+
+
+@dataclass(frozen=True)
+class Txn:
+    id: int
+    kind: str
+    ref: str
+    time: float
+    entries: tuple[tuple[str, int], ...]
+    payer: str | None = None
+    worker: str | None = None
+    amount: int | None = None
+    fee: int | None = None
+    memo: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "ref": self.ref,
+            "time": self.time,
+            "payer": self.payer,
+            "worker": self.worker,
+            "amount": self.amount,
+            "fee": self.fee,
+            "memo": self.memo,
+            "entries": [{"account": a, "amount": v} for a, v in self.entries],
+        }
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """One paid query, as settlement and audit see it."""
+
+    txn: int
+    guid: str
+    payer: str
+    worker: str
+    amount: int  # what the payer was charged
+    fee: int  # the realm's part of it
+    time: int  # unix seconds
+
+
+@dataclass
+class _Hold:
+    user: str
+    amount: int
+
+
+@dataclass
+class _State:
+    balances: dict[str, int] = field(default_factory=dict)
+    holds: dict[str, _Hold] = field(default_factory=dict)
+    seen: int = 0  # highest txn id applied to the in-memory state
+
+
+class Journal:
+    def __init__(self, path: str | Path, *, commit: CommitMode = "each") -> None:
+        import sqlite_utils
+
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA busy_timeout=10000")
+        self.db = sqlite_utils.Database(conn)
+        self._conn = conn
+        self._mode: CommitMode = commit
+        self._in_tx = False
+        self._commit_scheduled = False
+        self._depth = 0  # nesting of atomic() blocks: postings inside commit at the outermost exit
+        self._state = _State()
+        self._data_version = -1
+        self._ensure_schema()
+        self._catch_up()
+
+    # --- schema ------------------------------------------------------------
+
+    def _ensure_schema(self) -> None:
+        db = self.db
+        if "meta" in db.table_names():
+            return
+        ddl = [
+            db.create_table_sql(
+                "txns",
+                {
+                    "id": int,
+                    "kind": str,
+                    "ref": str,
+                    "time": float,
+                    "payer": str,
+                    "worker": str,
+                    "amount": str,
+                    "fee": str,
+                    "memo": str,
+                },
+                pk="id",
+                not_null={"kind", "ref", "time"},
+            ),
+            "CREATE UNIQUE INDEX idx_txns_kind_ref ON txns(kind, ref)",
+            db.create_table_sql(
+                "entries",
+                {"txn": int, "account": str, "amount": str},
+                not_null={"txn", "account", "amount"},
+            ),
+            "CREATE INDEX idx_entries_txn ON entries(txn)",
+            db.create_table_sql(
+                "epochs",
+                {
+                    "number": int,
+                    "first_txn": int,
+                    "last_txn": int,
+                    "receipts": int,
+                    "root": str,
+                    "debited": str,
+                    "credited": str,
+                    "fee": str,
+                    "state": str,
+                    "tx_hash": str,
+                    "created": float,
+                    "settled": float,
+                },
+                pk="number",
+            ),
+            db.create_table_sql("meta", {"key": str, "value": str}, pk="key"),
+        ]
+        # One exclusive transaction: a second process opening a new journal at
+        # the same moment waits, then finds every table.
+        self._conn.execute("BEGIN EXCLUSIVE")
+        try:
+            if "meta" not in db.table_names():
+                for sql in ddl:
+                    self._conn.execute(sql)
+                self._conn.execute(
+                    "INSERT INTO meta(key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
+                )
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+
+    # --- transactions --------------------------------------------------------
+
+    def _begin(self) -> None:
+        if not self._in_tx:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._in_tx = True
+            # Holding the write lock: nobody else can post until we commit,
+            # so catching up now makes every balance check below exact.
+            self._catch_up()
+
+    def commit(self) -> None:
+        self._commit_scheduled = False
+        if self._in_tx:
+            self._conn.execute("COMMIT")
+            self._in_tx = False
+            self._data_version = self._read_data_version()
+
+    def rollback(self) -> None:
+        if self._in_tx:
+            self._conn.execute("ROLLBACK")
+            self._in_tx = False
+        # The in-memory state may hold postings that were rolled back.
+        self._state = _State()
+        self._data_version = -1
+        self._catch_up()
+
+    def _after_post(self) -> None:
+        if self._depth:
+            return
+        if self._mode == "loop":
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
+            if loop is not None:
+                if not self._commit_scheduled:
+                    self._commit_scheduled = True
+                    loop.call_soon(self.commit)
+                return
+        self.commit()
+
+    class _WriteCtx:
+        def __init__(self, journal: Journal) -> None:
+            self.j = journal
+
+        def __enter__(self) -> Journal:
+            self.j._begin()
+            self.j._depth += 1
+            return self.j
+
+        def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+            self.j._depth -= 1
+            if exc_type is None:
+                self.j._after_post()
+            elif self.j._depth == 0:
+                self.j.rollback()
+
+    def _write(self) -> Journal._WriteCtx:
+        """One atomic unit of postings (and any other rows) in this journal."""
+        return Journal._WriteCtx(self)
+
+    def atomic(self) -> Journal._WriteCtx:
+        return self._write()
+
+    def post(
+        self,
+        kind: str,
+        ref: str,
+        entries: Iterable[tuple[str, int]],
+        *,
+        payer: str | None = None,
+        worker: str | None = None,
+        amount: int | None = None,
+        fee: int | None = None,
+        memo: str | None = None,
+        at: float | None = None,
+    ) -> int | None:
+        """Post one balanced transaction; returns its id, or None if ``(kind, ref)`` exists.
+
+        Raises :class:`Overdraft` (and posts nothing) if an account other than
+        escrow would go below zero, ValueError if the entries do not sum to zero.
+        """
+        rows = [(acct, int(v)) for acct, v in entries if v]
+        if sum(v for _, v in rows) != 0:
+            raise ValueError(f"unbalanced transaction {kind}/{ref}: {rows}")
+        self._begin()
+        balances = self._state.balances
+        delta: dict[str, int] = {}
+        for acct, v in rows:
+            delta[acct] = delta.get(acct, 0) + v
+        for acct, v in delta.items():
+            if v < 0 and not A.may_go_negative(acct):
+                have = balances.get(acct, 0)
+                if have + v < 0:
+                    self._after_post()  # nothing of this posting was written
+                    raise Overdraft(acct, have, -v)
+        now = time.time() if at is None else at
+        try:
+            txn = self._conn.execute(
+                "INSERT INTO txns(kind, ref, time, payer, worker, amount, fee, memo)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    kind,
+                    ref,
+                    now,
+                    payer,
+                    worker,
+                    None if amount is None else str(amount),
+                    None if fee is None else str(fee),
+                    memo,
+                ),
+            ).lastrowid
+        except sqlite3.IntegrityError:
+            self._after_post()
+            return None
+        except BaseException:
+            self.rollback()
+            raise
+        assert txn is not None
+        try:
+            self._conn.executemany(
+                "INSERT INTO entries(txn, account, amount) VALUES (?, ?, ?)",
+                [(txn, acct, str(v)) for acct, v in rows],
+            )
+        except BaseException:
+            self.rollback()
+            raise
+        self._apply(txn, kind, ref, payer, amount, delta.items())
+        self._after_post()
+        return txn
+
+    # --- in-memory state -----------------------------------------------------
+
+    def _apply(
+        self,
+        txn: int,
+        kind: str,
+        ref: str,
+        payer: str | None,
+        amount: int | None,
+        delta: Iterable[tuple[str, int]],
+    ) -> None:
+        st = self._state
+        for acct, v in delta:
+            st.balances[acct] = st.balances.get(acct, 0) + v
+        if kind == "hold" and payer is not None and amount is not None:
+            st.holds[ref] = _Hold(payer, amount)
+        elif kind in ("capture", "release"):
+            st.holds.pop(ref, None)
+        if txn > st.seen:
+            st.seen = txn
+
+    def _read_data_version(self) -> int:
+        return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def _catch_up(self) -> None:
+        """Apply transactions other connections committed since we last looked."""
+        version = self._read_data_version()
+        if version == self._data_version and not self._in_tx:
+            return
+        self._data_version = version
+        rows = self._conn.execute(
+            "SELECT t.id, t.kind, t.ref, t.payer, t.amount, e.account, e.amount"
+            " FROM txns t JOIN entries e ON e.txn = t.id WHERE t.id > ? ORDER BY t.id",
+            (self._state.seen,),
+        ).fetchall()
+        current: int | None = None
+        meta: tuple[str, str, str | None, str | None] = ("", "", None, None)
+        delta: list[tuple[str, int]] = []
+        for tid, kind, ref, payer, amount, acct, value in rows:
+            if tid != current:
+                if current is not None:
+                    self._flush_applied(current, meta, delta)
+                current, meta, delta = tid, (kind, ref, payer, amount), []
+            delta.append((acct, int(value)))
+        if current is not None:
+            self._flush_applied(current, meta, delta)
+
+    def _flush_applied(
+        self, txn: int, meta: tuple[str, str, str | None, str | None], delta: list[tuple[str, int]]
+    ) -> None:
+        kind, ref, payer, amount = meta
+        self._apply(txn, kind, ref, payer, None if amount is None else int(amount), delta)
+
+    def refresh(self) -> None:
+        if not self._in_tx:
+            self._catch_up()
+
+    # --- reads -----------------------------------------------------------------
+
+    def balance(self, account: str) -> int:
+        self.refresh()
+        return self._state.balances.get(account, 0)
+
+    def balances(self) -> dict[str, int]:
+        self.refresh()
+        return {a: v for a, v in self._state.balances.items() if v}
+
+    def open_hold(self, guid: str) -> tuple[str, int] | None:
+        self.refresh()
+        h = self._state.holds.get(guid)
+        return None if h is None else (h.user, h.amount)
+
+    def open_holds(self) -> dict[str, tuple[str, int]]:
+        self.refresh()
+        return {g: (h.user, h.amount) for g, h in self._state.holds.items()}
+
+    def get(self, kind: str, ref: str) -> Txn | None:
+        row = self._conn.execute(
+            "SELECT id FROM txns WHERE kind = ? AND ref = ?", (kind, ref)
+        ).fetchone()
+        return None if row is None else self.txn(row[0])
+
+    def txn(self, txn_id: int) -> Txn | None:
+        found = list(self._txns("WHERE t.id = ?", (txn_id,)))
+        return found[0] if found else None
+
+    def history(self, address: str | None = None, limit: int = 50) -> list[Txn]:
+        """Newest first; with ``address``, only transactions touching its accounts."""
+        if address is None:
+            where, args = "WHERE t.id IN (SELECT id FROM txns ORDER BY id DESC LIMIT ?)", (limit,)
+        else:
+            where = (
+                "WHERE t.id IN (SELECT DISTINCT txn FROM entries WHERE account IN (?, ?, ?, ?)"
+                " ORDER BY txn DESC LIMIT ?)"
+            )
+            args = (A.user(address), A.hold(address), A.worker(address), A.refund(address), limit)
+        return sorted(self._txns(where, args), key=lambda t: -t.id)
+
+    def all_txns(self) -> Iterator[Txn]:
+        return self._txns("", ())
+
+    def _txns(self, where: str, args: tuple[Any, ...]) -> Iterator[Txn]:
+        rows = self._conn.execute(
+            "SELECT t.id, t.kind, t.ref, t.time, t.payer, t.worker, t.amount, t.fee, t.memo,"
+            f" e.account, e.amount FROM txns t LEFT JOIN entries e ON e.txn = t.id {where}"
+            " ORDER BY t.id, e.rowid",
+            args,
+        ).fetchall()
+        current: list[Any] | None = None
+        entries: list[tuple[str, int]] = []
+        for row in rows:
+            if current is None or row[0] != current[0]:
+                if current is not None:
+                    yield _txn(current, entries)
+                current, entries = list(row[:9]), []
+            if row[9] is not None:
+                entries.append((row[9], int(row[10])))
+        if current is not None:
+            yield _txn(current, entries)
+
+    def receipts(self, after_txn: int = 0, upto_txn: int | None = None) -> list[Receipt]:
+        """Captured queries with ``after_txn < txn <= upto_txn``, in order."""
+        upto = self.last_txn_id() if upto_txn is None else upto_txn
+        rows = self._conn.execute(
+            "SELECT id, ref, payer, worker, amount, fee, time FROM txns"
+            " WHERE kind = 'capture' AND id > ? AND id <= ? ORDER BY id",
+            (after_txn, upto),
+        ).fetchall()
+        return [
+            Receipt(r[0], r[1], r[2], r[3], int(r[4]), int(r[5] or 0), int(r[6])) for r in rows
+        ]
+
+    def last_txn_id(self) -> int:
+        row = self._conn.execute("SELECT max(id) FROM txns").fetchone()
+        return int(row[0] or 0)
+
+    def count(self, kind: str, after_txn: int = 0) -> int:
+        row = self._conn.execute(
+            "SELECT count(*) FROM txns WHERE kind = ? AND id > ?", (kind, after_txn)
+        ).fetchone()
+        return int(row[0])
+
+    def sum_amount(self, kind: str, **where: str) -> int:
+        """Sum of the ``amount`` column of ``kind`` transactions matching ``where`` columns."""
+        sql = "SELECT amount FROM txns WHERE kind = ?"
+        args: list[Any] = [kind]
+        for col, value in where.items():
+            if col not in ("payer", "worker"):
+                raise ValueError(col)
+            sql += f" AND {col} = ?"
+            args.append(value)
+        return sum(int(r[0] or 0) for r in self._conn.execute(sql, args))
+
+    # --- meta ------------------------------------------------------------------
+
+    def meta(self, key: str, default: str | None = None) -> str | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return default if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._write():
+            self._conn.execute(
+                "INSERT INTO meta(key, value) VALUES (?, ?)"
+                " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
+    def execute(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        """Raw SQL for settlement and audit (inside :meth:`atomic` when it writes)."""
+        return self._conn.execute(sql, args)
+
+    # --- verification ----------------------------------------------------------
+
+    def recompute_balances(self) -> dict[str, int]:
+        """Every balance summed again from the entries on disk."""
+        totals: dict[str, int] = {}
+        for acct, value in self._conn.execute("SELECT account, amount FROM entries"):
+            totals[acct] = totals.get(acct, 0) + int(value)
+        return {a: v for a, v in totals.items() if v}
+
+    def unbalanced(self) -> list[tuple[int, int]]:
+        """``(txn, sum)`` of every transaction whose entries do not sum to zero."""
+        sums: dict[int, int] = {}
+        for txn, value in self._conn.execute("SELECT txn, amount FROM entries"):
+            sums[txn] = sums.get(txn, 0) + int(value)
+        return sorted((t, s) for t, s in sums.items() if s)
+
+    def close(self) -> None:
+        self.commit()
+        self._conn.close()
+
+
+def _txn(row: list[Any], entries: list[tuple[str, int]]) -> Txn:
+    return Txn(
+        id=row[0],
+        kind=row[1],
+        ref=row[2],
+        time=row[3],
+        entries=tuple(entries),
+        payer=row[4],
+        worker=row[5],
+        amount=None if row[6] is None else int(row[6]),
+        fee=None if row[7] is None else int(row[7]),
+        memo=row[8],
+    )

@@ -1,0 +1,530 @@
+"""RealmClient: the async client SDK for a realm broker (``/ws/client``).
+
+One WebSocket per client, one reader task that routes every incoming frame to
+the request it belongs to by ``guid``, so many requests can run at once on
+one connection (the TUI streams several; ``mtor ask`` runs one)::
+
+    async with RealmClient("ws://127.0.0.1:8765", account) as realm:
+        result = await realm.ask("tell me a joke", on_token=print)
+        async for event in realm.submit(SubmitQuery(guid=new_guid(), prompt="hi")):
+            ...  # Accepted, Token, Progress, then Result or Error
+        async for push in realm.subscribe(["stats", "workers"]):
+            ...  # Stats / Broadcast
+
+Failures are :class:`RealmError` with a stable ``code`` (the broker's
+``broker.protocol.ERROR_CODES`` or one of :data:`CLIENT_ERROR_CODES`), a
+human ``message`` and a ``hint``. With ``reconnect_s > 0`` a dropped
+connection is re-established (for up to that many seconds) and every pending
+request is resubmitted under the same guid, which the broker answers from its
+journal or by attaching to the still-running intent; text already streamed is
+not streamed twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from broker import protocol as p
+
+if TYPE_CHECKING:
+    import aiohttp
+    from eth_account.signers.local import LocalAccount
+
+CLIENT_ERROR_CODES: dict[str, str] = {
+    "unreachable": "The broker cannot be reached.",
+    "handshake_failed": "The broker did not complete the login handshake.",
+    "disconnected": "The connection to the broker was lost.",
+    "timeout": "No answer arrived in time.",
+}
+
+MAX_FRAME_BYTES = 64 * 1024 * 1024  # results may carry images/audio inline
+
+Event = p.Accepted | p.Token | p.Progress | p.Result | p.Error
+
+
+class RealmError(Exception):
+    """A request failed; ``code`` is stable, ``message``/``hint`` are for people."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        hint: str = "",
+        guid: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.hint = hint
+        self.guid = guid
+        self.detail = detail or {}
+
+    @classmethod
+    def from_error(cls, err: p.Error) -> RealmError:
+        return cls(err.code, err.message, err.hint, err.guid, dict(err.detail))
+
+    def __str__(self) -> str:
+        return f"{self.message} [{self.code}]" + (f" - hint: {self.hint}" if self.hint else "")
+
+
+def new_guid() -> str:
+    return uuid.uuid4().hex
+
+
+def ws_url(url: str, path: str = "/ws/client") -> str:
+    """Normalise a broker address to its WebSocket endpoint.
+
+    Accepts ``ws://host:port``, ``http://host:port``, ``host:port`` or a full
+    endpoint URL; a bare realm address gets ``path`` appended.
+    """
+    if "://" not in url:
+        url = "ws://" + url
+    parts = urlsplit(url)
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+    route = parts.path if parts.path not in ("", "/") else path
+    return urlunsplit((scheme, parts.netloc, route, parts.query, ""))
+
+
+def http_url(url: str, path: str = "") -> str:
+    """The HTTP address of a broker (for /healthz, /v1/workers, /v1/stats)."""
+    if "://" not in url:
+        url = "ws://" + url
+    parts = urlsplit(url)
+    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
+    return urlunsplit((scheme, parts.netloc, path, "", ""))
+
+
+def http_get_json(url: str, path: str, timeout: float = 3.0) -> Any:
+    """GET a broker's JSON endpoint synchronously; raises RealmError('unreachable')."""
+    import urllib.error
+    import urllib.request
+
+    target = http_url(url, path)
+    try:
+        with urllib.request.urlopen(target, timeout=timeout) as resp:
+            return json.loads(resp.read())
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise RealmError(
+            "unreachable",
+            f"cannot reach the broker at {target}: {getattr(exc, 'reason', exc)}",
+            "check the address, or start one with `mtor broker serve`",
+        ) from exc
+
+
+def _unreachable(url: str, exc: BaseException) -> RealmError:
+    reason = str(exc) or type(exc).__name__
+    return RealmError(
+        "unreachable",
+        f"cannot reach the broker at {url}: {reason}",
+        "check --broker / MTOR_BROKER, or start one with `mtor broker serve`",
+    )
+
+
+class _Restream:
+    """Keeps a request's stream free of repeats when its run starts over.
+
+    A job retried on another worker (its first one died) or re-run after a
+    broker restart streams again from token index 0. Text up to what was
+    already passed on is swallowed; only new text goes through. If the new
+    run diverges from the old text, nothing more is streamed: the Result,
+    which is authoritative, tells the caller (``streamed != result.text``).
+    """
+
+    def __init__(self) -> None:
+        self.passed = ""  # text handed to the caller so far
+        self._rerun: str | None = None  # text of the current re-run while it catches up
+        self._counting = False  # the worker numbers its tokens (index > 0 seen)
+        self._reconnected = False  # the connection was re-opened since the last token
+        self.diverged = False
+
+    def reconnected(self) -> None:
+        self._reconnected = True
+
+    def feed(self, token: p.Token) -> str:
+        """The part of ``token`` to pass on ("" for none)."""
+        if token.index == 0 and self.passed and (self._counting or self._reconnected):
+            self._rerun = ""
+        self._reconnected = False
+        self._counting = self._counting or token.index > 0
+        if self.diverged:
+            return ""
+        if self._rerun is None:
+            self.passed += token.text
+            return token.text
+        self._rerun += token.text
+        if not (self._rerun.startswith(self.passed) or self.passed.startswith(self._rerun)):
+            self.diverged = True
+            return ""
+        if len(self._rerun) <= len(self.passed):
+            return ""
+        fresh = self._rerun[len(self.passed) :]
+        self.passed, self._rerun = self._rerun, None
+        return fresh
+
+
+class _Subscription:
+    """One ``subscribe`` call: its request (resent after a reconnect) and its queue."""
+
+    def __init__(self, request: p.Subscribe) -> None:
+        self.request = request
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+
+
+class RealmClient:
+    """An authenticated connection to a broker's ``/ws/client`` endpoint."""
+
+    def __init__(
+        self,
+        url: str,
+        account: LocalAccount | None = None,
+        *,
+        connect_timeout: float = 10.0,
+        reconnect_s: float = 0.0,
+        client_name: str = "mtor",
+    ) -> None:
+        self.url = ws_url(url)
+        self._account = account
+        self.connect_timeout = connect_timeout
+        self.reconnect_s = reconnect_s
+        self.client_name = client_name
+        self.welcome: p.Welcome | None = None
+        self.reconnects = 0
+        self._session: aiohttp.ClientSession | None = None
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._routes: dict[str, asyncio.Queue[Any]] = {}
+        self._pending: dict[str, p.SubmitQuery] = {}
+        self._streams: dict[str, _Restream] = {}
+        self._subscribers: list[_Subscription] = []
+        self._closing = False
+        self._decoder = p.server_to_client_decoder()
+        self.notices: asyncio.Queue[p.Error] = asyncio.Queue()
+        """Errors the broker sent without a guid (e.g. about a malformed frame)."""
+
+    # --- lifecycle ------------------------------------------------------
+
+    @property
+    def account(self) -> LocalAccount:
+        if self._account is None:
+            from mtor_cli.identity import load_or_create_account
+
+            self._account = load_or_create_account()
+        return self._account
+
+    @property
+    def address(self) -> str:
+        return self.account.address
+
+    async def __aenter__(self) -> RealmClient:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def connect(self) -> None:
+        """Open the socket and log in; raises RealmError('unreachable' or a broker code)."""
+        import aiohttp
+
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        try:
+            self._ws = await self._open()
+        except BaseException:
+            await self._session.close()
+            self._session = None
+            raise
+        self._reader = asyncio.create_task(self._read_loop(), name="mtor-client-reader")
+
+    async def _open(self) -> aiohttp.ClientWebSocketResponse:
+        import aiohttp
+
+        assert self._session is not None
+        try:
+            ws = await asyncio.wait_for(
+                self._session.ws_connect(self.url, max_msg_size=MAX_FRAME_BYTES, autoping=True),
+                self.connect_timeout,
+            )
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            raise _unreachable(self.url, exc) from exc
+        try:
+            self.welcome = await asyncio.wait_for(self._handshake(ws), self.connect_timeout)
+        except asyncio.TimeoutError as exc:
+            await ws.close()
+            raise RealmError(
+                "handshake_failed",
+                f"the broker at {self.url} did not finish the login handshake in "
+                f"{self.connect_timeout:g}s",
+                "is this address an MTOR broker?",
+            ) from exc
+        except BaseException:
+            await ws.close()
+            raise
+        return ws
+
+    async def _handshake(self, ws: aiohttp.ClientWebSocketResponse) -> p.Welcome:
+        first = await self._receive(ws)
+        if isinstance(first, p.Error):
+            raise RealmError.from_error(first)
+        if not isinstance(first, p.Challenge):
+            raise RealmError(
+                "handshake_failed",
+                f"expected a challenge from the broker, got {type(first).__name__}",
+                "is this address an MTOR broker?",
+            )
+        signature = p.sign_challenge(self.account.key, first.nonce, "client")
+        hello = p.Hello(
+            address=self.account.address,
+            signature=signature,
+            nonce=first.nonce,
+            client=self.client_name,
+        )
+        await ws.send_str(p.encode_str(hello))
+        while True:
+            reply = await self._receive(ws)
+            if isinstance(reply, p.Welcome):
+                return reply
+            if isinstance(reply, p.Error):
+                raise RealmError.from_error(reply)
+            if isinstance(reply, p.Ping):
+                await ws.send_str(p.encode_str(p.Pong(nonce=reply.nonce, ts=reply.ts)))
+
+    async def _receive(self, ws: aiohttp.ClientWebSocketResponse) -> Any:
+        import aiohttp
+
+        msg = await ws.receive()
+        if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+            return self._decoder.decode(msg.data)
+        raise RealmError(
+            "handshake_failed",
+            f"the broker at {self.url} closed the connection during login",
+            "check the broker's log",
+        )
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._ws is not None:
+            await self._ws.close()
+        if self._reader is not None:
+            self._reader.cancel()
+            try:
+                await self._reader
+            except (asyncio.CancelledError, Exception):
+                pass
+            self._reader = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # --- the reader -----------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        import aiohttp
+
+        try:
+            while True:
+                ws = self._ws
+                assert ws is not None
+                async for msg in ws:
+                    if msg.type != aiohttp.WSMsgType.TEXT:
+                        continue
+                    try:
+                        event = self._decoder.decode(msg.data)
+                    except Exception:  # a newer broker's message this client does not know
+                        continue
+                    await self._dispatch(event)
+                if self._closing or not await self._reconnect():
+                    break
+        finally:
+            lost = RealmError(
+                "disconnected",
+                f"the connection to the broker at {self.url} was lost",
+                "the broker may have stopped; resubmitting the same guid returns its stored result",
+            )
+            for queue in [*self._routes.values(), *(sub.queue for sub in self._subscribers)]:
+                queue.put_nowait(lost)
+
+    async def _dispatch(self, event: Any) -> None:
+        if isinstance(event, p.Ping):
+            try:
+                await self._send(p.Pong(nonce=event.nonce, ts=event.ts))
+            except (RealmError, ConnectionError):
+                pass  # the socket is going away; the read loop notices
+        elif isinstance(event, (p.Stats, p.Broadcast)):
+            for sub in self._subscribers:
+                sub.queue.put_nowait(event)
+        elif isinstance(event, p.Error) and not event.guid:
+            self.notices.put_nowait(event)
+        else:
+            guid = getattr(event, "guid", None)
+            queue = self._routes.get(guid) if guid else None
+            if queue is not None:
+                queue.put_nowait(event)
+
+    async def _reconnect(self) -> bool:
+        """Re-open the socket within ``reconnect_s``; resubmit pending requests."""
+        if self.reconnect_s <= 0:
+            return False
+        deadline = time.monotonic() + self.reconnect_s
+        delay = 0.1
+        while time.monotonic() < deadline and not self._closing:
+            try:
+                self._ws = await self._open()
+            except RealmError:
+                await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+                delay = min(delay * 2, 2.0)
+                continue
+            self.reconnects += 1
+            try:
+                for query in list(self._pending.values()):
+                    self._streams[query.guid].reconnected()
+                    await self._send(query)
+                for sub in self._subscribers:
+                    await self._send(sub.request)
+            except (RealmError, ConnectionError):
+                continue  # lost again at once: keep trying until the deadline
+            return True
+        return False
+
+    async def _send(self, msg: p.Msg) -> None:
+        if self._ws is None or self._ws.closed:
+            raise RealmError(
+                "disconnected",
+                f"not connected to the broker at {self.url}",
+                "open the client with `async with RealmClient(...)`",
+            )
+        await self._ws.send_str(p.encode_str(msg))
+
+    # --- requests -------------------------------------------------------
+
+    async def submit(self, query: p.SubmitQuery) -> AsyncIterator[Event]:
+        """Send ``query`` and yield its events until its Result or Error.
+
+        Raises RealmError('disconnected') if the connection is lost for good.
+        """
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        if query.guid in self._routes:
+            raise RealmError(
+                "duplicate_guid",
+                f"guid {query.guid} is already running on this connection",
+                "use a new guid (client.new_guid())",
+                query.guid,
+            )
+        self._routes[query.guid] = queue
+        self._pending[query.guid] = query
+        stream = self._streams[query.guid] = _Restream()
+        try:
+            await self._send(query)
+            while True:
+                event = await queue.get()
+                if isinstance(event, RealmError):
+                    raise event
+                if isinstance(event, p.Token):
+                    text = stream.feed(event)
+                    if not text:
+                        continue
+                    if text != event.text:
+                        event = p.Token(guid=event.guid, text=text, index=event.index)
+                yield event
+                if isinstance(event, (p.Result, p.Error)):
+                    return
+        finally:
+            self._routes.pop(query.guid, None)
+            self._pending.pop(query.guid, None)
+            self._streams.pop(query.guid, None)
+
+    async def ask(
+        self,
+        prompt: str,
+        *,
+        intent: str | None = None,
+        model: str | None = None,
+        attachments: Iterable[p.Attachment] = (),
+        params: dict[str, Any] | None = None,
+        stream: bool = True,
+        max_price: int | None = None,
+        guid: str | None = None,
+        timeout: float | None = None,
+        on_accepted: Callable[[p.Accepted], Awaitable[None] | None] | None = None,
+        on_token: Callable[[str], Awaitable[None] | None] | None = None,
+        on_progress: Callable[[p.Progress], Awaitable[None] | None] | None = None,
+    ) -> p.Result:
+        """Submit one request and return its Result; raises RealmError on failure.
+
+        Callbacks may be plain functions or coroutines. On ``timeout`` the
+        request is cancelled at the broker and RealmError('timeout') raised.
+        """
+        query = p.SubmitQuery(
+            guid=guid or new_guid(),
+            prompt=prompt,
+            intent=intent,
+            model=model,
+            attachments=list(attachments),
+            params=dict(params or {}),
+            stream=stream,
+            max_price=max_price,
+        )
+
+        async def run() -> p.Result:
+            async for event in self.submit(query):
+                if isinstance(event, p.Result):
+                    return event
+                if isinstance(event, p.Error):
+                    raise RealmError.from_error(event)
+                callback: Any = {
+                    p.Accepted: on_accepted,
+                    p.Token: on_token,
+                    p.Progress: on_progress,
+                }.get(type(event))
+                if callback is not None:
+                    arg = event.text if isinstance(event, p.Token) else event
+                    outcome = callback(arg)
+                    if asyncio.iscoroutine(outcome):
+                        await outcome
+            raise RealmError("disconnected", "the stream ended without a result", "retry")
+
+        try:
+            return await asyncio.wait_for(run(), timeout)
+        except asyncio.TimeoutError:
+            await self._cancel_quietly(query.guid)
+            raise RealmError(
+                "timeout",
+                f"no answer within {timeout:g}s",
+                "raise --timeout, or check the workers with `mtor broker status`",
+                query.guid,
+            ) from None
+
+    async def _cancel_quietly(self, guid: str) -> None:
+        try:
+            await self.cancel(guid)
+        except (RealmError, ConnectionError):
+            pass
+
+    async def cancel(self, guid: str) -> None:
+        """Ask the broker to cancel ``guid`` (queued or running).
+
+        The request's own stream then ends with ``error{code: cancelled}``.
+        """
+        await self._send(p.Cancel(guid=guid))
+
+    async def subscribe(self, topics: Iterable[str] | None = None) -> AsyncIterator[p.Stats | p.Broadcast]:
+        """Yield the broker's Stats/Broadcast pushes for ``topics`` until closed."""
+        request = p.Subscribe() if topics is None else p.Subscribe(topics=list(topics))
+        sub = _Subscription(request)
+        self._subscribers.append(sub)
+        try:
+            await self._send(request)
+            while True:
+                event = await sub.queue.get()
+                if isinstance(event, RealmError):
+                    raise event
+                yield event
+        finally:
+            self._subscribers.remove(sub)

@@ -1,0 +1,164 @@
+"""``mtor broker``: run a realm broker, or look at one."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from mtor_cli import output
+
+group = typer.Typer(
+    name="broker",
+    help="Run a realm broker (`serve`) or inspect a running one (`status`).",
+    no_args_is_help=True,
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(group)
+
+
+@group.command("serve")
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (0.0.0.0: all)."),
+    port: int = typer.Option(8765, "--port", min=0, max=65535, help="TCP port (0: pick a free one)."),
+    db: Optional[Path] = typer.Option(
+        None, "--db", help="Journal (SQLite) path. Default: broker.db in the data dir."
+    ),
+    realm: str = typer.Option("mtor", "--realm", help="Realm name shown to peers."),
+    queue_limit: int = typer.Option(1000, "--queue-limit", min=1, help="Queued intents per intent."),
+    job_timeout: float = typer.Option(
+        120.0, "--job-timeout", min=0.1, help="Seconds a worker may take on one job before it is retried."
+    ),
+    max_attempts: int = typer.Option(3, "--max-attempts", min=1, help="Dispatches per intent before it fails."),
+    heartbeat: float = typer.Option(5.0, "--heartbeat", min=0.05, help="Seconds between worker pings."),
+) -> None:
+    """Run the aiohttp broker until Ctrl-C: /ws/client, /ws/worker, /healthz,
+    /v1/workers, /v1/stats and /metrics (Prometheus)."""
+    from broker import BrokerConfig
+
+    config = BrokerConfig(
+        host=host,
+        port=port,
+        db_path=db,
+        realm=realm,
+        queue_limit=queue_limit,
+        default_job_timeout_s=job_timeout,
+        max_attempts=max_attempts,
+        heartbeat_s=heartbeat,
+    )
+    output.log_to_stderr()
+    try:
+        asyncio.run(_serve(config))
+    except OSError as exc:
+        output.fail(
+            "unreachable",
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+            "pick another --port, or stop the process using it",
+        )
+
+
+async def _serve(config: Any) -> None:
+    from broker import BrokerServer
+
+    server = BrokerServer(config)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    output.note(
+        f"broker listening on {server.url} (journal {config.resolved_db_path()}); "
+        f"{server.restored} unfinished intent(s) restored; Ctrl-C stops"
+    )
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()
+        output.note("broker stopped")
+
+
+@group.command("status")
+def status(
+    broker: Optional[str] = typer.Option(
+        None, "--broker", "-b", envvar="MTOR_BROKER", help="Broker ws://HOST:PORT (default: configured/embedded)."
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Health, queue figures and connected workers of a broker."""
+    from mtor_cli.client import RealmError, http_get_json
+
+    url = broker or _default_url()
+    try:
+        health = http_get_json(url, "/healthz")
+        stats = http_get_json(url, "/v1/stats")
+        workers = http_get_json(url, "/v1/workers")
+    except RealmError as exc:
+        output.fail(exc.code, exc.message, exc.hint)
+    worker_list = workers.get("workers", workers) if isinstance(workers, dict) else workers
+    if json_out:
+        output.print_json({"url": url, "health": health, "stats": stats, "workers": worker_list})
+        return
+    console = output.out_console()
+    console.print(f"[bold]{url}[/bold]  {_flat(health)}")
+    console.print(_flat(stats))
+    console.print(_workers_table(worker_list))
+
+
+def _default_url() -> str:
+    from mtor_cli.paths import configured_broker
+    from mtor_cli.realm import running_url
+
+    url = configured_broker() or running_url()
+    if url is None:
+        output.fail(
+            "unreachable",
+            "no broker is configured and the embedded realm is not running",
+            "pass --broker ws://HOST:PORT, or start one with `mtor realm start`",
+        )
+    return url
+
+
+def _flat(data: Any) -> str:
+    if not isinstance(data, dict):
+        return str(data)
+    return "  ".join(f"{k}={v}" for k, v in data.items() if not isinstance(v, (dict, list)))
+
+
+def _workers_table(workers: Any) -> Any:
+    from rich.table import Table
+
+    table = Table(title="workers")
+    rows = [w for w in workers if isinstance(w, dict)] if isinstance(workers, list) else []
+    if not rows:
+        table.add_column("")
+        table.add_row("no workers connected")
+        return table
+    for column in ("id", "name", "intents", "models", "busy", "state", "latency ms", "ok/failed"):
+        table.add_column(column)
+    for w in rows:
+        caps = [c for c in w.get("capabilities", []) if isinstance(c, dict)]
+        health = w.get("health") or {}
+        table.add_row(
+            _cell(w.get("id")),
+            _cell(w.get("name")),
+            _cell([c.get("intent") for c in caps]),
+            _cell(sorted({m for c in caps for m in c.get("models", [])})),
+            f"{w.get('running', 0)}/{w.get('slots', 0)}",
+            _cell(health.get("state")),
+            _cell(health.get("latency_ms")),
+            f"{health.get('jobs_ok', 0)}/{health.get('jobs_failed', 0)}",
+        )
+    return table
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return "" if value is None else str(value)

@@ -1,0 +1,214 @@
+"""``mtor ledger``: the realm's books — history, settlement, audit.
+
+Also the helpers every money command shares: opening the realm's ledger from
+the data dir (and ``[ledger]`` in config.toml), turning LedgerError into the
+one error line, and printing amounts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, TypeVar
+
+import typer
+
+from mtor_cli import output
+
+if TYPE_CHECKING:
+    from ledger import Ledger, LedgerConfig
+
+T = TypeVar("T")
+
+group = typer.Typer(
+    name="ledger",
+    help="The realm's $9000 books: history, per-epoch settlement on chain, audit.",
+    no_args_is_help=True,
+)
+
+RPC_HELP = "JSON-RPC URL of the chain (default: $MTOR_CHAIN_RPC, the deployed one, else the embedded chain)."
+JSON_HELP = "Print one JSON object."
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(group)
+
+
+def ledger_settings() -> dict[str, Any]:
+    from mtor_cli import paths
+
+    section = paths.load_config().get("ledger", {})
+    return section if isinstance(section, dict) else {}
+
+
+def ledger_config(chain_rpc: str | None = None) -> LedgerConfig:
+    """The realm's ledger settings: the data dir, then ``[ledger]`` in config.toml."""
+    from ledger import LedgerConfig
+    from mtor_cli import paths
+
+    cfg = ledger_settings()
+    pricing = Path(cfg["pricing"]) if "pricing" in cfg else paths.config_dir() / "pricing.toml"
+    return LedgerConfig(
+        paths.data_dir(),
+        chain_rpc=chain_rpc or cfg.get("chain_rpc"),
+        confirmations=int(cfg.get("confirmations", 0)),
+        epoch_seconds=float(cfg.get("epoch_seconds", 60.0)),
+        epoch_queries=int(cfg.get("epoch_queries", 1000)),
+        pricing_file=pricing,
+    )
+
+
+def open_ledger(chain_rpc: str | None = None) -> Ledger:
+    from ledger import Ledger
+
+    return Ledger(ledger_config(chain_rpc))
+
+
+@contextmanager
+def guarded() -> Iterator[None]:
+    """Any LedgerError becomes one error line and a non-zero exit (6 for insufficient funds)."""
+    from ledger import LedgerError
+
+    try:
+        yield
+    except LedgerError as exc:
+        output.fail(exc.code, exc.message, exc.hint)
+
+
+def run(chain_rpc: str | None, fn: Callable[[Ledger], T]) -> T:
+    with guarded():
+        with open_ledger(chain_rpc) as led:
+            return fn(led)
+    raise AssertionError("unreachable")  # guarded() exits on error
+
+
+def amount_arg(text: str) -> int:
+    from ledger import parse_amount
+
+    with guarded():
+        return parse_amount(text)
+    raise AssertionError("unreachable")
+
+
+def fmt(units: int | None) -> str:
+    from ledger import format_amount
+
+    return "-" if units is None else format_amount(units)
+
+
+def account_from(key: Path | None) -> Any:
+    from mtor_cli.identity import IdentityError, load_or_create_account
+
+    try:
+        return load_or_create_account(key)
+    except IdentityError as exc:
+        output.fail("bad_key", str(exc), "pass --key with a valid key file")
+
+
+@group.command("history")
+def history(
+    address: Optional[str] = typer.Option(None, "--address", help="Only this address (default: yours)."),
+    all_: bool = typer.Option(False, "--all", help="Every transaction of the realm."),
+    limit: int = typer.Option(50, "--limit", min=1, max=10000, help="How many, newest first."),
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Journal transactions: deposits, holds, payments, releases, withdrawals, refunds."""
+    who = None if all_ else (address or account_from(None).address)
+    txns = run(None, lambda led: led.journal.history(who, limit))
+    if json_out:
+        output.print_json({"address": who, "transactions": [t.as_dict() for t in txns]})
+        return
+    from datetime import datetime, timezone
+
+    from rich.table import Table
+
+    table = Table(title=f"ledger history — {who or 'whole realm'}")
+    for col in ("#", "time (UTC)", "kind", "ref", "entries ($9000)"):
+        table.add_column(col)
+    for t in txns:
+        when = datetime.fromtimestamp(t.time, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        entries = ", ".join(f"{a} {'+' if v > 0 else ''}{fmt(v)}" for a, v in t.entries)
+        table.add_row(str(t.id), when, t.kind, t.ref[:24], entries)
+    output.out_console().print(table)
+
+
+@group.command("settle")
+def settle(
+    chain_rpc: Optional[str] = typer.Option(None, "--chain-rpc", help=RPC_HELP),
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Settle now: one `settle` transaction per epoch of paid queries (usually automatic)."""
+    epochs = run(chain_rpc, lambda led: led.settle())
+    data = [e.as_dict() for e in epochs]
+    if json_out:
+        output.print_json({"settled": data})
+        return
+    if not data:
+        output.note("nothing to settle: no paid queries since the last epoch")
+        return
+    from rich.table import Table
+
+    table = Table(title="settled")
+    for col in ("epoch", "receipts", "payers", "workers", "debited", "fee", "tx"):
+        table.add_column(col)
+    for e in data:
+        table.add_row(
+            str(e["epoch"]), str(e["receipts"]), str(e["payers"]), str(e["workers"]),
+            fmt(e["debited"]), fmt(e["fee"]), str(e["tx_hash"]),
+        )
+    output.out_console().print(table)
+
+
+@group.command("audit")
+def audit(
+    receipt: Optional[str] = typer.Option(None, "--receipt", help="Also prove this query's receipt (its guid)."),
+    chain_rpc: Optional[str] = typer.Option(None, "--chain-rpc", help=RPC_HELP),
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Recompute every balance from the journal and compare with the chain. Exit 1 on any difference."""
+    report = run(chain_rpc, lambda led: led.audit(receipt))
+    if json_out:
+        output.print_json(report.as_dict())
+    else:
+        con = output.out_console()
+        checked = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in report.checked.items())
+        if report.findings:
+            from rich.table import Table
+
+            table = Table(title="audit: differences")
+            for col in ("check", "subject", "journal", "chain", "detail"):
+                table.add_column(col)
+            for f in report.findings:
+                table.add_row(f.check, f.subject, str(f.journal), str(f.chain), f.detail)
+            con.print(table)
+        else:
+            con.print(f"audit clean: the journal and the chain agree ({checked})")
+        if report.proof is not None:
+            p = report.proof
+            verdict = "valid" if p["valid"] else "INVALID"
+            con.print(
+                f"receipt {p['guid']}: {verdict} in epoch {p['epoch']} (root {p['root']}, "
+                f"{len(p['proof'])} proof steps, checked locally and on chain)"
+            )
+    if not report.clean:
+        raise SystemExit(output.EXIT_FAILED)
+
+
+def start_realm_ledger(stop: Any) -> Any:
+    """The embedded realm's billing (``BrokerServer(..., billing=...)``) and its upkeep task.
+
+    New local users get the dev chain's welcome grant on their first query;
+    deposits are credited and epochs settled in the background until ``stop``
+    (an asyncio.Event) is set. Called on the realm's running event loop.
+    """
+    import asyncio
+
+    from broker.billing import InsufficientFunds
+    from ledger import Ledger, upkeep
+
+    config = ledger_config()
+    led = Ledger(config, commit="loop")
+    billing = led.billing(insufficient_funds=InsufficientFunds, on_new_user=led.welcome)
+    asyncio.get_running_loop().create_task(upkeep.run(config, stop))
+    return billing

@@ -1,0 +1,195 @@
+"""``mtor worker``: serve models to a realm as a volunteer worker."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import signal
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from mtor_cli import output
+
+group = typer.Typer(name="worker", help="Serve models to a realm as a volunteer worker.", no_args_is_help=True)
+
+CONFIG_HELP = """TOML file: broker, gpu, slots, name, and [[backend]] tables with intent,
+model and options, e.g.
+
+  broker = "ws://realm.example:8765"
+  [[backend]]
+  intent = "chat"
+  [[backend]]
+  intent = "imagine"
+  model = "/models/sd-turbo"
+  options = { max_steps = 30 }
+"""
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(group)
+    importlib.import_module("mtor_cli.commands.earnings").register_on(group)  # ledger: earnings, withdraw
+
+
+@group.command("serve")
+def serve(
+    broker: Optional[str] = typer.Option(
+        None, "--broker", "-b", envvar="MTOR_BROKER", help="The realm's broker, ws://HOST:PORT.", show_default=False
+    ),
+    intent: list[str] = typer.Option(
+        [], "--intent", "-i", help="Intent to serve (repeatable; pairs with --model by position). Default: chat."
+    ),
+    model: list[str] = typer.Option(
+        [], "--model", "-m", help="Hub id or local path for the intent at the same position (default: the backend's)."
+    ),
+    gpu: Optional[int] = typer.Option(None, "--gpu", min=0, help="Run on cuda:N in half precision (default: CPU)."),
+    upstream: Optional[str] = typer.Option(
+        None,
+        "--upstream",
+        help="Front an OpenAI-compatible server (Ollama, vLLM, llama.cpp) for chat/vision, "
+        "e.g. --upstream http://127.0.0.1:11434/v1 --model llama3.",
+        show_default=False,
+    ),
+    slots: Optional[int] = typer.Option(None, "--slots", min=1, help="Jobs at once (default 4; chat batches them)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Name shown in the realm's worker list."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP, show_default=False),
+    key: Optional[Path] = typer.Option(
+        None, "--key", help="Key file for this worker's identity (default: your own key)."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Log only warnings and errors."),
+) -> None:
+    """Connect to a realm (outbound: works behind NAT), register what this
+    machine serves, and answer work until Ctrl-C."""
+    settings = _load_config(config) if config else {}
+    url = broker or settings.get("broker")
+    if not url:
+        output.fail("usage", "no broker given", "pass --broker ws://HOST:PORT (or `broker` in --config)")
+    specs = _backend_specs(intent, model, settings.get("backend", []))
+    if gpu is None:
+        gpu = settings.get("gpu")
+    slots = slots or int(settings.get("slots", 4))
+    name = name if name is not None else str(settings.get("name", ""))
+
+    from worker.backends.base import Device, DeviceError
+    from worker.backends.registry import UnknownIntent, backend_class
+
+    try:
+        device = Device.parse(gpu)
+    except DeviceError as exc:
+        output.fail("usage", exc.message, exc.hint)
+    backends = []
+    for spec in specs:
+        if upstream or "upstream" in spec.get("options", {}):
+            from worker.backends.upstream import upstream_backend_class
+
+            options = {"upstream": upstream, **dict(spec.get("options", {}))}
+            try:
+                backends.append(upstream_backend_class(spec["intent"])(spec.get("model"), device, **options))
+            except ValueError as exc:
+                output.fail("usage", str(exc), "e.g. --upstream http://127.0.0.1:11434/v1 --model llama3")
+            continue
+        try:
+            cls = backend_class(spec["intent"])
+        except UnknownIntent as exc:
+            output.fail("usage", exc.message, exc.hint)
+        model_name = spec.get("model")
+        if spec["intent"] == "chat" and model_name is None:
+            from mtor_cli.client import RealmError
+            from mtor_cli.realm import resolve_model
+
+            try:
+                model_name = resolve_model()
+            except RealmError as exc:
+                output.fail(exc.code, exc.message, exc.hint)
+        backends.append(cls(model_name, device, **dict(spec.get("options", {}))))
+
+    from mtor_cli.identity import load_or_create_account
+
+    account = load_or_create_account(key)
+    served = ", ".join(f"{b.intent} ({b.model_name})" for b in backends)
+    output.note(f"worker {account.address} serving {served} on {device}, {slots} slot(s) -> {url}")
+    output.note("loading models ...")
+    output.log_to_stderr(quiet=quiet)
+    code = asyncio.run(_run(url, backends, account, slots, name))
+    raise SystemExit(code)
+
+
+async def _run(url: str, backends: list[Any], account: Any, slots: int, name: str) -> int:
+    from worker import Worker, WorkerConfig
+
+    try:
+        config = WorkerConfig(broker_url=url, slots=slots, name=name)
+    except ValueError as exc:
+        output.fail("usage", str(exc), "e.g. --broker ws://127.0.0.1:8765")
+    worker = Worker(config, backends, account)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    task = asyncio.create_task(worker.run())
+    stopper = asyncio.create_task(stop.wait())
+    await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    if stop.is_set():
+        output.note("stopping: finishing or handing back running jobs ...")
+        await worker.stop()
+    stopper.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    except Exception as exc:  # the worker gave up (e.g. rejected by the broker)
+        code = getattr(exc, "code", "worker_failed")
+        output.fail(code, str(getattr(exc, "message", exc)), getattr(exc, "hint", ""))
+    output.note("worker stopped")
+    return output.EXIT_OK
+
+
+def _load_config(path: Path) -> dict[str, Any]:
+    import tomllib
+
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        output.fail("usage", f"cannot read --config {path}: {exc}", "check the file (TOML)")
+
+
+def _backend_specs(intents: list[str], models: list[str], configured: list[Any]) -> list[dict[str, Any]]:
+    """Pair --intent/--model by position, after the config file's backends."""
+    specs: list[dict[str, Any]] = []
+    for entry in configured:
+        if not isinstance(entry, dict) or not isinstance(entry.get("intent"), str):
+            output.fail("usage", "every [[backend]] in --config needs an intent", 'e.g. intent = "chat"')
+        specs.append(dict(entry))
+    if not intents and models:
+        intents = ["chat"]
+    if len(models) > len(intents):
+        output.fail(
+            "usage",
+            f"{len(models)} --model for {len(intents)} --intent",
+            "give one --intent per --model, e.g. --intent chat --model M1 --intent imagine --model M2",
+        )
+    for n, name in enumerate(intents):
+        specs.append({"intent": name, "model": models[n] if n < len(models) else None})
+    if not specs:
+        specs.append({"intent": "chat", "model": None})
+    seen: set[str] = set()
+    for spec in specs:
+        if spec["intent"] in seen:
+            output.fail("usage", f"intent {spec['intent']!r} is given twice", "serve each intent once per worker")
+        seen.add(spec["intent"])
+    return specs
+
+
+@group.command("intents")
+def intents(json_out: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
+    """The intents this machine has a backend for (built in or plugged in)."""
+    from worker.backends.registry import available_intents
+
+    names = available_intents()
+    if json_out:
+        output.print_json({"intents": names})
+    else:
+        for item in names:
+            print(item)

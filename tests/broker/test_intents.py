@@ -1,0 +1,52 @@
+"""The broker's rule stage of intent recognition (broker/intents.py): explicit
+phrasings decide, with the prompt cut to what the model needs; anything else
+is left to the next stage."""
+
+from __future__ import annotations
+
+import pytest
+
+from broker.intents import route, strip_wake_word
+
+
+@pytest.mark.parametrize(
+    ("text", "intent", "prompt", "rule"),
+    [
+        ("Computer, imagine a neon mountain.", "imagine", "a neon mountain", "rule:imagine:verb"),
+        ("could you please draw a cat on a skateboard", "imagine", "a cat on a skateboard", "rule:imagine:verb"),
+        ("make me a picture of a dog", "imagine", "a dog", "rule:imagine:verb"),
+        ("an oil painting of a quiet harbour", "imagine", "a quiet harbour", "rule:imagine:picture-of"),
+        ("what is in this picture?", "vision", "what is in this picture?", "rule:vision:question"),
+        ("is the man in the photo smiling", "vision", "is the man in the photo smiling", "rule:vision:this-picture"),
+        ("Computer, transcribe my voice memo", "speech", "my voice memo", "rule:speech:verb"),
+        ("what does this recording say", "speech", "what does this recording say", "rule:speech:verb"),
+        ("who is speaking in this clip", "speech", "who is speaking in this clip", "rule:speech:this-recording"),
+        ("convert speech to text for this file", "speech", "convert speech to text for this file", "rule:speech:speech-to-text"),
+        ("say hello world", "tts", "hello world", "rule:tts:verb"),
+        ("read this out loud: dinner is ready", "tts", "dinner is ready", "rule:tts:verb"),
+    ],
+)
+def test_explicit_phrasings_decide(text: str, intent: str, prompt: str, rule: str) -> None:
+    routed = route(text)
+    assert (routed.intent, routed.prompt, routed.rule) == (intent, prompt, rule)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["tell me a joke", "say, what is the boiling point of water", "what is the capital of France", "hmm", ""],
+)
+def test_no_rule_for_ordinary_questions(text: str) -> None:
+    routed = route(text)
+    assert routed.intent is None and routed.rule == "none" and routed.prompt == text
+
+
+def test_attachments_decide_when_no_phrase_does() -> None:
+    assert route("and this?", ("image",)).intent == "vision"
+    assert route("and this?", ("audio",)).rule == "attachment:audio"
+    assert route("imagine this as a painting", ("image",)).intent == "imagine"  # an explicit verb wins
+
+
+def test_the_wake_word_is_stripped() -> None:
+    assert strip_wake_word("Hey Computer, tell me a joke") == ("tell me a joke", True)
+    assert strip_wake_word("my computer is slow") == ("my computer is slow", False)
+    assert route("Computer").woke and route("Computer").prompt == ""

@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from ledger import Journal
+from ledger import accounts as A
+from ledger.journal import Overdraft
+
+BIG = 7 * 10**30  # far beyond SQLite's 64-bit integers
+
+
+def deposit(j: Journal, ref: str, user: str, amount: int) -> int | None:
+    return j.post("deposit", ref, ((A.ESCROW, -amount), (A.user(user), amount)))
+
+
+def test_every_transaction_sums_to_zero(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.db")
+    with pytest.raises(ValueError, match="unbalanced"):
+        j.post("deposit", "x", ((A.ESCROW, -5), (A.user("a"), 4)))
+    assert j.last_txn_id() == 0
+    deposit(j, "t:0", "a", BIG)
+    assert j.balances() == {A.ESCROW: -BIG, A.user("a"): BIG}
+    assert j.unbalanced() == []
+
+
+def test_no_account_but_escrow_goes_negative(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.db")
+    deposit(j, "t:0", "a", 10)
+    with pytest.raises(Overdraft) as info:
+        j.post("hold", "g", ((A.user("a"), -11), (A.hold("a"), 11)), payer="a", amount=11)
+    assert (info.value.account, info.value.balance, info.value.needed) == (A.user("a"), 10, 11)
+    assert j.last_txn_id() == 1
+    assert j.balance(A.user("a")) == 10
+
+
+def test_kind_and_ref_post_once(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.db")
+    assert deposit(j, "0xabc:3", "a", 10) == 1
+    assert deposit(j, "0xabc:3", "a", 10) is None
+    assert j.balance(A.user("a")) == 10
+    assert deposit(j, "0xabc:4", "a", 10) == 2
+    assert j.balance(A.user("a")) == 20
+
+
+def test_balances_derive_from_entries_and_survive_a_reopen(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.db")
+    deposit(j, "t:0", "a", BIG)
+    j.post("hold", "g", ((A.user("a"), -3), (A.hold("a"), 3)), payer="a", amount=3)
+    j.post(
+        "capture",
+        "g",
+        ((A.hold("a"), -3), (A.worker("w"), 2), (A.FEE, 1)),
+        payer="a",
+        worker="w",
+        amount=3,
+        fee=1,
+    )
+    before = j.balances()
+    j.close()
+    again = Journal(tmp_path / "j.db")
+    assert again.balances() == before == again.recompute_balances()
+    assert again.open_holds() == {}
+    [r] = again.receipts()
+    assert (r.guid, r.payer, r.worker, r.amount, r.fee) == ("g", "a", "w", 3, 1)
+
+
+def test_open_holds_come_back_after_a_restart(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.db")
+    deposit(j, "t:0", "a", 10)
+    j.post("hold", "g1", ((A.user("a"), -4), (A.hold("a"), 4)), payer="a", amount=4)
+    j.close()
+    assert Journal(tmp_path / "j.db").open_holds() == {"g1": ("a", 4)}
+
+
+def test_another_process_postings_are_seen(tmp_path: Path) -> None:
+    realm = Journal(tmp_path / "j.db")
+    cli = Journal(tmp_path / "j.db")
+    deposit(cli, "t:0", "a", 10)
+    assert realm.balance(A.user("a")) == 10
+    # and a posting checks the other's funds under the write lock
+    cli.post("hold", "g1", ((A.user("a"), -8), (A.hold("a"), 8)), payer="a", amount=8)
+    with pytest.raises(Overdraft):
+        realm.post("hold", "g2", ((A.user("a"), -8), (A.hold("a"), 8)), payer="a", amount=8)
+
+
+def test_atomic_block_is_all_or_nothing(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.db")
+    deposit(j, "t:0", "a", 10)
+    with pytest.raises(Overdraft):
+        with j.atomic():
+            j.post("hold", "g1", ((A.user("a"), -6), (A.hold("a"), 6)), payer="a", amount=6)
+            j.post("hold", "g2", ((A.user("a"), -6), (A.hold("a"), 6)), payer="a", amount=6)
+    assert j.balances() == {A.ESCROW: -10, A.user("a"): 10}
+    assert Journal(tmp_path / "j.db").last_txn_id() == 1
+
+
+async def test_loop_mode_commits_once_at_the_end_of_the_pass(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.db", commit="loop")
+    outside = sqlite3.connect(tmp_path / "j.db")
+    deposit(j, "t:0", "a", 10)
+    deposit(j, "t:1", "a", 10)
+    assert outside.execute("SELECT count(*) FROM txns").fetchone()[0] == 0
+    await asyncio.sleep(0)
+    assert outside.execute("SELECT count(*) FROM txns").fetchone()[0] == 2
+
+
+def test_tampering_on_disk_shows(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.db")
+    deposit(j, "t:0", "a", 10)
+    raw = sqlite3.connect(tmp_path / "j.db")
+    raw.execute("UPDATE entries SET amount = '1000' WHERE account = ?", (A.user("a"),))
+    raw.commit()
+    assert j.unbalanced() == [(1, 990)]
+    assert j.recompute_balances()[A.user("a")] == 1000
+
+
+def test_history_is_per_address_newest_first(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.db")
+    deposit(j, "t:0", "a", 10)
+    deposit(j, "t:1", "b", 10)
+    j.post("hold", "g", ((A.user("a"), -1), (A.hold("a"), 1)), payer="a", amount=1)
+    assert [t.kind for t in j.history("a")] == ["hold", "deposit"]
+    assert [t.ref for t in j.history(None, limit=2)] == ["g", "t:1"]
+    assert j.history("a")[0].as_dict()["entries"] == [
+        {"account": A.user("a"), "amount": -1},
+        {"account": A.hold("a"), "amount": 1},
+    ]

@@ -1,0 +1,189 @@
+"""`mtor ask` end to end against a real broker with echo and tiny-chat workers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from broker import protocol as p
+from mtor_cli.app import app
+from mtor_cli.client import RealmClient, new_guid
+from tests.support.realm import ThreadRealm, free_port, mtor_command, process_env, url_for
+from worker import Device
+from worker.backends.chat import ChatBackend
+from worker.backends.echo import EchoBackend
+
+
+@pytest.fixture(scope="module")
+def realm(tmp_path_factory: pytest.TempPathFactory, tiny_chat_model: Path) -> Iterator[ThreadRealm]:
+    root = tmp_path_factory.mktemp("ask-realm")
+    with ThreadRealm(root / "journal.db") as realm:
+        realm.add_worker([EchoBackend(None, Device())], slots=4)
+        realm.add_worker([ChatBackend(str(tiny_chat_model), Device())], slots=2)
+        realm.wait_workers(1, "echo")
+        realm.wait_workers(1, "chat", timeout=120)
+        yield realm
+
+
+def mtor(*args: str, input: str | None = None):  # noqa: ANN201 - click's Result
+    return CliRunner().invoke(app, list(args), input=input)
+
+
+def test_echo_answer_on_stdout(realm: ThreadRealm) -> None:
+    result = mtor("ask", "--broker", realm.url, "--intent", "echo", "hello there, realm")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "hello there, realm\n"
+
+
+def test_prompt_from_stdin(realm: ThreadRealm) -> None:
+    result = mtor("ask", "--broker", realm.url, "--intent", "echo", input="piped  words\n")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "piped  words\n"
+
+
+def test_json_output_shape(realm: ThreadRealm) -> None:
+    result = mtor("ask", "-b", realm.url, "-i", "echo", "--json", "json please")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert set(data) == {
+        "guid", "intent", "text", "worker", "model", "timings", "usage", "cost", "replayed", "files",
+    }  # fmt: skip
+    assert data["intent"] == "echo" and data["text"] == "json please"
+    assert data["model"] == "echo" and data["worker"]
+    assert data["cost"] == 0 and data["files"] == [] and data["replayed"] is False
+    assert len(data["guid"]) == 32
+    assert data["usage"]["completion_tokens"] == 2
+
+
+def test_chat_streamed_text_is_the_final_answer(realm: ThreadRealm) -> None:
+    args = ["ask", "-b", realm.url, "-i", "chat", "--temperature", "0", "--max-tokens", "12"]
+    streamed = mtor(*args, "computer tell me a joke")
+    as_json = mtor(*args, "--json", "computer tell me a joke")
+    whole = mtor(*args, "--no-stream", "computer tell me a joke")
+    assert streamed.exit_code == as_json.exit_code == whole.exit_code == 0, streamed.output
+    text = json.loads(as_json.stdout)["text"]
+    assert text.strip()
+    assert streamed.stdout == text + "\n" == whole.stdout
+
+
+def test_wake_word_is_stripped_and_chat_is_the_default(realm: ThreadRealm) -> None:
+    result = mtor("ask", "-b", realm.url, "--json", "--temperature", "0", "Computer, tell me a joke")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["intent"] == "chat"
+
+
+def test_tokens_reach_stdout_before_the_answer_is_complete(realm: ThreadRealm, tmp_path: Path) -> None:
+    words = "alpha beta gamma delta epsilon zeta"
+    proc = subprocess.Popen(
+        mtor_command("ask", "-b", realm.url, "-i", "echo", "-p", "delay_s=0.4", words),
+        env=process_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        bufsize=0,  # unbuffered: what read() returns is all that was taken from the pipe
+    )
+    assert proc.stdout is not None
+    first = b""
+    while len(first) < 5:
+        chunk = proc.stdout.read(5 - len(first))
+        assert chunk, "stdout closed before the first word"
+        first += chunk
+    still_running = proc.poll() is None
+    rest, err = proc.communicate(timeout=60)
+    assert first == b"alpha"
+    assert still_running, "the first word should arrive while later words are still being produced"
+    assert proc.returncode == 0, err
+    assert (first + rest).decode() == words + "\n"
+
+
+# --- failures: one line on stderr, a documented exit code ----------------------------
+
+
+def _one_error_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("mtor: ")
+    return lines[0]
+
+
+def test_unreachable_broker_exits_3() -> None:
+    url = url_for(free_port())
+    result = mtor("ask", "--broker", url, "hello")
+    assert result.exit_code == 3
+    line = _one_error_line(result.stderr)
+    assert "[unreachable]" in line and "127.0.0.1" in line and "hint:" in line
+    assert result.stdout == ""
+
+
+def test_no_worker_for_a_recognised_intent_exits_4(realm: ThreadRealm) -> None:
+    result = mtor("ask", "--broker", realm.url, "imagine a neon mountain")
+    assert result.exit_code == 4
+    line = _one_error_line(result.stderr)
+    assert "[no_worker]" in line and "imagine" in line and "hint:" in line
+
+
+def test_rejected_request_exits_1(realm: ThreadRealm) -> None:
+    result = mtor("ask", "-b", realm.url, "-i", "echo", "-p", "bogus=1", "hello")
+    assert result.exit_code == 1
+    line = _one_error_line(result.stderr)
+    assert "bogus" in line
+
+
+def test_unknown_intent_exits_1(realm: ThreadRealm) -> None:
+    result = mtor("ask", "-b", realm.url, "-i", "teleport", "hello")
+    assert result.exit_code == 1
+    assert "[unknown_intent]" in _one_error_line(result.stderr)
+
+
+def test_timeout_exits_5(realm: ThreadRealm) -> None:
+    result = mtor("ask", "-b", realm.url, "-i", "echo", "-p", "delay_s=1", "--timeout", "0.5", "slow words")
+    assert result.exit_code == 5
+    assert "[timeout]" in _one_error_line(result.stderr)
+
+
+@pytest.mark.parametrize(
+    ("args", "input", "says"),
+    [
+        ([], "", "prompt is empty"),
+        (["--size", "big"], None, "--size"),
+        (["--image", "/no/such/file.png"], None, "--image"),
+        (["-p", "novalue"], None, "KEY=VALUE"),
+    ],
+)
+def test_usage_errors_exit_2(realm: ThreadRealm, args: list[str], input: str | None, says: str) -> None:
+    prompt = [] if input is not None else ["hello"]
+    result = mtor("ask", "-b", realm.url, *args, *prompt, input=input)
+    assert result.exit_code == 2
+    assert says in _one_error_line(result.stderr)
+
+
+async def test_queue_full_exits_4(tmp_path: Path) -> None:
+    with ThreadRealm(tmp_path / "journal.db", queue_limit=1) as realm:
+        realm.add_worker([EchoBackend(None, Device())], slots=1)
+        await asyncio.to_thread(realm.wait_workers, 1, "echo")
+        async with RealmClient(realm.url) as client:
+            accepted: list[p.Accepted] = []
+            tasks = []
+            for _ in range(2):  # one runs, one waits: the queue is full
+                query = p.SubmitQuery(guid=new_guid(), prompt="a b c d", intent="echo", params={"delay_s": 0.5})
+                stream = client.submit(query)
+                first = await anext(stream)
+                assert isinstance(first, p.Accepted)
+                accepted.append(first)
+                tasks.append(asyncio.create_task(_drain(stream)))
+            result = await asyncio.to_thread(mtor, "ask", "-b", realm.url, "-i", "echo", "one more")
+            for guid in (a.guid for a in accepted):
+                await client.cancel(guid)
+            await asyncio.gather(*tasks)
+    assert result.exit_code == 4
+    assert "[queue_full]" in _one_error_line(result.stderr)
+
+
+async def _drain(stream) -> None:  # noqa: ANN001 - an async generator of events
+    async for _ in stream:
+        pass

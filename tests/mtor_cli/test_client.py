@@ -1,0 +1,158 @@
+"""RealmClient against a real broker and echo workers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from broker import protocol as p
+from mtor_cli.client import RealmClient, RealmError, http_url, new_guid, ws_url
+from mtor_cli.identity import load_or_create_account
+from tests.support.realm import ThreadRealm, free_port, url_for
+from worker import Device
+from worker.backends.echo import EchoBackend
+
+
+@pytest.fixture(scope="module")
+def realm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadRealm]:
+    root = tmp_path_factory.mktemp("client-realm")
+    with ThreadRealm(root / "journal.db", stats_interval_s=0.05) as realm:
+        realm.add_worker([EchoBackend(None, Device())], slots=8)
+        realm.wait_workers(1, "echo")
+        yield realm
+
+
+def test_url_normalisation() -> None:
+    assert ws_url("127.0.0.1:8765") == "ws://127.0.0.1:8765/ws/client"
+    assert ws_url("http://h:1/") == "ws://h:1/ws/client"
+    assert ws_url("wss://h/ws/client") == "wss://h/ws/client"
+    assert http_url("ws://h:1/ws/client", "/healthz") == "http://h:1/healthz"
+
+
+async def test_handshake_signs_as_the_local_identity(realm: ThreadRealm) -> None:
+    async with RealmClient(realm.url) as client:
+        assert client.welcome is not None
+        assert client.welcome.address == load_or_create_account().address
+
+
+async def test_stream_order_and_text(realm: ThreadRealm) -> None:
+    prompt = "one two three four five"
+    query = p.SubmitQuery(guid=new_guid(), prompt=prompt, intent="echo")
+    async with RealmClient(realm.url) as client:
+        events = [event async for event in client.submit(query)]
+    kinds = [type(e).__name__ for e in events]
+    assert kinds[0] == "Accepted" and kinds[-1] == "Result"
+    assert set(kinds[1:-1]) == {"Token"}
+    tokens = "".join(e.text for e in events if isinstance(e, p.Token))
+    result = events[-1]
+    assert isinstance(result, p.Result)
+    assert tokens == result.text == prompt
+    assert result.guid == query.guid and result.intent == "echo" and result.worker
+
+
+async def test_many_requests_multiplex_on_one_connection(realm: ThreadRealm) -> None:
+    prompts = [f"request {n} says {'hi ' * n}".strip() for n in range(6)]
+    streamed: dict[int, str] = {n: "" for n in range(6)}
+    async with RealmClient(realm.url) as client:
+
+        async def one(n: int) -> p.Result:
+            def on_token(text: str) -> None:
+                streamed[n] += text
+
+            return await client.ask(prompts[n], intent="echo", params={"delay_s": 0.01}, on_token=on_token)
+
+        results = await asyncio.gather(*(one(n) for n in range(6)))
+    assert [r.text for r in results] == prompts
+    assert [streamed[n] for n in range(6)] == prompts
+
+
+async def test_cancel_a_running_request(realm: ThreadRealm) -> None:
+    query = p.SubmitQuery(guid=new_guid(), prompt="a b c d e f g h", intent="echo", params={"delay_s": 0.3})
+    async with RealmClient(realm.url) as client:
+        seen: list[object] = []
+        async for event in client.submit(query):
+            seen.append(event)
+            if isinstance(event, p.Token) and len(seen) == 2:
+                await client.cancel(query.guid)
+        last = seen[-1]
+        assert isinstance(last, p.Error) and last.code == "cancelled"
+        # the connection stays usable
+        assert (await client.ask("still here", intent="echo")).text == "still here"
+
+
+async def test_timeout_cancels_and_connection_survives(realm: ThreadRealm) -> None:
+    async with RealmClient(realm.url) as client:
+        with pytest.raises(RealmError) as caught:
+            await client.ask("slow slow slow slow", intent="echo", params={"delay_s": 0.5}, timeout=0.3)
+        assert caught.value.code == "timeout"
+        assert "0.3s" in caught.value.message
+        assert (await client.ask("after", intent="echo")).text == "after"
+
+
+@pytest.mark.parametrize(
+    ("intent", "params", "codes", "named"),
+    [
+        ("chat", {}, {"no_worker"}, "chat"),
+        # The worker refuses it; the broker reports the worker's code or wraps it.
+        ("echo", {"bogus": 1}, {"bad_params", "worker_failed"}, "bogus"),
+        ("no-such-intent", {}, {"unknown_intent"}, "no-such-intent"),
+    ],
+)
+async def test_rejections_carry_code_message_and_hint(
+    realm: ThreadRealm, intent: str, params: dict[str, object], codes: set[str], named: str
+) -> None:
+    async with RealmClient(realm.url) as client:
+        with pytest.raises(RealmError) as caught:
+            await client.ask("hello", intent=intent, params=params)
+        assert (await client.ask("fine", intent="echo")).text == "fine"
+    assert caught.value.code in codes
+    assert named in caught.value.message
+    assert caught.value.hint
+
+
+async def test_unreachable_broker_is_a_clear_error() -> None:
+    url = url_for(free_port())
+    with pytest.raises(RealmError) as caught:
+        async with RealmClient(url, connect_timeout=3):
+            pass
+    assert caught.value.code == "unreachable"
+    assert "127.0.0.1" in caught.value.message
+    assert "mtor broker serve" in caught.value.hint
+
+
+async def test_subscribe_receives_stats(realm: ThreadRealm) -> None:
+    async with RealmClient(realm.url) as client:
+        stream = client.subscribe(["stats"])
+        push = await asyncio.wait_for(anext(stream), 10)
+        await stream.aclose()
+    assert isinstance(push, p.Stats) and push.topic == "stats"
+    assert "workers" in push.data
+
+
+async def test_reconnect_resumes_a_request_across_a_broker_restart(tmp_path: Path) -> None:
+    with ThreadRealm(tmp_path / "journal.db") as realm:
+        realm.add_worker([EchoBackend(None, Device())], slots=2)
+        realm.wait_workers(1, "echo")
+        prompt = "w1 w2 w3 w4 w5 w6 w7 w8"
+        streamed: list[str] = []
+        first_token = asyncio.Event()
+        async with RealmClient(realm.url, reconnect_s=30) as client:
+
+            def on_token(text: str) -> None:
+                streamed.append(text)
+                first_token.set()
+
+            task = asyncio.create_task(
+                client.ask(prompt, intent="echo", params={"delay_s": 0.15}, on_token=on_token)
+            )
+            await asyncio.wait_for(first_token.wait(), 10)
+            await asyncio.to_thread(realm.restart)
+            result = await asyncio.wait_for(task, 60)
+            assert client.reconnects == 1
+    assert result.text == prompt
+    # Nothing is streamed twice; words produced while the client was away may be
+    # missing from the stream (the Result has them all).
+    assert prompt.startswith("".join(streamed))

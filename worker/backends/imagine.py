@@ -1,0 +1,260 @@
+"""The imagine intent: text-to-image with diffusers.
+
+Any pipeline id or local directory that ``AutoPipelineForText2Image`` (or,
+failing that, ``DiffusionPipeline``) loads works: Stable Diffusion 1.x/2.x,
+SDXL, and the tiny pipelines the tests build. Each denoising step is streamed
+as ``progress{step,total}`` through ``callback_on_step_end``; the result
+carries the PNG as an image attachment.
+
+Parameters (all optional, all checked in ``validate`` before the model runs):
+``steps`` (1..max_steps), ``size`` ("WxH", or ``width``/``height``; each a
+multiple of 8 within min_side..max_side and max_pixels in all), ``seed``,
+``negative_prompt`` (or ``negative``) and ``guidance_scale`` (or
+``guidance``), named as diffusers names them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from broker.protocol import Capability, Work, WorkResult
+from worker.backends.base import Backend, BadInput, Device, Emitter
+from worker.media import png_attachment
+
+DEFAULT_STEPS = 25
+MAX_STEPS = 150
+MIN_SIDE = 32
+MAX_SIDE = 2048
+MAX_PIXELS = 1024 * 1024
+MAX_GUIDANCE = 30.0
+MAX_NEGATIVE_CHARS = 2000
+MAX_PROMPT_CHARS = 2000
+MAX_SEED = 2**63 - 1
+PARAMS = ("steps", "size", "width", "height", "seed", "negative_prompt", "negative", "guidance_scale", "guidance")
+
+_SIZE = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
+
+
+@dataclass(frozen=True)
+class ImagineParams:
+    steps: int
+    width: int | None  # None: the pipeline's native size
+    height: int | None
+    seed: int
+    negative: str | None
+    guidance: float | None  # None: the pipeline's default
+
+
+def _int(value: Any, name: str, hint: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise BadInput("bad_params", f"{name} must be an integer, got {value!r}", hint)
+    try:
+        return int(value)
+    except ValueError:
+        raise BadInput("bad_params", f"{name} must be an integer, got {value!r}", hint) from None
+
+
+def parse_params(
+    params: dict[str, Any],
+    *,
+    max_steps: int = MAX_STEPS,
+    min_side: int = MIN_SIDE,
+    max_side: int = MAX_SIDE,
+    max_pixels: int = MAX_PIXELS,
+) -> ImagineParams:
+    """Check and normalise imagine parameters; BadInput(bad_params) on anything off."""
+    unknown = sorted(set(params) - set(PARAMS))
+    if unknown:
+        raise BadInput(
+            "bad_params",
+            f"unknown imagine parameter(s): {', '.join(unknown)}",
+            "imagine accepts " + ", ".join(PARAMS),
+        )
+    steps = _int(params.get("steps", DEFAULT_STEPS), "steps", f"e.g. --steps {DEFAULT_STEPS}")
+    if not 1 <= steps <= max_steps:
+        raise BadInput("bad_params", f"steps={steps} is out of range", f"use 1..{max_steps} steps")
+
+    width = height = None
+    if params.get("size") is not None:
+        size = params["size"]
+        if isinstance(size, int) and not isinstance(size, bool):
+            width = height = size
+        elif isinstance(size, str) and (m := _SIZE.match(size)):
+            width, height = int(m.group(1)), int(m.group(2))
+        else:
+            raise BadInput("bad_params", f"size={size!r} is not WIDTHxHEIGHT", "e.g. --size 512x512")
+    if params.get("width") is not None:
+        width = _int(params["width"], "width", "e.g. width=512")
+    if params.get("height") is not None:
+        height = _int(params["height"], "height", "e.g. height=512")
+    if (width is None) != (height is None):
+        width = width or height
+        height = height or width
+    if width is not None and height is not None:
+        size_hint = f"each side a multiple of 8 in {min_side}..{max_side}, at most {max_pixels} pixels, e.g. 512x512"
+        for side in (width, height):
+            if side % 8 or not min_side <= side <= max_side:
+                raise BadInput("bad_params", f"size {width}x{height} is not supported", size_hint)
+        if width * height > max_pixels:
+            raise BadInput("bad_params", f"size {width}x{height} is too large", size_hint)
+
+    seed_raw = params.get("seed")
+    if seed_raw is None:
+        # Chosen here, reported in the result, so a person can reproduce a picture they like.
+        seed = random.randrange(2**31)
+    else:
+        seed = _int(seed_raw, "seed", "e.g. --seed 42")
+        if not 0 <= seed <= MAX_SEED:
+            raise BadInput("bad_params", f"seed={seed} is out of range", "use a non-negative 63-bit integer")
+
+    negative = params.get("negative_prompt", params.get("negative"))
+    if negative is not None:
+        if not isinstance(negative, str):
+            raise BadInput("bad_params", "negative must be text", 'e.g. --negative "blurry"')
+        if len(negative) > MAX_NEGATIVE_CHARS:
+            raise BadInput(
+                "bad_params", f"negative prompt is {len(negative)} characters", f"keep it under {MAX_NEGATIVE_CHARS}"
+            )
+        negative = negative or None
+
+    guidance = params.get("guidance_scale", params.get("guidance"))
+    if guidance is not None:
+        if isinstance(guidance, bool) or not isinstance(guidance, (int, float)):
+            raise BadInput("bad_params", f"guidance must be a number, got {guidance!r}", "e.g. guidance=7.5")
+        if not 0.0 <= guidance <= MAX_GUIDANCE:
+            raise BadInput("bad_params", f"guidance={guidance} is out of range", f"use 0..{MAX_GUIDANCE}")
+        guidance = float(guidance)
+    return ImagineParams(steps, width, height, seed, negative, guidance)
+
+
+def load_pipeline(model: str, device: Device) -> Any:
+    """A text-to-image pipeline for ``model`` (hub id or local dir) on ``device``."""
+    import torch
+    from diffusers import AutoPipelineForText2Image, DiffusionPipeline
+
+    kwargs: dict[str, Any] = {"dtype": device.torch_dtype}
+    try:
+        pipe = AutoPipelineForText2Image.from_pretrained(model, **kwargs)
+    except ValueError:
+        # A custom or community pipeline class that AutoPipeline does not map.
+        pipe = DiffusionPipeline.from_pretrained(model, **kwargs)
+    # The worker reports progress itself, as bus events.
+    pipe.set_progress_bar_config(disable=True)
+    pipe = pipe.to(device.torch_device)
+    if device.is_cuda:
+        torch.backends.cuda.matmul.allow_tf32 = True
+    return pipe
+
+
+class ImagineBackend(Backend):
+    """Text-to-image. Options: max_steps, min_side, max_side, max_pixels."""
+
+    intent = "imagine"
+
+    def __init__(self, model: str | None, device: Device, **options: Any) -> None:
+        super().__init__(model, device, **options)
+        self._pipe: Any = None
+        # A pipeline holds per-call scheduler state: one image at a time.
+        self._lock = threading.Lock()
+        self._limits = {
+            "max_steps": int(options.get("max_steps", MAX_STEPS)),
+            "min_side": int(options.get("min_side", MIN_SIDE)),
+            "max_side": int(options.get("max_side", MAX_SIDE)),
+            "max_pixels": int(options.get("max_pixels", MAX_PIXELS)),
+        }
+
+    def load(self) -> None:
+        if not self.model:
+            raise ValueError("the imagine backend needs --model: a diffusers pipeline id or directory")
+        self._pipe = load_pipeline(self.model, self.device)
+
+    @property
+    def pipeline(self) -> Any:
+        """The loaded diffusers pipeline (benchmarks call it directly as their baseline)."""
+        return self._pipe
+
+    def native_size(self) -> tuple[int, int]:
+        """The size the pipeline draws when none is asked for (its UNet's sample size)."""
+        pipe = self._pipe
+        unet = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+        sample = getattr(getattr(unet, "config", None), "sample_size", 64)
+        side = (sample[0] if isinstance(sample, (list, tuple)) else int(sample)) * int(
+            getattr(pipe, "vae_scale_factor", 8)
+        )
+        return side, side
+
+    def capability(self) -> Capability:
+        width, height = self.native_size() if self._pipe is not None else (512, 512)
+        return Capability(
+            intent=self.intent,
+            models=[self.model_name],
+            params={
+                "steps": [1, self._limits["max_steps"]],
+                "default_steps": DEFAULT_STEPS,
+                "size": f"{width}x{height}",
+                "side": [self._limits["min_side"], self._limits["max_side"]],
+                "max_pixels": self._limits["max_pixels"],
+                "device": self.device.name,
+            },
+        )
+
+    def validate(self, work: Work) -> None:
+        if not work.prompt.strip():
+            raise BadInput("bad_params", "nothing to imagine: the prompt is empty", 'e.g. mtor ask "imagine a neon mountain"')
+        if len(work.prompt) > MAX_PROMPT_CHARS:
+            raise BadInput("prompt_too_long", f"the prompt is {len(work.prompt)} characters", f"keep it under {MAX_PROMPT_CHARS}")
+        parse_params(work.params, **self._limits)
+
+    async def run(self, work: Work, out: Emitter) -> WorkResult:
+        params = parse_params(work.params, **self._limits)
+        started = time.perf_counter()
+        image = await asyncio.to_thread(self._draw, work.prompt, params, out)
+        elapsed = time.perf_counter() - started
+        width, height = image.size
+        return WorkResult(
+            guid=work.guid,
+            text=f"{width}x{height} image, {params.steps} steps, seed {params.seed}",
+            attachments=[png_attachment(image, name=f"imagine-{params.seed}.png")],
+            model=self.model_name,
+            timings={"run_s": elapsed, "per_step_s": elapsed / params.steps},
+            usage={"images": 1, "steps": params.steps, "pixels": width * height},
+        )
+
+    def _draw(self, prompt: str, params: ImagineParams, out: Emitter) -> Any:
+        import torch
+
+        def on_step_end(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+            out.progress_threadsafe(step + 1, pipe.num_timesteps, "denoising")
+            if out.cancelled:
+                pipe._interrupt = True  # diffusers' documented way to stop between steps
+            return kwargs
+
+        call: dict[str, Any] = {
+            "prompt": prompt,
+            "num_inference_steps": params.steps,
+            "generator": torch.Generator("cpu").manual_seed(params.seed),
+            "callback_on_step_end": on_step_end,
+        }
+        if params.width is not None:
+            call["width"], call["height"] = params.width, params.height
+        if params.negative is not None:
+            call["negative_prompt"] = params.negative
+        if params.guidance is not None:
+            call["guidance_scale"] = params.guidance
+        with self._lock:
+            try:
+                with torch.inference_mode():
+                    return self._pipe(**call).images[0]
+            except torch.cuda.OutOfMemoryError:
+                # Give the memory back so the next, maybe smaller, request can run.
+                torch.cuda.empty_cache()
+                raise
+
+    def close(self) -> None:
+        self._pipe = None

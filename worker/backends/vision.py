@@ -1,0 +1,174 @@
+"""The vision intent: image captioning and visual question answering.
+
+Two kinds of transformers model load here:
+
+* a captioner (``VisionEncoderDecoderModel``, e.g. ViT+GPT2) describes the
+  image; it cannot take a question, so the prompt is not used;
+* an image-text-to-text model (``AutoModelForImageTextToText``: BLIP, LLaVA,
+  Qwen2-VL, SmolVLM ...) answers the prompt about the image, through the
+  processor's chat template where it has one.
+
+The image rides as an attachment and is decoded and checked
+(:mod:`worker.media`) in ``validate``, before any model runs. Text streams as
+tokens while it is generated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+from broker.protocol import Capability, Work, WorkResult
+from worker.backends.base import Backend, BadInput, Device, Emitter
+from worker.media import MAX_ATTACHMENT_BYTES, MAX_IMAGE_PIXELS, load_image
+
+DEFAULT_QUESTION = "Describe this image."
+MAX_NEW_TOKENS = 512
+DEFAULT_NEW_TOKENS = 64
+MAX_PROMPT_CHARS = 4000
+PARAMS = ("max_tokens",)
+
+
+def _streamer(tokenizer: Any, out: Emitter) -> Any:
+    """A ``generate(streamer=...)`` that forwards decoded text to the Emitter from the model thread."""
+    from transformers import TextStreamer
+
+    class EmitterStreamer(TextStreamer):
+        def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+            out.token_threadsafe(text)
+
+    return EmitterStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+
+
+class VisionBackend(Backend):
+    """Caption or answer questions about an image. Options: max_image_bytes, max_pixels."""
+
+    intent = "vision"
+
+    def __init__(self, model: str | None, device: Device, **options: Any) -> None:
+        super().__init__(model, device, **options)
+        self._model: Any = None
+        self._processor: Any = None  # image-text-to-text: one processor for both
+        self._image_processor: Any = None  # captioner
+        self._tokenizer: Any = None
+        self.answers_questions = False
+        self._lock = threading.Lock()
+        self._max_bytes = int(options.get("max_image_bytes", MAX_ATTACHMENT_BYTES))
+        self._max_pixels = int(options.get("max_pixels", MAX_IMAGE_PIXELS))
+
+    def load(self) -> None:
+        if not self.model:
+            raise ValueError("the vision backend needs --model: a transformers model id or directory")
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(self.model)
+        if config.model_type == "vision-encoder-decoder":
+            from transformers import AutoImageProcessor, AutoTokenizer, VisionEncoderDecoderModel
+
+            model = VisionEncoderDecoderModel.from_pretrained(self.model, dtype=self.device.torch_dtype)
+            self._image_processor = AutoImageProcessor.from_pretrained(self.model)
+            self._tokenizer = AutoTokenizer.from_pretrained(self.model)
+        else:
+            from transformers import AutoModelForImageTextToText, AutoProcessor
+
+            model = AutoModelForImageTextToText.from_pretrained(self.model, dtype=self.device.torch_dtype)
+            self._processor = AutoProcessor.from_pretrained(self.model)
+            self._tokenizer = getattr(self._processor, "tokenizer", self._processor)
+            self.answers_questions = True
+        self._model = model.to(self.device.torch_device).eval()
+
+    def capability(self) -> Capability:
+        return Capability(
+            intent=self.intent,
+            models=[self.model_name],
+            params={
+                "questions": self.answers_questions,
+                "max_tokens": [1, MAX_NEW_TOKENS],
+                "max_image_bytes": self._max_bytes,
+                "device": self.device.name,
+            },
+        )
+
+    def _max_tokens(self, work: Work) -> int | None:
+        unknown = sorted(set(work.params) - set(PARAMS))
+        if unknown:
+            raise BadInput(
+                "bad_params", f"unknown vision parameter(s): {', '.join(unknown)}", "vision accepts max_tokens"
+            )
+        value = work.params.get("max_tokens")
+        if value is None:
+            return None  # the model's own generation config decides, capped in _generate
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_NEW_TOKENS:
+            raise BadInput("bad_params", f"max_tokens={value!r} is out of range", f"use 1..{MAX_NEW_TOKENS}")
+        return value
+
+    def validate(self, work: Work) -> None:
+        if len(work.prompt) > MAX_PROMPT_CHARS:
+            raise BadInput(
+                "prompt_too_long", f"the question is {len(work.prompt)} characters", f"keep it under {MAX_PROMPT_CHARS}"
+            )
+        self._max_tokens(work)
+        load_image(work, max_bytes=self._max_bytes, max_pixels=self._max_pixels)
+
+    async def run(self, work: Work, out: Emitter) -> WorkResult:
+        max_tokens = self._max_tokens(work)
+        image = load_image(work, max_bytes=self._max_bytes, max_pixels=self._max_pixels)
+        started = time.perf_counter()
+        text, prompt_tokens, new_tokens = await asyncio.to_thread(
+            self._generate, image, work.prompt.strip(), max_tokens, out
+        )
+        return WorkResult(
+            guid=work.guid,
+            text=text,
+            model=self.model_name,
+            timings={"run_s": time.perf_counter() - started},
+            usage={"prompt_tokens": prompt_tokens, "completion_tokens": new_tokens, "images": 1},
+        )
+
+    def _inputs(self, image: Any, question: str) -> dict[str, Any]:
+        if not self.answers_questions:
+            pixels = self._image_processor(images=image, return_tensors="pt").pixel_values
+            return {"pixel_values": pixels}
+        processor = self._processor
+        question = question or DEFAULT_QUESTION
+        if getattr(processor, "chat_template", None):
+            messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+            text = processor.apply_chat_template(messages, add_generation_prompt=True)
+            return dict(processor(images=image, text=text, return_tensors="pt"))
+        return dict(processor(images=image, text=question, return_tensors="pt"))
+
+    def _generate(self, image: Any, question: str, max_tokens: int | None, out: Emitter) -> tuple[str, int, int]:
+        import torch
+
+        if max_tokens is None:
+            configured = getattr(self._model.generation_config, "max_new_tokens", None)
+            max_tokens = min(configured or DEFAULT_NEW_TOKENS, MAX_NEW_TOKENS)
+
+        inputs = self._inputs(image, question)
+        dtype = self.device.torch_dtype
+        inputs = {
+            k: (v.to(self.device.torch_device, dtype) if v.is_floating_point() else v.to(self.device.torch_device))
+            for k, v in inputs.items()
+            if hasattr(v, "to")
+        }
+        prompt_len = int(inputs["input_ids"].shape[-1]) if "input_ids" in inputs else 0
+        with self._lock:
+            try:
+                with torch.inference_mode():
+                    output = self._model.generate(
+                        **inputs, max_new_tokens=max_tokens, streamer=_streamer(self._tokenizer, out)
+                    )
+            except torch.cuda.OutOfMemoryError:
+                torch.cuda.empty_cache()
+                raise
+        new = output[0].cpu()
+        # Decoder-only models return the prompt before the answer.
+        if prompt_len and torch.equal(new[:prompt_len], inputs["input_ids"][0].cpu()):
+            new = new[prompt_len:]
+        text = self._tokenizer.decode(new, skip_special_tokens=True).strip()
+        return text, prompt_len, int(new.shape[-1])
+
+    def close(self) -> None:
+        self._model = None

@@ -1,0 +1,41 @@
+"""How a worker connects to its broker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+WORKER_PATH = "/ws/worker"
+
+
+@dataclass
+class WorkerConfig:
+    """Settings of one worker process.
+
+    ``broker_url`` is the realm's base URL (``ws://host:port``); the worker
+    socket's path is added unless the URL already names one.
+    """
+
+    broker_url: str
+    slots: int = 4  # jobs run at once; chat batches them into one forward pass
+    name: str = ""
+    heartbeat_s: float = 15.0  # WebSocket ping interval; a silent broker is dropped after it
+    connect_timeout_s: float = 10.0
+    reconnect_initial_s: float = 0.5
+    reconnect_max_s: float = 30.0
+    max_frame_bytes: int = 16 * 1024 * 1024  # works carry attachments (images, audio)
+
+    def __post_init__(self) -> None:
+        if self.slots < 1:
+            raise ValueError(f"slots must be >= 1, got {self.slots}")
+        if not self.broker_url.startswith(("ws://", "wss://", "http://", "https://")):
+            raise ValueError(
+                f"broker URL {self.broker_url!r} must start with ws:// or wss:// "
+                "(e.g. ws://127.0.0.1:8765)"
+            )
+
+    @property
+    def ws_url(self) -> str:
+        url = self.broker_url.rstrip("/")
+        if url.startswith("http"):
+            url = "ws" + url[len("http") :]
+        return url if url.endswith(WORKER_PATH) else url + WORKER_PATH
