@@ -44,6 +44,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 WORKER_SLOTS = 256
+T0 = time.perf_counter()
+
+
+def progress(what: str) -> None:
+    print(f"[{time.perf_counter() - T0:5.1f} s] {what}", file=sys.stderr, flush=True)
 WINDOWS = (64, 128, 256)
 TARGET_MEDIAN_MS = 0.3
 TARGET_P99_MS = 1.5
@@ -181,11 +186,14 @@ class Route:
 class Direct(Route):
     name = "direct"
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.connected = asyncio.Event()
+        self._runner: Any = None
+
     async def start(self) -> str:
         """Listen for the worker; returns the URL to give it."""
         from aiohttp import web
-
-        self.connected = asyncio.Event()
 
         async def worker_socket(request: web.Request) -> web.WebSocketResponse:
             ws = web.WebSocketResponse(compress=False)
@@ -206,6 +214,10 @@ class Direct(Route):
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
         return f"ws://127.0.0.1:{self._runner.addresses[0][1]}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
 
 
 class ViaHub(Route):
@@ -310,15 +322,19 @@ async def measure(quick: bool) -> int:
     import aiohttp
 
     rounds, batch = (4, 100) if quick else (10, 250)
-    window_s = 1.0 if quick else 2.5
+    # Each in-flight level is measured in several short windows that alternate
+    # between relay and mtor; the median window counts (the machine's load
+    # swings by tens of percent within seconds).
+    tp_rounds, window_s = (1, 1.0) if quick else (3, 0.8)
     procs: list[subprocess.Popen[str]] = []
     tmp = tempfile.TemporaryDirectory(prefix="mtor-bench-")
+    direct = Direct()
     try:
         relay = spawn("--role", "relay")
         mtor = spawn("--role", "mtor", "--db", str(Path(tmp.name) / "journal.db"))
         procs += [relay, mtor]
         relay_port, mtor_port = await wait_ready(relay), await wait_ready(mtor)
-        direct = Direct()
+        progress("hubs up")
         direct_url = await direct.start()
         relay_url, mtor_url = f"ws://127.0.0.1:{relay_port}", f"ws://127.0.0.1:{mtor_port}"
         procs.append(spawn("--role", "worker", "--url", direct_url))
@@ -331,8 +347,10 @@ async def measure(quick: bool) -> int:
             await asyncio.wait_for(direct.connected.wait(), 60)
             await wait_workers(session, f"http://127.0.0.1:{relay_port}", 2)
             await wait_workers(session, f"http://127.0.0.1:{mtor_port}", 2)
+            progress("workers registered")
             await via_relay.connect(session)
             await via_mtor.connect(session)
+            progress("clients connected; measuring round trips")
             paths: list[Route] = [direct, via_relay, via_mtor]
             for path in paths:  # warm up every path
                 await latency_batch(path, 200, [])
@@ -342,14 +360,19 @@ async def measure(quick: bool) -> int:
                 for path in paths:
                     await latency_batch(path, batch, lat[path.name])
 
+            progress("measuring throughput")
             rates: dict[str, dict[int, float]] = {"relay": {}, "mtor": {}}
             cpu: dict[str, list[float]] = {"relay": [], "mtor": []}
             for window in WINDOWS:
-                for path, proc in ((via_relay, relay), (via_mtor, mtor)):
-                    rate, cpu_us = await throughput(path, window, window_s, proc.pid)
-                    rates[path.name][window] = rate
-                    cpu[path.name].append(cpu_us)
-        await direct._runner.cleanup()
+                samples: dict[str, list[float]] = {"relay": [], "mtor": []}
+                for _ in range(tp_rounds):
+                    for path, proc in ((via_relay, relay), (via_mtor, mtor)):
+                        rate, cpu_us = await throughput(path, window, window_s, proc.pid)
+                        samples[path.name].append(rate)
+                        cpu[path.name].append(cpu_us)
+                for name, values in samples.items():
+                    rates[name][window] = statistics.median(values)
+        progress("done")
     finally:
         for proc in reversed(procs):  # workers first, so none logs its hub going away
             proc.terminate()
@@ -358,6 +381,7 @@ async def measure(quick: bool) -> int:
                 proc.wait(5)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        await direct.stop()
         tmp.cleanup()
 
     return report(lat, rates, {k: statistics.median(v) for k, v in cpu.items()})
@@ -374,7 +398,7 @@ def report(lat: dict[str, list[float]], rates: dict[str, dict[int, float]], cpu:
         print(f"  {name:8} {med[name]:8.3f} {p99[name]:8.3f}{extra}")
     over_med = med["mtor"] - med["direct"]
     over_p99 = p99["mtor"] - p99["direct"]
-    print("\nthroughput (intents/s)")
+    print("\nthroughput (intents/s, median of alternating windows)")
     print(f"  {'in flight':>9} {'relay':>9} {'mtor':>9} {'mtor/relay':>11}")
     for window in WINDOWS:
         r, m = rates["relay"][window], rates["mtor"][window]

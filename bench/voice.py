@@ -64,7 +64,8 @@ def main() -> None:
     from mtor_cli.voice.vad import UtteranceDetector
 
     items = load_labelled(HELDOUT)
-    print(f"CPU load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores (latency figures move with it)")
+    load = os.getloadavg()[0]
+    print(f"CPU load average at start: {load:.2f} on {os.cpu_count()} cores (latency figures move with it)")
     print(f"held-out set: {len(items)} phrasings, {HELDOUT.relative_to(ROOT)}")
 
     # --- 1. accuracy ---------------------------------------------------------
@@ -80,7 +81,10 @@ def main() -> None:
     for label, (right, count) in sorted(result.per_label.items()):
         print(f"   {label:8} {right:3d}/{count:<3d}")
     verdict = "meets" if result.accuracy >= TARGET_ACCURACY else "MISSES"
-    print(f"   accuracy {result.accuracy:.1%} ({result.correct}/{result.total}); target >= {TARGET_ACCURACY:.0%}: {verdict}")
+    print(
+        f"   accuracy {result.accuracy:.1%} ({result.correct}/{result.total}); "
+        f"target >= {TARGET_ACCURACY:.0%}: {verdict}"
+    )
     print(f"   baseline fp32 model, same rules and prototypes: {result_fp32.accuracy:.1%}")
     for item, got in result.mistakes:
         print(f"   miss: {item.text!r} labelled {item.intent}, got {got.intent} via {got.source} ({got.score:.2f})")
@@ -113,7 +117,10 @@ def main() -> None:
             base_times.append(time.perf_counter() - t0)
             torch.set_num_threads(threads)
     print(f"\n2. classification latency per query, CPU, 1 thread ({args.rounds} passes)")
-    print(f"   all {len(texts)} queries:                median {ms(statistics.median(all_times))}  p95 {ms(percentile(all_times, 0.95))}")
+    print(
+        f"   all {len(texts)} queries:                median {ms(statistics.median(all_times))}  "
+        f"p95 {ms(percentile(all_times, 0.95))}"
+    )
     print(
         f"   {len(reaches_model)} via the model:               median {ms(statistics.median(model_times))}  "
         f"p95 {ms(percentile(model_times, 0.95))}"
@@ -124,7 +131,10 @@ def main() -> None:
     )
     ratio = statistics.median(model_times) / statistics.median(base_times)
     verdict = "meets" if statistics.median(model_times) * 1000 <= TARGET_CLASSIFY_MS else "MISSES"
-    print(f"   model-stage median / baseline median = {ratio:.2f}x; target median <= {TARGET_CLASSIFY_MS:.0f} ms: {verdict}")
+    print(
+        f"   model-stage median / baseline median = {ratio:.2f}x; "
+        f"target median <= {TARGET_CLASSIFY_MS:.0f} ms: {verdict}"
+    )
 
     # --- 3. wake word to dispatch --------------------------------------------
     samples, rate = wav_samples(synthesise(REQUEST, words_per_minute=120, word_gap=4))
@@ -168,7 +178,8 @@ def main() -> None:
     print(f"   heard {heard!r} -> {rec.intent}, prompt {rec.prompt!r} ({rec.source})")
     print(f"   baseline bare STT:                 median {ms(stt)}")
     print(f"   utterance end -> dispatch:         median {ms(total)}  ({total / stt:.2f}x the bare STT)")
-    print(f"   VAD over the whole {len(stream) / SAMPLE_RATE:.1f} s stream: median {ms(statistics.median(vad_costs))} of CPU")
+    vad_cpu = ms(statistics.median(vad_costs))
+    print(f"   VAD over the whole {len(stream) / SAMPLE_RATE:.1f} s stream: median {vad_cpu} of CPU")
     print(f"   (a live microphone adds the {detector.config.end_silence_ms} ms of silence that ends an utterance)")
 
 

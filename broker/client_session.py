@@ -22,6 +22,8 @@ from broker.protocol import (
     client_decoder,
 )
 
+CLOSE_TIMEOUT_S = 2.0  # how long a close waits for the peer's answer
+
 if TYPE_CHECKING:
     from broker.server import BrokerServer
 
@@ -30,7 +32,10 @@ _decoder = client_decoder()
 
 async def client_socket(broker: BrokerServer, request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(
-        compress=False, max_msg_size=broker.config.transport_max_msg_size, autoping=True
+        compress=False,
+        max_msg_size=broker.config.transport_max_msg_size,
+        autoping=True,
+        timeout=CLOSE_TIMEOUT_S,
     )
     await ws.prepare(request)
     peer = Peer(ws, request, "client", broker.outbox)
@@ -62,6 +67,8 @@ def _handle(broker: BrokerServer, peer: Peer, msg: object) -> bool:
         if address is None:
             peer.send(handshake.bad_signature(peer, reused))
             return False
+        if broker.sysop.refused(peer, address):
+            return True  # answered `banned`; the socket is closing
         peer.address = address
         peer.send(Welcome(address=address, realm=broker.config.realm))
         broker.subs.changed("stats")
@@ -70,7 +77,8 @@ def _handle(broker: BrokerServer, peer: Peer, msg: object) -> bool:
         not_authenticated(peer, "hello", getattr(msg, "guid", None))
         return True
     if isinstance(msg, SubmitQuery):
-        broker.dispatcher.submit(peer, msg)
+        if broker.limits.allow(peer, msg):
+            broker.dispatcher.submit(peer, msg)
     elif isinstance(msg, Cancel):
         broker.dispatcher.cancel(peer, msg.guid)
     elif isinstance(msg, Subscribe):

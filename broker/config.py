@@ -45,6 +45,37 @@ class BrokerConfig:
     max_probe_after_s: float = 600.0
     ewma_alpha: float = 0.2
     stats_interval_s: float = 0.15  # subscriber pushes are coalesced to at most one per interval
+    # Accounts, sysop and abuse resistance (broker/accounts.py, sysop.py, trust.py, ratelimit.py).
+    operator: str | None = None  # address with the sysop role by right (the key that runs the broker)
+    tls_cert: Path | None = None  # with tls_key: serve wss:// and https://
+    tls_key: Path | None = None
+    rate_per_minute: int = 0  # submit_query per user per minute; 0: unlimited
+    max_concurrent: int = 0  # live (queued or running) intents per user; 0: unlimited
+    untrusted_slots: int = 0  # a new worker's concurrency until trusted; 0: no limit
+    trust_after_jobs: int = 20  # completed jobs that make a worker trusted
+    maintenance_after: int = 5  # aborted or timed-out jobs among a worker's last 20...
+    max_tokens_per_s: float = 0.0  # ...or a result faster than this (implausible); 0: no check
+    spot_check_rate: float = 0.0  # share of greedy chat results re-run on a trusted worker
+    request_window_s: float = 60.0  # how old a signed REST request may be
+
+    def __post_init__(self) -> None:
+        positive = {
+            "max_frame_bytes": self.max_frame_bytes,
+            "max_prompt_chars": self.max_prompt_chars,
+            "queue_limit": self.queue_limit,
+            "max_attempts": self.max_attempts,
+            "default_job_timeout_s": self.default_job_timeout_s,
+            "heartbeat_s": self.heartbeat_s,
+            "heartbeat_misses": self.heartbeat_misses,
+            "quarantine_after_failures": self.quarantine_after_failures,
+            "stats_interval_s": self.stats_interval_s,
+            **{f"job_timeout_s[{k!r}]": v for k, v in self.job_timeout_s.items()},
+        }
+        for name, value in positive.items():
+            if not value > 0:
+                raise ValueError(f"broker setting {name} must be > 0, got {value!r}")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be 0..65535, got {self.port}")
 
     def timeout_for(self, intent: str) -> float:
         return self.job_timeout_s.get(intent, self.default_job_timeout_s)

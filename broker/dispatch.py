@@ -47,6 +47,9 @@ _result_decoder = msgspec.json.Decoder(Result)
 _error_decoder = msgspec.json.Decoder(Error)
 
 
+# Worker failure codes that describe the request, passed to the client as they are.
+_REQUEST_ERRORS = frozenset({"bad_params", "bad_attachment", "prompt_too_long"})
+
 class Dispatcher:
     def __init__(
         self,
@@ -96,9 +99,50 @@ class Dispatcher:
         assert user is not None  # the socket handler only passes authenticated peers
         check_guid(query.guid)
         query = normalise(query)
-        if self._seen(peer, user, query):
+        if self._reattach(peer, user, query):
             return
         intent = query.intent or "chat"
+        try:
+            price = self._admit(user, intent, query)
+        except Rejected:
+            # A finished intent is replayed even when it could not run now
+            # (its workers are gone, the queue is full).
+            if self._replay(peer, user, query):
+                return
+            raise
+        record = J.IntentRecord(query.guid, user, intent, J.QUEUED, encode(query), price, time.time())
+        # The insert doubles as the idempotency check, so a new intent costs no lookup.
+        if not self._journal.add(record):
+            self._replay(peer, user, query)
+            return
+        if self._billing is not None:
+            try:
+                self._billing.hold(user, query.guid, price)
+            except Exception as exc:
+                # No hold, no intent: nothing may run (or be restored) unpaid.
+                self._journal.discard(query.guid)
+                if not isinstance(exc, InsufficientFunds):
+                    raise
+                raise Rejected(
+                    "insufficient_funds",
+                    f"your balance {exc.balance} does not cover the price {exc.price}",
+                    "deposit $9000 with `mtor ledger deposit`",
+                    balance=exc.balance,
+                    price=exc.price,
+                ) from None
+            self._subs.ledger_event("hold", query.guid, user, price)
+        job = Job(query.guid, user, intent, query, price, time.monotonic(), client=peer)
+        self.jobs[job.guid] = job
+        position = self.queue.push(job)
+        self.counters["submitted"] += 1
+        self._outbox.send(
+            peer, encode(Accepted(guid=job.guid, intent=intent, position=position, price_held=price))
+        )
+        self._subs.intent_event(job, "queued")
+        self._pump(intent)
+
+    def _admit(self, user: str, intent: str, query: SubmitQuery) -> int:
+        """Every check a new intent must pass before it is journaled; returns its price."""
         check_limits(query, self._cfg, self.registry.intents())
         if not self.registry.can_serve(intent, query.model):
             what = f"intent {intent!r}" + (f" with model {query.model!r}" if query.model else "")
@@ -125,49 +169,29 @@ class Dispatcher:
                 "raise --max-price or pick a cheaper model",
                 price=price,
             )
-        if self._billing is not None:
-            try:
-                self._billing.hold(user, query.guid, price)
-            except InsufficientFunds as exc:
-                raise Rejected(
-                    "insufficient_funds",
-                    f"your balance {exc.balance} does not cover the price {exc.price}",
-                    "deposit $9000 with `mtor ledger deposit`",
-                    balance=exc.balance,
-                    price=exc.price,
-                ) from None
-            self._subs.ledger_event("hold", query.guid, user, price)
-        now = time.time()
-        self._journal.add(
-            J.IntentRecord(query.guid, user, intent, J.QUEUED, encode(query), price, now)
-        )
-        job = Job(query.guid, user, intent, query, price, time.monotonic(), client=peer)
-        self.jobs[job.guid] = job
-        position = self.queue.push(job)
-        self.counters["submitted"] += 1
-        self._outbox.send(
-            peer, encode(Accepted(guid=job.guid, intent=intent, position=position, price_held=price))
-        )
-        self._subs.intent_event(job, "queued")
-        self._pump(intent)
+        return price
 
-    def _seen(self, peer: Peer, user: str, query: SubmitQuery) -> bool:
-        """Handle a guid the broker already knows; False if it is new."""
+    def _reattach(self, peer: Peer, user: str, query: SubmitQuery) -> bool:
+        """A guid still queued or running: the same request again (a reconnected
+        client), whose stream now goes to this connection."""
         job = self.jobs.get(query.guid)
-        if job is not None:
-            self._check_same(job.user, job.query, user, query)
-            # The same request again (a reconnected client): results go to this connection now.
-            job.client = peer
-            self._outbox.send(
-                peer,
-                encode(Accepted(guid=job.guid, intent=job.intent, position=0, price_held=job.price_held)),
-            )
-            return True
+        if job is None:
+            return False
+        self._check_same(job.user, job.query, user, query)
+        job.client = peer
+        self._outbox.send(
+            peer,
+            encode(Accepted(guid=job.guid, intent=job.intent, position=0, price_held=job.price_held)),
+        )
+        return True
+
+    def _replay(self, peer: Peer, user: str, query: SubmitQuery) -> bool:
+        """A guid the journal holds finished: send its stored outcome; False if unknown."""
         record = self._journal.get(query.guid)
         if record is None:
             return False
         self._check_same(record.user, _query_decoder.decode(record.query), user, query)
-        assert record.outcome is not None  # every non-final record is live after restore()
+        assert record.outcome is not None  # every unfinished record is live after restore()
         self.counters["replayed"] += 1
         if record.state == J.DONE:
             result = _result_decoder.decode(record.outcome)
@@ -207,6 +231,17 @@ class Dispatcher:
         if job.worker is not None:
             self._let_go(job, job.worker)
         self._finish_error(job, "cancelled", "cancelled by the user", "", J.CANCELLED)
+
+    def terminate(self, guid: str, code: str, message: str, hint: str = "") -> bool:
+        """End a live intent on the realm's behalf (a sysop, a ban); its hold is
+        released. False if no such intent is queued or running."""
+        job = self.jobs.get(guid)
+        if job is None:
+            return False
+        if job.worker is not None:
+            self._let_go(job, job.worker)
+        self._finish_error(job, code, message, hint, J.CANCELLED)
+        return True
 
     # --- worker side ----------------------------------------------------
 
@@ -250,9 +285,9 @@ class Dispatcher:
             cost = self._billing.capture(job.guid, worker.address, job.intent, res.usage)
             self._subs.ledger_event("capture", job.guid, job.user, cost)
         timings = dict(res.timings)
-        timings["queue_s"] = round(job.started_at - job.waiting_since, 6)
-        timings["run_s"] = round(run_s, 6)
-        timings["total_s"] = round(time.monotonic() - job.queued_at, 6)
+        timings["queue_s"] = job.started_at - job.waiting_since
+        timings["run_s"] = run_s
+        timings["total_s"] = time.monotonic() - job.queued_at
         result = Result(
             guid=job.guid,
             intent=job.intent,
@@ -284,10 +319,13 @@ class Dispatcher:
             self._worker_failure(worker)
             self._retry(job, "worker_failed", f"worker {worker.id} failed: {failed.message}")
         else:
-            # The request itself is bad: no other worker would do better.
+            # The request itself is bad: no other worker would do better. A
+            # bad-input code the worker found (bad_params, bad_attachment...)
+            # is the client's stable code too; anything else is worker_failed.
+            code = failed.code if failed.code in _REQUEST_ERRORS else "worker_failed"
             self._finish_error(
                 job,
-                "worker_failed",
+                code,
                 failed.message,
                 "the worker rejected the request; check the prompt and parameters",
                 J.FAILED,

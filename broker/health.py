@@ -92,9 +92,10 @@ class WorkerHealth:
             return 1
         return 0
 
-    def rank(self) -> tuple[int, float]:
-        """Smaller is healthier; coarse, so that load decides between similar workers."""
-        return (0 if self.state == HEALTHY else 1, round(self.failure_rate, 1))
+    def rank(self) -> tuple[int, int]:
+        """Smaller is healthier; coarse (tenths of failure rate), so that load
+        decides between similar workers."""
+        return (0 if self.state == HEALTHY else 1, int(self.failure_rate * 10 + 0.5))
 
     def to_dict(self) -> dict[str, object]:
         now = time.monotonic()

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from broker.registry import WorkerEntry
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Job:
     guid: str
     user: str

@@ -42,10 +42,10 @@ class IntentRecord:
 
 class Journal(Protocol):
     def get(self, guid: str) -> IntentRecord | None: ...
-    def add(self, record: IntentRecord) -> None: ...
+    def add(self, record: IntentRecord) -> bool: ...
+    def discard(self, guid: str) -> None: ...
     def finish(self, guid: str, state: str, outcome: bytes) -> None: ...
     def unfinished(self) -> list[IntentRecord]: ...
-    def counts(self) -> dict[str, int]: ...
     @property
     def dirty(self) -> bool: ...
     def commit(self) -> None: ...
@@ -90,6 +90,7 @@ class SqliteJournal:
         # a thread of their own, not inside a commit on the event loop.
         self._conn.execute("PRAGMA wal_autocheckpoint=0")
         self._in_tx = False
+        self._rowids: dict[str, int] = {}  # unfinished intents' rows, so finish() needs no index walk
         self._checkpointer = _Checkpointer(path)
 
     def _begin(self) -> None:
@@ -105,11 +106,12 @@ class SqliteJournal:
         ).fetchone()
         return IntentRecord(*row) if row else None
 
-    def add(self, record: IntentRecord) -> None:
+    def add(self, record: IntentRecord) -> bool:
+        """Journal a new intent; False (and nothing written) if the guid is already there."""
         self._begin()
-        self._conn.execute(
+        cursor = self._conn.execute(
             "INSERT INTO intents (guid, user, intent, state, query, price_held, created)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (guid) DO NOTHING",
             (
                 record.guid,
                 record.user,
@@ -120,23 +122,39 @@ class SqliteJournal:
                 record.created,
             ),
         )
+        if cursor.rowcount != 1:
+            return False
+        self._rowids[record.guid] = cursor.lastrowid
+        return True
+
+    def discard(self, guid: str) -> None:
+        """Remove an intent added in this transaction that was then refused (no funds)."""
+        self._begin()
+        self._conn.execute("DELETE FROM intents WHERE rowid = ?", (self._rowids.pop(guid),))
 
     def finish(self, guid: str, state: str, outcome: bytes) -> None:
         self._begin()
-        self._conn.execute(
-            "UPDATE intents SET state = ?, outcome = ?, finished = ? WHERE guid = ?",
-            (state, outcome, time.time(), guid),
-        )
+        rowid = self._rowids.pop(guid, None)
+        if rowid is not None:  # always, for intents added or restored by this journal
+            # By rowid: no walk of the guid index.
+            self._conn.execute(
+                "UPDATE intents SET state = ?, outcome = ?, finished = ? WHERE rowid = ?",
+                (state, outcome, time.time(), rowid),
+            )
+        else:
+            self._conn.execute(
+                "UPDATE intents SET state = ?, outcome = ?, finished = ? WHERE guid = ?",
+                (state, outcome, time.time(), guid),
+            )
 
     def unfinished(self) -> list[IntentRecord]:
         rows = self._conn.execute(
-            "SELECT guid, user, intent, state, query, price_held, created, outcome"
+            "SELECT rowid, guid, user, intent, state, query, price_held, created, outcome"
             f" FROM intents WHERE state = '{QUEUED}' ORDER BY created"
         ).fetchall()
-        return [IntentRecord(*row) for row in rows]
-
-    def counts(self) -> dict[str, int]:
-        return dict(self._conn.execute("SELECT state, count(*) FROM intents GROUP BY state"))
+        for row in rows:
+            self._rowids[row[1]] = row[0]
+        return [IntentRecord(*row[1:]) for row in rows]
 
     @property
     def dirty(self) -> bool:

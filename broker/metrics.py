@@ -1,53 +1,57 @@
-"""Prometheus metrics, one CollectorRegistry per broker (tests run several in one process)."""
+"""Prometheus metrics, one CollectorRegistry per broker (tests run several in one process).
+
+The hot path only bumps plain Python counters (a dict lookup and an add);
+prometheus-client objects are built from them at scrape time, together with
+the gauges read from the broker's live state.
+"""
 
 from __future__ import annotations
 
+import bisect
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
+
+LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
+
+class _Histogram:
+    __slots__ = ("counts", "total", "n")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(LATENCY_BUCKETS) + 1)  # the last one is +Inf
+        self.total = 0.0
+        self.n = 0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(LATENCY_BUCKETS, value)] += 1
+        self.total += value
+        self.n += 1
 
 
 class BrokerMetrics:
     def __init__(self, live: Callable[[], dict[str, Any]]) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Histogram
+        from prometheus_client import CollectorRegistry
 
+        self.intents: Counter[tuple[str, str]] = Counter()  # (intent, outcome)
+        self.latency: dict[str, _Histogram] = {}  # intent -> accepted to result or error
+        self.rejections: Counter[str] = Counter()  # code
+        self.bad_frames: Counter[tuple[str, str]] = Counter()  # (socket, code)
         self.registry = CollectorRegistry()
-        self._intents = Counter(
-            "mtor_intents", "Intents finished, by intent and outcome", ["intent", "outcome"],
-            registry=self.registry,
-        )
-        self._rejected = Counter(
-            "mtor_rejected", "Requests refused, by error code", ["code"], registry=self.registry
-        )
-        self._bad_frames = Counter(
-            "mtor_bad_frames", "Frames that failed to decode, by socket and code", ["socket", "code"],
-            registry=self.registry,
-        )
-        self._latency = Histogram(
-            "mtor_intent_seconds", "From accepted to result or error", ["intent"],
-            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
-            registry=self.registry,
-        )
-        # Gauges are read from the broker's state at scrape time: nothing to
-        # keep in sync on the hot path.
-        self.registry.register(_LiveCollector(live))
-        self._children: dict[tuple[str, str], Any] = {}
+        self.registry.register(_Collector(self, live))
 
     def finished(self, intent: str, outcome: str, seconds: float) -> None:
-        key = (intent, outcome)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = (
-                self._intents.labels(intent, outcome),
-                self._latency.labels(intent),
-            )
-        child[0].inc()
-        child[1].observe(seconds)
+        self.intents[(intent, outcome)] += 1
+        hist = self.latency.get(intent)
+        if hist is None:
+            hist = self.latency[intent] = _Histogram()
+        hist.observe(seconds)
 
     def rejected(self, code: str) -> None:
-        self._rejected.labels(code).inc()
+        self.rejections[code] += 1
 
     def bad_frame(self, socket: str, code: str) -> None:
-        self._bad_frames.labels(socket, code).inc()
+        self.bad_frames[(socket, code)] += 1
 
     def render(self) -> tuple[bytes, str]:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -55,12 +59,41 @@ class BrokerMetrics:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
-class _LiveCollector:
-    def __init__(self, live: Callable[[], dict[str, Any]]) -> None:
+class _Collector:
+    def __init__(self, metrics: BrokerMetrics, live: Callable[[], dict[str, Any]]) -> None:
+        self._m = metrics
         self._live = live
 
     def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+        m = self._m
+        intents = CounterMetricFamily(
+            "mtor_intents", "Intents finished, by intent and outcome", labels=["intent", "outcome"]
+        )
+        for (intent, outcome), n in sorted(m.intents.items()):
+            intents.add_metric([intent, outcome], n)
+        yield intents
+        latency = HistogramMetricFamily(
+            "mtor_intent_seconds", "From accepted to result or error", labels=["intent"]
+        )
+        for intent, hist in sorted(m.latency.items()):
+            cumulative, buckets = 0, []
+            for bound, count in zip((*map(str, LATENCY_BUCKETS), "+Inf"), hist.counts):
+                cumulative += count
+                buckets.append((bound, cumulative))
+            latency.add_metric([intent], buckets, hist.total)
+        yield latency
+        rejected = CounterMetricFamily("mtor_rejected", "Requests refused, by error code", labels=["code"])
+        for code, n in sorted(m.rejections.items()):
+            rejected.add_metric([code], n)
+        yield rejected
+        bad = CounterMetricFamily(
+            "mtor_bad_frames", "Frames that failed to decode, by socket and code", labels=["socket", "code"]
+        )
+        for (socket, code), n in sorted(m.bad_frames.items()):
+            bad.add_metric([socket, code], n)
+        yield bad
 
         s = self._live()
         depth = GaugeMetricFamily("mtor_queue_depth", "Queued intents", labels=["intent"])

@@ -14,7 +14,11 @@ if TYPE_CHECKING:
 class Outbox:
     def __init__(self, journal: Journal) -> None:
         self._journal = journal
-        self._peers: list[Peer] = []
+        # Workers are written first: a `work` frame is on the critical path of
+        # an intent, the `accepted` that goes out with it is not, and on a busy
+        # machine waking the client first can delay the worker by a time slice.
+        self._workers: list[Peer] = []
+        self._clients: list[Peer] = []
         self._scheduled = False
 
     def send(self, peer: Peer | None, data: bytes) -> None:
@@ -25,7 +29,7 @@ class Outbox:
             peer.queued.append(data)
             if not peer.marked:
                 peer.marked = True
-                self._peers.append(peer)
+                (self._workers if peer.role == "worker" else self._clients).append(peer)
         if not self._scheduled:
             self._scheduled = True
             # call_soon runs after every callback already ready in this pass,
@@ -35,7 +39,8 @@ class Outbox:
     def flush(self) -> None:
         self._scheduled = False
         self._journal.commit()
-        peers, self._peers = self._peers, []
-        for peer in peers:
-            peer.marked = False
-            peer.write_queued()
+        for peers in (self._workers, self._clients):
+            for peer in peers:
+                peer.marked = False
+                peer.write_queued()
+        self._workers, self._clients = [], []

@@ -47,6 +47,9 @@ ERROR_CODES: dict[str, str] = {
     "price_exceeded": "The price is above the request's max_price.",
     "rate_limited": "Too many requests; retry later.",
     "banned": "This address is banned from the realm.",
+    "forbidden": "Only a sysop (or the realm's operator) may do that.",
+    "maintenance": "The worker is in maintenance: it gets no new work until a sysop resumes it.",
+    "nickname_taken": "That nickname belongs to another address.",
     "internal": "The broker hit an unexpected error.",
 }
 
@@ -79,6 +82,44 @@ def recover_signer(nonce: str, role: str, signature: str) -> str | None:
     try:
         return Account.recover_message(
             encode_defunct(text=challenge_text(nonce, role)), signature=signature
+        )
+    except Exception:  # eth-account raises several types for malformed signatures
+        return None
+
+
+def request_text(method: str, path: str, timestamp: int, nonce: str, body: bytes = b"") -> str:
+    """The exact text a signed REST request signs (headers X-MTOR-Address,
+    X-MTOR-Timestamp, X-MTOR-Nonce, X-MTOR-Signature): method, path with query,
+    unix time, a fresh random nonce and the body's SHA-256, so a signature is
+    good for one request only."""
+    import hashlib
+
+    digest = hashlib.sha256(body).hexdigest()
+    return f"MTOR request\n{method.upper()} {path}\n{timestamp}\n{nonce}\n{digest}"
+
+
+def sign_request(
+    private_key: bytes | str, method: str, path: str, timestamp: int, nonce: str, body: bytes = b""
+) -> str:
+    """EIP-191 personal-sign of :func:`request_text`; returns 0x-hex."""
+    from eth_account import Account
+    from eth_account.messages import encode_defunct
+
+    text = request_text(method, path, timestamp, nonce, body)
+    signed = Account.sign_message(encode_defunct(text=text), private_key)
+    return "0x" + signed.signature.hex().removeprefix("0x")
+
+
+def recover_request_signer(
+    method: str, path: str, timestamp: int, nonce: str, body: bytes, signature: str
+) -> str | None:
+    """The checksummed address that signed the request, or None if unreadable."""
+    from eth_account import Account
+    from eth_account.messages import encode_defunct
+
+    try:
+        return Account.recover_message(
+            encode_defunct(text=request_text(method, path, timestamp, nonce, body)), signature=signature
         )
     except Exception:  # eth-account raises several types for malformed signatures
         return None
@@ -206,6 +247,7 @@ class Error(Msg, tag="error"):
     hint: str = ""
     guid: str | None = None
     detail: dict[str, Any] = {}
+    retry_after: float | None = None  # seconds, with `rate_limited`
 
 
 class Stats(Msg, tag="stats"):

@@ -46,6 +46,7 @@ class WorkerEntry:
         self.health = WorkerHealth(config)
         self.connected_at = time.time()
         self.ping_sent: dict[str, float] = {}  # ping nonce -> perf_counter when sent
+        self.cap: int | None = None  # broker.trust: 0 paused or in maintenance, fewer slots while untrusted
 
     def serves(self, intent: str, model: str | None) -> bool:
         models = self.models.get(intent)
@@ -55,7 +56,10 @@ class WorkerEntry:
 
     @property
     def free(self) -> int:
-        return self.health.capacity(self.slots) - len(self.running) - len(self.letting_go)
+        capacity = self.health.capacity(self.slots)
+        if self.cap is not None:
+            capacity = min(capacity, self.cap)
+        return capacity - len(self.running) - len(self.letting_go)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -82,6 +86,7 @@ class WorkerRegistry:
         self._cfg = config
         self._workers: dict[str, WorkerEntry] = {}
         self._ids = itertools.count(1)
+        self._intents: set[str] | None = None
 
     def add(
         self,
@@ -95,13 +100,12 @@ class WorkerRegistry:
         worker_id = f"w{next(self._ids)}-{address[2:8].lower()}"
         entry = WorkerEntry(worker_id, peer, address, capabilities, slots, name, version, self._cfg)
         self._workers[worker_id] = entry
+        self._intents = None
         return entry
 
     def remove(self, worker_id: str) -> WorkerEntry | None:
+        self._intents = None
         return self._workers.pop(worker_id, None)
-
-    def get(self, worker_id: str) -> WorkerEntry | None:
-        return self._workers.get(worker_id)
 
     def __iter__(self) -> Iterator[WorkerEntry]:
         return iter(list(self._workers.values()))
@@ -110,13 +114,17 @@ class WorkerRegistry:
         return len(self._workers)
 
     def intents(self) -> set[str]:
-        return {intent for w in self._workers.values() for intent in w.models}
+        """Every intent some connected worker serves (cached: asked on every submit)."""
+        if self._intents is None:
+            self._intents = {intent for w in self._workers.values() for intent in w.models}
+        return self._intents
 
     def can_serve(self, intent: str, model: str | None) -> bool:
         """Some connected worker outside quarantine serves this intent (and model)."""
-        return any(
-            w.serves(intent, model) and w.health.state != QUARANTINED for w in self._workers.values()
-        )
+        for w in self._workers.values():
+            if w.health.state != QUARANTINED and w.serves(intent, model):
+                return True
+        return False
 
     def pick(self, job: Job) -> WorkerEntry | None:
         """The best worker with a free slot for ``job``, or None.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
 import signal
 import time
@@ -24,8 +25,12 @@ from broker.protocol import Ping
 from broker.queue import SafeQueue
 from broker.registry import WorkerRegistry
 from broker.rest import routes
+from broker.account_rest import install as install_accounts
+from broker.tls import server_context
 from broker.subscriptions import Subscriptions
 from broker.worker_session import worker_socket
+
+log = logging.getLogger("mtor.broker")
 
 
 class BrokerServer:
@@ -39,14 +44,15 @@ class BrokerServer:
         self._runner: web.AppRunner | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._started = 0.0
+        self._closing: set[asyncio.Task[None]] = set()
 
     @property
     def url(self) -> str:
-        return f"ws://{self._host_for_url()}:{self.port}"
+        return f"{'wss' if self.config.tls_cert else 'ws'}://{self._host_for_url()}:{self.port}"
 
     @property
     def http_url(self) -> str:
-        return f"http://{self._host_for_url()}:{self.port}"
+        return f"{'https' if self.config.tls_cert else 'http'}://{self._host_for_url()}:{self.port}"
 
     def _host_for_url(self) -> str:
         host = self.config.host
@@ -77,9 +83,10 @@ class BrokerServer:
         app.router.add_get("/ws/client", self._client_socket)
         app.router.add_get("/ws/worker", self._worker_socket)
         app.add_routes(routes(self))
+        install_accounts(self, app)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, cfg.host, cfg.port, reuse_address=True)
+        site = web.TCPSite(self._runner, cfg.host, cfg.port, reuse_address=True, ssl_context=server_context(cfg))
         await site.start()
         self.port = self._runner.addresses[0][1]
         self._started = time.monotonic()
@@ -98,9 +105,11 @@ class BrokerServer:
                 await self._ticker
             self._ticker = None
         self.subs.close()
-        for peer in list(self.worker_peers) + list(self.clients):
-            with contextlib.suppress(Exception):
-                await peer.close(code=1001, message=b"broker shutting down")
+        peers = list(self.worker_peers) + list(self.clients)
+        await asyncio.gather(
+            *(peer.close(code=1001, message=b"broker shutting down") for peer in peers),
+            return_exceptions=True,
+        )
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -118,24 +127,32 @@ class BrokerServer:
     # --- the periodic tick: heartbeats, probes, queue expiry -------------
 
     async def _tick(self) -> None:
-        cfg = self.config
         while True:
-            await asyncio.sleep(cfg.heartbeat_s)
-            now = time.monotonic()
-            for worker in self.registry:
-                health = worker.health
-                if health.pings_unanswered >= cfg.heartbeat_misses:
-                    # Silent for too long: treat as gone, its jobs go elsewhere.
-                    asyncio.create_task(worker.peer.close(code=4002, message=b"heartbeat missed"))
-                    continue
-                nonce = secrets.token_hex(4)
-                worker.ping_sent = {nonce: time.perf_counter()}
-                health.pings_unanswered += 1
-                worker.peer.send(Ping(nonce=nonce, ts=time.time()))
-                if health.maybe_probe(now):
-                    self.subs.changed("workers")
-                    self.dispatcher.pump_all()
-            self.dispatcher.sweep()
+            await asyncio.sleep(self.config.heartbeat_s)
+            try:
+                self._heartbeat()
+                self.dispatcher.sweep()
+            except Exception:  # a bug here must not stop heartbeats for good
+                log.exception("broker tick failed")
+
+    def _heartbeat(self) -> None:
+        cfg = self.config
+        now = time.monotonic()
+        for worker in self.registry:
+            health = worker.health
+            if health.pings_unanswered >= cfg.heartbeat_misses:
+                # Silent for too long: treat as gone, its jobs go elsewhere.
+                task = asyncio.create_task(worker.peer.close(code=4002, message=b"heartbeat missed"))
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
+                continue
+            nonce = secrets.token_hex(4)
+            worker.ping_sent = {nonce: time.perf_counter()}
+            health.pings_unanswered += 1
+            worker.peer.send(Ping(nonce=nonce, ts=time.time()))
+            if health.maybe_probe(now):
+                self.subs.changed("workers")
+                self.dispatcher.pump_all()
 
     # --- views for REST, subscribers and metrics --------------------------
 

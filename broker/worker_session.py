@@ -25,6 +25,8 @@ from broker.protocol import (
 )
 from broker.registry import WorkerEntry
 
+CLOSE_TIMEOUT_S = 2.0  # how long a close waits for the peer's answer
+
 if TYPE_CHECKING:
     from broker.server import BrokerServer
 
@@ -34,7 +36,10 @@ MAX_SLOTS = 1024
 
 async def worker_socket(broker: BrokerServer, request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(
-        compress=False, max_msg_size=broker.config.transport_max_msg_size, autoping=True
+        compress=False,
+        max_msg_size=broker.config.transport_max_msg_size,
+        autoping=True,
+        timeout=CLOSE_TIMEOUT_S,
     )
     await ws.prepare(request)
     peer = Peer(ws, request, "worker", broker.outbox)
@@ -53,6 +58,7 @@ async def worker_socket(broker: BrokerServer, request: web.Request) -> web.WebSo
                     break
                 continue
             try:
+                broker.trust.before(entry, msg)
                 _handle(broker, entry, msg)
             except Exception as exc:
                 internal_error(peer, exc, getattr(msg, "guid", None))
@@ -60,6 +66,7 @@ async def worker_socket(broker: BrokerServer, request: web.Request) -> web.WebSo
         peer.closed = True
         broker.worker_peers.discard(peer)
         if entry is not None:
+            broker.trust.left(entry)
             broker.dispatcher.worker_left(entry)
     return ws
 
@@ -81,8 +88,11 @@ def _register(broker: BrokerServer, peer: Peer, msg: Register) -> tuple[WorkerEn
             )
         )
         return None, True
+    if broker.sysop.refused(peer, address):
+        return None, True  # answered `banned`; the socket is closing
     peer.address = address
     entry = broker.registry.add(peer, address, msg.capabilities, msg.slots, msg.name, msg.version)
+    broker.trust.joined(entry)
     peer.send(Welcome(address=address, realm=broker.config.realm, worker_id=entry.id))
     broker.dispatcher.worker_joined(entry)
     return entry, True

@@ -60,8 +60,10 @@ contract RealmLedger is ReentrancyGuard, EIP712 {
     event Settled(
         uint64 indexed epoch, bytes32 receiptsRoot, uint256 receipts, uint256 debited, uint256 credited, uint256 fee
     );
-    event Debited(uint64 indexed epoch, address indexed payer, uint256 amount);
-    event Credited(uint64 indexed epoch, address indexed worker, uint256 amount);
+    // Per-entry events carry no epoch: the Settled event of the same transaction names it,
+    // and a topic fewer saves 375 gas per payee.
+    event Debited(address indexed payer, uint256 amount);
+    event Credited(address indexed worker, uint256 amount);
     event Withdrawn(address indexed worker, uint256 amount);
     event Refunded(address indexed user, uint256 amount, uint256 nonce);
 
@@ -111,14 +113,14 @@ contract RealmLedger is ReentrancyGuard, EIP712 {
         lastEpoch = epoch;
         receiptsRoot[epoch] = root;
 
-        uint256 debited = _debitAll(epoch, debits);
-        uint256 credited = _creditAll(epoch, credits);
+        uint256 debited = _debitAll(debits);
+        uint256 credited = _creditAll(credits);
         if (debited != credited + fee) revert Unbalanced(debited, credited, fee);
         if (fee != 0) _credit(operator, fee);
         emit Settled(epoch, root, receipts, debited, credited, fee);
     }
 
-    function _debitAll(uint64 epoch, uint256[] calldata debits) private returns (uint256 debited) {
+    function _debitAll(uint256[] calldata debits) private returns (uint256 debited) {
         for (uint256 i; i < debits.length; ++i) {
             uint256 entry = debits[i];
             address payer = address(uint160(entry & ADDRESS_MASK));
@@ -130,18 +132,18 @@ contract RealmLedger is ReentrancyGuard, EIP712 {
                 acct.deposit = uint128(available - amount);
             }
             debited += amount;
-            emit Debited(epoch, payer, amount);
+            emit Debited(payer, amount);
         }
     }
 
-    function _creditAll(uint64 epoch, uint256[] calldata credits) private returns (uint256 credited) {
+    function _creditAll(uint256[] calldata credits) private returns (uint256 credited) {
         for (uint256 i; i < credits.length; ++i) {
             uint256 entry = credits[i];
             address worker = address(uint160(entry & ADDRESS_MASK));
             uint256 amount = entry >> 160;
             _credit(worker, amount);
             credited += amount;
-            emit Credited(epoch, worker, amount);
+            emit Credited(worker, amount);
         }
     }
 

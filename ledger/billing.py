@@ -67,13 +67,13 @@ class RealmBilling:
         )
 
     def _never_seen(self, user: str) -> bool:
-        return self.journal.get("welcome", user) is None and not self.journal.history(user, limit=1)
+        return not self.journal.touched(A.user(user)) and self.journal.get("welcome", user) is None
 
     def capture(self, guid: str, worker: str, intent: str, usage: dict[str, int]) -> int:
         held = self.journal.open_hold(guid)
         if held is None:
-            done = self.journal.get("capture", guid)
-            return done.amount or 0 if done is not None else 0
+            done = self.journal.get("capture", guid)  # a repeated capture: what was charged
+            return (done.amount or 0) if done is not None else 0
         user, amount = held
         cost = self.prices.cost(intent, usage, amount)
         fee = self.prices.fee(cost)

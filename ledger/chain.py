@@ -102,7 +102,16 @@ class Deployment:
             return None
         except ValueError as exc:
             raise ChainError("bad_deployment", f"{path} is corrupt: {exc}", "run `mtor chain deploy`") from None
-        return cls(**data)
+        from eth_utils import to_checksum_address
+
+        try:
+            for key in ("token", "ledger", "operator"):
+                data[key] = to_checksum_address(data[key])
+            return cls(**data)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ChainError(
+                "bad_deployment", f"{path} is not a deployment record: {exc}", "run `mtor chain deploy`"
+            ) from None
 
 
 class Chain:
@@ -114,10 +123,13 @@ class Chain:
         self._embedded = embedded
         try:
             self.chain_id = int(w3.eth.chain_id)
-            self._unlocked = list(w3.eth.accounts)
         except Exception as exc:
             self.close()
             raise unreachable(rpc, exc) from None
+        try:
+            self._unlocked = list(w3.eth.accounts)
+        except Exception:  # public endpoints may refuse eth_accounts: no unlocked accounts then
+            self._unlocked = []
 
     @classmethod
     def embedded(cls, path: Path) -> Chain:
@@ -220,7 +232,8 @@ class Chain:
                     "chainId": self.chain_id,
                 }
             )
-            tx["gas"] = int(tx["gas"] * 1.2) + 20_000
+            block_limit = int(self.w3.eth.get_block("latest")["gasLimit"])
+            tx["gas"] = min(int(tx["gas"] * 1.2) + 20_000, block_limit)
             signed = account.sign_transaction(tx)
             tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
             return self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)

@@ -1,15 +1,19 @@
 """The realm's double-entry journal, in SQLite.
 
-Every balance change is a transaction (``txns``) of entries (``entries``)
-that sum to zero; amounts are integers in base units, stored as decimal text
-because 18-decimal amounts outgrow SQLite's 64-bit integers. Balances are
-derived from the entries: summed once when the journal opens, then kept up to
-date as transactions are posted, here or by another process on the same file
-(noticed through ``PRAGMA data_version``).
+Every balance change is a transaction (one ``txns`` row) whose entries —
+``[[account, amount], ...]`` in its ``entries`` column, also readable as the
+``entries`` view — sum to zero. Amounts are integers in base units, stored as
+decimal text because 18-decimal amounts outgrow SQLite's 64-bit integers.
+One row per transaction keeps a paid query (hold + capture) at two inserts.
+Balances are derived from the entries: summed once when the journal opens,
+then kept up to date as transactions are posted, here or by another process
+on the same file (noticed through ``PRAGMA data_version``).
 
-A transaction is unique by ``(kind, ref)`` — a hold by its guid, a deposit by
-``txhash:logindex`` — which makes posting idempotent: the chain watcher can
-see the same event twice, or after a restart, and it is credited once.
+A transaction from outside is unique by ``(kind, ref)`` — a deposit by
+``txhash:logindex``, a voucher by ``user:nonce`` — which makes posting
+idempotent: the chain watcher can see the same event twice, or after a
+restart, and it is credited once. Holds, captures and releases (the hot path)
+are kept unique by guid in memory, by the one realm that bills.
 
 Capture transactions are the query receipts that settlement batches into
 epochs; they carry payer, worker, cost and fee in their own columns.
@@ -25,10 +29,13 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+import orjson
 
 from ledger import accounts as A
 from ledger.errors import LedgerError
@@ -36,6 +43,22 @@ from ledger.errors import LedgerError
 CommitMode = Literal["each", "loop"]
 
 SCHEMA_VERSION = 1
+
+
+_INSERT_TXN = (
+    "INSERT INTO txns(kind, ref, time, payer, worker, amount, fee, memo, entries)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+# Billing's own kinds: unique per guid in memory, so the index skips them.
+HOT_KINDS = ("hold", "capture", "release")
+
+
+def encode_entries(rows: list[tuple[str, int]]) -> str:
+    return orjson.dumps([[acct, str(v)] for acct, v in rows]).decode()
+
+
+def decode_entries(text: str) -> list[tuple[str, int]]:
+    return [(acct, int(v)) for acct, v in orjson.loads(text)]
 
 
 class Overdraft(LedgerError):
@@ -94,15 +117,10 @@ class Receipt:
 
 
 @dataclass
-class _Hold:
-    user: str
-    amount: int
-
-
-@dataclass
 class _State:
-    balances: dict[str, int] = field(default_factory=dict)
-    holds: dict[str, _Hold] = field(default_factory=dict)
+    # read with .get(): indexing a missing account would create it
+    balances: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
+    holds: dict[str, tuple[str, int]] = field(default_factory=dict)  # guid -> (user, amount)
     seen: int = 0  # highest txn id applied to the in-memory state
 
 
@@ -146,17 +164,15 @@ class Journal:
                     "amount": str,
                     "fee": str,
                     "memo": str,
+                    "entries": str,
                 },
                 pk="id",
-                not_null={"kind", "ref", "time"},
+                not_null={"kind", "ref", "time", "entries"},
             ),
-            "CREATE UNIQUE INDEX idx_txns_kind_ref ON txns(kind, ref)",
-            db.create_table_sql(
-                "entries",
-                {"txn": int, "account": str, "amount": str},
-                not_null={"txn", "account", "amount"},
-            ),
-            "CREATE INDEX idx_entries_txn ON entries(txn)",
+            "CREATE UNIQUE INDEX idx_txns_once ON txns(kind, ref)"
+            " WHERE kind NOT IN ('hold', 'capture', 'release')",
+            "CREATE VIEW entries AS SELECT t.id AS txn, CAST(j.key AS INTEGER) AS seq,"
+            " j.value ->> 0 AS account, j.value ->> 1 AS amount FROM txns t, json_each(t.entries) j",
             db.create_table_sql(
                 "epochs",
                 {
@@ -274,52 +290,49 @@ class Journal:
         Raises :class:`Overdraft` (and posts nothing) if an account other than
         escrow would go below zero, ValueError if the entries do not sum to zero.
         """
-        rows = [(acct, int(v)) for acct, v in entries if v]
-        if sum(v for _, v in rows) != 0:
+        rows = [(acct, v) for acct, v in entries if v]
+        total = 0
+        for _, v in rows:
+            total += v
+        if total != 0:
             raise ValueError(f"unbalanced transaction {kind}/{ref}: {rows}")
-        self._begin()
+        if len({acct for acct, _ in rows}) != len(rows):  # one entry per account
+            merged: dict[str, int] = {}
+            for acct, v in rows:
+                merged[acct] = merged.get(acct, 0) + v
+            rows = [(acct, v) for acct, v in merged.items() if v]
+        if not self._in_tx:
+            self._begin()
         balances = self._state.balances
-        delta: dict[str, int] = {}
         for acct, v in rows:
-            delta[acct] = delta.get(acct, 0) + v
-        for acct, v in delta.items():
-            if v < 0 and not A.may_go_negative(acct):
+            if v < 0 and acct != A.ESCROW:
                 have = balances.get(acct, 0)
                 if have + v < 0:
                     self._after_post()  # nothing of this posting was written
                     raise Overdraft(acct, have, -v)
-        now = time.time() if at is None else at
         try:
             txn = self._conn.execute(
-                "INSERT INTO txns(kind, ref, time, payer, worker, amount, fee, memo)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                _INSERT_TXN,
                 (
                     kind,
                     ref,
-                    now,
+                    time.time() if at is None else at,
                     payer,
                     worker,
                     None if amount is None else str(amount),
                     None if fee is None else str(fee),
                     memo,
+                    encode_entries(rows),
                 ),
             ).lastrowid
-        except sqlite3.IntegrityError:
+        except sqlite3.IntegrityError:  # (kind, ref) exists: posted before
             self._after_post()
             return None
         except BaseException:
             self.rollback()
             raise
         assert txn is not None
-        try:
-            self._conn.executemany(
-                "INSERT INTO entries(txn, account, amount) VALUES (?, ?, ?)",
-                [(txn, acct, str(v)) for acct, v in rows],
-            )
-        except BaseException:
-            self.rollback()
-            raise
-        self._apply(txn, kind, ref, payer, amount, delta.items())
+        self._apply(txn, kind, ref, payer, amount, rows)
         self._after_post()
         return txn
 
@@ -335,10 +348,11 @@ class Journal:
         delta: Iterable[tuple[str, int]],
     ) -> None:
         st = self._state
+        balances = st.balances
         for acct, v in delta:
-            st.balances[acct] = st.balances.get(acct, 0) + v
+            balances[acct] += v
         if kind == "hold" and payer is not None and amount is not None:
-            st.holds[ref] = _Hold(payer, amount)
+            st.holds[ref] = (payer, amount)
         elif kind in ("capture", "release"):
             st.holds.pop(ref, None)
         if txn > st.seen:
@@ -354,27 +368,11 @@ class Journal:
             return
         self._data_version = version
         rows = self._conn.execute(
-            "SELECT t.id, t.kind, t.ref, t.payer, t.amount, e.account, e.amount"
-            " FROM txns t JOIN entries e ON e.txn = t.id WHERE t.id > ? ORDER BY t.id",
+            "SELECT id, kind, ref, payer, amount, entries FROM txns WHERE id > ? ORDER BY id",
             (self._state.seen,),
-        ).fetchall()
-        current: int | None = None
-        meta: tuple[str, str, str | None, str | None] = ("", "", None, None)
-        delta: list[tuple[str, int]] = []
-        for tid, kind, ref, payer, amount, acct, value in rows:
-            if tid != current:
-                if current is not None:
-                    self._flush_applied(current, meta, delta)
-                current, meta, delta = tid, (kind, ref, payer, amount), []
-            delta.append((acct, int(value)))
-        if current is not None:
-            self._flush_applied(current, meta, delta)
-
-    def _flush_applied(
-        self, txn: int, meta: tuple[str, str, str | None, str | None], delta: list[tuple[str, int]]
-    ) -> None:
-        kind, ref, payer, amount = meta
-        self._apply(txn, kind, ref, payer, None if amount is None else int(amount), delta)
+        )
+        for tid, kind, ref, payer, amount, entries in rows:
+            self._apply(tid, kind, ref, payer, None if amount is None else int(amount), decode_entries(entries))
 
     def refresh(self) -> None:
         if not self._in_tx:
@@ -392,56 +390,52 @@ class Journal:
 
     def open_hold(self, guid: str) -> tuple[str, int] | None:
         self.refresh()
-        h = self._state.holds.get(guid)
-        return None if h is None else (h.user, h.amount)
+        return self._state.holds.get(guid)
+
+    def touched(self, account: str) -> bool:
+        """Whether any transaction ever posted to ``account``."""
+        self.refresh()
+        return account in self._state.balances
 
     def open_holds(self) -> dict[str, tuple[str, int]]:
         self.refresh()
-        return {g: (h.user, h.amount) for g, h in self._state.holds.items()}
+        return dict(self._state.holds)
 
     def get(self, kind: str, ref: str) -> Txn | None:
-        row = self._conn.execute(
-            "SELECT id FROM txns WHERE kind = ? AND ref = ?", (kind, ref)
-        ).fetchone()
-        return None if row is None else self.txn(row[0])
+        """The ``(kind, ref)`` transaction (a scan for the hot kinds, which have no index)."""
+        found = list(self._txns("WHERE kind = ? AND ref = ? ORDER BY id LIMIT 1", (kind, ref)))
+        return found[0] if found else None
 
     def txn(self, txn_id: int) -> Txn | None:
-        found = list(self._txns("WHERE t.id = ?", (txn_id,)))
+        found = list(self._txns("WHERE id = ?", (txn_id,)))
         return found[0] if found else None
 
     def history(self, address: str | None = None, limit: int = 50) -> list[Txn]:
         """Newest first; with ``address``, only transactions touching its accounts."""
         if address is None:
-            where, args = "WHERE t.id IN (SELECT id FROM txns ORDER BY id DESC LIMIT ?)", (limit,)
-        else:
-            where = (
-                "WHERE t.id IN (SELECT DISTINCT txn FROM entries WHERE account IN (?, ?, ?, ?)"
-                " ORDER BY txn DESC LIMIT ?)"
-            )
-            args = (A.user(address), A.hold(address), A.worker(address), A.refund(address), limit)
-        return sorted(self._txns(where, args), key=lambda t: -t.id)
+            return list(self._txns("ORDER BY id DESC LIMIT ?", (limit,)))
+        return list(self._txns("WHERE instr(entries, ?) > 0 ORDER BY id DESC LIMIT ?", (f":{address}\"", limit)))
 
     def all_txns(self) -> Iterator[Txn]:
-        return self._txns("", ())
+        return self._txns("ORDER BY id", ())
 
     def _txns(self, where: str, args: tuple[Any, ...]) -> Iterator[Txn]:
         rows = self._conn.execute(
-            "SELECT t.id, t.kind, t.ref, t.time, t.payer, t.worker, t.amount, t.fee, t.memo,"
-            f" e.account, e.amount FROM txns t LEFT JOIN entries e ON e.txn = t.id {where}"
-            " ORDER BY t.id, e.rowid",
-            args,
-        ).fetchall()
-        current: list[Any] | None = None
-        entries: list[tuple[str, int]] = []
-        for row in rows:
-            if current is None or row[0] != current[0]:
-                if current is not None:
-                    yield _txn(current, entries)
-                current, entries = list(row[:9]), []
-            if row[9] is not None:
-                entries.append((row[9], int(row[10])))
-        if current is not None:
-            yield _txn(current, entries)
+            f"SELECT id, kind, ref, time, payer, worker, amount, fee, memo, entries FROM txns {where}", args
+        )
+        for r in rows:
+            yield Txn(
+                id=r[0],
+                kind=r[1],
+                ref=r[2],
+                time=r[3],
+                entries=tuple(decode_entries(r[9])),
+                payer=r[4],
+                worker=r[5],
+                amount=None if r[6] is None else int(r[6]),
+                fee=None if r[7] is None else int(r[7]),
+                memo=r[8],
+            )
 
     def receipts(self, after_txn: int = 0, upto_txn: int | None = None) -> list[Receipt]:
         """Captured queries with ``after_txn < txn <= upto_txn``, in order."""
@@ -499,32 +493,20 @@ class Journal:
     def recompute_balances(self) -> dict[str, int]:
         """Every balance summed again from the entries on disk."""
         totals: dict[str, int] = {}
-        for acct, value in self._conn.execute("SELECT account, amount FROM entries"):
-            totals[acct] = totals.get(acct, 0) + int(value)
+        for (entries,) in self._conn.execute("SELECT entries FROM txns"):
+            for acct, v in decode_entries(entries):
+                totals[acct] = totals.get(acct, 0) + v
         return {a: v for a, v in totals.items() if v}
 
     def unbalanced(self) -> list[tuple[int, int]]:
         """``(txn, sum)`` of every transaction whose entries do not sum to zero."""
-        sums: dict[int, int] = {}
-        for txn, value in self._conn.execute("SELECT txn, amount FROM entries"):
-            sums[txn] = sums.get(txn, 0) + int(value)
-        return sorted((t, s) for t, s in sums.items() if s)
+        out = []
+        for txn, entries in self._conn.execute("SELECT id, entries FROM txns ORDER BY id"):
+            total = sum(v for _, v in decode_entries(entries))
+            if total:
+                out.append((txn, total))
+        return out
 
     def close(self) -> None:
         self.commit()
         self._conn.close()
-
-
-def _txn(row: list[Any], entries: list[tuple[str, int]]) -> Txn:
-    return Txn(
-        id=row[0],
-        kind=row[1],
-        ref=row[2],
-        time=row[3],
-        entries=tuple(entries),
-        payer=row[4],
-        worker=row[5],
-        amount=None if row[6] is None else int(row[6]),
-        fee=None if row[7] is None else int(row[7]),
-        memo=row[8],
-    )

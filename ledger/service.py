@@ -300,15 +300,16 @@ class Ledger:
                     "voucher_outstanding", f"refund voucher {nonce} of {user} is not redeemed yet", "wait for it"
                 )
             deadline = s.chain.timestamp() + VOUCHER_TTL_S
-            with self.journal.atomic():
-                self.journal.post(
-                    "voucher",
-                    ref,
-                    ((A.user(user), -amount), (A.refund(user), amount)),
-                    payer=user,
-                    amount=amount,
-                    memo=json.dumps({"nonce": nonce, "deadline": deadline}),
-                )
+            # Reserved before the voucher exists: no query can spend it meanwhile. If the
+            # redemption below fails, the reservation returns once the voucher expires.
+            self.journal.post(
+                "voucher",
+                ref,
+                ((A.user(user), -amount), (A.refund(user), amount)),
+                payer=user,
+                amount=amount,
+                memo=json.dumps({"nonce": nonce, "deadline": deadline}),
+            )
             signature = sign_voucher(self.operator, s.chain.chain_id, s.deployment.ledger, user, amount, nonce, deadline)
             rc = s.chain.transact(
                 account, s.ledger.functions.refund(amount, deadline, signature), what="the refund"

@@ -22,6 +22,10 @@ COMMAND_MODULES: tuple[str, ...] = (
     "pricing",
     "listen",
     "tui",
+    "history",
+    "stats",
+    "profile",
+    "sysop",
 )
 
 HELP = """MTOR (Multi-Tronic Operating Realm): ask a realm of volunteer AI workers.
@@ -72,6 +76,6 @@ app = build_app()
 
 def main() -> None:
     try:
-        app()
+        app(prog_name="mtor")
     except KeyboardInterrupt:
         raise SystemExit(130) from None

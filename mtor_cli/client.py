@@ -299,9 +299,18 @@ class RealmClient:
     async def _receive(self, ws: aiohttp.ClientWebSocketResponse) -> Any:
         import aiohttp
 
+        import msgspec
+
         msg = await ws.receive()
         if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
-            return self._decoder.decode(msg.data)
+            try:
+                return self._decoder.decode(msg.data)
+            except msgspec.MsgspecError as exc:
+                raise RealmError(
+                    "handshake_failed",
+                    f"the server at {self.url} sent an unreadable login frame: {exc}",
+                    "is this address an MTOR broker (same protocol version)?",
+                ) from exc
         raise RealmError(
             "handshake_failed",
             f"the broker at {self.url} closed the connection during login",

@@ -60,6 +60,8 @@ def read_state() -> dict[str, Any] | None:
 
 
 def _pid_alive(pid: int) -> bool:
+    if pid <= 0:  # 0 and negatives address process groups, never one service
+        return False
     try:
         os.waitpid(pid, os.WNOHANG)  # reap it if it is our own exited child
     except ChildProcessError:
@@ -76,6 +78,17 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
+def _is_service(pid: int) -> bool:
+    """True if ``pid`` is alive and is an embedded realm service (not a reused pid)."""
+    if not _pid_alive(pid):
+        return False
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return True  # no /proc to check against: trust the state file
+    return b"mtor_cli" in argv and b"realm" in argv and b"run" in argv
+
+
 def _healthy(url: str) -> bool:
     try:
         http_get_json(url, "/healthz", timeout=2.0)
@@ -87,7 +100,7 @@ def _healthy(url: str) -> bool:
 def running_url() -> str | None:
     """The embedded realm's URL if its service is up and answering, else None."""
     state = read_state()
-    if not state or not _pid_alive(int(state.get("pid", 0))):
+    if not state or not _is_service(int(state.get("pid", 0))):
         return None
     url = str(state["url"])
     return url if _healthy(url) else None
@@ -151,12 +164,11 @@ def ensure_realm(wait_s: float = DEFAULT_WAIT_S) -> str:
     """
     from mtor_cli import output
 
-    url = running_url()
-    if url:
-        return url
     try:
+        # Under the lock even when it runs: a realm another process is still
+        # starting answers /healthz before its worker has registered.
         with _locked():
-            url = running_url()  # another process may have started it meanwhile
+            url = running_url()
             if url:
                 return url
             return start(wait_s=wait_s)["url"]
@@ -170,6 +182,8 @@ def resolve_model(model: str | None = None) -> str:
     chosen = model or os.environ.get(ENV_MODEL)
     if chosen:
         return chosen
+    # One progress bar (ours), not transformers' own per-file bars as well.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from mtor_cli.output import err_console
@@ -209,6 +223,9 @@ def start(
 
     if running_url():
         return status()
+    stale = read_state()
+    if stale and _is_service(int(stale.get("pid", 0))):
+        _terminate(int(stale["pid"]), 5.0)  # alive but not answering: replace it
     model_path = resolve_model(model)
     port = port or _free_port()
     url = f"ws://127.0.0.1:{port}"
@@ -254,9 +271,11 @@ def _wait_ready(proc: subprocess.Popen[bytes], url: str, wait_s: float) -> None:
     while time.monotonic() < deadline:
         code = proc.poll()
         if code is not None:
+            reason = _failure_in_log()
             raise RealmError(
                 "realm_failed",
-                f"the embedded realm exited with status {code} while starting",
+                f"the embedded realm exited with status {code} while starting"
+                + (f": {reason}" if reason else ""),
                 f"see {log_file()}",
             )
         try:
@@ -275,6 +294,16 @@ def _wait_ready(proc: subprocess.Popen[bytes], url: str, wait_s: float) -> None:
         f"the embedded realm's chat worker did not register within {wait_s:g}s",
         f"see {log_file()}; stop it with `mtor realm stop`",
     )
+
+
+def _failure_in_log() -> str:
+    """The last line of the latest run's log that names a failure, if any."""
+    try:
+        run = log_file().read_text(errors="replace").rsplit("\n--- ", 1)[-1]
+    except OSError:
+        return ""
+    lines = [line.strip() for line in run.splitlines()]
+    return next((line for line in reversed(lines) if "failed" in line or "Error" in line), "")[:300]
 
 
 def _terminate(pid: int, grace_s: float) -> None:
@@ -300,7 +329,7 @@ def stop(grace_s: float = 10.0) -> bool:
     with _locked():
         state = read_state()
         state_file().unlink(missing_ok=True)
-        if not state or not _pid_alive(int(state.get("pid", 0))):
+        if not state or not _is_service(int(state.get("pid", 0))):
             return False
         _terminate(int(state["pid"]), grace_s)
         return True
@@ -348,9 +377,16 @@ async def _service(host: str, port: int, db: Path, model: str, gpu: int | None) 
     print(f"chat worker serving {model}", flush=True)
     stopper = asyncio.create_task(stop.wait())
     await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    failure = task.exception() if task.done() and not task.cancelled() else None
+    if failure is not None:
+        print(f"the chat worker failed: {type(failure).__name__}: {failure}", flush=True)
     print("stopping", flush=True)
+    stop.set()  # ends the ledger's upkeep too
+    stopper.cancel()
     await worker.stop()
     if not task.done():
         task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     await server.stop()
+    if failure is not None:
+        raise SystemExit(1)

@@ -12,7 +12,7 @@ all=0
 for arg in "$@"; do
   case "$arg" in
     --all) all=1 ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option $arg (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -20,7 +20,11 @@ done
 cd "$(dirname "$0")/.."
 py="${PYTHON:-$(command -v python || command -v python3)}"
 pip=("$py" -m pip install --quiet)
-say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+if [ -t 1 ]; then
+  say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+else
+  say() { printf '==> %s\n' "$*"; }
+fi
 
 # System packages first: pyaudio builds against portaudio; the speech tests use
 # espeak-ng and sox; the voice pipeline runs under tmux in its tests.
@@ -44,7 +48,7 @@ fi
 # torch before anything that depends on it, as the pinned CPU wheel, so that no
 # resolver pulls a multi-GB CUDA build.
 say "torch 2.13.0 (CPU)"
-"${pip[@]}" "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu
+"${pip[@]}" "torch==2.13.0"
 
 if [ "$all" = 1 ]; then extras=all; else extras=chat; fi
 say "mtor[$extras] (editable)"

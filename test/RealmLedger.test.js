@@ -134,10 +134,10 @@ describe("RealmLedger", function () {
       await expect(tx)
         .to.emit(ledger, "Settled")
         .withArgs(1, ROOT, 3, 15n * ONE, 135n * ONE / 10n, 15n * ONE / 10n);
-      await expect(tx).to.emit(ledger, "Debited").withArgs(1, alice.address, 10n * ONE);
-      await expect(tx).to.emit(ledger, "Debited").withArgs(1, bob.address, 5n * ONE);
-      await expect(tx).to.emit(ledger, "Credited").withArgs(1, worker1.address, 9n * ONE);
-      await expect(tx).to.emit(ledger, "Credited").withArgs(1, worker2.address, 45n * ONE / 10n);
+      await expect(tx).to.emit(ledger, "Debited").withArgs(alice.address, 10n * ONE);
+      await expect(tx).to.emit(ledger, "Debited").withArgs(bob.address, 5n * ONE);
+      await expect(tx).to.emit(ledger, "Credited").withArgs(worker1.address, 9n * ONE);
+      await expect(tx).to.emit(ledger, "Credited").withArgs(worker2.address, 45n * ONE / 10n);
       expect(await ledger.lastEpoch()).to.equal(1n);
       expect(await ledger.receiptsRoot(1)).to.equal(ROOT);
       expect(await ledger.accountOf(alice.address)).to.deep.equal([90n * ONE, 0n]);

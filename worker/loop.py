@@ -125,7 +125,9 @@ class Worker:
         try:
             await self.load()
             delay = self.config.reconnect_initial_s
-            async with aiohttp.ClientSession() as session:
+            # Bounds the connect and upgrade only; the open socket lives on.
+            timeout = aiohttp.ClientTimeout(total=self.config.connect_timeout_s)
+            async with aiohttp.ClientSession(timeout=timeout) as session:
                 while not self._stopping:
                     before = self.registrations
                     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import mimetypes
 import sys
 from pathlib import Path
@@ -35,6 +36,10 @@ Examples:
   mtor ask --intent imagine --steps 20 --size 512x512 --out mountain.png "a neon mountain"
 
   mtor ask --image photo.jpg "what is in this picture?"
+
+Exit codes: 0 ok, 1 request failed or rejected, 2 usage error, 3 broker
+unreachable, 4 no worker / queue full, 5 timeout, 6 insufficient funds,
+130 interrupted (the request is cancelled).
 """
 
 
@@ -88,24 +93,22 @@ def ask(
         30.0, "--reconnect", min=0, help="If the broker drops, reconnect and resume for this long (s)."
     ),
 ) -> None:
-    text = _read_prompt(prompt)
     attachments = [a for a in (_attach(image, "image"), _attach(audio, "audio")) if a]
+    text = _read_prompt(prompt, optional=bool(attachments))
     if not text and not attachments:
         output.fail("usage", "the prompt is empty", 'pass it as an argument: mtor ask "..." or on stdin')
     params = _params(steps, size, seed, negative, max_tokens, temperature, param)
-    kinds = tuple(a.kind for a in attachments)
-    if intent:
-        from broker.intents import strip_wake_word
-
-        chosen, text = intent, strip_wake_word(text)[0]
-    else:
-        chosen, text = choose_intent(text, kinds)
-
     url = broker or _configured_broker()
     if url is None:
         from mtor_cli.realm import ensure_realm
 
         url = ensure_realm()
+    if intent:
+        from broker.intents import strip_wake_word
+
+        chosen, text = intent, strip_wake_word(text)[0]
+    else:
+        chosen, text = choose_intent(text, tuple(a.kind for a in attachments), url)
 
     from mtor_cli.client import new_guid
 
@@ -122,23 +125,41 @@ def ask(
     _finish(result, streamed_text=sink.text if stream else None, json_out=json_out, out=out)
 
 
-def choose_intent(text: str, attachment_kinds: tuple[str, ...]) -> tuple[str, str]:
+def choose_intent(text: str, attachment_kinds: tuple[str, ...], url: str) -> tuple[str, str]:
     """The intent for ``text`` when --intent is absent, and the prompt to send.
 
-    The recogniser of :mod:`mtor_cli.intent` (rules, then the nearest
-    prototype, then chat); where its embedding model is not installed (the
-    chat-only install), the broker's rules and then chat.
+    The wake word and explicit verbs decide first (``broker.intents.route``).
+    Otherwise the embedding recogniser of :mod:`mtor_cli.intent` picks the
+    nearest intent, but only where the realm at ``url`` serves something
+    besides chat: loading its model takes seconds, and with nothing else to
+    choose from the answer is chat anyway. Without the recogniser's model
+    (the chat-only install): chat.
     """
+    from broker.intents import INTENTS, route
+
+    routed = route(text, attachment_kinds)
+    if routed.intent is not None:
+        return routed.intent, routed.prompt
+    if not (_served_intents(url) & set(INTENTS)) - {"chat"}:
+        return "chat", routed.prompt
     try:
         from mtor_cli.intent import recognise
 
         recognition = recognise(text, attachment_kinds)
-        return recognition.intent, recognition.prompt
-    except (ImportError, RuntimeError):
-        from broker.intents import route
+    except (ImportError, RuntimeError):  # the embedding model is not installed
+        return "chat", routed.prompt
+    return recognition.intent, recognition.prompt
 
-        routed = route(text, attachment_kinds)
-        return routed.intent or "chat", routed.prompt
+
+def _served_intents(url: str) -> set[str]:
+    """The intents the realm's connected workers serve (empty if it cannot say)."""
+    from mtor_cli.client import RealmError, http_get_json
+
+    try:
+        rows = http_get_json(url, "/v1/workers").get("workers", [])
+    except (RealmError, AttributeError):
+        return set()
+    return {c.get("intent") for w in rows for c in w.get("capabilities", [])}
 
 
 def _configured_broker() -> str | None:
@@ -152,10 +173,14 @@ def _configured_broker() -> str | None:
         output.fail("usage", f"cannot read {config_file()}: {exc}", "fix or remove the file")
 
 
-def _read_prompt(prompt: str | None) -> str:
+def _read_prompt(prompt: str | None, optional: bool) -> str:
+    """The prompt argument, else stdin when it is piped; ``optional`` when an
+    attachment can stand alone (``mtor ask --audio question.wav``)."""
     if prompt is not None:
         return prompt.strip()
     if sys.stdin is None or sys.stdin.isatty():
+        if optional:
+            return ""
         output.fail("usage", "no prompt given", 'pass it as an argument: mtor ask "..." or pipe it on stdin')
     return sys.stdin.read().strip()
 
@@ -292,7 +317,8 @@ async def _run(
                 )
             except asyncio.CancelledError:
                 # Ctrl-C: tell the broker, so no worker keeps running for nobody.
-                await client._cancel_quietly(guid)
+                with contextlib.suppress(RealmError, ConnectionError):
+                    await client.cancel(guid)
                 raise
     except RealmError as exc:
         sink.stop()
@@ -363,10 +389,9 @@ def _preview(path: Path) -> None:
     """Draw a small preview of an image result when stdout is a terminal."""
     if path.suffix.lower() not in (".png", ".jpg", ".jpeg") or not sys.stdout.isatty():
         return
-    import importlib.util
+    try:
+        from mtor_cli.preview import preview
 
-    if importlib.util.find_spec("mtor_cli.preview") is None:
-        return
-    from mtor_cli.preview import preview
-
-    preview(path)
+        preview(path)
+    except ImportError:  # Pillow is not installed (chat-only install): the file is enough
+        pass

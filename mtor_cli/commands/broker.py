@@ -36,6 +36,16 @@ def serve(
     ),
     max_attempts: int = typer.Option(3, "--max-attempts", min=1, help="Dispatches per intent before it fails."),
     heartbeat: float = typer.Option(5.0, "--heartbeat", min=0.05, help="Seconds between worker pings."),
+    operator: Optional[str] = typer.Option(
+        None, "--operator", help="Address with the sysop role by right (default: this machine's key)."
+    ),
+    tls_cert: Optional[Path] = typer.Option(None, "--tls-cert", exists=True, help="PEM certificate: serve wss://."),
+    tls_key: Optional[Path] = typer.Option(None, "--tls-key", exists=True, help="PEM private key of --tls-cert."),
+    rate_limit: int = typer.Option(0, "--rate-limit", min=0, help="Requests per user per minute (0: unlimited)."),
+    max_concurrent: int = typer.Option(0, "--max-concurrent", min=0, help="Live intents per user (0: unlimited)."),
+    untrusted_slots: int = typer.Option(
+        0, "--untrusted-slots", min=0, help="A new worker's concurrency until it has done 20 jobs (0: no limit)."
+    ),
 ) -> None:
     """Run the aiohttp broker until Ctrl-C: /ws/client, /ws/worker, /healthz,
     /v1/workers, /v1/stats and /metrics (Prometheus)."""
@@ -50,16 +60,28 @@ def serve(
         default_job_timeout_s=job_timeout,
         max_attempts=max_attempts,
         heartbeat_s=heartbeat,
+        operator=operator or _operator_address(),
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        rate_per_minute=rate_limit,
+        max_concurrent=max_concurrent,
+        untrusted_slots=untrusted_slots,
     )
     output.log_to_stderr()
     try:
         asyncio.run(_serve(config))
     except OSError as exc:
         output.fail(
-            "unreachable",
+            "listen_failed",
             f"cannot listen on {host}:{port}: {exc.strerror or exc}",
             "pick another --port, or stop the process using it",
         )
+
+
+def _operator_address() -> str:
+    from mtor_cli.identity import address
+
+    return address()
 
 
 async def _serve(config: Any) -> None:
@@ -104,8 +126,16 @@ def status(
         output.print_json({"url": url, "health": health, "stats": stats, "workers": worker_list})
         return
     console = output.out_console()
-    console.print(f"[bold]{url}[/bold]  {_flat(health)}")
-    console.print(_flat(stats))
+    counters = stats.get("intents", {})
+    console.print(
+        f"[bold]{url}[/bold]  {health.get('status', '?')}  realm {health.get('realm', '?')}  "
+        f"up {float(health.get('uptime_s', 0)):.0f} s  clients {stats.get('clients', 0)}"
+    )
+    console.print(
+        f"slots busy {stats.get('slots_busy', 0)}/{stats.get('slots_total', 0)}  "
+        f"queued {stats.get('queued', 0)}  "
+        + "  ".join(f"{k} {v}" for k, v in counters.items() if isinstance(v, int))
+    )
     console.print(_workers_table(worker_list))
 
 
@@ -121,12 +151,6 @@ def _default_url() -> str:
             "pass --broker ws://HOST:PORT, or start one with `mtor realm start`",
         )
     return url
-
-
-def _flat(data: Any) -> str:
-    if not isinstance(data, dict):
-        return str(data)
-    return "  ".join(f"{k}={v}" for k, v in data.items() if not isinstance(v, (dict, list)))
 
 
 def _workers_table(workers: Any) -> Any:

@@ -60,6 +60,12 @@ def listen(
     ),
     out: Path = typer.Option(Path("."), "--out", "-o", help="Directory for image/audio answers."),
     explain: bool = typer.Option(False, "--explain", help="Show which rule or prototype chose each intent."),
+    stt: str = typer.Option(
+        "local",
+        "--stt",
+        help="Where speech is transcribed: local (Whisper here) or realm (a speech worker; "
+        "then every utterance heard is sent to the realm).",
+    ),
     stt_model: Optional[str] = typer.Option(
         None, "--stt-model", help="faster-whisper model directory or size (default: the bundled tiny.en)."
     ),
@@ -67,10 +73,12 @@ def listen(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object per event (JSON lines)."),
 ) -> None:
     from mtor_cli.intent import default_recogniser
-    from mtor_cli.voice import AudioError, Listener, Speaker, WhisperTranscriber, open_source
+    from mtor_cli.voice import AudioError, Listener, RealmTranscriber, Speaker, WhisperTranscriber, open_source
     from mtor_cli.voice.dispatch import RealmDispatcher, realm_url
     from mtor_cli.voice.meter import LevelMeter
 
+    if stt not in ("local", "realm"):
+        output.fail("usage", f"--stt {stt!r} is not local or realm", "use --stt local or --stt realm")
     try:
         source = open_source(audio, device)
         speaker = Speaker(play=speak, save_dir=speak_to) if (speak or speak_to) else None
@@ -80,14 +88,18 @@ def listen(
         output.fail(exc.code, exc.message, exc.hint)
     with source:
         url = realm_url(broker)
-        transcriber = WhisperTranscriber(stt_model)
+        transcriber: WhisperTranscriber | RealmTranscriber
+        if stt == "realm":
+            transcriber = RealmTranscriber(url)
+        else:
+            transcriber = WhisperTranscriber(stt_model)
+            try:
+                transcriber.load()
+            except RuntimeError as exc:
+                output.fail("no_model", str(exc))
+        # The intent model loads on the first request no rule decides:
+        # "Computer, imagine ..." never needs it.
         recogniser = default_recogniser()
-        try:
-            # The intent model loads on the first request no rule decides:
-            # "Computer, imagine ..." never needs it.
-            transcriber.load()
-        except RuntimeError as exc:
-            output.fail("no_model", str(exc))
         dispatcher = RealmDispatcher(url, out_dir=out, timeout_s=answer_timeout)
         meter = LevelMeter('waiting for "Computer"', enabled=not json_out)
         listener = Listener(
@@ -101,6 +113,7 @@ def listen(
         )
         if not json_out:
             output.note(f'listening to {source.description} for "Computer" (Ctrl-C to stop)')
+        source.drain()  # whatever the microphone caught while the realm and models loaded
         try:
             meter.start()
             for event in listener.run():
@@ -151,5 +164,6 @@ def _event_json(event: ListenEvent) -> dict[str, object]:
         return {"event": kind, "latency_s": round(event.latency_s, 4), **event.recognition.to_dict()}
     if isinstance(event, Answered):
         reply = event.reply
-        return {"event": kind, "text": reply.text, "intent": reply.intent, "guid": reply.guid, "files": [str(f) for f in reply.files]}
+        files = [str(f) for f in reply.files]
+        return {"event": kind, "text": reply.text, "intent": reply.intent, "guid": reply.guid, "files": files}
     return {"event": kind, **asdict(event)}

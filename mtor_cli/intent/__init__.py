@@ -10,6 +10,7 @@ from .recogniser import (
     Recognition,
     Recogniser,
     default_recogniser,
+    explain_choice,
     recognise,
 )
 
@@ -24,6 +25,7 @@ __all__ = [
     "Recogniser",
     "default_recogniser",
     "evaluate",
+    "explain_choice",
     "load_labelled",
     "recognise",
 ]

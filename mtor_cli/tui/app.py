@@ -31,14 +31,18 @@ from .widgets import (
     WorkersPane,
 )
 
-class ShowsState(Protocol):
-    def show(self, state: RealmState) -> None: ...
-
-
 DARK_THEME = "textual-dark"
+LIGHT_THEME = "textual-light"
 TYPING_QUIET_S = 0.06  # a repaint waits for this pause in the typing...
 MAX_DEFER_S = 0.5  # ...but never more than this past its time
-LIGHT_THEME = "textual-light"
+# The big tables redraw most of their rows when a busy realm changes them:
+# twice a second is live enough to read, and taking them in turns (one a
+# frame) keeps every frame short, so a key press never waits long for one.
+TABLE_INTERVAL_S = {"workers": 0.5, "intents": 0.5}
+
+
+class ShowsState(Protocol):
+    def show(self, state: RealmState) -> None: ...
 
 
 class MtorApp(App[None]):
@@ -47,16 +51,16 @@ class MtorApp(App[None]):
     CSS_PATH = "mtor.tcss"
     TITLE = "MTOR"
     BINDINGS = [
-        Binding("f1,question_mark", "help", "Help"),
-        Binding("slash", "focus('prompt')", "Prompt", key_display="/"),
-        Binding("w", "focus('workers')", "Workers", show=False),
-        Binding("i", "focus('intents')", "Intents", show=False),
-        Binding("r", "focus('result')", "Result", show=False),
-        Binding("escape", "leave_prompt", "Leave prompt", show=False),
-        Binding("ctrl+o", "listen", "Speak"),
-        Binding("ctrl+g", "cancel", "Cancel"),
-        Binding("ctrl+t", "toggle_theme", "Theme"),
-        Binding("ctrl+q", "quit", "Quit", priority=True),
+        Binding("f1,question_mark", "help", "Help", tooltip="Show this help"),
+        Binding("slash", "focus('prompt')", "Prompt", key_display="/", tooltip="Focus the prompt bar"),
+        Binding("w", "focus('workers')", "Workers", show=False, tooltip="Focus the workers table"),
+        Binding("i", "focus('intents')", "Intents", show=False, tooltip="Focus recent intents"),
+        Binding("r", "focus('result')", "Result", show=False, tooltip="Focus the answer"),
+        Binding("escape", "leave_prompt", "Leave prompt", show=False, tooltip="Leave the prompt bar"),
+        Binding("ctrl+o", "listen", "Speak", tooltip="Speak a request (microphone or --audio)"),
+        Binding("ctrl+g", "cancel", "Cancel", tooltip="Cancel the intent being answered"),
+        Binding("ctrl+t", "toggle_theme", "Theme", tooltip="Switch between dark and light"),
+        Binding("ctrl+q", "quit", "Quit", priority=True, tooltip="Quit"),
     ]
 
     def __init__(
@@ -82,6 +86,7 @@ class MtorApp(App[None]):
         self._repaint_timer: Timer | None = None
         self._last_repaint = 0.0
         self._repaint_due = 0.0
+        self._shown_at: dict[str, float] = {}
         self._last_key = 0.0
         self.theme = DARK_THEME
 
@@ -170,8 +175,12 @@ class MtorApp(App[None]):
         self._repaint_timer = None
         self._arm_repaint(time.monotonic())
 
-    def repaint(self) -> None:
-        """Push every change folded since the last repaint into its pane."""
+    def repaint(self, *, now: bool = False) -> None:
+        """Push the changes folded since the last repaint into their panes.
+
+        The big tables take changes at most every ``TABLE_INTERVAL_S``; ``now``
+        shows everything at once (e.g. before a screenshot).
+        """
         if self._repaint_timer is not None:
             self._repaint_timer.stop()
             self._repaint_timer = None
@@ -180,10 +189,24 @@ class MtorApp(App[None]):
         if not dirty:
             return
         self.repaints += 1
+        clock = time.monotonic()
+        deferred = set()
+        tables_shown = 0
         # Panes are held by reference: the help screen or the palette may be on top.
         for topic, pane in self._panes:
-            if topic in dirty:
-                pane.show(self.state)
+            if topic not in dirty:
+                continue
+            if topic in TABLE_INTERVAL_S and not now:
+                # One big table a frame, and each at most every TABLE_INTERVAL_S.
+                if tables_shown or clock - self._shown_at.get(topic, 0.0) < TABLE_INTERVAL_S[topic]:
+                    deferred.add(topic)
+                    continue
+                tables_shown += 1
+            self._shown_at[topic] = clock
+            pane.show(self.state)
+        if deferred:
+            self.state.dirty |= deferred
+            self._schedule_repaint()
 
     # --- asking ------------------------------------------------------------
 
@@ -208,6 +231,8 @@ class MtorApp(App[None]):
     # --- voice -------------------------------------------------------------
 
     def action_listen(self) -> None:
+        if any(worker.name == "listen" and worker.is_running for worker in self.workers):
+            return  # already listening: one microphone, one request at a time
         self._result.listening(self.voice.source_name)
         self.run_worker(self._listen, name="listen", group="listen", exclusive=True, thread=True)
 
@@ -237,7 +262,7 @@ class MtorApp(App[None]):
         for binding in self.BINDINGS:
             assert isinstance(binding, Binding)
             keys = ", ".join(self.get_key_display(Binding(k, "")) for k in binding.key.split(","))
-            rows.append((keys, binding.description))
+            rows.append((keys, binding.tooltip or binding.description))
         rows.append((self.get_key_display(Binding("ctrl+p", "")), "Command palette"))
         rows.append(("tab, shift+tab", "Next / previous pane"))
         rows.append(("↑ ↓ pgup pgdn", "Move in a table"))

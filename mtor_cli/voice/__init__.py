@@ -35,7 +35,7 @@ from .listen import (
     TimedOut,
 )
 from .request import SpokenRequest, capture_request
-from .stt import Transcriber, WhisperTranscriber
+from .stt import RealmTranscriber, Transcriber, WhisperTranscriber
 from .tts import Speaker, synthesise
 from .vad import Utterance, UtteranceDetector, VadConfig
 from .wakeword import WakeMatch, is_goodbye, match_wake_word
@@ -58,6 +58,7 @@ __all__ = [
     "Listener",
     "MemorySource",
     "MicrophoneSource",
+    "RealmTranscriber",
     "Reply",
     "Said",
     "SpokenRequest",

@@ -9,6 +9,7 @@ memory. Tests and ``--audio FILE`` drive exactly the path a microphone does.
 from __future__ import annotations
 
 import os
+import queue
 import sys
 import wave
 from collections.abc import Iterator, Sequence
@@ -46,6 +47,10 @@ class AudioSource:
 
     def close(self) -> None:
         """Release the device; sources that hold none have nothing to do."""
+
+    def drain(self) -> None:
+        """Drop audio captured but not yet read (e.g. the assistant's own voice
+        while it spoke). Recordings have none: their time stands still meanwhile."""
 
     def __enter__(self) -> AudioSource:
         return self
@@ -109,18 +114,25 @@ class ChainSource(AudioSource):
 
 
 class MicrophoneSource(AudioSource):
-    """The default (or a named) input device through PortAudio (pyaudio)."""
+    """The default (or a named) input device through PortAudio (pyaudio).
+
+    PortAudio's callback thread queues every frame, so nothing is lost while
+    the caller is busy transcribing or speaking; the queue holds at most
+    ``buffer_s`` seconds (older audio is dropped first).
+    """
 
     description = "microphone"
 
-    def __init__(self, device: int | None = None) -> None:
+    def __init__(self, device: int | None = None, buffer_s: float = 60.0) -> None:
         self.device = device
+        self._frames: queue.Queue[bytes] = queue.Queue(maxsize=max(1, round(buffer_s * 1000 / FRAME_MS)))
         self._audio: Any = None
         self._stream: Any = None
         self._open()
 
     def _open(self) -> None:
         pyaudio = _pyaudio()
+        self._continue = pyaudio.paContinue
         audio = new_portaudio()
         try:
             if self.device is None and not _has_input(audio):
@@ -133,6 +145,7 @@ class MicrophoneSource(AudioSource):
                     input=True,
                     input_device_index=self.device,
                     frames_per_buffer=FRAME_SAMPLES,
+                    stream_callback=self._captured,
                 )
         except AudioError:
             audio.terminate()
@@ -142,11 +155,33 @@ class MicrophoneSource(AudioSource):
             raise AudioError("no_device", f"cannot open the microphone: {exc}", NO_DEVICE_HINT) from None
         self._audio = audio
 
+    def _captured(self, data: bytes, count: int, time_info: Any, status: int) -> tuple[None, int]:
+        while True:
+            try:
+                self._frames.put_nowait(data)
+                break
+            except queue.Full:
+                self._drop_oldest()
+        return None, self._continue
+
+    def _drop_oldest(self) -> None:
+        try:
+            self._frames.get_nowait()
+        except queue.Empty:
+            pass
+
+    def drain(self) -> None:
+        while not self._frames.empty():
+            self._drop_oldest()
+
     def frames(self) -> Iterator[np.ndarray]:
         import numpy as np
 
         while self._stream is not None:
-            data = self._stream.read(FRAME_SAMPLES, exception_on_overflow=False)
+            try:
+                data = self._frames.get(timeout=0.5)
+            except queue.Empty:
+                continue
             yield np.frombuffer(data, dtype=np.int16)
 
     def close(self) -> None:
@@ -276,8 +311,9 @@ def to_float32(samples: np.ndarray) -> np.ndarray:
     return samples.astype(np.float32) / 32768
 
 
-def write_wav(path: Path | str, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
-    with wave.open(str(path), "wb") as wav:
+def write_wav(path: Path | str | BinaryIO, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
+    """16-bit mono PCM WAV, to a path or a binary file object."""
+    with wave.open(path if hasattr(path, "write") else str(path), "wb") as wav:
         wav.setnchannels(1)
         wav.setsampwidth(2)
         wav.setframerate(sample_rate)

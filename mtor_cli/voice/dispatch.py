@@ -43,14 +43,7 @@ class RealmDispatcher:
         self.on_token = on_token
 
     def __call__(self, recognition: Recognition) -> Reply:
-        result = asyncio.run(self._ask(recognition))
-        files = save_attachments(result, self.out_dir)
-        text = (result.text or "").strip()
-        if not text and files:
-            kinds = {"image": "an image", "audio": "a recording"}
-            what = kinds.get(result.attachments[0].kind, "a file")
-            text = f"Here is {what}, saved as {files[0].name}."
-        return Reply(text, files, result.intent, result.guid)
+        return reply_of(asyncio.run(self._ask(recognition)), self.out_dir)
 
     async def _ask(self, recognition: Recognition) -> Result:
         from mtor_cli.client import RealmClient
@@ -62,6 +55,17 @@ class RealmDispatcher:
                 timeout=self.timeout_s,
                 on_token=self.on_token,
             )
+
+
+def reply_of(result: Result, out_dir: Path) -> Reply:
+    """What to show and say for a result: its text, or where its image or audio was saved."""
+    files = save_attachments(result, out_dir)
+    text = (result.text or "").strip()
+    if not text and files:
+        kinds = {"image": "an image", "audio": "a recording"}
+        what = kinds.get(result.attachments[0].kind, "a file")
+        text = f"Here is {what}, saved as {files[0].name}."
+    return Reply(text, files, result.intent, result.guid)
 
 
 def save_attachments(result: Result, out_dir: Path) -> list[Path]:

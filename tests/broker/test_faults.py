@@ -66,7 +66,8 @@ async def test_non_retryable_failure_fails_at_once_with_the_workers_message(brok
     async with TestClient(broker.url) as client:
         msgs = await client.collect(await client.submit("hot", intent="chat"))
     err = msgs[-1]
-    assert isinstance(err, Error) and err.code == "worker_failed"
+    # The worker's bad-input code is the client's stable code.
+    assert isinstance(err, Error) and err.code == "bad_params"
     assert err.message == "temperature must be <= 2" and err.detail["worker_code"] == "bad_params"
     assert len(worker.received) == 1
     await worker.close()

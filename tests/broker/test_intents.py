@@ -21,7 +21,7 @@ from broker.intents import route, strip_wake_word
         ("Computer, transcribe my voice memo", "speech", "my voice memo", "rule:speech:verb"),
         ("what does this recording say", "speech", "what does this recording say", "rule:speech:verb"),
         ("who is speaking in this clip", "speech", "who is speaking in this clip", "rule:speech:this-recording"),
-        ("convert speech to text for this file", "speech", "convert speech to text for this file", "rule:speech:speech-to-text"),
+        ("speech to text for this file", "speech", "speech to text for this file", "rule:speech:speech-to-text"),
         ("say hello world", "tts", "hello world", "rule:tts:verb"),
         ("read this out loud: dinner is ready", "tts", "dinner is ready", "rule:tts:verb"),
     ],

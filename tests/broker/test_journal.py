@@ -27,6 +27,25 @@ async def test_resubmitting_a_guid_returns_the_stored_result_without_a_second_ru
     await worker.close()
 
 
+async def test_a_finished_intent_is_replayed_even_with_no_worker_left(broker) -> None:
+    worker = await FakeWorker(broker.url, behaviour=echo()).start()
+    account = new_account()
+    async with TestClient(broker.url, account) as client:
+        guid = await client.submit("keep this", intent="chat")
+        assert isinstance((await client.collect(guid))[-1], Result)
+    await worker.close()
+    for _ in range(100):
+        if len(broker.registry) == 0:
+            break
+        await asyncio.sleep(0.01)
+    async with TestClient(broker.url, account) as client:
+        await client.submit("keep this", guid=guid, intent="chat")
+        replay = await client.next_for(guid)
+        fresh = await client.ask("and this?", intent="chat")
+    assert isinstance(replay, Result) and replay.replayed and replay.text == "keep this"
+    assert isinstance(fresh, Error) and fresh.code == "no_worker"
+
+
 async def test_a_guid_of_another_user_or_request_is_a_duplicate(broker) -> None:
     worker = await FakeWorker(broker.url, behaviour=echo()).start()
     async with TestClient(broker.url) as owner, TestClient(broker.url) as stranger:

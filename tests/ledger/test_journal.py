@@ -37,6 +37,13 @@ def test_no_account_but_escrow_goes_negative(tmp_path: Path) -> None:
     assert j.balance(A.user("a")) == 10
 
 
+def test_entries_read_as_a_table_too(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.db")
+    deposit(j, "t:0", "a", BIG)
+    rows = sqlite3.connect(tmp_path / "j.db").execute("SELECT txn, seq, account, amount FROM entries").fetchall()
+    assert rows == [(1, 0, A.ESCROW, str(-BIG)), (1, 1, A.user("a"), str(BIG))]
+
+
 def test_kind_and_ref_post_once(tmp_path: Path) -> None:
     j = Journal(tmp_path / "j.db")
     assert deposit(j, "0xabc:3", "a", 10) == 1
@@ -112,7 +119,7 @@ def test_tampering_on_disk_shows(tmp_path: Path) -> None:
     j = Journal(tmp_path / "j.db")
     deposit(j, "t:0", "a", 10)
     raw = sqlite3.connect(tmp_path / "j.db")
-    raw.execute("UPDATE entries SET amount = '1000' WHERE account = ?", (A.user("a"),))
+    raw.execute("UPDATE txns SET entries = json_replace(entries, '$[1][1]', '1000') WHERE id = 1")
     raw.commit()
     assert j.unbalanced() == [(1, 990)]
     assert j.recompute_balances()[A.user("a")] == 1000

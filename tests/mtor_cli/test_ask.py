@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,15 @@ from typer.testing import CliRunner
 from broker import protocol as p
 from mtor_cli.app import app
 from mtor_cli.client import RealmClient, new_guid
-from tests.support.realm import ThreadRealm, free_port, mtor_command, process_env, url_for
+from tests.support.realm import (
+    ThreadRealm,
+    free_port,
+    get_json,
+    mtor_command,
+    process_env,
+    url_for,
+    wait_until,
+)
 from worker import Device
 from worker.backends.chat import ChatBackend
 from worker.backends.echo import EchoBackend
@@ -187,3 +196,50 @@ async def test_queue_full_exits_4(tmp_path: Path) -> None:
 async def _drain(stream) -> None:  # noqa: ANN001 - an async generator of events
     async for _ in stream:
         pass
+
+
+def test_ctrl_c_cancels_the_request_and_exits_130(realm: ThreadRealm, tmp_path: Path) -> None:
+    before = get_json(realm.url, "/v1/stats")["intents"].get("cancelled", 0)
+    proc = subprocess.Popen(
+        mtor_command("ask", "-b", realm.url, "-i", "echo", "-p", "delay_s=0.5", "a b c d e f g h"),
+        env=process_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        bufsize=0,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.read(1) == b"a"  # it is running
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert "[interrupted]" in err.decode()
+    wait_until(
+        lambda: get_json(realm.url, "/v1/stats")["intents"].get("cancelled", 0) == before + 1,
+        10,
+        "the broker to count the cancelled intent",
+    )
+
+
+def test_broker_port_in_use_is_a_clear_error(realm: ThreadRealm) -> None:
+    port = realm.url.rsplit(":", 1)[1]
+    result = mtor("broker", "serve", "--port", port)
+    assert result.exit_code == 1
+    assert "[listen_failed]" in _one_error_line(result.stderr)
+
+
+def test_broker_status_shows_workers(realm: ThreadRealm) -> None:
+    as_json = mtor("broker", "status", "-b", realm.url, "--json")
+    assert as_json.exit_code == 0, as_json.output
+    data = json.loads(as_json.stdout)
+    assert data["health"]["status"] == "ok"
+    intents = {c["intent"] for w in data["workers"] for c in w["capabilities"]}
+    assert {"echo", "chat"} <= intents
+    table = mtor("broker", "status", "-b", realm.url)
+    assert table.exit_code == 0
+    assert "echo" in table.stdout and "chat" in table.stdout and "healthy" in table.stdout
+
+
+def test_broker_status_of_nothing_exits_3() -> None:
+    result = mtor("broker", "status", "-b", url_for(free_port()))
+    assert result.exit_code == 3
+    assert "[unreachable]" in _one_error_line(result.stderr)

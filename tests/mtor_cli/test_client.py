@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from broker import protocol as p
-from mtor_cli.client import RealmClient, RealmError, http_url, new_guid, ws_url
+from mtor_cli.client import RealmClient, RealmError, _Restream, http_url, new_guid, ws_url
 from mtor_cli.identity import load_or_create_account
 from tests.support.realm import ThreadRealm, free_port, url_for
 from worker import Device
@@ -156,3 +156,29 @@ async def test_reconnect_resumes_a_request_across_a_broker_restart(tmp_path: Pat
     # Nothing is streamed twice; words produced while the client was away may be
     # missing from the stream (the Result has them all).
     assert prompt.startswith("".join(streamed))
+
+
+def _feed(stream: _Restream, *tokens: tuple[int, str]) -> str:
+    return "".join(stream.feed(p.Token(guid="g", text=text, index=index)) for index, text in tokens)
+
+
+def test_a_rerun_from_index_0_is_not_streamed_twice() -> None:
+    stream = _Restream()
+    assert _feed(stream, (0, "a "), (1, "b ")) == "a b "
+    # a retry on another worker starts over at index 0: only new text passes
+    assert _feed(stream, (0, "a "), (1, "b "), (2, "c ")) == "c "
+    assert stream.passed == "a b c "
+
+
+def test_after_a_reconnect_even_one_token_restarts_cleanly() -> None:
+    stream = _Restream()
+    assert _feed(stream, (0, "a ")) == "a "
+    stream.reconnected()
+    assert _feed(stream, (0, "a "), (1, "b ")) == "b "
+
+
+def test_a_diverging_rerun_stops_the_stream() -> None:
+    stream = _Restream()
+    assert _feed(stream, (0, "a "), (1, "b ")) == "a b "
+    assert _feed(stream, (0, "x "), (1, "y ")) == ""
+    assert stream.diverged

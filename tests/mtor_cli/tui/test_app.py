@@ -115,8 +115,8 @@ async def test_a_burst_of_pushes_becomes_a_few_repaints():
     app = MtorApp(feed, clock=clock)
     async with app.run_test(size=(80, 24)) as pilot:
         await feed.drained.wait()
-        await pilot.pause(0.3)
+        # The last snapshot is the one shown.
+        text = await wait_for_screen(pilot, lambda t: "4 online" in t, "the last worker snapshot", 5)
+        assert "w-delta" in text
         assert app.state.updates_applied == 2000
         assert app.repaints <= 10
-        text = screen_text(app)
-        assert "4 online" in text and "w-delta" in text  # the last snapshot is the one shown

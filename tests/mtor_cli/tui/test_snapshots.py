@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 from textual.pilot import Pilot
+from textual.widgets import Input
 
 from broker.protocol import Accepted, Attachment, Progress, Result
 from mtor_cli.tui import AnswerEvent, ConnectionStatus
@@ -54,8 +55,9 @@ def realm_app(extra: list[ConnectionStatus] | None = None) -> tuple[MtorApp, Cal
     app = MtorApp(feed, clock=clock)
 
     async def settled(pilot: Pilot) -> None:
+        app.query_one(Input).cursor_blink = False  # a blinking cursor is half the time invisible
         await feed.drained.wait()
-        app.repaint()
+        app.repaint(now=True)
         await pilot.pause()
 
     return app, settled

@@ -10,14 +10,14 @@ import pytest
 from mtor_cli.intent import MiniLMEmbedder, Recogniser, evaluate, load_labelled
 from mtor_cli.intent.dataset import UNKNOWN
 
+from . import models
+
 TRAIN = Path(__file__).resolve().parents[2] / "data" / "intents_train.jsonl"
 
 
 @pytest.fixture(scope="module")
 def embedder() -> MiniLMEmbedder:
-    model = MiniLMEmbedder()
-    model.load()
-    return model
+    return models.embedder()
 
 
 @pytest.fixture(scope="module")
@@ -111,3 +111,21 @@ def test_other_prototypes_replace_the_defaults(embedder: MiniLMEmbedder, tmp_pat
     )
     got = custom.recognise("will it rain in Paris tomorrow")
     assert (got.intent, got.source) == ("weather", "prototype:weather")
+
+
+def test_the_explain_line_for_ask() -> None:
+    from mtor_cli.intent import explain_choice
+
+    assert explain_choice("Computer, imagine a neon mountain") == "imagine <- rule:imagine:verb (score 1.00)"
+    assert explain_choice("draw a cat", (), "chat", forced=True) == (
+        "chat <- --intent (recognition alone: imagine <- rule:imagine:verb (score 1.00))"
+    )
+    assert explain_choice("draw a cat", (), "imagine") == "imagine <- rule:imagine:verb (score 1.00)"
+
+
+def test_the_explain_line_when_only_chat_is_served(recogniser: Recogniser, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mtor_cli.intent import explain_choice, recogniser as module
+
+    monkeypatch.setattr(module, "_default", recogniser)
+    line = explain_choice("could I get a poster for a jazz night", (), "chat")
+    assert line.startswith("chat <- the only intent served here (recognition alone: imagine <- prototype:imagine")

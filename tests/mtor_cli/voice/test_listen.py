@@ -23,6 +23,7 @@ from mtor_cli.voice import (
     Ignored,
     Listener,
     ListenEvent,
+    RealmTranscriber,
     Said,
     Speaker,
     TimedOut,
@@ -31,7 +32,9 @@ from mtor_cli.voice import (
 from mtor_cli.voice.dispatch import RealmDispatcher
 from tests.support.realm import ThreadRealm
 from worker.backends.echo import EchoBackend
+from worker.backends.stt import SpeechBackend
 
+from . import models
 from .speech import conversation
 
 
@@ -49,20 +52,19 @@ def realm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadRealm]:
 
     with ThreadRealm(tmp_path_factory.mktemp("realm") / "journal.db") as realm:
         realm.add_worker([EchoImagine(None, Device()), EchoChat(None, Device())])
-        realm.wait_workers(1)
+        realm.add_worker([SpeechBackend(None, Device())])
+        realm.wait_workers(2)
         yield realm
 
 
 @pytest.fixture(scope="module")
 def transcriber() -> WhisperTranscriber:
-    model = WhisperTranscriber()
-    model.load()
-    return model
+    return models.transcriber()
 
 
 @pytest.fixture(scope="module")
 def recogniser(tmp_path_factory: pytest.TempPathFactory) -> Recogniser:
-    recogniser = Recogniser(cache_dir=tmp_path_factory.mktemp("intent-cache"))
+    recogniser = Recogniser(models.embedder(), cache_dir=tmp_path_factory.mktemp("intent-cache"))
     recogniser.warm()
     return recogniser
 
@@ -120,7 +122,8 @@ def test_silence_hears_nothing(transcriber, recogniser, realm, tmp_path) -> None
 
 
 def test_goodbye_alone_ends_listening_too(transcriber, recogniser, realm, tmp_path) -> None:
-    events = listen(conversation("goodbye", 1.2, "Computer, imagine a neon mountain"), transcriber, recogniser, realm, tmp_path)
+    source = conversation("goodbye", 1.2, "Computer, imagine a neon mountain")
+    events = listen(source, transcriber, recogniser, realm, tmp_path)
     assert [type(e).__name__ for e in events] == ["Heard", "Said", "Ended"]
     assert events[-1] == Ended(said_goodbye=True)
 
@@ -170,3 +173,13 @@ def test_a_refused_request_is_reported_and_listening_goes_on(transcriber, recogn
     failed = events[2]
     assert failed.code in ("no_worker", "bad_attachment") and failed.message
 
+
+
+def test_a_speech_worker_in_the_realm_can_do_the_transcribing(recogniser, realm, tmp_path) -> None:
+    source = conversation("Computer", 1.2, "imagine a neon mountain")
+    events = listen(source, RealmTranscriber(realm.url), recogniser, realm, tmp_path)
+    kinds = [type(e).__name__ for e in events]
+    assert kinds == ["Heard", "Said", "Heard", "Dispatched", "Answered", "Ended"]
+    assert of(Heard, events)[0].transcript.lower().startswith(("computer", "commuter"))
+    (dispatched,) = of(Dispatched, events)
+    assert (dispatched.recognition.intent, dispatched.recognition.prompt.lower()) == ("imagine", "a neon mountain")

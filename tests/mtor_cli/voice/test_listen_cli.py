@@ -82,3 +82,12 @@ def test_explain_shows_what_decided(realm: ThreadRealm, tmp_path: Path) -> None:
     assert "the audio ended" in done.stderr
     # --broker was given: no embedded realm was started.
     assert not (tmp_path / "home" / "data" / "realm" / "realm.json").exists()
+
+
+def test_realm_transcription_without_a_speech_worker_is_reported(realm: ThreadRealm, tmp_path: Path) -> None:
+    request = wav_file(tmp_path / "one.wav", "Computer, imagine a neon mountain")
+    done = run_listen(tmp_path / "home", "--broker", realm.url, "--audio", str(request), "--stt", "realm", "--json")
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [e["event"] for e in events] == ["failed", "ended"]
+    assert events[0]["code"] == "no_worker" and events[0]["hint"]

@@ -66,7 +66,7 @@ def realm(
 ) -> Iterator[tuple[ThreadRealm, dict[str, Any]]]:
     cpu = Device()
     backends = {
-        "imagine": CountingImagine(str(diffusion_dir), cpu),
+        "imagine": CountingImagine(str(diffusion_dir), cpu, preview_every=2),
         "vision": CountingVision(str(captioner_dir), cpu, max_image_bytes=MAX_IMAGE_BYTES),
         "speech": CountingSpeech(None, cpu, cpu_threads=1),
         "tts": TTSBackend(None, cpu),
@@ -112,15 +112,20 @@ def test_imagine_saves_a_png_at_the_requested_size(realm: Any, tmp_path: Path) -
         assert img.format == "PNG" and img.size == (64, 48)
 
 
-async def test_imagine_streams_one_progress_event_per_step(realm: Any) -> None:
+async def test_imagine_streams_one_progress_event_per_step_with_previews(realm: Any) -> None:
     r, _ = realm
     async with RealmClient(r.url, Account.create()) as client:
         query = SubmitQuery(
             guid=new_guid(), prompt="a purple sky", intent="imagine", params={"steps": 3, "size": "32x32", "seed": 1}
         )
         events = [e async for e in client.submit(query)]
-    progress = [(e.step, e.total) for e in events if isinstance(e, Progress)]
-    assert progress == [(1, 3), (2, 3), (3, 3)]
+    progress = [e for e in events if isinstance(e, Progress)]
+    assert [(e.step, e.total) for e in progress] == [(1, 3), (2, 3), (3, 3)]
+    # preview_every=2: a rough picture from the latents (32 px / VAE factor 2) mid-way only.
+    assert [e.preview is not None for e in progress] == [False, True, False]
+    preview = progress[1].preview
+    assert preview.mime == "image/png"
+    assert Image.open(io.BytesIO(base64.b64decode(preview.data))).size == (16, 16)
     result = events[-1]
     assert isinstance(result, Result) and result.usage["steps"] == 3
     (att,) = result.attachments
@@ -164,6 +169,19 @@ def test_speech_transcribes_espeak_audio(realm: Any, speech_wav: Path) -> None:
     with wave.open(str(speech_wav)) as w:
         seconds = w.getnframes() / w.getframerate()
     assert answer["usage"]["audio_seconds"] == int(seconds) + 1
+
+
+def test_streamed_transcript_and_caption_match_their_results(realm: Any, speech_wav: Path, tmp_path: Path) -> None:
+    """Streamed tokens join to exactly the result text, so the CLI prints each answer once."""
+    r, _ = realm
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(png_bytes(48, 40))
+    for argv in (["--intent", "speech", "--audio", str(speech_wav)], ["--image", str(photo), "what is in this picture?"]):
+        res = mtor("ask", "--broker", r.url, *argv)
+        assert res.exit_code == 0, res.stderr
+        assert "answer changed" not in res.stderr
+        (line,) = res.stdout.strip().splitlines()
+        assert line == line.strip() and line
 
 
 def test_tts_returns_a_playable_wav(realm: Any, tmp_path: Path) -> None:

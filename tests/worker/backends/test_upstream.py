@@ -21,7 +21,7 @@ from eth_account import Account
 from PIL import Image
 from typer.testing import CliRunner
 
-from broker.protocol import Attachment, SubmitQuery, Token
+from broker.protocol import SubmitQuery, Token
 from mtor_cli.app import build_app
 from mtor_cli.client import RealmClient, RealmError, new_guid
 from tests.support.realm import ThreadRealm, free_port, log_of, spawn_worker, stop_process, wait_until, workers

@@ -1,0 +1,267 @@
+"""Chaos: paid intents while workers are SIGKILLed every second and the broker twice.
+
+    python bench/chaos.py [--intents 1000] [--workers 4] [--clients 20] [--seed 1]
+
+Everything runs as processes on 127.0.0.1: a broker (this script in
+``broker`` mode: BrokerServer with ledger.RealmBilling on a SQLite ledger
+journal; every new user gets a welcome deposit), four echo workers
+(`mtor worker serve --intent echo`), and in this process ``--clients``
+RealmClients with reconnection on, sending ``--intents`` paid intents. Every
+second one random worker is SIGKILLed and started again; at a third and at
+two thirds of the intents the broker is SIGKILLed and started again on the
+same journals.
+
+It prints intents accepted, completed, failed (with codes), completed more than
+once (captured more than once in the ledger), lost (accepted but never answered),
+worker kills, and the ledger check: every completed intent charged exactly once,
+every failed one released, no hold left open, every transaction balanced, and
+every balance equal to its entries summed again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import signal
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.support.realm import (  # noqa: E402
+    free_port,
+    process_env,
+    spawn_worker,
+    stop_process,
+    url_for,
+    wait_healthy,
+    wait_workers,
+)
+
+ONE = 10**18
+WELCOME = 1_000_000 * ONE
+
+
+# --- broker mode (a child process) ----------------------------------------------
+
+
+def serve_broker(port: int, db: Path, ledger_db: Path) -> None:
+    from broker import BrokerConfig, BrokerServer, InsufficientFunds
+    from ledger import Journal, RealmBilling
+    from ledger import accounts as A
+
+    journal = Journal(ledger_db, commit="each")
+
+    def welcome(user: str) -> None:
+        journal.post("deposit", f"welcome:{user}", ((A.ESCROW, -WELCOME), (A.user(user), WELCOME)))
+
+    billing = RealmBilling(journal, insufficient_funds=InsufficientFunds, on_new_user=welcome)
+    config = BrokerConfig(
+        host="127.0.0.1", port=port, db_path=db, heartbeat_s=0.5, heartbeat_misses=3,
+        max_attempts=20, default_job_timeout_s=10.0,
+    )
+
+    async def run() -> None:
+        server = BrokerServer(config, billing)
+        await server.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await server.stop()
+
+    asyncio.run(run())
+
+
+def spawn_chaos_broker(port: int, db: Path, ledger_db: Path, home: Path) -> Any:
+    import subprocess
+
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / "broker.log", "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, __file__, "broker", str(port), str(db), str(ledger_db)],
+            env=process_env(home), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        )
+
+
+# --- the run --------------------------------------------------------------------
+
+
+class Tally:
+    def __init__(self) -> None:
+        self.accepted: set[str] = set()
+        self.completed: Counter[str] = Counter()
+        self.failed: dict[str, str] = {}
+        self.lost: set[str] = set()
+
+
+async def client_loop(url: str, account: Any, guids: list[str], tally: Tally, in_flight: int) -> None:
+    from broker import protocol as p
+    from mtor_cli.client import RealmClient, RealmError
+
+    async with RealmClient(url, account, reconnect_s=120.0, connect_timeout=30.0) as client:
+        sem = asyncio.Semaphore(in_flight)
+
+        async def one(guid: str) -> None:
+            async with sem:
+                query = p.SubmitQuery(guid=guid, prompt="one two three four five", intent="echo",
+                                      params={"delay_s": 0.03})
+                try:
+                    async for event in client.submit(query):
+                        if isinstance(event, p.Accepted):
+                            tally.accepted.add(guid)
+                        elif isinstance(event, p.Result):
+                            tally.completed[guid] += 1
+                        elif isinstance(event, p.Error):
+                            tally.failed[guid] = event.code
+                except RealmError as exc:
+                    tally.lost.add(guid)
+                    tally.failed.setdefault(guid, exc.code)
+
+        await asyncio.gather(*(one(g) for g in guids))
+
+
+async def killer(url: str, workers: list[Any], homes: list[Path], rng: random.Random, stop: asyncio.Event,
+                 kills: Counter[str]) -> None:
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), 1.0)
+            return
+        except asyncio.TimeoutError:
+            pass
+        i = rng.randrange(len(workers))
+        workers[i].send_signal(signal.SIGKILL)
+        workers[i].wait()
+        kills["worker"] += 1
+        workers[i] = spawn_worker(url, homes[i], "echo")
+
+
+def ledger_check(ledger_db: Path, journal_db: Path, tally: Tally) -> dict[str, Any]:
+    import sqlite3
+
+    from ledger import Journal
+
+    ledger = Journal(ledger_db)
+    captures: Counter[str] = Counter()
+    releases: Counter[str] = Counter()
+    for txn in ledger.all_txns():
+        if txn.kind == "capture":
+            captures[txn.ref] += 1
+        elif txn.kind == "release":
+            releases[txn.ref] += 1
+    conn = sqlite3.connect(str(journal_db))
+    states = dict(conn.execute("SELECT guid, state FROM intents"))
+    conn.close()
+    done = [g for g, s in states.items() if s == "done"]
+    ended = [g for g, s in states.items() if s in ("failed", "cancelled")]
+    report = {
+        "done_charged_once": sum(1 for g in done if captures[g] == 1 and not releases[g]),
+        "done": len(done),
+        "failed_released": sum(1 for g in ended if releases[g] == 1 and not captures[g]),
+        "failed": len(ended),
+        "charged_more_than_once": sum(1 for n in captures.values() if n > 1),
+        "open_holds": len(ledger.open_holds()),
+        "unfinished_in_journal": sum(1 for s in states.values() if s == "queued"),
+        "unbalanced_txns": len(ledger.unbalanced()),
+        "balances_match_entries": ledger.balances() == ledger.recompute_balances(),
+        "client_completed_but_not_done": sum(1 for g in tally.completed if states.get(g) != "done"),
+    }
+    ledger.close()
+    return report
+
+
+async def run(args: argparse.Namespace, root: Path) -> int:
+    from eth_account import Account
+
+    port = free_port()
+    url = url_for(port)
+    db, ledger_db = root / "broker.db", root / "ledger.db"
+    broker = spawn_chaos_broker(port, db, ledger_db, root / "broker")
+    homes = [root / f"worker{i}" for i in range(args.workers)]
+    workers: list[Any] = []
+    kills: Counter[str] = Counter()
+    rng = random.Random(args.seed)
+    try:
+        wait_healthy(url)
+        workers = [spawn_worker(url, h, "echo") for h in homes]
+        await asyncio.to_thread(wait_workers, url, args.workers, "echo", 120)
+
+        tally = Tally()
+        guids = [f"chaos-{args.seed}-{i}" for i in range(args.intents)]
+        accounts = [Account.create() for _ in range(args.clients)]
+        shares = [guids[i :: args.clients] for i in range(args.clients)]
+        stop = asyncio.Event()
+        chaos = asyncio.create_task(killer(url, workers, homes, rng, stop, kills))
+        t0 = time.perf_counter()
+        clients = asyncio.gather(*(client_loop(url, a, s, tally, 3) for a, s in zip(accounts, shares)))
+        task = asyncio.ensure_future(clients)
+        for mark in (args.intents // 3, 2 * args.intents // 3):
+            while len(tally.completed) + len(tally.failed) < mark and not task.done():
+                await asyncio.sleep(0.05)
+            broker.send_signal(signal.SIGKILL)
+            broker.wait()
+            kills["broker"] += 1
+            await asyncio.sleep(0.5)
+            broker = spawn_chaos_broker(port, db, ledger_db, root / "broker")
+        await task
+        took = time.perf_counter() - t0
+        stop.set()
+        await chaos
+        stop_process(broker)  # a clean stop commits the last pass before the check
+
+        answered = set(tally.completed) | set(tally.failed)
+        lost = (tally.accepted - answered) | tally.lost
+        check = ledger_check(ledger_db, db, tally)
+        print(f"chaos: {args.intents} paid intents, {args.clients} clients, {args.workers} echo workers, {took:.1f} s")
+        print(f"  kills: {kills['worker']} workers (SIGKILL, one a second, restarted), {kills['broker']} broker")
+        print(f"  accepted {len(tally.accepted)}, completed {len(tally.completed)}, "
+              f"failed {len(tally.failed)} {dict(Counter(tally.failed.values()))}")
+        print(f"  completed more than once: {sum(1 for n in tally.completed.values() if n > 1)} at the client, "
+              f"{check['charged_more_than_once']} charged more than once in the ledger")
+        print(f"  lost: {len(lost)}")
+        print(f"  ledger: {check['done_charged_once']}/{check['done']} completed charged exactly once; "
+              f"{check['failed_released']}/{check['failed']} failed released; open holds {check['open_holds']}; "
+              f"unbalanced txns {check['unbalanced_txns']}; balances match entries {check['balances_match_entries']}; "
+              f"unfinished in journal {check['unfinished_in_journal']}")
+        clean = (
+            not lost
+            and check["charged_more_than_once"] == 0
+            and check["done_charged_once"] == check["done"]
+            and check["failed_released"] == check["failed"]
+            and check["open_holds"] == 0
+            and check["unbalanced_txns"] == 0
+            and check["balances_match_entries"]
+            and check["client_completed_but_not_done"] == 0
+        )
+        print(f"  verdict: {'CLEAN' if clean else 'NOT CLEAN'}")
+        return 0 if clean else 1
+    finally:
+        for w in workers:
+            stop_process(w, signal.SIGKILL)
+        stop_process(broker)
+
+
+def main() -> None:
+    if len(sys.argv) == 5 and sys.argv[1] == "broker":
+        serve_broker(int(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--intents", type=int, default=1000)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="mtor-chaos-") as tmp:
+        os.environ["MTOR_HOME"] = str(Path(tmp) / "client")
+        raise SystemExit(asyncio.run(run(args, Path(tmp))))
+
+
+if __name__ == "__main__":
+    main()

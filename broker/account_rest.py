@@ -1,0 +1,180 @@
+"""HTTP for accounts and sysops: history, realm totals, profiles, sysop actions.
+
+Everything that reads or changes one address's data is a signed request
+(broker/signed.py); errors are ``{"error": {code, message, hint}}`` with a
+stable code. :func:`install` builds the accounts side of a broker and adds
+these routes to its app. Shapes are in docs/sysop.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from aiohttp import web
+
+from broker.accounts import AccountError, AccountStore, accounts_path
+from broker.history import History
+from broker.ratelimit import RateLimits
+from broker.signed import RequestVerifier, SignatureRefused
+from broker.sysop import Sysop
+from broker.trust import WorkerTrust
+
+if TYPE_CHECKING:
+    from broker.server import BrokerServer
+
+_STATUS = {"bad_signature": 401, "forbidden": 403, "unknown_guid": 404, "nickname_taken": 409}
+SWEEP_S = 1.0
+
+
+def _json(data: object, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def _error(code: str, message: str, hint: str = "") -> web.Response:
+    return _json({"error": {"code": code, "message": message, "hint": hint}}, _STATUS.get(code, 400))
+
+
+def install(broker: BrokerServer, app: web.Application) -> None:
+    """Give ``broker`` its accounts, sysop, trust and rate limits, and add their routes."""
+    store = AccountStore(accounts_path(broker.config.resolved_db_path()))
+    broker.accounts = store
+    broker.sysop = Sysop(broker, store)
+    broker.trust = WorkerTrust(broker, store)
+    broker.limits = RateLimits(broker)
+    history = History(broker.config.resolved_db_path())
+    verifier = RequestVerifier(broker.config.request_window_s)
+
+    async def sweep() -> None:
+        while True:
+            await asyncio.sleep(SWEEP_S)
+            broker.trust.sweep()
+
+    sweeper = asyncio.get_running_loop().create_task(sweep(), name="mtor-trust-sweep")
+
+    async def cleanup(_: web.Application) -> None:
+        sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
+        broker.trust.sweep()
+        store.close()
+
+    app.on_cleanup.append(cleanup)
+
+    def signed(handler: Any) -> Any:
+        async def wrapped(request: web.Request) -> web.Response:
+            try:
+                who = await verifier.verify(request)
+                return await handler(request, who)
+            except SignatureRefused as exc:
+                return _error("bad_signature", exc.message, exc.hint)
+            except AccountError as exc:
+                return _error(exc.code, exc.message, exc.hint)
+
+        return wrapped
+
+    async def body(request: web.Request) -> dict[str, Any]:
+        try:
+            data = orjson.loads(await request.read() or b"{}")
+        except orjson.JSONDecodeError:
+            raise AccountError("invalid_json", "the body is not JSON", "send a JSON object") from None
+        if not isinstance(data, dict):
+            raise AccountError("invalid_message", "the body must be a JSON object", 'e.g. {"address": "0x..."}')
+        return data
+
+    def text(data: dict[str, Any], key: str, required: bool = True) -> str:
+        value = data.get(key, "")
+        if not isinstance(value, str) or (required and not value):
+            raise AccountError("invalid_message", f"`{key}` must be a non-empty string", f'send {{"{key}": "..."}}')
+        return value
+
+    def limit_of(request: web.Request, default: int) -> int:
+        try:
+            return max(1, int(request.query.get("limit", default)))
+        except ValueError:
+            raise AccountError("bad_params", "limit must be an integer", "e.g. ?limit=20") from None
+
+    @signed
+    async def my_history(request: web.Request, who: str) -> web.Response:
+        return _json({"address": who, "history": await history.of_user(who, limit_of(request, 20))})
+
+    @signed
+    async def show(request: web.Request, who: str) -> web.Response:
+        guid = request.match_info["guid"]
+        found = await history.show(guid)
+        if found is None or (found[0].lower() != who.lower() and not broker.sysop.is_sysop(who)):
+            raise AccountError("unknown_guid", f"you have no intent {guid!r}", "list yours with `mtor history`")
+        return _json(found[1])
+
+    async def totals(_: web.Request) -> web.Response:
+        data = await history.totals()
+        data["users"]["connected"] = len({p.address for p in broker.clients if p.address})
+        data["workers"] = {"connected": len(broker.registry), "by_state": broker.stats()["workers_by_state"]}
+        data["tokens"]["streamed"] = broker.dispatcher.counters["tokens"]
+        return _json(data)
+
+    @signed
+    async def profile(_: web.Request, who: str) -> web.Response:
+        ban = store.banned(who)
+        return _json(
+            {
+                "address": who,
+                "nickname": store.nickname(who),
+                "sysop": broker.sysop.is_sysop(who),
+                "operator": broker.sysop.is_operator(who),
+                "banned": None if ban is None else ban.reason,
+            }
+        )
+
+    @signed
+    async def set_nickname(request: web.Request, who: str) -> web.Response:
+        nickname = text(await body(request), "nickname")
+        store.set_nickname(who, nickname)
+        return _json({"address": who, "nickname": nickname})
+
+    @signed
+    async def sysop_action(request: web.Request, who: str) -> web.Response:
+        action = request.match_info["action"]
+        data = await body(request)
+        sysop = broker.sysop
+        if action == "grant":
+            return _json(sysop.grant(who, text(data, "address")))
+        if action == "revoke":
+            return _json(sysop.revoke(who, text(data, "address")))
+        if action == "ban":
+            return _json(sysop.ban(who, text(data, "address"), text(data, "reason", required=False)))
+        if action == "unban":
+            return _json(sysop.unban(who, text(data, "address")))
+        if action == "terminate":
+            return _json(sysop.terminate(who, text(data, "guid"), text(data, "reason", required=False)))
+        if action == "broadcast":
+            return _json(sysop.broadcast(who, text(data, "message")))
+        if action in ("pause", "resume", "remove"):
+            return _json(sysop.worker(who, action, text(data, "id"), text(data, "reason", required=False)))
+        raise AccountError(
+            "unknown_type", f"unknown sysop action {action!r}",
+            "grant, revoke, ban, unban, terminate, broadcast, pause, resume, remove",
+        )
+
+    @signed
+    async def sysop_workers(_: web.Request, who: str) -> web.Response:
+        return _json({"workers": broker.sysop.workers(who)})
+
+    @signed
+    async def sysop_audit(request: web.Request, who: str) -> web.Response:
+        return _json({"audit": broker.sysop.audit_log(who, limit_of(request, 50))})
+
+    app.add_routes(
+        [
+            web.get("/v1/history", my_history),
+            web.get("/v1/history/{guid}", show),
+            web.get("/v1/totals", totals),
+            web.get("/v1/profile", profile),
+            web.put("/v1/profile/nickname", set_nickname),
+            web.get("/v1/sysop/workers", sysop_workers),
+            web.get("/v1/sysop/audit", sysop_audit),
+            web.post("/v1/sysop/{action}", sysop_action),
+        ]
+    )

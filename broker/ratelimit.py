@@ -1,0 +1,81 @@
+"""Per-user limits on `submit_query`: requests per minute and live intents.
+
+A sliding one-minute window of accepted request times per user, and the
+user's live guids (pruned against the dispatcher's live jobs, so nothing has
+to tell this module when an intent ends). A refused request gets
+``error{code: "rate_limited", retry_after}`` and the connection stays open.
+A resubmitted guid (a reconnecting client collecting its result) is never
+limited.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from typing import TYPE_CHECKING
+
+from broker.protocol import Error, SubmitQuery
+
+if TYPE_CHECKING:
+    from broker.peer import Peer
+    from broker.server import BrokerServer
+
+WINDOW_S = 60.0
+
+
+class RateLimits:
+    def __init__(self, broker: BrokerServer) -> None:
+        self._broker = broker
+        self._recent: dict[str, deque[float]] = {}
+        self._live: dict[str, set[str]] = {}
+
+    def allow(self, peer: Peer, query: SubmitQuery) -> bool:
+        """True to pass the query on; False after answering `rate_limited`."""
+        cfg = self._broker.config
+        if not (cfg.rate_per_minute or cfg.max_concurrent):
+            return True
+        user = peer.address
+        assert user is not None
+        jobs = self._broker.dispatcher.jobs
+        if query.guid in jobs:
+            return True
+        now = time.monotonic()
+        if cfg.max_concurrent:
+            live = self._live.setdefault(user, set())
+            live.intersection_update(jobs)
+            if len(live) >= cfg.max_concurrent:
+                self._refuse(
+                    peer, query, f"you have {len(live)} intents queued or running; the limit is {cfg.max_concurrent}",
+                    1.0, "wait for one to finish", limit=cfg.max_concurrent,
+                )
+                return False
+        if cfg.rate_per_minute:
+            recent = self._recent.setdefault(user, deque())
+            while recent and now - recent[0] >= WINDOW_S:
+                recent.popleft()
+            if len(recent) >= cfg.rate_per_minute:
+                wait = WINDOW_S - (now - recent[0])
+                self._refuse(
+                    peer, query, f"more than {cfg.rate_per_minute} requests in a minute",
+                    wait, f"retry in {math.ceil(wait)} s", limit=cfg.rate_per_minute,
+                )
+                return False
+            recent.append(now)
+        if cfg.max_concurrent:
+            self._live[user].add(query.guid)
+        return True
+
+    @staticmethod
+    def _refuse(peer: Peer, query: SubmitQuery, message: str, wait: float, hint: str, **detail: object) -> None:
+        retry_after = round(max(wait, 0.001), 3)
+        peer.send(
+            Error(
+                code="rate_limited",
+                message=message,
+                hint=hint,
+                guid=query.guid,
+                detail={**detail, "retry_after": retry_after},
+                retry_after=retry_after,
+            )
+        )

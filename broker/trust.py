@@ -1,0 +1,178 @@
+"""Worker trust: maintenance for workers that drop work, limits for new ones.
+
+Health (broker/health.py) quarantines a flaky connection for a while and
+probes it again; trust is about the worker's address, across reconnects and
+restarts. A worker whose recent jobs were aborted (a retryable `failed`, a
+timeout, or a disconnect mid-job) ``maintenance_after`` times among its last
+:data:`WINDOW`, or that returns a result implausibly fast, goes into
+maintenance: no new work until a sysop resumes it, and its operator is told
+why (`error{code: "maintenance"}` on its socket, which the worker logs). Its
+jobs go to other workers as usual. A worker with fewer than
+``trust_after_jobs`` completed jobs gets at most ``untrusted_slots`` at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from typing import TYPE_CHECKING
+
+from broker.accounts import AccountStore, TrustRecord
+from broker.protocol import Error, Failed, WorkResult
+
+if TYPE_CHECKING:
+    from broker.registry import WorkerEntry
+    from broker.server import BrokerServer
+
+WINDOW = 20
+RESUME_HINT = "fix the worker, then ask a sysop to run `mtor sysop worker resume ID`"
+
+
+class _Watch:
+    """What trust tracks about one connected worker."""
+
+    def __init__(self, record: TrustRecord) -> None:
+        self.record = record
+        self.recent: deque[bool] = deque(maxlen=WINDOW)  # True: aborted
+        self.failures_seen = 0  # health.jobs_failed already counted
+        self.paused = False
+        self.dirty = False  # counters changed since the last save (saved by sweep())
+
+
+class WorkerTrust:
+    def __init__(self, broker: BrokerServer, store: AccountStore) -> None:
+        self._broker = broker
+        self._store = store
+        self._watch: dict[str, _Watch] = {}  # worker id -> watch
+
+    def joined(self, entry: WorkerEntry) -> None:
+        watch = self._watch[entry.id] = _Watch(self._store.trust(entry.address))
+        self._apply(entry, watch)
+        if watch.record.maintenance:
+            # After the `welcome` that is about to go out: a worker treats an error
+            # before it as a refused registration.
+            asyncio.get_running_loop().call_soon(self._tell, entry, watch.record.maintenance)
+
+    def left(self, entry: WorkerEntry) -> None:
+        """The worker disconnected; jobs it still held were aborted."""
+        watch = self._watch.pop(entry.id, None)
+        if watch is None:
+            return
+        self._count_timeouts(entry, watch)
+        watch.record.aborted += len(entry.running)
+        self._store.save_trust(watch.record)
+
+    def before(self, entry: WorkerEntry, msg: object) -> None:
+        """See a worker's answer before the dispatcher acts on it."""
+        watch = self._watch.get(entry.id)
+        if watch is None or not isinstance(msg, (WorkResult, Failed)):
+            return
+        job = entry.running.get(msg.guid)
+        if job is None:
+            return
+        if isinstance(msg, Failed):
+            if msg.retryable:
+                watch.failures_seen += 1  # health counts it too; don't count it twice
+                self._outcome(entry, watch, aborted=True)
+            return
+        cfg = self._broker.config
+        run_s = max(time.monotonic() - job.started_at, 1e-6)
+        tokens = int(msg.usage.get("tokens", 0) or 0)
+        if cfg.max_tokens_per_s and tokens / run_s > cfg.max_tokens_per_s:
+            self._maintenance(
+                entry, watch,
+                f"implausible speed: {tokens} tokens in {run_s * 1000:.1f} ms (limit {cfg.max_tokens_per_s:g} tokens/s)",
+            )
+        watch.record.completed += 1
+        self._outcome(entry, watch, aborted=False)
+
+    def sweep(self) -> None:
+        """Count timeouts (health records them) and save changed counters, every
+        second: one write a second, not one per job."""
+        for entry in self._broker.registry:
+            watch = self._watch.get(entry.id)
+            if watch is not None:
+                self._count_timeouts(entry, watch)
+                if watch.dirty:
+                    watch.dirty = False
+                    self._store.save_trust(watch.record)
+
+    def _count_timeouts(self, entry: WorkerEntry, watch: _Watch) -> None:
+        new = entry.health.jobs_failed - watch.failures_seen
+        for _ in range(new):
+            watch.failures_seen += 1
+            self._outcome(entry, watch, aborted=True)
+
+    def _outcome(self, entry: WorkerEntry, watch: _Watch, aborted: bool) -> None:
+        watch.recent.append(aborted)
+        if aborted:
+            watch.record.aborted += 1
+        limit = self._broker.config.maintenance_after
+        bad = sum(watch.recent)
+        if aborted and limit and bad >= limit and not watch.record.maintenance:
+            self._maintenance(entry, watch, f"{bad} of its last {len(watch.recent)} jobs were aborted or timed out")
+        else:
+            self._apply(entry, watch)
+            watch.dirty = True
+
+    def _maintenance(self, entry: WorkerEntry, watch: _Watch, reason: str) -> None:
+        watch.record.maintenance = reason
+        self._store.save_trust(watch.record)
+        self._store.audit("realm", "maintenance", entry.address, {"worker": entry.id, "reason": reason}, "ok")
+        self._apply(entry, watch)
+        self._tell(entry, reason)
+        self._broker.subs.changed("workers", "stats")
+
+    @staticmethod
+    def _tell(entry: WorkerEntry, reason: str) -> None:
+        entry.peer.send(
+            Error(
+                code="maintenance",
+                message=f"worker {entry.id} is in maintenance: {reason}",
+                hint=RESUME_HINT,
+                detail={"worker": entry.id, "reason": reason},
+            )
+        )
+
+    def _apply(self, entry: WorkerEntry, watch: _Watch) -> None:
+        cfg = self._broker.config
+        if watch.paused or watch.record.maintenance:
+            entry.cap = 0
+        elif cfg.untrusted_slots and watch.record.completed < cfg.trust_after_jobs:
+            entry.cap = cfg.untrusted_slots
+        else:
+            entry.cap = None
+
+    # --- sysop controls -------------------------------------------------
+
+    def pause(self, entry: WorkerEntry) -> None:
+        watch = self._watch[entry.id]
+        watch.paused = True
+        self._apply(entry, watch)
+
+    def resume(self, entry: WorkerEntry) -> None:
+        """Lift a pause and maintenance; the worker starts from a clean window."""
+        watch = self._watch[entry.id]
+        watch.paused = False
+        watch.record.maintenance = None
+        watch.recent.clear()
+        self._store.save_trust(watch.record)
+        self._apply(entry, watch)
+        self._broker.dispatcher.pump_all()
+
+    def view(self, entry: WorkerEntry) -> dict[str, object]:
+        watch = self._watch.get(entry.id)
+        if watch is None:
+            return {}
+        cfg = self._broker.config
+        state = "paused" if watch.paused else "maintenance" if watch.record.maintenance else "active"
+        return {
+            "state": state,
+            "reason": watch.record.maintenance,
+            "trusted": watch.record.completed >= cfg.trust_after_jobs,
+            "completed": watch.record.completed,
+            "aborted": watch.record.aborted,
+            "recent_aborted": sum(watch.recent),
+            "cap": entry.cap,
+        }

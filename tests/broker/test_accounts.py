@@ -1,0 +1,63 @@
+"""Profiles and bans: nicknames over signed REST, and a ban that survives a restart."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from broker.protocol import Error
+from mtor_cli.client import RealmError
+from mtor_cli.signed import call
+from tests.support.peers import TestClient, new_account
+
+
+async def signed(server: Any, method: str, path: str, account: Any, payload: dict[str, Any] | None = None) -> Any:
+    """A signed REST call from another thread (the broker runs on this loop)."""
+    return await asyncio.to_thread(call, server.url, method, path, payload, account)
+
+
+async def refused(server: Any, method: str, path: str, account: Any, payload: dict[str, Any] | None = None) -> RealmError:
+    with pytest.raises(RealmError) as info:
+        await signed(server, method, path, account, payload)
+    return info.value
+
+
+async def test_nickname_is_unique_validated_and_shown_in_the_profile(make_broker) -> None:
+    server = await make_broker()
+    alice, bob = new_account(), new_account()
+    assert (await signed(server, "PUT", "/v1/profile/nickname", alice, {"nickname": "Alice_1"}))["nickname"] == "Alice_1"
+    profile = await signed(server, "GET", "/v1/profile", alice)
+    assert profile == {"address": alice.address, "nickname": "Alice_1", "sysop": False, "operator": False, "banned": None}
+    taken = await refused(server, "PUT", "/v1/profile/nickname", bob, {"nickname": "alice_1"})
+    assert taken.code == "nickname_taken"
+    bad = await refused(server, "PUT", "/v1/profile/nickname", bob, {"nickname": "9 lives!"})
+    assert bad.code == "bad_params" and "3-32 characters" in bad.hint
+    # Renaming yourself frees the old name.
+    await signed(server, "PUT", "/v1/profile/nickname", alice, {"nickname": "alice2"})
+    await signed(server, "PUT", "/v1/profile/nickname", bob, {"nickname": "Alice_1"})
+    assert (await signed(server, "GET", "/v1/profile", bob))["nickname"] == "Alice_1"
+
+
+async def test_a_ban_survives_a_broker_restart(make_broker) -> None:
+    operator, user = new_account(), new_account()
+    first = await make_broker(operator=operator.address)
+    await signed(first, "POST", "/v1/sysop/ban", operator, {"address": user.address, "reason": "spam"})
+    await first.stop()
+
+    second = await make_broker(operator=operator.address)
+    client = TestClient(second.url, user)
+    await client.connect(hello=False)
+    answer = await client.hello()
+    assert isinstance(answer, Error) and answer.code == "banned" and "spam" in answer.message
+    await asyncio.wait_for(client.closed.wait(), 5)
+    assert client.close_code == 4003
+    await client.close()
+    profile = await signed(second, "GET", "/v1/profile", user)
+    assert profile["banned"] == "spam"
+
+    await signed(second, "POST", "/v1/sysop/unban", operator, {"address": user.address})
+    async with TestClient(second.url, user) as back:
+        assert back.address == user.address
+        assert (await back.ask("hi", intent="chat")).code == "no_worker"  # logged in; no worker here

@@ -1,0 +1,94 @@
+"""Worker trust: a worker that aborts jobs goes into maintenance and its jobs
+complete elsewhere; new workers are limited; implausible speed is caught."""
+
+from __future__ import annotations
+
+import asyncio
+
+from broker.protocol import Error, Result, Token, WorkResult
+from tests.broker.test_accounts import signed
+from tests.support.peers import FakeWorker, TestClient, echo, fail, new_account
+
+
+async def _maintenance_notice(worker: FakeWorker) -> Error:
+    while True:
+        msg = await worker.next_other()
+        if isinstance(msg, Error) and msg.code == "maintenance":
+            return msg
+
+
+async def test_a_worker_that_aborts_jobs_goes_into_maintenance_and_its_jobs_complete_elsewhere(make_broker) -> None:
+    operator = new_account()
+    # Health's own quarantine is pushed out of the way: this is about trust.
+    server = await make_broker(operator=operator.address, maintenance_after=3, quarantine_after_failures=100)
+    bad = await FakeWorker(server.url, slots=4, behaviour=fail(), name="bad").start()
+    async with TestClient(server.url) as client:
+        guids = [await client.submit(f"job {i}", intent="chat") for i in range(3)]
+        await asyncio.wait_for(_wait_received(bad, 3), 5)
+        notice = await asyncio.wait_for(_maintenance_notice(bad), 5)
+        assert "3 of its last 3 jobs were aborted" in notice.message and "mtor sysop worker resume" in notice.hint
+
+        good = await FakeWorker(server.url, slots=4, behaviour=echo(), name="good").start()
+        results = [(await client.collect(g))[-1] for g in guids]
+        assert all(isinstance(r, Result) and r.worker == good.worker_id for r in results)
+        assert [r.text for r in results] == ["job 0", "job 1", "job 2"]
+
+        before = len(bad.received)
+        more = [(await client.ask(f"more {i}", intent="chat")) for i in range(4)]
+        assert all(r.worker == good.worker_id for r in more) and len(bad.received) == before
+
+        rows = {w["name"]: w["trust"] for w in (await signed(server, "GET", "/v1/sysop/workers", operator))["workers"]}
+        assert rows["bad"]["state"] == "maintenance" and rows["bad"]["aborted"] >= 3
+        assert rows["good"]["state"] == "active" and rows["good"]["completed"] == 7
+
+        # Reconnecting does not escape maintenance: it is the address's.
+        await bad.close()
+        again = await FakeWorker(server.url, behaviour=echo(), account=bad.account, name="bad").start()
+        assert "maintenance" in (await asyncio.wait_for(_maintenance_notice(again), 5)).message
+        await good.close()
+        guid = await client.submit("after", intent="chat")
+        await asyncio.sleep(0.3)
+        assert again.received == []
+        await signed(server, "POST", "/v1/sysop/resume", operator, {"id": again.worker_id})
+        assert (await client.collect(guid))[-1].worker == again.worker_id
+
+
+async def _wait_received(worker: FakeWorker, n: int) -> None:
+    while len(worker.received) < n:
+        await asyncio.sleep(0.01)
+
+
+async def test_a_new_worker_is_limited_until_trusted(make_broker) -> None:
+    server = await make_broker(untrusted_slots=1, trust_after_jobs=3)
+    worker = await FakeWorker(server.url, slots=4, behaviour=echo(delay_s=0.02)).start()
+    async with TestClient(server.url) as client:
+        first = [await client.submit(f"a b c {i}", intent="chat") for i in range(3)]
+        for g in first:
+            await client.collect(g)
+        assert worker.max_running == 1  # untrusted: one at a time
+        worker.max_running = 0
+        rest = [await client.submit(f"a b c {i}", intent="chat") for i in range(4)]
+        for g in rest:
+            await client.collect(g)
+        assert worker.max_running == 4  # trusted after 3 completed jobs
+
+
+def _instant(tokens: int) -> object:
+    async def run(w: FakeWorker, work: object) -> None:
+        await w.send(Token(guid=work.guid, text="x", index=0))
+        await w.send(WorkResult(guid=work.guid, text="x" * tokens, usage={"tokens": tokens}))
+
+    return run
+
+
+async def test_implausible_speed_puts_a_worker_into_maintenance(make_broker) -> None:
+    server = await make_broker(max_tokens_per_s=1000.0)
+    worker = await FakeWorker(server.url, behaviour=_instant(100_000)).start()
+    async with TestClient(server.url) as client:
+        await client.ask("fast", intent="chat")
+        notice = await asyncio.wait_for(_maintenance_notice(worker), 5)
+        assert "implausible speed: 100000 tokens" in notice.message
+        guid = await client.submit("next", intent="chat")
+        await asyncio.sleep(0.3)
+        assert len(worker.received) == 1
+        await client.send({"type": "cancel", "guid": guid})

@@ -1,0 +1,162 @@
+"""The money commands as a person runs them: output, --json, and one error line for bad input."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from mtor_cli.app import app
+
+
+def mtor(*args: str) -> Any:
+    return CliRunner().invoke(app, list(args))
+
+
+def journal_rows(home: Path) -> int:
+    path = home / "data" / "ledger" / "journal.db"
+    if not path.exists():
+        return 0
+    with sqlite3.connect(path) as conn:
+        return int(conn.execute("SELECT count(*) FROM txns").fetchone()[0])
+
+
+def one_error_line(result: Any, code: str) -> str:
+    assert result.exit_code != 0, result.output
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("mtor: ") and f"[{code}]" in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture
+def funded(home: Path) -> Path:
+    assert mtor("wallet", "faucet").exit_code == 0
+    result = mtor("wallet", "deposit", "12.5", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["credited"] is True
+    return home
+
+
+def test_faucet_deposit_and_wallet(funded: Path) -> None:
+    result = mtor("wallet", "--json")
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["available"] == 12_500_000_000_000_000_000
+    assert info["chain"]["deposit"] == 12_500_000_000_000_000_000
+    assert info["chain"]["tokens"] == 987_500_000_000_000_000_000
+    table = mtor("wallet")
+    assert "spendable (journal)" in table.stdout and "12.5" in table.stdout
+    assert "987.5" in table.stdout
+
+
+@pytest.mark.parametrize(
+    ("amount", "code", "says"),
+    [
+        ("0", "bad_amount", "more than 0"),
+        ("-1", "bad_amount", "more than 0"),
+        ("abc", "bad_amount", "not a number"),
+        ("0.0000000000000000001", "bad_amount", "decimal places"),
+        ("5000", "insufficient_tokens", "less than 5000"),
+    ],
+)
+def test_bad_deposits_are_one_line_and_leave_the_journal_alone(
+    funded: Path, amount: str, code: str, says: str
+) -> None:
+    before = journal_rows(funded)
+    line = one_error_line(mtor("wallet", "deposit", "--", amount), code)
+    assert says in line and "hint:" in line
+    assert journal_rows(funded) == before
+
+
+def test_withdrawing_more_than_earned_or_refunding_more_than_unspent_is_refused(funded: Path) -> None:
+    before = journal_rows(funded)
+    line = one_error_line(mtor("worker", "withdraw", "1"), "insufficient_earnings")
+    assert "settled" in line
+    line = one_error_line(mtor("wallet", "refund", "13"), "insufficient_funds")
+    assert "12.5" in line
+    assert journal_rows(funded) == before
+    ok = mtor("wallet", "refund", "2.5", "--json")
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(mtor("wallet", "--json").stdout)["available"] == 10 * 10**18
+
+
+def test_unreachable_rpc_wrong_chain_and_wrong_contract(funded: Path) -> None:
+    before = journal_rows(funded)
+    line = one_error_line(mtor("wallet", "deposit", "1", "--chain-rpc", "http://127.0.0.1:9"), "chain_unreachable")
+    assert "127.0.0.1:9" in line
+    dep_file = funded / "data" / "ledger" / "deployment.json"
+    dep = json.loads(dep_file.read_text())
+    dep_file.write_text(json.dumps({**dep, "chain_id": 5}))
+    one_error_line(mtor("wallet", "deposit", "1"), "wrong_chain")
+    dep_file.write_text(json.dumps({**dep, "ledger": "0x" + "ab" * 20}))
+    one_error_line(mtor("wallet", "deposit", "1"), "wrong_contract")
+    assert journal_rows(funded) == before
+
+
+def test_settle_earnings_withdraw_history_and_audit(funded: Path) -> None:
+    from eth_account import Account
+
+    from ledger import Ledger
+    from mtor_cli.commands.ledger import ledger_config
+    from mtor_cli.identity import load_or_create_account
+
+    me = load_or_create_account()
+    worker_key = funded / "worker.json"
+    worker = load_or_create_account(worker_key)
+    assert worker.address != me.address and Account  # a second identity, the worker's
+    with Ledger(ledger_config()) as led:
+        b = led.billing()
+        b.hold(me.address, "guid-1", 10**16)
+        b.capture("guid-1", worker.address, "chat", {"tokens": 500})
+
+    earn = json.loads(mtor("worker", "earnings", "--key", str(worker_key), "--json").stdout)
+    assert earn["earned"] == 4_500_000_000_000_000 and earn["withdrawable"] == 0
+    settled = mtor("ledger", "settle", "--json")
+    assert settled.exit_code == 0, settled.output
+    assert json.loads(settled.stdout)["settled"][0]["receipts"] == 1
+    assert "nothing to settle" in mtor("ledger", "settle").stderr
+    earn = json.loads(mtor("worker", "earnings", "--key", str(worker_key), "--json").stdout)
+    assert earn["withdrawable"] == 4_500_000_000_000_000
+    out = mtor("worker", "withdraw", "--key", str(worker_key))
+    assert out.exit_code == 0 and "withdrew 0.0045 $9000" in out.stdout
+
+    hist = json.loads(mtor("ledger", "history", "--json").stdout)
+    assert [t["kind"] for t in hist["transactions"]] == ["capture", "hold", "deposit"]
+    assert "capture" in mtor("ledger", "history", "--all").stdout
+
+    audit = mtor("ledger", "audit", "--receipt", "guid-1", "--json")
+    assert audit.exit_code == 0, audit.output
+    report = json.loads(audit.stdout)
+    assert report["clean"] and report["proof"]["valid_on_chain"]
+    assert "audit clean" in mtor("ledger", "audit").stdout
+
+
+def test_audit_fails_loudly_on_a_tampered_journal(funded: Path) -> None:
+    with sqlite3.connect(funded / "data" / "ledger" / "journal.db") as conn:
+        conn.execute("UPDATE txns SET entries = json_replace(entries, '$[1][1]', '1') WHERE kind = 'deposit'")
+    result = mtor("ledger", "audit")
+    assert result.exit_code == 1
+    assert "audit: differences" in result.stdout and "deposit" in result.stdout
+
+
+def test_pricing_and_chain_deploy(home: Path) -> None:
+    prices = json.loads(mtor("pricing", "--json").stdout)
+    assert {p["intent"] for p in prices["prices"]} >= {"chat", "imagine", "vision", "speech"}
+    assert prices["fee_bps"] == 1000
+    (home / "config").mkdir(parents=True, exist_ok=True)
+    (home / "config" / "pricing.toml").write_text('[imagine]\nprice = "2"\n')
+    assert "2" in mtor("pricing").stdout.split("imagine")[1].split("\n")[0]
+    (home / "config" / "pricing.toml").write_text('[imagine]\nprice = "lots"\n')
+    one_error_line(mtor("pricing"), "bad_pricing")
+    (home / "config" / "pricing.toml").unlink()
+
+    deployed = mtor("chain", "deploy", "--json")
+    assert deployed.exit_code == 0, deployed.output
+    dep = json.loads(deployed.stdout)
+    assert dep["rpc"] is None and dep["ledger"].startswith("0x")
+    one_error_line(mtor("chain", "deploy"), "already_deployed")

@@ -1,0 +1,85 @@
+"""`mtor history` and `mtor history show` against a real broker and echo worker."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from mtor_cli.app import app
+from mtor_cli.identity import load_or_create_account
+from tests.support.realm import ThreadRealm
+from worker import Device
+from worker.backends.echo import EchoBackend
+
+
+def mtor(*args: str) -> Any:
+    return CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})  # a wide terminal: no wrapped cells
+
+
+def key_file(root: Path, name: str) -> tuple[str, str]:
+    """(key path, address) of a fresh identity."""
+    path = root / f"{name}.json"
+    return str(path), load_or_create_account(path).address
+
+
+def echo_realm(root: Path, **config: Any) -> ThreadRealm:
+    realm = ThreadRealm(root / "journal.db", **config).start()
+    realm.add_worker([EchoBackend(None, Device())], slots=2, name="echo-box")
+    realm.wait_workers(1, "echo")
+    return realm
+
+
+@pytest.fixture(scope="module")
+def realm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadRealm]:
+    realm = echo_realm(tmp_path_factory.mktemp("history-realm"))
+    yield realm
+    realm.stop()
+
+
+def test_history_lists_your_intents_and_show_replays_one(realm: ThreadRealm, tmp_path: Path) -> None:
+    key, address = key_file(tmp_path, "me")
+    other_key, _ = key_file(tmp_path, "other")
+    # `mtor ask` uses the key in MTOR_HOME: point it at ours.
+    home_key = Path(tmp_path / "mtor-home" / "config" / "key.json")
+    home_key.parent.mkdir(parents=True, exist_ok=True)
+    home_key.write_text(Path(key).read_text())
+    for words in ("first words", "second words"):
+        done = mtor("ask", "--broker", realm.url, "--intent", "echo", words)
+        assert done.exit_code == 0, done.output
+
+    listed = mtor("history", "--broker", realm.url, "--key", key, "--json")
+    assert listed.exit_code == 0, listed.output
+    data = json.loads(listed.stdout)
+    assert data["address"] == address
+    rows = data["history"]
+    assert [(r["prompt"], r["intent"], r["status"], r["model"]) for r in rows] == [
+        ("second words", "echo", "done", "echo"),
+        ("first words", "echo", "done", "echo"),
+    ]
+    assert all(r["worker"] and r["duration_s"] >= 0 for r in rows)
+    assert len(json.loads(mtor("history", "-b", realm.url, "--key", key, "--limit", "1", "--json").stdout)["history"]) == 1
+
+    table = mtor("history", "-b", realm.url, "--key", key)
+    assert table.exit_code == 0 and rows[0]["guid"] in table.stdout and "done" in table.stdout
+
+    shown = mtor("history", "show", rows[1]["guid"], "-b", realm.url, "--key", key)
+    assert shown.exit_code == 0, shown.output
+    assert shown.stdout == "first words\n"
+
+    theirs = mtor("history", "show", rows[1]["guid"], "-b", realm.url, "--key", other_key)
+    assert theirs.exit_code == 1
+    assert "[unknown_guid]" in theirs.stderr and "hint:" in theirs.stderr
+    empty = mtor("history", "-b", realm.url, "--key", other_key)
+    assert "no intents yet" in empty.stdout
+
+
+def test_history_of_an_unreachable_broker_fails_with_one_line(tmp_path: Path) -> None:
+    key, _ = key_file(tmp_path, "me")
+    result = mtor("history", "--broker", "ws://127.0.0.1:9", "--key", key)
+    assert result.exit_code == 3
+    assert result.stderr.startswith("mtor: cannot reach the broker") and "[unreachable]" in result.stderr
