@@ -46,6 +46,7 @@ from tests.support.realm import (  # noqa: E402
 
 ONE = 10**18
 WELCOME = 1_000_000 * ONE
+RETRY_REJECTED = ("no_worker", "unknown_intent", "queue_full")  # refused before any hold was placed
 
 
 # --- broker mode (a child process) ----------------------------------------------
@@ -100,6 +101,7 @@ class Tally:
         self.completed: Counter[str] = Counter()
         self.failed: dict[str, str] = {}
         self.lost: set[str] = set()
+        self.retried_rejections = 0
 
 
 async def client_loop(url: str, account: Any, guids: list[str], tally: Tally, in_flight: int) -> None:
@@ -113,17 +115,25 @@ async def client_loop(url: str, account: Any, guids: list[str], tally: Tally, in
             async with sem:
                 query = p.SubmitQuery(guid=guid, prompt="one two three four five", intent="echo",
                                       params={"delay_s": 0.03})
-                try:
-                    async for event in client.submit(query):
-                        if isinstance(event, p.Accepted):
-                            tally.accepted.add(guid)
-                        elif isinstance(event, p.Result):
-                            tally.completed[guid] += 1
-                        elif isinstance(event, p.Error):
-                            tally.failed[guid] = event.code
-                except RealmError as exc:
-                    tally.lost.add(guid)
-                    tally.failed.setdefault(guid, exc.code)
+                while True:
+                    try:
+                        async for event in client.submit(query):
+                            if isinstance(event, p.Accepted):
+                                tally.accepted.add(guid)
+                            elif isinstance(event, p.Result):
+                                tally.completed[guid] += 1
+                            elif isinstance(event, p.Error):
+                                tally.failed[guid] = event.code
+                    except RealmError as exc:
+                        tally.lost.add(guid)
+                        tally.failed.setdefault(guid, exc.code)
+                    if guid in tally.accepted or tally.failed.get(guid) not in RETRY_REJECTED:
+                        return
+                    # Refused before acceptance (every worker was down at that moment):
+                    # what a person does is ask again a little later.
+                    del tally.failed[guid]
+                    tally.retried_rejections += 1
+                    await asyncio.sleep(0.5)
 
         await asyncio.gather(*(one(g) for g in guids))
 
@@ -205,6 +215,8 @@ async def run(args: argparse.Namespace, root: Path) -> int:
         for mark in (args.intents // 3, 2 * args.intents // 3):
             while len(tally.completed) + len(tally.failed) < mark and not task.done():
                 await asyncio.sleep(0.05)
+            print(f"  {time.perf_counter() - t0:.1f} s: {len(tally.completed)} completed; killing the broker",
+                  file=sys.stderr, flush=True)
             broker.send_signal(signal.SIGKILL)
             broker.wait()
             kills["broker"] += 1
@@ -225,7 +237,8 @@ async def run(args: argparse.Namespace, root: Path) -> int:
               f"failed {len(tally.failed)} {dict(Counter(tally.failed.values()))}")
         print(f"  completed more than once: {sum(1 for n in tally.completed.values() if n > 1)} at the client, "
               f"{check['charged_more_than_once']} charged more than once in the ledger")
-        print(f"  lost: {len(lost)}")
+        print(f"  lost: {len(lost)}; refused before acceptance (no worker up) and asked again: "
+              f"{tally.retried_rejections}")
         print(f"  ledger: {check['done_charged_once']}/{check['done']} completed charged exactly once; "
               f"{check['failed_released']}/{check['failed']} failed released; open holds {check['open_holds']}; "
               f"unbalanced txns {check['unbalanced_txns']}; balances match entries {check['balances_match_entries']}; "

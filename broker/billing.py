@@ -35,3 +35,9 @@ class Billing(Protocol):
     def release(self, guid: str) -> None:
         """Give the hold back: the intent failed or was cancelled."""
         ...
+
+    def commit(self) -> None:
+        """Make everything posted so far durable. The broker calls it once per
+        event-loop pass, before any frame of that pass goes out, so a client
+        never sees `accepted` or `result` for money the ledger could forget."""
+        ...

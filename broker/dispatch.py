@@ -126,7 +126,7 @@ class Dispatcher:
                 raise Rejected(
                     "insufficient_funds",
                     f"your balance {exc.balance} does not cover the price {exc.price}",
-                    "deposit $9000 with `mtor ledger deposit`",
+                    "deposit $9000 with `mtor wallet deposit`",
                     balance=exc.balance,
                     price=exc.price,
                 ) from None

@@ -1,4 +1,4 @@
-"""Commit the journal once per event-loop pass, then write every peer's queued frames."""
+"""Commit the journal (and the ledger) once per event-loop pass, then write every peer's queued frames."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ from typing import TYPE_CHECKING
 from broker.journal import Journal
 
 if TYPE_CHECKING:
+    from broker.billing import Billing
     from broker.peer import Peer
 
 
 class Outbox:
-    def __init__(self, journal: Journal) -> None:
+    def __init__(self, journal: Journal, billing: Billing | None = None) -> None:
         self._journal = journal
+        self._billing = billing
         # Workers are written first: a `work` frame is on the critical path of
         # an intent, the `accepted` that goes out with it is not, and on a busy
         # machine waking the client first can delay the worker by a time slice.
@@ -39,6 +41,8 @@ class Outbox:
     def flush(self) -> None:
         self._scheduled = False
         self._journal.commit()
+        if self._billing is not None:
+            self._billing.commit()
         for peers in (self._workers, self._clients):
             for peer in peers:
                 peer.marked = False

@@ -61,7 +61,7 @@ class BrokerServer:
     async def start(self) -> None:
         cfg = self.config
         self.journal = SqliteJournal(cfg.resolved_db_path())
-        self.outbox = Outbox(self.journal)
+        self.outbox = Outbox(self.journal, self.billing)
         self.queue = SafeQueue(cfg.queue_limit)
         self.registry = WorkerRegistry(cfg)
         self.metrics = BrokerMetrics(self._live)

@@ -43,6 +43,9 @@ class RealmBilling:
     def quote(self, user: str, intent: str, model: str | None, params: dict[str, Any]) -> int:
         return self.prices.quote(intent, params)
 
+    def commit(self) -> None:
+        self.journal.commit()
+
     def hold(self, user: str, guid: str, amount: int) -> None:
         if amount < 0:
             raise ValueError(f"negative hold {amount}")

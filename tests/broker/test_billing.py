@@ -19,6 +19,7 @@ class DictBilling:
         self.balances = balances
         self.holds: dict[str, tuple[str, int]] = {}
         self.calls: list[tuple[Any, ...]] = []
+        self.durable: list[tuple[Any, ...]] = []  # the calls as of the last commit
 
     def quote(self, user: str, intent: str, model: str | None, params: dict[str, Any]) -> int:
         self.calls.append(("quote", user, intent))
@@ -44,6 +45,9 @@ class DictBilling:
         self.balances[user] += amount
         self.calls.append(("release", guid))
 
+    def commit(self) -> None:
+        self.durable = list(self.calls)
+
 
 def test_dict_billing_satisfies_the_protocol() -> None:
     assert isinstance(DictBilling({}), Billing)
@@ -60,6 +64,8 @@ async def test_hold_then_capture_charges_the_cost_and_pays_the_worker(make_broke
         assert (await client.next_other()).data["events"] == []
         guid = await client.submit("pay me", intent="chat")
         msgs = await client.collect(guid)
+        # The capture was committed before the result frame was written.
+        assert [c[0] for c in billing.durable] == ["quote", "hold", "capture"]
         pushed = []
         while len(pushed) < 2:
             pushed += (await client.next_other()).data["events"]

@@ -96,12 +96,13 @@ def test_one_worker_serves_imagine_and_echo_and_the_image_is_saved(
         args = ["ask", "-b", realm.url, "-i", "imagine", "--steps", "2", "--size", "64x64", "--seed", "7"]
         done = subprocess.run(
             mtor_command(*args, "--out", str(out), "a neon mountain"),
-            env=process_env(user),
+            env=process_env(user, TTY_COMPATIBLE="1"),  # rich draws its progress bar as on a terminal
             capture_output=True,
             text=True,
             timeout=120,
         )
         assert done.returncode == 0, done.stderr
+        assert "denoising" in done.stderr and "2/2" in done.stderr  # the diffusion steps, as a bar
         assert done.stdout.endswith(f"\n{out}\n")  # the worker's caption, then the saved file
         from PIL import Image
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import time
@@ -14,10 +13,7 @@ from tests.support.realm import REPO, ThreadRealm, process_env
 from worker.backends.base import Device
 from worker.backends.echo import EchoBackend
 
-pytestmark = [
-    pytest.mark.timeout(120),
-    pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux"),
-]
+pytestmark = pytest.mark.timeout(120)
 
 
 def tmux(socket: str, *args: str) -> str:
