@@ -9,7 +9,8 @@ journal; every new user gets a welcome deposit), four echo workers
 RealmClients with reconnection on, sending ``--intents`` paid intents. Every
 second one random worker is SIGKILLed and started again; at a third and at
 two thirds of the intents the broker is SIGKILLed and started again on the
-same journals.
+same journals. Every tenth intent is cancelled by its client once accepted
+(it ends cancelled, its hold released, or done if it finished first).
 
 It prints intents accepted, completed, failed (with codes), completed more than
 once (captured more than once in the ledger), lost (accepted but never answered),
@@ -66,6 +67,9 @@ def serve_broker(port: int, db: Path, ledger_db: Path) -> None:
     config = BrokerConfig(
         host="127.0.0.1", port=port, db_path=db, heartbeat_s=0.5, heartbeat_misses=3,
         max_attempts=20, default_job_timeout_s=10.0,
+        # The bench kills workers on purpose: trust would (rightly) put a worker
+        # that keeps dying mid-job into maintenance; this run is about the ledger.
+        maintenance_after=0,
     )
 
     async def run() -> None:
@@ -104,7 +108,9 @@ class Tally:
         self.retried_rejections = 0
 
 
-async def client_loop(url: str, account: Any, guids: list[str], tally: Tally, in_flight: int) -> None:
+async def client_loop(
+    url: str, account: Any, guids: list[str], cancel: set[str], tally: Tally, in_flight: int
+) -> None:
     from broker import protocol as p
     from mtor_cli.client import RealmClient, RealmError
 
@@ -120,6 +126,8 @@ async def client_loop(url: str, account: Any, guids: list[str], tally: Tally, in
                         async for event in client.submit(query):
                             if isinstance(event, p.Accepted):
                                 tally.accepted.add(guid)
+                                if guid in cancel:
+                                    await client.cancel(guid)  # ends cancelled (released) or done, never both
                             elif isinstance(event, p.Result):
                                 tally.completed[guid] += 1
                             elif isinstance(event, p.Error):
@@ -210,7 +218,8 @@ async def run(args: argparse.Namespace, root: Path) -> int:
         stop = asyncio.Event()
         chaos = asyncio.create_task(killer(url, workers, homes, rng, stop, kills))
         t0 = time.perf_counter()
-        clients = asyncio.gather(*(client_loop(url, a, s, tally, 3) for a, s in zip(accounts, shares)))
+        cancel = set(guids[:: args.cancel_every]) if args.cancel_every else set()
+        clients = asyncio.gather(*(client_loop(url, a, s, cancel, tally, 3) for a, s in zip(accounts, shares)))
         task = asyncio.ensure_future(clients)
         for mark in (args.intents // 3, 2 * args.intents // 3):
             while len(tally.completed) + len(tally.failed) < mark and not task.done():
@@ -222,6 +231,7 @@ async def run(args: argparse.Namespace, root: Path) -> int:
             kills["broker"] += 1
             await asyncio.sleep(0.5)
             broker = spawn_chaos_broker(port, db, ledger_db, root / "broker")
+            await asyncio.to_thread(wait_healthy, url, 60)  # a broker that cannot restart ends the run
         await task
         took = time.perf_counter() - t0
         stop.set()
@@ -270,6 +280,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--cancel-every", type=int, default=10, help="cancel every Nth intent once accepted (0: none)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="mtor-chaos-") as tmp:
         os.environ["MTOR_HOME"] = str(Path(tmp) / "client")

@@ -32,9 +32,9 @@ RESUME_HINT = "fix the worker, then ask a sysop to run `mtor sysop worker resume
 class _Watch:
     """What trust tracks about one connected worker."""
 
-    def __init__(self, record: TrustRecord) -> None:
+    def __init__(self, record: TrustRecord, recent: deque[bool]) -> None:
         self.record = record
-        self.recent: deque[bool] = deque(maxlen=WINDOW)  # True: aborted
+        self.recent = recent  # the address's last WINDOW outcomes (True: aborted), across reconnects
         self.failures_seen = 0  # health.jobs_failed already counted
         self.paused = False
         self.dirty = False  # counters changed since the last save (saved by sweep())
@@ -45,9 +45,11 @@ class WorkerTrust:
         self._broker = broker
         self._store = store
         self._watch: dict[str, _Watch] = {}  # worker id -> watch
+        self._recent: dict[str, deque[bool]] = {}  # address -> its last WINDOW outcomes
 
     def joined(self, entry: WorkerEntry) -> None:
-        watch = self._watch[entry.id] = _Watch(self._store.trust(entry.address))
+        recent = self._recent.setdefault(entry.address.lower(), deque(maxlen=WINDOW))
+        watch = self._watch[entry.id] = _Watch(self._store.trust(entry.address), recent)
         self._apply(entry, watch)
         if watch.record.maintenance:
             # After the `welcome` that is about to go out: a worker treats an error
@@ -60,7 +62,8 @@ class WorkerTrust:
         if watch is None:
             return
         self._count_timeouts(entry, watch)
-        watch.record.aborted += len(entry.running)
+        for _ in range(len(entry.running)):
+            self._outcome(entry, watch, aborted=True)
         self._store.save_trust(watch.record)
 
     def before(self, entry: WorkerEntry, msg: object) -> None:

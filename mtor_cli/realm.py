@@ -171,7 +171,7 @@ def ensure_realm(wait_s: float = DEFAULT_WAIT_S) -> str:
             url = running_url()
             if url:
                 return url
-            return start(wait_s=wait_s)["url"]
+            return _start(model=None, port=0, gpu=None, wait_s=wait_s)["url"]
     except RealmError as exc:
         output.fail(exc.code, exc.message, exc.hint)
 
@@ -218,7 +218,15 @@ def _free_port(host: str = "127.0.0.1") -> int:
 def start(
     *, model: str | None = None, port: int = 0, gpu: int | None = None, wait_s: float = DEFAULT_WAIT_S
 ) -> dict[str, Any]:
-    """Start the service (if not running) and wait for its chat worker; returns status()."""
+    """Start the service (if not running) and wait for its chat worker; returns status().
+
+    Raises RealmError('realm_failed') when it cannot start.
+    """
+    with _locked():
+        return _start(model=model, port=port, gpu=gpu, wait_s=wait_s)
+
+
+def _start(*, model: str | None, port: int, gpu: int | None, wait_s: float) -> dict[str, Any]:
     from mtor_cli.output import note
 
     if running_url():
@@ -368,7 +376,9 @@ async def _service(host: str, port: int, db: Path, model: str, gpu: int | None) 
     account = load_or_create_account(paths.realm_dir() / "worker-key.json")
     from mtor_cli.commands.ledger import start_realm_ledger  # pay per query on the dev chain
 
-    server = BrokerServer(BrokerConfig(host=host, port=port, db_path=db), billing=start_realm_ledger(stop))
+    # The person who runs the embedded realm is its operator (sysop by right).
+    config = BrokerConfig(host=host, port=port, db_path=db, operator=load_or_create_account().address)
+    server = BrokerServer(config, billing=start_realm_ledger(stop))
     await server.start()
     print(f"broker listening on {server.url} (journal {db})", flush=True)
     backend = backend_class(SERVICE_INTENT)(model, Device.parse(gpu))

@@ -46,6 +46,12 @@ def serve(
     untrusted_slots: int = typer.Option(
         0, "--untrusted-slots", min=0, help="A new worker's concurrency until it has done 20 jobs (0: no limit)."
     ),
+    paid: bool = typer.Option(
+        False,
+        "--paid/--free",
+        help="Charge every intent in $9000 through the ledger (holds, worker earnings, "
+        "settlement on the configured chain; see `mtor chain`), or run a free realm.",
+    ),
 ) -> None:
     """Run the aiohttp broker until Ctrl-C: /ws/client, /ws/worker, /healthz,
     /v1/workers, /v1/stats and /metrics (Prometheus)."""
@@ -69,7 +75,7 @@ def serve(
     )
     output.log_to_stderr()
     try:
-        asyncio.run(_serve(config))
+        asyncio.run(_serve(config, paid))
     except OSError as exc:
         output.fail(
             "listen_failed",
@@ -84,17 +90,22 @@ def _operator_address() -> str:
     return address()
 
 
-async def _serve(config: Any) -> None:
+async def _serve(config: Any, paid: bool) -> None:
     from broker import BrokerServer
 
-    server = BrokerServer(config)
-    await server.start()
     stop = asyncio.Event()
+    billing = None
+    if paid:
+        from mtor_cli.commands.ledger import start_realm_ledger
+
+        billing = start_realm_ledger(stop)
+    server = BrokerServer(config, billing)
+    await server.start()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     output.note(
-        f"broker listening on {server.url} (journal {config.resolved_db_path()}); "
+        f"{'paid' if paid else 'free'} broker listening on {server.url} (journal {config.resolved_db_path()}); "
         f"{server.restored} unfinished intent(s) restored; Ctrl-C stops"
     )
     try:

@@ -35,8 +35,7 @@ def start(
     from mtor_cli.client import RealmError
 
     try:
-        with realm._locked():
-            info = realm.start(model=model, port=port, gpu=gpu, wait_s=wait)
+        info = realm.start(model=model, port=port, gpu=gpu, wait_s=wait)
     except RealmError as exc:
         output.fail(exc.code, exc.message, exc.hint)
     _show(info, json_out)

@@ -65,6 +65,11 @@ def test_ask_starts_the_embedded_realm_then_reuses_it(realm_env: dict[str, str])
     assert "starting" not in again.stderr
     assert json.loads(again.stdout)["text"] + "\n" == first_out
 
+    # `realm start` on a running realm changes nothing and says where it is.
+    noop = run(realm_env, "realm", "start", "--json")
+    assert noop.returncode == 0, noop.stderr
+    assert json.loads(noop.stdout)["url"] == info["url"] and "starting" not in noop.stderr
+
     stopped = run(realm_env, "realm", "stop")
     assert stopped.returncode == 0
     assert "stopped" in stopped.stderr

@@ -15,7 +15,8 @@ from tests.support.realm import mtor_command, process_env
 @pytest.mark.slow
 @pytest.mark.timeout(900)  # converts and loads a real model on 2 cores
 def test_quickstart_ask_on_the_default_model(tmp_path: Path) -> None:
-    env = process_env(tmp_path / "home", HF_HUB_OFFLINE="1")
+    # TTY_COMPATIBLE: rich draws the first-run progress bar as on a terminal.
+    env = process_env(tmp_path / "home", HF_HUB_OFFLINE="1", TTY_COMPATIBLE="1")
     try:
         done = subprocess.run(
             mtor_command("ask", "--max-tokens", "48", "Computer, tell me a joke"),
@@ -30,6 +31,7 @@ def test_quickstart_ask_on_the_default_model(tmp_path: Path) -> None:
     finally:
         subprocess.run(mtor_command("realm", "stop"), env=env, capture_output=True, timeout=60)
     assert done.returncode == 0, done.stderr
+    assert "dequantizing SmolLM2 weights" in done.stderr  # the one-time conversion, shown
     assert "starting the embedded realm at ws://127.0.0.1:" in done.stderr
     answer = done.stdout.strip()
     # A real model answers in words, not token soup.
