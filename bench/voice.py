@@ -96,9 +96,13 @@ def main() -> None:
     model_times: list[float] = []
     base_times: list[float] = []
     import torch
+    from sentence_transformers import SentenceTransformer
 
-    st = baseline.embedder._model  # the fp32 SentenceTransformer, for its plain encode()
-    prototypes = baseline._prototype_matrix()
+    from mtor_cli.intent.embedder import default_model_path
+    from mtor_cli.intent.prototypes import PROTOTYPES
+
+    st = SentenceTransformer(default_model_path(), device="cpu")  # the plain way, for the baseline
+    prototypes = st.encode([t for texts in PROTOTYPES.values() for t in texts], normalize_embeddings=True)
     for _ in range(args.rounds):
         # Query by query, ours then the baseline's, so load on the machine hits both alike.
         for text in texts:
@@ -118,15 +122,15 @@ def main() -> None:
             torch.set_num_threads(threads)
     print(f"\n2. classification latency per query, CPU, 1 thread ({args.rounds} passes)")
     print(
-        f"   all {len(texts)} queries:                median {ms(statistics.median(all_times))}  "
+        f"   all {len(texts)} queries:                 median {ms(statistics.median(all_times))}  "
         f"p95 {ms(percentile(all_times, 0.95))}"
     )
     print(
-        f"   {len(reaches_model)} via the model:               median {ms(statistics.median(model_times))}  "
+        f"   {len(reaches_model)} via the model:                median {ms(statistics.median(model_times))}  "
         f"p95 {ms(percentile(model_times, 0.95))}"
     )
     print(
-        f"   baseline fp32 encode(), 1 thread:median {ms(statistics.median(base_times))}  "
+        f"   baseline fp32 encode(), 1 thread: median {ms(statistics.median(base_times))}  "
         f"p95 {ms(percentile(base_times, 0.95))}"
     )
     ratio = statistics.median(model_times) / statistics.median(base_times)

@@ -55,6 +55,7 @@ class BrokerConfig:
     trust_after_jobs: int = 20  # completed jobs that make a worker trusted
     maintenance_after: int = 5  # aborted or timed-out jobs among a worker's last 20...
     max_tokens_per_s: float = 0.0  # ...or a result faster than this (implausible); 0: no check
+    spot_check_rate: float = 0.0  # share of greedy chat results re-run on a trusted worker and compared
     request_window_s: float = 60.0  # how old a signed REST request may be
 
     def __post_init__(self) -> None:

@@ -9,24 +9,45 @@ maintenance: no new work until a sysop resumes it, and its operator is told
 why (`error{code: "maintenance"}` on its socket, which the worker logs). Its
 jobs go to other workers as usual. A worker with fewer than
 ``trust_after_jobs`` completed jobs gets at most ``untrusted_slots`` at once.
+
+Spot checks: with ``spot_check_rate`` > 0, that share of greedy chat results
+(temperature 0: deterministic) is run again on another, trusted worker with
+a free slot, and the two texts compared; a worker whose answer differs goes
+into maintenance. The check's slot is booked the way a job being let go is
+(``WorkerEntry.letting_go``), so the dispatcher never overbooks the checker
+and drops the check's frames quietly; the user never sees it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
+import uuid
 from collections import deque
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from broker.accounts import AccountStore, TrustRecord
-from broker.protocol import Error, Failed, WorkResult
+from broker.protocol import Error, Failed, Work, WorkResult
 
 if TYPE_CHECKING:
+    from broker.jobs import Job
     from broker.registry import WorkerEntry
     from broker.server import BrokerServer
 
 WINDOW = 20
 RESUME_HINT = "fix the worker, then ask a sysop to run `mtor sysop worker resume ID`"
+
+
+@dataclass
+class _Spot:
+    """A spot check under way: whose answer is being checked, and what it said."""
+
+    worker_id: str
+    address: str
+    text: str
+    guid: str  # the user's intent
 
 
 class _Watch:
@@ -46,6 +67,9 @@ class WorkerTrust:
         self._store = store
         self._watch: dict[str, _Watch] = {}  # worker id -> watch
         self._recent: dict[str, deque[bool]] = {}  # address -> its last WINDOW outcomes
+        self._spots: dict[str, _Spot] = {}  # spot-check guid -> the answer it checks
+        self._rng = random.Random()
+        self.spot_checks = {"passed": 0, "failed": 0}
 
     def joined(self, entry: WorkerEntry) -> None:
         recent = self._recent.setdefault(entry.address.lower(), deque(maxlen=WINDOW))
@@ -71,6 +95,11 @@ class WorkerTrust:
         watch = self._watch.get(entry.id)
         if watch is None or not isinstance(msg, (WorkResult, Failed)):
             return
+        spot = self._spots.pop(msg.guid, None) if msg.guid in entry.letting_go else None
+        if spot is not None:
+            if isinstance(msg, WorkResult):
+                self._judge(spot, entry, msg.text or "")
+            return
         job = entry.running.get(msg.guid)
         if job is None:
             return
@@ -89,6 +118,8 @@ class WorkerTrust:
             )
         watch.record.completed += 1
         self._outcome(entry, watch, aborted=False)
+        if cfg.spot_check_rate and self._rng.random() < cfg.spot_check_rate:
+            self._spot_check(entry, job, msg)
 
     def sweep(self) -> None:
         """Count timeouts (health records them) and save changed counters, every
@@ -146,6 +177,67 @@ class WorkerTrust:
             entry.cap = cfg.untrusted_slots
         else:
             entry.cap = None
+
+    # --- spot checks ------------------------------------------------------
+
+    def _spot_check(self, entry: WorkerEntry, job: Job, res: WorkResult) -> None:
+        query = job.query
+        if job.intent != "chat" or query.params.get("temperature") != 0 or res.text is None:
+            return
+        model = res.model or query.model
+        checker = next(
+            (
+                w
+                for w in self._broker.registry
+                if w.id != entry.id
+                and w.address.lower() != entry.address.lower()
+                and w.free > 0
+                and w.serves(job.intent, model)
+                and self._trusted(w)
+            ),
+            None,
+        )
+        if checker is None:
+            return
+        guid = f"spot-{uuid.uuid4().hex}"
+        timeout = self._broker.config.timeout_for(job.intent)
+        self._spots[guid] = _Spot(entry.id, entry.address, res.text, job.guid)
+        checker.letting_go[guid] = asyncio.get_running_loop().call_later(timeout, self._expired, checker, guid)
+        checker.peer.send(
+            Work(guid=guid, intent=job.intent, prompt=query.prompt, model=model, attachments=query.attachments,
+                 params=query.params, stream=False, deadline_s=timeout)
+        )
+
+    def _trusted(self, entry: WorkerEntry) -> bool:
+        watch = self._watch.get(entry.id)
+        return (
+            watch is not None
+            and not watch.paused
+            and not watch.record.maintenance
+            and watch.record.completed >= self._broker.config.trust_after_jobs
+        )
+
+    def _judge(self, spot: _Spot, checker: WorkerEntry, text: str) -> None:
+        if text == spot.text:
+            self.spot_checks["passed"] += 1
+            return
+        self.spot_checks["failed"] += 1
+        reason = f"spot check failed: its answer to intent {spot.guid} differs from trusted worker {checker.id}'s"
+        entry = next((w for w in self._broker.registry if w.id == spot.worker_id), None)
+        watch = self._watch.get(spot.worker_id)
+        if entry is not None and watch is not None:
+            self._maintenance(entry, watch, reason)
+            return
+        record = self._store.trust(spot.address)  # it left meanwhile: it meets the verdict when it returns
+        record.maintenance = reason
+        self._store.save_trust(record)
+        self._store.audit("realm", "maintenance", spot.address, {"worker": spot.worker_id, "reason": reason}, "ok")
+
+    def _expired(self, checker: WorkerEntry, guid: str) -> None:
+        """The checker never answered: free its slot; no verdict."""
+        self._spots.pop(guid, None)
+        if checker.letting_go.pop(guid, None) is not None:
+            self._broker.dispatcher.pump_all()
 
     # --- sysop controls -------------------------------------------------
 

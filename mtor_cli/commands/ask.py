@@ -66,7 +66,16 @@ def ask(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of text."),
     no_stream: bool = typer.Option(False, "--no-stream", help="Print the answer when complete."),
     image: Optional[Path] = typer.Option(None, "--image", help="Attach an image file."),
-    audio: Optional[Path] = typer.Option(None, "--audio", help="Attach an audio file."),
+    audio: Optional[Path] = typer.Option(
+        None, "--audio", help="Attach an audio file (with --voice: the spoken request)."
+    ),
+    voice: bool = typer.Option(
+        False, "--voice", help="Speak the request: recorded until you pause (or read from --audio FILE)."
+    ),
+    speak: bool = typer.Option(False, "--speak", help="Speak the answer aloud too."),
+    explain: bool = typer.Option(
+        False, "--explain", help="Show which rule or prototype chose the intent, and its score."
+    ),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Diffusion steps (imagine)."),
     size: Optional[str] = typer.Option(None, "--size", help="Image size WxH, e.g. 512x512 (imagine)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed, for repeatable output."),
@@ -93,11 +102,15 @@ def ask(
         30.0, "--reconnect", min=0, help="If the broker drops, reconnect and resume for this long (s)."
     ),
 ) -> None:
-    attachments = [a for a in (_attach(image, "image"), _attach(audio, "audio")) if a]
-    text = _read_prompt(prompt, optional=bool(attachments))
+    if voice or speak:
+        from mtor_cli.voice.ask import speak_answer, voice_prompt, voice_speaker
+    speaker = voice_speaker() if speak else None
+    attachments = [a for a in (_attach(image, "image"), _attach(None if voice else audio, "audio")) if a]
+    text = voice_prompt(audio, prompt) if voice else _read_prompt(prompt, optional=bool(attachments))
     if not text and not attachments:
         output.fail("usage", "the prompt is empty", 'pass it as an argument: mtor ask "..." or on stdin')
     params = _params(steps, size, seed, negative, max_tokens, temperature, param)
+    request = text
     url = broker or _configured_broker()
     if url is None:
         from mtor_cli.realm import ensure_realm
@@ -109,6 +122,11 @@ def ask(
         chosen, text = intent, strip_wake_word(text)[0]
     else:
         chosen, text = choose_intent(text, tuple(a.kind for a in attachments), url)
+    if explain:
+        from mtor_cli.intent import explain_choice
+
+        kinds = tuple(a.kind for a in attachments)
+        output.note(explain_choice(request, kinds, chosen, forced=bool(intent)))
 
     from mtor_cli.client import new_guid
 
@@ -123,6 +141,8 @@ def ask(
         sink.stop()
         output.fail("interrupted", "interrupted; the request was cancelled")
     _finish(result, streamed_text=sink.text if stream else None, json_out=json_out, out=out)
+    if speaker is not None:
+        speak_answer(speaker, result.text)
 
 
 def choose_intent(text: str, attachment_kinds: tuple[str, ...], url: str) -> tuple[str, str]:

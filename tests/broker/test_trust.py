@@ -7,7 +7,7 @@ import asyncio
 
 from broker.protocol import Error, Result, Token, WorkResult
 from tests.broker.test_accounts import signed
-from tests.support.peers import FakeWorker, TestClient, echo, fail, new_account
+from tests.support.peers import FakeWorker, TestClient, echo, fail, hang, new_account
 
 
 async def _maintenance_notice(worker: FakeWorker) -> Error:
@@ -92,3 +92,22 @@ async def test_implausible_speed_puts_a_worker_into_maintenance(make_broker) -> 
         await asyncio.sleep(0.3)
         assert len(worker.received) == 1
         await client.send({"type": "cancel", "guid": guid})
+
+
+async def test_a_worker_that_keeps_dropping_its_jobs_is_caught_across_reconnects(make_broker) -> None:
+    server = await make_broker(maintenance_after=2)
+    account = new_account()
+    async with TestClient(server.url) as client:
+        dropper = await FakeWorker(server.url, behaviour=hang(), account=account).start()
+        guids = [await client.submit(f"job {i}", intent="chat") for i in range(2)]
+        for _ in range(2):  # take a job, vanish with it, come back
+            await asyncio.wait_for(dropper.got_work.wait(), 5)
+            await dropper.close()
+            dropper = await FakeWorker(server.url, behaviour=hang(), account=account).start()
+        await dropper.close()
+        again = await FakeWorker(server.url, behaviour=echo(), account=account).start()
+        notice = await asyncio.wait_for(_maintenance_notice(again), 5)
+        assert "2 of its last 2 jobs were aborted" in notice.message
+        good = await FakeWorker(server.url, slots=2, behaviour=echo()).start()
+        results = [(await client.collect(g))[-1] for g in guids]
+        assert [r.worker for r in results] == [good.worker_id, good.worker_id] and again.received == []
