@@ -2,9 +2,9 @@
 
     python bench/chaos.py [--intents 1000] [--workers 4] [--clients 20] [--seed 1]
 
-Everything runs as processes on 127.0.0.1: a broker (this script in
-``broker`` mode: BrokerServer with ledger.RealmBilling on a SQLite ledger
-journal; every new user gets a welcome deposit), four echo workers
+Everything runs as processes on 127.0.0.1: a paid broker (`mtor broker
+serve --paid`: ledger.RealmBilling on the embedded dev chain; every new user
+gets the chain's welcome grant), four echo workers
 (`mtor worker serve --intent echo`), and in this process ``--clients``
 RealmClients with reconnection on, sending ``--intents`` paid intents. Every
 second one random worker is SIGKILLed and started again; at a third and at
@@ -15,8 +15,9 @@ same journals. Every tenth intent is cancelled by its client once accepted
 It prints intents accepted, completed, failed (with codes), completed more than
 once (captured more than once in the ledger), lost (accepted but never answered),
 worker kills, and the ledger check: every completed intent charged exactly once,
-every failed one released, no hold left open, every transaction balanced, and
-every balance equal to its entries summed again.
+every failed one released, no hold left open, every transaction balanced,
+every balance equal to its entries summed again, and `mtor ledger audit`
+(journal against chain) clean.
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.support.realm import (  # noqa: E402
     free_port,
+    mtor_command,
     process_env,
+    spawn_broker,
     spawn_worker,
     stop_process,
     url_for,
@@ -45,55 +48,18 @@ from tests.support.realm import (  # noqa: E402
     wait_workers,
 )
 
-ONE = 10**18
-WELCOME = 1_000_000 * ONE
 RETRY_REJECTED = ("no_worker", "unknown_intent", "queue_full")  # refused before any hold was placed
 
 
-# --- broker mode (a child process) ----------------------------------------------
+# --- the broker -----------------------------------------------------------------
 
 
-def serve_broker(port: int, db: Path, ledger_db: Path) -> None:
-    from broker import BrokerConfig, BrokerServer, InsufficientFunds
-    from ledger import Journal, RealmBilling
-    from ledger import accounts as A
-
-    journal = Journal(ledger_db, commit="each")
-
-    def welcome(user: str) -> None:
-        journal.post("deposit", f"welcome:{user}", ((A.ESCROW, -WELCOME), (A.user(user), WELCOME)))
-
-    billing = RealmBilling(journal, insufficient_funds=InsufficientFunds, on_new_user=welcome)
-    config = BrokerConfig(
-        host="127.0.0.1", port=port, db_path=db, heartbeat_s=0.5, heartbeat_misses=3,
-        max_attempts=20, default_job_timeout_s=10.0,
-        # The bench kills workers on purpose: trust would (rightly) put a worker
-        # that keeps dying mid-job into maintenance; this run is about the ledger.
-        maintenance_after=0,
+def spawn_paid_broker(port: int, db: Path, home: Path) -> Any:
+    """`mtor broker serve --paid`: the realm's own billing (ledger.RealmBilling on the
+    embedded dev chain; new users get its welcome grant), journals kept across restarts."""
+    return spawn_broker(
+        port, db, home, "--paid", "--heartbeat", "0.5", "--max-attempts", "20", "--job-timeout", "10",
     )
-
-    async def run() -> None:
-        server = BrokerServer(config, billing)
-        await server.start()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        await server.stop()
-
-    asyncio.run(run())
-
-
-def spawn_chaos_broker(port: int, db: Path, ledger_db: Path, home: Path) -> Any:
-    import subprocess
-
-    home.mkdir(parents=True, exist_ok=True)
-    with open(home / "broker.log", "ab") as log:
-        return subprocess.Popen(
-            [sys.executable, __file__, "broker", str(port), str(db), str(ledger_db)],
-            env=process_env(home), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-        )
 
 
 # --- the run --------------------------------------------------------------------
@@ -195,13 +161,31 @@ def ledger_check(ledger_db: Path, journal_db: Path, tally: Tally) -> dict[str, A
     return report
 
 
+def ledger_audit(home: Path) -> dict[str, Any]:
+    """`mtor ledger audit --json` on the broker's ledger: journal against chain."""
+    import json
+    import subprocess
+
+    done = subprocess.run(
+        mtor_command("ledger", "audit", "--json"), env=process_env(home), cwd=home,
+        capture_output=True, text=True, timeout=300,
+    )
+    try:
+        report = json.loads(done.stdout)
+    except ValueError:
+        return {"clean": False, "summary": (done.stderr or done.stdout).strip()[-300:]}
+    findings = report.get("findings", [])
+    return {"clean": done.returncode == 0 and not findings,
+            "summary": f"(checked {report.get('checked')}; {len(findings)} findings {findings[:3]})"}
+
+
 async def run(args: argparse.Namespace, root: Path) -> int:
     from eth_account import Account
 
     port = free_port()
     url = url_for(port)
-    db, ledger_db = root / "broker.db", root / "ledger.db"
-    broker = spawn_chaos_broker(port, db, ledger_db, root / "broker")
+    db, ledger_db = root / "broker.db", root / "broker" / "data" / "ledger" / "journal.db"
+    broker = spawn_paid_broker(port, db, root / "broker")
     homes = [root / f"worker{i}" for i in range(args.workers)]
     workers: list[Any] = []
     kills: Counter[str] = Counter()
@@ -230,7 +214,7 @@ async def run(args: argparse.Namespace, root: Path) -> int:
             broker.wait()
             kills["broker"] += 1
             await asyncio.sleep(0.5)
-            broker = spawn_chaos_broker(port, db, ledger_db, root / "broker")
+            broker = spawn_paid_broker(port, db, root / "broker")
             await asyncio.to_thread(wait_healthy, url, 60)  # a broker that cannot restart ends the run
         await task
         took = time.perf_counter() - t0
@@ -241,6 +225,7 @@ async def run(args: argparse.Namespace, root: Path) -> int:
         answered = set(tally.completed) | set(tally.failed)
         lost = (tally.accepted - answered) | tally.lost
         check = ledger_check(ledger_db, db, tally)
+        audit = ledger_audit(root / "broker")
         print(f"chaos: {args.intents} paid intents, {args.clients} clients, {args.workers} echo workers, {took:.1f} s")
         print(f"  kills: {kills['worker']} workers (SIGKILL, one a second, restarted), {kills['broker']} broker")
         print(f"  accepted {len(tally.accepted)}, completed {len(tally.completed)}, "
@@ -253,6 +238,7 @@ async def run(args: argparse.Namespace, root: Path) -> int:
               f"{check['failed_released']}/{check['failed']} failed released; open holds {check['open_holds']}; "
               f"unbalanced txns {check['unbalanced_txns']}; balances match entries {check['balances_match_entries']}; "
               f"unfinished in journal {check['unfinished_in_journal']}")
+        print(f"  mtor ledger audit: {'clean' if audit['clean'] else 'NOT CLEAN'} {audit['summary']}")
         clean = (
             not lost
             and check["charged_more_than_once"] == 0
@@ -262,6 +248,7 @@ async def run(args: argparse.Namespace, root: Path) -> int:
             and check["unbalanced_txns"] == 0
             and check["balances_match_entries"]
             and check["client_completed_but_not_done"] == 0
+            and audit["clean"]
         )
         print(f"  verdict: {'CLEAN' if clean else 'NOT CLEAN'}")
         return 0 if clean else 1
@@ -272,9 +259,6 @@ async def run(args: argparse.Namespace, root: Path) -> int:
 
 
 def main() -> None:
-    if len(sys.argv) == 5 and sys.argv[1] == "broker":
-        serve_broker(int(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]))
-        return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--intents", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=4)

@@ -82,6 +82,8 @@ class WorkerTrust:
 
     def left(self, entry: WorkerEntry) -> None:
         """The worker disconnected; jobs it still held were aborted."""
+        for guid in entry.letting_go:
+            self._spots.pop(guid, None)  # checks it was running: no verdict
         watch = self._watch.pop(entry.id, None)
         if watch is None:
             return
@@ -110,7 +112,8 @@ class WorkerTrust:
             return
         cfg = self._broker.config
         run_s = max(time.monotonic() - job.started_at, 1e-6)
-        tokens = int(msg.usage.get("tokens", 0) or 0)
+        # Backends report generated tokens as completion_tokens (fakes as tokens).
+        tokens = int(msg.usage.get("completion_tokens", msg.usage.get("tokens", 0)) or 0)
         if cfg.max_tokens_per_s and tokens / run_s > cfg.max_tokens_per_s:
             self._maintenance(
                 entry, watch,

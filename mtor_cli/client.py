@@ -33,6 +33,8 @@ from urllib.parse import urlsplit, urlunsplit
 from broker import protocol as p
 
 if TYPE_CHECKING:
+    import ssl
+
     import aiohttp
     from eth_account.signers.local import LocalAccount
 
@@ -101,6 +103,19 @@ def http_url(url: str, path: str = "") -> str:
     return urlunsplit((scheme, parts.netloc, path, "", ""))
 
 
+CA_ENV = "MTOR_CA_FILE"  # a CA bundle to trust for wss:// and https:// brokers (a self-signed realm's cert)
+
+
+def tls_context(url: str) -> ssl.SSLContext | None:
+    """The TLS context for a broker URL: the system store plus $MTOR_CA_FILE."""
+    import os
+    import ssl
+
+    if not url.startswith(("wss:", "https:")):
+        return None
+    return ssl.create_default_context(cafile=os.environ.get(CA_ENV))
+
+
 def http_get_json(url: str, path: str, timeout: float = 3.0) -> Any:
     """GET a broker's JSON endpoint synchronously; raises RealmError('unreachable')."""
     import urllib.error
@@ -108,7 +123,7 @@ def http_get_json(url: str, path: str, timeout: float = 3.0) -> Any:
 
     target = http_url(url, path)
     try:
-        with urllib.request.urlopen(target, timeout=timeout) as resp:
+        with urllib.request.urlopen(target, timeout=timeout, context=tls_context(target)) as resp:
             return json.loads(resp.read())
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise RealmError(
@@ -188,8 +203,12 @@ class RealmClient:
         connect_timeout: float = 10.0,
         reconnect_s: float = 0.0,
         client_name: str = "mtor",
+        on_broadcast: Callable[[p.Broadcast], None] | None = None,
     ) -> None:
+        """``on_broadcast`` sees every sysop broadcast, subscribed or not: a
+        person at the CLI must read "the realm restarts in 5 minutes"."""
         self.url = ws_url(url)
+        self.on_broadcast = on_broadcast
         self._account = account
         self.connect_timeout = connect_timeout
         self.reconnect_s = reconnect_s
@@ -249,7 +268,9 @@ class RealmClient:
         assert self._session is not None
         try:
             ws = await asyncio.wait_for(
-                self._session.ws_connect(self.url, max_msg_size=MAX_FRAME_BYTES, autoping=True),
+                self._session.ws_connect(
+                    self.url, max_msg_size=MAX_FRAME_BYTES, autoping=True, ssl=tls_context(self.url) or True
+                ),
                 self.connect_timeout,
             )
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
@@ -369,6 +390,8 @@ class RealmClient:
         elif isinstance(event, (p.Stats, p.Broadcast)):
             for sub in self._subscribers:
                 sub.queue.put_nowait(event)
+            if isinstance(event, p.Broadcast) and self.on_broadcast is not None:
+                self.on_broadcast(event)
         elif isinstance(event, p.Error) and not event.guid:
             self.notices.put_nowait(event)
         else:

@@ -9,20 +9,15 @@ and a captured request cannot be replayed. A broker error comes back as
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import ssl
 import time
 from typing import TYPE_CHECKING, Any
 
 from broker.protocol import sign_request
-from mtor_cli.client import RealmError, http_url
+from mtor_cli.client import RealmError, http_url, tls_context
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
-
-CA_ENV = "MTOR_CA_FILE"  # a CA bundle to trust for https:// brokers (a self-signed realm's cert)
-
 
 def broker_url(option: str | None) -> str:
     """--broker, else the configured broker, else the running embedded realm."""
@@ -66,9 +61,8 @@ def call(
         headers["X-MTOR-Signature"] = sign_request(account.key, method, path, ts, nonce, body)
     target = http_url(url, path)
     request = urllib.request.Request(target, data=body or None, method=method, headers=headers)
-    context = ssl.create_default_context(cafile=os.environ.get(CA_ENV)) if target.startswith("https") else None
     try:
-        with urllib.request.urlopen(request, timeout=timeout, context=context) as resp:
+        with urllib.request.urlopen(request, timeout=timeout, context=tls_context(target)) as resp:
             return json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         try:

@@ -15,7 +15,7 @@ import typer
 from mtor_cli import output
 
 if TYPE_CHECKING:
-    from broker.protocol import Attachment, Progress, Result
+    from broker.protocol import Attachment, Broadcast, Progress, Result
     from rich.progress import Progress as ProgressBar
 
 HELP = """Ask the realm: chat, describe an image, imagine a picture, transcribe audio.
@@ -319,8 +319,12 @@ async def _run(
         account = load_or_create_account()
     except IdentityError as exc:
         output.fail("identity", str(exc))
+
+    def show_broadcast(msg: Broadcast) -> None:
+        output.note(f"broadcast from {msg.sender}: {msg.message}")
+
     try:
-        async with RealmClient(url, account, reconnect_s=reconnect) as client:
+        async with RealmClient(url, account, reconnect_s=reconnect, on_broadcast=show_broadcast) as client:
             try:
                 return await client.ask(
                     text,

@@ -46,6 +46,9 @@ def serve(
     untrusted_slots: int = typer.Option(
         0, "--untrusted-slots", min=0, help="A new worker's concurrency until it has done 20 jobs (0: no limit)."
     ),
+    spot_check_rate: float = typer.Option(
+        0.0, "--spot-check-rate", min=0.0, max=1.0, help="Share of greedy chat answers re-run on a trusted worker."
+    ),
     paid: bool = typer.Option(
         False,
         "--paid/--free",
@@ -72,6 +75,7 @@ def serve(
         rate_per_minute=rate_limit,
         max_concurrent=max_concurrent,
         untrusted_slots=untrusted_slots,
+        spot_check_rate=spot_check_rate,
     )
     output.log_to_stderr()
     try:

@@ -10,7 +10,8 @@ from pathlib import Path
 import aiohttp
 
 from broker.protocol import Challenge, Hello, Welcome, encode_str, server_to_client_decoder, sign_challenge
-from mtor_cli.signed import CA_ENV, call
+from mtor_cli.client import CA_ENV
+from mtor_cli.signed import call
 from tests.support.peers import new_account
 
 

@@ -1,9 +1,11 @@
 """Worker trust: a worker that aborts jobs goes into maintenance and its jobs
-complete elsewhere; new workers are limited; implausible speed is caught."""
+complete elsewhere; new workers are limited; implausible speed and wrong
+greedy answers (spot checks) are caught."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from broker.protocol import Error, Result, Token, WorkResult
 from tests.broker.test_accounts import signed
@@ -76,7 +78,7 @@ async def test_a_new_worker_is_limited_until_trusted(make_broker) -> None:
 def _instant(tokens: int) -> object:
     async def run(w: FakeWorker, work: object) -> None:
         await w.send(Token(guid=work.guid, text="x", index=0))
-        await w.send(WorkResult(guid=work.guid, text="x" * tokens, usage={"tokens": tokens}))
+        await w.send(WorkResult(guid=work.guid, text="x" * tokens, usage={"completion_tokens": tokens}))
 
     return run
 
@@ -111,3 +113,41 @@ async def test_a_worker_that_keeps_dropping_its_jobs_is_caught_across_reconnects
         good = await FakeWorker(server.url, slots=2, behaviour=echo()).start()
         results = [(await client.collect(g))[-1] for g in guids]
         assert [r.worker for r in results] == [good.worker_id, good.worker_id] and again.received == []
+
+
+def _liar(w: FakeWorker, work: Any) -> Any:
+    return w.send(WorkResult(guid=work.guid, text="a confident wrong answer", usage={"tokens": 4}))
+
+
+def _echo_or_hold(w: FakeWorker, work: Any) -> Any:
+    """Echo, except that a prompt starting with "hold" keeps its slot busy."""
+    if work.prompt.startswith("hold"):
+        return asyncio.Event().wait()
+    return echo()(w, work)
+
+
+async def test_spot_checks_rerun_greedy_chat_on_a_trusted_worker(make_broker) -> None:
+    server = await make_broker(spot_check_rate=1.0, trust_after_jobs=2)
+    honest = await FakeWorker(server.url, slots=3, behaviour=_echo_or_hold, name="honest").start()
+    async with TestClient(server.url) as client:
+        for i in range(2):  # the honest worker earns its trust
+            await client.ask(f"warm up {i}", intent="chat")
+        await client.submit("hold this slot", intent="chat")
+        await asyncio.wait_for(_wait_received(honest, 3), 5)
+
+        liar = await FakeWorker(server.url, behaviour=_liar, name="liar").start()
+        # Least loaded (0/1 against 1/3): the liar answers, the user gets its answer...
+        answer = await client.ask("what is two plus two", intent="chat", params={"temperature": 0})
+        assert answer.worker == liar.worker_id and answer.text == "a confident wrong answer"
+        # ...and the honest, trusted worker re-runs it unseen and disagrees.
+        notice = await asyncio.wait_for(_maintenance_notice(liar), 5)
+        assert "spot check failed" in notice.message and answer.guid in notice.message
+        check = honest.received[-1]
+        assert check.prompt == "what is two plus two" and check.params == {"temperature": 0} and not check.stream
+        assert server.trust.spot_checks == {"passed": 0, "failed": 1}
+
+        # Sampled answers that are not greedy are never checked; honest answers pass.
+        await client.ask("creative", intent="chat", params={"temperature": 0.7})
+        assert len(honest.received) == 5 and honest.received[-1].prompt == "creative"
+        await client.ask("same answer", intent="chat", params={"temperature": 0})
+        assert server.trust.spot_checks == {"passed": 0, "failed": 1}  # no second trusted worker to check honest

@@ -19,7 +19,7 @@ def test_quickstart_ask_on_the_default_model(tmp_path: Path) -> None:
     env = process_env(tmp_path / "home", HF_HUB_OFFLINE="1", TTY_COMPATIBLE="1")
     try:
         done = subprocess.run(
-            mtor_command("ask", "--max-tokens", "48", "Computer, tell me a joke"),
+            mtor_command("ask", "--max-tokens", "48", "--temperature", "0", "Computer, tell me a joke"),
             env=env,
             capture_output=True,
             text=True,
@@ -34,8 +34,11 @@ def test_quickstart_ask_on_the_default_model(tmp_path: Path) -> None:
     assert "dequantizing SmolLM2 weights" in done.stderr  # the one-time conversion, shown
     assert "starting the embedded realm at ws://127.0.0.1:" in done.stderr
     answer = done.stdout.strip()
-    # A real model answers in words, not token soup.
-    assert len(re.findall(r"[A-Za-z]{2,}", answer)) >= 5, answer
+    # A real model answers in words, not token soup (a random model's output
+    # is mostly fragments and symbols). Greedy, so the answer is repeatable.
+    words = re.findall(r"[A-Za-z']{2,}", answer)
+    assert len(words) >= 3, answer
+    assert sum(map(len, words)) >= 0.6 * len(answer.replace(" ", "")), answer
     assert "smollm2-135m-instruct" in status.stdout
     converted = tmp_path / "home" / "data" / "models" / "smollm2-135m-instruct"
     assert (converted / "model.safetensors").is_file()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from broker import protocol as p
 from mtor_cli.client import RealmClient, RealmError
 from mtor_cli.identity import load_or_create_account
 from tests.mtor_cli.test_history import echo_realm, key_file, mtor
-from tests.support.realm import ThreadRealm
+from tests.support.realm import ThreadRealm, get_json, mtor_command, process_env, wait_until
 
 
 def _ok(*args: str) -> Any:
@@ -107,3 +108,24 @@ def _run(realm: ThreadRealm, tmp_path: Path, op_key: str) -> None:
     ]
     removed = _ok("sysop", "worker", "remove", worker_id, "--reason", "retired", "-b", url, "--key", sys_key)
     assert f"worker remove {worker_id}: done" in removed.stdout
+
+
+def test_a_broadcast_reaches_a_running_mtor_ask(tmp_path: Path) -> None:
+    op_key, op_address = key_file(tmp_path, "operator")
+    realm = echo_realm(tmp_path, operator=op_address)
+    try:
+        asking = subprocess.Popen(
+            mtor_command("ask", "-b", realm.url, "-i", "echo", "-p", "delay_s=0.2", "one two three four five six"),
+            env=process_env(tmp_path / "user"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        wait_until(lambda: (get_json(realm.url, "/v1/stats") or {}).get("running") == 1, 30, "the ask to be running")
+        _ok("sysop", "broadcast", "maintenance at noon", "-b", realm.url, "--key", op_key)
+        out, err = asking.communicate(timeout=60)
+    finally:
+        realm.stop()
+    assert asking.returncode == 0, err
+    assert out == "one two three four five six\n"
+    assert f"broadcast from {op_address}: maintenance at noon" in err
