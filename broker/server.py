@@ -73,6 +73,8 @@ class BrokerServer:
                 "queue": self._queue_snapshot,
                 "intents": self._live_intents,
             },
+            # Bound late: the sysop roles are installed with the routes.
+            sees_all=lambda address: self.sysop.is_sysop(address),
         )
         self.dispatcher = Dispatcher(
             cfg, self.journal, self.queue, self.registry, self.outbox, self.billing, self.subs, self.metrics

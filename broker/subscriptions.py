@@ -4,6 +4,9 @@ A subscriber gets a snapshot of each topic at once, then a fresh one whenever
 the topic changed, at most once per ``stats_interval_s``: a busy realm sends
 a handful of frames a second, not one per event, and an idle one sends none.
 Shapes are documented in docs/protocol.md.
+
+The `intents` and `ledger` topics name users and their guids: a subscriber
+sees only its own entries unless ``sees_all(address)`` (a sysop) says otherwise.
 """
 
 from __future__ import annotations
@@ -18,12 +21,19 @@ from broker.peer import Peer
 from broker.protocol import Stats, encode
 
 TOPICS = ("stats", "workers", "queue", "intents", "ledger")
+PRIVATE_TOPICS = frozenset(("intents", "ledger"))
 MAX_EVENTS = 500  # per push; older events of a burst are counted in `dropped`
 
 
 class Subscriptions:
-    def __init__(self, interval_s: float, snapshots: dict[str, Callable[[], dict[str, Any]]]) -> None:
+    def __init__(
+        self,
+        interval_s: float,
+        snapshots: dict[str, Callable[[], dict[str, Any]]],
+        sees_all: Callable[[str], bool] = lambda address: False,
+    ) -> None:
         self._interval = interval_s
+        self._sees_all = sees_all
         self._snapshots = snapshots  # stats, workers, queue, and intents' `live` list
         self._subscribers: dict[Peer, frozenset[str]] = {}
         self._dirty: set[str] = set()
@@ -43,7 +53,7 @@ class Subscriptions:
             return f"unknown topic(s): {', '.join(unknown)}"
         self._subscribers[peer] = frozenset(topics)
         for topic in topics:
-            peer.send(Stats(topic=topic, data=self._data(topic, events=[])))
+            peer.send(Stats(topic=topic, data=self._view(topic, self._data(topic, events=[]), peer)))
         return None
 
     def unsubscribe(self, peer: Peer) -> None:
@@ -102,6 +112,16 @@ class Subscriptions:
             return {"events": events, "dropped": self._dropped["ledger"]}
         return self._snapshots[topic]()
 
+    def _view(self, topic: str, data: dict[str, Any], peer: Peer) -> dict[str, Any]:
+        """``data`` as ``peer`` may see it: only its own intents and ledger events."""
+        if topic not in PRIVATE_TOPICS or (peer.address is not None and self._sees_all(peer.address)):
+            return data
+        mine = dict(data)
+        for key in ("events", "live"):
+            if key in mine:
+                mine[key] = [e for e in mine[key] if e.get("user") == peer.address]
+        return mine
+
     def _push(self) -> None:
         self._timer = None
         self._last_push = time.monotonic()
@@ -111,14 +131,21 @@ class Subscriptions:
         for topic in TOPICS:
             if topic not in dirty:
                 continue
-            frame: bytes | None = None
+            data: dict[str, Any] | None = None
+            frame: bytes | None = None  # public topics: encoded once for all subscribers
             for peer, topics in list(self._subscribers.items()):
                 if peer.closed:
                     del self._subscribers[peer]
                     continue
-                if topic in topics:
-                    if frame is None:  # build and encode once for all subscribers
-                        frame = encode(Stats(topic=topic, data=self._data(topic, events.get(topic, []))))
+                if topic not in topics:
+                    continue
+                if data is None:
+                    data = self._data(topic, events.get(topic, []))
+                if topic in PRIVATE_TOPICS:
+                    peer.send(Stats(topic=topic, data=self._view(topic, data, peer)))
+                else:
+                    if frame is None:
+                        frame = encode(Stats(topic=topic, data=data))
                     peer.send_raw(frame)
         self._dropped = {"intents": 0, "ledger": 0}
 

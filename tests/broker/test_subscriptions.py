@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from broker.protocol import Error, Result, Stats
-from tests.support.peers import FakeWorker, TestClient, echo
+from tests.support.peers import FakeWorker, TestClient, echo, new_account
 
 
 async def drain(client: TestClient, seconds: float) -> list[Stats]:
@@ -20,9 +20,10 @@ async def drain(client: TestClient, seconds: float) -> list[Stats]:
 
 
 async def test_subscriber_gets_snapshots_then_coalesced_changes(make_broker) -> None:
-    server = await make_broker(stats_interval_s=0.2)
+    operator = new_account()  # a sysop's view: every user's intents
+    server = await make_broker(stats_interval_s=0.2, operator=operator.address)
     worker = await FakeWorker(server.url, behaviour=echo(), slots=4).start()
-    async with TestClient(server.url) as tui:
+    async with TestClient(server.url, operator) as tui:
         await tui.send({"type": "subscribe", "topics": ["stats", "workers", "queue", "intents"]})
         snapshots = [await tui.next_other() for _ in range(4)]
         assert [s.topic for s in snapshots] == ["stats", "workers", "queue", "intents"]
@@ -46,6 +47,23 @@ async def test_subscriber_gets_snapshots_then_coalesced_changes(make_broker) -> 
     assert done == set(guids)
     assert by_topic["stats"][-1].data["intents"]["completed"] == 20
     assert by_topic["queue"][-1].data["total"] == 0
+    await worker.close()
+
+
+async def test_a_user_sees_only_its_own_intents(make_broker) -> None:
+    server = await make_broker(stats_interval_s=0.1)
+    worker = await FakeWorker(server.url, behaviour=echo(), slots=4).start()
+    async with TestClient(server.url) as me, TestClient(server.url) as other:
+        await me.send({"type": "subscribe", "topics": ["intents"]})
+        await me.next_other()
+        theirs = await other.submit("not yours", intent="chat")
+        assert isinstance((await other.collect(theirs))[-1], Result)
+        mine = await me.submit("mine", intent="chat")
+        assert isinstance((await me.collect(mine))[-1], Result)
+        pushes = await drain(me, 0.5)
+    seen = {e["guid"] for p in pushes for e in p.data["events"]}
+    assert mine in seen and theirs not in seen
+    assert {e["user"] for p in pushes for e in p.data["events"]} == {me.address}
     await worker.close()
 
 
