@@ -36,6 +36,14 @@ class Billing(Protocol):
         """Give the hold back: the intent failed or was cancelled."""
         ...
 
+    def balance(self, user: str) -> int:
+        """What ``user`` can spend now (shown to that user's subscriptions)."""
+        ...
+
+    def earnings(self, worker: str) -> int:
+        """What the worker at address ``worker`` has earned and not withdrawn."""
+        ...
+
     def commit(self) -> None:
         """Make everything posted so far durable. The broker calls it once per
         event-loop pass, before any frame of that pass goes out, so a client

@@ -20,7 +20,7 @@ def routes(broker: BrokerServer) -> list[web.RouteDef]:
         return _json(broker.health())
 
     async def workers(_: web.Request) -> web.Response:
-        return _json({"workers": broker.registry.snapshot()})
+        return _json(broker.workers_snapshot())
 
     async def stats(_: web.Request) -> web.Response:
         return _json(broker.stats())

@@ -69,12 +69,13 @@ class BrokerServer:
             cfg.stats_interval_s,
             {
                 "stats": self.stats,
-                "workers": lambda: {"workers": self.registry.snapshot()},
+                "workers": self.workers_snapshot,
                 "queue": self._queue_snapshot,
                 "intents": self._live_intents,
             },
             # Bound late: the sysop roles are installed with the routes.
             sees_all=lambda address: self.sysop.is_sysop(address),
+            balance_of=self.billing.balance if self.billing is not None else None,
         )
         self.dispatcher = Dispatcher(
             cfg, self.journal, self.queue, self.registry, self.outbox, self.billing, self.subs, self.metrics
@@ -198,6 +199,13 @@ class BrokerServer:
             "intents": dict(self.dispatcher.counters),
             "restored": self.restored,
         }
+
+    def workers_snapshot(self) -> dict[str, Any]:
+        workers = self.registry.snapshot()
+        if self.billing is not None:
+            for worker in workers:
+                worker["earnings"] = self.billing.earnings(str(worker["address"]))
+        return {"workers": workers}
 
     def _queue_snapshot(self) -> dict[str, Any]:
         return {"intents": self.queue.snapshot(), "total": len(self.queue)}

@@ -31,9 +31,11 @@ class Subscriptions:
         interval_s: float,
         snapshots: dict[str, Callable[[], dict[str, Any]]],
         sees_all: Callable[[str], bool] = lambda address: False,
+        balance_of: Callable[[str], int] | None = None,
     ) -> None:
         self._interval = interval_s
         self._sees_all = sees_all
+        self._balance_of = balance_of  # None: a free realm has no balances
         self._snapshots = snapshots  # stats, workers, queue, and intents' `live` list
         self._subscribers: dict[Peer, frozenset[str]] = {}
         self._dirty: set[str] = set()
@@ -113,13 +115,17 @@ class Subscriptions:
         return self._snapshots[topic]()
 
     def _view(self, topic: str, data: dict[str, Any], peer: Peer) -> dict[str, Any]:
-        """``data`` as ``peer`` may see it: only its own intents and ledger events."""
-        if topic not in PRIVATE_TOPICS or (peer.address is not None and self._sees_all(peer.address)):
+        """``data`` as ``peer`` may see it: only its own intents and ledger events,
+        and on `ledger` its own balance."""
+        if topic not in PRIVATE_TOPICS or peer.address is None:
             return data
         mine = dict(data)
-        for key in ("events", "live"):
-            if key in mine:
-                mine[key] = [e for e in mine[key] if e.get("user") == peer.address]
+        if not self._sees_all(peer.address):
+            for key in ("events", "live"):
+                if key in mine:
+                    mine[key] = [e for e in mine[key] if e.get("user") == peer.address]
+        if topic == "ledger" and self._balance_of is not None:
+            mine["balance"] = self._balance_of(peer.address)
         return mine
 
     def _push(self) -> None:

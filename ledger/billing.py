@@ -109,3 +109,7 @@ class RealmBilling:
     def balance(self, user: str) -> int:
         """What the user can spend now (deposits credited, minus holds and spending)."""
         return self.journal.balance(A.user(user))
+
+    def earnings(self, worker: str) -> int:
+        """A worker's earnings not yet withdrawn, settled or not."""
+        return self.journal.balance(A.worker(worker))

@@ -204,6 +204,8 @@ class RealmState:
     def _apply_ledger(self, data: Mapping[str, Any]) -> None:
         if self.spent is None and self.me is not None:
             self.spent = 0
+        if isinstance(data.get("balance"), int):
+            self.balance = data["balance"]
         for item in data.get("events", ()):
             if not isinstance(item, Mapping) or item.get("kind") != "capture":
                 continue

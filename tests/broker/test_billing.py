@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import aiohttp
+
 from broker import Billing, InsufficientFunds
 from broker.protocol import Accepted, Error, Result
 from tests.support.peers import FakeWorker, TestClient, echo, fail, hang, new_account
@@ -45,6 +47,12 @@ class DictBilling:
         self.balances[user] += amount
         self.calls.append(("release", guid))
 
+    def balance(self, user: str) -> int:
+        return self.balances.get(user, 0)
+
+    def earnings(self, worker: str) -> int:
+        return self.balances.get(worker, 0)
+
     def commit(self) -> None:
         self.durable = list(self.calls)
 
@@ -68,7 +76,8 @@ async def test_hold_then_capture_charges_the_cost_and_pays_the_worker(make_broke
         assert [c[0] for c in billing.durable] == ["quote", "hold", "capture"]
         pushed = []
         while len(pushed) < 2:
-            pushed += (await client.next_other()).data["events"]
+            last_ledger = await client.next_other()
+            pushed += last_ledger.data["events"]
     accepted, result = msgs[0], msgs[-1]
     assert isinstance(accepted, Accepted) and accepted.price_held == PRICE
     assert isinstance(result, Result) and result.cost == COST
@@ -77,6 +86,11 @@ async def test_hold_then_capture_charges_the_cost_and_pays_the_worker(make_broke
     assert billing.balances[client.address] == 1000 - COST
     assert billing.balances[worker.account.address] == COST
     assert [(e["kind"], e["amount"]) for e in pushed] == [("hold", PRICE), ("capture", COST)]
+    # The subscriber's own balance and the worker's earnings ride along (the TUI shows them).
+    assert last_ledger.data["balance"] == 1000 - COST
+    async with aiohttp.ClientSession() as http, http.get(server.http_url + "/v1/workers") as resp:
+        workers = (await resp.json())["workers"]
+    assert workers[0]["earnings"] == COST
     await worker.close()
 
 

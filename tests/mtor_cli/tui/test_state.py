@@ -124,6 +124,9 @@ def test_spending_counts_my_captures_and_costs_reach_the_intents():
     ]}))
     assert state.spent == 30
     assert state.intents["g1"].cost == 30
+    assert state.balance is None  # a free realm reports none
+    state.apply(Stats(topic="ledger", data={"events": [], "balance": 970}))
+    assert state.balance == 970
 
 
 def test_queue_depth_and_broadcasts():
