@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
-from mtor_cli import output
+from mtor_cli import options, output
 
 if TYPE_CHECKING:
     from broker.protocol import Attachment, Broadcast, Progress, Result
@@ -51,14 +51,7 @@ def ask(
     prompt: Optional[str] = typer.Argument(
         None, help="What you want. Read from stdin when absent.", show_default=False
     ),
-    broker: Optional[str] = typer.Option(
-        None,
-        "--broker",
-        "-b",
-        envvar="MTOR_BROKER",
-        help="Realm broker, ws://HOST:PORT. Default: the config file's, else the embedded realm.",
-        show_default=False,
-    ),
+    broker: Optional[str] = options.broker_option(),
     intent: Optional[str] = typer.Option(
         None, "--intent", "-i", help="chat, vision, imagine, speech, tts... (default: recognised)."
     ),
@@ -111,11 +104,7 @@ def ask(
         output.fail("usage", "the prompt is empty", 'pass it as an argument: mtor ask "..." or on stdin')
     params = _params(steps, size, seed, negative, max_tokens, temperature, param)
     request = text
-    url = broker or _configured_broker()
-    if url is None:
-        from mtor_cli.realm import ensure_realm
-
-        url = ensure_realm()
+    url = options.resolve_broker(broker)
     if intent:
         from broker.intents import strip_wake_word
 
@@ -180,17 +169,6 @@ def _served_intents(url: str) -> set[str]:
     except (RealmError, AttributeError):
         return set()
     return {c.get("intent") for w in rows for c in w.get("capabilities", [])}
-
-
-def _configured_broker() -> str | None:
-    from mtor_cli.paths import configured_broker
-
-    try:
-        return configured_broker()
-    except ValueError as exc:  # tomllib.TOMLDecodeError
-        from mtor_cli.paths import config_file
-
-        output.fail("usage", f"cannot read {config_file()}: {exc}", "fix or remove the file")
 
 
 def _read_prompt(prompt: str | None, optional: bool) -> str:

@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 import typer
 
-from mtor_cli import output
+from mtor_cli import options, output
 
 group = typer.Typer(
     name="broker",
@@ -121,9 +121,7 @@ async def _serve(config: Any, paid: bool) -> None:
 
 @group.command("status")
 def status(
-    broker: Optional[str] = typer.Option(
-        None, "--broker", "-b", envvar="MTOR_BROKER", help="Broker ws://HOST:PORT (default: configured/embedded)."
-    ),
+    broker: Optional[str] = options.broker_option(),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Health, queue figures and connected workers of a broker."""

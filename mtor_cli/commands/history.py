@@ -8,9 +8,8 @@ from typing import Any, Optional
 
 import typer
 
-from mtor_cli import output
+from mtor_cli import options, output
 
-BROKER_HELP = "Broker ws://HOST:PORT (default: configured/embedded)."
 KEY_HELP = "Key file of the identity to ask as (default: your own key)."
 
 group = typer.Typer(
@@ -28,7 +27,7 @@ def register(app: typer.Typer) -> None:
 def history(
     ctx: typer.Context,
     limit: int = typer.Option(20, "--limit", "-n", min=1, max=1000, help="How many, newest first."),
-    broker: Optional[str] = typer.Option(None, "--broker", "-b", envvar="MTOR_BROKER", help=BROKER_HELP),
+    broker: Optional[str] = options.broker_option(),
     key: Optional[Path] = typer.Option(None, "--key", help=KEY_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
@@ -68,7 +67,7 @@ def history(
 def show(
     guid: str = typer.Argument(..., help="The intent's guid (see `mtor history`)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to save an image/audio result."),
-    broker: Optional[str] = typer.Option(None, "--broker", "-b", envvar="MTOR_BROKER", help=BROKER_HELP),
+    broker: Optional[str] = options.broker_option(),
     key: Optional[Path] = typer.Option(None, "--key", help=KEY_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print the stored entry as one JSON object."),
 ) -> None:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from mtor_cli import output
+from mtor_cli import options, output
 
 if TYPE_CHECKING:
     from mtor_cli.voice import ListenEvent
@@ -37,14 +37,7 @@ def register(app: typer.Typer) -> None:
 
 
 def listen(
-    broker: Optional[str] = typer.Option(
-        None,
-        "--broker",
-        "-b",
-        envvar="MTOR_BROKER",
-        help="Realm broker, ws://HOST:PORT. Default: the config file's, else the embedded realm.",
-        show_default=False,
-    ),
+    broker: Optional[str] = options.broker_option(),
     audio: list[Path] = typer.Option(
         [], "--audio", help="Listen to this WAV file instead of the microphone (repeatable)."
     ),
@@ -74,7 +67,7 @@ def listen(
 ) -> None:
     from mtor_cli.intent import default_recogniser
     from mtor_cli.voice import AudioError, Listener, RealmTranscriber, Speaker, WhisperTranscriber, open_source
-    from mtor_cli.voice.dispatch import RealmDispatcher, realm_url
+    from mtor_cli.voice.dispatch import RealmDispatcher
     from mtor_cli.voice.meter import LevelMeter
 
     if stt not in ("local", "realm"):
@@ -87,7 +80,7 @@ def listen(
     except AudioError as exc:
         output.fail(exc.code, exc.message, exc.hint)
     with source:
-        url = realm_url(broker)
+        url = options.resolve_broker(broker)
         transcriber: WhisperTranscriber | RealmTranscriber
         if stt == "realm":
             transcriber = RealmTranscriber(url)

@@ -7,9 +7,8 @@ from typing import Optional
 
 import typer
 
-from mtor_cli import output
+from mtor_cli import options, output
 
-BROKER_HELP = "Broker ws://HOST:PORT (default: configured/embedded)."
 KEY_HELP = "Key file of the identity to act as (default: your own key)."
 
 group = typer.Typer(name="profile", help="Your profile in a realm: nickname, sysop role, bans.", no_args_is_help=True)
@@ -21,7 +20,7 @@ def register(app: typer.Typer) -> None:
 
 @group.command("show")
 def show(
-    broker: Optional[str] = typer.Option(None, "--broker", "-b", envvar="MTOR_BROKER", help=BROKER_HELP),
+    broker: Optional[str] = options.broker_option(),
     key: Optional[Path] = typer.Option(None, "--key", help=KEY_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
@@ -40,7 +39,7 @@ def show(
 @group.command("set-nickname")
 def set_nickname(
     nickname: str = typer.Argument(..., help="3-32 characters: a letter, then letters, digits, '_', '.' or '-'."),
-    broker: Optional[str] = typer.Option(None, "--broker", "-b", envvar="MTOR_BROKER", help=BROKER_HELP),
+    broker: Optional[str] = options.broker_option(),
     key: Optional[Path] = typer.Option(None, "--key", help=KEY_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:

@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 import typer
 
-from mtor_cli import output
+from mtor_cli import options, output
 
 
 def register(app: typer.Typer) -> None:
@@ -14,9 +14,7 @@ def register(app: typer.Typer) -> None:
 
 
 def stats(
-    broker: Optional[str] = typer.Option(
-        None, "--broker", "-b", envvar="MTOR_BROKER", help="Broker ws://HOST:PORT (default: configured/embedded)."
-    ),
+    broker: Optional[str] = options.broker_option(),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Realm totals: intents by type, success rate, median and p95 latency by

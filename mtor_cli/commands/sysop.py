@@ -12,9 +12,8 @@ from typing import Any, Optional
 
 import typer
 
-from mtor_cli import output
+from mtor_cli import options, output
 
-BROKER_HELP = "Broker ws://HOST:PORT (default: configured/embedded)."
 KEY_HELP = "Key file of the sysop's identity (default: your own key)."
 
 group = typer.Typer(
@@ -25,7 +24,7 @@ group = typer.Typer(
 worker_group = typer.Typer(name="worker", help="Pause, resume or remove one worker.", no_args_is_help=True)
 group.add_typer(worker_group)
 
-_broker = typer.Option(None, "--broker", "-b", envvar="MTOR_BROKER", help=BROKER_HELP)
+_broker = options.broker_option()
 _key = typer.Option(None, "--key", help=KEY_HELP)
 _json = typer.Option(False, "--json", help="Print one JSON object.")
 _reason = typer.Option("", "--reason", "-r", help="Why (kept in the audit log; shown to the address).")

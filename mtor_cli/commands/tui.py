@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import typer
 
-from mtor_cli import output
+from mtor_cli import options, output
 
 HELP = """Open the realm's live dashboard: workers, queues, throughput, recent intents,
 your spending, and a prompt bar whose answers stream into the answer pane.
@@ -33,14 +33,7 @@ def register(app: typer.Typer) -> None:
 
 
 def tui(
-    broker: Optional[str] = typer.Option(
-        None,
-        "--broker",
-        "-b",
-        envvar="MTOR_BROKER",
-        help="Realm broker, ws://HOST:PORT. Default: the config file's, else the embedded realm.",
-        show_default=False,
-    ),
+    broker: Optional[str] = options.broker_option(),
     intent: Optional[str] = typer.Option(
         None, "--intent", "-i", help="Send every prompt as this intent (default: recognised by the realm)."
     ),
@@ -56,11 +49,7 @@ def tui(
     for path in audio:
         if not path.is_file():
             output.fail("usage", f"--audio {path}: no such file", "pass a WAV recording")
-    url = broker or _configured_broker()
-    if url is None:
-        from mtor_cli.realm import ensure_realm
-
-        url = ensure_realm()
+    url = options.resolve_broker(broker)
 
     from mtor_cli.identity import load_or_create_account
     from mtor_cli.tui.app import MtorApp
@@ -84,10 +73,3 @@ def _params(items: list[str]) -> dict[str, Any]:
     return params
 
 
-def _configured_broker() -> str | None:
-    from mtor_cli.paths import config_file, configured_broker
-
-    try:
-        return configured_broker()
-    except ValueError as exc:  # tomllib.TOMLDecodeError
-        output.fail("usage", f"cannot read {config_file()}: {exc}", "fix or remove the file")

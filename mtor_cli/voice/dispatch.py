@@ -79,15 +79,3 @@ def save_attachments(result: Result, out_dir: Path) -> list[Path]:
     return saved
 
 
-def realm_url(broker: str | None) -> str:
-    """The broker named, else the configured one, else the embedded realm (started if needed)."""
-    from mtor_cli.paths import configured_broker
-
-    url = broker or configured_broker()
-    if url is None:
-        from mtor_cli.realm import ensure_realm
-
-        url = ensure_realm()
-    return url
-
-

@@ -1,0 +1,38 @@
+"""Options that several commands share, spelled once so they read the same everywhere."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+BROKER_HELP = "Realm broker, ws://HOST:PORT. Default: $MTOR_BROKER, the config file's, else the embedded realm."
+
+
+def broker_option() -> Any:
+    """``--broker/-b URL`` (also $MTOR_BROKER); None means the configured or embedded realm."""
+    return typer.Option(None, "--broker", "-b", envvar="MTOR_BROKER", help=BROKER_HELP, show_default=False)
+
+
+def key_option(help: str) -> Any:
+    """``--key FILE``: act as the identity in that key file instead of your own."""
+    return typer.Option(None, "--key", help=help, show_default=False)
+
+
+def resolve_broker(option: str | None) -> str:
+    """The broker to talk to: ``--broker``, else $MTOR_BROKER or the config
+    file's, else the embedded realm (started if it is not running)."""
+    from mtor_cli import output
+    from mtor_cli.paths import config_file, configured_broker
+
+    if option:
+        return option
+    try:
+        url = configured_broker()
+    except ValueError as exc:  # tomllib.TOMLDecodeError
+        output.fail("usage", f"cannot read {config_file()}: {exc}", "fix or remove the file")
+    if url is None:
+        from mtor_cli.realm import ensure_realm
+
+        url = ensure_realm()
+    return url
