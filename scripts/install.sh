@@ -77,4 +77,7 @@ if [ "$all" = 1 ] && [ -f package.json ]; then
   fi
 fi
 
+# pyenv puts console scripts on PATH through shims made by `rehash`.
+if command -v pyenv >/dev/null; then pyenv rehash; fi
+
 say "done: try  mtor ask \"Computer, tell me a joke\""
