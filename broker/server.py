@@ -8,10 +8,11 @@ import logging
 import secrets
 import signal
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from broker.account_rest import install as install_accounts
 from broker.billing import Billing
 from broker.client_session import client_socket
 from broker.config import BrokerConfig
@@ -25,15 +26,26 @@ from broker.protocol import Ping
 from broker.queue import SafeQueue
 from broker.registry import WorkerRegistry
 from broker.rest import routes
-from broker.account_rest import install as install_accounts
-from broker.tls import server_context
 from broker.subscriptions import Subscriptions
+from broker.tls import server_context
 from broker.worker_session import worker_socket
+
+if TYPE_CHECKING:
+    from broker.accounts import AccountStore
+    from broker.ratelimit import RateLimits
+    from broker.sysop import Sysop
+    from broker.trust import WorkerTrust
 
 log = logging.getLogger("mtor.broker")
 
 
 class BrokerServer:
+    # Installed at start by broker.account_rest.install with their routes.
+    accounts: AccountStore
+    sysop: Sysop
+    trust: WorkerTrust
+    limits: RateLimits
+
     def __init__(self, config: BrokerConfig | None = None, billing: Billing | None = None) -> None:
         self.config = config or BrokerConfig()
         self.billing = billing
