@@ -48,21 +48,7 @@ def build_models(root: Path, tiny: bool) -> dict[str, Path]:
         if tiny:
             m.build_diffusion(paths["imagine"])
         else:
-            m.build_diffusion(
-                paths["imagine"],
-                sample_size=64,
-                block_out_channels=(320, 640, 1280, 1280),
-                layers_per_block=2,
-                cross_attention_dim=768,
-                attention_head_dim=8,
-                vae_channels=(128, 256, 512, 512),
-                vae_layers_per_block=2,
-                text_hidden=768,
-                text_layers=12,
-                text_heads=12,
-                text_intermediate=3072,
-                half=True,
-            )
+            m.build_diffusion(paths["imagine"], **m.SD15_SHAPE, half=True)
     if not (paths["vision"] / "config.json").exists():
         if tiny:
             m.build_captioner(paths["vision"])

@@ -43,21 +43,7 @@ def build_pipeline(path: Path, tiny: bool) -> Path:
         return path
     if tiny:
         return m.build_diffusion(path)
-    return m.build_diffusion(
-        path,
-        sample_size=64,
-        block_out_channels=(320, 640, 1280, 1280),
-        layers_per_block=2,
-        cross_attention_dim=768,
-        attention_head_dim=8,
-        vae_channels=(128, 256, 512, 512),
-        vae_layers_per_block=2,
-        text_hidden=768,
-        text_layers=12,
-        text_heads=12,
-        text_intermediate=3072,
-        half=True,
-    )
+    return m.build_diffusion(path, **m.SD15_SHAPE, half=True)
 
 
 def sync(device: Any) -> None:

@@ -168,6 +168,23 @@ def build_vqa(path: Path, *, image_size: int = 32, hidden: int = 32, layers: int
     return path
 
 
+# Stable Diffusion 1.5's architecture (UNet, VAE, CLIP text encoder), for GPU
+# benchmarks at real size with random weights.
+SD15_SHAPE: dict[str, object] = {
+    "sample_size": 64,
+    "block_out_channels": (320, 640, 1280, 1280),
+    "layers_per_block": 2,
+    "cross_attention_dim": 768,
+    "attention_head_dim": 8,
+    "vae_channels": (128, 256, 512, 512),
+    "vae_layers_per_block": 2,
+    "text_hidden": 768,
+    "text_layers": 12,
+    "text_heads": 12,
+    "text_intermediate": 3072,
+}
+
+
 def build_diffusion(
     path: Path,
     *,
