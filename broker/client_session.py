@@ -8,10 +8,9 @@ from aiohttp import web
 
 from broker import handshake
 from broker.frames import internal_error, messages, not_authenticated
-from broker.peer import Peer
+from broker.peer import Peer, open_peer
 from broker.protocol import (
     Cancel,
-    Challenge,
     Error,
     Hello,
     Ping,
@@ -22,8 +21,6 @@ from broker.protocol import (
     client_decoder,
 )
 
-CLOSE_TIMEOUT_S = 2.0  # how long a close waits for the peer's answer
-
 if TYPE_CHECKING:
     from broker.server import BrokerServer
 
@@ -31,17 +28,9 @@ _decoder = client_decoder()
 
 
 async def client_socket(broker: BrokerServer, request: web.Request) -> web.WebSocketResponse:
-    ws = web.WebSocketResponse(
-        compress=False,
-        max_msg_size=broker.config.transport_max_msg_size,
-        autoping=True,
-        timeout=CLOSE_TIMEOUT_S,
-    )
-    await ws.prepare(request)
-    peer = Peer(ws, request, "client", broker.outbox)
+    peer = await open_peer(broker, request, "client")
     broker.clients.add(peer)
     try:
-        peer.send(Challenge(nonce=peer.nonce, realm=broker.config.realm))
         async for msg in messages(peer, _decoder, broker.config.max_frame_bytes, broker.metrics):
             try:
                 keep = _handle(broker, peer, msg)
@@ -56,7 +45,7 @@ async def client_socket(broker: BrokerServer, request: web.Request) -> web.WebSo
         broker.clients.discard(peer)
         broker.subs.unsubscribe(peer)
         broker.subs.changed("stats")
-    return ws
+    return peer.ws
 
 
 def _handle(broker: BrokerServer, peer: Peer, msg: object) -> bool:

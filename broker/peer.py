@@ -17,10 +17,13 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from broker.protocol import Msg, encode
+from broker.protocol import Challenge, Msg, encode
 
 if TYPE_CHECKING:
     from broker.outbox import Outbox
+    from broker.server import BrokerServer
+
+CLOSE_TIMEOUT_S = 2.0  # how long a close waits for the peer's answer
 
 # A peer whose unread output passes this is too slow for a realm bus: drop it
 # rather than let the broker's memory grow without bound.
@@ -88,3 +91,17 @@ class Peer:
         self.closed = True
         if not self.ws.closed:
             await self.ws.close(code=code, message=message)
+
+
+async def open_peer(broker: BrokerServer, request: web.Request, role: str) -> Peer:
+    """Accept a /ws/client or /ws/worker upgrade and send the login challenge."""
+    ws = web.WebSocketResponse(
+        compress=False,
+        max_msg_size=broker.config.transport_max_msg_size,
+        autoping=True,
+        timeout=CLOSE_TIMEOUT_S,
+    )
+    await ws.prepare(request)
+    peer = Peer(ws, request, role, broker.outbox)
+    peer.send(Challenge(nonce=peer.nonce, realm=broker.config.realm))
+    return peer

@@ -9,9 +9,8 @@ from aiohttp import web
 
 from broker import handshake
 from broker.frames import internal_error, messages, not_authenticated
-from broker.peer import Peer
+from broker.peer import Peer, open_peer
 from broker.protocol import (
-    Challenge,
     Error,
     Failed,
     Ping,
@@ -25,8 +24,6 @@ from broker.protocol import (
 )
 from broker.registry import WorkerEntry
 
-CLOSE_TIMEOUT_S = 2.0  # how long a close waits for the peer's answer
-
 if TYPE_CHECKING:
     from broker.server import BrokerServer
 
@@ -35,18 +32,10 @@ MAX_SLOTS = 1024
 
 
 async def worker_socket(broker: BrokerServer, request: web.Request) -> web.WebSocketResponse:
-    ws = web.WebSocketResponse(
-        compress=False,
-        max_msg_size=broker.config.transport_max_msg_size,
-        autoping=True,
-        timeout=CLOSE_TIMEOUT_S,
-    )
-    await ws.prepare(request)
-    peer = Peer(ws, request, "worker", broker.outbox)
+    peer = await open_peer(broker, request, "worker")
     broker.worker_peers.add(peer)
     entry: WorkerEntry | None = None
     try:
-        peer.send(Challenge(nonce=peer.nonce, realm=broker.config.realm))
         async for msg in messages(peer, _decoder, broker.config.max_frame_bytes, broker.metrics):
             if entry is None:
                 if not isinstance(msg, Register):
@@ -68,7 +57,7 @@ async def worker_socket(broker: BrokerServer, request: web.Request) -> web.WebSo
         if entry is not None:
             broker.trust.left(entry)
             broker.dispatcher.worker_left(entry)
-    return ws
+    return peer.ws
 
 
 def _register(broker: BrokerServer, peer: Peer, msg: Register) -> tuple[WorkerEntry | None, bool]:
