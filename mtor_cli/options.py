@@ -14,11 +14,6 @@ def broker_option() -> Any:
     return typer.Option(None, "--broker", "-b", envvar="MTOR_BROKER", help=BROKER_HELP, show_default=False)
 
 
-def key_option(help: str) -> Any:
-    """``--key FILE``: act as the identity in that key file instead of your own."""
-    return typer.Option(None, "--key", help=help, show_default=False)
-
-
 def resolve_broker(option: str | None) -> str:
     """The broker to talk to: ``--broker``, else $MTOR_BROKER or the config
     file's, else the embedded realm (started if it is not running)."""
