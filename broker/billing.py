@@ -40,8 +40,9 @@ class Billing(Protocol):
         """What ``user`` can spend now (shown to that user's subscriptions)."""
         ...
 
-    def earnings(self, worker: str) -> int:
-        """What the worker at address ``worker`` has earned and not withdrawn."""
+    def earnings(self, workers: list[str]) -> dict[str, int]:
+        """What each worker (by address) has earned and not withdrawn; one call
+        for a whole `workers` push, which may list a thousand workers."""
         ...
 
     def commit(self) -> None:

@@ -215,8 +215,9 @@ class BrokerServer:
     def workers_snapshot(self) -> dict[str, Any]:
         workers = self.registry.snapshot()
         if self.billing is not None:
+            earned = self.billing.earnings([str(w["address"]) for w in workers])
             for worker in workers:
-                worker["earnings"] = self.billing.earnings(str(worker["address"]))
+                worker["earnings"] = earned[str(worker["address"])]
         return {"workers": workers}
 
     def _queue_snapshot(self) -> dict[str, Any]:

@@ -110,6 +110,7 @@ class RealmBilling:
         """What the user can spend now (deposits credited, minus holds and spending)."""
         return self.journal.balance(A.user(user))
 
-    def earnings(self, worker: str) -> int:
-        """A worker's earnings not yet withdrawn, settled or not."""
-        return self.journal.balance(A.worker(worker))
+    def earnings(self, workers: list[str]) -> dict[str, int]:
+        """Each worker's earnings not yet withdrawn, settled or not, by address."""
+        found = self.journal.balances_of(A.worker(w) for w in workers)
+        return {w: found[A.worker(w)] for w in workers}

@@ -395,6 +395,12 @@ class Journal:
         self.refresh()
         return self._state.balances.get(account, 0)
 
+    def balances_of(self, accounts: Iterable[str]) -> dict[str, int]:
+        """Several balances for one look at other writers (not one per account)."""
+        self.refresh()
+        known = self._state.balances
+        return {a: known.get(a, 0) for a in accounts}
+
     def balances(self) -> dict[str, int]:
         self.refresh()
         return {a: v for a, v in self._state.balances.items() if v}

@@ -50,8 +50,8 @@ class DictBilling:
     def balance(self, user: str) -> int:
         return self.balances.get(user, 0)
 
-    def earnings(self, worker: str) -> int:
-        return self.balances.get(worker, 0)
+    def earnings(self, workers: list[str]) -> dict[str, int]:
+        return {w: self.balances.get(w, 0) for w in workers}
 
     def commit(self) -> None:
         self.durable = list(self.calls)

@@ -42,6 +42,8 @@ def test_hold_then_capture_pays_worker_and_fee_and_returns_the_rest(journal: Jou
         A.FEE: fee,
     }
     assert journal.unbalanced() == []
+    other = "0x" + "77" * 20
+    assert b.earnings([WORKER, other]) == {WORKER: cost - fee, other: 0}  # what the TUI's workers pane shows
 
 
 def test_capture_never_charges_more_than_the_hold(journal: Journal) -> None:
