@@ -36,7 +36,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.realm import (  # noqa: E402
+from tests.support.realm import (
     free_port,
     mtor_command,
     process_env,
@@ -118,7 +118,7 @@ async def killer(url: str, workers: list[Any], homes: list[Path], rng: random.Ra
         try:
             await asyncio.wait_for(stop.wait(), 1.0)
             return
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         i = rng.randrange(len(workers))
         workers[i].send_signal(signal.SIGKILL)
@@ -203,7 +203,7 @@ async def run(args: argparse.Namespace, root: Path) -> int:
         chaos = asyncio.create_task(killer(url, workers, homes, rng, stop, kills))
         t0 = time.perf_counter()
         cancel = set(guids[:: args.cancel_every]) if args.cancel_every else set()
-        clients = asyncio.gather(*(client_loop(url, a, s, cancel, tally, 3) for a, s in zip(accounts, shares)))
+        clients = asyncio.gather(*(client_loop(url, a, s, cancel, tally, 3) for a, s in zip(accounts, shares, strict=False)))
         task = asyncio.ensure_future(clients)
         for mark in (args.intents // 3, 2 * args.intents // 3):
             while len(tally.completed) + len(tally.failed) < mark and not task.done():

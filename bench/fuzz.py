@@ -31,8 +31,8 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from broker.protocol import sign_challenge  # noqa: E402
-from tests.support.realm import (  # noqa: E402
+from broker.protocol import sign_challenge
+from tests.support.realm import (
     free_port,
     get_json,
     spawn_broker,

@@ -114,8 +114,8 @@ async def main() -> None:
 
     import torch
 
-    from broker.protocol import Attachment, Work
     from bench.stt import ten_second_wav
+    from broker.protocol import Attachment, Work
     from tests.support.tiny_media_models import png_bytes
     from worker.backends.base import Device
     from worker.backends.imagine import ImagineBackend

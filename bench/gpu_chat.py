@@ -177,7 +177,7 @@ async def realm_round(ws: Any, decoder: Any, texts: list[str], max_tokens: int) 
     completion = 0
     first_token: dict[str, float] = {}
     started = time.perf_counter()
-    for guid, text in zip(guids, texts):
+    for guid, text in zip(guids, texts, strict=False):
         query = SubmitQuery(
             guid=guid,
             intent="chat",

@@ -29,7 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.realm import (  # noqa: E402
+from tests.support.realm import (
     free_port,
     process_env,
     spawn_broker,

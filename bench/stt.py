@@ -92,9 +92,9 @@ def main() -> None:
         backend.load()
         whisper = backend.whisper
         for beam in (5, 1):
-            bare_s, text = median_time(lambda: transcribe(whisper, samples, beam_size=beam), args.runs)
+            bare_s, text = median_time(lambda w=whisper, b=beam: transcribe(w, samples, beam_size=b), args.runs)
 
-            def via_backend() -> Any:
+            def via_backend(backend: SpeechBackend = backend, beam: int = beam) -> Any:
                 loop = asyncio.new_event_loop()
                 try:
                     job = Work(guid=work.guid, intent="speech", attachments=work.attachments, params={"beam_size": beam})

@@ -277,7 +277,7 @@ async def run_phase(app: MtorApp, feed: SyntheticFeed, sink: TerminalSink, name:
             await asyncio.wait_for(sink.seen.wait(), 1.0)
             latencies.append((sink.seen_at[0] - started) * 1000)
             cpu_latencies.append((sink.seen_at[1] - started_cpu) * 1000)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             missed += 1
             sink.expect = None
         await asyncio.sleep(max(0.0, KEY_INTERVAL_S - (time.perf_counter() - started)))

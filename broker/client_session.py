@@ -15,8 +15,8 @@ from broker.protocol import (
     Hello,
     Ping,
     Pong,
-    Subscribe,
     SubmitQuery,
+    Subscribe,
     Welcome,
     client_decoder,
 )

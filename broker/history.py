@@ -118,7 +118,7 @@ def _percentiles(values: list[float]) -> dict[str, float | None]:
     if not values:
         return {"median": None, "p95": None, "count": 0}
     values.sort()
-    p95 = values[min(len(values) - 1, int(round(0.95 * (len(values) - 1))))]
+    p95 = values[min(len(values) - 1, round(0.95 * (len(values) - 1)))]
     return {"median": round(statistics.median(values), 4), "p95": round(p95, 4), "count": len(values)}
 
 

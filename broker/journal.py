@@ -65,7 +65,7 @@ class SqliteJournal:
         db.enable_wal()
         self._conn.execute("PRAGMA synchronous=NORMAL")
         if "intents" not in db.table_names():
-            db["intents"].create(
+            db.table("intents").create(
                 {
                     "guid": str,
                     "user": str,
@@ -122,7 +122,7 @@ class SqliteJournal:
                 record.created,
             ),
         )
-        if cursor.rowcount != 1:
+        if cursor.rowcount != 1 or cursor.lastrowid is None:
             return False
         self._rowids[record.guid] = cursor.lastrowid
         return True

@@ -16,7 +16,7 @@ LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0
 
 
 class _Histogram:
-    __slots__ = ("counts", "total", "n")
+    __slots__ = ("counts", "n", "total")
 
     def __init__(self) -> None:
         self.counts = [0] * (len(LATENCY_BUCKETS) + 1)  # the last one is +Inf
@@ -79,7 +79,7 @@ class _Collector:
         )
         for intent, hist in sorted(m.latency.items()):
             cumulative, buckets = 0, []
-            for bound, count in zip((*map(str, LATENCY_BUCKETS), "+Inf"), hist.counts):
+            for bound, count in zip((*map(str, LATENCY_BUCKETS), "+Inf"), hist.counts, strict=False):
                 cumulative += count
                 buckets.append((bound, cumulative))
             latency.add_metric([intent], buckets, hist.total)

@@ -17,7 +17,7 @@ the peer answers with an EIP-191 personal-sign signature of
 
 from __future__ import annotations
 
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import msgspec
 
@@ -307,12 +307,12 @@ class Work(Msg, tag="work"):
 
 # --- unions, one per direction --------------------------------------------
 
-ClientMessage = Union[Hello, SubmitQuery, Cancel, Subscribe, Ping, Pong]
-ServerToClient = Union[
-    Challenge, Welcome, Accepted, Token, Progress, Result, Error, Stats, Broadcast, Ping, Pong
-]
-WorkerMessage = Union[Register, Pong, Ping, Token, Progress, WorkResult, Failed]
-ServerToWorker = Union[Challenge, Welcome, Work, Cancel, Ping, Pong, Error, Broadcast]
+ClientMessage = Hello | SubmitQuery | Cancel | Subscribe | Ping | Pong
+ServerToClient = (
+    Challenge | Welcome | Accepted | Token | Progress | Result | Error | Stats | Broadcast | Ping | Pong
+)
+WorkerMessage = Register | Pong | Ping | Token | Progress | WorkResult | Failed
+ServerToWorker = Challenge | Welcome | Work | Cancel | Ping | Pong | Error | Broadcast
 
 TYPES_FROM_CLIENT = frozenset(("hello", "submit_query", "cancel", "subscribe", "ping", "pong"))
 TYPES_FROM_WORKER = frozenset(("register", "pong", "ping", "token", "progress", "result", "failed"))

@@ -23,7 +23,7 @@ class QueueFull(Exception):
 
 
 class _IntentQueue:
-    __slots__ = ("users", "size")
+    __slots__ = ("size", "users")
 
     def __init__(self) -> None:
         # user -> their jobs, in round-robin order: the first user is served next.

@@ -32,6 +32,7 @@ class Sysop:
         self._broker = broker
         self._store = store
         self._removed: dict[str, float] = {}  # worker address -> monotonic time it may return
+        self._closing: set[asyncio.Task[None]] = set()  # strong refs: a bare task may be collected mid-close
 
     # --- who may -------------------------------------------------------
 
@@ -175,7 +176,9 @@ class Sysop:
             if peer.address is not None and norm(peer.address) == key:
                 sessions += 1
                 peer.send(_banned_error(reason))
-                loop.create_task(peer.close(code=BANNED_CLOSE, message=b"banned"))
+                task = loop.create_task(peer.close(code=BANNED_CLOSE, message=b"banned"))
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
         return {"intents_ended": ended, "sessions_closed": sessions}
 
     def _done(self, actor: str, action: str, target: str, detail: dict[str, Any]) -> dict[str, Any]:

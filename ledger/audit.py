@@ -68,8 +68,8 @@ def audit(journal: Journal, settler: Settler, session: Any) -> AuditReport:
     found = report.findings.append
 
     # --- the journal by itself ------------------------------------------------------------
-    for txn, total in journal.unbalanced():
-        found(Finding("balanced", f"txn {txn}", total, None, "entries do not sum to zero"))
+    for txn_id, total in journal.unbalanced():
+        found(Finding("balanced", f"txn {txn_id}", total, None, "entries do not sum to zero"))
     recomputed = journal.recompute_balances()
     derived = journal.balances()
     for acct in sorted(set(recomputed) | set(derived)):

@@ -72,8 +72,8 @@ def decode_revert(data: bytes | str | None) -> str | None:
         return item["name"]
     from eth_utils import to_checksum_address
 
-    shown = [to_checksum_address(v) if i["type"] == "address" else v for i, v in zip(item["inputs"], values)]
-    args = ", ".join(f"{i['name']}={v}" for i, v in zip(item["inputs"], shown))
+    shown = [to_checksum_address(v) if i["type"] == "address" else v for i, v in zip(item["inputs"], values, strict=False)]
+    args = ", ".join(f"{i['name']}={v}" for i, v in zip(item["inputs"], shown, strict=False))
     return f"{item['name']}({args})"
 
 

@@ -100,7 +100,7 @@ def _backend_class() -> type:
                 get_default_genesis_params,
             )
 
-            chain_class = type(self.chain)
+            chain_class: Any = type(self.chain)  # type: ignore[has-type]  # set by PyEVMBackend.__init__
             db = AtomicDB(store)
             try:
                 ChainDB(db).get_canonical_head()

@@ -42,7 +42,7 @@ def sync(journal: Journal, session: Any, confirmations: int = 0) -> SyncReport:
         end = min(safe_head, block + CHUNK_BLOCKS - 1)
         logs: list[Any] = []
         for event in (ledger.events.Deposited, ledger.events.Withdrawn, ledger.events.Refunded):
-            logs.extend(session.chain._call(lambda ev=event: ev.get_logs(from_block=block, to_block=end)))
+            logs.extend(session.chain._call(lambda ev=event, lo=block, hi=end: ev.get_logs(from_block=lo, to_block=hi)))
         logs.sort(key=lambda lg: (lg["blockNumber"], lg["logIndex"]))
         with journal.atomic():
             for log in logs:

@@ -273,11 +273,11 @@ class RealmClient:
                 ),
                 self.connect_timeout,
             )
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise _unreachable(self.url, exc) from exc
         try:
             self.welcome = await asyncio.wait_for(self._handshake(ws), self.connect_timeout)
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             await ws.close()
             raise RealmError(
                 "handshake_failed",
@@ -319,7 +319,6 @@ class RealmClient:
 
     async def _receive(self, ws: aiohttp.ClientWebSocketResponse) -> Any:
         import aiohttp
-
         import msgspec
 
         msg = await ws.receive()
@@ -524,7 +523,7 @@ class RealmClient:
 
         try:
             return await asyncio.wait_for(run(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await self._cancel_quietly(query.guid)
             raise RealmError(
                 "timeout",

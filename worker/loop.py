@@ -132,7 +132,7 @@ class Worker:
                     before = self.registrations
                     try:
                         await self._connection(session)
-                    except (aiohttp.ClientError, OSError, asyncio.TimeoutError, _Dropped) as exc:
+                    except (TimeoutError, aiohttp.ClientError, OSError, _Dropped) as exc:
                         log.warning("broker %s unreachable: %s", self.config.ws_url, exc)
                     if self._stopping:
                         break
@@ -142,7 +142,7 @@ class Worker:
                     log.info("reconnecting in %.1f s", wait)
                     try:
                         await asyncio.wait_for(self._stop_event.wait(), wait)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         pass
                     delay = min(delay * 2, self.config.reconnect_max_s)
         finally:

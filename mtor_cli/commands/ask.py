@@ -8,15 +8,16 @@ import contextlib
 import mimetypes
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from mtor_cli import options, output
 
 if TYPE_CHECKING:
-    from broker.protocol import Attachment, Broadcast, Progress, Result
     from rich.progress import Progress as ProgressBar
+
+    from broker.protocol import Attachment, Broadcast, Progress, Result
 
 HELP = """Ask the realm: chat, describe an image, imagine a picture, transcribe audio.
 
@@ -48,18 +49,18 @@ def register(app: typer.Typer) -> None:
 
 
 def ask(
-    prompt: Optional[str] = typer.Argument(
+    prompt: str | None = typer.Argument(
         None, help="What you want. Read from stdin when absent.", show_default=False
     ),
-    broker: Optional[str] = options.broker_option(),
-    intent: Optional[str] = typer.Option(
+    broker: str | None = options.broker_option(),
+    intent: str | None = typer.Option(
         None, "--intent", "-i", help="chat, vision, imagine, speech, tts... (default: recognised)."
     ),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Ask for a specific model."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Ask for a specific model."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of text."),
     no_stream: bool = typer.Option(False, "--no-stream", help="Print the answer when complete."),
-    image: Optional[Path] = typer.Option(None, "--image", help="Attach an image file."),
-    audio: Optional[Path] = typer.Option(
+    image: Path | None = typer.Option(None, "--image", help="Attach an image file."),
+    audio: Path | None = typer.Option(
         None, "--audio", help="Attach an audio file (with --voice: the spoken request)."
     ),
     voice: bool = typer.Option(
@@ -69,26 +70,26 @@ def ask(
     explain: bool = typer.Option(
         False, "--explain", help="Show which rule or prototype chose the intent, and its score."
     ),
-    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Diffusion steps (imagine)."),
-    size: Optional[str] = typer.Option(None, "--size", help="Image size WxH, e.g. 512x512 (imagine)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed, for repeatable output."),
-    negative: Optional[str] = typer.Option(None, "--negative", help="Negative prompt (imagine)."),
-    max_tokens: Optional[int] = typer.Option(
+    steps: int | None = typer.Option(None, "--steps", min=1, help="Diffusion steps (imagine)."),
+    size: str | None = typer.Option(None, "--size", help="Image size WxH, e.g. 512x512 (imagine)."),
+    seed: int | None = typer.Option(None, "--seed", help="Random seed, for repeatable output."),
+    negative: str | None = typer.Option(None, "--negative", help="Negative prompt (imagine)."),
+    max_tokens: int | None = typer.Option(
         None, "--max-tokens", min=1, help="Longest answer in tokens (chat)."
     ),
-    temperature: Optional[float] = typer.Option(
+    temperature: float | None = typer.Option(
         None, "--temperature", min=0, help="Sampling temperature, 0 = greedy (chat)."
     ),
     param: list[str] = typer.Option(
         [], "--param", "-p", help="Extra backend parameter KEY=VALUE (VALUE parsed as JSON if it can be)."
     ),
-    out: Optional[Path] = typer.Option(
+    out: Path | None = typer.Option(
         None, "--out", "-o", help="Where to save an image/audio result (default: ./mtor-<guid>.<ext>)."
     ),
-    max_price: Optional[int] = typer.Option(
+    max_price: int | None = typer.Option(
         None, "--max-price", min=0, help="Refuse if the price is above this (base units of $9000)."
     ),
-    timeout: Optional[float] = typer.Option(
+    timeout: float | None = typer.Option(
         None, "--timeout", min=0.1, help="Give up (and cancel) after this many seconds."
     ),
     reconnect: float = typer.Option(

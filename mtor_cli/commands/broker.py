@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (0.0.0.0: all)."),
     port: int = typer.Option(8765, "--port", min=0, max=65535, help="TCP port (0: pick a free one)."),
-    db: Optional[Path] = typer.Option(
+    db: Path | None = typer.Option(
         None, "--db", help="Journal (SQLite) path. Default: broker.db in the data dir."
     ),
     realm: str = typer.Option("mtor", "--realm", help="Realm name shown to peers."),
@@ -36,11 +36,11 @@ def serve(
     ),
     max_attempts: int = typer.Option(3, "--max-attempts", min=1, help="Dispatches per intent before it fails."),
     heartbeat: float = typer.Option(5.0, "--heartbeat", min=0.05, help="Seconds between worker pings."),
-    operator: Optional[str] = typer.Option(
+    operator: str | None = typer.Option(
         None, "--operator", help="Address with the sysop role by right (default: this machine's key)."
     ),
-    tls_cert: Optional[Path] = typer.Option(None, "--tls-cert", exists=True, help="PEM certificate: serve wss://."),
-    tls_key: Optional[Path] = typer.Option(None, "--tls-key", exists=True, help="PEM private key of --tls-cert."),
+    tls_cert: Path | None = typer.Option(None, "--tls-cert", exists=True, help="PEM certificate: serve wss://."),
+    tls_key: Path | None = typer.Option(None, "--tls-key", exists=True, help="PEM private key of --tls-cert."),
     rate_limit: int = typer.Option(0, "--rate-limit", min=0, help="Requests per user per minute (0: unlimited)."),
     max_concurrent: int = typer.Option(0, "--max-concurrent", min=0, help="Live intents per user (0: unlimited)."),
     untrusted_slots: int = typer.Option(
@@ -121,7 +121,7 @@ async def _serve(config: Any, paid: bool) -> None:
 
 @group.command("status")
 def status(
-    broker: Optional[str] = options.broker_option(),
+    broker: str | None = options.broker_option(),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Health, queue figures and connected workers of a broker."""

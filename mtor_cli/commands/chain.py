@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from mtor_cli import output
@@ -22,7 +20,7 @@ def register(app: typer.Typer) -> None:
 
 @group.command("deploy")
 def deploy(
-    chain_rpc: Optional[str] = typer.Option(None, "--chain-rpc", help=RPC_HELP),
+    chain_rpc: str | None = typer.Option(None, "--chain-rpc", help=RPC_HELP),
     force: bool = typer.Option(False, "--force", help="Replace a recorded deployment (empty journal only)."),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:

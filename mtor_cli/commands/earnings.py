@@ -6,7 +6,6 @@ Registered on the ``mtor worker`` group by :func:`register_on`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -22,8 +21,8 @@ def register_on(group: typer.Typer) -> None:
 
 
 def earnings(
-    key: Optional[Path] = typer.Option(None, "--key", help=KEY_HELP),
-    chain_rpc: Optional[str] = typer.Option(None, "--chain-rpc", help=RPC_HELP),
+    key: Path | None = typer.Option(None, "--key", help=KEY_HELP),
+    chain_rpc: str | None = typer.Option(None, "--chain-rpc", help=RPC_HELP),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """What this worker earned: in the journal, settled on chain, withdrawable."""
@@ -53,9 +52,9 @@ def earnings(
 
 
 def withdraw(
-    amount: Optional[str] = typer.Argument(None, help="$9000 to withdraw (default: all that is settled)."),
-    key: Optional[Path] = typer.Option(None, "--key", help=KEY_HELP),
-    chain_rpc: Optional[str] = typer.Option(None, "--chain-rpc", help=RPC_HELP),
+    amount: str | None = typer.Argument(None, help="$9000 to withdraw (default: all that is settled)."),
+    key: Path | None = typer.Option(None, "--key", help=KEY_HELP),
+    chain_rpc: str | None = typer.Option(None, "--chain-rpc", help=RPC_HELP),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Move settled earnings from the realm's contract to this worker's wallet."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -27,8 +27,8 @@ def register(app: typer.Typer) -> None:
 def history(
     ctx: typer.Context,
     limit: int = typer.Option(20, "--limit", "-n", min=1, max=1000, help="How many, newest first."),
-    broker: Optional[str] = options.broker_option(),
-    key: Optional[Path] = typer.Option(None, "--key", help=KEY_HELP),
+    broker: str | None = options.broker_option(),
+    key: Path | None = typer.Option(None, "--key", help=KEY_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """List your past intents, newest first (a signed request: only yours)."""
@@ -66,9 +66,9 @@ def history(
 @group.command("show")
 def show(
     guid: str = typer.Argument(..., help="The intent's guid (see `mtor history`)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to save an image/audio result."),
-    broker: Optional[str] = options.broker_option(),
-    key: Optional[Path] = typer.Option(None, "--key", help=KEY_HELP),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Where to save an image/audio result."),
+    broker: str | None = options.broker_option(),
+    key: Path | None = typer.Option(None, "--key", help=KEY_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print the stored entry as one JSON object."),
 ) -> None:
     """Replay a stored result: its text, and its image or audio saved to a file."""

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
@@ -108,7 +109,7 @@ def account_from(key: Path | None) -> Any:
 
 @group.command("history")
 def history(
-    address: Optional[str] = typer.Option(None, "--address", help="Only this address (default: yours)."),
+    address: str | None = typer.Option(None, "--address", help="Only this address (default: yours)."),
     all_: bool = typer.Option(False, "--all", help="Every transaction of the realm."),
     limit: int = typer.Option(50, "--limit", min=1, max=10000, help="How many, newest first."),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
@@ -119,7 +120,7 @@ def history(
     if json_out:
         output.print_json({"address": who, "transactions": [t.as_dict() for t in txns]})
         return
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from rich.table import Table
 
@@ -127,7 +128,7 @@ def history(
     for col in ("#", "time (UTC)", "kind", "ref", "entries ($9000)"):
         table.add_column(col)
     for t in txns:
-        when = datetime.fromtimestamp(t.time, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        when = datetime.fromtimestamp(t.time, UTC).strftime("%Y-%m-%d %H:%M:%S")
         entries = ", ".join(f"{a} {'+' if v > 0 else ''}{fmt(v)}" for a, v in t.entries)
         table.add_row(str(t.id), when, t.kind, t.ref[:24], entries)
     output.out_console().print(table)
@@ -135,7 +136,7 @@ def history(
 
 @group.command("settle")
 def settle(
-    chain_rpc: Optional[str] = typer.Option(None, "--chain-rpc", help=RPC_HELP),
+    chain_rpc: str | None = typer.Option(None, "--chain-rpc", help=RPC_HELP),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Settle now: one `settle` transaction per epoch of paid queries (usually automatic)."""
@@ -162,8 +163,8 @@ def settle(
 
 @group.command("audit")
 def audit(
-    receipt: Optional[str] = typer.Option(None, "--receipt", help="Also prove this query's receipt (its guid)."),
-    chain_rpc: Optional[str] = typer.Option(None, "--chain-rpc", help=RPC_HELP),
+    receipt: str | None = typer.Option(None, "--receipt", help="Also prove this query's receipt (its guid)."),
+    chain_rpc: str | None = typer.Option(None, "--chain-rpc", help=RPC_HELP),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Recompute every balance from the journal and compare with the chain. Exit 1 on any difference."""

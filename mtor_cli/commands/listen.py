@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -37,18 +37,18 @@ def register(app: typer.Typer) -> None:
 
 
 def listen(
-    broker: Optional[str] = options.broker_option(),
+    broker: str | None = options.broker_option(),
     audio: list[Path] = typer.Option(
         [], "--audio", help="Listen to this WAV file instead of the microphone (repeatable)."
     ),
     speak: bool = typer.Option(False, "--speak", help="Speak the replies aloud."),
-    speak_to: Optional[Path] = typer.Option(
+    speak_to: Path | None = typer.Option(
         None, "--speak-to", help="Save each spoken reply as a WAV file in this directory."
     ),
     timeout: float = typer.Option(
         8.0, "--timeout", min=0.5, help="Seconds to wait for a request after the wake word."
     ),
-    answer_timeout: Optional[float] = typer.Option(
+    answer_timeout: float | None = typer.Option(
         None, "--answer-timeout", min=0.1, help="Give up on an answer after this many seconds."
     ),
     out: Path = typer.Option(Path("."), "--out", "-o", help="Directory for image/audio answers."),
@@ -59,10 +59,10 @@ def listen(
         help="Where speech is transcribed: local (Whisper here) or realm (a speech worker; "
         "then every utterance heard is sent to the realm).",
     ),
-    stt_model: Optional[str] = typer.Option(
+    stt_model: str | None = typer.Option(
         None, "--stt-model", help="faster-whisper model directory or size (default: the bundled tiny.en)."
     ),
-    device: Optional[int] = typer.Option(None, "--device", min=0, help="Microphone device index."),
+    device: int | None = typer.Option(None, "--device", min=0, help="Microphone device index."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object per event (JSON lines)."),
 ) -> None:
     from mtor_cli.intent import default_recogniser

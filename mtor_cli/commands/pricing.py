@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from mtor_cli import output
@@ -38,7 +40,7 @@ def pricing(json_out: bool = typer.Option(False, "--json", help=JSON_HELP)) -> N
     path = cfg.get("pricing") or paths.config_dir() / "pricing.toml"
     with guarded():
         table = PriceTable.load(path)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "intent": r.intent,
             "unit": r.unit,

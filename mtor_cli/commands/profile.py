@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -20,8 +19,8 @@ def register(app: typer.Typer) -> None:
 
 @group.command("show")
 def show(
-    broker: Optional[str] = options.broker_option(),
-    key: Optional[Path] = typer.Option(None, "--key", help=KEY_HELP),
+    broker: str | None = options.broker_option(),
+    key: Path | None = typer.Option(None, "--key", help=KEY_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Your address, nickname, and whether you are a sysop or banned."""
@@ -39,8 +38,8 @@ def show(
 @group.command("set-nickname")
 def set_nickname(
     nickname: str = typer.Argument(..., help="3-32 characters: a letter, then letters, digits, '_', '.' or '-'."),
-    broker: Optional[str] = options.broker_option(),
-    key: Optional[Path] = typer.Option(None, "--key", help=KEY_HELP),
+    broker: str | None = options.broker_option(),
+    key: Path | None = typer.Option(None, "--key", help=KEY_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Bind a nickname to your address (unique in the realm; case does not count)."""

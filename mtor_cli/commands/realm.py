@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -22,11 +21,11 @@ def register(app: typer.Typer) -> None:
 
 @group.command("start")
 def start(
-    model: Optional[str] = typer.Option(
+    model: str | None = typer.Option(
         None, "--model", "-m", help="Chat model path or hub id (default: SmolLM2-135M-Instruct)."
     ),
     port: int = typer.Option(0, "--port", min=0, max=65535, help="Port (0: a free one)."),
-    gpu: Optional[int] = typer.Option(None, "--gpu", min=0, help="Serve on cuda:N in half precision."),
+    gpu: int | None = typer.Option(None, "--gpu", min=0, help="Serve on cuda:N in half precision."),
     wait: float = typer.Option(300.0, "--wait", min=1, help="Seconds to wait for the worker to load."),
     json_out: bool = typer.Option(False, "--json", help="Print the status as one JSON object."),
 ) -> None:
@@ -67,9 +66,9 @@ def status(json_out: bool = typer.Option(False, "--json", help="Print one JSON o
 def run(
     port: int = typer.Option(8765, "--port", min=0, max=65535, help="Port to listen on."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Chat model path or hub id."),
-    db: Optional[Path] = typer.Option(None, "--db", help="Journal path (default: the realm's)."),
-    gpu: Optional[int] = typer.Option(None, "--gpu", min=0, help="Serve on cuda:N."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Chat model path or hub id."),
+    db: Path | None = typer.Option(None, "--db", help="Journal path (default: the realm's)."),
+    gpu: int | None = typer.Option(None, "--gpu", min=0, help="Serve on cuda:N."),
 ) -> None:
     """Run the embedded realm in the foreground until Ctrl-C (what `start` detaches)."""
     from mtor_cli import realm

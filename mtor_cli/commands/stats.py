@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -14,7 +14,7 @@ def register(app: typer.Typer) -> None:
 
 
 def stats(
-    broker: Optional[str] = options.broker_option(),
+    broker: str | None = options.broker_option(),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Realm totals: intents by type, success rate, median and p95 latency by

@@ -8,7 +8,7 @@ to its audit log.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -48,7 +48,7 @@ def _act(broker: str | None, key: Path | None, json_out: bool, action: str, payl
 @group.command("grant")
 def grant(
     address: str = typer.Argument(..., help="Address to make a sysop."),
-    broker: Optional[str] = _broker, key: Optional[Path] = _key, json_out: bool = _json,
+    broker: str | None = _broker, key: Path | None = _key, json_out: bool = _json,
 ) -> None:
     """Make ADDRESS a sysop (the realm's operator key only)."""
     _act(broker, key, json_out, "grant", {"address": address})
@@ -57,7 +57,7 @@ def grant(
 @group.command("revoke")
 def revoke(
     address: str = typer.Argument(..., help="Address to take the sysop role from."),
-    broker: Optional[str] = _broker, key: Optional[Path] = _key, json_out: bool = _json,
+    broker: str | None = _broker, key: Path | None = _key, json_out: bool = _json,
 ) -> None:
     """Take the sysop role from ADDRESS (the realm's operator key only)."""
     _act(broker, key, json_out, "revoke", {"address": address})
@@ -66,7 +66,7 @@ def revoke(
 @group.command("ban")
 def ban(
     address: str = typer.Argument(..., help="Address to ban (client or worker)."),
-    reason: str = _reason, broker: Optional[str] = _broker, key: Optional[Path] = _key, json_out: bool = _json,
+    reason: str = _reason, broker: str | None = _broker, key: Path | None = _key, json_out: bool = _json,
 ) -> None:
     """Ban ADDRESS: its sessions are cut off now, its live intents end (holds
     released), and it cannot log in or register a worker until unbanned."""
@@ -76,7 +76,7 @@ def ban(
 @group.command("unban")
 def unban(
     address: str = typer.Argument(..., help="Address to unban."),
-    broker: Optional[str] = _broker, key: Optional[Path] = _key, json_out: bool = _json,
+    broker: str | None = _broker, key: Path | None = _key, json_out: bool = _json,
 ) -> None:
     """Lift the ban on ADDRESS."""
     _act(broker, key, json_out, "unban", {"address": address})
@@ -85,7 +85,7 @@ def unban(
 @group.command("terminate")
 def terminate(
     guid: str = typer.Argument(..., help="The intent to end."),
-    reason: str = _reason, broker: Optional[str] = _broker, key: Optional[Path] = _key, json_out: bool = _json,
+    reason: str = _reason, broker: str | None = _broker, key: Path | None = _key, json_out: bool = _json,
 ) -> None:
     """End a queued or running intent; its hold is released."""
     _act(broker, key, json_out, "terminate", {"guid": guid, "reason": reason})
@@ -94,14 +94,14 @@ def terminate(
 @group.command("broadcast")
 def broadcast(
     message: str = typer.Argument(..., help="The message (shown live in every connected CLI and TUI)."),
-    broker: Optional[str] = _broker, key: Optional[Path] = _key, json_out: bool = _json,
+    broker: str | None = _broker, key: Path | None = _key, json_out: bool = _json,
 ) -> None:
     """Send MESSAGE to every connected client and worker."""
     _act(broker, key, json_out, "broadcast", {"message": message})
 
 
 @group.command("workers")
-def workers(broker: Optional[str] = _broker, key: Optional[Path] = _key, json_out: bool = _json) -> None:
+def workers(broker: str | None = _broker, key: Path | None = _key, json_out: bool = _json) -> None:
     """Connected workers with their load, health and trust (maintenance, pauses)."""
     from mtor_cli.signed import call_or_fail
 
@@ -130,7 +130,7 @@ def workers(broker: Optional[str] = _broker, key: Optional[Path] = _key, json_ou
 @group.command("audit")
 def audit(
     limit: int = typer.Option(50, "--limit", "-n", min=1, max=1000, help="How many entries, newest first."),
-    broker: Optional[str] = _broker, key: Optional[Path] = _key, json_out: bool = _json,
+    broker: str | None = _broker, key: Path | None = _key, json_out: bool = _json,
 ) -> None:
     """The audit log: every sysop action and refusal, newest first."""
     from mtor_cli.signed import call_or_fail
@@ -149,7 +149,7 @@ def audit(
 def _worker_action(action: str) -> Any:
     def command(
         worker_id: str = typer.Argument(..., metavar="ID", help="Worker id (see `mtor sysop workers`)."),
-        reason: str = _reason, broker: Optional[str] = _broker, key: Optional[Path] = _key, json_out: bool = _json,
+        reason: str = _reason, broker: str | None = _broker, key: Path | None = _key, json_out: bool = _json,
     ) -> None:
         _act(broker, key, json_out, action, {"id": worker_id, "reason": reason})
 

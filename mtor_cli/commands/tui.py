@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -33,8 +33,8 @@ def register(app: typer.Typer) -> None:
 
 
 def tui(
-    broker: Optional[str] = options.broker_option(),
-    intent: Optional[str] = typer.Option(
+    broker: str | None = options.broker_option(),
+    intent: str | None = typer.Option(
         None, "--intent", "-i", help="Send every prompt as this intent (default: recognised by the realm)."
     ),
     param: list[str] = typer.Option(
@@ -43,7 +43,7 @@ def tui(
     audio: list[Path] = typer.Option(
         [], "--audio", help="For the Speak action (Ctrl+O): WAV file(s) to hear instead of the microphone."
     ),
-    device: Optional[int] = typer.Option(None, "--device", help="Microphone device index (PortAudio)."),
+    device: int | None = typer.Option(None, "--device", help="Microphone device index (PortAudio)."),
 ) -> None:
     params = _params(param)
     for path in audio:

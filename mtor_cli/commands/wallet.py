@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -26,8 +26,8 @@ def register(app: typer.Typer) -> None:
 @group.callback()
 def show(
     ctx: typer.Context,
-    key: Optional[Path] = typer.Option(None, "--key", help=KEY_HELP),
-    chain_rpc: Optional[str] = typer.Option(None, "--chain-rpc", help=RPC_HELP),
+    key: Path | None = typer.Option(None, "--key", help=KEY_HELP),
+    chain_rpc: str | None = typer.Option(None, "--chain-rpc", help=RPC_HELP),
     offline: bool = typer.Option(False, "--offline", help="Journal only; do not open the chain."),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
@@ -66,8 +66,8 @@ def _table(info: dict[str, Any]) -> None:
 @group.command("deposit")
 def deposit(
     amount: str = typer.Argument(..., help="$9000 to escrow, a decimal such as 1.5."),
-    key: Optional[Path] = typer.Option(None, "--key", help=KEY_HELP),
-    chain_rpc: Optional[str] = typer.Option(None, "--chain-rpc", help=RPC_HELP),
+    key: Path | None = typer.Option(None, "--key", help=KEY_HELP),
+    chain_rpc: str | None = typer.Option(None, "--chain-rpc", help=RPC_HELP),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Escrow AMOUNT of your tokens in the realm (approve + deposit); spendable once confirmed."""
@@ -85,8 +85,8 @@ def deposit(
 
 @group.command("faucet")
 def faucet(
-    key: Optional[Path] = typer.Option(None, "--key", help=KEY_HELP),
-    chain_rpc: Optional[str] = typer.Option(None, "--chain-rpc", help=RPC_HELP),
+    key: Path | None = typer.Option(None, "--key", help=KEY_HELP),
+    chain_rpc: str | None = typer.Option(None, "--chain-rpc", help=RPC_HELP),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Dev chains only: get free test $9000 into your wallet (then `mtor wallet deposit`)."""
@@ -100,9 +100,9 @@ def faucet(
 
 @group.command("refund")
 def refund(
-    amount: Optional[str] = typer.Argument(None, help="$9000 to take back (default: all unspent)."),
-    key: Optional[Path] = typer.Option(None, "--key", help=KEY_HELP),
-    chain_rpc: Optional[str] = typer.Option(None, "--chain-rpc", help=RPC_HELP),
+    amount: str | None = typer.Argument(None, help="$9000 to take back (default: all unspent)."),
+    key: Path | None = typer.Option(None, "--key", help=KEY_HELP),
+    chain_rpc: str | None = typer.Option(None, "--chain-rpc", help=RPC_HELP),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Take unspent deposit back to your wallet (a voucher the realm signs, redeemed on chain)."""

@@ -6,7 +6,7 @@ import asyncio
 import importlib
 import signal
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
 
 @group.command("serve")
 def serve(
-    broker: Optional[str] = typer.Option(
+    broker: str | None = typer.Option(
         None, "--broker", "-b", envvar="MTOR_BROKER", help="The realm's broker, ws://HOST:PORT.", show_default=False
     ),
     intent: list[str] = typer.Option(
@@ -43,18 +43,18 @@ def serve(
     model: list[str] = typer.Option(
         [], "--model", "-m", help="Hub id or local path for the intent at the same position (default: the backend's)."
     ),
-    gpu: Optional[int] = typer.Option(None, "--gpu", min=0, help="Run on cuda:N in half precision (default: CPU)."),
-    upstream: Optional[str] = typer.Option(
+    gpu: int | None = typer.Option(None, "--gpu", min=0, help="Run on cuda:N in half precision (default: CPU)."),
+    upstream: str | None = typer.Option(
         None,
         "--upstream",
         help="Front an OpenAI-compatible server (Ollama, vLLM, llama.cpp) for chat/vision, "
         "e.g. --upstream http://127.0.0.1:11434/v1 --model llama3.",
         show_default=False,
     ),
-    slots: Optional[int] = typer.Option(None, "--slots", min=1, help="Jobs at once (default 4; chat batches them)."),
-    name: Optional[str] = typer.Option(None, "--name", help="Name shown in the realm's worker list."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP, show_default=False),
-    key: Optional[Path] = typer.Option(
+    slots: int | None = typer.Option(None, "--slots", min=1, help="Jobs at once (default 4; chat batches them)."),
+    name: str | None = typer.Option(None, "--name", help="Name shown in the realm's worker list."),
+    config: Path | None = typer.Option(None, "--config", "-c", help=CONFIG_HELP, show_default=False),
+    key: Path | None = typer.Option(
         None, "--key", help="Key file for this worker's identity (default: your own key)."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Log only warnings and errors."),
@@ -71,14 +71,14 @@ def serve(
     slots = slots or int(settings.get("slots", 4))
     name = name if name is not None else str(settings.get("name", ""))
 
-    from worker.backends.base import Device, DeviceError
+    from worker.backends.base import Backend, Device, DeviceError
     from worker.backends.registry import UnknownIntent, backend_class
 
     try:
         device = Device.parse(gpu)
     except DeviceError as exc:
         output.fail("usage", exc.message, exc.hint)
-    backends = []
+    backends: list[Backend] = []
     for spec in specs:
         if upstream or "upstream" in spec.get("options", {}):
             from worker.backends.upstream import upstream_backend_class

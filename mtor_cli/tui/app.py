@@ -268,7 +268,7 @@ class MtorApp(App[None]):
         rows.append(("↑ ↓ pgup pgdn", "Move in a table"))
         return rows
 
-    def action_focus(self, widget_id: str) -> None:
+    def action_focus(self, widget_id: str) -> None:  # type: ignore[override]  # textual runs sync actions too
         if self.screen is self.screen_stack[0]:  # not while help is on top
             self.screen.query_one(f"#{widget_id}").focus()
 

@@ -80,7 +80,7 @@ class BrokerFeed:
     async def _sleep(self, seconds: float) -> None:
         try:
             await asyncio.wait_for(self._closed.wait(), seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
     async def submit(self, query: SubmitQuery) -> AsyncIterator[AnswerEvent]:

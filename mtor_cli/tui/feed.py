@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Literal, Protocol, Union
+from typing import Literal, Protocol
 
 from broker.protocol import Accepted, Broadcast, Error, Progress, Result, Stats, SubmitQuery, Token
 
@@ -32,8 +32,8 @@ class ConnectionStatus:
     address: str | None = None
 
 
-FeedEvent = Union[Stats, Broadcast, ConnectionStatus]
-AnswerEvent = Union[Accepted, Token, Progress, Result, Error]
+FeedEvent = Stats | Broadcast | ConnectionStatus
+AnswerEvent = Accepted | Token | Progress | Result | Error
 
 TOPICS = ["stats", "workers", "queue", "intents", "ledger"]
 

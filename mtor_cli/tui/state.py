@@ -266,7 +266,8 @@ def _worker(item: Mapping[str, Any]) -> WorkerRow:
         if isinstance(capability, Mapping):
             intents.append(str(capability.get("intent", "")))
             models.extend(_strings(capability.get("models", ())))
-    health = item.get("health") if isinstance(item.get("health"), Mapping) else {}
+    raw_health = item.get("health")
+    health: Mapping[str, Any] = raw_health if isinstance(raw_health, Mapping) else {}
     slots = int(item.get("slots", 0))
     load = int(item.get("running", 0))
     state = str(health.get("state", ""))

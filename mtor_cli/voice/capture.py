@@ -262,7 +262,7 @@ def read_wav(path: Path | str | BinaryIO) -> tuple[np.ndarray, int]:
     import numpy as np
 
     try:
-        with wave.open(path if hasattr(path, "read") else str(path), "rb") as wav:
+        with wave.open(path if not isinstance(path, (str, Path)) else str(path), "rb") as wav:
             rate, width, channels = wav.getframerate(), wav.getsampwidth(), wav.getnchannels()
             raw = wav.readframes(wav.getnframes())
     except FileNotFoundError:
@@ -313,7 +313,7 @@ def to_float32(samples: np.ndarray) -> np.ndarray:
 
 def write_wav(path: Path | str | BinaryIO, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
     """16-bit mono PCM WAV, to a path or a binary file object."""
-    with wave.open(path if hasattr(path, "write") else str(path), "wb") as wav:
+    with wave.open(path if not isinstance(path, (str, Path)) else str(path), "wb") as wav:
         wav.setnchannels(1)
         wav.setsampwidth(2)
         wav.setframerate(sample_rate)

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING
 from .listen import Reply
 
 if TYPE_CHECKING:
-    from broker.protocol import Result
     from eth_account.signers.local import LocalAccount
+
+    from broker.protocol import Result
     from mtor_cli.intent import Recognition
 
 _EXT = {"image/png": ".png", "image/jpeg": ".jpg", "audio/wav": ".wav", "audio/x-wav": ".wav"}

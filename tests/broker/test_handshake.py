@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from broker.protocol import Error, Pong, Register, Capability, Token, Welcome, sign_challenge
+from broker.protocol import Capability, Error, Pong, Register, Token, Welcome, sign_challenge
 from tests.support.peers import FakeWorker, TestClient, new_account
 
 

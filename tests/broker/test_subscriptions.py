@@ -14,7 +14,7 @@ async def drain(client: TestClient, seconds: float) -> list[Stats]:
     while (left := deadline - asyncio.get_running_loop().time()) > 0:
         try:
             got.append(await client.next_other(timeout=left))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             break
     return got
 

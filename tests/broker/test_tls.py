@@ -16,15 +16,16 @@ from tests.support.peers import new_account
 
 
 def self_signed(tmp: Path) -> tuple[Path, Path]:
+    import ipaddress
+
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
-    import ipaddress
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -64,7 +65,7 @@ async def test_tls_serves_wss_and_signed_https(make_broker, tmp_path: Path, monk
             async with http.ws_connect(server.url.replace("wss://", "ws://") + "/ws/client") as plain:
                 await plain.receive(timeout=2)
             raise AssertionError("plain ws:// was served on a TLS port")
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             pass
     monkeypatch.setenv(CA_ENV, str(cert))
     profile = await asyncio.to_thread(call, server.url, "GET", "/v1/profile", None, account)

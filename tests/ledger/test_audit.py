@@ -11,7 +11,6 @@ import pytest
 from ledger import Ledger, LedgerError
 from ledger import accounts as A
 from ledger.units import ONE
-
 from tests.ledger.conftest import new_account
 
 

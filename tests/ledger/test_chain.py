@@ -10,7 +10,6 @@ import pytest
 from ledger import ChainError, Ledger, LedgerConfig
 from ledger.chain import Chain, decode_revert
 from ledger.units import ONE
-
 from tests.ledger.conftest import new_account
 
 

@@ -11,7 +11,6 @@ from ledger import ChainError, InsufficientFunds, Ledger, LedgerError
 from ledger import accounts as A
 from ledger.service import sign_voucher
 from ledger.units import ONE
-
 from tests.ledger.conftest import new_account
 
 

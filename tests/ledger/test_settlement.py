@@ -12,7 +12,6 @@ from ledger import ChainError, Ledger, LedgerConfig, RealmBilling
 from ledger import accounts as A
 from ledger.settlement import SETTLED, Settler, pack
 from ledger.units import ONE
-
 from tests.ledger.conftest import new_account
 
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from ledger import Ledger, LedgerConfig
+from ledger import Ledger, LedgerConfig, watcher
 from ledger import accounts as A
-from ledger import watcher
 from ledger.units import ONE
-
 from tests.ledger.conftest import new_account
 
 

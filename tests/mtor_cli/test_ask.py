@@ -40,7 +40,7 @@ def realm(tmp_path_factory: pytest.TempPathFactory, tiny_chat_model: Path) -> It
         yield realm
 
 
-def mtor(*args: str, input: str | None = None):  # noqa: ANN201 - click's Result
+def mtor(*args: str, input: str | None = None):
     return CliRunner().invoke(app, list(args), input=input)
 
 
@@ -193,7 +193,7 @@ async def test_queue_full_exits_4(tmp_path: Path) -> None:
     assert "[queue_full]" in _one_error_line(result.stderr)
 
 
-async def _drain(stream) -> None:  # noqa: ANN001 - an async generator of events
+async def _drain(stream) -> None:
     async for _ in stream:
         pass
 
@@ -210,7 +210,7 @@ def test_ctrl_c_cancels_the_request_and_exits_130(realm: ThreadRealm, tmp_path: 
     assert proc.stdout is not None
     assert proc.stdout.read(1) == b"a"  # it is running
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
+    _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130
     assert "[interrupted]" in err.decode()
     wait_until(

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.realm import (
+    free_port,
     get_json,
     log_of,
     mtor_command,
@@ -28,7 +29,6 @@ from tests.support.realm import (
     wait_healthy,
     wait_until,
     wait_workers,
-    free_port,
 )
 
 WORDS = "one two three four five six seven eight nine ten"

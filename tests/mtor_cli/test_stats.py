@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 from mtor_cli.client import RealmClient
-from tests.mtor_cli.test_history import echo_realm, key_file, mtor
 from mtor_cli.identity import load_or_create_account
+from tests.mtor_cli.test_history import echo_realm, key_file, mtor
 
 
 def test_stats_shows_realm_totals(tmp_path: Path) -> None:

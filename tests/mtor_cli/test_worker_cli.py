@@ -25,7 +25,7 @@ from tests.support.realm import (
 )
 
 
-def mtor(*args: str):  # noqa: ANN201 - click's Result
+def mtor(*args: str):
     return CliRunner().invoke(app, list(args))
 
 

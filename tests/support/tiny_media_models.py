@@ -130,7 +130,7 @@ def build_vqa(path: Path, *, image_size: int = 32, hidden: int = 32, layers: int
 
     torch.manual_seed(0)
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]"]
-    words = specials + list(dict.fromkeys(_GPT2_WORDS + ["what", "this", "color"]))
+    words = specials + list(dict.fromkeys([*_GPT2_WORDS, "what", "this", "color"]))
     tokenizer = BertTokenizer(vocab={w: i for i, w in enumerate(words)}, bos_token="[DEC]")
     config = BlipConfig(
         text_config={

@@ -150,7 +150,7 @@ async def test_concurrent_chats_are_batched_and_match_one_at_a_time(chat: ChatBa
     together = await asyncio.gather(*(ask(chat, p, temperature=0, max_tokens=40) for p in prompts))
     assert chat.engine.max_rows_seen > 1  # forward passes served several chats at once
     chat.engine.max_rows_seen = max(rows_before, chat.engine.max_rows_seen)
-    for prompt, single, (result, tokens) in zip(prompts, alone, together):
+    for prompt, single, (result, tokens) in zip(prompts, alone, together, strict=False):
         assert result.text == single, prompt
         assert "".join(t.text for t in tokens) == result.text
 

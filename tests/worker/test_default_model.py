@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 
 from broker.protocol import Token, Work
-from worker import Device, Emitter
-from worker import models
+from worker import Device, Emitter, models
 from worker.backends.chat import ChatBackend
 
 

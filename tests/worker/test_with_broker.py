@@ -36,7 +36,7 @@ async def realm(tmp_path: Path, tiny_chat_model: Path) -> AsyncIterator[tuple[st
 
 
 async def test_concurrent_chats_stream_through_the_realm(realm: Any) -> None:
-    url, worker, chat = realm
+    url, _worker, chat = realm
     prompts = ["hello", "tell me a joke", "workers serve models", "imagine a cat"]
     async with RealmClient(url, Account.create()) as client:
         alone = [
@@ -59,7 +59,7 @@ async def test_concurrent_chats_stream_through_the_realm(realm: Any) -> None:
 
 
 async def test_bad_params_reach_the_client_and_the_worker_keeps_serving(realm: Any) -> None:
-    url, worker, _ = realm
+    url, _worker, _ = realm
     async with RealmClient(url, Account.create()) as client:
         with pytest.raises(RealmError) as err:
             await client.ask("hello", intent="chat", params={"max_tokens": -5})
@@ -69,7 +69,7 @@ async def test_bad_params_reach_the_client_and_the_worker_keeps_serving(realm: A
 
 
 async def test_cancel_from_the_client_frees_the_worker(realm: Any) -> None:
-    url, worker, _ = realm
+    url, _worker, _ = realm
     words = " ".join(f"w{i}" for i in range(200))
     async with RealmClient(url, Account.create()) as client:
         first = asyncio.Event()

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 from broker.protocol import Attachment, Capability, Msg, Progress, Token, Work, WorkResult
 

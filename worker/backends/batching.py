@@ -25,8 +25,9 @@ import asyncio
 import inspect
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass
@@ -74,8 +75,16 @@ class _Seq:
     """Per-row state: generated ids and the incremental detokenizer's offsets."""
 
     __slots__ = (
-        "req", "ids", "cache_len", "prefix_offset", "read_offset", "pieces",
-        "generator", "started_at", "first_at", "finish",
+        "cache_len",
+        "finish",
+        "first_at",
+        "generator",
+        "ids",
+        "pieces",
+        "prefix_offset",
+        "read_offset",
+        "req",
+        "started_at",
     )
 
     def __init__(self, req: GenRequest, generator: Any) -> None:
@@ -271,7 +280,7 @@ class BatchEngine:
         import torch
         from transformers.cache_utils import DynamicLayer
 
-        layers = getattr(cache, "layers", None)
+        layers = getattr(cache, "layers", None) or []
         self._mergeable = bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
         if not self._seqs:
             self._seqs, self._cache, self._mask, self._next = seqs, cache, mask, nxt
@@ -287,7 +296,7 @@ class BatchEngine:
             shape[-2 if t.dim() == 4 else -1] = n
             return torch.cat([t.new_zeros(shape), t], dim=-2 if t.dim() == 4 else -1)
 
-        for old, new in zip(self._cache.layers, cache.layers):
+        for old, new in zip(self._cache.layers, cache.layers, strict=False):
             old.keys = torch.cat([pad(old.keys, width - old_t), pad(new.keys, width - new_t)], 0)
             old.values = torch.cat(
                 [pad(old.values, width - old_t), pad(new.values, width - new_t)], 0
@@ -350,7 +359,7 @@ class BatchEngine:
     def _accept(self, seqs: list[_Seq], tokens: list[int]) -> None:
         now = time.perf_counter()
         with self._tok_lock:
-            for seq, tok in zip(seqs, tokens):
+            for seq, tok in zip(seqs, tokens, strict=False):
                 if seq.first_at is None:
                     seq.first_at = now
                 if tok in self.eos_ids:

@@ -16,8 +16,9 @@ import asyncio
 import math
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from broker.protocol import Capability, Work, WorkResult
 from worker.backends.base import Backend, BadInput, Device, Emitter

@@ -69,7 +69,7 @@ def synthesize(text: str, *, engine: str | None = None, voice: str | None = None
                 cmd += ["-v", voice]
             if speed:
                 cmd += ["-s", str(speed)]
-            done = subprocess.run(cmd + ["--", text], capture_output=True, text=True, timeout=_TIMEOUT_S)
+            done = subprocess.run([*cmd, "--", text], capture_output=True, text=True, timeout=_TIMEOUT_S)
             if done.returncode != 0:
                 raise SpeechEngineError(f"espeak-ng failed: {(done.stderr or done.stdout).strip()}")
         elif engine == "pyttsx3":

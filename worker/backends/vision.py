@@ -99,7 +99,7 @@ class VisionBackend(Backend):
         if config.model_type == "vision-encoder-decoder":
             from transformers import AutoImageProcessor, AutoTokenizer, VisionEncoderDecoderModel
 
-            model = VisionEncoderDecoderModel.from_pretrained(self.model, dtype=self.device.torch_dtype)
+            model: Any = VisionEncoderDecoderModel.from_pretrained(self.model, dtype=self.device.torch_dtype)
             self._image_processor = AutoImageProcessor.from_pretrained(self.model)
             self._tokenizer = AutoTokenizer.from_pretrained(self.model)
         else:

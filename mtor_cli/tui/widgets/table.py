@@ -155,7 +155,7 @@ class RowTable(ScrollView, can_focus=True):
 
     def _render_cells(self, cells: Sequence[Cell]) -> Strip:
         text = Text(no_wrap=True, overflow="crop", end="")
-        for (_, _, width), cell in zip(self.columns, cells):
+        for (_, _, width), cell in zip(self.columns, cells, strict=False):
             piece = cell.copy() if isinstance(cell, Text) else Text(str(cell))
             piece.truncate(width, overflow="ellipsis", pad=True)
             text.append(" ")

@@ -43,6 +43,12 @@ async def test_keys_move_between_panes():
         assert app.focused is app.query_one("#result")
         await pilot.press("w")
         assert app.focused is app.query_one("#workers")
+        # Table repaints are coalesced, so the pushed workers show a beat after the feed drains.
+        workers = app.query_one("#workers", WorkersPane)
+        for _ in range(100):
+            if workers.row_count == len(workers_snapshot()):
+                break
+            await pilot.pause(0.05)
         await pilot.press("down")
         assert app.query_one("#workers", WorkersPane).cursor_row == 1
         await pilot.press("slash")
@@ -52,7 +58,7 @@ async def test_keys_move_between_panes():
 
 
 async def test_help_lists_the_keys_and_closes():
-    app, feed = known_app()
+    app, _feed = known_app()
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("f1")
         assert isinstance(app.screen, HelpScreen)
@@ -86,7 +92,7 @@ async def test_theme_switches_between_dark_and_light():
 
 
 async def test_command_palette_offers_the_app_commands():
-    app, feed = known_app()
+    app, _feed = known_app()
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("ctrl+p")
         assert isinstance(app.screen, CommandPalette)

@@ -124,7 +124,8 @@ def test_the_explain_line_for_ask() -> None:
 
 
 def test_the_explain_line_when_only_chat_is_served(recogniser: Recogniser, monkeypatch: pytest.MonkeyPatch) -> None:
-    from mtor_cli.intent import explain_choice, recogniser as module
+    from mtor_cli.intent import explain_choice
+    from mtor_cli.intent import recogniser as module
 
     monkeypatch.setattr(module, "_default", recogniser)
     line = explain_choice("could I get a poster for a jazz night", (), "chat")
