@@ -17,8 +17,9 @@ from aiohttp import web
 
 from broker.accounts import AccountError, AccountStore, accounts_path
 from broker.history import History
+from broker.protocol import MtorError
 from broker.ratelimit import RateLimits
-from broker.signed import RequestVerifier, SignatureRefused
+from broker.signed import RequestVerifier
 from broker.sysop import Sysop
 from broker.trust import WorkerTrust
 
@@ -33,8 +34,8 @@ def _json(data: object, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
 
-def _error(code: str, message: str, hint: str = "") -> web.Response:
-    return _json({"error": {"code": code, "message": message, "hint": hint}}, _STATUS.get(code, 400))
+def _error(exc: MtorError) -> web.Response:
+    return _json({"error": exc.to_dict()}, _STATUS.get(exc.code, 400))
 
 
 def install(broker: BrokerServer, app: web.Application) -> None:
@@ -68,10 +69,8 @@ def install(broker: BrokerServer, app: web.Application) -> None:
             try:
                 who = await verifier.verify(request)
                 return await handler(request, who)
-            except SignatureRefused as exc:
-                return _error("bad_signature", exc.message, exc.hint)
-            except AccountError as exc:
-                return _error(exc.code, exc.message, exc.hint)
+            except MtorError as exc:
+                return _error(exc)
 
         return wrapped
 

@@ -90,9 +90,7 @@ class Dispatcher:
         except Rejected as rej:
             self.counters["rejected"] += 1
             self._metrics.rejected(rej.code)
-            peer.send(
-                Error(code=rej.code, message=rej.message, hint=rej.hint, guid=query.guid, detail=rej.detail)
-            )
+            peer.send(rej.to_error(query.guid))
 
     def _submit(self, peer: Peer, query: SubmitQuery) -> None:
         user = peer.address

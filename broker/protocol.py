@@ -142,11 +142,16 @@ class Attachment(msgspec.Struct, omit_defaults=True):
 
 
 class Capability(msgspec.Struct, omit_defaults=True):
-    """One intent a worker serves, with the models it has loaded for it."""
+    """One intent a worker serves, with the models it has loaded for it.
+
+    ``params`` is a JSON Schema object of the parameters the backend accepts
+    (its declared ``Params``); ``info`` holds facts that are not parameters
+    (context length, size limits, the device)."""
 
     intent: str
     models: list[str] = []
     params: dict[str, Any] = {}
+    info: dict[str, Any] = {}
 
 
 # --- client -> broker ------------------------------------------------------
@@ -328,17 +333,36 @@ def encode_str(msg: Msg) -> str:
     return _encoder.encode(msg).decode()
 
 
-class ProtocolError(Exception):
-    """A frame could not be decoded; ``code`` is one of ERROR_CODES."""
+class MtorError(Exception):
+    """The project's one error type: a stable ``code`` that programs switch on
+    (one of ERROR_CODES on the bus), a ``message`` saying what went wrong and
+    a ``hint`` saying what to do, plus optional ``detail`` for programs.
+    Every package raises it or a subclass named for where it comes from."""
 
-    def __init__(self, code: str, message: str, hint: str = "") -> None:
+    def __init__(self, code: str, message: str, hint: str = "", **detail: Any) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.hint = hint
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"{self.message} [{self.code}]" + (f" - hint: {self.hint}" if self.hint else "")
 
     def to_error(self, guid: str | None = None) -> Error:
-        return Error(code=self.code, message=self.message, hint=self.hint, guid=guid)
+        """This error as the bus's `error` message."""
+        return Error(code=self.code, message=self.message, hint=self.hint, guid=guid, detail=dict(self.detail))
+
+    def to_dict(self) -> dict[str, Any]:
+        """This error as REST bodies carry it: ``{"code", "message", "hint"}`` (and ``detail``)."""
+        out: dict[str, Any] = {"code": self.code, "message": self.message, "hint": self.hint}
+        if self.detail:
+            out["detail"] = self.detail
+        return out
+
+
+class ProtocolError(MtorError):
+    """A frame could not be decoded."""
 
 
 class Decoder:

@@ -50,8 +50,9 @@ MAX_FRAME_BYTES = 64 * 1024 * 1024  # results may carry images/audio inline
 Event = p.Accepted | p.Token | p.Progress | p.Result | p.Error
 
 
-class RealmError(Exception):
-    """A request failed; ``code`` is stable, ``message``/``hint`` are for people."""
+class RealmError(p.MtorError):
+    """A request failed; ``code`` is stable, ``message``/``hint`` are for people,
+    ``guid`` names the request it ended."""
 
     def __init__(
         self,
@@ -61,19 +62,13 @@ class RealmError(Exception):
         guid: str | None = None,
         detail: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.hint = hint
+        super().__init__(code, message, hint)
+        self.detail = dict(detail or {})  # the broker's, whatever its keys
         self.guid = guid
-        self.detail = detail or {}
 
     @classmethod
     def from_error(cls, err: p.Error) -> RealmError:
         return cls(err.code, err.message, err.hint, err.guid, dict(err.detail))
-
-    def __str__(self) -> str:
-        return f"{self.message} [{self.code}]" + (f" - hint: {self.hint}" if self.hint else "")
 
 
 def new_guid() -> str:

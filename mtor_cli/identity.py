@@ -12,14 +12,15 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from broker.protocol import MtorError
 from mtor_cli import paths
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
 
 
-class IdentityError(Exception):
-    """The key file exists but cannot be used."""
+class IdentityError(MtorError):
+    """The key file exists but cannot be used (code ``bad_key``)."""
 
 
 def load_or_create_account(path: Path | None = None) -> LocalAccount:
@@ -35,8 +36,9 @@ def load_or_create_account(path: Path | None = None) -> LocalAccount:
         account = Account.from_key(data["private_key"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise IdentityError(
-            f"cannot read the key file {path}: {exc}. "
-            "Move it away to create a new identity (its address loses its balance)."
+            "bad_key",
+            f"cannot read the key file {path}: {exc}",
+            "move it away to create a new identity (its address loses its balance)",
         ) from exc
     return account
 

@@ -33,6 +33,7 @@ from broker.protocol import (
     Error,
     Failed,
     Msg,
+    MtorError,
     Ping,
     Pong,
     Register,
@@ -50,14 +51,8 @@ log = logging.getLogger("mtor.worker")
 MAX_ERROR_CHARS = 500
 
 
-class WorkerRejected(RuntimeError):
+class WorkerRejected(MtorError):
     """The broker refused the registration; retrying would not help."""
-
-    def __init__(self, code: str, message: str, hint: str = "") -> None:
-        super().__init__(f"{code}: {message}" + (f" ({hint})" if hint else ""))
-        self.code = code
-        self.message = message
-        self.hint = hint
 
 
 class _Dropped(Exception):

@@ -297,7 +297,7 @@ async def _run(
     try:
         account = load_or_create_account()
     except IdentityError as exc:
-        output.fail("identity", str(exc))
+        output.fail(exc.code, exc.message, exc.hint)
 
     def show_broadcast(msg: Broadcast) -> None:
         output.note(f"broadcast from {msg.sender}: {msg.message}")

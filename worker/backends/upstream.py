@@ -20,9 +20,9 @@ import urllib.error
 import urllib.request
 from typing import Any, ClassVar
 
-from broker.protocol import Capability, Work, WorkResult
+from broker.protocol import Work, WorkResult
 from worker.backends.base import Backend, BadInput, Device, Emitter
-from worker.backends.chat import MAX_TOKENS_CAP, parse_params
+from worker.backends.chat import CHAT_PARAMS
 from worker.media import MAX_ATTACHMENT_BYTES, load_image
 
 MAX_PROMPT_CHARS = 32_000
@@ -33,15 +33,13 @@ class UpstreamError(RuntimeError):
     """The upstream server refused the request or broke the stream."""
 
 
-def _request_fields(work: Work, *, needs_prompt: bool) -> dict[str, Any]:
-    """The chat parameters (the same as the local chat backend's) checked; BadInput on anything off."""
+def _check_prompt(work: Work, *, needs_prompt: bool) -> None:
     if needs_prompt and not work.prompt.strip():
         raise BadInput("bad_params", "the prompt is empty", "type what you want to ask")
     if len(work.prompt) > MAX_PROMPT_CHARS:
         raise BadInput(
             "prompt_too_long", f"the prompt is {len(work.prompt)} characters", f"keep it under {MAX_PROMPT_CHARS}"
         )
-    return parse_params(work.params)
 
 
 def list_models(base_url: str, api_key: str | None = None, timeout_s: float = 10.0) -> list[str]:
@@ -64,6 +62,7 @@ class UpstreamChatBackend(Backend):
     """The chat intent, served by an OpenAI-compatible upstream server."""
 
     intent: ClassVar[str] = "chat"
+    PARAMS = CHAT_PARAMS  # the same as the local chat backend's
     needs_prompt: ClassVar[bool] = True
 
     def __init__(self, model: str | None, device: Device, **options: Any) -> None:
@@ -90,21 +89,19 @@ class UpstreamChatBackend(Backend):
                 f"{self.base_url} does not serve model {self.model!r}; it lists: {', '.join(models)}"
             )
 
-    def capability(self) -> Capability:
-        return Capability(
-            intent=self.intent,
-            models=[self.model_name],
-            params={"upstream": self.base_url, "max_tokens": [1, MAX_TOKENS_CAP]},
-        )
+    def info(self) -> dict[str, Any]:
+        return {"upstream": self.base_url}
 
     def validate(self, work: Work) -> None:
-        _request_fields(work, needs_prompt=self.needs_prompt)
+        _check_prompt(work, needs_prompt=self.needs_prompt)
+        self.params.parse(work.params)
 
     def _content(self, work: Work) -> Any:
         return work.prompt
 
     def _body(self, work: Work) -> dict[str, Any]:
-        params = _request_fields(work, needs_prompt=self.needs_prompt)
+        _check_prompt(work, needs_prompt=self.needs_prompt)
+        params = self.params.parse(work.params)
         messages: list[dict[str, Any]] = []
         if params.get("system"):
             messages.append({"role": "system", "content": params["system"]})

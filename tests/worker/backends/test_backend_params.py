@@ -157,7 +157,7 @@ def test_speech_params_refused(params: dict[str, Any], says: str) -> None:
 async def test_vision_answers_the_question_with_an_image_text_to_text_model(tmp_path: Path) -> None:
     backend = VisionBackend(str(build_vqa(tmp_path / "tiny-blip")), Device())
     backend.load()
-    assert backend.capability().params["questions"] is True
+    assert backend.capability().info["questions"] is True
     image = Attachment(kind="image", data=base64.b64encode(png_bytes(40, 40)).decode())
     work = Work(guid="q", intent="vision", prompt="what color is this", attachments=[image])
     result, sent = await _run(backend, work)

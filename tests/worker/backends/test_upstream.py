@@ -212,7 +212,7 @@ def test_mtor_worker_serve_upstream_end_to_end(tmp_path: Path) -> None:
         proc = spawn_worker(realm.url, tmp_path / "worker", "chat", "tiny-llama", "--upstream", server.url)
         try:
             (row,) = wait_until(lambda: workers(realm.url, "chat"), 60, "the upstream worker process to register")
-            assert row["capabilities"][0]["params"]["upstream"] == server.url
+            assert row["capabilities"][0]["info"]["upstream"] == server.url
             res = mtor("ask", "--broker", realm.url, "--intent", "chat", "hello upstream")
             assert res.exit_code == 0, res.stderr + log_of(tmp_path / "worker", "worker.log")
             assert res.stdout.strip() == "[1 messages] you said: hello upstream"
