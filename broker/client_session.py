@@ -15,6 +15,7 @@ from broker.protocol import (
     Hello,
     Ping,
     Pong,
+    ProtocolError,
     SubmitQuery,
     Subscribe,
     Welcome,
@@ -32,6 +33,8 @@ async def client_socket(broker: BrokerServer, request: web.Request) -> web.WebSo
     broker.clients.add(peer)
     try:
         async for msg in messages(peer, _decoder, broker.config.max_frame_bytes, broker.metrics):
+            if isinstance(msg, ProtocolError):
+                continue  # answered; a client's bad frame refers to nothing running
             try:
                 keep = _handle(broker, peer, msg)
             except Exception as exc:

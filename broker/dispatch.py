@@ -280,7 +280,7 @@ class Dispatcher:
             self._subs.changed("workers")
         cost = 0
         if self._billing is not None:
-            cost = self._billing.capture(job.guid, worker.address, job.intent, res.usage)
+            cost = self._billing.capture(job.guid, worker.address, job.intent, res.usage.reported())
             self._subs.ledger_event("capture", job.guid, job.user, cost)
         timings = dict(res.timings)
         timings["queue_s"] = job.started_at - job.waiting_since
@@ -295,6 +295,7 @@ class Dispatcher:
             model=res.model,
             timings=timings,
             usage=res.usage,
+            finish_reason=res.finish_reason,
             cost=cost,
         )
         data = encode(result)

@@ -17,7 +17,7 @@ the peer answers with an EIP-191 personal-sign signature of
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -141,6 +141,40 @@ class Attachment(msgspec.Struct, omit_defaults=True):
     name: str | None = None
 
 
+# What a worker may claim one job used. A count outside these bounds is a bug
+# or a lie (a negative count would pay the user, a huge one would bill them
+# everything they hold), so a `result` carrying one is refused at the socket
+# as `invalid_message` before anything is charged for it.
+MAX_TOKENS_USED = 10_000_000  # prompt or completion tokens of one job
+MAX_IMAGES_USED = 1_000
+MAX_STEPS_USED = 100_000
+MAX_PIXELS_USED = 1 << 32  # all images of one job together
+MAX_AUDIO_SECONDS_USED = 24 * 3600
+MAX_CHARACTERS_USED = 10_000_000
+
+_Tokens = Annotated[int, msgspec.Meta(ge=0, le=MAX_TOKENS_USED)]
+
+
+class Usage(msgspec.Struct, omit_defaults=True):
+    """What one job used, as the worker reports it and the ledger prices it.
+
+    A field a backend does not measure stays None (left out on the wire), so
+    "not reported" never reads as "used none". Unknown keys are ignored.
+    """
+
+    prompt_tokens: _Tokens | None = None
+    completion_tokens: _Tokens | None = None
+    images: Annotated[int, msgspec.Meta(ge=0, le=MAX_IMAGES_USED)] | None = None
+    steps: Annotated[int, msgspec.Meta(ge=0, le=MAX_STEPS_USED)] | None = None
+    pixels: Annotated[int, msgspec.Meta(ge=0, le=MAX_PIXELS_USED)] | None = None
+    audio_seconds: Annotated[int, msgspec.Meta(ge=0, le=MAX_AUDIO_SECONDS_USED)] | None = None
+    characters: Annotated[int, msgspec.Meta(ge=0, le=MAX_CHARACTERS_USED)] | None = None
+
+    def reported(self) -> dict[str, int]:
+        """The fields the worker reported, by name (what `Billing.capture` receives)."""
+        return {f: v for f in self.__struct_fields__ if (v := getattr(self, f)) is not None}
+
+
 class Capability(msgspec.Struct, omit_defaults=True):
     """One intent a worker serves, with the models it has loaded for it.
 
@@ -241,7 +275,8 @@ class Result(Msg, tag="result"):
     worker: str | None = None
     model: str | None = None
     timings: dict[str, float] = {}
-    usage: dict[str, int] = {}
+    usage: Usage = msgspec.field(default_factory=Usage)
+    finish_reason: str | None = None  # "stop" | "length" | "cancelled" where the backend says
     cost: int = 0
     replayed: bool = False  # True when served from the journal for a resubmitted guid
 
@@ -286,7 +321,8 @@ class WorkResult(Msg, tag="result"):
     attachments: list[Attachment] = []
     model: str | None = None
     timings: dict[str, float] = {}
-    usage: dict[str, int] = {}
+    usage: Usage = msgspec.field(default_factory=Usage)
+    finish_reason: str | None = None  # why generation ended: "stop" (end of text) or "length" (max_tokens)
 
 
 class Failed(Msg, tag="failed"):
@@ -362,7 +398,11 @@ class MtorError(Exception):
 
 
 class ProtocolError(MtorError):
-    """A frame could not be decoded."""
+    """A frame could not be decoded; ``kind`` is its `type` and ``guid`` its
+    guid, where the frame was readable enough to say."""
+
+    kind: str | None = None
+    guid: str | None = None
 
 
 class Decoder:
@@ -392,24 +432,17 @@ class Decoder:
             )
         kind = raw.get("type")
         if not isinstance(kind, str) or kind not in self._types:
-            return ProtocolError(
+            error = ProtocolError(
                 "unknown_type",
                 f"unknown message type {kind!r}",
                 "accepted types: " + ", ".join(sorted(self._types)),
             )
-        return ProtocolError(
-            "invalid_message", f"bad {kind!r} message: {exc}", "see docs/protocol.md"
-        )
-
-    @staticmethod
-    def guid_of(frame: str | bytes) -> str | None:
-        """Best-effort guid of a frame that failed to decode, so the error can name it."""
-        try:
-            raw = msgspec.json.decode(frame)
-        except msgspec.DecodeError:
-            return None
-        guid = raw.get("guid") if isinstance(raw, dict) else None
-        return guid if isinstance(guid, str) else None
+        else:
+            error = ProtocolError("invalid_message", f"bad {kind!r} message: {exc}", "see docs/protocol.md")
+            error.kind = kind
+        guid = raw.get("guid")
+        error.guid = guid if isinstance(guid, str) else None
+        return error
 
 
 def client_decoder() -> Decoder:

@@ -112,8 +112,7 @@ class WorkerTrust:
             return
         cfg = self._broker.config
         run_s = max(time.monotonic() - job.started_at, 1e-6)
-        # Backends report generated tokens as completion_tokens (fakes as tokens).
-        tokens = int(msg.usage.get("completion_tokens", msg.usage.get("tokens", 0)) or 0)
+        tokens = msg.usage.completion_tokens or 0
         if cfg.max_tokens_per_s and tokens / run_s > cfg.max_tokens_per_s:
             self._maintenance(
                 entry, watch,

@@ -16,6 +16,7 @@ from broker.protocol import (
     Ping,
     Pong,
     Progress,
+    ProtocolError,
     Register,
     Token,
     Welcome,
@@ -37,6 +38,11 @@ async def worker_socket(broker: BrokerServer, request: web.Request) -> web.WebSo
     entry: WorkerEntry | None = None
     try:
         async for msg in messages(peer, _decoder, broker.config.max_frame_bytes, broker.metrics):
+            if isinstance(msg, ProtocolError):
+                if entry is not None:
+                    msg = _refused_answer(entry, msg)
+                if msg is None:
+                    continue
             if entry is None:
                 if not isinstance(msg, Register):
                     not_authenticated(peer, "register", getattr(msg, "guid", None))
@@ -85,6 +91,15 @@ def _register(broker: BrokerServer, peer: Peer, msg: Register) -> tuple[WorkerEn
     peer.send(Welcome(address=address, realm=broker.config.realm, worker_id=entry.id))
     broker.dispatcher.worker_joined(entry)
     return entry, True
+
+
+def _refused_answer(entry: WorkerEntry, error: ProtocolError) -> Failed | None:
+    """A `result` or `failed` the socket refused (a negative token count, say)
+    still ends that attempt: as a failure of this worker, never billed, and
+    the intent goes to another worker at once instead of at its timeout."""
+    if error.kind not in ("result", "failed") or error.guid is None or error.guid not in entry.running:
+        return None
+    return Failed(guid=error.guid, code="invalid_message", message=error.message, retryable=True)
 
 
 def _handle(broker: BrokerServer, entry: WorkerEntry, msg: object) -> None:

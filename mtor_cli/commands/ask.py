@@ -346,7 +346,7 @@ def _finish(result: Result, *, streamed_text: str | None, json_out: bool, out: P
                 "worker": result.worker,
                 "model": result.model,
                 "timings": result.timings,
-                "usage": result.usage,
+                "usage": result.usage.reported(),
                 "cost": result.cost,
                 "replayed": result.replayed,
                 "files": [str(f) for f in files],

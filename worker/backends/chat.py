@@ -19,7 +19,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from broker.protocol import Work, WorkResult
+from broker.protocol import Usage, Work, WorkResult
 from worker.backends.base import Backend, BadInput, Device, Emitter
 from worker.backends.batching import BatchEngine, GenRequest, Outcome, SamplingParams
 from worker.backends.params import Param, Params
@@ -205,10 +205,8 @@ class ChatBackend(Backend):
             text=outcome.text,
             model=self.model_name,
             timings=timings,
-            usage={
-                "prompt_tokens": outcome.prompt_tokens,
-                "completion_tokens": outcome.completion_tokens,
-            },
+            usage=Usage(prompt_tokens=outcome.prompt_tokens, completion_tokens=outcome.completion_tokens),
+            finish_reason=outcome.finish_reason or None,
         )
 
     def _encode(self, prompt: str, params: dict[str, Any]) -> list[int]:

@@ -11,7 +11,7 @@ import asyncio
 import re
 import time
 
-from broker.protocol import Work, WorkResult
+from broker.protocol import Usage, Work, WorkResult
 from worker.backends.base import Backend, Emitter
 from worker.backends.params import Param, Params
 
@@ -52,5 +52,5 @@ class EchoBackend(Backend):
             text=text,
             model=self.model_name,
             timings={"run_s": time.perf_counter() - started},
-            usage={"prompt_tokens": len(chunks), "completion_tokens": sent},
+            usage=Usage(prompt_tokens=len(chunks), completion_tokens=sent),
         )

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from broker.protocol import Attachment, Work, WorkResult
+from broker.protocol import Attachment, Usage, Work, WorkResult
 from worker.backends.base import Backend, BadInput, Device, Emitter
 from worker.backends.params import Param, Params
 from worker.media import png_attachment
@@ -216,7 +216,7 @@ class ImagineBackend(Backend):
             attachments=[png_attachment(image, name=f"imagine-{params.seed}.png")],
             model=self.model_name,
             timings={"run_s": elapsed, "per_step_s": elapsed / params.steps},
-            usage={"images": 1, "steps": params.steps, "pixels": width * height},
+            usage=Usage(images=1, steps=params.steps, pixels=width * height),
         )
 
     def _draw(self, prompt: str, params: ImagineParams, out: Emitter) -> Any:

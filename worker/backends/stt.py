@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from broker.protocol import Work, WorkResult
+from broker.protocol import Usage, Work, WorkResult
 from worker.backends.base import Backend, Device, Emitter
 from worker.backends.params import Param, Params
 from worker.media import MAX_ATTACHMENT_BYTES, MAX_AUDIO_SECONDS, load_audio
@@ -141,7 +141,7 @@ class SpeechBackend(Backend):
             text=text,
             model=self.model_name,
             timings={"run_s": elapsed, "audio_s": audio.seconds, "rtf": elapsed / audio.seconds},
-            usage={"audio_seconds": math.ceil(audio.seconds)},
+            usage=Usage(audio_seconds=math.ceil(audio.seconds)),
         )
 
     def _transcribe(self, samples: Any, options: dict[str, Any], out: Emitter) -> str:

@@ -20,7 +20,7 @@ import wave
 from pathlib import Path
 from typing import Any
 
-from broker.protocol import Work, WorkResult
+from broker.protocol import Usage, Work, WorkResult
 from worker.backends.base import Backend, BadInput, Device, Emitter
 from worker.backends.params import Param, Params
 from worker.media import wav_attachment
@@ -148,7 +148,7 @@ class TTSBackend(Backend):
             attachments=[wav_attachment(wav)],
             model=self.model_name,
             timings={"run_s": time.perf_counter() - started, "audio_s": seconds},
-            usage={"characters": len(work.prompt), "audio_seconds": math.ceil(seconds)},
+            usage=Usage(characters=len(work.prompt), audio_seconds=math.ceil(seconds)),
         )
 
     def _speak(self, text: str, voice: str | None, speed: int | None) -> bytes:

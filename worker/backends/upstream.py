@@ -20,7 +20,7 @@ import urllib.error
 import urllib.request
 from typing import Any, ClassVar
 
-from broker.protocol import Work, WorkResult
+from broker.protocol import MAX_TOKENS_USED, Usage, Work, WorkResult
 from worker.backends.base import Backend, BadInput, Device, Emitter
 from worker.backends.chat import CHAT_PARAMS
 from worker.media import MAX_ATTACHMENT_BYTES, load_image
@@ -128,7 +128,8 @@ class UpstreamChatBackend(Backend):
         started = time.perf_counter()
         first_token: float | None = None
         parts: list[str] = []
-        usage: dict[str, int] = {}
+        usage: dict[str, Any] = {}
+        finish_reason: str | None = None
         # A session per job: it lives on the job's event loop and closes with it.
         timeout = aiohttp.ClientTimeout(total=self.timeout_s)
         async with aiohttp.ClientSession(timeout=timeout) as session, session.post(
@@ -142,9 +143,11 @@ class UpstreamChatBackend(Backend):
                     break
                 if chunk.get("error"):
                     raise UpstreamError(f"upstream stream error: {chunk['error']}")
-                if chunk.get("usage"):
-                    usage = {k: int(v) for k, v in chunk["usage"].items() if isinstance(v, int)}
+                if isinstance(chunk.get("usage"), dict):
+                    usage = chunk["usage"]
                 for choice in chunk.get("choices") or []:
+                    if isinstance(choice.get("finish_reason"), str):
+                        finish_reason = choice["finish_reason"]
                     text = (choice.get("delta") or {}).get("content")
                     if text:
                         if first_token is None:
@@ -159,11 +162,19 @@ class UpstreamChatBackend(Backend):
             text="".join(parts),
             model=self.model_name,
             timings=timings,
-            usage={
-                "prompt_tokens": usage.get("prompt_tokens", 0),
-                "completion_tokens": usage.get("completion_tokens", len(parts)),
-            },
+            usage=Usage(
+                prompt_tokens=_count(usage.get("prompt_tokens"), 0),
+                completion_tokens=_count(usage.get("completion_tokens"), len(parts)),
+            ),
+            finish_reason=finish_reason,
         )
+
+
+def _count(value: Any, fallback: int) -> int:
+    """A token count the upstream reported, if it is one the broker will accept."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKENS_USED:
+        return value
+    return fallback
 
 
 async def _sse_events(stream: Any) -> Any:

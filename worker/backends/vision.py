@@ -20,7 +20,7 @@ import threading
 import time
 from typing import Any
 
-from broker.protocol import Work, WorkResult
+from broker.protocol import Usage, Work, WorkResult
 from worker.backends.base import Backend, BadInput, Device, Emitter
 from worker.backends.params import Param, Params
 from worker.media import MAX_ATTACHMENT_BYTES, MAX_IMAGE_PIXELS, load_image
@@ -144,7 +144,7 @@ class VisionBackend(Backend):
             text=text,
             model=self.model_name,
             timings={"run_s": time.perf_counter() - started},
-            usage={"prompt_tokens": prompt_tokens, "completion_tokens": new_tokens, "images": 1},
+            usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=new_tokens, images=1),
         )
 
     def _inputs(self, image: Any, question: str) -> dict[str, Any]:

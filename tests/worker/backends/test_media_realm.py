@@ -131,7 +131,7 @@ async def test_imagine_streams_one_progress_event_per_step_with_previews(realm: 
     assert preview.mime == "image/png"
     assert Image.open(io.BytesIO(base64.b64decode(preview.data))).size == (16, 16)
     result = events[-1]
-    assert isinstance(result, Result) and result.usage["steps"] == 3
+    assert isinstance(result, Result) and result.usage.steps == 3
     (att,) = result.attachments
     assert att.mime == "image/png"
     assert Image.open(io.BytesIO(base64.b64decode(att.data))).size == (32, 32)
