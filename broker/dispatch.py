@@ -380,7 +380,6 @@ class Dispatcher:
     # --- shared ---------------------------------------------------------
 
     def _retry(self, job: Job, code: str, message: str) -> None:
-        job.last_error = (code, message)
         if job.attempts >= self._cfg.max_attempts:
             self._finish_error(
                 job,
@@ -451,7 +450,6 @@ class Dispatcher:
             attachments=q.attachments,
             params=q.params,
             stream=q.stream,
-            deadline_s=timeout,
         )
         # After the commit: a worker never runs an intent the journal does not hold.
         self._outbox.send(worker.peer, encode(work))

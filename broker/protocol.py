@@ -343,7 +343,6 @@ class Work(Msg, tag="work"):
     attachments: list[Attachment] = []
     params: dict[str, Any] = {}
     stream: bool = True
-    deadline_s: float = 0.0
 
 
 # --- unions, one per direction --------------------------------------------

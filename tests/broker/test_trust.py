@@ -144,10 +144,10 @@ async def test_spot_checks_rerun_greedy_chat_on_a_trusted_worker(make_broker) ->
         assert "spot check failed" in notice.message and answer.guid in notice.message
         check = honest.received[-1]
         assert check.prompt == "what is two plus two" and check.params == {"temperature": 0} and not check.stream
-        assert server.trust.spot_checks == {"passed": 0, "failed": 1}
+        assert server.parts.trust.spot_checks == {"passed": 0, "failed": 1}
 
         # Sampled answers that are not greedy are never checked; honest answers pass.
         await client.ask("creative", intent="chat", params={"temperature": 0.7})
         assert len(honest.received) == 5 and honest.received[-1].prompt == "creative"
         await client.ask("same answer", intent="chat", params={"temperature": 0})
-        assert server.trust.spot_checks == {"passed": 0, "failed": 1}  # no second trusted worker to check honest
+        assert server.parts.trust.spot_checks == {"passed": 0, "failed": 1}  # no second trusted worker to check honest
