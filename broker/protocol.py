@@ -17,9 +17,11 @@ the peer answers with an EIP-191 personal-sign signature of
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated, Any, Literal
 
 import msgspec
+import orjson
 
 PROTOCOL_VERSION = 1
 
@@ -55,6 +57,56 @@ ERROR_CODES: dict[str, str] = {
 
 ATTACHMENT_KINDS = ("image", "audio")
 
+# Frames and bodies from other machines are refused beyond this nesting depth
+# before any recursive decoder sees them (orjson's own fixed bound, which it
+# checks without recursing in Python).
+MAX_NESTING = 1024
+# Python's recursion limit for our processes. py_ecc (imported by eth_account)
+# raises it to 100000 at import; then recursive C code (msgspec, json) runs
+# off the end of the C stack on a deeply nested frame and the process dies
+# with SIGSEGV instead of raising RecursionError. ~20,000 levels already fill
+# an 8 MiB stack; 10,000 leaves room and is 10x Python's default.
+SANE_RECURSION_LIMIT = 10_000
+
+
+def sane_recursion_limit() -> None:
+    """Put Python's recursion limit back to a sane value if an import raised it."""
+    if sys.getrecursionlimit() > SANE_RECURSION_LIMIT:
+        sys.setrecursionlimit(SANE_RECURSION_LIMIT)
+
+
+def _eth() -> Any:
+    """eth_account's ``Account``, imported with the recursion limit put back."""
+    from eth_account import Account
+
+    sane_recursion_limit()
+    return Account
+
+
+def _defunct(text: str) -> Any:
+    from eth_account.messages import encode_defunct
+
+    return encode_defunct(text=text)
+
+
+def check_nesting(data: str | bytes) -> None:
+    """Raise ``msgspec.DecodeError`` for JSON nested deeper than MAX_NESTING.
+
+    A frame with no more openers than the bound cannot be nested deeper, so
+    nearly every frame costs two counts and no parse."""
+    openers = data.count("[") + data.count("{") if isinstance(data, str) else data.count(b"[") + data.count(b"{")
+    if openers <= MAX_NESTING:
+        return
+    try:
+        orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise msgspec.DecodeError(f"invalid or too deeply nested JSON (at most {MAX_NESTING} levels): {exc}") from None
+
+
+def loads(data: str | bytes) -> Any:
+    """JSON from another machine (REST bodies and answers): depth-bounded, never recursive in Python."""
+    return orjson.loads(data)
+
 
 def challenge_text(nonce: str, role: str) -> str:
     """The exact text a peer signs to prove it holds its key.
@@ -67,22 +119,15 @@ def challenge_text(nonce: str, role: str) -> str:
 
 def sign_challenge(private_key: bytes | str, nonce: str, role: str) -> str:
     """EIP-191 personal-sign of :func:`challenge_text`; returns 0x-hex."""
-    from eth_account import Account
-    from eth_account.messages import encode_defunct
-
-    signed = Account.sign_message(encode_defunct(text=challenge_text(nonce, role)), private_key)
+    signed = _eth().sign_message(_defunct(challenge_text(nonce, role)), private_key)
     return "0x" + signed.signature.hex().removeprefix("0x")
 
 
 def recover_signer(nonce: str, role: str, signature: str) -> str | None:
     """The checksummed address that signed the challenge, or None if unreadable."""
-    from eth_account import Account
-    from eth_account.messages import encode_defunct
-
+    account = _eth()
     try:
-        return Account.recover_message(
-            encode_defunct(text=challenge_text(nonce, role)), signature=signature
-        )
+        return str(account.recover_message(_defunct(challenge_text(nonce, role)), signature=signature))
     except Exception:  # eth-account raises several types for malformed signatures
         return None
 
@@ -102,11 +147,7 @@ def sign_request(
     private_key: bytes | str, method: str, path: str, timestamp: int, nonce: str, body: bytes = b""
 ) -> str:
     """EIP-191 personal-sign of :func:`request_text`; returns 0x-hex."""
-    from eth_account import Account
-    from eth_account.messages import encode_defunct
-
-    text = request_text(method, path, timestamp, nonce, body)
-    signed = Account.sign_message(encode_defunct(text=text), private_key)
+    signed = _eth().sign_message(_defunct(request_text(method, path, timestamp, nonce, body)), private_key)
     return "0x" + signed.signature.hex().removeprefix("0x")
 
 
@@ -114,12 +155,10 @@ def recover_request_signer(
     method: str, path: str, timestamp: int, nonce: str, body: bytes, signature: str
 ) -> str | None:
     """The checksummed address that signed the request, or None if unreadable."""
-    from eth_account import Account
-    from eth_account.messages import encode_defunct
-
+    account = _eth()
     try:
-        return Account.recover_message(
-            encode_defunct(text=request_text(method, path, timestamp, nonce, body)), signature=signature
+        return str(
+            account.recover_message(_defunct(request_text(method, path, timestamp, nonce, body)), signature=signature)
         )
     except Exception:  # eth-account raises several types for malformed signatures
         return None
@@ -414,10 +453,11 @@ class Decoder:
 
     def decode(self, frame: str | bytes) -> Any:
         try:
+            check_nesting(frame)
             return self._typed.decode(frame)
         except msgspec.ValidationError as exc:
             raise self._explain(frame, exc) from None
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, RecursionError) as exc:
             raise ProtocolError(
                 "invalid_json", f"invalid JSON: {exc}", "send one JSON object per text frame"
             ) from None
@@ -425,7 +465,7 @@ class Decoder:
     def _explain(self, frame: str | bytes, exc: msgspec.ValidationError) -> ProtocolError:
         try:
             raw = self._raw.decode(frame)
-        except (msgspec.ValidationError, msgspec.DecodeError):
+        except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
             return ProtocolError(
                 "invalid_message", "a frame must be a JSON object", 'e.g. {"type": "ping"}'
             )
@@ -454,12 +494,27 @@ def worker_decoder() -> Decoder:
     return Decoder(WorkerMessage, TYPES_FROM_WORKER)
 
 
-def server_to_client_decoder() -> msgspec.json.Decoder[Any]:
-    return msgspec.json.Decoder(ServerToClient)
+class PeerDecoder:
+    """Decodes the broker's frames on a client or worker: like msgspec's
+    decoder (it raises msgspec errors), but depth-bounded first."""
+
+    def __init__(self, union: Any) -> None:
+        self._typed = msgspec.json.Decoder(union)
+
+    def decode(self, frame: str | bytes) -> Any:
+        check_nesting(frame)
+        try:
+            return self._typed.decode(frame)
+        except RecursionError as exc:
+            raise msgspec.DecodeError(str(exc)) from None
 
 
-def server_to_worker_decoder() -> msgspec.json.Decoder[Any]:
-    return msgspec.json.Decoder(ServerToWorker)
+def server_to_client_decoder() -> PeerDecoder:
+    return PeerDecoder(ServerToClient)
+
+
+def server_to_worker_decoder() -> PeerDecoder:
+    return PeerDecoder(ServerToWorker)
 
 
 Role = Literal["client", "worker"]

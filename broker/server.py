@@ -28,6 +28,7 @@ from broker.metrics import BrokerMetrics
 from broker.outbox import Outbox
 from broker.parts import Parts
 from broker.peer import Peers
+from broker.protocol import sane_recursion_limit
 from broker.queue import SafeQueue
 from broker.ratelimit import RateLimits
 from broker.registry import WorkerRegistry
@@ -112,6 +113,7 @@ class BrokerServer:
 
     async def start(self) -> None:
         cfg = self.config
+        sane_recursion_limit()  # a billing that imported web3 raised it (see broker.protocol)
         parts = self.parts = self._build()
 
         async def clients(request: web.Request) -> web.WebSocketResponse:

@@ -23,7 +23,6 @@ not streamed twice.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -119,7 +118,7 @@ def http_get_json(url: str, path: str, timeout: float = 3.0) -> Any:
     target = http_url(url, path)
     try:
         with urllib.request.urlopen(target, timeout=timeout, context=tls_context(target)) as resp:
-            return json.loads(resp.read())
+            return p.loads(resp.read())
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise RealmError(
             "unreachable",

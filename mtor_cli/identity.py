@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from broker.protocol import MtorError
+from broker.protocol import MtorError, sane_recursion_limit
 from mtor_cli import paths
 
 if TYPE_CHECKING:
@@ -28,6 +28,7 @@ def load_or_create_account(path: Path | None = None) -> LocalAccount:
     creating it with a fresh random key if the file does not exist."""
     from eth_account import Account
 
+    sane_recursion_limit()  # py_ecc raised it at import (see broker.protocol)
     path = path or paths.key_file()
     if not path.exists():
         _create(path, Account.create())

@@ -40,6 +40,7 @@ from broker.protocol import (
     Welcome,
     Work,
     encode_str,
+    sane_recursion_limit,
     server_to_worker_decoder,
     sign_challenge,
 )
@@ -119,6 +120,7 @@ class Worker:
         self._finished.clear()
         try:
             await self.load()
+            sane_recursion_limit()  # model libraries may have raised it (see broker.protocol)
             delay = self.config.reconnect_initial_s
             # Bounds the connect and upgrade only; the open socket lives on.
             timeout = aiohttp.ClientTimeout(total=self.config.connect_timeout_s)

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import time
 import urllib.error
 import urllib.request
 from typing import Any, ClassVar
 
-from broker.protocol import MAX_TOKENS_USED, Usage, Work, WorkResult
+from broker.protocol import MAX_TOKENS_USED, Usage, Work, WorkResult, loads
 from worker.backends.base import Backend, BadInput, Device, Emitter
 from worker.backends.chat import CHAT_PARAMS
 from worker.media import MAX_ATTACHMENT_BYTES, load_image
@@ -49,7 +48,7 @@ def list_models(base_url: str, api_key: str | None = None, timeout_s: float = 10
         request.add_header("Authorization", f"Bearer {api_key}")
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
-            payload = json.loads(response.read())
+            payload = loads(response.read())
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise ConnectionError(
             f"cannot reach the upstream server at {base_url}: {exc}; "
@@ -187,7 +186,7 @@ async def _sse_events(stream: Any) -> Any:
         if data == "[DONE]":
             return
         try:
-            event = json.loads(data)
+            event = loads(data)
         except ValueError:
             raise UpstreamError(f"upstream sent a malformed event: {data[:200]}") from None
         if isinstance(event, dict):
