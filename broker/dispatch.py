@@ -243,6 +243,11 @@ class Dispatcher:
 
     # --- worker side ----------------------------------------------------
 
+    def worker_draining(self, worker: WorkerEntry) -> None:
+        """The worker takes no new work from now on (it is shutting down)."""
+        worker.draining = True
+        self._subs.changed("workers", "stats")
+
     def worker_joined(self, worker: WorkerEntry) -> None:
         self._subs.changed("workers", "stats")
         self._pump_worker(worker)
@@ -313,7 +318,10 @@ class Dispatcher:
         if job is None:
             return self._released(worker, failed.guid)
         self._detach(job, worker)
-        if failed.retryable:
+        if worker.hands_back(failed):
+            # A worker shutting down gave it back: no fault of anyone's.
+            self._retry(job, "worker_failed", f"worker {worker.id} stopped before finishing it")
+        elif failed.retryable:
             # The worker could not do it; another one might.
             self._worker_failure(worker)
             self._retry(job, "worker_failed", f"worker {worker.id} failed: {failed.message}")

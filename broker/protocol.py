@@ -51,6 +51,7 @@ ERROR_CODES: dict[str, str] = {
     "banned": "This address is banned from the realm.",
     "forbidden": "Only a sysop (or the realm's operator) may do that.",
     "maintenance": "The worker is in maintenance: it gets no new work until a sysop resumes it.",
+    "worker_stopping": "The worker is shutting down and handed the intent back; another worker runs it.",
     "nickname_taken": "That nickname belongs to another address.",
     "internal": "The broker hit an unexpected error.",
 }
@@ -371,6 +372,12 @@ class Failed(Msg, tag="failed"):
     retryable: bool = True
 
 
+class Drain(Msg, tag="drain"):
+    """The worker is shutting down: send it no new work. It finishes what it
+    runs, or hands an intent back with `failed{code: "worker_stopping"}`;
+    neither counts against it."""
+
+
 # --- broker -> worker ------------------------------------------------------
 
 
@@ -390,11 +397,11 @@ ClientMessage = Hello | SubmitQuery | Cancel | Subscribe | Ping | Pong
 ServerToClient = (
     Challenge | Welcome | Accepted | Token | Progress | Result | Error | Stats | Broadcast | Ping | Pong
 )
-WorkerMessage = Register | Pong | Ping | Token | Progress | WorkResult | Failed
+WorkerMessage = Register | Pong | Ping | Token | Progress | WorkResult | Failed | Drain
 ServerToWorker = Challenge | Welcome | Work | Cancel | Ping | Pong | Error | Broadcast
 
 TYPES_FROM_CLIENT = frozenset(("hello", "submit_query", "cancel", "subscribe", "ping", "pong"))
-TYPES_FROM_WORKER = frozenset(("register", "pong", "ping", "token", "progress", "result", "failed"))
+TYPES_FROM_WORKER = frozenset(("register", "pong", "ping", "token", "progress", "result", "failed", "drain"))
 
 _encoder = msgspec.json.Encoder()
 

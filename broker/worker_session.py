@@ -11,6 +11,7 @@ from broker.frames import internal_error, messages, not_authenticated
 from broker.parts import Parts
 from broker.peer import Peer, open_peer
 from broker.protocol import (
+    Drain,
     Error,
     Failed,
     Ping,
@@ -115,6 +116,9 @@ def _handle(parts: Parts, entry: WorkerEntry, msg: object) -> None:
         return
     elif isinstance(msg, Ping):
         entry.peer.send(Pong(nonce=msg.nonce, ts=msg.ts))
+        return
+    elif isinstance(msg, Drain):
+        dispatcher.worker_draining(entry)
         return
     else:  # a second register
         entry.peer.send(
