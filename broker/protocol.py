@@ -33,6 +33,8 @@ ERROR_CODES: dict[str, str] = {
     "frame_too_large": "The frame is larger than the broker accepts.",
     "binary_frame": "Binary frames are not accepted; send JSON text.",
     "not_authenticated": "Send `hello` (or `register`) with a signed challenge first.",
+    "login_timeout": "No signed `hello` (or `register`) arrived in time; the socket is closed.",
+    "busy": "Too many connections are logging in (from this address, or in all); retry in a moment.",
     "bad_signature": "The signature does not match the address or the challenge.",
     "unknown_intent": "No such intent.",
     "prompt_too_long": "The prompt is longer than the broker accepts.",

@@ -136,6 +136,17 @@ def _unreachable(url: str, exc: BaseException) -> RealmError:
     )
 
 
+def _retry_after(exc: Any) -> float:
+    """The server's Retry-After (seconds) with some jitter, so refused clients do not come back together."""
+    import random
+
+    try:
+        seconds = float((exc.headers or {}).get("Retry-After", 1))
+    except ValueError:
+        seconds = 1.0
+    return min(max(seconds, 0.05), 5.0) * random.uniform(0.5, 1.0)
+
+
 class _Restream:
     """Keeps a request's stream free of repeats when its run starts over.
 
@@ -260,15 +271,29 @@ class RealmClient:
         import aiohttp
 
         assert self._session is not None
-        try:
-            ws = await asyncio.wait_for(
-                self._session.ws_connect(
-                    self.url, max_msg_size=MAX_FRAME_BYTES, autoping=True, ssl=tls_context(self.url) or True
-                ),
-                self.connect_timeout,
-            )
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise _unreachable(self.url, exc) from exc
+        deadline = time.monotonic() + self.connect_timeout
+        while True:
+            try:
+                ws = await asyncio.wait_for(
+                    self._session.ws_connect(
+                        self.url, max_msg_size=MAX_FRAME_BYTES, autoping=True, ssl=tls_context(self.url) or True
+                    ),
+                    max(0.001, deadline - time.monotonic()),
+                )
+                break
+            except aiohttp.WSServerHandshakeError as exc:
+                # 503: too many logins under way right now (broker/gate.py); come back shortly.
+                wait = _retry_after(exc)
+                if exc.status != 503 or time.monotonic() + wait > deadline:
+                    if exc.status == 503:
+                        raise RealmError(
+                            "busy", f"the broker at {self.url} stayed busy for {self.connect_timeout:g}s",
+                            "too many connections are logging in; try again shortly",
+                        ) from exc
+                    raise _unreachable(self.url, exc) from exc
+                await asyncio.sleep(wait)
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                raise _unreachable(self.url, exc) from exc
         try:
             self.welcome = await asyncio.wait_for(self._handshake(ws), self.connect_timeout)
         except TimeoutError as exc:

@@ -182,3 +182,33 @@ def test_a_diverging_rerun_stops_the_stream() -> None:
     assert _feed(stream, (0, "a "), (1, "b ")) == "a b "
     assert _feed(stream, (0, "x "), (1, "y ")) == ""
     assert stream.diverged
+
+
+async def test_a_busy_broker_is_retried_until_a_place_frees_up(tmp_path: Path) -> None:
+    import aiohttp
+
+    from broker import BrokerConfig, BrokerServer
+
+    server = BrokerServer(
+        BrokerConfig(port=0, db_path=tmp_path / "busy.db", max_unauthenticated_per_ip=2, login_timeout_s=30)
+    )
+    await server.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            idle = [await http.ws_connect(server.url + "/ws/client") for _ in range(2)]
+            with pytest.raises(RealmError) as info:
+                async with RealmClient(server.url, connect_timeout=1.0):
+                    pass
+            assert info.value.code == "busy" and "try again" in info.value.hint
+
+            async def free_one() -> None:
+                await asyncio.sleep(0.5)
+                await idle[0].close()
+
+            freeing = asyncio.create_task(free_one())
+            async with RealmClient(server.url, connect_timeout=10.0) as client:
+                assert client.welcome is not None
+            await freeing
+            await idle[1].close()
+    finally:
+        await server.stop()
