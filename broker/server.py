@@ -113,7 +113,7 @@ class BrokerServer:
             sysop=Sysop(roles, accounts, dispatcher, registry, trust, peers, subs),
             accounts=accounts,
             history=History(db),
-            verifier=RequestVerifier(cfg.request_window_s),
+            verifier=RequestVerifier(cfg.request_window_s, accounts),
             views=views,
         )
 
