@@ -107,8 +107,35 @@ def check_nesting(data: str | bytes) -> None:
 
 
 def loads(data: str | bytes) -> Any:
-    """JSON from another machine (REST bodies and answers): depth-bounded, never recursive in Python."""
-    return orjson.loads(data)
+    """JSON from another machine (REST bodies and answers): depth-bounded, and
+    integers of any size read exactly. Raises ValueError when it is not JSON."""
+    try:
+        check_nesting(data)
+        return msgspec.json.decode(data)
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise ValueError(f"invalid JSON: {exc}") from None
+
+
+# Above this, a JSON number loses precision in JavaScript (and every client
+# that reads numbers as IEEE doubles); REST writes such integers as strings.
+MAX_SAFE_INTEGER = 2**53 - 1
+
+
+def rest_json(data: Any) -> bytes:
+    """A REST body: JSON with every integer beyond MAX_SAFE_INTEGER written as a
+    decimal string (amounts in base units usually are), so no client loses
+    precision; read amounts with int() / BigInt(), which take both forms."""
+    return _encoder.encode(_safe_integers(data))
+
+
+def _safe_integers(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _safe_integers(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_safe_integers(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+        return str(value)
+    return value
 
 
 def challenge_text(nonce: str, role: str) -> str:
