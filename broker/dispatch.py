@@ -10,6 +10,7 @@ a clear error and its hold is released.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from typing import TYPE_CHECKING
 
@@ -181,7 +182,19 @@ class Dispatcher:
             peer,
             encode(Accepted(guid=job.guid, intent=job.intent, position=0, price_held=job.price_held)),
         )
+        self._catch_up(job, query)
         return True
+
+    def _catch_up(self, job: Job, query: SubmitQuery) -> None:
+        """Send a resuming client the text of the current run it has not seen:
+        from its offset if it follows this run, else the whole run so far."""
+        if not (job.query.stream and job.stream_chars):
+            return
+        start = query.resume_offset if query.resume_run == job.run else 0
+        if start >= job.stream_chars:
+            return
+        text = "".join(job.streamed)[start:]
+        self._outbox.send(job.client, encode(Token(guid=job.guid, text=text, offset=start, run=job.run)))
 
     def _replay(self, peer: Peer, user: str, query: SubmitQuery) -> bool:
         """A guid the journal holds finished: send its stored outcome; False if unknown."""
@@ -271,6 +284,11 @@ class Dispatcher:
             self.counters["tokens"] += 1
             if not job.query.stream:
                 return True
+            # The worker's numbers are replaced by the broker's (decoded just now, ours to change).
+            msg.offset = job.stream_chars
+            msg.run = job.run
+            job.streamed.append(msg.text)
+            job.stream_chars += len(msg.text)
         if job.client is not None:
             job.client.send(msg)
         return True
@@ -443,6 +461,9 @@ class Dispatcher:
 
     def _start(self, job: Job, worker: WorkerEntry) -> None:
         job.worker = worker
+        job.run = secrets.randbits(31) | 1  # never 0 (unknown), unique across broker restarts
+        job.streamed = []
+        job.stream_chars = 0
         job.attempts += 1
         job.tried.add(worker.id)
         job.started_at = time.monotonic()

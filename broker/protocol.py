@@ -276,6 +276,10 @@ class SubmitQuery(Msg, tag="submit_query"):
     params: dict[str, Any] = {}
     stream: bool = True
     max_price: int | None = None  # base units of $9000
+    # Resubmitting a guid after a reconnect: the run and the characters of its
+    # text this client already has, so the stream continues exactly there.
+    resume_run: int = 0
+    resume_offset: int = 0
 
 
 class Cancel(Msg, tag="cancel"):
@@ -323,9 +327,16 @@ class Accepted(Msg, tag="accepted"):
 
 
 class Token(Msg, tag="token"):
+    """A piece of streamed text. ``index`` numbers a worker's tokens; the broker
+    adds ``run`` (which run of the intent produced it: a retry elsewhere or a
+    broker restart starts a new run, from offset 0) and ``offset`` (characters
+    of that run's text before this piece), so a client can resume exactly."""
+
     guid: str
     text: str
     index: int = 0
+    offset: int = 0
+    run: int = 0
 
 
 class Progress(Msg, tag="progress"):
