@@ -32,6 +32,7 @@ class BrokerConfig:
     max_prompt_chars: int = 32_000
     max_attachment_bytes: int = 16 * MiB  # decoded bytes, all attachments of one query together
     queue_limit: int = 1000  # queued intents per intent
+    user_queue_limit: int = 100  # queued intents per intent of one user, so no one fills a queue alone
     job_timeout_s: dict[str, float] = field(default_factory=dict)  # per intent
     default_job_timeout_s: float = 120.0
     max_queue_wait_s: float = 600.0  # a queued intent no worker picks up fails after this
@@ -68,6 +69,7 @@ class BrokerConfig:
             "max_frame_bytes": self.max_frame_bytes,
             "max_prompt_chars": self.max_prompt_chars,
             "queue_limit": self.queue_limit,
+            "user_queue_limit": self.user_queue_limit,
             "max_attempts": self.max_attempts,
             "default_job_timeout_s": self.default_job_timeout_s,
             "heartbeat_s": self.heartbeat_s,

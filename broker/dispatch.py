@@ -151,12 +151,22 @@ class Dispatcher:
                 "start one with `mtor worker serve`, or try again later",
                 intent=intent,
             )
+        limit = self._cfg.user_queue_limit
+        if self.queue.depth_of(intent, user) >= limit:
+            raise Rejected(
+                "queue_full",
+                f"you have {limit} intents waiting in the {intent!r} queue, your limit",
+                "wait for some of yours to finish, then retry",
+                limit=limit,
+                scope="user",
+            )
         if self.queue.depth(intent) >= self._cfg.queue_limit:
             raise Rejected(
                 "queue_full",
-                f"the {intent!r} queue is full ({self._cfg.queue_limit} waiting)",
+                f"the {intent!r} queue is full ({self._cfg.queue_limit} waiting, all users)",
                 "retry in a little while",
                 limit=self._cfg.queue_limit,
+                scope="realm",
             )
         price = 0
         if self._billing is not None:
