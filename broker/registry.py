@@ -69,13 +69,14 @@ class WorkerEntry:
             capacity = min(capacity, self.cap)
         return capacity - len(self.running) - len(self.letting_go)
 
-    def to_dict(self) -> dict[str, object]:
-        return {
+    def to_dict(self, private: bool = False) -> dict[str, object]:
+        """The worker as /v1/workers shows it; ``private`` adds what only a
+        sysop sees: its IP address and the guids it runs (users' intents)."""
+        row: dict[str, object] = {
             "id": self.id,
             "name": self.name,
             "address": self.address,
             "version": self.version,
-            "remote": self.peer.remote,
             "capabilities": [
                 {"intent": c.intent, "models": list(c.models), "params": c.params, "info": c.info}
                 for c in self.capabilities
@@ -84,10 +85,13 @@ class WorkerEntry:
             "running": len(self.running),
             "letting_go": len(self.letting_go),
             "draining": self.draining,
-            "running_guids": list(self.running),
             "connected_for_s": round(time.time() - self.connected_at, 3),
             "health": self.health.to_dict(),
         }
+        if private:
+            row["remote"] = self.peer.remote
+            row["running_guids"] = list(self.running)
+        return row
 
 
 class WorkerRegistry:
