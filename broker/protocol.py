@@ -249,12 +249,15 @@ class Capability(msgspec.Struct, omit_defaults=True):
 
     ``params`` is a JSON Schema object of the parameters the backend accepts
     (its declared ``Params``); ``info`` holds facts that are not parameters
-    (context length, size limits, the device)."""
+    (context length, size limits, the device). ``slots``: at most this many
+    jobs of this intent at once (a worker serving several intents says it
+    per intent; None: the worker's ``slots`` alone bound it)."""
 
     intent: str
     models: list[str] = []
     params: dict[str, Any] = {}
     info: dict[str, Any] = {}
+    slots: int | None = None
 
 
 # --- client -> broker ------------------------------------------------------

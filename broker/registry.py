@@ -38,6 +38,10 @@ class WorkerEntry:
         self.version = version
         self.slots = slots
         self.models: dict[str, frozenset[str]] = {c.intent: frozenset(c.models) for c in capabilities}
+        # Per-intent bounds of a worker serving several intents (an image model
+        # beside a batching chat model); None when only the worker's slots count.
+        caps = {c.intent: c.slots for c in capabilities if c.slots is not None and c.slots < slots}
+        self.intent_slots: dict[str, int] | None = caps or None
         self.capabilities = capabilities
         self.running: dict[str, Job] = {}
         # guids taken back (timeout, cancel) that the worker has not yet let go of:
@@ -60,6 +64,14 @@ class WorkerEntry:
         Only after `drain`, so a worker cannot dodge blame while taking new work."""
         return self.draining and failed.retryable and failed.code == "worker_stopping"
 
+    def free_for(self, intent: str) -> int:
+        """Free slots for a job of ``intent``."""
+        free = self.free
+        cap = self.intent_slots.get(intent) if self.intent_slots is not None else None
+        if cap is None or free <= 0:
+            return free
+        return min(free, cap - sum(1 for job in self.running.values() if job.intent == intent))
+
     @property
     def free(self) -> int:
         if self.draining:
@@ -78,7 +90,7 @@ class WorkerEntry:
             "address": self.address,
             "version": self.version,
             "capabilities": [
-                {"intent": c.intent, "models": list(c.models), "params": c.params, "info": c.info}
+                {"intent": c.intent, "models": list(c.models), "params": c.params, "info": c.info, "slots": c.slots}
                 for c in self.capabilities
             ],
             "slots": self.slots,
@@ -148,7 +160,7 @@ class WorkerRegistry:
         best: WorkerEntry | None = None
         best_key: tuple[object, ...] = ()
         for w in self._workers.values():
-            if w.free <= 0 or not w.serves(job.intent, job.model) or job.guid in w.letting_go:
+            if w.free_for(job.intent) <= 0 or not w.serves(job.intent, job.model) or job.guid in w.letting_go:
                 continue
             key = (
                 w.id in job.tried,
@@ -162,7 +174,7 @@ class WorkerRegistry:
 
     def has_free(self, intent: str) -> bool:
         for w in self._workers.values():
-            if intent in w.models and w.free > 0:
+            if intent in w.models and w.free_for(intent) > 0:
                 return True
         return False
 

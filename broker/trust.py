@@ -212,7 +212,7 @@ class WorkerTrust:
                 for w in self._registry
                 if w.id != entry.id
                 and w.address.lower() != entry.address.lower()
-                and w.free > 0
+                and w.free_for(job.intent) > 0
                 and w.serves(job.intent, model)
                 and self._trusted(w)
             ),

@@ -51,7 +51,9 @@ def serve(
         "e.g. --upstream http://127.0.0.1:11434/v1 --model llama3.",
         show_default=False,
     ),
-    slots: int | None = typer.Option(None, "--slots", min=1, help="Jobs at once (default 4; chat batches them)."),
+    slots: int | None = typer.Option(
+        None, "--slots", min=1, help="Jobs at once (default: what the backends can batch, e.g. 32 for chat)."
+    ),
     name: str | None = typer.Option(None, "--name", help="Name shown in the realm's worker list."),
     drain: float = typer.Option(
         30.0, "--drain", min=0.0,
@@ -72,7 +74,7 @@ def serve(
     specs = _backend_specs(intent, model, settings.get("backend", []))
     if gpu is None:
         gpu = settings.get("gpu")
-    slots = slots or int(settings.get("slots", 4))
+    slots = slots or (int(settings["slots"]) if settings.get("slots") else None)
     name = name if name is not None else str(settings.get("name", ""))
 
     from worker.backends.base import Backend, Device, DeviceError
@@ -112,14 +114,18 @@ def serve(
 
     account = load_or_create_account(key)
     served = ", ".join(f"{b.intent} ({b.model_name})" for b in backends)
-    output.note(f"worker {account.address} serving {served} on {device}, {slots} slot(s) -> {url}")
+    from worker.loop import default_slots
+
+    output.note(
+        f"worker {account.address} serving {served} on {device}, {slots or default_slots(backends)} slot(s) -> {url}"
+    )
     output.note("loading models ...")
     output.log_to_stderr(quiet=quiet)
     code = asyncio.run(_run(url, backends, account, slots, name, drain))
     raise SystemExit(code)
 
 
-async def _run(url: str, backends: list[Any], account: Any, slots: int, name: str, drain: float) -> int:
+async def _run(url: str, backends: list[Any], account: Any, slots: int | None, name: str, drain: float) -> int:
     from worker import Worker, WorkerConfig
 
     try:
