@@ -96,7 +96,9 @@ def check_nesting(data: str | bytes) -> None:
     """Raise ``msgspec.DecodeError`` for JSON nested deeper than MAX_NESTING.
 
     A frame with no more openers than the bound cannot be nested deeper, so
-    nearly every frame costs two counts and no parse."""
+    nearly every frame costs a length check or two counts, and no parse."""
+    if len(data) <= MAX_NESTING:
+        return
     openers = data.count("[") + data.count("{") if isinstance(data, str) else data.count(b"[") + data.count(b"{")
     if openers <= MAX_NESTING:
         return

@@ -67,18 +67,22 @@ class WorkerEntry:
     def free_for(self, intent: str) -> int:
         """Free slots for a job of ``intent``."""
         free = self.free
-        cap = self.intent_slots.get(intent) if self.intent_slots is not None else None
-        if cap is None or free <= 0:
+        if self.intent_slots is None or free <= 0:
+            return free
+        cap = self.intent_slots.get(intent)
+        if cap is None:
             return free
         return min(free, cap - sum(1 for job in self.running.values() if job.intent == intent))
 
     @property
     def free(self) -> int:
+        # Asked several times per dispatch: kept to attribute reads.
         if self.draining:
             return 0
         capacity = self.health.capacity(self.slots)
-        if self.cap is not None:
-            capacity = min(capacity, self.cap)
+        cap = self.cap
+        if cap is not None and cap < capacity:
+            capacity = cap
         return capacity - len(self.running) - len(self.letting_go)
 
     def to_dict(self, private: bool = False) -> dict[str, object]:
@@ -159,15 +163,15 @@ class WorkerRegistry:
         """
         best: WorkerEntry | None = None
         best_key: tuple[object, ...] = ()
+        intent, model, guid, tried = job.intent, job.model, job.guid, job.tried
         for w in self._workers.values():
-            if w.free_for(job.intent) <= 0 or not w.serves(job.intent, job.model) or job.guid in w.letting_go:
+            models = w.models.get(intent)
+            if models is None or (model is not None and model not in models):
                 continue
-            key = (
-                w.id in job.tried,
-                w.health.rank(),
-                len(w.running) / w.slots,
-                w.health.latency_ms or 0.0,
-            )
+            if w.free_for(intent) <= 0 or guid in w.letting_go:
+                continue
+            health = w.health
+            key = (w.id in tried, health.rank(), len(w.running) / w.slots, health.latency_ms or 0.0)
             if best is None or key < best_key:
                 best, best_key = w, key
         return best
