@@ -299,6 +299,7 @@ def run_connector(url: str, count: int, first_ip: int) -> None:
     from eth_account import Account
 
     from broker.gate import raise_fd_limit
+    from mtor_cli.client import _retry_after
 
     raise_fd_limit()
     accounts = [Account.create() for _ in range(count)]
@@ -326,7 +327,7 @@ def run_connector(url: str, count: int, first_ip: int) -> None:
                     break
                 except aiohttp.WSServerHandshakeError as exc:  # 503 busy: retry as RealmClient does
                     refused += 1
-                    await asyncio.sleep(float(exc.headers.get("Retry-After", 1) if exc.headers else 1) / 2)
+                    await asyncio.sleep(_retry_after(exc))
             challenge = orjson.loads((await ws.receive()).data)
             await ws.send_str(signed_hello(accounts[i], challenge["nonce"]))
             assert orjson.loads((await ws.receive()).data)["type"] == "welcome"

@@ -146,7 +146,7 @@ def _retry_after(exc: Any) -> float:
         seconds = float((exc.headers or {}).get("Retry-After", 1))
     except ValueError:
         seconds = 1.0
-    return min(max(seconds, 0.05), 5.0) * random.uniform(0.5, 1.0)
+    return min(max(seconds, 0.05), 5.0) * random.uniform(0.1, 1.0)
 
 
 class _Restream:
