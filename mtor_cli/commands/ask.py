@@ -7,19 +7,22 @@ import base64
 import contextlib
 import mimetypes
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 
-from mtor_cli import options, output
+from mtor_cli import money, options, output
 
 if TYPE_CHECKING:
     from rich.progress import Progress as ProgressBar
 
     from broker.protocol import Attachment, Broadcast, Progress, Result
+    from broker.routing import Routing
 
-HELP = """Ask the realm: chat, describe an image, imagine a picture, transcribe audio.
+HELP = """Ask the realm: chat, see, imagine, transcribe, speak.
 
 The answer streams to stdout token by token; progress (e.g. diffusion steps)
 is drawn on stderr; images and audio are saved to files whose paths are printed.
@@ -68,7 +71,7 @@ def ask(
     ),
     speak: bool = typer.Option(False, "--speak", help="Speak the answer aloud too."),
     explain: bool = typer.Option(
-        False, "--explain", help="Show which rule or prototype chose the intent, and its score."
+        False, "--explain", help="Show how the intent was chosen: the rule or prototype, its score, any fallback."
     ),
     steps: int | None = typer.Option(None, "--steps", min=1, help="Diffusion steps (imagine)."),
     size: str | None = typer.Option(None, "--size", help="Image size WxH, e.g. 512x512 (imagine)."),
@@ -86,8 +89,11 @@ def ask(
     out: Path | None = typer.Option(
         None, "--out", "-o", help="Where to save an image/audio result (default: ./mtor-<guid>.<ext>)."
     ),
-    max_price: int | None = typer.Option(
-        None, "--max-price", min=0, help="Refuse if the price is above this (base units of $9000)."
+    max_price: str | None = typer.Option(
+        None, "--max-price", help="Refuse if the price is above this many $9000, e.g. 0.02.", show_default=False
+    ),
+    cont: bool = typer.Option(
+        False, "--continue", "-c", help="Continue your last conversation: the model sees its earlier turns."
     ),
     timeout: float | None = typer.Option(
         None, "--timeout", min=0.1, help="Give up (and cancel) after this many seconds."
@@ -98,67 +104,76 @@ def ask(
 ) -> None:
     if voice or speak:
         from mtor_cli.voice.ask import speak_answer, voice_prompt, voice_speaker
+    price_cap = None if max_price is None else money.parse(max_price, "--max-price")
     speaker = voice_speaker() if speak else None
     attachments = [a for a in (_attach(image, "image"), _attach(None if voice else audio, "audio")) if a]
     text = voice_prompt(audio, prompt) if voice else _read_prompt(prompt, optional=bool(attachments))
     if not text and not attachments:
         output.fail("usage", "the prompt is empty", 'pass it as an argument: mtor ask "..." or on stdin')
     params = _params(steps, size, seed, negative, max_tokens, temperature, param)
-    request = text
     url = options.resolve_broker(broker)
-    if intent:
-        from broker.intents import strip_wake_word
-
-        chosen, text = intent, strip_wake_word(text)[0]
-    else:
-        chosen, text = choose_intent(text, tuple(a.kind for a in attachments), url)
+    routing = choose_intent(text, tuple(a.kind for a in attachments), url, intent)
     if explain:
-        from mtor_cli.intent import explain_choice
-
-        kinds = tuple(a.kind for a in attachments)
-        output.note(explain_choice(request, kinds, chosen, forced=bool(intent)))
+        output.note(routing.explain())
+    if routing.note:
+        output.note(f"note: {routing.note}")
+    conversation = _conversation(url, cont, routing.intent, params)
 
     from mtor_cli.client import new_guid
 
     guid = new_guid()
     stream = not no_stream and not json_out
     sink = _Stream()
+    request = _Request(url, guid, routing.prompt, routing.intent, model, attachments, params, stream, price_cap)
     try:
-        result = asyncio.run(
-            _run(sink, url, guid, text, chosen, model, attachments, params, stream, max_price, timeout, reconnect)
-        )
+        result = asyncio.run(_run(sink, request, timeout, reconnect))
     except KeyboardInterrupt:
         sink.stop()
         output.fail("interrupted", "interrupted; the request was cancelled")
     _finish(result, streamed_text=sink.text if stream else None, json_out=json_out, out=out)
+    if conversation is not None and result.text:
+        conversation.record(guid, routing.prompt, result.text, result.model)
+    if not result.text and not result.attachments:
+        output.fail(
+            "empty_answer",
+            f"the {result.intent} worker returned an empty answer (charged {money.fmt(result.cost)} $9000)",
+            "ask again, rephrased, or raise --max-tokens",
+        )
     if speaker is not None:
         speak_answer(speaker, result.text)
 
 
-def choose_intent(text: str, attachment_kinds: tuple[str, ...], url: str) -> tuple[str, str]:
-    """The intent for ``text`` when --intent is absent, and the prompt to send.
+def choose_intent(text: str, attachment_kinds: tuple[str, ...], url: str, forced: str | None = None) -> Routing:
+    """Where the request goes, and why (see :mod:`broker.routing`).
 
-    The wake word and explicit verbs decide first (``broker.intents.route``).
-    Otherwise the embedding recogniser of :mod:`mtor_cli.intent` picks the
-    nearest intent, but only where the realm at ``url`` serves something
-    besides chat: loading its model takes seconds, and with nothing else to
-    choose from the answer is chat anyway. Without the recogniser's model
-    (the chat-only install): chat.
+    The rules decide first. The embedding recogniser of :mod:`mtor_cli.intent`
+    runs only where the realm at ``url`` serves something besides chat (with
+    nothing else to choose from the answer is chat anyway) and only when its
+    model is installed. A request for an intent the realm does not serve goes
+    to chat when chat can answer it.
     """
-    from broker.intents import INTENTS, route
+    from broker.intents import strip_wake_word
+    from broker.routing import Routing, decide
 
-    routed = route(text, attachment_kinds)
-    if routed.intent is not None:
-        return routed.intent, routed.prompt
-    if not (_served_intents(url) & set(INTENTS)) - {"chat"}:
-        return "chat", routed.prompt
-    try:
-        from mtor_cli.intent import recognise
+    if forced:
+        return Routing(forced, strip_wake_word(text)[0], "--intent")
+    served = _served_intents(url)
+    return decide(text, attachment_kinds, served or None, _Recogniser())
 
-        recognition = recognise(text, attachment_kinds)
-    except (ImportError, RuntimeError):  # the embedding model is not installed
-        return "chat", routed.prompt
-    return recognition.intent, recognition.prompt
+
+class _Recogniser:
+    """The embedding stage, loaded only if the rules leave the choice to it."""
+
+    def recognise(self, text: str, attachment_kinds: Sequence[str] = ()) -> Any:
+        try:
+            from mtor_cli.intent import recognise
+
+            return recognise(text, attachment_kinds)
+        except (ImportError, RuntimeError):  # the embedding model is not installed
+            from broker.intents import strip_wake_word
+            from broker.routing import CHAT, Routing
+
+            return Routing(CHAT, strip_wake_word(text)[0], f"fallback:{CHAT} (no intent model here)", 0.0)
 
 
 def _served_intents(url: str) -> set[str]:
@@ -277,22 +292,23 @@ class _Stream:
             self._bar = None
 
 
-async def _run(
-    sink: _Stream,
-    url: str,
-    guid: str,
-    text: str,
-    intent: str,
-    model: str | None,
-    attachments: list[Attachment],
-    params: dict[str, Any],
-    stream: bool,
-    max_price: int | None,
-    timeout: float | None,
-    reconnect: float,
-) -> Result:
+@dataclass(frozen=True)
+class _Request:
+    url: str
+    guid: str
+    text: str
+    intent: str
+    model: str | None
+    attachments: list[Attachment]
+    params: dict[str, Any]
+    stream: bool
+    max_price: int | None
+
+
+async def _run(sink: _Stream, req: _Request, timeout: float | None, reconnect: float) -> Result:
     from mtor_cli.client import RealmClient, RealmError
     from mtor_cli.identity import IdentityError, load_or_create_account
+    from mtor_cli.missing import no_worker_hint
 
     try:
         account = load_or_create_account()
@@ -303,33 +319,63 @@ async def _run(
         output.note(f"broadcast from {msg.sender}: {msg.message}")
 
     try:
-        async with RealmClient(url, account, reconnect_s=reconnect, on_broadcast=show_broadcast) as client:
+        async with RealmClient(req.url, account, reconnect_s=reconnect, on_broadcast=show_broadcast) as client:
             try:
                 return await client.ask(
-                    text,
-                    intent=intent,
-                    model=model,
-                    attachments=attachments,
-                    params=params,
-                    stream=stream,
-                    max_price=max_price,
-                    guid=guid,
+                    req.text,
+                    intent=req.intent,
+                    model=req.model,
+                    attachments=req.attachments,
+                    params=req.params,
+                    stream=req.stream,
+                    max_price=req.max_price,
+                    guid=req.guid,
                     timeout=timeout,
-                    on_token=sink.token if stream else None,
+                    on_token=sink.token if req.stream else None,
                     on_progress=sink.progress,
                 )
             except asyncio.CancelledError:
                 # Ctrl-C: tell the broker, so no worker keeps running for nobody.
                 with contextlib.suppress(RealmError, ConnectionError):
-                    await client.cancel(guid)
+                    await client.cancel(req.guid)
                 raise
     except RealmError as exc:
         sink.stop()
         if sink.text:
             sys.stdout.write("\n")
-        output.fail(exc.code, exc.message, exc.hint)
+        message = money.reword(exc.code, exc.message, exc.detail, req.max_price)
+        hint = no_worker_hint(req.url, req.intent, req.model) if exc.code == "no_worker" else exc.hint
+        output.fail(exc.code, message, hint)
     finally:
         sink.stop()
+
+
+def _conversation(url: str, cont: bool, intent: str, params: dict[str, Any]) -> _Conversation | None:
+    """The conversation this chat turn belongs to (a new one unless --continue);
+    its earlier turns go into ``params["history"]``. None for other intents."""
+    if intent != "chat":
+        if cont:
+            output.fail("usage", f"--continue continues a chat, and this request goes to {intent}", "leave out -c")
+        return None
+    from mtor_cli.conversations import Conversations, history_param
+
+    store = Conversations()
+    cid = store.latest() if cont else None
+    if cont and cid is None:
+        output.note("no earlier conversation: starting a new one")
+    if cid is not None:
+        params.setdefault("history", history_param(store.turns(cid)))
+    return _Conversation(store, cid or store.start(url))
+
+
+@dataclass
+class _Conversation:
+    store: Any
+    cid: str
+
+    def record(self, guid: str, prompt: str, answer: str, model: str | None) -> None:
+        self.store.add(self.cid, guid, prompt, answer, model)
+        self.store.close()
 
 
 _EXT = {"image/png": ".png", "image/jpeg": ".jpg", "audio/wav": ".wav", "audio/x-wav": ".wav"}
@@ -347,7 +393,7 @@ def _finish(result: Result, *, streamed_text: str | None, json_out: bool, out: P
                 "model": result.model,
                 "timings": result.timings,
                 "usage": result.usage,
-                "cost": result.cost,
+                **money.fields("cost", result.cost),
                 "replayed": result.replayed,
                 "files": [str(f) for f in files],
             }

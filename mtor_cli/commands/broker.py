@@ -56,8 +56,17 @@ def serve(
         "settlement on the configured chain; see `mtor chain`), or run a free realm.",
     ),
 ) -> None:
-    """Run the aiohttp broker until Ctrl-C: /ws/client, /ws/worker, /healthz,
-    /v1/workers, /v1/stats and /metrics (Prometheus)."""
+    """Run a broker until Ctrl-C: a realm that others join.
+
+    It serves /ws/client, /ws/worker, /healthz, /v1/workers, /v1/stats and
+    /metrics (Prometheus).
+
+    Examples:
+
+      mtor broker serve --host 0.0.0.0 --port 8765 --paid
+
+      mtor broker serve --port 8443 --tls-cert cert.pem --tls-key key.pem
+    """
     from broker import BrokerConfig
 
     config = BrokerConfig(
@@ -124,7 +133,12 @@ def status(
     broker: str | None = options.broker_option(),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    """Health, queue figures and connected workers of a broker."""
+    """Health, queue figures and connected workers of a broker.
+
+    Example:
+
+      mtor broker status --broker ws://realm.example:8765
+    """
     from mtor_cli.client import RealmError, http_get_json
 
     url = broker or _default_url()

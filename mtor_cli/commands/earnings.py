@@ -25,7 +25,12 @@ def earnings(
     chain_rpc: str | None = typer.Option(None, "--chain-rpc", help=RPC_HELP),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """What this worker earned: in the journal, settled on chain, withdrawable."""
+    """What this worker earned: in the journal, settled on chain, withdrawable.
+
+    Example:
+
+      mtor worker earnings --json
+    """
     account = account_from(key)
     info = run(chain_rpc, lambda led: led.wallet(account.address))
     chain = info["chain"]
@@ -57,7 +62,12 @@ def withdraw(
     chain_rpc: str | None = typer.Option(None, "--chain-rpc", help=RPC_HELP),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Move settled earnings from the realm's contract to this worker's wallet."""
+    """Move settled earnings from the realm's contract to this worker's wallet.
+
+    Example:
+
+      mtor worker withdraw 10
+    """
     units = None if amount is None else amount_arg(amount)
     account = account_from(key)
     res = run(chain_rpc, lambda led: led.withdraw(account, units))

@@ -24,7 +24,7 @@ T = TypeVar("T")
 
 group = typer.Typer(
     name="ledger",
-    help="The realm's $9000 books: history, per-epoch settlement on chain, audit.",
+    help="The realm's $9000 books: history, settlement on chain, audit.",
     no_args_is_help=True,
 )
 
@@ -114,7 +114,12 @@ def history(
     limit: int = typer.Option(50, "--limit", min=1, max=10000, help="How many, newest first."),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Journal transactions: deposits, holds, payments, releases, withdrawals, refunds."""
+    """Journal transactions: deposits, holds, payments, releases, withdrawals, refunds.
+
+    Example:
+
+      mtor ledger history --all --limit 20
+    """
     who = None if all_ else (address or account_from(None).address)
     txns = run(None, lambda led: led.journal.history(who, limit))
     if json_out:
@@ -139,7 +144,12 @@ def settle(
     chain_rpc: str | None = typer.Option(None, "--chain-rpc", help=RPC_HELP),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Settle now: one `settle` transaction per epoch of paid queries (usually automatic)."""
+    """Settle now: one `settle` transaction per epoch of paid queries (usually automatic).
+
+    Example:
+
+      mtor ledger settle
+    """
     epochs = run(chain_rpc, lambda led: led.settle())
     data = [e.as_dict() for e in epochs]
     if json_out:
@@ -167,7 +177,12 @@ def audit(
     chain_rpc: str | None = typer.Option(None, "--chain-rpc", help=RPC_HELP),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Recompute every balance from the journal and compare with the chain. Exit 1 on any difference."""
+    """Recompute every balance from the journal and compare with the chain. Exit 1 on any difference.
+
+    Example:
+
+      mtor ledger audit --receipt 4f1c2b9e0d7a4c3e8b6a5d4c3b2a1f0e
+    """
     report = run(chain_rpc, lambda led: led.audit(receipt))
     if json_out:
         output.print_json(report.as_dict())

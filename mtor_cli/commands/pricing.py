@@ -24,6 +24,10 @@ Override it with a TOML file
   price = "0.5"
 
 Units: 1k_tokens, image, audio_second, query. Queue time is never charged.
+
+Example:
+
+  mtor pricing --json
 """
 
 

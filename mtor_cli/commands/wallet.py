@@ -12,7 +12,16 @@ from mtor_cli.commands.ledger import JSON_HELP, RPC_HELP, account_from, amount_a
 
 group = typer.Typer(
     name="wallet",
-    help="Your $9000: address, balances, deposits into the realm's escrow, refunds.",
+    help="""Your $9000 in a realm: balances, deposits, refunds.
+
+Without a subcommand: your address and balances.
+
+Examples:
+
+  mtor wallet
+
+  mtor wallet deposit 5
+""",
     invoke_without_command=True,
 )
 
@@ -31,7 +40,12 @@ def show(
     offline: bool = typer.Option(False, "--offline", help="Journal only; do not open the chain."),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Your address and balances: spendable, held for running queries, on chain."""
+    """Your address and balances: spendable, held for running queries, on chain.
+
+    Example:
+
+      mtor wallet --json
+    """
     if ctx.invoked_subcommand is not None:
         return
     account = account_from(key)
@@ -70,7 +84,12 @@ def deposit(
     chain_rpc: str | None = typer.Option(None, "--chain-rpc", help=RPC_HELP),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Escrow AMOUNT of your tokens in the realm (approve + deposit); spendable once confirmed."""
+    """Escrow AMOUNT of your tokens in the realm (approve + deposit); spendable once confirmed.
+
+    Example:
+
+      mtor wallet deposit 5
+    """
     units = amount_arg(amount)
     account = account_from(key)
     res = run(chain_rpc, lambda led: led.deposit(account, units))
@@ -89,7 +108,12 @@ def faucet(
     chain_rpc: str | None = typer.Option(None, "--chain-rpc", help=RPC_HELP),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Dev chains only: get free test $9000 into your wallet (then `mtor wallet deposit`)."""
+    """Dev chains only: get free test $9000 into your wallet (then `mtor wallet deposit`).
+
+    Example:
+
+      mtor wallet faucet
+    """
     account = account_from(key)
     tokens = run(chain_rpc, lambda led: led.faucet(account))
     if json_out:
@@ -105,7 +129,12 @@ def refund(
     chain_rpc: str | None = typer.Option(None, "--chain-rpc", help=RPC_HELP),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Take unspent deposit back to your wallet (a voucher the realm signs, redeemed on chain)."""
+    """Take unspent deposit back to your wallet (a voucher the realm signs, redeemed on chain).
+
+    Example:
+
+      mtor wallet refund 2.5
+    """
     units = None if amount is None else amount_arg(amount)
     account = account_from(key)
     res = run(chain_rpc, lambda led: led.refund(account, units))

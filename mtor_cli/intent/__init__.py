@@ -10,7 +10,6 @@ from .recogniser import (
     Recogniser,
     Recognition,
     default_recogniser,
-    explain_choice,
     recognise,
 )
 
@@ -25,7 +24,6 @@ __all__ = [
     "Recognition",
     "default_recogniser",
     "evaluate",
-    "explain_choice",
     "load_labelled",
     "recognise",
 ]

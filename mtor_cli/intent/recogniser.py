@@ -189,24 +189,3 @@ def default_recogniser() -> Recogniser:
 def recognise(text: str, attachment_kinds: Sequence[str] = ()) -> Recognition:
     """Recognise one request with the default recogniser."""
     return default_recogniser().recognise(text, attachment_kinds)
-
-
-def explain_choice(
-    text: str, attachment_kinds: Sequence[str] = (), chosen: str | None = None, *, forced: bool = False
-) -> str:
-    """The ``--explain`` line for ``text``: what decided its intent, and the score.
-
-    ``chosen`` is the intent actually sent, when the command decided it
-    otherwise: named by the person (``forced``: ``--intent``), or chat because
-    the realm serves nothing else. The line then says so, and what
-    recognition alone would have chosen.
-    """
-    try:
-        alone = recognise(text, attachment_kinds).explain()
-    except (ImportError, RuntimeError) as exc:  # no rule decided and no embedding model is installed
-        alone = f"{FALLBACK_INTENT} <- fallback:{FALLBACK_INTENT} (no intent model: {exc})"
-    if forced:
-        return f"{chosen} <- --intent (recognition alone: {alone})"
-    if chosen is not None and not alone.startswith(f"{chosen} <- "):
-        return f"{chosen} <- the only intent served here (recognition alone: {alone})"
-    return alone

@@ -91,7 +91,7 @@ def full_path(paid: PaidRealm, rpc: list[str]) -> None:
     result = mtor("ask", "--broker", paid.realm.url, "--intent", "echo", "--json", "pay me back")
     assert result.exit_code == 0, result.output
     answer = json.loads(result.stdout)
-    assert answer["text"] == "pay me back" and answer["cost"] == ECHO_PRICE
+    assert answer["text"] == "pay me back" and int(answer["cost"]) == ECHO_PRICE
 
     from mtor_cli.identity import load_or_create_account
 
@@ -152,7 +152,7 @@ def test_without_funds_nothing_is_dispatched(paid: PaidRealm) -> None:
 def test_a_new_user_gets_the_welcome_grant_and_can_ask(paid: PaidRealm) -> None:
     result = mtor("ask", "--broker", paid.realm.url, "--intent", "echo", "--json", "first time")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["cost"] == ECHO_PRICE
+    assert int(json.loads(result.stdout)["cost"]) == ECHO_PRICE
     user = me().address
     assert paid.ledger.journal.balance(A.user(user)) == paid.config.welcome_grant - ECHO_PRICE
     assert paid.ledger.journal.get("welcome", user) is not None

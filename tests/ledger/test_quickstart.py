@@ -27,7 +27,7 @@ def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 def test_a_fresh_users_first_ask_is_paid_by_the_welcome_grant(realm_env: dict[str, str]) -> None:
     asked = run(realm_env, "ask", "--json", "--temperature", "0", "--max-tokens", "8", "Computer, tell me a joke")
     assert asked.returncode == 0, asked.stderr
-    cost = json.loads(asked.stdout)["cost"]
+    cost = int(json.loads(asked.stdout)["cost"])
     assert cost > 0
 
     wallet = run(realm_env, "wallet", "--json")

@@ -61,11 +61,11 @@ def test_json_output_shape(realm: ThreadRealm) -> None:
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert set(data) == {
-        "guid", "intent", "text", "worker", "model", "timings", "usage", "cost", "replayed", "files",
+        "guid", "intent", "text", "worker", "model", "timings", "usage", "cost", "cost_9000", "replayed", "files",
     }  # fmt: skip
     assert data["intent"] == "echo" and data["text"] == "json please"
     assert data["model"] == "echo" and data["worker"]
-    assert data["cost"] == 0 and data["files"] == [] and data["replayed"] is False
+    assert data["cost"] == "0" and data["cost_9000"] == "0" and data["files"] == [] and data["replayed"] is False
     assert len(data["guid"]) == 32
     assert data["usage"]["completion_tokens"] == 2
 
