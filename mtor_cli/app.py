@@ -113,7 +113,7 @@ def _report(exc: BaseException) -> int:
     if isinstance(exc, exceptions.ClickException):
         print(output.error_line("usage", _one_line(exc.format_message())), file=sys.stderr)
         return int(exc.exit_code)
-    if isinstance(exc, (KeyboardInterrupt, typer.Abort, exceptions.Abort)):
+    if isinstance(exc, (KeyboardInterrupt, typer.Abort, getattr(exceptions, "Abort", typer.Abort))):
         print(output.error_line("interrupted", "interrupted"), file=sys.stderr)
         return output.EXIT_INTERRUPTED
     if isinstance(exc, BrokenPipeError):

@@ -82,8 +82,11 @@ def serve(
     slots = slots or int(settings.get("slots", 4))
     name = name if name is not None else str(settings.get("name", ""))
 
+    from mtor_cli.commands.ledger import account_from
     from worker.backends.base import Backend, Device, DeviceError
     from worker.backends.registry import UnknownIntent, backend_class
+
+    account = account_from(key)  # before any model loads: a bad key fails at once
 
     try:
         device = Device.parse(gpu)
@@ -115,9 +118,6 @@ def serve(
                 output.fail(exc.code, exc.message, exc.hint)
         backends.append(cls(model_name, device, **dict(spec.get("options", {}))))
 
-    from mtor_cli.identity import load_or_create_account
-
-    account = load_or_create_account(key)
     served = ", ".join(f"{b.intent} ({b.model_name})" for b in backends)
     output.note(f"worker {account.address} serving {served} on {device}, {slots} slot(s) -> {url}")
     output.note("loading models ...")
