@@ -8,6 +8,7 @@ import logging
 import secrets
 import signal
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -20,12 +21,15 @@ from broker.dispatch import Dispatcher
 from broker.health import HEALTHY, PROBING, QUARANTINED
 from broker.journal import SqliteJournal
 from broker.metrics import BrokerMetrics
+from broker.money_rest import Desk, Teller
+from broker.money_rest import routes as money_routes
 from broker.outbox import Outbox
 from broker.peer import Peer
 from broker.protocol import Ping
 from broker.queue import SafeQueue
 from broker.registry import WorkerRegistry
 from broker.rest import routes
+from broker.signed import RequestVerifier
 from broker.subscriptions import Subscriptions
 from broker.tls import server_context
 from broker.worker_session import worker_socket
@@ -46,9 +50,16 @@ class BrokerServer:
     trust: WorkerTrust
     limits: RateLimits
 
-    def __init__(self, config: BrokerConfig | None = None, billing: Billing | None = None) -> None:
+    def __init__(
+        self,
+        config: BrokerConfig | None = None,
+        billing: Billing | None = None,
+        money: Callable[[], Desk] | None = None,
+    ) -> None:
+        """``money`` makes the ledger's money desk for the /v1/wallet routes (paid realms)."""
         self.config = config or BrokerConfig()
         self.billing = billing
+        self.teller = Teller(money) if money is not None else None
         self.clients: set[Peer] = set()
         self.worker_peers: set[Peer] = set()
         self.port = 0
@@ -98,6 +109,7 @@ class BrokerServer:
         app.router.add_get("/ws/client", self._client_socket)
         app.router.add_get("/ws/worker", self._worker_socket)
         app.add_routes(routes(self))
+        app.add_routes(money_routes(self.teller, RequestVerifier(cfg.request_window_s), cfg.realm))
         install_accounts(self, app)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
@@ -131,6 +143,8 @@ class BrokerServer:
         self.dispatcher.close()
         self.outbox.flush()
         self.journal.close()
+        if self.teller is not None:
+            self.teller.close()
 
     async def __aenter__(self) -> BrokerServer:
         await self.start()

@@ -107,12 +107,12 @@ async def _serve(config: Any, paid: bool) -> None:
     from broker import BrokerServer
 
     stop = asyncio.Event()
-    billing = None
+    billing = make_desk = None
     if paid:
         from mtor_cli.commands.ledger import start_realm_ledger
 
-        billing = start_realm_ledger(stop)
-    server = BrokerServer(config, billing)
+        billing, make_desk = start_realm_ledger(stop)
+    server = BrokerServer(config, billing, make_desk)
     await server.start()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

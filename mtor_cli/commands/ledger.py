@@ -211,20 +211,29 @@ def audit(
         raise SystemExit(output.EXIT_FAILED)
 
 
-def start_realm_ledger(stop: Any) -> Any:
-    """The embedded realm's billing (``BrokerServer(..., billing=...)``) and its upkeep task.
+def start_realm_ledger(stop: Any) -> tuple[Any, Any]:
+    """A paid realm's money: ``(billing, make_desk)`` for ``BrokerServer(config, billing,
+    make_desk)``, and its upkeep task.
 
     New local users get the dev chain's welcome grant on their first query;
     deposits are credited and epochs settled in the background until ``stop``
-    (an asyncio.Event) is set. Called on the realm's running event loop.
+    (an asyncio.Event) is set. ``make_desk`` builds the money desk that answers
+    the realm's users (their wallets, the chain, a faucet on dev chains).
+    Called on the realm's running event loop.
     """
     import asyncio
 
     from broker.billing import InsufficientFunds
     from ledger import Ledger, upkeep
+    from ledger.desk import MoneyDesk
 
     config = ledger_config()
     led = Ledger(config, commit="loop")
     billing = led.billing(insufficient_funds=InsufficientFunds, on_new_user=led.welcome)
     asyncio.get_running_loop().create_task(upkeep.run(config, stop))
-    return billing
+    public_rpc = ledger_settings().get("public_rpc")
+
+    def make_desk() -> MoneyDesk:
+        return MoneyDesk(ledger_config(), public_rpc=str(public_rpc) if public_rpc else None)
+
+    return billing, make_desk

@@ -6,9 +6,11 @@ from typing import Any
 
 import typer
 
-from mtor_cli import options, output
+from mtor_cli import money, options, output
 
 HELP = """What the realm serves now: intents, models, workers, free slots.
+
+With each, what it costs in this realm ($9000 per unit; free realms: 0).
 
 Example:
 
@@ -25,25 +27,35 @@ def models(
     json_out: bool = options.json_option("Print one JSON object."),
 ) -> None:
     from mtor_cli.client import RealmError, http_get_json
+    from mtor_cli.commands.pricing import UNIT_NAMES, prices_of
 
     url = options.resolve_broker(broker)
     try:
         workers = http_get_json(url, "/v1/workers").get("workers", [])
     except RealmError as exc:
         output.fail(exc.code, exc.message, exc.hint)
+    rules = {r["intent"]: r for r in prices_of(url)["prices"]}
     rows = served(workers)
+    for row in rows:
+        rule = rules.get(row["intent"]) or rules.get("default")
+        row["unit"] = rule["unit"] if rule else None
+        row.update(money.fields("price", int(rule["price"]) if rule else 0))
     if json_out:
         output.print_json({"broker": url, "models": rows})
         return
     from rich.table import Table
 
     table = Table(title=f"served by {url}")
-    for column in ("intent", "model", "workers", "free slots"):
-        table.add_column(column, justify="right" if column in ("workers", "free slots") else "left")
+    for column in ("intent", "model", "workers", "free slots", "$9000"):
+        table.add_column(column, justify="left" if column in ("intent", "model") else "right")
     for row in rows:
-        table.add_row(row["intent"], row["model"], str(row["workers"]), f"{row['free_slots']}/{row['slots']}")
+        per = f" per {UNIT_NAMES.get(row['unit'], row['unit'])}" if row["unit"] else ""
+        table.add_row(
+            row["intent"], row["model"], str(row["workers"]), f"{row['free_slots']}/{row['slots']}",
+            row["price_9000"] + per,
+        )  # fmt: skip
     if not rows:
-        table.add_row("nothing yet", "start a worker: mtor worker serve", "", "")
+        table.add_row("nothing yet", "start a worker: mtor worker serve", "", "", "")
     output.out_console().print(table)
 
 

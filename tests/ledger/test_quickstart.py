@@ -34,8 +34,8 @@ def test_a_fresh_users_first_ask_is_paid_by_the_welcome_grant(realm_env: dict[st
     assert wallet.returncode == 0, wallet.stderr
     info = json.loads(wallet.stdout)
     grant = 100 * 10**18
-    assert info["available"] == grant - cost
-    assert info["chain"]["deposit"] == grant  # spent, not settled yet
+    assert int(info["available"]) == grant - cost
+    assert int(info["chain"]["deposit"]) == grant  # spent, not settled yet
     assert info["chain"]["name"] == "embedded"
 
     history = json.loads(run(realm_env, "ledger", "history", "--json").stdout)
@@ -46,6 +46,6 @@ def test_a_fresh_users_first_ask_is_paid_by_the_welcome_grant(realm_env: dict[st
     settled = run(realm_env, "ledger", "settle", "--json")
     assert settled.returncode == 0, settled.stderr
     earnings = json.loads(run(realm_env, "worker", "earnings", "--key", str(worker_key), "--json").stdout)
-    assert earnings["withdrawable"] == cost - cost // 10
+    assert int(earnings["withdrawable"]) == cost - cost // 10
     audit = run(realm_env, "ledger", "audit")
     assert audit.returncode == 0 and "audit clean" in audit.stdout

@@ -42,8 +42,8 @@ def test_a_paid_broker_charges_the_user_and_the_books_agree(tmp_path: Path) -> N
         cost = int(answer["cost"])
         assert answer["text"] == "pay for this" and cost > 0
 
-        wallet = json.loads(run("wallet", "--json").stdout)
-        assert wallet["available"] == 100 * 10**18 - cost  # the dev welcome grant, less the query
+        wallet = json.loads(run("wallet", "-b", url, "--json").stdout)
+        assert int(wallet["available"]) == 100 * 10**18 - cost  # the dev welcome grant, less the query
         audit = run("ledger", "audit")
         assert audit.returncode == 0 and "audit clean" in audit.stdout
     finally:
