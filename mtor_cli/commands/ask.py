@@ -313,7 +313,7 @@ async def _run(sink: _Stream, req: _Request, timeout: float | None, reconnect: f
     try:
         account = load_or_create_account()
     except IdentityError as exc:
-        output.fail("identity", str(exc))
+        output.fail(exc.code, exc.message, exc.hint)
 
     def show_broadcast(msg: Broadcast) -> None:
         output.note(f"broadcast from {msg.sender}: {msg.message}")
@@ -392,7 +392,7 @@ def _finish(result: Result, *, streamed_text: str | None, json_out: bool, out: P
                 "worker": result.worker,
                 "model": result.model,
                 "timings": result.timings,
-                "usage": result.usage,
+                "usage": result.usage.reported(),
                 **money.fields("cost", result.cost),
                 "replayed": result.replayed,
                 "files": [str(f) for f in files],

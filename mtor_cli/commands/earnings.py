@@ -12,7 +12,8 @@ from pathlib import Path
 import typer
 
 from mtor_cli import money, options, output
-from mtor_cli.commands.wallet import RPC_HELP, account_from, chain_of, realm_chain, signed, transact
+from mtor_cli.commands.ledger import account_from
+from mtor_cli.commands.wallet import RPC_HELP, chain_of, realm_chain, signed, transact
 
 KEY_HELP = "Key file of the worker's identity (default: your own key, as `mtor worker serve`)."
 

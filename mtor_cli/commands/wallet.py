@@ -14,10 +14,9 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import typer
 
 from mtor_cli import money, options, output
+from mtor_cli.commands.ledger import account_from
 
 if TYPE_CHECKING:
-    from eth_account.signers.local import LocalAccount
-
     from ledger.chain import Chain
     from mtor_cli.realmlink import Realm, RealmChain
 
@@ -215,15 +214,6 @@ def refund(
 
 
 # --- shared by the money commands (also `mtor worker earnings / withdraw`) ------------------
-
-
-def account_from(key: Path | None) -> LocalAccount:
-    from mtor_cli.identity import IdentityError, load_or_create_account
-
-    try:
-        return load_or_create_account(key)
-    except IdentityError as exc:
-        output.fail("bad_key", str(exc), "pass --key with a valid key file")
 
 
 def realm_chain(broker: str | None) -> tuple[str, Realm, RealmChain]:
