@@ -1,5 +1,8 @@
 """Which intent a request without one goes to, and why: the realm's routing.
 
+It runs in the broker (:class:`Router`), which keeps the recogniser loaded, so
+a client sends text and learns the routing from ``accepted.routing``.
+
 Rules first (``broker.intents.route``: the wake word, explicit verbs,
 attachments); then, where the realm serves more than chat, a recogniser
 (anything with ``recognise(text, attachment_kinds)``, e.g. the embedding
@@ -13,21 +16,34 @@ what actually happened, not what recognition alone would have chosen.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
+import msgspec
+
+from broker import protocol as p
 from broker.intents import chat_can_answer, route, strip_wake_word
+
+log = logging.getLogger("mtor.broker.routing")
 
 CHAT = "chat"
 
 
 class Recognised(Protocol):
-    intent: str
-    prompt: str
-    source: str
-    score: float
-    prototype: str | None
+    @property
+    def intent(self) -> str: ...
+    @property
+    def prompt(self) -> str: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def score(self) -> float: ...
+    @property
+    def prototype(self) -> str | None: ...
 
 
 class Recognises(Protocol):
@@ -64,6 +80,14 @@ class Routing:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def wire(self) -> p.Routing:
+        """As ``accepted.routing`` carries it."""
+        return p.Routing(self.source, self.score, self.prototype, self.recognised, self.note)
+
+    @classmethod
+    def from_wire(cls, intent: str, routing: p.Routing) -> Routing:
+        return cls(intent, "", routing.source, routing.score, routing.prototype, routing.recognised, routing.note)
+
 
 def decide(
     text: str,
@@ -76,7 +100,7 @@ def decide(
     routed = route(text, attachment_kinds)
     if routed.intent is not None:
         routing = Routing(routed.intent, routed.prompt, routed.rule)
-    elif served is not None and not served - {CHAT}:
+    elif served and not served - {CHAT}:
         return Routing(CHAT, routed.prompt, "only-chat")
     elif recogniser is None:
         routing = Routing(CHAT, routed.prompt, f"fallback:{CHAT}", 0.0)
@@ -99,3 +123,63 @@ def decide(
             note=f"no worker serves {routing.intent} in this realm, so chat answers instead",
         )
     return routing
+
+
+class Router:
+    """The broker's routing: rules on the event loop, the recogniser (if any) on a
+    thread of its own, loaded once and kept (``warm`` loads it at start)."""
+
+    def __init__(
+        self,
+        served: Callable[[], set[str]],
+        stored: Callable[[str], p.SubmitQuery | None],
+        recogniser: Recognises | None = None,
+    ) -> None:
+        """``served()``: the intents connected workers serve; ``stored(guid)``: the
+        query the broker already holds under that guid (queued, running or finished)."""
+        self._served = served
+        self._stored = stored
+        self.recogniser = recogniser
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="mtor-recognise") if recogniser else None
+
+    async def warm(self) -> None:
+        """Load the recogniser's model now rather than on the first query that needs it."""
+        warm = getattr(self.recogniser, "warm", None)
+        if self._pool is None or warm is None:
+            return
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._pool, warm)
+        except Exception:  # queries still route, by the rules and chat
+            log.exception("the intent recogniser could not load; routing by rules only")
+            self.recogniser = None
+
+    async def resolve(self, query: p.SubmitQuery) -> tuple[p.SubmitQuery, Routing | None]:
+        """``query`` with its intent chosen, and why (None when the client named it)."""
+        if query.intent is not None:
+            return query, None
+        known = self._stored(query.guid)
+        if known is not None:  # a resubmission (a reconnect): it goes where it went
+            return msgspec.structs.replace(query, intent=known.intent, prompt=known.prompt), None
+        kinds = tuple(a.kind for a in query.attachments)
+        served = self._served()
+        recogniser = self.recogniser
+        routing = None
+        if self._pool is not None and recogniser is not None and _needs_model(query.prompt, kinds, served):
+            loop = asyncio.get_running_loop()
+            try:
+                routing = await loop.run_in_executor(self._pool, decide, query.prompt, kinds, served, recogniser)
+            except Exception:  # the query still goes somewhere: by the rules, else chat
+                log.exception("the intent recogniser failed; routing by rules only from now on")
+                self.recogniser = None
+        if routing is None:
+            routing = decide(query.prompt, kinds, served, None)
+        return msgspec.structs.replace(query, intent=routing.intent, prompt=routing.prompt), routing
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _needs_model(text: str, kinds: tuple[str, ...], served: set[str]) -> bool:
+    """The embedding stage matters only where no rule decides and more than chat is served."""
+    return route(text, kinds).intent is None and bool(served - {CHAT})

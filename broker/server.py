@@ -36,6 +36,7 @@ from broker.ratelimit import RateLimits
 from broker.registry import WorkerRegistry
 from broker.rest import routes as rest_routes
 from broker.roles import Roles
+from broker.routing import Recognises, Router
 from broker.signed import RequestVerifier
 from broker.subscriptions import Subscriptions
 from broker.sysop import Sysop
@@ -57,10 +58,13 @@ class BrokerServer:
         config: BrokerConfig | None = None,
         billing: Billing | None = None,
         money: Callable[[], Desk] | None = None,
+        recogniser: Recognises | None = None,
     ) -> None:
-        """``money`` makes the ledger's money desk for the /v1/wallet routes (paid realms)."""
+        """``money`` makes the ledger's money desk for the /v1/wallet routes (paid realms);
+        ``recogniser`` places queries no rule routes (e.g. mtor_cli.intent's), kept loaded."""
         self.config = config or BrokerConfig()
         self.billing = billing
+        self.recogniser = recogniser
         self.teller = Teller(money) if money is not None else None
         self.port = 0
         self.restored = 0  # intents queued again from the journal at start
@@ -118,6 +122,7 @@ class BrokerServer:
             history=History(db),
             verifier=RequestVerifier(cfg.request_window_s),
             views=views,
+            router=Router(registry.intents, dispatcher.stored_query, self.recogniser),
         )
 
     async def start(self) -> None:
@@ -151,6 +156,7 @@ class BrokerServer:
         self._tasks = [
             asyncio.create_task(_every("tick", cfg.heartbeat_s, tick, parts.metrics)),
             asyncio.create_task(_every("trust-sweep", TRUST_SWEEP_S, parts.trust.sweep, parts.metrics)),
+            asyncio.create_task(parts.router.warm(), name="mtor-recogniser-warm"),
         ]
 
     async def stop(self) -> None:
@@ -160,6 +166,7 @@ class BrokerServer:
                 await task
         self._tasks = []
         parts = self.parts
+        parts.router.close()
         parts.subs.close()
         await asyncio.gather(
             *(peer.close(code=1001, message=b"broker shutting down") for peer in parts.peers),

@@ -407,7 +407,9 @@ async def _service(host: str, port: int, db: Path, model: str, gpu: int | None) 
     # The person who runs the embedded realm is its operator (sysop by right).
     config = BrokerConfig(host=host, port=port, db_path=db, operator=load_or_create_account().address)
     billing, make_desk = start_realm_ledger(stop)
-    server = BrokerServer(config, billing, make_desk)
+    from mtor_cli.intent import installed_recogniser
+
+    server = BrokerServer(config, billing, make_desk, installed_recogniser())
     await server.start()
     print(f"broker listening on {server.url} (journal {db})", flush=True)
     backend = backend_class(SERVICE_INTENT)(model, Device.parse(gpu))

@@ -7,7 +7,7 @@ import base64
 import contextlib
 import mimetypes
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,8 +19,7 @@ from mtor_cli import money, options, output
 if TYPE_CHECKING:
     from rich.progress import Progress as ProgressBar
 
-    from broker.protocol import Attachment, Broadcast, Progress, Result
-    from broker.routing import Routing
+    from broker.protocol import Accepted, Attachment, Broadcast, Progress, Result
 
 HELP = """Ask the realm: chat, see, imagine, transcribe, speak.
 
@@ -112,27 +111,28 @@ def ask(
         output.fail("usage", "the prompt is empty", 'pass it as an argument: mtor ask "..." or on stdin')
     params = _params(steps, size, seed, negative, max_tokens, temperature, param)
     url = options.resolve_broker(broker)
-    routing = choose_intent(text, tuple(a.kind for a in attachments), url, intent)
-    if explain:
-        output.note(routing.explain())
-    if routing.note:
-        output.note(f"note: {routing.note}")
-    conversation = _conversation(url, cont, routing.intent, params)
+    # The realm chooses the intent unless the person did (a continued conversation is chat).
+    chosen = intent or ("chat" if cont else None)
+    conversation = _conversation(url, cont, chosen, params)
+    if chosen is not None:
+        from broker.intents import strip_wake_word
+
+        text = strip_wake_word(text)[0]  # the realm strips it only when it routes
 
     from mtor_cli.client import new_guid
 
     guid = new_guid()
     stream = not no_stream and not json_out
     sink = _Stream()
-    request = _Request(url, guid, routing.prompt, routing.intent, model, attachments, params, stream, price_cap)
+    request = _Request(url, guid, text, chosen, model, attachments, params, stream, price_cap)
+    why = _Routing("--continue" if cont and not intent else "--intent", explain)
     try:
-        result = asyncio.run(_run(sink, request, timeout, reconnect))
+        result = asyncio.run(_run(sink, request, timeout, reconnect, why.accepted))
     except KeyboardInterrupt:
         sink.stop()
         output.fail("interrupted", "interrupted; the request was cancelled")
-    _finish(result, streamed_text=sink.text if stream else None, json_out=json_out, out=out)
-    if conversation is not None and result.text:
-        conversation.record(guid, routing.prompt, result.text, result.model)
+    _finish(result, streamed_text=sink.text if stream else None, json_out=json_out, out=out, routing=why.routing)
+    conversation.keep(text, result)
     if not result.text and not result.attachments:
         output.fail(
             "empty_answer",
@@ -143,48 +143,28 @@ def ask(
         speak_answer(speaker, result.text)
 
 
-def choose_intent(text: str, attachment_kinds: tuple[str, ...], url: str, forced: str | None = None) -> Routing:
-    """Where the request goes, and why (see :mod:`broker.routing`).
+class _Routing:
+    """What the realm's `accepted` says about the intent it chose: a note on stderr
+    when it answered with chat instead, and with --explain the whole of why."""
 
-    The rules decide first. The embedding recogniser of :mod:`mtor_cli.intent`
-    runs only where the realm at ``url`` serves something besides chat (with
-    nothing else to choose from the answer is chat anyway) and only when its
-    model is installed. A request for an intent the realm does not serve goes
-    to chat when chat can answer it.
-    """
-    from broker.intents import strip_wake_word
-    from broker.routing import Routing, decide
+    def __init__(self, forced_by: str, explain: bool) -> None:
+        self.forced_by = forced_by
+        self.explain = explain
+        self.routing: dict[str, Any] | None = None
 
-    if forced:
-        return Routing(forced, strip_wake_word(text)[0], "--intent")
-    served = _served_intents(url)
-    return decide(text, attachment_kinds, served or None, _Recogniser())
+    def accepted(self, event: Accepted) -> None:
+        from broker.routing import Routing
 
-
-class _Recogniser:
-    """The embedding stage, loaded only if the rules leave the choice to it."""
-
-    def recognise(self, text: str, attachment_kinds: Sequence[str] = ()) -> Any:
-        try:
-            from mtor_cli.intent import recognise
-
-            return recognise(text, attachment_kinds)
-        except (ImportError, RuntimeError):  # the embedding model is not installed
-            from broker.intents import strip_wake_word
-            from broker.routing import CHAT, Routing
-
-            return Routing(CHAT, strip_wake_word(text)[0], f"fallback:{CHAT} (no intent model here)", 0.0)
-
-
-def _served_intents(url: str) -> set[str]:
-    """The intents the realm's connected workers serve (empty if it cannot say)."""
-    from mtor_cli.client import RealmError, http_get_json
-
-    try:
-        rows = http_get_json(url, "/v1/workers").get("workers", [])
-    except (RealmError, AttributeError):
-        return set()
-    return {c.get("intent") for w in rows for c in w.get("capabilities", [])}
+        if event.routing is None:
+            line = f"{event.intent} <- {self.forced_by}"
+        else:
+            routing = Routing.from_wire(event.intent, event.routing)
+            self.routing = {k: v for k, v in routing.to_dict().items() if k != "prompt"}
+            line = routing.explain()
+            if routing.note:
+                output.note(f"note: {routing.note}")
+        if self.explain:
+            output.note(line)
 
 
 def _read_prompt(prompt: str | None, optional: bool) -> str:
@@ -297,7 +277,7 @@ class _Request:
     url: str
     guid: str
     text: str
-    intent: str
+    intent: str | None  # None: the realm chooses
     model: str | None
     attachments: list[Attachment]
     params: dict[str, Any]
@@ -305,7 +285,9 @@ class _Request:
     max_price: int | None
 
 
-async def _run(sink: _Stream, req: _Request, timeout: float | None, reconnect: float) -> Result:
+async def _run(
+    sink: _Stream, req: _Request, timeout: float | None, reconnect: float, on_accepted: Callable[[Accepted], None]
+) -> Result:
     from mtor_cli.client import RealmClient, RealmError
     from mtor_cli.identity import IdentityError, load_or_create_account
     from mtor_cli.missing import no_worker_hint
@@ -331,6 +313,7 @@ async def _run(sink: _Stream, req: _Request, timeout: float | None, reconnect: f
                     max_price=req.max_price,
                     guid=req.guid,
                     timeout=timeout,
+                    on_accepted=on_accepted,
                     on_token=sink.token if req.stream else None,
                     on_progress=sink.progress,
                 )
@@ -344,19 +327,20 @@ async def _run(sink: _Stream, req: _Request, timeout: float | None, reconnect: f
         if sink.text:
             sys.stdout.write("\n")
         message = money.reword(exc.code, exc.message, exc.detail, req.max_price)
-        hint = no_worker_hint(req.url, req.intent, req.model) if exc.code == "no_worker" else exc.hint
+        if exc.code == "no_worker":
+            hint = no_worker_hint(req.url, str(exc.detail.get("intent") or req.intent or "chat"), req.model)
+        else:
+            hint = exc.hint
         output.fail(exc.code, message, hint)
     finally:
         sink.stop()
 
 
-def _conversation(url: str, cont: bool, intent: str, params: dict[str, Any]) -> _Conversation | None:
-    """The conversation this chat turn belongs to (a new one unless --continue);
-    its earlier turns go into ``params["history"]``. None for other intents."""
-    if intent != "chat":
-        if cont:
-            output.fail("usage", f"--continue continues a chat, and this request goes to {intent}", "leave out -c")
-        return None
+def _conversation(url: str, cont: bool, intent: str | None, params: dict[str, Any]) -> _Conversation:
+    """The conversation a chat answer joins: the last one with --continue (its
+    turns go to the model as ``params["history"]``), else a new one."""
+    if cont and intent != "chat":
+        output.fail("usage", f"--continue continues a chat, not {intent}", "leave out -c or --intent")
     from mtor_cli.conversations import Conversations, history_param
 
     store = Conversations()
@@ -365,23 +349,28 @@ def _conversation(url: str, cont: bool, intent: str, params: dict[str, Any]) -> 
         output.note("no earlier conversation: starting a new one")
     if cid is not None:
         params.setdefault("history", history_param(store.turns(cid)))
-    return _Conversation(store, cid or store.start(url))
+    return _Conversation(store, url, cid)
 
 
 @dataclass
 class _Conversation:
     store: Any
-    cid: str
+    url: str
+    cid: str | None  # None: a new conversation, started when there is something to keep
 
-    def record(self, guid: str, prompt: str, answer: str, model: str | None) -> None:
-        self.store.add(self.cid, guid, prompt, answer, model)
+    def keep(self, prompt: str, result: Result) -> None:
+        """A chat answer joins the conversation (other answers are not conversation)."""
+        if result.intent == "chat" and result.text:
+            self.store.add(self.cid or self.store.start(self.url), result.guid, prompt, result.text, result.model)
         self.store.close()
 
 
 _EXT = {"image/png": ".png", "image/jpeg": ".jpg", "audio/wav": ".wav", "audio/x-wav": ".wav"}
 
 
-def _finish(result: Result, *, streamed_text: str | None, json_out: bool, out: Path | None) -> None:
+def _finish(
+    result: Result, *, streamed_text: str | None, json_out: bool, out: Path | None, routing: dict[str, Any] | None
+) -> None:
     files = _save_attachments(result, out)
     if json_out:
         output.print_json(
@@ -395,6 +384,7 @@ def _finish(result: Result, *, streamed_text: str | None, json_out: bool, out: P
                 "usage": result.usage.reported(),
                 **money.fields("cost", result.cost),
                 "replayed": result.replayed,
+                "routing": routing,
                 "files": [str(f) for f in files],
             }
         )

@@ -112,7 +112,12 @@ async def _serve(config: Any, paid: bool) -> None:
         from mtor_cli.commands.ledger import start_realm_ledger
 
         billing, make_desk = start_realm_ledger(stop)
-    server = BrokerServer(config, billing, make_desk)
+    from mtor_cli.intent import installed_recogniser
+
+    recogniser = installed_recogniser()
+    if recogniser is None:
+        output.note("intent recognition: rules only (install `mtor[voice]` for the embedding recogniser)")
+    server = BrokerServer(config, billing, make_desk, recogniser)
     await server.start()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

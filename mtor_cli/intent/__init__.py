@@ -9,7 +9,9 @@ from .recogniser import (
     FALLBACK_INTENT,
     Recogniser,
     Recognition,
+    RulesOnly,
     default_recogniser,
+    installed_recogniser,
     recognise,
 )
 
@@ -22,8 +24,10 @@ __all__ = [
     "MiniLMEmbedder",
     "Recogniser",
     "Recognition",
+    "RulesOnly",
     "default_recogniser",
     "evaluate",
+    "installed_recogniser",
     "load_labelled",
     "recognise",
 ]

@@ -189,3 +189,27 @@ def default_recogniser() -> Recogniser:
 def recognise(text: str, attachment_kinds: Sequence[str] = ()) -> Recognition:
     """Recognise one request with the default recogniser."""
     return default_recogniser().recognise(text, attachment_kinds)
+
+
+class RulesOnly:
+    """The rule stage alone, for a client: what no rule decides is a fallback
+    recognition, sent with no intent so that the realm's recogniser routes it."""
+
+    def recognise(self, text: str, attachment_kinds: Sequence[str] = ()) -> Recognition:
+        routed = route(text, tuple(attachment_kinds))
+        if routed.intent is not None:
+            return Recognition(routed.intent, routed.prompt, 1.0, routed.rule, 1.0, woke=routed.woke)
+        return Recognition(FALLBACK_INTENT, routed.prompt, 0.0, "fallback:realm", 0.0, woke=routed.woke)
+
+
+def installed_recogniser() -> Recogniser | None:
+    """A recogniser for a realm to keep loaded, when its model stack is installed
+    (sentence-transformers and the all-MiniLM-L6-v2 wheel); None means rules and chat."""
+    import importlib.util
+
+    if importlib.util.find_spec("sentence_transformers") is None:
+        return None
+    try:
+        return Recogniser()
+    except RuntimeError:  # the model wheel is missing
+        return None

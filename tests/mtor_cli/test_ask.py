@@ -6,6 +6,7 @@ import asyncio
 import json
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -61,7 +62,8 @@ def test_json_output_shape(realm: ThreadRealm) -> None:
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert set(data) == {
-        "guid", "intent", "text", "worker", "model", "timings", "usage", "cost", "cost_9000", "replayed", "files",
+        "guid", "intent", "text", "worker", "model", "timings", "usage", "cost", "cost_9000", "replayed", "routing",
+        "files",
     }  # fmt: skip
     assert data["intent"] == "echo" and data["text"] == "json please"
     assert data["model"] == "echo" and data["worker"]
@@ -312,3 +314,42 @@ def test_chat_against_no_broker_is_one_line_exit_3() -> None:
     result = mtor("chat", "-b", f"ws://127.0.0.1:{free_port()}", input="hi\n")
     assert result.exit_code == 3
     assert "[unreachable]" in _one_error_line(result.stderr)
+
+
+def test_say_hello_is_answered_by_chat_with_a_note_and_explained(realm: ThreadRealm) -> None:
+    """This realm serves chat and echo, no tts: "say hello" reads as conversation."""
+    result = mtor("ask", "-b", realm.url, "--explain", "--json", "--temperature", "0", "--max-tokens", "4", "Say hello")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["intent"] == "chat" and data["routing"]["recognised"] == "tts"
+    assert "note: no worker serves tts in this realm, so chat answers instead" in result.stderr
+    assert "chat <- no worker serves tts in this realm; recognised: tts <- rule:tts:verb (score 1.00)" in result.stderr
+
+
+def test_a_picture_without_a_picture_worker_names_the_fix(realm: ThreadRealm) -> None:
+    result = mtor("ask", "-b", realm.url, "draw me a cat")
+    assert result.exit_code == 4
+    line = _one_error_line(result.stderr)
+    assert "[no_worker]" in line
+    assert f"mtor worker serve --broker {realm.url} --intent imagine --model PATH" in line
+    assert "pip install 'mtor[imagine]'" in line
+
+
+def test_the_cli_never_loads_a_recognition_model(realm: ThreadRealm, tmp_path: Path) -> None:
+    """Recognition is the realm's: `mtor ask` sends the text, even where the realm
+    serves more than chat and no rule decides, and imports no model stack."""
+    heavy = ("torch", "transformers", "sentence_transformers")
+    code = (
+        "import atexit, json, sys\n"
+        f"atexit.register(lambda: print(json.dumps([m for m in {heavy!r} if m in sys.modules]), file=sys.stderr))\n"
+        "sys.argv = ['mtor', *sys.argv[1:]]\n"
+        "from mtor_cli.app import main\n"
+        "main()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, "ask", "-b", realm.url, "--explain", "--max-tokens", "4", "tell me about otters"],
+        env=process_env(tmp_path), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stderr.strip().splitlines()[-1]) == []
+    assert "chat <- fallback:chat" in done.stderr  # this realm has no recogniser: what it did, said truthfully

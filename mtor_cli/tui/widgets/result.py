@@ -28,6 +28,7 @@ class ResultPane(Vertical):
         self._chunks: list[str] = []
         self.guid: str | None = None
         self.text = ""
+        self._question = ""
 
     def compose(self) -> ComposeResult:
         yield Static(Text("Type a prompt below and press Enter.", style="dim"), id="answer-question")
@@ -48,6 +49,7 @@ class ResultPane(Vertical):
         self.guid = guid
         self._chunks = []
         self.text = ""
+        self._question = prompt
         question = Text.assemble(("» ", "bold"), (prompt, "italic"), no_wrap=True, overflow="ellipsis")
         self._answer_question.update(question)
         self._meta(Text("sending…", style="dim"))
@@ -59,6 +61,11 @@ class ResultPane(Vertical):
             where = f"queue position {event.position}" if event.position else "dispatching"
             held = f" · held {fmt.tokens(event.price_held)}" if event.price_held else ""
             self._meta(Text(f"{event.intent} · accepted · {where}{held}", style="cyan"))
+            if event.routing is not None and event.routing.note:
+                # e.g. chat answering "say hello" where no tts worker is: said above the answer.
+                note = (f"  ({event.routing.note})", "dim")
+                line = Text.assemble(("» ", "bold"), (self._question, "italic"), note, no_wrap=True, overflow="ellipsis")
+                self._answer_question.update(line)
         elif isinstance(event, Token):
             self._chunks.append(event.text)
             self.text = "".join(self._chunks)
