@@ -63,8 +63,8 @@ class ResultPane(Vertical):
             self._meta(Text(f"{event.intent} · accepted · {where}{held}", style="cyan"))
             if event.routing is not None and event.routing.note:
                 # e.g. chat answering "say hello" where no tts worker is: said above the answer.
-                note = (f"  ({event.routing.note})", "dim")
-                line = Text.assemble(("» ", "bold"), (self._question, "italic"), note, no_wrap=True, overflow="ellipsis")
+                why = (f"  ({event.routing.note})", "dim")
+                line = Text.assemble(("» ", "bold"), (self._question, "italic"), why, no_wrap=True, overflow="ellipsis")
                 self._answer_question.update(line)
         elif isinstance(event, Token):
             self._chunks.append(event.text)
