@@ -35,6 +35,8 @@ ARGUMENTS = {
     "nickname": "ada",
     "message": "hello",
     "worker_id": "w1",
+    "key": "broker",
+    "value": "ws://127.0.0.1:1",
 }
 BAD_URLS = ("not a url", "ftp://realm.example", "ws://[::1", "ws://realm.example:99999", "ws://:8765")
 CLOSED = f"ws://127.0.0.1:{free_port()}"  # nothing listens here
@@ -99,7 +101,7 @@ def test_bad_input(argv: list[str], exits: set[int]) -> None:
 def test_the_matrix_covers_every_command() -> None:
     covered = {case.id.split(":")[0] for case in _cases()}  # type: ignore[attr-defined]
     assert covered == set(LEAVES)
-    assert {"ask", "chat", "wallet", "wallet deposit", "worker earnings", "pricing", "models"} <= covered
+    assert {"ask", "chat", "wallet", "wallet deposit", "worker earnings", "pricing", "models", "config set"} <= covered
 
 
 @pytest.fixture
