@@ -187,3 +187,18 @@ def test_install_completion_writes_the_shell_script(tmp_path) -> None:
         timeout=60,
     )
     assert "wallet" in completed.stdout
+
+
+def test_docs_cli_md_shows_every_command_with_an_example() -> None:
+    """docs/cli.md: each command appears as a command line a person can copy."""
+    from tests.support.realm import REPO
+
+    doc = (REPO / "docs" / "cli.md").read_text()
+    lines = [line.strip() for line in doc.splitlines()]
+
+    def shown(command: str) -> bool:  # in a table cell or a code block
+        return f"`{command}" in doc or any(line.startswith(command) for line in lines)
+
+    missing = [" ".join(path) for path in _leaves() if not shown(f"mtor {' '.join(path)}")]
+    assert not missing, f"docs/cli.md has no example of: {missing}"
+    assert "base units" in doc and "_9000" in doc  # the money unit rule
