@@ -26,9 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.realm import ThreadRealm, process_env  # noqa: E402
-from worker.backends.base import Device  # noqa: E402
-from worker.backends.echo import EchoBackend  # noqa: E402
+from tests.support.realm import ThreadRealm, process_env
+from worker.backends.base import Device
+from worker.backends.echo import EchoBackend
 
 
 class EchoAs(EchoBackend):

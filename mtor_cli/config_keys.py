@@ -8,11 +8,10 @@ that reads a new key adds one :class:`Key` here.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class Key:
+class Key(NamedTuple):  # not a dataclass: this module is imported for `mtor --help`
     name: str
     help: str
     example: str

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -130,11 +129,12 @@ def history(
     from rich.table import Table
 
     table = Table(title=f"ledger history — {who or 'whole realm'}")
-    for col in ("#", "time (UTC)", "kind", "ref", "entries ($9000)"):
-        table.add_column(col)
+    for col in ("#", "time", "kind", "ref", "entries ($9000)"):
+        # One entry a line, each whole: an address is never split.
+        table.add_column(col, no_wrap=col == "entries ($9000)", overflow="fold" if col == "ref" else "ellipsis")
     for t in txns:
-        when = datetime.fromtimestamp(t.time, UTC).strftime("%Y-%m-%d %H:%M:%S")
-        entries = ", ".join(f"{a} {'+' if v > 0 else ''}{fmt(v)}" for a, v in t.entries)
+        when = datetime.fromtimestamp(t.time).strftime("%m-%d %H:%M:%S")
+        entries = "\n".join(f"{a} {'+' if v > 0 else ''}{fmt(v)}" for a, v in t.entries)
         table.add_row(str(t.id), when, t.kind, t.ref[:24], entries)
     output.out_console().print(table)
 

@@ -148,7 +148,8 @@ def workers(broker: str | None = _broker, key: Path | None = _key, json_out: boo
 
     table = Table(title="workers")
     for column in ("id", "name", "address", "intents", "busy", "health", "trust", "ok/aborted", "reason"):
-        table.add_column(column)
+        # An address is copied whole into `mtor sysop ban ADDRESS`: never split.
+        table.add_column(column, no_wrap=column == "address", min_width=42 if column == "address" else None)
     for w in data["workers"]:
         trust = w.get("trust") or {}
         table.add_row(
