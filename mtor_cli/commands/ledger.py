@@ -126,17 +126,19 @@ def history(
         return
     from datetime import datetime
 
-    from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=f"ledger history — {who or 'whole realm'}")
-    for col in ("#", "time", "kind", "ref", "entries ($9000)"):
-        # One entry a line, each whole: an address is never split.
-        table.add_column(col, no_wrap=col == "entries ($9000)", overflow="fold" if col == "ref" else "ellipsis")
+    # A block per transaction, one journal entry a line: an entry names an
+    # address, which a table column 80 characters wide would have to split.
+    console = output.out_console()
+    console.print(Text(f"ledger history — {who or 'whole realm'} ($9000, local time)", style="bold"))
     for t in txns:
-        when = datetime.fromtimestamp(t.time).strftime("%m-%d %H:%M:%S")
-        entries = "\n".join(f"{a} {'+' if v > 0 else ''}{fmt(v)}" for a, v in t.entries)
-        table.add_row(str(t.id), when, t.kind, t.ref[:24], entries)
-    output.out_console().print(table)
+        when = datetime.fromtimestamp(t.time).strftime("%Y-%m-%d %H:%M:%S")
+        console.print(Text(f"#{t.id}  {when}  {t.kind}  {t.ref}", style="bold"), overflow="fold")
+        for account, value in t.entries:
+            console.print(f"    {account}  {'+' if value > 0 else ''}{fmt(value)}", markup=False, no_wrap=True)
+    if not txns:
+        console.print("no transactions yet", style="dim")
 
 
 @group.command("settle")
