@@ -47,7 +47,7 @@ class Desk(Protocol):
     def prices(self) -> dict[str, Any]: ...
     def wallet(self, address: str) -> dict[str, Any]: ...
     def earnings(self, address: str) -> dict[str, Any]: ...
-    def sync(self) -> list[dict[str, Any]]: ...
+    def sync(self, tx: str | None = None) -> dict[str, Any]: ...
     def faucet(self, address: str) -> dict[str, Any]: ...
     def gas(self, address: str) -> dict[str, Any]: ...
     def refund_voucher(self, address: str, amount: int | None) -> dict[str, Any]: ...
@@ -160,9 +160,16 @@ def routes(teller: Teller | None, verifier: RequestVerifier, realm: str) -> list
         return dict(await desk().call("earnings", who))
 
     @handler(signed=True)
-    async def sync(_: web.Request, who: str) -> dict[str, Any]:
-        credited = await desk().call("sync")
-        return {"credited": [c for c in credited if c["address"] == who], "wallet": await desk().call("wallet", who)}
+    async def sync(request: web.Request, who: str) -> dict[str, Any]:
+        tx = (await _body(request)).get("tx")
+        if tx is not None and not (isinstance(tx, str) and tx.startswith("0x") and len(tx) == 66):
+            raise _Refused("bad_params", "tx must be a transaction hash", 'e.g. {"tx": "0x<64 hex digits>"}')
+        looked = await desk().call("sync", tx)
+        return {
+            "credited": [c for c in looked["credited"] if c["address"] == who],
+            "tx_credited": looked["tx_credited"],
+            "wallet": await desk().call("wallet", who),
+        }
 
     @handler(signed=True)
     async def faucet(_: web.Request, who: str) -> dict[str, Any]:

@@ -110,10 +110,17 @@ class MoneyDesk:
             "tokens": chain["tokens"],
         }
 
-    def sync(self) -> list[dict[str, Any]]:
-        """Credit what the chain shows now (a deposit just sent); returns what was credited."""
+    def sync(self, tx: str | None = None) -> dict[str, Any]:
+        """Credit what the chain shows now (a deposit just sent): what this look credited,
+        and whether the journal holds transaction ``tx`` (whichever look credited it)."""
         with self.ledger.session() as s:
-            return watcher.sync(self.ledger.journal, s, self.ledger.config.confirmations).credited
+            credited = watcher.sync(self.ledger.journal, s, self.ledger.config.confirmations).credited
+        seen = None
+        if tx is not None:
+            # The watcher keys each movement "txhash:logindex".
+            row = self.ledger.journal.execute("SELECT 1 FROM txns WHERE ref LIKE ? LIMIT 1", (f"{tx}:%",)).fetchone()
+            seen = row is not None
+        return {"credited": credited, "tx_credited": seen}
 
     def faucet(self, address: str) -> dict[str, Any]:
         """Dev chains: test $9000 and gas money for ``address``, paid by the realm."""

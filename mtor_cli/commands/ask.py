@@ -25,14 +25,19 @@ HELP = """Ask the realm: chat, see, imagine, transcribe, speak.
 
 The answer streams to stdout token by token; progress (e.g. diffusion steps)
 is drawn on stderr; images and audio are saved to files whose paths are printed.
-Without --intent the intent is recognised from the text ("imagine ..." ->
-imagine, an --image -> vision, else chat). Without --broker, MTOR_BROKER or a
-`broker` in the config file, the embedded local realm is used (started in the
-background on first use).
+Without --intent the realm chooses the intent from the text ("imagine ..." ->
+imagine, an --image -> vision, else what its recogniser says, else chat), and
+answers with chat, saying so, when it reads as conversation but nothing there
+serves it; --explain prints why. -c continues your last conversation. Without
+--broker, MTOR_BROKER or a `broker` in the config file, the embedded local
+realm is used (started in the background on first use). Prices are decimal
+$9000 (--max-price 0.02).
 
 Examples:
 
   mtor ask "Computer, tell me a joke"
+
+  mtor ask -c "and another one"
 
   echo "summarise this" | mtor ask --json
 
@@ -361,7 +366,10 @@ class _Conversation:
     def keep(self, prompt: str, result: Result) -> None:
         """A chat answer joins the conversation (other answers are not conversation)."""
         if result.intent == "chat" and result.text:
-            self.store.add(self.cid or self.store.start(self.url), result.guid, prompt, result.text, result.model)
+            from broker.intents import strip_wake_word
+
+            said = strip_wake_word(prompt)[0]
+            self.store.add(self.cid or self.store.start(self.url), result.guid, said, result.text, result.model)
         self.store.close()
 
 

@@ -58,8 +58,9 @@ def serve(
 ) -> None:
     """Run a broker until Ctrl-C: a realm that others join.
 
-    It serves /ws/client, /ws/worker, /healthz, /v1/workers, /v1/stats and
-    /metrics (Prometheus).
+    It serves /ws/client, /ws/worker, /healthz, /v1/workers, /v1/stats, the
+    realm's money for its users (/v1/realm, /v1/wallet, ...; docs/ledger.md)
+    and /metrics (Prometheus).
 
     Examples:
 
@@ -172,7 +173,7 @@ def status(
 
 
 def _default_url() -> str:
-    from mtor_cli.paths import configured_broker
+    from mtor_cli.options import configured_broker
     from mtor_cli.realm import running_url
 
     url = configured_broker() or running_url()

@@ -134,9 +134,9 @@ def deposit(
         if allowance < units:
             transact(conn, chain, account, token.functions.approve(chain.ledger, units), "the approval", url)
         receipt = transact(conn, chain, account, ledger.functions.deposit(units), "the deposit", url)
-    synced = signed(url, "POST", "/v1/wallet/sync", account)
-    credited = any(c["kind"] == "deposit" for c in synced["credited"])
     tx = receipt["transactionHash"].to_0x_hex()
+    synced = signed(url, "POST", "/v1/wallet/sync", account, {"tx": tx})
+    credited = bool(synced["tx_credited"])
     if json_out:
         output.print_json(
             {"broker": url, "tx_hash": tx, "credited": credited, **money.fields("amount", units),
