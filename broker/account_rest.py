@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import orjson
 from aiohttp import web
 
@@ -20,7 +21,8 @@ _STATUS = {"bad_signature": 401, "forbidden": 403, "unknown_guid": 404, "nicknam
 
 
 def _json(data: object, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+    # msgspec, not orjson: amounts in base units pass 2^64 (a realm's $9000 spent).
+    return web.Response(body=msgspec.json.encode(data), status=status, content_type="application/json")
 
 
 def _error(exc: MtorError) -> web.Response:

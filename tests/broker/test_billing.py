@@ -191,3 +191,21 @@ async def test_a_worker_result_with_usage_at_its_bounds_is_billed(make_broker) -
     assert isinstance(result, Result) and result.cost == COST
     assert billing.usages == [{"prompt_tokens": 0, "completion_tokens": 10**7}]
     await worker.close()
+
+
+async def test_amounts_past_64_bits_are_served(make_broker) -> None:
+    """A worker that earned 20 $9000 has 2 * 10^19 base units: more than a 64-bit integer
+    holds. /v1/workers and /v1/totals still answer (JSON has no such limit)."""
+    worker_account = new_account()
+    big = 20 * 10**18
+    server = await make_broker(billing=DictBilling({worker_account.address: big}))
+    worker = await FakeWorker(server.url, behaviour=echo(), account=worker_account).start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(server.http_url + "/v1/workers") as resp:
+                assert resp.status == 200
+                assert (await resp.json())["workers"][0]["earnings"] == big
+            async with http.get(server.http_url + "/v1/totals") as resp:
+                assert resp.status == 200
+    finally:
+        await worker.close()
