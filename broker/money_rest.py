@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import msgspec
 from aiohttp import web
 
+from broker.protocol import rest_json
 from broker.signed import RequestVerifier, SignatureRefused
 
 log = logging.getLogger("mtor.broker.money")
@@ -98,7 +99,7 @@ def amounts_as_text(value: Any, key: str = "") -> Any:
 
 
 def _json(data: object, status: int = 200) -> web.Response:
-    return web.Response(body=msgspec.json.encode(data), status=status, content_type="application/json")
+    return web.Response(body=rest_json(data), status=status, content_type="application/json")
 
 
 def _error(code: str, message: str, hint: str = "") -> web.Response:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import msgspec
 from aiohttp import web
 
 from broker.parts import Parts
+from broker.protocol import rest_json
 
 
 def _json(data: object) -> web.Response:
-    # msgspec, not orjson: amounts in base units pass 2^64 (20 $9000 earned).
-    return web.Response(body=msgspec.json.encode(data), content_type="application/json")
+    return web.Response(body=rest_json(data), content_type="application/json")
 
 
 def routes(parts: Parts) -> list[web.RouteDef]:
