@@ -32,6 +32,7 @@ from broker.protocol import (
     Failed,
     Progress,
     Result,
+    Routing,
     SubmitQuery,
     Token,
     Work,
@@ -91,15 +92,24 @@ class Dispatcher:
 
     # --- client side ----------------------------------------------------
 
-    def submit(self, peer: Peer, query: SubmitQuery) -> None:
+    def stored_query(self, guid: str) -> SubmitQuery | None:
+        """The (normalised) query held under ``guid``: live, or finished in the journal."""
+        job = self.jobs.get(guid)
+        if job is not None:
+            return job.query
+        record = self._journal.get(guid)
+        return None if record is None else _query_decoder.decode(record.query)
+
+    def submit(self, peer: Peer, query: SubmitQuery, routing: Routing | None = None) -> None:
+        """``routing``: why the broker chose the query's intent, for its `accepted`."""
         try:
-            self._submit(peer, query)
+            self._submit(peer, query, routing)
         except Rejected as rej:
             self.counters["rejected"] += 1
             self._metrics.rejected(rej.code)
             peer.send(rej.to_error(query.guid))
 
-    def _submit(self, peer: Peer, query: SubmitQuery) -> None:
+    def _submit(self, peer: Peer, query: SubmitQuery, routing: Routing | None) -> None:
         user = peer.address
         assert user is not None  # the socket handler only passes authenticated peers
         check_guid(query.guid)
@@ -140,9 +150,8 @@ class Dispatcher:
         self.jobs[job.guid] = job
         position = self.queue.push(job)
         self.counters["submitted"] += 1
-        self._outbox.send(
-            peer, encode(Accepted(guid=job.guid, intent=intent, position=position, price_held=price))
-        )
+        accepted = Accepted(guid=job.guid, intent=intent, position=position, price_held=price, routing=routing)
+        self._outbox.send(peer, encode(accepted))
         self._subs.intent_event(job, "queued")
         self._pump(intent)
 

@@ -324,11 +324,22 @@ class Welcome(Msg, tag="welcome"):
     worker_id: str | None = None
 
 
+class Routing(msgspec.Struct, omit_defaults=True):
+    """Why a query that named no intent went where it went (see broker.routing)."""
+
+    source: str  # "rule:imagine:verb", "prototype:vision", "only-chat", "fallback:chat"
+    score: float = 1.0  # 1 for a rule; the nearest prototype's similarity otherwise
+    prototype: str | None = None  # the nearest prototype phrasing, when the embedding stage ran
+    recognised: str | None = None  # what recognition chose, when the query went elsewhere (a fallback)
+    note: str = ""  # for the person, e.g. "no worker serves tts in this realm, so chat answers instead"
+
+
 class Accepted(Msg, tag="accepted"):
     guid: str
     intent: str
     position: int = 0
     price_held: int = 0
+    routing: Routing | None = None  # set when the broker chose the intent
 
 
 class Token(Msg, tag="token"):
