@@ -56,6 +56,11 @@ ERROR_CODES: dict[str, str] = {
     "worker_stopping": "The worker is shutting down and handed the intent back; another worker runs it.",
     "nickname_taken": "That nickname belongs to another address.",
     "internal": "The broker hit an unexpected error.",
+    # Between realms (/ws/realm; docs/federation.md).
+    "not_peer": "The realm is not a pinned peer of this one (both must add each other), or the frame is for another realm.",
+    "frame_expired": "A realm frame's timestamp is outside the accepted window.",
+    "frame_replayed": "A realm frame's nonce was already seen.",
+    "peer_credit_exceeded": "The peer realm's unsettled charges are at its credit limit: settle, then retry.",
 }
 
 ATTACHMENT_KINDS = ("image", "audio")
@@ -285,6 +290,9 @@ class SubmitQuery(Msg, tag="submit_query"):
     # text this client already has, so the stream continues exactly there.
     resume_run: int = 0
     resume_offset: int = 0
+    # Let a peer realm that serves this intent see the asker's address (it
+    # never does otherwise: docs/federation.md says what a peer sees).
+    share_address: bool = False
 
 
 class Cancel(Msg, tag="cancel"):
@@ -447,6 +455,91 @@ class Work(Msg, tag="work"):
     stream: bool = True
 
 
+# --- realm <-> realm (/ws/realm; docs/federation.md) -----------------------
+#
+# Every frame between realms is a RealmEnvelope: the inner frames (JSON
+# objects, kept byte for byte) signed by the sending realm's key over its
+# origin, destination, timestamp and nonce (broker.federation.envelope).
+# The realm that dials is the origin: it forwards intents; the realm it dials
+# serves them from its pool and answers with results and signed receipts.
+
+
+class RealmEnvelope(Msg, tag="realm"):
+    origin: str  # the sender's realm address
+    dest: str  # the receiver's realm address
+    ts: int  # unix milliseconds
+    nonce: str
+    frames: list[msgspec.Raw]
+    sig: str  # 0x + 65 bytes: r, s, recovery id
+
+
+class RealmHello(Msg, tag="realm_hello"):
+    """Origin -> serving realm, the first frame of a connection."""
+
+    realm: str  # the origin's name
+    protocol: int = PROTOCOL_VERSION
+    version: str = ""
+
+
+class Pool(Msg, tag="pool"):
+    """Serving realm -> origin: what its pool serves and how much of it the origin may use now."""
+
+    capabilities: list[Capability] = []
+    slots: int = 0  # every healthy local worker's slots
+    free: int = 0  # free slots now
+    room: int = 0  # intents of the origin's it takes now without refusing (free slots + queue room)
+    credit_limit: int = 0  # base units the origin may owe unsettled
+    credit_used: int = 0  # what it owes unsettled, with intents in flight
+
+
+class RealmWelcome(Msg, tag="realm_welcome"):
+    realm: str  # the serving realm's name
+    pool: Pool = msgspec.field(default_factory=Pool)
+
+
+class Forward(Msg, tag="forward"):
+    """An intent the origin forwards: only what the intent needs."""
+
+    guid: str  # the origin's forward id (not its user's guid)
+    intent: str
+    prompt: str = ""
+    model: str | None = None
+    attachments: list[Attachment] = []
+    params: dict[str, Any] = {}
+    stream: bool = True
+    max_price: int | None = None  # the most the origin pays for it (base units)
+    user: str | None = None  # the asker's address, only when the asker opted in
+
+
+class Receipt(Msg, tag="receipt"):
+    """Serving realm -> origin, after a forwarded intent's result: what it charged."""
+
+    guid: str
+    worker: str
+    cost: int
+    seq: int  # 1, 2, 3 ... per origin
+    total: int  # the cost of every receipt to this origin so far
+
+
+class Ack(Msg, tag="ack"):
+    """Origin -> serving realm: the receipts it accepted, as a signed cumulative total."""
+
+    seq: int  # receipts processed up to this one
+    total: int  # the accepted receipts' cost, in all (never decreases)
+    disputed: list[str] = []  # receipts refused at audit since the last ack, by guid
+
+
+class Telemetry(Msg, tag="telemetry"):
+    """Serving realm -> origin, every few seconds: the health it sees of itself."""
+
+    workers: int = 0
+    served: int = 0  # intents completed since it started
+    failed: int = 0
+    median_latency_ms: float | None = None  # of its workers' recent jobs
+    error_rate: float = 0.0  # failed / finished over the last interval
+    queued: int = 0
+
+
 # --- unions, one per direction --------------------------------------------
 
 ClientMessage = Hello | SubmitQuery | Cancel | Subscribe | Ping | Pong
@@ -458,6 +551,9 @@ ServerToWorker = Challenge | Welcome | Work | Cancel | Ping | Pong | Error | Bro
 
 TYPES_FROM_CLIENT = frozenset(("hello", "submit_query", "cancel", "subscribe", "ping", "pong"))
 TYPES_FROM_WORKER = frozenset(("register", "pong", "ping", "token", "progress", "result", "failed", "drain"))
+# Inside realm envelopes: from the origin, and from the serving realm.
+OriginMessage = RealmHello | Forward | Cancel | Ack | Ping | Pong
+ServingMessage = RealmWelcome | Pool | Token | Progress | Result | Receipt | Error | Telemetry | Ping | Pong
 
 _encoder = msgspec.json.Encoder()
 
@@ -570,6 +666,20 @@ class PeerDecoder:
             return self._typed.decode(frame)
         except RecursionError as exc:
             raise msgspec.DecodeError(str(exc)) from None
+
+
+def realm_envelope_decoder() -> PeerDecoder:
+    return PeerDecoder(RealmEnvelope)
+
+
+def origin_decoder() -> PeerDecoder:
+    """Inner frames a serving realm receives."""
+    return PeerDecoder(OriginMessage)
+
+
+def serving_decoder() -> PeerDecoder:
+    """Inner frames an origin realm receives."""
+    return PeerDecoder(ServingMessage)
 
 
 def server_to_client_decoder() -> PeerDecoder:

@@ -20,6 +20,8 @@ from broker.protocol import Capability, Failed
 
 
 class WorkerEntry:
+    remote = False  # a peer realm's pool (broker.federation), picked after every local worker
+
     def __init__(
         self,
         worker_id: str,
@@ -58,6 +60,10 @@ class WorkerEntry:
         if models is None:
             return False
         return model is None or model in models
+
+    def accepts(self, job: Job) -> bool:
+        """Whether ``job`` may go to this worker at all (asked of remote ones only)."""
+        return True
 
     def hands_back(self, failed: Failed) -> bool:
         """A draining worker giving an intent back: it counts against nobody.
@@ -126,11 +132,21 @@ class WorkerRegistry:
         name: str = "",
         version: str = "",
     ) -> WorkerEntry:
-        worker_id = f"w{next(self._ids)}-{address[2:8].lower()}"
-        entry = WorkerEntry(worker_id, peer, address, capabilities, slots, name, version, self._cfg)
-        self._workers[worker_id] = entry
+        entry = WorkerEntry(self.new_id("w", address), peer, address, capabilities, slots, name, version, self._cfg)
+        return self.join(entry)
+
+    def new_id(self, kind: str, address: str) -> str:
+        return f"{kind}{next(self._ids)}-{address[2:8].lower()}"
+
+    def join(self, entry: WorkerEntry) -> WorkerEntry:
+        """Add an entry built elsewhere (a peer realm's, broker.federation)."""
+        self._workers[entry.id] = entry
         self._intents = None
         return entry
+
+    def capabilities_changed(self) -> None:
+        """A connected entry's capabilities changed (a peer realm's pool)."""
+        self._intents = None
 
     def remove(self, worker_id: str) -> WorkerEntry | None:
         self._intents = None
@@ -168,7 +184,7 @@ class WorkerRegistry:
             models = w.models.get(intent)
             if models is None or (model is not None and model not in models):
                 continue
-            if w.free_for(intent) <= 0 or guid in w.letting_go:
+            if w.free_for(intent) <= 0 or guid in w.letting_go or (w.remote and not w.accepts(job)):
                 continue
             health = w.health
             key = (w.id in tried, health.rank(), len(w.running) / w.slots, health.latency_ms or 0.0)

@@ -21,6 +21,8 @@ from broker.billing import Billing
 from broker.client_session import client_socket
 from broker.config import BrokerConfig
 from broker.dispatch import Dispatcher
+from broker.federation.federation import TICK_S as FEDERATION_TICK_S
+from broker.federation.federation import Federation
 from broker.gate import Gate, raise_fd_limit
 from broker.heartbeat import Heartbeat
 from broker.history import History
@@ -72,6 +74,7 @@ class BrokerServer:
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._journal: SqliteJournal | None = None
+        self.federation: Federation | None = None  # built by start()
 
     @property
     def url(self) -> str:
@@ -107,15 +110,17 @@ class BrokerServer:
         trust = WorkerTrust(cfg, accounts, registry, subs, dispatcher.pump_all)
         views = RealmViews(cfg, registry, queue, dispatcher, peers, subs, billing, self.restored)
         subs.serve(views.topics())
+        gate = Gate(
+            cfg.login_timeout_s,
+            min(cfg.max_unauthenticated, raise_fd_limit() // 4),
+            cfg.max_unauthenticated_per_ip,
+        )
+        self.federation = Federation(cfg, db, gate, outbox, registry, queue, dispatcher, subs, metrics, billing)
         return Parts(
             config=cfg,
             outbox=outbox,
             peers=peers,
-            gate=Gate(
-                cfg.login_timeout_s,
-                min(cfg.max_unauthenticated, raise_fd_limit() // 4),
-                cfg.max_unauthenticated_per_ip,
-            ),
+            gate=gate,
             metrics=metrics,
             registry=registry,
             dispatcher=dispatcher,
@@ -135,6 +140,8 @@ class BrokerServer:
         cfg = self.config
         sane_recursion_limit()  # a billing that imported web3 raised it (see broker.protocol)
         parts = self.parts = self._build()
+        federation = self.federation
+        assert federation is not None
 
         async def clients(request: web.Request) -> web.StreamResponse:
             return await client_socket(parts, request)
@@ -148,6 +155,7 @@ class BrokerServer:
         app.add_routes(rest_routes(parts))
         app.add_routes(account_routes(parts))
         app.add_routes(money_routes(self.teller, parts.verifier, cfg.realm))
+        app.add_routes(federation.routes())
         # keepalive_timeout: an HTTP connection that sends no (complete) request
         # for that long is closed, so slowly trickled headers cannot hold a socket.
         self._runner = web.AppRunner(
@@ -157,6 +165,8 @@ class BrokerServer:
         site = web.TCPSite(self._runner, cfg.host, cfg.port, reuse_address=True, ssl_context=server_context(cfg))
         await site.start()
         self.port = self._runner.addresses[0][1]
+        # Before any socket is served: intents of peer realms the journal restored end first.
+        federation.start()
         heartbeat = Heartbeat(cfg.heartbeat_misses, parts.registry, parts.subs, parts.dispatcher.pump_all)
 
         def tick() -> None:
@@ -166,6 +176,7 @@ class BrokerServer:
         self._tasks = [
             asyncio.create_task(_every("tick", cfg.heartbeat_s, tick, parts.metrics)),
             asyncio.create_task(_every("trust-sweep", TRUST_SWEEP_S, parts.trust.sweep, parts.metrics)),
+            asyncio.create_task(_every("federation", FEDERATION_TICK_S, federation.tick, parts.metrics)),
             asyncio.create_task(parts.router.warm(), name="mtor-recogniser-warm"),
         ]
 
@@ -178,6 +189,8 @@ class BrokerServer:
         parts = self.parts
         parts.router.close()
         parts.subs.close()
+        if self.federation is not None:
+            await self.federation.stop()
         await asyncio.gather(
             *(peer.close(code=1001, message=b"broker shutting down") for peer in parts.peers),
             return_exceptions=True,
