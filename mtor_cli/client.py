@@ -564,6 +564,7 @@ class RealmClient:
         params: dict[str, Any] | None = None,
         stream: bool = True,
         max_price: int | None = None,
+        share_address: bool = False,
         guid: str | None = None,
         timeout: float | None = None,
         on_accepted: Callable[[p.Accepted], Awaitable[None] | None] | None = None,
@@ -574,6 +575,7 @@ class RealmClient:
 
         Callbacks may be plain functions or coroutines. On ``timeout`` the
         request is cancelled at the broker and RealmError('timeout') raised.
+        ``share_address``: a peer realm that serves the request may see who asked.
         """
         query = p.SubmitQuery(
             guid=guid or new_guid(),
@@ -584,6 +586,7 @@ class RealmClient:
             params=dict(params or {}),
             stream=stream,
             max_price=max_price,
+            share_address=share_address,
         )
 
         async def run() -> p.Result:

@@ -105,6 +105,9 @@ def ask(
     reconnect: float = typer.Option(
         30.0, "--reconnect", min=0, help="If the broker drops, reconnect and resume for this long (s)."
     ),
+    share_address: bool = typer.Option(
+        False, "--share-address", help="Let a peer realm that serves this request see your address (docs/federation.md)."
+    ),
 ) -> None:
     if voice or speak:
         from mtor_cli.voice.ask import speak_answer, voice_prompt, voice_speaker
@@ -129,7 +132,7 @@ def ask(
     guid = new_guid()
     stream = not no_stream and not json_out
     sink = _Stream()
-    request = _Request(url, guid, text, chosen, model, attachments, params, stream, price_cap)
+    request = _Request(url, guid, text, chosen, model, attachments, params, stream, price_cap, share_address)
     why = _Routing("--continue" if cont and not intent else "--intent", explain)
     try:
         result = asyncio.run(_run(sink, request, timeout, reconnect, why.accepted))
@@ -288,6 +291,7 @@ class _Request:
     params: dict[str, Any]
     stream: bool
     max_price: int | None
+    share_address: bool = False
 
 
 async def _run(
@@ -316,6 +320,7 @@ async def _run(
                     params=req.params,
                     stream=req.stream,
                     max_price=req.max_price,
+                    share_address=req.share_address,
                     guid=req.guid,
                     timeout=timeout,
                     on_accepted=on_accepted,

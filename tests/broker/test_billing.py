@@ -6,57 +6,10 @@ from typing import Any
 
 import aiohttp
 
-from broker import Billing, InsufficientFunds
+from broker import Billing
 from broker.protocol import Accepted, Error, Result, Usage, Work, WorkResult
+from tests.support.billing import COST, PRICE, DictBilling
 from tests.support.peers import FakeWorker, TestClient, echo, fail, hang, new_account
-
-PRICE = 100
-COST = 60
-
-
-class DictBilling:
-    """Balances in a dict; every call recorded."""
-
-    def __init__(self, balances: dict[str, int]) -> None:
-        self.balances = balances
-        self.holds: dict[str, tuple[str, int]] = {}
-        self.calls: list[tuple[Any, ...]] = []
-        self.durable: list[tuple[Any, ...]] = []  # the calls as of the last commit
-        self.usages: list[dict[str, int]] = []  # what each capture was told
-
-    def quote(self, user: str, intent: str, model: str | None, params: dict[str, Any]) -> int:
-        self.calls.append(("quote", user, intent))
-        return PRICE
-
-    def hold(self, user: str, guid: str, amount: int) -> None:
-        balance = self.balances.get(user, 0)
-        if balance < amount:
-            raise InsufficientFunds(balance, amount)
-        self.balances[user] = balance - amount
-        self.holds[guid] = (user, amount)
-        self.calls.append(("hold", user, guid, amount))
-
-    def capture(self, guid: str, worker: str, intent: str, usage: dict[str, int]) -> int:
-        user, amount = self.holds.pop(guid)
-        self.balances[user] += amount - COST
-        self.balances[worker] = self.balances.get(worker, 0) + COST
-        self.calls.append(("capture", guid, worker, intent))
-        self.usages.append(usage)
-        return COST
-
-    def release(self, guid: str) -> None:
-        user, amount = self.holds.pop(guid)
-        self.balances[user] += amount
-        self.calls.append(("release", guid))
-
-    def balance(self, user: str) -> int:
-        return self.balances.get(user, 0)
-
-    def earnings(self, workers: list[str]) -> dict[str, int]:
-        return {w: self.balances.get(w, 0) for w in workers}
-
-    def commit(self) -> None:
-        self.durable = list(self.calls)
 
 
 def test_dict_billing_satisfies_the_protocol() -> None:

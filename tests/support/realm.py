@@ -108,7 +108,7 @@ class ThreadRealm:
         (BrokerServer's other arguments)."""
         from broker import BrokerConfig
 
-        self.config = BrokerConfig(host="127.0.0.1", port=0, db_path=Path(db_path), **config)
+        self.config = BrokerConfig(**{"host": "127.0.0.1", "port": 0, "db_path": Path(db_path), **config})
         self.billing = billing
         self.money = money
         self.recogniser = recogniser
