@@ -25,9 +25,9 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from broker import protocol as p
 from mtor_cli.client import RealmClient, RealmError, http_get_json, new_guid
@@ -63,7 +63,8 @@ def _account() -> Any:
 
 
 async def _ask(client: RealmClient, query: p.SubmitQuery) -> p.Result | p.Error:
-    async with contextlib.aclosing(client.submit(query)) as events:  # closed at once: the guid may be asked again
+    events = cast(AsyncGenerator[Any, None], client.submit(query))
+    async with contextlib.aclosing(events):  # closed at once: the same guid may be asked again
         async for event in events:
             if isinstance(event, (p.Result, p.Error)):
                 return event
