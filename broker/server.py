@@ -109,13 +109,13 @@ class BrokerServer:
         self.restored = dispatcher.restore()
         trust = WorkerTrust(cfg, accounts, registry, subs, dispatcher.pump_all)
         views = RealmViews(cfg, registry, queue, dispatcher, peers, subs, billing, self.restored)
-        subs.serve(views.topics())
         gate = Gate(
             cfg.login_timeout_s,
             min(cfg.max_unauthenticated, raise_fd_limit() // 4),
             cfg.max_unauthenticated_per_ip,
         )
         self.federation = Federation(cfg, db, gate, outbox, registry, queue, dispatcher, subs, metrics, billing)
+        subs.serve({**views.topics(), "federation": self.federation.view})
         return Parts(
             config=cfg,
             outbox=outbox,

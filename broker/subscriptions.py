@@ -21,7 +21,7 @@ from broker.jobs import Job
 from broker.peer import Peer
 from broker.protocol import Stats, encode
 
-TOPICS = ("stats", "workers", "queue", "intents", "ledger")
+TOPICS = ("stats", "workers", "queue", "intents", "ledger", "federation")
 PRIVATE_TOPICS = frozenset(("queue", "intents", "ledger"))
 MAX_EVENTS = 500  # per push; older events of a burst are counted in `dropped`
 

@@ -81,6 +81,7 @@ class Federation:
         self._version: int | None = None
         self._refresh_due = 0.0
         self._stopping: set[asyncio.Task[None]] = set()
+        self._shown: tuple[object, ...] = ()  # what the last `federation` push reflected
 
     @property
     def active(self) -> bool:
@@ -107,6 +108,31 @@ class Federation:
         for link, ack in acks:
             link.send(ack)
         self._origins.tick(time.time())
+        shown = self._fingerprint()
+        if shown != self._shown:
+            self._shown = shown
+            self._subs.changed("federation")
+
+    def _fingerprint(self) -> tuple[object, ...]:
+        """Cheap: changes whenever a peer's view would (the `federation` topic is
+        pushed only then, so an idle federation pushes nothing)."""
+        assert self._ctx is not None and self._origins is not None
+        tallies, served = self._ctx.tallies, self._origins
+        return tuple(
+            (
+                address,
+                link.state,
+                link.health.state,
+                sum(link.traffic.values()),
+                link.telemetry_at,
+                tallies.payer(link.peer).accepted_count,
+                tallies.payee(link.peer).charged,
+                len(tallies.payee(link.peer).inflight),
+                address in served.connected,
+                sum(served.traffic.get(address, {}).values()),
+            )
+            for address, link in self.links.items()
+        )
 
     async def stop(self) -> None:
         await asyncio.gather(*(link.stop() for link in self.links.values()), return_exceptions=True)

@@ -25,6 +25,7 @@ from .widgets import (
     ChartsPane,
     HelpScreen,
     IntentsPane,
+    PeersPane,
     QueuePane,
     ResultPane,
     StatusBar,
@@ -121,6 +122,7 @@ class MtorApp(App[None]):
             with Vertical(id="realm"):
                 yield WalletPane(id="wallet")
                 yield QueuePane(id="queue")
+                yield PeersPane(id="peers")
                 yield ChartsPane(id="charts")
         yield ResultPane(id="result")
         yield Input(placeholder="Ask the realm… (Enter sends; “imagine …” draws)", id="prompt")
@@ -143,6 +145,7 @@ class MtorApp(App[None]):
             ("queue", self.query_one(QueuePane)),
             ("stats", self.query_one(ChartsPane)),
             ("ledger", self.query_one(WalletPane)),
+            ("federation", self.query_one(PeersPane)),
         ]
         self._result = self.query_one(ResultPane)
         self.state.dirty.update(topic for topic, _ in self._panes)

@@ -35,7 +35,7 @@ class ConnectionStatus:
 FeedEvent = Stats | Broadcast | ConnectionStatus
 AnswerEvent = Accepted | Token | Progress | Result | Error
 
-TOPICS = ["stats", "workers", "queue", "intents", "ledger"]
+TOPICS = ["stats", "workers", "queue", "intents", "ledger", "federation"]
 
 
 class RealmFeed(Protocol):

@@ -112,6 +112,7 @@ class RealmState:
         self.balance: int | None = None
         self.spent: int | None = None
         self.broadcast: str = ""
+        self.peers: list[dict[str, Any]] = []  # peer realms, as /v1/federation shows them
         self.dirty: set[str] = set()
         self.updates_applied = 0
 
@@ -133,6 +134,12 @@ class RealmState:
             handler = _TOPIC_HANDLERS.get(event.topic)
             if handler is not None:
                 handler(self, event.data)
+
+    def _apply_federation(self, data: Mapping[str, Any]) -> None:
+        peers = data.get("peers")
+        if isinstance(peers, list):
+            self.peers = [p for p in peers if isinstance(p, dict)]
+            self.dirty.add("federation")
 
     def _apply_workers(self, data: Mapping[str, Any]) -> None:
         workers = data.get("workers")
@@ -295,4 +302,5 @@ _TOPIC_HANDLERS: dict[str, Callable[[RealmState, Mapping[str, Any]], None]] = {
     "stats": RealmState._apply_stats,
     "intents": RealmState._apply_intents,
     "ledger": RealmState._apply_ledger,
+    "federation": RealmState._apply_federation,
 }

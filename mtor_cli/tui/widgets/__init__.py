@@ -5,6 +5,7 @@ from __future__ import annotations
 from .charts import ChartsPane
 from .help import HelpScreen
 from .intents import IntentsPane
+from .peers import PeersPane
 from .queue import QueuePane
 from .result import ResultPane
 from .status import StatusBar
@@ -15,6 +16,7 @@ __all__ = [
     "ChartsPane",
     "HelpScreen",
     "IntentsPane",
+    "PeersPane",
     "QueuePane",
     "ResultPane",
     "StatusBar",

@@ -123,3 +123,20 @@ async def test_streamed_tokens_of_a_forwarded_intent_arrive_in_order(grid: Grid)
                                                             model="only-c", params={"delay_s": 0.01}))]
     text = "".join(e.text for e in events if isinstance(e, Token))
     assert text == prompt and events[-1].text == prompt  # type: ignore[union-attr]
+
+
+async def test_subscribers_get_the_federation_pushed(grid: Grid) -> None:
+    async with RealmClient(grid.url("a"), new_account()) as client:
+        pushes = client.subscribe(["federation"])
+        first = await asyncio.wait_for(pushes.__anext__(), 10)
+        assert first.topic == "federation"  # type: ignore[union-attr]
+        assert {p["name"]: p["link"]["state"] for p in first.data["peers"]} == {"b": "connected", "c": "connected"}  # type: ignore[union-attr]
+        await client.ask("count me", intent="echo", model="only-c")
+        while True:  # pushed again when the traffic changed (never while idle)
+            push = await asyncio.wait_for(pushes.__anext__(), 10)
+            c = next(p for p in push.data["peers"] if p["name"] == "c")  # type: ignore[union-attr]
+            if c["link"]["traffic"].get("results", 0) > next(
+                p for p in first.data["peers"] if p["name"] == "c"  # type: ignore[union-attr]
+            )["link"]["traffic"].get("results", 0):
+                break
+        await pushes.aclose()

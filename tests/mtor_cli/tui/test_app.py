@@ -126,3 +126,17 @@ async def test_a_burst_of_pushes_becomes_a_few_repaints():
         assert "w-delta" in text
         assert app.state.updates_applied == 2000
         assert app.repaints <= 10
+
+
+async def test_peer_realms_show_when_the_realm_federates():
+    clock = FixedClock()
+    peer = {
+        "name": "other", "link": {"state": "connected", "health": {"state": "quarantined"}, "traffic": {"forwarded": 12}},
+        "credit": {"we_owe": {"unsettled": 3 * 10**16}, "owed_to_us": {"used": 0}},
+    }
+    pushes = [*known_realm(clock), Stats(topic="federation", data={"peers": [peer]})]
+    app = MtorApp(FixedFeed(pushes, {}), clock=clock)
+    async with app.run_test(size=(120, 40)) as pilot:
+        assert "other" not in screen_text(app)  # hidden until the federation push arrives
+        text = await wait_for_screen(pilot, lambda t: "12 fwd" in t, "the peers pane")
+        assert re.search(r"other quarantined", text) and re.search(r"12 fwd\s+owe 0\.03\s+owed 0", text), text
