@@ -23,6 +23,7 @@ from broker.jobs import Job
 from broker.outbox import Outbox
 from broker.peer import Peer
 from broker.protocol import (
+    REQUEST_ERROR_CODES,
     Accepted,
     Cancel,
     Error,
@@ -46,9 +47,6 @@ _query_decoder = msgspec.json.Decoder(SubmitQuery)
 _result_decoder = msgspec.json.Decoder(Result)
 _error_decoder = msgspec.json.Decoder(Error)
 
-
-# Worker failure codes that describe the request, passed to the client as they are.
-_REQUEST_ERRORS = frozenset({"bad_params", "bad_attachment", "prompt_too_long"})
 
 class Dispatcher:
     def __init__(
@@ -298,6 +296,7 @@ class Dispatcher:
             timings=timings,
             usage=res.usage,
             cost=cost,
+            data=res.data,
         )
         data = encode(result)
         self._journal.finish(job.guid, J.DONE, data)
@@ -320,14 +319,14 @@ class Dispatcher:
             self._retry(job, "worker_failed", f"worker {worker.id} failed: {failed.message}")
         else:
             # The request itself is bad: no other worker would do better. A
-            # bad-input code the worker found (bad_params, bad_attachment...)
-            # is the client's stable code too; anything else is worker_failed.
-            code = failed.code if failed.code in _REQUEST_ERRORS else "worker_failed"
+            # code the worker found (bad_params, upstream_unavailable...) is
+            # the client's stable code too; anything else is worker_failed.
+            code = failed.code if failed.code in REQUEST_ERROR_CODES else "worker_failed"
             self._finish_error(
                 job,
                 code,
                 failed.message,
-                "the worker rejected the request; check the prompt and parameters",
+                failed.hint or "the worker rejected the request; check the prompt and parameters",
                 J.FAILED,
                 worker_code=failed.code,
             )

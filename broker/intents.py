@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-INTENTS = ("chat", "vision", "imagine", "speech", "tts")
+INTENTS = ("chat", "vision", "imagine", "speech", "tts", "embed", "weather", "email")
 
 _WAKE = re.compile(r"^\s*(?:hey\s+|ok(?:ay)?\s+)?computer\b[\s,.:;!?-]*", re.IGNORECASE)
 

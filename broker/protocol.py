@@ -51,7 +51,26 @@ ERROR_CODES: dict[str, str] = {
     "maintenance": "The worker is in maintenance: it gets no new work until a sysop resumes it.",
     "nickname_taken": "That nickname belongs to another address.",
     "internal": "The broker hit an unexpected error.",
+    "upstream_unavailable": "A service the worker relies on (a weather API, a mail server) did not answer or refused.",
+    "login_failed": "The mail server refused the login.",
+    "not_configured": "The intent needs a setting the person has not made yet (an email account, a place).",
+    "not_found": "Nothing matches what the request names (a place, a contact).",
 }
+
+# Codes a worker reports for a request it cannot serve as asked. The broker
+# passes them to the client as they are (any other failure is worker_failed):
+# they tell the person what to change, and no other worker would do better.
+REQUEST_ERROR_CODES = frozenset(
+    {
+        "bad_params",
+        "bad_attachment",
+        "prompt_too_long",
+        "upstream_unavailable",
+        "login_failed",
+        "not_configured",
+        "not_found",
+    }
+)
 
 ATTACHMENT_KINDS = ("image", "audio")
 
@@ -147,6 +166,9 @@ class Capability(msgspec.Struct, omit_defaults=True):
     intent: str
     models: list[str] = []
     params: dict[str, Any] = {}
+    # Serve only the worker's own address: jobs acting on the owner's private
+    # accounts (email) must never reach a stranger's worker.
+    owner_only: bool = False
 
 
 # --- client -> broker ------------------------------------------------------
@@ -239,6 +261,7 @@ class Result(Msg, tag="result"):
     usage: dict[str, int] = {}
     cost: int = 0
     replayed: bool = False  # True when served from the journal for a resubmitted guid
+    data: dict[str, Any] = {}  # the answer as numbers and fields (weather, email), beside the spoken text
 
 
 class Error(Msg, tag="error"):
@@ -282,6 +305,7 @@ class WorkResult(Msg, tag="result"):
     model: str | None = None
     timings: dict[str, float] = {}
     usage: dict[str, int] = {}
+    data: dict[str, Any] = {}
 
 
 class Failed(Msg, tag="failed"):
@@ -289,6 +313,7 @@ class Failed(Msg, tag="failed"):
     code: str
     message: str
     retryable: bool = True
+    hint: str = ""
 
 
 # --- broker -> worker ------------------------------------------------------

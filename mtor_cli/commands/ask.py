@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
     from broker.protocol import Attachment, Broadcast, Progress, Result
 
-HELP = """Ask the realm: chat, describe an image, imagine a picture, transcribe audio.
+HELP = """Ask the realm: chat, describe an image, imagine a picture, transcribe audio,
+the weather, your email.
 
 The answer streams to stdout token by token; progress (e.g. diffusion steps)
 is drawn on stderr; images and audio are saved to files whose paths are printed.
@@ -37,6 +38,10 @@ Examples:
   mtor ask --intent imagine --steps 20 --size 512x512 --out mountain.png "a neon mountain"
 
   mtor ask --image photo.jpg "what is in this picture?"
+
+  mtor ask "will it rain in Oslo tomorrow"
+
+  mtor ask "email Bob about Friday's meeting"     (shows the draft, asks before sending)
 
 Exit codes: 0 ok, 1 request failed or rejected, 2 usage error, 3 broker
 unreachable, 4 no worker / queue full, 5 timeout, 6 insufficient funds,
@@ -95,6 +100,9 @@ def ask(
     reconnect: float = typer.Option(
         30.0, "--reconnect", min=0, help="If the broker drops, reconnect and resume for this long (s)."
     ),
+    yes: bool = typer.Option(
+        False, "--yes", "-y", help="Do what the answer proposes without asking (email: send the draft)."
+    ),
 ) -> None:
     if voice or speak:
         from mtor_cli.voice.ask import speak_answer, voice_prompt, voice_speaker
@@ -112,6 +120,7 @@ def ask(
         chosen, text = intent, strip_wake_word(text)[0]
     else:
         chosen, text = choose_intent(text, tuple(a.kind for a in attachments), url)
+    params = _with_settings(chosen, params)
     if explain:
         from mtor_cli.intent import explain_choice
 
@@ -130,9 +139,58 @@ def ask(
     except KeyboardInterrupt:
         sink.stop()
         output.fail("interrupted", "interrupted; the request was cancelled")
-    _finish(result, streamed_text=sink.text if stream else None, json_out=json_out, out=out)
+    from mtor_cli import actions
+
+    follow_up = getattr(actions.for_intent(result.intent), "finish", None)
+    if follow_up is None:
+        _finish(result, streamed_text=sink.text if stream else None, json_out=json_out, out=out)
+    else:
+        if not json_out:
+            _finish(result, streamed_text=sink.text if stream else None, json_out=False, out=out)
+        session = actions.Session(
+            url,
+            frozenset(_served_intents(url)),
+            quiet=json_out,
+            assume_yes=yes,
+            speak=(lambda line: speak_answer(speaker, line)) if speaker is not None else None,
+            timeout_s=timeout,
+        )
+        result = _follow_up(follow_up, session, result, json_out)
+        if json_out:
+            _finish(result, streamed_text=None, json_out=True, out=out)
     if speaker is not None:
         speak_answer(speaker, result.text)
+
+
+def _with_settings(intent: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The request's params with the person's settings for ``intent`` (e.g. weather: location)."""
+    from mtor_cli import actions
+    from mtor_cli.paths import config_file
+
+    try:
+        return actions.prepare(intent, params)
+    except ValueError as exc:  # tomllib.TOMLDecodeError
+        output.fail("usage", f"cannot read {config_file()}: {exc}", "fix or remove the file")
+
+
+def _follow_up(follow_up: Any, session: Any, result: Result, json_out: bool) -> Result:
+    """Run an intent's follow-up (email: summary, draft and send); its failures are the one error line."""
+    import msgspec
+
+    from mtor_cli.actions import Declined
+    from mtor_cli.client import RealmError
+
+    try:
+        done: Result = follow_up(session, result)
+    except Declined as exc:
+        if json_out:
+            _finish(msgspec.structs.replace(result, data=exc.data), streamed_text=None, json_out=True, out=None)
+        output.fail("declined", exc.message, exc.hint)
+    except RealmError as exc:
+        output.fail(exc.code, exc.message, exc.hint)
+    for line in session.notes:
+        output.note(line)
+    return done
 
 
 def choose_intent(text: str, attachment_kinds: tuple[str, ...], url: str) -> tuple[str, str]:
@@ -349,6 +407,7 @@ def _finish(result: Result, *, streamed_text: str | None, json_out: bool, out: P
                 "usage": result.usage,
                 "cost": result.cost,
                 "replayed": result.replayed,
+                "data": result.data,
                 "files": [str(f) for f in files],
             }
         )

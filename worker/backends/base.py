@@ -21,12 +21,13 @@ from typing import Any, ClassVar
 from broker.protocol import Attachment, Capability, Msg, Progress, Token, Work, WorkResult
 
 
-class BadInput(Exception):
-    """A job the backend refuses before any model runs.
+class JobError(Exception):
+    """A job the backend cannot serve as asked, for a reason the person can act on.
 
-    ``code`` is one of ``broker.protocol.ERROR_CODES`` (``bad_params``,
-    ``bad_attachment``, ``prompt_too_long`` ...); ``hint`` tells the person
-    what to send instead.
+    ``code`` is one of ``broker.protocol.REQUEST_ERROR_CODES``
+    (``upstream_unavailable``, ``login_failed`` ...); ``hint`` says what to do.
+    Raised from ``run()`` it fails the job with that code, not retried on
+    another worker, where any other exception is ``worker_failed``.
     """
 
     def __init__(self, code: str, message: str, hint: str = "") -> None:
@@ -34,6 +35,14 @@ class BadInput(Exception):
         self.code = code
         self.message = message
         self.hint = hint
+
+
+class BadInput(JobError):
+    """A job the backend refuses before any model runs.
+
+    ``code`` is ``bad_params``, ``bad_attachment``, ``prompt_too_long`` ...;
+    ``hint`` tells the person what to send instead.
+    """
 
 
 class DeviceError(RuntimeError):
@@ -176,6 +185,9 @@ class Backend(ABC):
     """One intent served by one model. Subclasses set ``intent``."""
 
     intent: ClassVar[str]
+    # True for intents that act on the owner's own accounts: the worker serves
+    # only jobs from its own address (the broker enforces it too).
+    owner_only: ClassVar[bool] = False
 
     def __init__(self, model: str | None, device: Device, **options: Any) -> None:
         self.model = model
@@ -191,7 +203,7 @@ class Backend(ABC):
         """Load weights (blocking; the worker runs it in a thread at start)."""
 
     def capability(self) -> Capability:
-        return Capability(intent=self.intent, models=[self.model_name])
+        return Capability(intent=self.intent, models=[self.model_name], owner_only=self.owner_only)
 
     def validate(self, work: Work) -> None:
         """Raise :class:`BadInput` for a job this backend cannot run. No model call."""

@@ -1,0 +1,78 @@
+"""What an intent's client-side follow-up may do: ask the realm again, show, confirm, speak."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+
+    from broker.protocol import Result
+
+
+class Declined(Exception):
+    """The person did not confirm an action; nothing was done."""
+
+    def __init__(self, message: str, hint: str = "", data: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.data = data or {}  # what the answer would have been (the draft, for --json)
+
+
+@dataclass
+class Session:
+    """One follow-up's view of the person and the realm.
+
+    ``show`` prints for people (nothing under ``--json``); ``ask`` runs one more
+    request, streaming its text through ``show`` as it comes; ``confirm`` asks
+    yes/no (``assume_yes``: ``--yes``); ``speak`` says a line (``--speak``).
+    """
+
+    url: str
+    served: frozenset[str]
+    account: LocalAccount | None = None
+    quiet: bool = False  # --json: only the final JSON goes to stdout
+    assume_yes: bool = False
+    speak: Callable[[str], None] | None = None
+    timeout_s: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def show(self, text: str, end: str = "\n") -> None:
+        if not self.quiet:
+            sys.stdout.write(text + end)
+            sys.stdout.flush()
+
+    def ask(self, prompt: str, intent: str, params: dict[str, Any] | None = None, *, stream: bool = True) -> Result:
+        """One request to the realm; RealmError when it fails."""
+
+        async def run() -> Result:
+            from mtor_cli.client import RealmClient
+
+            async with RealmClient(self.url, self.account) as client:
+                return await client.ask(
+                    prompt,
+                    intent=intent,
+                    params=params or {},
+                    timeout=self.timeout_s,
+                    on_token=(lambda text: self.show(text, end="")) if stream else None,
+                )
+
+        return asyncio.run(run())
+
+    def confirm(self, question: str, refusal_hint: str) -> None:
+        """Go on only if the person says yes; raises Declined otherwise."""
+        if self.assume_yes:
+            return
+        if sys.stdin is None or not sys.stdin.isatty():
+            raise Declined("not confirmed: there is no terminal to ask on", refusal_hint)
+        from rich.prompt import Confirm
+
+        from mtor_cli.output import err_console
+
+        if not Confirm.ask(question, console=err_console(), default=False):
+            raise Declined("you declined", "nothing was done")
