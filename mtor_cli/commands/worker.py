@@ -15,7 +15,8 @@ from mtor_cli import output
 group = typer.Typer(name="worker", help="Serve models to a realm as a volunteer worker.", no_args_is_help=True)
 
 CONFIG_HELP = """TOML file: broker, gpu, slots, name, and [[backend]] tables with intent,
-model and options, e.g.
+model and options (a backend's options default to the table named after its
+intent in your own config.toml, e.g. [email] from `mtor email login`), e.g.
 
   broker = "ws://realm.example:8765"
   [[backend]]
@@ -102,7 +103,8 @@ def serve(
                 model_name = resolve_model()
             except RealmError as exc:
                 output.fail(exc.code, exc.message, exc.hint)
-        backends.append(cls(model_name, device, **dict(spec.get("options", {}))))
+        options = {**_configured_options(spec["intent"]), **dict(spec.get("options", {}))}
+        backends.append(cls(model_name, device, **options))
 
     from mtor_cli.identity import load_or_create_account
 
@@ -143,6 +145,18 @@ async def _run(url: str, backends: list[Any], account: Any, slots: int, name: st
         output.fail(code, str(getattr(exc, "message", exc)), getattr(exc, "hint", ""))
     output.note("worker stopped")
     return output.EXIT_OK
+
+
+def _configured_options(intent: str) -> dict[str, Any]:
+    """A backend's options from the user's config table named after its intent
+    (``[email]`` from `mtor email login`, ``[weather]`` for its API URLs); --config wins."""
+    from mtor_cli.paths import config_file, load_config
+
+    try:
+        table = load_config().get(intent)
+    except ValueError as exc:  # tomllib.TOMLDecodeError
+        output.fail("usage", f"cannot read {config_file()}: {exc}", "fix or remove the file")
+    return dict(table) if isinstance(table, dict) else {}
 
 
 def _load_config(path: Path) -> dict[str, Any]:

@@ -190,17 +190,17 @@ class EmailBackend(Backend):
             with Imap(account, self.tokens) as box:
                 if request.action == "latest":
                     mails = box.latest(request.limit, unread=request.unread)
-                    what = "unread emails" if request.unread else "recent emails"
-                    return mail_list(mails, today, what=what), {
+                    return mail_list(mails, today, kind="unread" if request.unread else "recent"), {
                         "action": "latest",
                         "messages": [m.to_dict() for m in mails],
                     }
                 if request.action == "search":
                     since, before = date_range(request.since, today)
                     mails = box.search(request.who, since, before, request.limit)
-                    span = f" {request.since}" if request.since in ("today", "yesterday") else ""
-                    span = " this week" if request.since == "week" else span
-                    return mail_list(mails, today, what=f"emails from {request.who}{span}"), {
+                    span = {"today": " today", "yesterday": " yesterday", "week": " this week"}.get(
+                        str(request.since), f" since {request.since}" if request.since else ""
+                    )
+                    return mail_list(mails, today, kind="", tail=f" from {request.who}{span}"), {
                         "action": "search",
                         "from": request.who,
                         "since": request.since,

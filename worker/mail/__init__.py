@@ -7,7 +7,7 @@ from .contacts import matches
 from .imap import Contact, Imap, Mail
 from .oauth import OAuthError, TokenSource
 from .request import ACTIONS, MailRequest, date_range, parse_request
-from .smtp import compose, send
+from .smtp import check_login, compose, send
 from .spoken import contact_list, mail_list
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "MailRequest",
     "OAuthError",
     "TokenSource",
+    "check_login",
     "compose",
     "contact_list",
     "date_range",

@@ -116,35 +116,51 @@ class Imap:
         self.conn: imaplib.IMAP4 | None = None
 
     def __enter__(self) -> Imap:
+        # A cached access token may have been revoked or expired early: on a
+        # refusal, try once more with a fresh one (whose refusal is final).
+        attempts = 2 if self.account.auth == "oauth2" else 1
+        for attempt in range(1, attempts + 1):
+            conn = self._connect()
+            try:
+                self._login(conn)
+            except imaplib.IMAP4.error as exc:
+                _close(conn)
+                if self.tokens is not None:
+                    self.tokens.forget()
+                if attempt == attempts:
+                    raise refused_login(self.account, "IMAP", _text(exc)) from None
+                continue
+            except OSError as exc:
+                _close(conn)
+                raise unavailable(self.account, self.account.imap_host, self.account.imap_port, exc) from None
+            self.conn = conn
+            break
+        return self
+
+    def _connect(self) -> imaplib.IMAP4:
         account = self.account
         host, port = account.imap_host, account.imap_port
         try:
             if account.imap_security == "ssl":
-                conn: imaplib.IMAP4 = imaplib.IMAP4_SSL(
-                    host, port, ssl_context=ssl.create_default_context(), timeout=account.timeout_s
-                )
-            else:
-                conn = imaplib.IMAP4(host, port, timeout=account.timeout_s)
-                if account.imap_security == "starttls":
-                    conn.starttls(ssl.create_default_context())
+                return imaplib.IMAP4_SSL(host, port, ssl_context=ssl.create_default_context(), timeout=account.timeout_s)
+            conn = imaplib.IMAP4(host, port, timeout=account.timeout_s)
+            if account.imap_security == "starttls":
+                conn.starttls(ssl.create_default_context())
+            return conn
         except (OSError, imaplib.IMAP4.error) as exc:
             raise unavailable(account, host, port, exc) from None
-        try:
-            if account.auth == "oauth2":
+
+    def _login(self, conn: imaplib.IMAP4) -> None:
+        account = self.account
+        if account.auth == "oauth2":
+            try:
                 token = oauth_token(account, self.tokens)
-                conn.authenticate("XOAUTH2", _once(xoauth2(account.login, token)))
-            else:
-                conn.login(account.login, account.password)
-        except imaplib.IMAP4.error as exc:
-            if self.tokens is not None:
-                self.tokens.forget()
-            _close(conn)
-            raise refused_login(account, "IMAP", _text(exc)) from None
-        except OSError as exc:
-            _close(conn)
-            raise unavailable(account, host, port, exc) from None
-        self.conn = conn
-        return self
+            except JobError:
+                _close(conn)
+                raise
+            conn.authenticate("XOAUTH2", _once(xoauth2(account.login, token)))
+        else:
+            conn.login(account.login, account.password)
 
     def __exit__(self, *exc: object) -> None:
         if self.conn is not None:

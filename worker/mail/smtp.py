@@ -48,28 +48,49 @@ def _connect(account: MailAccount) -> smtplib.SMTP:
     return conn
 
 
-def _login(conn: smtplib.SMTP, account: MailAccount, tokens: TokenSource | None) -> None:
+def _login(conn: smtplib.SMTP, account: MailAccount, token: str) -> None:
+    if account.auth == "oauth2":
+        response = xoauth2(account.login, token)
+        # After a refusal the server sends a JSON challenge; the answer is empty.
+        conn.auth("XOAUTH2", lambda challenge=None: response if challenge is None else "")
+    else:
+        conn.login(account.login, account.password)
+
+
+def _session(account: MailAccount, tokens: TokenSource | None) -> smtplib.SMTP:
+    """A logged-in SMTP connection; a refused OAuth token is renewed once, as for IMAP."""
+    attempts = 2 if account.auth == "oauth2" else 1
+    for attempt in range(1, attempts + 1):
+        token = oauth_token(account, tokens) if account.auth == "oauth2" else ""
+        conn = _connect(account)
+        try:
+            _login(conn, account, token)
+            return conn
+        except (smtplib.SMTPAuthenticationError, smtplib.SMTPNotSupportedError) as exc:
+            _quit(conn)
+            if tokens is not None:
+                tokens.forget()
+            if attempt == attempts:
+                detail = getattr(exc, "smtp_error", exc)
+                text = detail.decode("utf-8", "replace") if isinstance(detail, bytes) else str(detail)
+                raise refused_login(account, "SMTP", text) from None
+        except (OSError, smtplib.SMTPException) as exc:
+            _quit(conn)
+            raise unavailable(account, account.smtp_host, account.smtp_port, exc) from None
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _quit(conn: smtplib.SMTP) -> None:
     try:
-        if account.auth == "oauth2":
-            response = xoauth2(account.login, oauth_token(account, tokens))
-            # After a refusal the server sends a JSON challenge; the answer is empty.
-            conn.auth("XOAUTH2", lambda challenge=None: response if challenge is None else "")
-        else:
-            conn.login(account.login, account.password)
-    except smtplib.SMTPAuthenticationError as exc:
-        if tokens is not None:
-            tokens.forget()
-        detail = exc.smtp_error
-        raise refused_login(account, "SMTP", detail.decode("utf-8", "replace") if isinstance(detail, bytes) else detail) from None
-    except smtplib.SMTPNotSupportedError as exc:
-        raise refused_login(account, "SMTP", exc) from None
+        conn.quit()
+    except (OSError, smtplib.SMTPException):
+        conn.close()
 
 
 def send(account: MailAccount, message: EmailMessage, tokens: TokenSource | None = None) -> None:
     """Deliver ``message`` to the account's SMTP server."""
-    conn = _connect(account)
+    conn = _session(account, tokens)
     try:
-        _login(conn, account, tokens)
         conn.send_message(message)
     except smtplib.SMTPRecipientsRefused as exc:
         refused = ", ".join(exc.recipients)
@@ -77,7 +98,9 @@ def send(account: MailAccount, message: EmailMessage, tokens: TokenSource | None
     except (OSError, smtplib.SMTPException) as exc:
         raise unavailable(account, account.smtp_host, account.smtp_port, exc) from None
     finally:
-        try:
-            conn.quit()
-        except (OSError, smtplib.SMTPException):
-            conn.close()
+        _quit(conn)
+
+
+def check_login(account: MailAccount, tokens: TokenSource | None = None) -> None:
+    """Log in to the SMTP server and leave: JobError when it refuses or cannot be reached."""
+    _quit(_session(account, tokens))

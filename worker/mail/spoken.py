@@ -25,11 +25,12 @@ def when(iso: str, today: date) -> str:
     return f"on {day.day} {_MONTHS[day.month - 1]}" + (f" {day.year}" if day.year != today.year else "")
 
 
-def mail_list(mails: list[Mail], today: date, *, what: str = "recent emails") -> str:
-    """The subjects and senders, newest first, numbered."""
+def mail_list(mails: list[Mail], today: date, *, kind: str = "recent", tail: str = "") -> str:
+    """The subjects and senders, newest first, numbered: "2 unread emails:", "1 email from Dave today:"."""
+    words = f"{kind} " if kind else ""
     if not mails:
-        return f"No {what}."
-    lines = [f"{len(mails)} {what if len(mails) > 1 else what.rstrip('s')}:"]
+        return f"No {words}emails{tail}."
+    lines = [f"{len(mails)} {words}email{'s' if len(mails) != 1 else ''}{tail}:"]
     for n, mail in enumerate(mails, 1):
         unread = " (unread)" if mail.unread else ""
         lines.append(f"{n}. From {mail.sender_name}, {when(mail.date, today)}: {mail.subject}{unread}.")
