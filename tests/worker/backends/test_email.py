@@ -331,13 +331,14 @@ def test_gmail_style_oauth_sign_in_then_a_worker_reads_and_sends_with_xoauth2(
     smtp = SmtpServer(dovecot, token_user=provider.user_for).start()
     try:
         dovecot.append("alice@example.test", message("Bob Jones <bob@example.test>", "alice@example.test", "Hello", "Hi"))
+        args = [
+            "email", "login", "alice@example.test", "--oauth", "--name", "Alice Liddell",
+            "--client-secret-file", str(provider.client_file(tmp_path / "client_secret.json")),
+            "--imap-host", "127.0.0.1", "--imap-port", str(dovecot.port), "--imap-security", "none",
+            "--smtp-host", "127.0.0.1", "--smtp-port", str(smtp.port), "--smtp-security", "none",
+        ]  # fmt: skip
         login = subprocess.run(
-            mtor_command(
-                "email", "login", "alice@example.test", "--oauth", "--name", "Alice Liddell",
-                "--client-secret-file", str(provider.client_file(tmp_path / "client_secret.json")),
-                "--imap-host", "127.0.0.1", "--imap-port", str(dovecot.port), "--imap-security", "none",
-                "--smtp-host", "127.0.0.1", "--smtp-port", str(smtp.port), "--smtp-security", "none",
-            ),  # fmt: skip
+            mtor_command(*args),
             env=process_env(as_alice, BROWSER=browser_command()),
             capture_output=True,
             text=True,
