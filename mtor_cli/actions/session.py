@@ -76,3 +76,14 @@ class Session:
 
         if not Confirm.ask(question, console=err_console(), default=False):
             raise Declined("you declined", "nothing was done")
+
+
+def served_intents(url: str) -> set[str]:
+    """The intents the realm's connected workers serve (empty if it cannot say)."""
+    from mtor_cli.client import RealmError, http_get_json
+
+    try:
+        rows = http_get_json(url, "/v1/workers").get("workers", [])
+    except (RealmError, AttributeError):
+        return set()
+    return {c.get("intent") for w in rows for c in w.get("capabilities", [])}

@@ -220,14 +220,9 @@ def choose_intent(text: str, attachment_kinds: tuple[str, ...], url: str) -> tup
 
 
 def _served_intents(url: str) -> set[str]:
-    """The intents the realm's connected workers serve (empty if it cannot say)."""
-    from mtor_cli.client import RealmError, http_get_json
+    from mtor_cli.actions import served_intents
 
-    try:
-        rows = http_get_json(url, "/v1/workers").get("workers", [])
-    except (RealmError, AttributeError):
-        return set()
-    return {c.get("intent") for w in rows for c in w.get("capabilities", [])}
+    return served_intents(url)
 
 
 def _read_prompt(prompt: str | None, optional: bool) -> str:

@@ -12,7 +12,7 @@ import base64
 import mimetypes
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .listen import Reply
 
@@ -44,18 +44,38 @@ class RealmDispatcher:
         self.on_token = on_token
 
     def __call__(self, recognition: Recognition) -> Reply:
-        return reply_of(asyncio.run(self._ask(recognition)), self.out_dir)
+        from mtor_cli import actions
 
-    async def _ask(self, recognition: Recognition) -> Result:
+        params = actions.prepare(recognition.intent, {})
+        result = asyncio.run(self._ask(recognition, params))
+        voice_reply = getattr(actions.for_intent(result.intent), "voice_reply", None)
+        if voice_reply is None:
+            return reply_of(result, self.out_dir)
+        # The intent's follow-up (email: a summary, or a draft to confirm) runs on more requests.
+        session = actions.Session(self.url, frozenset(actions.served_intents(self.url)), self.account, quiet=True,
+                                  timeout_s=self.timeout_s)  # fmt: skip
+        text, action = voice_reply(session, result)
+        if action is None:
+            return Reply(text, [], result.intent, result.guid)
+
+        def confirm() -> Reply:
+            done = action()
+            return Reply(done.text or "", [], done.intent, done.guid)
+
+        return Reply(text, [], result.intent, result.guid, confirm=confirm, not_done="Not sent.")
+
+    async def _ask(self, recognition: Recognition, params: dict[str, Any]) -> Result:
         from mtor_cli.client import RealmClient
 
         async with RealmClient(self.url, self.account) as client:
             return await client.ask(
                 recognition.prompt,
                 intent=recognition.intent,
+                params=params,
                 timeout=self.timeout_s,
                 on_token=self.on_token,
             )
+
 
 
 def reply_of(result: Result, out_dir: Path) -> Reply:
@@ -78,5 +98,3 @@ def save_attachments(result: Result, out_dir: Path) -> list[Path]:
         path.write_bytes(base64.b64decode(attachment.data))
         saved.append(path)
     return saved
-
-
