@@ -119,6 +119,17 @@ def _serves(worker: dict[str, Any], intent: str) -> bool:
     return intent in intents
 
 
+def served_now() -> set[str] | None:
+    """The intents the running embedded realm's workers serve; None when it is not running."""
+    url = running_url()
+    if url is None:
+        return None
+    try:
+        return {str(c.get("intent")) for w in _workers(url) for c in w.get("capabilities", []) if isinstance(c, dict)}
+    except RealmError:
+        return None
+
+
 def status() -> dict[str, Any]:
     """What ``mtor realm status --json`` prints."""
     state = read_state() or {}
