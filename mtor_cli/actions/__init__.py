@@ -18,7 +18,7 @@ import importlib
 from types import ModuleType
 from typing import Any
 
-from .session import Declined, Session, served_intents
+from .session import Declined, Session, is_embedded, served_intents
 
 MODULES = {"weather": "mtor_cli.actions.weather", "email": "mtor_cli.actions.email"}
 
@@ -38,4 +38,4 @@ def prepare(intent: str, params: dict[str, Any]) -> dict[str, Any]:
     return dict(module.prepare(params, load_config()))
 
 
-__all__ = ["MODULES", "Declined", "Session", "for_intent", "prepare", "served_intents"]
+__all__ = ["MODULES", "Declined", "Session", "for_intent", "is_embedded", "prepare", "served_intents"]

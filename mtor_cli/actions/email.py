@@ -4,7 +4,8 @@ The email worker reads mail and sends exactly what it is given; this side
 turns its answers into what a person wants:
 
 - latest / search: a short summary written by the chat intent when the realm
-  serves chat (else the worker's list of subjects and senders stands);
+  serves chat on this machine (else the worker's list of subjects and
+  senders stands);
 - compose: a draft body written by the chat intent (a plain one without
   chat), shown (and spoken with ``--speak``), sent only after the person
   confirms (``--yes`` for scripts).
@@ -56,8 +57,18 @@ def _listing(messages: list[dict[str, Any]]) -> str:
 
 
 def summarise(session: Session, messages: list[dict[str, Any]]) -> str | None:
-    """The chat intent's summary of ``messages``, or None without chat (or when it fails)."""
+    """The chat intent's summary of ``messages``, or None without chat (or when it fails).
+
+    Mail text goes only to a chat worker on this machine (the embedded realm),
+    unless the person allows any realm's (``mtor config set email.summaries always``):
+    elsewhere the chat worker may be a stranger's."""
     if not messages or "chat" not in session.served:
+        return None
+    if not session.local and _summaries_setting() != "always":
+        session.notes.append(
+            "not summarised: this realm's chat workers may be other people's "
+            "(allow it with `mtor config set email.summaries always`)"
+        )
         return None
     from mtor_cli.client import RealmError
 
@@ -67,6 +78,13 @@ def summarise(session: Session, messages: list[dict[str, Any]]) -> str | None:
         session.notes.append(f"no summary: {exc.message}")
         return None
     return (result.text or "").strip() or None
+
+
+def _summaries_setting() -> str:
+    from mtor_cli.paths import load_config
+
+    table = load_config().get("email")
+    return str(table.get("summaries", "local")) if isinstance(table, dict) else "local"
 
 
 def _first_name(name: str, address: str) -> str:

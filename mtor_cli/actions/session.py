@@ -37,6 +37,7 @@ class Session:
     served: frozenset[str]
     account: LocalAccount | None = None
     quiet: bool = False  # --json: only the final JSON goes to stdout
+    local: bool = False  # the realm is this machine's embedded one: every worker in it is the person's
     assume_yes: bool = False
     speak: Callable[[str], None] | None = None
     timeout_s: float | None = None
@@ -87,3 +88,10 @@ def served_intents(url: str) -> set[str]:
     except (RealmError, AttributeError):
         return set()
     return {c.get("intent") for w in rows for c in w.get("capabilities", [])}
+
+
+def is_embedded(url: str) -> bool:
+    """Whether ``url`` is this machine's embedded realm (whose workers all run here)."""
+    from mtor_cli.realm import running_url
+
+    return running_url() == url

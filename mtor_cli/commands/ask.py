@@ -151,6 +151,7 @@ def ask(
             url,
             frozenset(_served_intents(url)),
             quiet=json_out,
+            local=actions.is_embedded(url),
             assume_yes=yes,
             speak=(lambda line: speak_answer(speaker, line)) if speaker is not None else None,
             timeout_s=timeout,

@@ -90,8 +90,10 @@ def login(
     if check:
         _check(account, TokenSource(account.token_url, account.client_id, account.client_secret,
                                     account.refresh_token) if use_oauth else None)  # fmt: skip
+    # The account is replaced as a whole; other [email] settings (summaries) stay.
+    kept = {k: v for k, v in (settings.get("email") or {}).items() if k not in MailAccount.__dataclass_fields__}
     try:
-        settings.update("email", values)
+        settings.update("email", {**kept, **values})
     except settings.SettingsError as exc:
         output.fail("usage", exc.message, exc.hint)
     shown = _public(values)

@@ -52,8 +52,14 @@ class RealmDispatcher:
         if voice_reply is None:
             return reply_of(result, self.out_dir)
         # The intent's follow-up (email: a summary, or a draft to confirm) runs on more requests.
-        session = actions.Session(self.url, frozenset(actions.served_intents(self.url)), self.account, quiet=True,
-                                  timeout_s=self.timeout_s)  # fmt: skip
+        session = actions.Session(
+            self.url,
+            frozenset(actions.served_intents(self.url)),
+            self.account,
+            quiet=True,
+            local=actions.is_embedded(self.url),
+            timeout_s=self.timeout_s,
+        )
         text, action = voice_reply(session, result)
         if action is None:
             return Reply(text, [], result.intent, result.guid)

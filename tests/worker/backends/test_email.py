@@ -216,6 +216,11 @@ def test_with_a_chat_worker_the_summary_and_the_draft_are_the_chat_intents(
         realm.add_worker([EmailBackend(None, Device(), **account(dovecot, smtp))], key_path=owner_key)
         realm.add_worker([ChatBackend(str(tiny_chat_model), Device())])
         realm.wait_workers(2)
+        # Not this machine's embedded realm: mail text goes to no chat worker unless allowed.
+        kept = ask_email(realm, "read my latest emails", "--json")
+        assert "summary" not in json.loads(kept.stdout)["data"]
+        assert "not summarised: this realm's chat workers may be other people's" in kept.stderr
+        assert mtor("config", "set", "email.summaries", "always").exit_code == 0
         read = ask_email(realm, "read my latest emails", "--json")
         assert read.exit_code == 0, read.stderr
         answer = json.loads(read.stdout)
