@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from broker.intents import OWNER_ONLY_INTENTS
+
 MiB = 1024 * 1024
 
 
@@ -57,6 +59,9 @@ class BrokerConfig:
     max_tokens_per_s: float = 0.0  # ...or a result faster than this (implausible); 0: no check
     spot_check_rate: float = 0.0  # share of greedy chat results re-run on a trusted worker and compared
     request_window_s: float = 60.0  # how old a signed REST request may be
+    # Served only by a worker registered by the asker's own address, whatever the
+    # worker declares (a capability may also declare itself owner_only).
+    owner_only_intents: frozenset[str] = OWNER_ONLY_INTENTS
 
     def __post_init__(self) -> None:
         positive = {

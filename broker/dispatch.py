@@ -142,8 +142,17 @@ class Dispatcher:
     def _admit(self, user: str, intent: str, query: SubmitQuery) -> int:
         """Every check a new intent must pass before it is journaled; returns its price."""
         check_limits(query, self._cfg, self.registry.intents())
-        if not self.registry.can_serve(intent, query.model):
+        if not self.registry.can_serve(intent, query.model, user):
             what = f"intent {intent!r}" + (f" with model {query.model!r}" if query.model else "")
+            if self.registry.owner_only(intent):
+                # It acts on the asker's own accounts: only their own worker may serve it.
+                raise Rejected(
+                    "no_worker",
+                    f"no worker of yours serves {what}",
+                    f"{intent} runs only on a worker registered with your own key: "
+                    f"`mtor worker serve --intent {intent}` on your machine, or the embedded realm",
+                    intent=intent,
+                )
             raise Rejected(
                 "no_worker",
                 f"no connected worker serves {what}",

@@ -17,6 +17,9 @@ import re
 from dataclasses import dataclass
 
 INTENTS = ("chat", "vision", "imagine", "speech", "tts", "embed", "weather", "email")
+# Intents that act on the asker's own accounts: served only by a worker
+# registered by the asker's address (BrokerConfig.owner_only_intents).
+OWNER_ONLY_INTENTS = frozenset({"email"})
 
 _WAKE = re.compile(r"^\s*(?:hey\s+|ok(?:ay)?\s+)?computer\b[\s,.:;!?-]*", re.IGNORECASE)
 

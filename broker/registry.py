@@ -38,6 +38,11 @@ class WorkerEntry:
         self.version = version
         self.slots = slots
         self.models: dict[str, frozenset[str]] = {c.intent: frozenset(c.models) for c in capabilities}
+        # Intents this worker serves to its own address only: those its capability
+        # declares owner_only, and those the realm says must be (email).
+        self.owner_only = frozenset(
+            c.intent for c in capabilities if c.owner_only or c.intent in config.owner_only_intents
+        )
         self.capabilities = capabilities
         self.running: dict[str, Job] = {}
         # guids taken back (timeout, cancel) that the worker has not yet let go of:
@@ -54,6 +59,10 @@ class WorkerEntry:
             return False
         return model is None or model in models
 
+    def serves_user(self, intent: str, user: str | None) -> bool:
+        """False for an owner-only intent asked by anyone but the worker's own address."""
+        return intent not in self.owner_only or (user is not None and user.lower() == self.address.lower())
+
     @property
     def free(self) -> int:
         capacity = self.health.capacity(self.slots)
@@ -69,7 +78,12 @@ class WorkerEntry:
             "version": self.version,
             "remote": self.peer.remote,
             "capabilities": [
-                {"intent": c.intent, "models": list(c.models), "params": c.params}
+                {
+                    "intent": c.intent,
+                    "models": list(c.models),
+                    "params": c.params,
+                    "owner_only": c.intent in self.owner_only,
+                }
                 for c in self.capabilities
             ],
             "slots": self.slots,
@@ -119,12 +133,16 @@ class WorkerRegistry:
             self._intents = {intent for w in self._workers.values() for intent in w.models}
         return self._intents
 
-    def can_serve(self, intent: str, model: str | None) -> bool:
-        """Some connected worker outside quarantine serves this intent (and model)."""
+    def can_serve(self, intent: str, model: str | None, user: str | None = None) -> bool:
+        """Some connected worker outside quarantine serves this intent (and model) to ``user``."""
         for w in self._workers.values():
-            if w.health.state != QUARANTINED and w.serves(intent, model):
+            if w.health.state != QUARANTINED and w.serves(intent, model) and w.serves_user(intent, user):
                 return True
         return False
+
+    def owner_only(self, intent: str) -> bool:
+        """Whether ``intent`` is served to its workers' own addresses only."""
+        return intent in self._cfg.owner_only_intents or any(intent in w.owner_only for w in self._workers.values())
 
     def pick(self, job: Job) -> WorkerEntry | None:
         """The best worker with a free slot for ``job``, or None.
@@ -135,7 +153,12 @@ class WorkerRegistry:
         best: WorkerEntry | None = None
         best_key: tuple[object, ...] = ()
         for w in self._workers.values():
-            if w.free <= 0 or not w.serves(job.intent, job.model) or job.guid in w.letting_go:
+            if (
+                w.free <= 0
+                or not w.serves(job.intent, job.model)
+                or not w.serves_user(job.intent, job.user)
+                or job.guid in w.letting_go
+            ):
                 continue
             key = (
                 w.id in job.tried,
