@@ -82,6 +82,7 @@ class WorkerEntry:
                     "intent": c.intent,
                     "models": list(c.models),
                     "params": c.params,
+                    "info": c.info,
                     "owner_only": c.intent in self.owner_only,
                 }
                 for c in self.capabilities

@@ -11,18 +11,17 @@ import os
 import re
 from typing import Any
 
+from broker.protocol import MtorError
 from mtor_cli.paths import config_file
 
 _KEY = re.compile(r"^[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*$")
 
 
-class SettingsError(ValueError):
-    """A bad key, or a config file that cannot be read or written."""
+class SettingsError(MtorError):
+    """A bad key, or a config file that cannot be read: a usage error."""
 
     def __init__(self, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
+        super().__init__("usage", message, hint)
 
 
 def _parts(key: str) -> list[str]:

@@ -4,10 +4,11 @@ The worker dials out (so it works behind NAT), answers the broker's challenge
 with a signed ``register``, then serves ``work`` messages, up to ``slots`` at
 once. Each job is validated before any model runs (a ``BadInput`` becomes
 ``failed{retryable: false}``, as does a ``JobError`` raised while running),
-streams its tokens and progress, and ends in a ``result`` or a ``failed``. A backend exception, CUDA out-of-memory included,
-fails that job only; the worker keeps serving. When the connection drops, the
-running jobs are cancelled (the broker requeues them elsewhere) and the worker
-reconnects with capped exponential backoff.
+streams its tokens and progress, and ends in a ``result`` or a ``failed``. A
+backend exception, CUDA out-of-memory included, fails that job only; the
+worker keeps serving. When the connection drops, the running jobs are
+cancelled (the broker requeues them elsewhere) and the worker reconnects with
+capped exponential backoff.
 
 Every outbound frame goes through one ordered outbox per connection, so a
 job's tokens always reach the broker before its result.
@@ -33,16 +34,18 @@ from broker.protocol import (
     Error,
     Failed,
     Msg,
+    MtorError,
     Ping,
     Pong,
     Register,
     Welcome,
     Work,
     encode_str,
+    sane_recursion_limit,
     server_to_worker_decoder,
     sign_challenge,
 )
-from worker.backends.base import Backend, Emitter, JobError
+from worker.backends.base import Backend, BadInput, Emitter, JobError
 from worker.config import WorkerConfig
 
 log = logging.getLogger("mtor.worker")
@@ -50,14 +53,8 @@ log = logging.getLogger("mtor.worker")
 MAX_ERROR_CHARS = 500
 
 
-class WorkerRejected(RuntimeError):
+class WorkerRejected(MtorError):
     """The broker refused the registration; retrying would not help."""
-
-    def __init__(self, code: str, message: str, hint: str = "") -> None:
-        super().__init__(f"{code}: {message}" + (f" ({hint})" if hint else ""))
-        self.code = code
-        self.message = message
-        self.hint = hint
 
 
 class _Dropped(Exception):
@@ -124,6 +121,7 @@ class Worker:
         self._finished.clear()
         try:
             await self.load()
+            sane_recursion_limit()  # model libraries may have raised it (see broker.protocol)
             delay = self.config.reconnect_initial_s
             # Bounds the connect and upgrade only; the open socket lives on.
             timeout = aiohttp.ClientTimeout(total=self.config.connect_timeout_s)
@@ -294,7 +292,7 @@ class Worker:
             return
         try:
             backend.validate(work)
-        except JobError as exc:
+        except (BadInput, JobError) as exc:
             outbox.put_nowait(_refused(work, exc))
             self.jobs_failed += 1
             return
@@ -319,7 +317,7 @@ class Worker:
                     result = await backend.run(work, job.emitter)
                 except asyncio.CancelledError:
                     raise
-                except JobError as exc:
+                except (BadInput, JobError) as exc:
                     self.jobs_failed += 1
                     log.info("job %s refused: %s: %s", work.guid, exc.code, exc.message)
                     outbox.put_nowait(_refused(work, exc))
@@ -364,7 +362,7 @@ class Worker:
         await asyncio.gather(*(j.task for j in jobs if j.task is not None), return_exceptions=True)
 
 
-def _refused(work: Work, exc: JobError) -> Failed:
+def _refused(work: Work, exc: MtorError) -> Failed:
     return Failed(
         guid=work.guid, code=exc.code, message=exc.message[:MAX_ERROR_CHARS], hint=exc.hint, retryable=False
     )

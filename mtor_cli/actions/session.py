@@ -8,19 +8,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from broker.protocol import MtorError
+
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
 
     from broker.protocol import Result
 
 
-class Declined(Exception):
+class Declined(MtorError):
     """The person did not confirm an action; nothing was done."""
 
     def __init__(self, message: str, hint: str = "", data: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
+        super().__init__("declined", message, hint)
         self.data = data or {}  # what the answer would have been (the draft, for --json)
 
 

@@ -186,7 +186,7 @@ def _follow_up(follow_up: Any, session: Any, result: Result, json_out: bool) -> 
     except Declined as exc:
         if json_out:
             _finish(msgspec.structs.replace(result, data=exc.data), streamed_text=None, json_out=True, out=None)
-        output.fail("declined", exc.message, exc.hint)
+        output.fail(exc.code, exc.message, exc.hint)
     except RealmError as exc:
         output.fail(exc.code, exc.message, exc.hint)
     for line in session.notes:
@@ -351,7 +351,7 @@ async def _run(
     try:
         account = load_or_create_account()
     except IdentityError as exc:
-        output.fail("identity", str(exc))
+        output.fail(exc.code, exc.message, exc.hint)
 
     def show_broadcast(msg: Broadcast) -> None:
         output.note(f"broadcast from {msg.sender}: {msg.message}")
@@ -400,7 +400,7 @@ def _finish(result: Result, *, streamed_text: str | None, json_out: bool, out: P
                 "worker": result.worker,
                 "model": result.model,
                 "timings": result.timings,
-                "usage": result.usage,
+                "usage": result.usage.reported(),
                 "cost": result.cost,
                 "replayed": result.replayed,
                 "data": result.data,

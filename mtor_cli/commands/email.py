@@ -131,8 +131,7 @@ def _oauth(
             client = Client(stored["client_id"], stored["client_secret"])
         tokens = sign_in(client, address, show=output.note, open_browser=browser, timeout_s=timeout)
     except OAuthError as exc:
-        output.fail("login_failed" if exc.refused else "upstream_unavailable", exc.message,
-                    "run `mtor email login` again")  # fmt: skip
+        output.fail(exc.code, exc.message, "run `mtor email login` again")
     return {
         "auth": "oauth2",
         "client_id": client.client_id,

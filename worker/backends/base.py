@@ -18,40 +18,27 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from broker.protocol import Attachment, Capability, Msg, Progress, Token, Work, WorkResult
+from broker.protocol import Attachment, Capability, Msg, MtorError, Progress, Token, Work, WorkResult
+from worker.backends.params import BadInput as BadInput  # re-exported: every backend raises it
+from worker.backends.params import Params
 
 
-class JobError(Exception):
+class JobError(MtorError):
     """A job the backend cannot serve as asked, for a reason the person can act on.
 
     ``code`` is one of ``broker.protocol.REQUEST_ERROR_CODES``
     (``upstream_unavailable``, ``login_failed`` ...); ``hint`` says what to do.
     Raised from ``run()`` it fails the job with that code, not retried on
-    another worker, where any other exception is ``worker_failed``.
-    """
-
-    def __init__(self, code: str, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.hint = hint
-
-
-class BadInput(JobError):
-    """A job the backend refuses before any model runs.
-
-    ``code`` is ``bad_params``, ``bad_attachment``, ``prompt_too_long`` ...;
-    ``hint`` tells the person what to send instead.
+    another worker, where any other exception is ``worker_failed``. (Before
+    the model runs, parameters are refused with :class:`BadInput`.)
     """
 
 
-class DeviceError(RuntimeError):
+class DeviceError(MtorError):
     """The requested device does not exist on this machine."""
 
     def __init__(self, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
+        super().__init__("bad_device", message, hint)
 
 
 @dataclass(frozen=True)
@@ -182,17 +169,22 @@ class Emitter:
 
 
 class Backend(ABC):
-    """One intent served by one model. Subclasses set ``intent``."""
+    """One intent served by one model. Subclasses set ``intent``, and
+    ``PARAMS`` when they take parameters: the one declaration that checks
+    ``work.params`` and is advertised in the capability."""
 
     intent: ClassVar[str]
-    # True for intents that act on the owner's own accounts: the worker serves
-    # only jobs from its own address (the broker enforces it too).
+    PARAMS: ClassVar[Params | None] = None  # None: no parameters
+    # True for intents that act on the owner's own accounts (email): the broker
+    # gives the worker jobs from its own address only.
     owner_only: ClassVar[bool] = False
 
     def __init__(self, model: str | None, device: Device, **options: Any) -> None:
         self.model = model
         self.device = device
         self.options = options
+        # Per instance: an operator's options may narrow the declared bounds.
+        self.params = self.PARAMS or Params(self.intent)
 
     @property
     def model_name(self) -> str:
@@ -203,10 +195,25 @@ class Backend(ABC):
         """Load weights (blocking; the worker runs it in a thread at start)."""
 
     def capability(self) -> Capability:
-        return Capability(intent=self.intent, models=[self.model_name], owner_only=self.owner_only)
+        return Capability(
+            intent=self.intent,
+            models=[self.model_name],
+            params=self.params.schema(),
+            info=self.info(),
+            owner_only=self.owner_only,
+        )
+
+    def info(self) -> dict[str, Any]:
+        """What clients may want to know that is not a parameter: context
+        length, size limits, the device. Advertised with the capability."""
+        return {}
 
     def validate(self, work: Work) -> None:
-        """Raise :class:`BadInput` for a job this backend cannot run. No model call."""
+        """Raise :class:`BadInput` for a job this backend cannot run. No model call.
+
+        The default checks the declared parameters; a backend that checks more
+        calls ``self.params.parse(work.params)`` too."""
+        self.params.parse(work.params)
 
     @abstractmethod
     async def run(self, work: Work, out: Emitter) -> WorkResult:

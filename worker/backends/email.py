@@ -28,8 +28,9 @@ from datetime import datetime
 from email.utils import parseaddr
 from typing import Any
 
-from broker.protocol import Capability, Work, WorkResult
+from broker.protocol import Usage, Work, WorkResult
 from worker.backends.base import Backend, BadInput, Device, Emitter, JobError
+from worker.backends.params import Param, Params
 from worker.mail import (
     ACTIONS,
     AccountError,
@@ -51,16 +52,10 @@ MAX_PROMPT_CHARS = 1000
 MAX_SUBJECT_CHARS = 300
 MAX_BODY_CHARS = 50_000
 SINCE = ("today", "yesterday", "week")
-PARAMS = ("action", "from", "since", "limit", "unread", "to", "to_name", "topic", "subject", "body")
 
 
-def _text_param(params: dict[str, Any], key: str, limit: int, *, required: bool = False) -> str:
-    value = params.get(key)
-    if value is None and not required:
-        return ""
-    if not isinstance(value, str) or not value.strip() or len(value) > limit:
-        raise BadInput("bad_params", f"{key} must be text of 1..{limit} characters", f'e.g. {key}="..."')
-    return value.strip()
+def _text(value: str) -> str | None:
+    return value.strip() or None
 
 
 class EmailBackend(Backend):
@@ -68,6 +63,22 @@ class EmailBackend(Backend):
 
     intent = "email"
     owner_only = True
+    PARAMS = Params(
+        "email",
+        Param("action", (str,), "what to do (default: read from the words)", pattern="|".join(ACTIONS),
+              pattern_means="one of " + ", ".join(ACTIONS), example="e.g. action=latest"),
+        Param("from", (str,), "a sender to search for: a name or an address", max_chars=200, convert=_text),
+        Param("since", (str,), "today, yesterday, week or a date", pattern=r"today|yesterday|week|\d{4}-\d{2}-\d{2}",
+              pattern_means="today, yesterday, week or YYYY-MM-DD", example="e.g. since=today"),
+        Param("limit", (int,), "how many messages", low=1, high=MAX_LIMIT, integer_text=True),
+        Param("unread", (bool,), "unread messages only"),
+        Param("to", (str,), "the recipient: a name to look up (compose) or an address (send)", max_chars=320,
+              convert=_text),
+        Param("to_name", (str,), "the recipient's name on a sent message", max_chars=200),
+        Param("topic", (str,), "what a draft is about", max_chars=MAX_SUBJECT_CHARS, convert=_text),
+        Param("subject", (str,), "a sent message's subject", max_chars=MAX_SUBJECT_CHARS, convert=_text),
+        Param("body", (str,), "a sent message's text", max_chars=MAX_BODY_CHARS, convert=_text),
+    )  # fmt: skip
 
     def __init__(self, model: str | None, device: Device, **options: Any) -> None:
         super().__init__(model, device, **options)
@@ -92,62 +103,50 @@ class EmailBackend(Backend):
                 account.token_url, account.client_id, account.client_secret, account.refresh_token, account.timeout_s
             )
 
-    def capability(self) -> Capability:
-        return Capability(
-            intent=self.intent,
-            models=[self.model_name],
-            params={"actions": list(ACTIONS), "limit": [1, MAX_LIMIT], "since": list(SINCE)},
-            owner_only=self.owner_only,
-        )
+    def info(self) -> dict[str, Any]:
+        return {"actions": list(ACTIONS), "max_limit": MAX_LIMIT}
 
     # --- what is asked -------------------------------------------------------------
 
-    def _request(self, work: Work) -> MailRequest:
-        params = work.params
-        unknown = sorted(set(params) - set(PARAMS))
-        if unknown:
-            raise BadInput(
-                "bad_params", f"unknown email parameter(s): {', '.join(unknown)}", "email accepts " + ", ".join(PARAMS)
-            )
+    def _request(self, work: Work) -> tuple[MailRequest, dict[str, Any]]:
+        params = self.params.parse(work.params)
         if len(work.prompt) > MAX_PROMPT_CHARS:
             raise BadInput("prompt_too_long", f"the request is {len(work.prompt)} characters", "ask in a sentence")
-        parsed = parse_request(work.prompt)
-        action = params.get("action", parsed.action)
-        if action not in ACTIONS:
-            raise BadInput("bad_params", f"action={action!r} is not known", "use one of " + ", ".join(ACTIONS))
-        limit = params.get("limit", parsed.limit)
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
-            raise BadInput("bad_params", f"limit={limit!r} is out of range", f"use 1..{MAX_LIMIT}")
-        since = params.get("since", parsed.since)
-        if since is not None and since not in SINCE:
+        if params["since"] not in (None, *SINCE):
             try:
-                datetime.strptime(str(since), "%Y-%m-%d")
+                datetime.strptime(params["since"], "%Y-%m-%d")
             except ValueError:
-                raise BadInput("bad_params", f"since={since!r} is not known", "use today, yesterday, week or YYYY-MM-DD") from None
-        unread = params.get("unread", parsed.unread)
-        if not isinstance(unread, bool):
-            raise BadInput("bad_params", "unread must be true or false", "e.g. --param unread=true")
-        who = _text_param(params, "from", 200) or _text_param(params, "to", 320) or parsed.who
-        topic = _text_param(params, "topic", MAX_SUBJECT_CHARS) or parsed.topic
+                raise BadInput("bad_params", f"since={params['since']!r} is not a date", "e.g. since=2025-03-14") from None
+        parsed = parse_request(work.prompt)
+        action = params["action"] or parsed.action
+        who = params["from"] or params["to"] or parsed.who
+        topic = params["topic"] or parsed.topic
         if action == "search" and not who:
             raise BadInput("bad_params", "whose mail? the request names no sender", "e.g. 'any mail from Alice today?'")
         if action == "compose" and not (who and topic):
             raise BadInput("bad_params", "a draft needs someone to write to and a topic", "e.g. 'email Bob about lunch'")
         if action == "send":
-            _address, _subject, _body = self._outgoing(params)
-        return MailRequest(action, who=who, since=since, topic=topic, limit=limit, unread=unread)
+            self._outgoing(params)
+        request = MailRequest(
+            action,
+            who=who,
+            since=params["since"] or parsed.since,
+            topic=topic,
+            limit=params["limit"] or parsed.limit,
+            unread=parsed.unread if params["unread"] is None else params["unread"],
+        )
+        return request, params
 
     @staticmethod
     def _outgoing(params: dict[str, Any]) -> tuple[str, str, str]:
-        to = _text_param(params, "to", 320, required=True)
-        address = parseaddr(to)[1]
+        """The address, subject and body of a send: all three, given, or BadInput."""
+        missing = [key for key in ("to", "subject", "body") if not params[key]]
+        if missing:
+            raise BadInput("bad_params", f"send needs {', '.join(missing)}", "send takes a confirmed draft's fields")
+        address = parseaddr(params["to"])[1]
         if "@" not in address or " " in address:
-            raise BadInput("bad_params", f"to={to!r} is not an email address", "send takes the address the draft resolved")
-        return (
-            address,
-            _text_param(params, "subject", MAX_SUBJECT_CHARS, required=True),
-            _text_param(params, "body", MAX_BODY_CHARS, required=True),
-        )
+            raise BadInput("bad_params", f"to={params['to']!r} is not an email address", "send takes an address")
+        return address, params["subject"], params["body"]
 
     def validate(self, work: Work) -> None:
         self._request(work)
@@ -155,18 +154,17 @@ class EmailBackend(Backend):
     # --- doing it ---------------------------------------------------------------------
 
     async def run(self, work: Work, out: Emitter) -> WorkResult:
-        request = self._request(work)
+        request, params = self._request(work)
         started = time.perf_counter()
-        text, data = await asyncio.to_thread(self._serve, request, work.params)
+        text, data = await asyncio.to_thread(self._serve, request, params)
         await out.token(text)
-        count = len(data.get("messages", [])) + (1 if request.action == "send" else 0)
         return WorkResult(
             guid=work.guid,
             text=text,
             model=self.model_name,
             data=data,
             timings={"run_s": time.perf_counter() - started},
-            usage={"messages": count},
+            usage=Usage(),
         )
 
     def _serve(self, request: MailRequest, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -177,7 +175,7 @@ class EmailBackend(Backend):
         with self._lock:
             if request.action == "send":
                 address, subject, body = self._outgoing(params)
-                to_name = _text_param(params, "to_name", 200)
+                to_name = (params["to_name"] or "").strip()
                 message = compose(account, to_name, address, subject, body)
                 send(account, message, self.tokens)
                 to = f"{to_name} <{address}>" if to_name else address

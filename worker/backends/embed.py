@@ -6,7 +6,8 @@ offline; any sentence-transformers directory or hub id can be named instead.
 
 The texts are the prompt, then ``params.texts`` (a list), in that order;
 the vectors (unit length unless ``normalize`` is false) come back in
-``data.embeddings``, one per text, in order. ``usage.tokens`` counts the model's input tokens.
+``data.embeddings``, one per text, in order. ``usage.prompt_tokens`` counts
+the model's input tokens.
 """
 
 from __future__ import annotations
@@ -16,12 +17,20 @@ import threading
 import time
 from typing import Any
 
-from broker.protocol import Capability, Work, WorkResult
+from broker.protocol import Usage, Work, WorkResult
 from worker.backends.base import Backend, BadInput, Device, Emitter
+from worker.backends.params import Param, Params
 
-PARAMS = ("texts", "normalize")
 MAX_TEXTS = 256
 MAX_CHARS = 8000  # per text; the model reads its first 256 word pieces anyway
+
+
+def _texts(value: list[Any]) -> list[str]:
+    if not all(isinstance(t, str) and t.strip() for t in value):
+        raise BadInput("bad_params", "texts must be a list of non-empty strings", 'e.g. texts=["one", "two"]')
+    if len(value) > MAX_TEXTS:
+        raise BadInput("bad_params", f"{len(value)} texts in one request", f"send at most {MAX_TEXTS}")
+    return value
 
 
 def default_embedding_model() -> str:
@@ -39,6 +48,12 @@ class EmbedBackend(Backend):
     """Embed texts with a sentence-transformers model. Option: cpu_threads."""
 
     intent = "embed"
+    PARAMS = Params(
+        "embed",
+        Param("texts", (list,), "more texts to embed, after the prompt", convert=_texts,
+              example='e.g. texts=["one", "two"]'),
+        Param("normalize", (bool,), "unit-length vectors", default=True),
+    )  # fmt: skip
 
     def __init__(self, model: str | None, device: Device, **options: Any) -> None:
         super().__init__(model, device, **options)
@@ -57,25 +72,17 @@ class EmbedBackend(Backend):
         if self.device.is_cuda:
             self._model.half()
 
-    def capability(self) -> Capability:
-        dimensions = None
+    def info(self) -> dict[str, Any]:
+        facts: dict[str, Any] = {"max_texts": MAX_TEXTS, "max_chars": MAX_CHARS}
         if self._model is not None:
             # sentence-transformers 6 renamed the method; 3..5 know only the old name.
             measure = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
-            dimensions = measure()
-        params: dict[str, Any] = {"max_texts": MAX_TEXTS, "max_chars": MAX_CHARS}
-        if dimensions:
-            params["dimensions"] = dimensions
-        return Capability(intent=self.intent, models=[self.model_name], params=params)
+            facts["dimensions"] = measure()
+        return facts
 
     def _texts(self, work: Work) -> tuple[list[str], bool]:
-        unknown = sorted(set(work.params) - set(PARAMS))
-        if unknown:
-            raise BadInput("bad_params", f"unknown embed parameter(s): {', '.join(unknown)}", "embed accepts texts, normalize")
-        extra = work.params.get("texts", [])
-        if not isinstance(extra, list) or not all(isinstance(t, str) and t.strip() for t in extra):
-            raise BadInput("bad_params", "texts must be a list of non-empty strings", 'e.g. texts=["one", "two"]')
-        texts = ([work.prompt] if work.prompt.strip() else []) + extra
+        params = self.params.parse(work.params)
+        texts = ([work.prompt] if work.prompt.strip() else []) + (params["texts"] or [])
         if not texts:
             raise BadInput("bad_params", "nothing to embed", 'send a prompt, or params.texts = ["...", "..."]')
         if len(texts) > MAX_TEXTS:
@@ -83,10 +90,7 @@ class EmbedBackend(Backend):
         longest = max(len(t) for t in texts)
         if longest > MAX_CHARS:
             raise BadInput("prompt_too_long", f"a text is {longest} characters", f"keep each under {MAX_CHARS}")
-        normalize = work.params.get("normalize", True)
-        if not isinstance(normalize, bool):
-            raise BadInput("bad_params", "normalize must be true or false", "e.g. normalize=false")
-        return texts, normalize
+        return texts, params["normalize"]
 
     def validate(self, work: Work) -> None:
         self._texts(work)
@@ -102,7 +106,7 @@ class EmbedBackend(Backend):
             model=self.model_name,
             data={"embeddings": vectors, "dimensions": dimensions, "normalized": normalize},
             timings={"run_s": time.perf_counter() - started},
-            usage={"tokens": tokens, "texts": len(texts)},
+            usage=Usage(prompt_tokens=tokens),
         )
 
     def _embed(self, texts: list[str], normalize: bool) -> tuple[list[list[float]], int]:

@@ -6,8 +6,8 @@ the weather") uses ``params.location``, which ``mtor ask`` fills from
 ``mtor config set location ...``. The answer is text to say aloud; the
 numbers ride in ``data``.
 
-Params: place, location, day (0 today .. 15), days (how many), units
-(metric or imperial). Options: geocoding_url, forecast_url (Open-Meteo's by
+Params (declared in ``PARAMS``): place, location, day (0 today .. 15),
+days (how many), units (metric or imperial). Options: geocoding_url, forecast_url (Open-Meteo's by
 default; a self-hosted instance or a test server otherwise) and timeout_s.
 """
 
@@ -16,8 +16,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from broker.protocol import Capability, Work, WorkResult
+from broker.protocol import Usage, Work, WorkResult
 from worker.backends.base import Backend, BadInput, Device, Emitter
+from worker.backends.params import Param, Params
 from worker.weather import (
     FORECAST_URL,
     GEOCODING_URL,
@@ -32,15 +33,30 @@ from worker.weather import (
 )
 from worker.weather.openmeteo import DEFAULT_TIMEOUT_S
 
-PARAMS = ("place", "location", "day", "days", "units")
 MAX_PROMPT_CHARS = 500
 MAX_PLACE_CHARS = 100
+
+
+def _place(value: str) -> str | None:
+    return value.strip() or None
 
 
 class WeatherBackend(Backend):
     """Answer weather questions from Open-Meteo's geocoding and forecast APIs."""
 
     intent = "weather"
+    PARAMS = Params(
+        "weather",
+        Param("place", (str,), "the place, when the words name none", max_chars=MAX_PLACE_CHARS,
+              example='e.g. place="Oslo"', convert=_place),
+        Param("location", (str,), "the asker's home place, for a request that names none",
+              max_chars=MAX_PLACE_CHARS, convert=_place),
+        Param("day", (int,), "the first day, in days from today (0 today)", low=0, high=MAX_DAYS - 1,
+              integer_text=True),
+        Param("days", (int,), "how many days", low=1, high=MAX_DAYS, integer_text=True),
+        Param("units", (str,), "metric or imperial", default="metric", pattern="|".join(UNITS),
+              pattern_means="metric or imperial", example="e.g. units=imperial"),
+    )  # fmt: skip
 
     def __init__(self, model: str | None, device: Device, **options: Any) -> None:
         super().__init__(model, device, **options)
@@ -54,49 +70,31 @@ class WeatherBackend(Backend):
     def model_name(self) -> str:
         return self.model or "open-meteo"
 
-    def capability(self) -> Capability:
-        return Capability(
-            intent=self.intent,
-            models=[self.model_name],
-            params={"units": sorted(UNITS), "days": [1, MAX_DAYS], "params": list(PARAMS)},
-        )
+    def info(self) -> dict[str, Any]:
+        return {"max_days": MAX_DAYS, "source": self.client.forecast_url}
 
     def _request(self, work: Work) -> tuple[WeatherRequest, str]:
         """The parsed request (params override the text) and the unit system."""
-        params = work.params
-        unknown = sorted(set(params) - set(PARAMS))
-        if unknown:
-            raise BadInput(
-                "bad_params", f"unknown weather parameter(s): {', '.join(unknown)}", "weather accepts " + ", ".join(PARAMS)
-            )
+        params = self.params.parse(work.params)
         if len(work.prompt) > MAX_PROMPT_CHARS:
             raise BadInput("prompt_too_long", f"the request is {len(work.prompt)} characters", "ask in a sentence")
-        for key in ("place", "location"):
-            value = params.get(key)
-            if value is not None and (not isinstance(value, str) or not 0 < len(value.strip()) <= MAX_PLACE_CHARS):
-                raise BadInput("bad_params", f"{key}={value!r} is not a place name", f'e.g. {key}="Oslo"')
-        units = params.get("units", "metric")
-        if units not in UNITS:
-            raise BadInput("bad_params", f"units={units!r} is not known", "use units=metric or units=imperial")
         request = parse_request(work.prompt)
-        day, days = params.get("day"), params.get("days")
-        for key, value, low in (("day", day, 0), ("days", days, 1)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not low <= value):
-                raise BadInput("bad_params", f"{key}={value!r} is out of range", f"use a whole number from {low}")
+        day, days = params["day"], params["days"]
         if day is not None:
             request = WeatherRequest(request.place, day, None, request.span, request.topic)
         if days is not None:
             request = WeatherRequest(request.place, request.day or 0, request.weekday, days, request.topic)
         if days_needed(request) > MAX_DAYS:
             raise BadInput("bad_params", "that is too far ahead", f"the forecast reaches {MAX_DAYS} days ahead")
-        place = params.get("place") or request.place or params.get("location")
+        place = params["place"] or request.place or params["location"]
         if not place:
             raise BadInput(
                 "not_configured",
                 "the request names no place and no home location is set",
                 "name one ('weather in Paris'), or set yours: mtor config set location Paris",
             )
-        return WeatherRequest(place.strip(), request.day, request.weekday, request.span, request.topic, request.now), units
+        asked = WeatherRequest(place, request.day, request.weekday, request.span, request.topic, request.now)
+        return asked, params["units"]
 
     def validate(self, work: Work) -> None:
         self._request(work)
@@ -117,5 +115,5 @@ class WeatherBackend(Backend):
             model=self.model_name,
             data=as_data(forecast, request, units),
             timings={"run_s": time.perf_counter() - started},
-            usage={"requests": 2},
+            usage=Usage(),
         )

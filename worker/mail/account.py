@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from broker.protocol import MtorError
+
 from .oauth import GOOGLE_TOKEN_URL
 
 SECURITY = ("ssl", "starttls", "none")
@@ -34,13 +36,11 @@ DEFAULT_PORTS = {("imap", "ssl"): 993, ("imap", "starttls"): 143, ("imap", "none
                  ("smtp", "ssl"): 465, ("smtp", "starttls"): 587, ("smtp", "none"): 25}  # fmt: skip
 
 
-class AccountError(ValueError):
+class AccountError(MtorError):
     """The account settings are missing or inconsistent."""
 
     def __init__(self, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
+        super().__init__("not_configured", message, hint)
 
 
 def is_gmail(address: str) -> bool:

@@ -25,17 +25,19 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
+from broker.protocol import MtorError
+
 GOOGLE_AUTH_URL = "https://accounts.google.com/o/oauth2/v2/auth"
 GOOGLE_TOKEN_URL = "https://oauth2.googleapis.com/token"
 GMAIL_SCOPE = "https://mail.google.com/"
 
 
-class OAuthError(RuntimeError):
-    """The provider refused (``refused``: a bad or revoked grant) or could not be reached."""
+class OAuthError(MtorError):
+    """The provider refused (``refused``: a bad or revoked grant: ``login_failed``)
+    or could not be reached (``upstream_unavailable``)."""
 
     def __init__(self, message: str, *, refused: bool) -> None:
-        super().__init__(message)
-        self.message = message
+        super().__init__("login_failed" if refused else "upstream_unavailable", message)
         self.refused = refused
 
 

@@ -298,7 +298,7 @@ def test_send_is_never_read_from_words(servers: tuple[Dovecot, SmtpServer]) -> N
     assert result.data["action"] == "compose" and "sent" not in result.data
     from worker.backends.base import BadInput
 
-    with pytest.raises(BadInput, match="to must be text"):
+    with pytest.raises(BadInput, match="send needs to, subject, body"):
         backend.validate(Work(guid="g", intent="email", prompt="", params={"action": "send"}))
 
 
