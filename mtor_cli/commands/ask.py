@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from rich.progress import Progress as ProgressBar
 
     from broker.protocol import Attachment, Broadcast, Progress, Result
+    from mtor_cli.client import RealmError
 
 HELP = """Ask the realm: chat, describe an image, imagine a picture, transcribe audio,
 the weather, your email.
@@ -296,6 +297,7 @@ class _Stream:
         self.text = ""
         self._bar: ProgressBar | None = None
         self._task: Any = None
+        self._said = ""  # the last progress message written as a line (stderr is not a terminal)
 
     def token(self, text: str) -> None:
         self.text += text
@@ -304,6 +306,12 @@ class _Stream:
 
     def progress(self, event: Progress) -> None:
         description = event.message or "working"
+        if not output.err_console().is_terminal:
+            # No bar to redraw in a log or a pipe: each new message once, as a line.
+            if event.message and event.message != self._said:
+                output.note(event.message)
+                self._said = event.message
+            return
         if self._bar is None:
             from rich.progress import (
                 BarColumn,
@@ -381,9 +389,31 @@ async def _run(
         sink.stop()
         if sink.text:
             sys.stdout.write("\n")
+        if exc.code == "no_worker":
+            exc = _on_this_machine(exc, url, intent)
         output.fail(exc.code, exc.message, exc.hint)
     finally:
         sink.stop()
+
+
+def _on_this_machine(exc: RealmError, url: str, intent: str) -> RealmError:
+    """No worker in the embedded realm means this machine lacks the intent's
+    software or model: say which, and the one command that adds it."""
+    from mtor_cli import realm, realm_models
+    from mtor_cli.client import RealmError
+
+    if realm.running_url() != url:
+        return exc
+    row = realm_models.row(intent)
+    if row is None:
+        return exc
+    if not row.ready:
+        return RealmError("no_worker", f"this machine cannot serve {intent}: {row.missing}", row.add)
+    return RealmError(
+        "no_worker",
+        f"the embedded realm started before {intent} could be served here",
+        "restart it to serve everything this machine has: mtor realm stop",
+    )
 
 
 _EXT = {"image/png": ".png", "image/jpeg": ".jpg", "audio/wav": ".wav", "audio/x-wav": ".wav"}

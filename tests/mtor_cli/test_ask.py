@@ -61,8 +61,9 @@ def test_json_output_shape(realm: ThreadRealm) -> None:
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert set(data) == {
-        "guid", "intent", "text", "worker", "model", "timings", "usage", "cost", "replayed", "files",
+        "guid", "intent", "text", "worker", "model", "timings", "usage", "cost", "replayed", "data", "files",
     }  # fmt: skip
+    assert data["data"] == {}  # only intents with numbers to give (weather, email...) fill it
     assert data["intent"] == "echo" and data["text"] == "json please"
     assert data["model"] == "echo" and data["worker"]
     assert data["cost"] == 0 and data["files"] == [] and data["replayed"] is False
