@@ -6,8 +6,8 @@ Each module here serves one intent and may define:
   that ride along with the request (weather: the home location);
 - ``finish(session, result) -> Result``: follow-up work on the answer in
   ``mtor ask`` (email: a summary, a draft to confirm and send);
-- ``voice_reply(session, result) -> (text, confirm)``: the same for ``mtor
-  listen``, where a yes/no comes as the next utterance.
+- ``voice_reply(session, result) -> VoiceReply``: the same for ``mtor
+  listen``, where a yes or no comes as the next utterance.
 
 Intents without a module here need nothing of the kind.
 """
@@ -18,7 +18,7 @@ import importlib
 from types import ModuleType
 from typing import Any
 
-from .session import Declined, Session, is_embedded, served_intents
+from .session import Declined, Session, VoiceReply, is_embedded, served_intents
 
 MODULES = {"weather": "mtor_cli.actions.weather", "email": "mtor_cli.actions.email"}
 
@@ -38,4 +38,13 @@ def prepare(intent: str, params: dict[str, Any]) -> dict[str, Any]:
     return dict(module.prepare(params, load_config()))
 
 
-__all__ = ["MODULES", "Declined", "Session", "for_intent", "is_embedded", "prepare", "served_intents"]
+__all__ = [
+    "MODULES",
+    "Declined",
+    "Session",
+    "VoiceReply",
+    "for_intent",
+    "is_embedded",
+    "prepare",
+    "served_intents",
+]

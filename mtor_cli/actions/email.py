@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from .session import Declined, Session
+from .session import Declined, Session, VoiceReply
 
 if TYPE_CHECKING:
     from broker.protocol import Result
@@ -147,13 +147,13 @@ def finish(session: Session, result: Result) -> Result:
     )
 
 
-def voice_reply(session: Session, result: Result) -> tuple[str, Any]:
-    """For ``mtor listen``: what to say, and for a draft the action that sends it once the person says yes."""
+def voice_reply(session: Session, result: Result) -> VoiceReply:
+    """For ``mtor listen``: what to say, and for a draft the sending, once the person says yes."""
     data = dict(result.data)
     if data.get("action") in ("latest", "search"):
-        return summarise(session, data.get("messages", [])) or (result.text or ""), None
+        return VoiceReply(summarise(session, data.get("messages", [])) or (result.text or ""))
     if data.get("action") != "compose":
-        return result.text or "", None
+        return VoiceReply(result.text or "")
     draft = write_draft(session, data)
     said = f"Here is the draft to {draft.to_name or draft.to_address}: {draft.body} Shall I send it?"
-    return said, lambda: send_draft(session, draft)
+    return VoiceReply(said, lambda: send_draft(session, draft), "Not sent.")

@@ -16,6 +16,16 @@ if TYPE_CHECKING:
     from broker.protocol import Result
 
 
+@dataclass(frozen=True)
+class VoiceReply:
+    """What ``mtor listen`` says for an answer, and the action it proposes:
+    run only if the next utterance is a yes, else ``not_done`` is said."""
+
+    text: str
+    confirm: Callable[[], Result] | None = None
+    not_done: str = "Nothing was done."
+
+
 class Declined(MtorError):
     """The person did not confirm an action; nothing was done."""
 

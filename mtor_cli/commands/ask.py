@@ -150,7 +150,7 @@ def ask(
             _finish(result, streamed_text=sink.text if stream else None, json_out=False, out=out)
         session = actions.Session(
             url,
-            frozenset(_served_intents(url)),
+            frozenset(actions.served_intents(url)),
             quiet=json_out,
             local=actions.is_embedded(url),
             assume_yes=yes,
@@ -206,11 +206,12 @@ def choose_intent(text: str, attachment_kinds: tuple[str, ...], url: str) -> tup
     (the chat-only install): chat.
     """
     from broker.intents import INTENTS, route
+    from mtor_cli.actions import served_intents
 
     routed = route(text, attachment_kinds)
     if routed.intent is not None:
         return routed.intent, routed.prompt
-    if not (_served_intents(url) & set(INTENTS)) - {"chat"}:
+    if not (served_intents(url) & set(INTENTS)) - {"chat"}:
         return "chat", routed.prompt
     try:
         from mtor_cli.intent import recognise
@@ -219,12 +220,6 @@ def choose_intent(text: str, attachment_kinds: tuple[str, ...], url: str) -> tup
     except (ImportError, RuntimeError):  # the embedding model is not installed
         return "chat", routed.prompt
     return recognition.intent, recognition.prompt
-
-
-def _served_intents(url: str) -> set[str]:
-    from mtor_cli.actions import served_intents
-
-    return served_intents(url)
 
 
 def _read_prompt(prompt: str | None, optional: bool) -> str:

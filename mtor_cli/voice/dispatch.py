@@ -60,15 +60,16 @@ class RealmDispatcher:
             local=actions.is_embedded(self.url),
             timeout_s=self.timeout_s,
         )
-        text, action = voice_reply(session, result)
-        if action is None:
-            return Reply(text, [], result.intent, result.guid)
+        said = voice_reply(session, result)
+        if said.confirm is None:
+            return Reply(said.text, [], result.intent, result.guid)
+        action = said.confirm
 
         def confirm() -> Reply:
             done = action()
             return Reply(done.text or "", [], done.intent, done.guid)
 
-        return Reply(text, [], result.intent, result.guid, confirm=confirm, not_done="Not sent.")
+        return Reply(said.text, [], result.intent, result.guid, confirm=confirm, not_done=said.not_done)
 
     async def _ask(self, recognition: Recognition, params: dict[str, Any]) -> Result:
         from mtor_cli.client import RealmClient
