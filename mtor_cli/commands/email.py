@@ -13,7 +13,9 @@ from mtor_cli import output
 
 group = typer.Typer(
     name="email",
-    help="""Connect your mailbox, so that "read my latest emails" and "email Bob about ..." work.
+    help="""Connect your mailbox for the email intent.
+
+Then "read my latest emails" and "email Bob about ..." work.
 
 Gmail signs in with OAuth2 (your browser opens; see docs/email.md for the
 one-time Google Cloud setup). Other providers take an app password, made on
@@ -66,7 +68,14 @@ def login(
     timeout: float = typer.Option(300.0, "--timeout", min=1, help="Seconds to wait for the browser sign-in."),
     json_out: bool = typer.Option(False, "--json", help="Print the saved settings (no secrets) as JSON."),
 ) -> None:
-    """Sign in to your mailbox and save the settings the email worker uses."""
+    """Sign in to your mailbox and save the settings the email worker uses.
+
+    Examples:
+
+      mtor email login you@gmail.com --client-secret-file client_secret.json
+
+      mtor email login you@fastmail.com
+    """
     from mtor_cli import paths, settings
     from worker.mail import AccountError, MailAccount, TokenSource, is_gmail
 
@@ -179,7 +188,12 @@ def status(
     check: bool = typer.Option(False, "--check", help="Also log in to both servers."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object (no secrets)."),
 ) -> None:
-    """The connected mailbox (no secrets shown). Exit 1 when none is."""
+    """The connected mailbox (no secrets shown). Exit 1 when none is.
+
+    Example:
+
+      mtor email status --check
+    """
     from mtor_cli import paths, settings
     from worker.mail import AccountError, MailAccount, TokenSource
 
@@ -215,7 +229,12 @@ def status(
 
 @group.command("logout")
 def logout() -> None:
-    """Forget the mailbox settings (for Gmail, also remove mtor at myaccount.google.com/permissions)."""
+    """Forget the mailbox settings (for Gmail, also remove mtor at myaccount.google.com/permissions).
+
+    Example:
+
+      mtor email logout
+    """
     from mtor_cli import settings
 
     if settings.unset("email"):

@@ -68,7 +68,12 @@ def set_model(
     intent: str = typer.Argument(..., help="chat, speech, embed, vision or imagine"),
     path: Path = typer.Argument(..., help="The model's folder (or file), e.g. ./sd-model"),
 ) -> None:
-    """Serve ``intent`` from the model at PATH (from the realm's next start)."""
+    """Serve ``intent`` from the model at PATH (from the realm's next start).
+
+    Example:
+
+      mtor realm models set imagine ./sd-model
+    """
     from mtor_cli import settings
     from mtor_cli.realm_models import CHOOSABLE, CONFIG_TABLE
 
@@ -82,7 +87,12 @@ def set_model(
 
 @group.command("unset")
 def unset_model(intent: str = typer.Argument(..., help="e.g. imagine")) -> None:
-    """Go back to the default for ``intent`` (none for vision and imagine)."""
+    """Go back to the default for ``intent`` (none for vision and imagine).
+
+    Example:
+
+      mtor realm models unset imagine
+    """
     from mtor_cli import settings
     from mtor_cli.realm_models import CONFIG_TABLE
 

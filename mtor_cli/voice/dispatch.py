@@ -11,6 +11,7 @@ import asyncio
 import base64
 import mimetypes
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +20,7 @@ from .listen import Reply
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
 
-    from broker.protocol import Result
+    from broker.protocol import Accepted, Result
     from mtor_cli.intent import Recognition
 
 _EXT = {"image/png": ".png", "image/jpeg": ".jpg", "audio/wav": ".wav", "audio/x-wav": ".wav"}
@@ -44,14 +45,16 @@ class RealmDispatcher:
         self.on_token = on_token
 
     def __call__(self, recognition: Recognition) -> Reply:
+        """A request no rule decided here goes out without an intent: the realm routes it.
+        An answer with a follow-up (email: a summary, a draft to confirm) gets it."""
         from mtor_cli import actions
 
-        params = actions.prepare(recognition.intent, {})
-        result = asyncio.run(self._ask(recognition, params))
+        why: list[str] = []
+        result = asyncio.run(self._ask(recognition, why, actions.settings()))
+        said_why = why[0] if why else ""
         voice_reply = getattr(actions.for_intent(result.intent), "voice_reply", None)
         if voice_reply is None:
-            return reply_of(result, self.out_dir)
-        # The intent's follow-up (email: a summary, or a draft to confirm) runs on more requests.
+            return replace(reply_of(result, self.out_dir), why=said_why)
         session = actions.Session(
             self.url,
             frozenset(actions.served_intents(self.url)),
@@ -62,24 +65,30 @@ class RealmDispatcher:
         )
         said = voice_reply(session, result)
         if said.confirm is None:
-            return Reply(said.text, [], result.intent, result.guid)
+            return Reply(said.text, [], result.intent, result.guid, why=said_why)
         action = said.confirm
 
         def confirm() -> Reply:
             done = action()
             return Reply(done.text or "", [], done.intent, done.guid)
 
-        return Reply(said.text, [], result.intent, result.guid, confirm=confirm, not_done=said.not_done)
+        return Reply(said.text, [], result.intent, result.guid, said_why, confirm=confirm, not_done=said.not_done)
 
-    async def _ask(self, recognition: Recognition, params: dict[str, Any]) -> Result:
+    async def _ask(self, recognition: Recognition, why: list[str], settings: dict[str, dict[str, Any]]) -> Result:
+        from broker.routing import Routing
         from mtor_cli.client import RealmClient
+
+        def accepted(event: Accepted) -> None:
+            if event.routing is not None:
+                why.append(Routing.from_wire(event.intent, event.routing).explain())
 
         async with RealmClient(self.url, self.account) as client:
             return await client.ask(
                 recognition.prompt,
-                intent=recognition.intent,
-                params=params,
+                intent=None if recognition.fallback else recognition.intent,
+                settings=settings,
                 timeout=self.timeout_s,
+                on_accepted=accepted,
                 on_token=self.on_token,
             )
 

@@ -46,6 +46,7 @@ class Reply:
     files: list[Path] = field(default_factory=list)  # images or audio the answer produced
     intent: str = ""
     guid: str = ""
+    why: str = ""  # the realm's own account of the intent it chose (--explain), when it chose
     # An action the reply proposes (email: send the draft), run only if the
     # next utterance is a yes; ``not_done`` is said otherwise.
     confirm: Callable[[], Reply] | None = None

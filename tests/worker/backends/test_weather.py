@@ -115,6 +115,9 @@ def test_check_the_weather_uses_the_configured_location_and_units(weather_realm:
     home = ask_weather(realm, "Computer, check the weather")
     assert home.exit_code == 0, home.stderr
     assert home.stdout.startswith("Right now in Oslo, Norway: rain, 3 degrees, feeling like minus 1")
+    routed = mtor("ask", "--broker", realm.url, "Computer, check the weather")  # the realm chooses weather
+    assert routed.exit_code == 0, routed.stderr
+    assert routed.stdout == home.stdout
     assert mtor("config", "set", "units", "imperial").exit_code == 0
     paris = ask_weather(realm, "weather in Paris", "--json")  # a named place beats the home location
     data = json.loads(paris.stdout)["data"]
