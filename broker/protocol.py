@@ -56,12 +56,31 @@ ERROR_CODES: dict[str, str] = {
     "worker_stopping": "The worker is shutting down and handed the intent back; another worker runs it.",
     "nickname_taken": "That nickname belongs to another address.",
     "internal": "The broker hit an unexpected error.",
+    "upstream_unavailable": "A service the worker relies on (a weather API, a mail server) did not answer or refused.",
+    "login_failed": "The mail server refused the login.",
+    "not_configured": "The intent needs a setting the person has not made yet (an email account, a place).",
+    "not_found": "Nothing matches what the request names (a place, a contact).",
     # Between realms (/ws/realm; docs/federation.md).
     "not_peer": "The realm is not a pinned peer of this one (both must add each other), or the frame is for another realm.",
     "frame_expired": "A realm frame's timestamp is outside the accepted window.",
     "frame_replayed": "A realm frame's nonce was already seen.",
     "peer_credit_exceeded": "The peer realm's unsettled charges are at its credit limit: settle, then retry.",
 }
+
+# Codes a worker reports for a request it cannot serve as asked. The broker
+# passes them to the client as they are (any other failure is worker_failed):
+# they tell the person what to change, and no other worker would do better.
+REQUEST_ERROR_CODES = frozenset(
+    {
+        "bad_params",
+        "bad_attachment",
+        "prompt_too_long",
+        "upstream_unavailable",
+        "login_failed",
+        "not_configured",
+        "not_found",
+    }
+)
 
 ATTACHMENT_KINDS = ("image", "audio")
 
@@ -265,6 +284,9 @@ class Capability(msgspec.Struct, omit_defaults=True):
     params: dict[str, Any] = {}
     info: dict[str, Any] = {}
     slots: int | None = None
+    # Serve only the worker's own address: jobs acting on the owner's private
+    # accounts (email) must never reach a stranger's worker.
+    owner_only: bool = False
 
 
 # --- client -> broker ------------------------------------------------------
@@ -286,6 +308,9 @@ class SubmitQuery(Msg, tag="submit_query"):
     params: dict[str, Any] = {}
     stream: bool = True
     max_price: int | None = None  # base units of $9000
+    # The asker's settings by intent ({"weather": {"location": "Oslo"}}): once the
+    # intent is chosen its own become params and the rest are dropped.
+    settings: dict[str, dict[str, Any]] = {}
     # Resubmitting a guid after a reconnect: the run and the characters of its
     # text this client already has, so the stream continues exactly there.
     resume_run: int = 0
@@ -383,6 +408,7 @@ class Result(Msg, tag="result"):
     finish_reason: str | None = None  # "stop" | "length" | "cancelled" where the backend says
     cost: int = 0
     replayed: bool = False  # True when served from the journal for a resubmitted guid
+    data: dict[str, Any] = {}  # the answer as numbers and fields (weather, email), beside the spoken text
 
 
 class Error(Msg, tag="error"):
@@ -427,6 +453,7 @@ class WorkResult(Msg, tag="result"):
     timings: dict[str, float] = {}
     usage: Usage = msgspec.field(default_factory=Usage)
     finish_reason: str | None = None  # why generation ended: "stop" (end of text) or "length" (max_tokens)
+    data: dict[str, Any] = {}
 
 
 class Failed(Msg, tag="failed"):
@@ -434,6 +461,7 @@ class Failed(Msg, tag="failed"):
     code: str
     message: str
     retryable: bool = True
+    hint: str = ""
 
 
 class Drain(Msg, tag="drain"):

@@ -42,6 +42,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "profile",
     "sysop",
     "config",
+    "email",
     "federation",
 )
 

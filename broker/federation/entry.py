@@ -58,6 +58,7 @@ class PeerEntry(WorkerEntry):
         every peer realm's address (their intents never go to a peer);
         ``describe()``: the federation details /v1/workers shows."""
         super().__init__(worker_id, peer, payee, [], 1, name, "", config)
+        self._owner_only = frozenset(config.owner_only_intents)
         self.health = health
         self.realm = realm
         self._realms = realms
@@ -68,6 +69,8 @@ class PeerEntry(WorkerEntry):
         """The peer's latest pool: what it serves, and how many more intents it takes now."""
         self.capabilities = list(pool.capabilities)
         self.models = {c.intent: frozenset(c.models) for c in pool.capabilities}
+        # Intents that act on the asker's own accounts never go to another realm.
+        self.owner_only = self._owner_only | {c.intent for c in pool.capabilities if c.owner_only}
         self.intent_slots = None
         busy = len(self.running) + len(self.letting_go)
         self.cap = busy + max(0, pool.room)

@@ -208,7 +208,11 @@ class Origins:
         """The checks only a peer's intent gets; returns its price here."""
         ctx = self.ctx
         if not any(
-            not w.remote and w.health.state != QUARANTINED and w.serves(fwd.intent, fwd.model) for w in ctx.registry
+            not w.remote
+            and w.health.state != QUARANTINED
+            and w.serves(fwd.intent, fwd.model)
+            and w.serves_user(fwd.intent, origin.address)  # never an owner-only intent (email) of another realm
+            for w in ctx.registry
         ):
             what = f"intent {fwd.intent!r}" + (f" with model {fwd.model!r}" if fwd.model else "")
             raise Rejected("no_worker", f"no worker of this realm serves {what}", "try another realm", intent=fwd.intent)
@@ -297,7 +301,7 @@ class Origins:
         for w in ctx.registry:
             if w.remote or w.draining or w.health.state == QUARANTINED or w.cap == 0:
                 continue
-            caps.append(w.capabilities)
+            caps.append([c for c in w.capabilities if c.intent not in w.owner_only])  # owner-only: never a peer's
             slots += w.slots
             free += max(0, w.free)
         intents = {c.intent for cs in caps for c in cs}
