@@ -50,3 +50,16 @@ class Billing(Protocol):
         event-loop pass, before any frame of that pass goes out, so a client
         never sees `accepted` or `result` for money the ledger could forget."""
         ...
+
+
+class PaymentRefused(Exception):
+    """The ledger will not charge for this query: no spending authorisation that covers it
+    (``bad_authorisation``), or the payer is leaving (``exit_pending``). ``detail`` says what
+    would be accepted."""
+
+    def __init__(self, code: str, message: str, hint: str = "", **detail: object) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.hint = hint
+        self.detail = detail

@@ -1,8 +1,9 @@
 """``mtor ledger``: the realm's books — history, settlement, audit.
 
 Also the helpers every money command shares: opening the realm's ledger from
-the data dir (and ``[ledger]`` in config.toml), turning LedgerError into the
-one error line, and printing amounts.
+the data dir (and ``[ledger]`` in config.toml), or reaching a remote realm's
+chain from what its broker publishes (``--broker``, as `mtor ask` resolves
+its realm), turning LedgerError into the one error line, and printing amounts.
 """
 
 from __future__ import annotations
@@ -50,20 +51,85 @@ def ledger_config(chain_rpc: str | None = None) -> LedgerConfig:
 
     cfg = ledger_settings()
     pricing = Path(cfg["pricing"]) if "pricing" in cfg else paths.config_dir() / "pricing.toml"
-    return LedgerConfig(
-        paths.data_dir(),
-        chain_rpc=chain_rpc or cfg.get("chain_rpc"),
-        confirmations=int(cfg.get("confirmations", 0)),
-        epoch_seconds=float(cfg.get("epoch_seconds", 60.0)),
-        epoch_queries=int(cfg.get("epoch_queries", 1000)),
-        pricing_file=pricing,
-    )
+    defaults = LedgerConfig(paths.data_dir())
+    try:
+        return LedgerConfig(
+            paths.data_dir(),
+            chain_rpc=chain_rpc or cfg.get("chain_rpc"),
+            confirmations=int(cfg.get("confirmations", 0)),
+            epoch_seconds=float(cfg.get("epoch_seconds", 60.0)),
+            epoch_queries=int(cfg.get("epoch_queries", 1000)),
+            pricing_file=pricing,
+            gas_cap=int(cfg.get("gas_cap", defaults.gas_cap)),
+            exit_window_s=int(cfg["exit_window_s"]) if "exit_window_s" in cfg else None,
+            hold_ttl_s=float(cfg.get("hold_ttl_s", defaults.hold_ttl_s)),
+            stale_epochs=int(cfg.get("stale_epochs", defaults.stale_epochs)),
+        )
+    except (TypeError, ValueError) as exc:
+        output.fail("bad_config", f"[ledger] in {paths.config_file()}: {exc}", "see docs/ledger.md for the settings")
 
 
 def open_ledger(chain_rpc: str | None = None) -> Ledger:
     from ledger import Ledger
 
     return Ledger(ledger_config(chain_rpc))
+
+
+def remote_realm(broker: str | None) -> str | None:
+    """The broker of a remote realm: ``--broker``/$MTOR_BROKER, else the config file's;
+    None means this machine's realm, whose ledger is in the data dir."""
+    from mtor_cli.paths import config_file, configured_broker
+
+    if broker:
+        return broker
+    try:
+        return configured_broker()
+    except ValueError as exc:  # tomllib.TOMLDecodeError
+        output.fail("usage", f"cannot read {config_file()}: {exc}", "fix or remove the file")
+
+
+def realm_get(broker: str, path: str) -> Any:
+    """GET a JSON endpoint of a remote realm's broker; one error line on failure."""
+    from mtor_cli.client import RealmError, http_get_json
+
+    try:
+        return http_get_json(broker, path, timeout=10.0)
+    except RealmError as exc:
+        output.fail(exc.code, exc.message, exc.hint)
+
+
+@contextmanager
+def remote_session(broker: str, chain_rpc: str | None) -> Iterator[Any]:
+    """The chain and contracts of the realm at ``broker`` (from ``/v1/ledger/terms``), for what a
+    user or worker does on chain by itself: no realm journal, no realm key."""
+    from types import SimpleNamespace
+
+    from ledger.chain import Chain
+
+    terms = realm_get(broker, "/v1/ledger/terms")
+    if not isinstance(terms, dict) or "ledger" not in terms:
+        output.fail("free_realm", f"the realm at {broker} does not charge: it has no ledger", "")
+    rpc = chain_rpc or terms.get("rpc")
+    if not rpc:
+        output.fail(
+            "embedded_chain",
+            f"the realm at {broker} keeps its chain embedded on its own machine",
+            "run this command on that machine, or pass --chain-rpc of a node that serves the realm's chain",
+        )
+    with guarded():
+        with Chain.connect(rpc) as chain:
+            if chain.chain_id != int(terms["chain_id"]):
+                output.fail(
+                    "wrong_chain",
+                    f"{rpc} is chain {chain.chain_id}; the realm's contracts are on chain {terms['chain_id']}",
+                    "pass the --chain-rpc of the realm's chain",
+                )
+            yield SimpleNamespace(
+                chain=chain,
+                token=chain.contract("NineThousand", terms["token"]),
+                ledger=chain.contract("RealmLedger", terms["ledger"]),
+                terms=terms,
+            )
 
 
 @contextmanager
@@ -139,7 +205,11 @@ def settle(
     chain_rpc: str | None = typer.Option(None, "--chain-rpc", help=RPC_HELP),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Settle now: one `settle` transaction per epoch of paid queries (usually automatic)."""
+    """Settle now (usually automatic): redeem each payer's charges under its signed
+    authorisation, then post each epoch's receipts and earnings roots.
+
+    Example: mtor ledger settle --json
+    """
     epochs = run(chain_rpc, lambda led: led.settle())
     data = [e.as_dict() for e in epochs]
     if json_out:
@@ -151,12 +221,12 @@ def settle(
     from rich.table import Table
 
     table = Table(title="settled")
-    for col in ("epoch", "receipts", "payers", "workers", "debited", "fee", "tx"):
+    for col in ("epoch", "receipts", "earnings (cumulative)", "journal head", "tx"):
         table.add_column(col)
     for e in data:
         table.add_row(
-            str(e["epoch"]), str(e["receipts"]), str(e["payers"]), str(e["workers"]),
-            fmt(e["debited"]), fmt(e["fee"]), str(e["tx_hash"]),
+            str(e["epoch"]), str(e["receipts"]), fmt(e["earnings_total"]), e["journal_head"][:18] + "…",
+            str(e["tx_hash"]),
         )
     output.out_console().print(table)
 
@@ -167,7 +237,12 @@ def audit(
     chain_rpc: str | None = typer.Option(None, "--chain-rpc", help=RPC_HELP),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Recompute every balance from the journal and compare with the chain. Exit 1 on any difference."""
+    """Check the books: the journal's hash chain, every capture against its hold, every
+    payer's charges against its signed authorisation, settlement keeping up, and every
+    balance, root and anchor against the chain. Exit 1 on any difference.
+
+    Example: mtor ledger audit --receipt 3f2a... --json
+    """
     report = run(chain_rpc, lambda led: led.audit(receipt))
     if json_out:
         output.print_json(report.as_dict())
@@ -197,19 +272,31 @@ def audit(
 
 
 def start_realm_ledger(stop: Any) -> Any:
-    """The embedded realm's billing (``BrokerServer(..., billing=...)``) and its upkeep task.
+    """The realm's billing (``BrokerServer(..., billing=...)``) and its upkeep process.
 
-    New local users get the dev chain's welcome grant on their first query;
-    deposits are credited and epochs settled in the background until ``stop``
-    (an asyncio.Event) is set. Called on the realm's running event loop.
+    On a dev chain (the embedded one included) a user the journal never saw gets
+    a welcome grant on its first query, credited at once and escrowed on chain by
+    the upkeep. The upkeep process (deposits, grants, settlement, expiry) runs
+    until ``stop`` (an asyncio.Event) is set. Called on the realm's running event
+    loop; nothing here touches the chain.
     """
     import asyncio
 
-    from broker.billing import InsufficientFunds
-    from ledger import Ledger, upkeep
+    from broker.billing import InsufficientFunds, PaymentRefused
+    from ledger import Ledger
+    from ledger.upkeep import UpkeepProcess
 
     config = ledger_config()
     led = Ledger(config, commit="loop")
-    billing = led.billing(insufficient_funds=InsufficientFunds, on_new_user=led.welcome)
-    asyncio.get_running_loop().create_task(upkeep.run(config, stop))
+    dep = led.deployment()
+    dev = dep.dev if dep is not None else led.rpc_url() is None
+    upkeep = UpkeepProcess(config)
+    billing = led.billing(
+        insufficient_funds=InsufficientFunds,
+        refused=PaymentRefused,
+        welcome_grant=config.welcome_grant if dev else 0,
+        on_activity=upkeep.poke,
+        process_status=upkeep.status,
+    )
+    asyncio.get_running_loop().create_task(upkeep.run(stop), name="ledger-upkeep")
     return billing

@@ -7,12 +7,22 @@ from typing import Any
 
 import typer
 
-from mtor_cli import output
-from mtor_cli.commands.ledger import JSON_HELP, RPC_HELP, account_from, amount_arg, fmt, run
+from mtor_cli import options, output
+from mtor_cli.commands.ledger import (
+    JSON_HELP,
+    RPC_HELP,
+    account_from,
+    amount_arg,
+    fmt,
+    guarded,
+    remote_realm,
+    remote_session,
+    run,
+)
 
 group = typer.Typer(
     name="wallet",
-    help="Your $9000: address, balances, deposits into the realm's escrow, refunds.",
+    help="Your $9000: address, balances, deposits into the realm's escrow, refunds, leaving.",
     invoke_without_command=True,
 )
 
@@ -53,13 +63,15 @@ def _table(info: dict[str, Any]) -> None:
     if info["refund_pending"]:
         table.add_row("reserved for a refund", fmt(info["refund_pending"]))
     if info["earned"]:
-        table.add_row("earned as a worker", fmt(info["earned"]))
+        table.add_row("earned as a worker, not claimed", fmt(info["earned"]))
+    table.add_row("spent in all (journal)", fmt(info["charged"]))
     chain = info.get("chain")
     if chain:
         table.add_row(f"deposit on chain ({chain['name']})", fmt(chain["deposit"]))
+        table.add_row("spent in all, redeemed on chain", fmt(chain["spent"]))
         table.add_row("tokens in wallet on chain", fmt(chain["tokens"]))
-        if chain["earned"]:
-            table.add_row("withdrawable earnings on chain", fmt(chain["earned"]))
+        if chain["exit"] != "none":
+            table.add_row("exit", f"{chain['exit']} (finishes after {chain['finish_after']})")
     output.out_console().print(table)
 
 
@@ -113,3 +125,50 @@ def refund(
         output.print_json(res)
         return
     output.out_console().print(f"refunded {fmt(res['amount'])} $9000; tx {res['tx_hash']}")
+
+
+@group.command("exit")
+def exit_(
+    finish: bool = typer.Option(False, "--finish", help="Take the rest of your deposit back (after the window)."),
+    cancel: bool = typer.Option(False, "--cancel", help="Stay: cancel the exit you started."),
+    status: bool = typer.Option(False, "--status", help="Only show where your exit stands."),
+    key: Path | None = typer.Option(None, "--key", help=KEY_HELP),
+    broker: str | None = options.broker_option(),
+    chain_rpc: str | None = typer.Option(None, "--chain-rpc", help=RPC_HELP),
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Leave the realm without its operator: start an exit on chain; after the realm's
+    challenge window (its last chance to collect what you signed for) take the rest
+    of your deposit back with --finish. Only your key is needed, never the realm's.
+
+    Example: mtor wallet exit, then later: mtor wallet exit --finish
+    """
+    if finish + cancel + status > 1:
+        output.fail("usage", "--finish, --cancel and --status go alone", "pick one")
+    action = "finish" if finish else "cancel" if cancel else "status" if status else "start"
+    account = account_from(key)
+    remote = remote_realm(broker)
+    if remote is None:
+        res = run(chain_rpc, lambda led: led.exit(account, action))
+    else:
+        from ledger import wallet as W
+
+        acts = {"start": W.start_exit, "finish": W.finish_exit, "cancel": W.cancel_exit}
+        with remote_session(remote, chain_rpc) as s, guarded():
+            res = W.exit_status(s, account.address) if action == "status" else acts[action](s, account)
+    if json_out:
+        output.print_json({**res, "action": action})
+        return
+    con = output.out_console()
+    if action == "finish":
+        con.print(f"exit finished: {fmt(res['amount'])} $9000 back in {account.address}; tx {res['tx_hash']}")
+    elif res["exit"] == "waiting":
+        con.print(
+            f"exit of {account.address} started: {fmt(res['deposit'])} $9000 deposited; "
+            f"finish with `mtor wallet exit --finish` in {res['seconds_left']} s"
+            + (f" (tx {res['tx_hash']})" if "tx_hash" in res else "")
+        )
+    elif res["exit"] == "ready":
+        con.print(f"the window has passed: `mtor wallet exit --finish` takes {fmt(res['deposit'])} $9000 back")
+    else:
+        con.print(f"no exit running for {account.address}; {fmt(res['deposit'])} $9000 deposited")
