@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from broker.protocol import MtorError
+
 NICKNAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{2,31}$")
 NICKNAME_RULE = "3-32 characters: a letter, then letters, digits, '_', '.' or '-'"
 
@@ -36,14 +38,8 @@ CREATE TABLE IF NOT EXISTS trust (
 """
 
 
-class AccountError(Exception):
+class AccountError(MtorError):
     """A refused account change; ``code`` is one of broker.protocol.ERROR_CODES."""
-
-    def __init__(self, code: str, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.hint = hint
 
 
 @dataclass

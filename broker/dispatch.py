@@ -90,9 +90,7 @@ class Dispatcher:
         except Rejected as rej:
             self.counters["rejected"] += 1
             self._metrics.rejected(rej.code)
-            peer.send(
-                Error(code=rej.code, message=rej.message, hint=rej.hint, guid=query.guid, detail=rej.detail)
-            )
+            peer.send(rej.to_error(query.guid))
 
     def _submit(self, peer: Peer, query: SubmitQuery) -> None:
         user = peer.address
@@ -282,7 +280,7 @@ class Dispatcher:
             self._subs.changed("workers")
         cost = 0
         if self._billing is not None:
-            cost = self._billing.capture(job.guid, worker.address, job.intent, res.usage)
+            cost = self._billing.capture(job.guid, worker.address, job.intent, res.usage.reported())
             self._subs.ledger_event("capture", job.guid, job.user, cost)
         timings = dict(res.timings)
         timings["queue_s"] = job.started_at - job.waiting_since
@@ -297,6 +295,7 @@ class Dispatcher:
             model=res.model,
             timings=timings,
             usage=res.usage,
+            finish_reason=res.finish_reason,
             cost=cost,
         )
         data = encode(result)
@@ -381,7 +380,6 @@ class Dispatcher:
     # --- shared ---------------------------------------------------------
 
     def _retry(self, job: Job, code: str, message: str) -> None:
-        job.last_error = (code, message)
         if job.attempts >= self._cfg.max_attempts:
             self._finish_error(
                 job,
@@ -452,7 +450,6 @@ class Dispatcher:
             attachments=q.attachments,
             params=q.params,
             stream=q.stream,
-            deadline_s=timeout,
         )
         # After the commit: a worker never runs an intent the journal does not hold.
         self._outbox.send(worker.peer, encode(work))

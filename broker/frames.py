@@ -18,7 +18,11 @@ log = logging.getLogger("mtor.broker")
 async def messages(
     peer: Peer, decoder: Decoder, max_frame_bytes: int, metrics: BrokerMetrics
 ) -> AsyncIterator[Any]:
-    """Yield each decoded message; answer bad frames with `error` and carry on."""
+    """Yield each decoded message; answer bad frames with `error` and carry on.
+
+    A frame with a known `type` that failed its checks is answered and then
+    yielded as its :class:`ProtocolError`, so the socket's handler can end
+    what it refers to (a worker's malformed `result` fails that attempt)."""
     async for frame in peer.ws:
         if frame.type == WSMsgType.TEXT:
             data: str = frame.data
@@ -36,9 +40,13 @@ async def messages(
                 )
                 continue
             try:
-                yield decoder.decode(data)
+                msg = decoder.decode(data)
             except ProtocolError as exc:
-                _reject(peer, metrics, exc, Decoder.guid_of(data))
+                _reject(peer, metrics, exc, exc.guid)
+                if exc.kind is not None:
+                    yield exc
+                continue
+            yield msg
         elif frame.type == WSMsgType.BINARY:
             _reject(
                 peer,

@@ -27,7 +27,6 @@ class Job:
     worker: WorkerEntry | None = None  # set while running
     started_at: float = 0.0
     timer: asyncio.TimerHandle | None = None
-    last_error: tuple[str, str] = ("", "")  # (code, message) of the last failed attempt
     tokens: int = 0
     waiting_since: float = 0.0  # monotonic, when last put in the queue
 

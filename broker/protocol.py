@@ -17,9 +17,11 @@ the peer answers with an EIP-191 personal-sign signature of
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import sys
+from typing import Annotated, Any, Literal
 
 import msgspec
+import orjson
 
 PROTOCOL_VERSION = 1
 
@@ -55,6 +57,56 @@ ERROR_CODES: dict[str, str] = {
 
 ATTACHMENT_KINDS = ("image", "audio")
 
+# Frames and bodies from other machines are refused beyond this nesting depth
+# before any recursive decoder sees them (orjson's own fixed bound, which it
+# checks without recursing in Python).
+MAX_NESTING = 1024
+# Python's recursion limit for our processes. py_ecc (imported by eth_account)
+# raises it to 100000 at import; then recursive C code (msgspec, json) runs
+# off the end of the C stack on a deeply nested frame and the process dies
+# with SIGSEGV instead of raising RecursionError. ~20,000 levels already fill
+# an 8 MiB stack; 10,000 leaves room and is 10x Python's default.
+SANE_RECURSION_LIMIT = 10_000
+
+
+def sane_recursion_limit() -> None:
+    """Put Python's recursion limit back to a sane value if an import raised it."""
+    if sys.getrecursionlimit() > SANE_RECURSION_LIMIT:
+        sys.setrecursionlimit(SANE_RECURSION_LIMIT)
+
+
+def _eth() -> Any:
+    """eth_account's ``Account``, imported with the recursion limit put back."""
+    from eth_account import Account
+
+    sane_recursion_limit()
+    return Account
+
+
+def _defunct(text: str) -> Any:
+    from eth_account.messages import encode_defunct
+
+    return encode_defunct(text=text)
+
+
+def check_nesting(data: str | bytes) -> None:
+    """Raise ``msgspec.DecodeError`` for JSON nested deeper than MAX_NESTING.
+
+    A frame with no more openers than the bound cannot be nested deeper, so
+    nearly every frame costs two counts and no parse."""
+    openers = data.count("[") + data.count("{") if isinstance(data, str) else data.count(b"[") + data.count(b"{")
+    if openers <= MAX_NESTING:
+        return
+    try:
+        orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise msgspec.DecodeError(f"invalid or too deeply nested JSON (at most {MAX_NESTING} levels): {exc}") from None
+
+
+def loads(data: str | bytes) -> Any:
+    """JSON from another machine (REST bodies and answers): depth-bounded, never recursive in Python."""
+    return orjson.loads(data)
+
 
 def challenge_text(nonce: str, role: str) -> str:
     """The exact text a peer signs to prove it holds its key.
@@ -67,22 +119,15 @@ def challenge_text(nonce: str, role: str) -> str:
 
 def sign_challenge(private_key: bytes | str, nonce: str, role: str) -> str:
     """EIP-191 personal-sign of :func:`challenge_text`; returns 0x-hex."""
-    from eth_account import Account
-    from eth_account.messages import encode_defunct
-
-    signed = Account.sign_message(encode_defunct(text=challenge_text(nonce, role)), private_key)
+    signed = _eth().sign_message(_defunct(challenge_text(nonce, role)), private_key)
     return "0x" + signed.signature.hex().removeprefix("0x")
 
 
 def recover_signer(nonce: str, role: str, signature: str) -> str | None:
     """The checksummed address that signed the challenge, or None if unreadable."""
-    from eth_account import Account
-    from eth_account.messages import encode_defunct
-
+    account = _eth()
     try:
-        return Account.recover_message(
-            encode_defunct(text=challenge_text(nonce, role)), signature=signature
-        )
+        return str(account.recover_message(_defunct(challenge_text(nonce, role)), signature=signature))
     except Exception:  # eth-account raises several types for malformed signatures
         return None
 
@@ -102,11 +147,7 @@ def sign_request(
     private_key: bytes | str, method: str, path: str, timestamp: int, nonce: str, body: bytes = b""
 ) -> str:
     """EIP-191 personal-sign of :func:`request_text`; returns 0x-hex."""
-    from eth_account import Account
-    from eth_account.messages import encode_defunct
-
-    text = request_text(method, path, timestamp, nonce, body)
-    signed = Account.sign_message(encode_defunct(text=text), private_key)
+    signed = _eth().sign_message(_defunct(request_text(method, path, timestamp, nonce, body)), private_key)
     return "0x" + signed.signature.hex().removeprefix("0x")
 
 
@@ -114,12 +155,10 @@ def recover_request_signer(
     method: str, path: str, timestamp: int, nonce: str, body: bytes, signature: str
 ) -> str | None:
     """The checksummed address that signed the request, or None if unreadable."""
-    from eth_account import Account
-    from eth_account.messages import encode_defunct
-
+    account = _eth()
     try:
-        return Account.recover_message(
-            encode_defunct(text=request_text(method, path, timestamp, nonce, body)), signature=signature
+        return str(
+            account.recover_message(_defunct(request_text(method, path, timestamp, nonce, body)), signature=signature)
         )
     except Exception:  # eth-account raises several types for malformed signatures
         return None
@@ -141,12 +180,51 @@ class Attachment(msgspec.Struct, omit_defaults=True):
     name: str | None = None
 
 
+# What a worker may claim one job used. A count outside these bounds is a bug
+# or a lie (a negative count would pay the user, a huge one would bill them
+# everything they hold), so a `result` carrying one is refused at the socket
+# as `invalid_message` before anything is charged for it.
+MAX_TOKENS_USED = 10_000_000  # prompt or completion tokens of one job
+MAX_IMAGES_USED = 1_000
+MAX_STEPS_USED = 100_000
+MAX_PIXELS_USED = 1 << 32  # all images of one job together
+MAX_AUDIO_SECONDS_USED = 24 * 3600
+MAX_CHARACTERS_USED = 10_000_000
+
+_Tokens = Annotated[int, msgspec.Meta(ge=0, le=MAX_TOKENS_USED)]
+
+
+class Usage(msgspec.Struct, omit_defaults=True):
+    """What one job used, as the worker reports it and the ledger prices it.
+
+    A field a backend does not measure stays None (left out on the wire), so
+    "not reported" never reads as "used none". Unknown keys are ignored.
+    """
+
+    prompt_tokens: _Tokens | None = None
+    completion_tokens: _Tokens | None = None
+    images: Annotated[int, msgspec.Meta(ge=0, le=MAX_IMAGES_USED)] | None = None
+    steps: Annotated[int, msgspec.Meta(ge=0, le=MAX_STEPS_USED)] | None = None
+    pixels: Annotated[int, msgspec.Meta(ge=0, le=MAX_PIXELS_USED)] | None = None
+    audio_seconds: Annotated[int, msgspec.Meta(ge=0, le=MAX_AUDIO_SECONDS_USED)] | None = None
+    characters: Annotated[int, msgspec.Meta(ge=0, le=MAX_CHARACTERS_USED)] | None = None
+
+    def reported(self) -> dict[str, int]:
+        """The fields the worker reported, by name (what `Billing.capture` receives)."""
+        return {f: v for f in self.__struct_fields__ if (v := getattr(self, f)) is not None}
+
+
 class Capability(msgspec.Struct, omit_defaults=True):
-    """One intent a worker serves, with the models it has loaded for it."""
+    """One intent a worker serves, with the models it has loaded for it.
+
+    ``params`` is a JSON Schema object of the parameters the backend accepts
+    (its declared ``Params``); ``info`` holds facts that are not parameters
+    (context length, size limits, the device)."""
 
     intent: str
     models: list[str] = []
     params: dict[str, Any] = {}
+    info: dict[str, Any] = {}
 
 
 # --- client -> broker ------------------------------------------------------
@@ -236,7 +314,8 @@ class Result(Msg, tag="result"):
     worker: str | None = None
     model: str | None = None
     timings: dict[str, float] = {}
-    usage: dict[str, int] = {}
+    usage: Usage = msgspec.field(default_factory=Usage)
+    finish_reason: str | None = None  # "stop" | "length" | "cancelled" where the backend says
     cost: int = 0
     replayed: bool = False  # True when served from the journal for a resubmitted guid
 
@@ -281,7 +360,8 @@ class WorkResult(Msg, tag="result"):
     attachments: list[Attachment] = []
     model: str | None = None
     timings: dict[str, float] = {}
-    usage: dict[str, int] = {}
+    usage: Usage = msgspec.field(default_factory=Usage)
+    finish_reason: str | None = None  # why generation ended: "stop" (end of text) or "length" (max_tokens)
 
 
 class Failed(Msg, tag="failed"):
@@ -302,7 +382,6 @@ class Work(Msg, tag="work"):
     attachments: list[Attachment] = []
     params: dict[str, Any] = {}
     stream: bool = True
-    deadline_s: float = 0.0
 
 
 # --- unions, one per direction --------------------------------------------
@@ -328,17 +407,40 @@ def encode_str(msg: Msg) -> str:
     return _encoder.encode(msg).decode()
 
 
-class ProtocolError(Exception):
-    """A frame could not be decoded; ``code`` is one of ERROR_CODES."""
+class MtorError(Exception):
+    """The project's one error type: a stable ``code`` that programs switch on
+    (one of ERROR_CODES on the bus), a ``message`` saying what went wrong and
+    a ``hint`` saying what to do, plus optional ``detail`` for programs.
+    Every package raises it or a subclass named for where it comes from."""
 
-    def __init__(self, code: str, message: str, hint: str = "") -> None:
+    def __init__(self, code: str, message: str, hint: str = "", **detail: Any) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.hint = hint
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"{self.message} [{self.code}]" + (f" - hint: {self.hint}" if self.hint else "")
 
     def to_error(self, guid: str | None = None) -> Error:
-        return Error(code=self.code, message=self.message, hint=self.hint, guid=guid)
+        """This error as the bus's `error` message."""
+        return Error(code=self.code, message=self.message, hint=self.hint, guid=guid, detail=dict(self.detail))
+
+    def to_dict(self) -> dict[str, Any]:
+        """This error as REST bodies carry it: ``{"code", "message", "hint"}`` (and ``detail``)."""
+        out: dict[str, Any] = {"code": self.code, "message": self.message, "hint": self.hint}
+        if self.detail:
+            out["detail"] = self.detail
+        return out
+
+
+class ProtocolError(MtorError):
+    """A frame could not be decoded; ``kind`` is its `type` and ``guid`` its
+    guid, where the frame was readable enough to say."""
+
+    kind: str | None = None
+    guid: str | None = None
 
 
 class Decoder:
@@ -351,10 +453,11 @@ class Decoder:
 
     def decode(self, frame: str | bytes) -> Any:
         try:
+            check_nesting(frame)
             return self._typed.decode(frame)
         except msgspec.ValidationError as exc:
             raise self._explain(frame, exc) from None
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, RecursionError) as exc:
             raise ProtocolError(
                 "invalid_json", f"invalid JSON: {exc}", "send one JSON object per text frame"
             ) from None
@@ -362,30 +465,23 @@ class Decoder:
     def _explain(self, frame: str | bytes, exc: msgspec.ValidationError) -> ProtocolError:
         try:
             raw = self._raw.decode(frame)
-        except (msgspec.ValidationError, msgspec.DecodeError):
+        except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
             return ProtocolError(
                 "invalid_message", "a frame must be a JSON object", 'e.g. {"type": "ping"}'
             )
         kind = raw.get("type")
         if not isinstance(kind, str) or kind not in self._types:
-            return ProtocolError(
+            error = ProtocolError(
                 "unknown_type",
                 f"unknown message type {kind!r}",
                 "accepted types: " + ", ".join(sorted(self._types)),
             )
-        return ProtocolError(
-            "invalid_message", f"bad {kind!r} message: {exc}", "see docs/protocol.md"
-        )
-
-    @staticmethod
-    def guid_of(frame: str | bytes) -> str | None:
-        """Best-effort guid of a frame that failed to decode, so the error can name it."""
-        try:
-            raw = msgspec.json.decode(frame)
-        except msgspec.DecodeError:
-            return None
-        guid = raw.get("guid") if isinstance(raw, dict) else None
-        return guid if isinstance(guid, str) else None
+        else:
+            error = ProtocolError("invalid_message", f"bad {kind!r} message: {exc}", "see docs/protocol.md")
+            error.kind = kind
+        guid = raw.get("guid")
+        error.guid = guid if isinstance(guid, str) else None
+        return error
 
 
 def client_decoder() -> Decoder:
@@ -398,12 +494,27 @@ def worker_decoder() -> Decoder:
     return Decoder(WorkerMessage, TYPES_FROM_WORKER)
 
 
-def server_to_client_decoder() -> msgspec.json.Decoder[Any]:
-    return msgspec.json.Decoder(ServerToClient)
+class PeerDecoder:
+    """Decodes the broker's frames on a client or worker: like msgspec's
+    decoder (it raises msgspec errors), but depth-bounded first."""
+
+    def __init__(self, union: Any) -> None:
+        self._typed = msgspec.json.Decoder(union)
+
+    def decode(self, frame: str | bytes) -> Any:
+        check_nesting(frame)
+        try:
+            return self._typed.decode(frame)
+        except RecursionError as exc:
+            raise msgspec.DecodeError(str(exc)) from None
 
 
-def server_to_worker_decoder() -> msgspec.json.Decoder[Any]:
-    return msgspec.json.Decoder(ServerToWorker)
+def server_to_client_decoder() -> PeerDecoder:
+    return PeerDecoder(ServerToClient)
+
+
+def server_to_worker_decoder() -> PeerDecoder:
+    return PeerDecoder(ServerToWorker)
 
 
 Role = Literal["client", "worker"]

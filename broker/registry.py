@@ -69,7 +69,7 @@ class WorkerEntry:
             "version": self.version,
             "remote": self.peer.remote,
             "capabilities": [
-                {"intent": c.intent, "models": list(c.models), "params": c.params}
+                {"intent": c.intent, "models": list(c.models), "params": c.params, "info": c.info}
                 for c in self.capabilities
             ],
             "slots": self.slots,

@@ -14,14 +14,14 @@ import time
 
 from aiohttp import web
 
-from broker.protocol import recover_request_signer
+from broker.protocol import MtorError, recover_request_signer
 
 
-class SignatureRefused(Exception):
+class SignatureRefused(MtorError):
+    """A signed request the broker does not accept (always `bad_signature`)."""
+
     def __init__(self, message: str, hint: str) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
+        super().__init__("bad_signature", message, hint)
 
 
 class RequestVerifier:

@@ -23,7 +23,6 @@ not streamed twice.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -50,8 +49,9 @@ MAX_FRAME_BYTES = 64 * 1024 * 1024  # results may carry images/audio inline
 Event = p.Accepted | p.Token | p.Progress | p.Result | p.Error
 
 
-class RealmError(Exception):
-    """A request failed; ``code`` is stable, ``message``/``hint`` are for people."""
+class RealmError(p.MtorError):
+    """A request failed; ``code`` is stable, ``message``/``hint`` are for people,
+    ``guid`` names the request it ended."""
 
     def __init__(
         self,
@@ -61,19 +61,13 @@ class RealmError(Exception):
         guid: str | None = None,
         detail: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.hint = hint
+        super().__init__(code, message, hint)
+        self.detail = dict(detail or {})  # the broker's, whatever its keys
         self.guid = guid
-        self.detail = detail or {}
 
     @classmethod
     def from_error(cls, err: p.Error) -> RealmError:
         return cls(err.code, err.message, err.hint, err.guid, dict(err.detail))
-
-    def __str__(self) -> str:
-        return f"{self.message} [{self.code}]" + (f" - hint: {self.hint}" if self.hint else "")
 
 
 def new_guid() -> str:
@@ -124,7 +118,7 @@ def http_get_json(url: str, path: str, timeout: float = 3.0) -> Any:
     target = http_url(url, path)
     try:
         with urllib.request.urlopen(target, timeout=timeout, context=tls_context(target)) as resp:
-            return json.loads(resp.read())
+            return p.loads(resp.read())
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise RealmError(
             "unreachable",

@@ -12,14 +12,15 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from broker.protocol import MtorError, sane_recursion_limit
 from mtor_cli import paths
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
 
 
-class IdentityError(Exception):
-    """The key file exists but cannot be used."""
+class IdentityError(MtorError):
+    """The key file exists but cannot be used (code ``bad_key``)."""
 
 
 def load_or_create_account(path: Path | None = None) -> LocalAccount:
@@ -27,6 +28,7 @@ def load_or_create_account(path: Path | None = None) -> LocalAccount:
     creating it with a fresh random key if the file does not exist."""
     from eth_account import Account
 
+    sane_recursion_limit()  # py_ecc raised it at import (see broker.protocol)
     path = path or paths.key_file()
     if not path.exists():
         _create(path, Account.create())
@@ -35,8 +37,9 @@ def load_or_create_account(path: Path | None = None) -> LocalAccount:
         account = Account.from_key(data["private_key"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise IdentityError(
-            f"cannot read the key file {path}: {exc}. "
-            "Move it away to create a new identity (its address loses its balance)."
+            "bad_key",
+            f"cannot read the key file {path}: {exc}",
+            "move it away to create a new identity (its address loses its balance)",
         ) from exc
     return account
 

@@ -33,12 +33,14 @@ from broker.protocol import (
     Error,
     Failed,
     Msg,
+    MtorError,
     Ping,
     Pong,
     Register,
     Welcome,
     Work,
     encode_str,
+    sane_recursion_limit,
     server_to_worker_decoder,
     sign_challenge,
 )
@@ -50,14 +52,8 @@ log = logging.getLogger("mtor.worker")
 MAX_ERROR_CHARS = 500
 
 
-class WorkerRejected(RuntimeError):
+class WorkerRejected(MtorError):
     """The broker refused the registration; retrying would not help."""
-
-    def __init__(self, code: str, message: str, hint: str = "") -> None:
-        super().__init__(f"{code}: {message}" + (f" ({hint})" if hint else ""))
-        self.code = code
-        self.message = message
-        self.hint = hint
 
 
 class _Dropped(Exception):
@@ -124,6 +120,7 @@ class Worker:
         self._finished.clear()
         try:
             await self.load()
+            sane_recursion_limit()  # model libraries may have raised it (see broker.protocol)
             delay = self.config.reconnect_initial_s
             # Bounds the connect and upgrade only; the open socket lives on.
             timeout = aiohttp.ClientTimeout(total=self.config.connect_timeout_s)

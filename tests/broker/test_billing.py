@@ -7,7 +7,7 @@ from typing import Any
 import aiohttp
 
 from broker import Billing, InsufficientFunds
-from broker.protocol import Accepted, Error, Result
+from broker.protocol import Accepted, Error, Result, Usage, Work, WorkResult
 from tests.support.peers import FakeWorker, TestClient, echo, fail, hang, new_account
 
 PRICE = 100
@@ -22,6 +22,7 @@ class DictBilling:
         self.holds: dict[str, tuple[str, int]] = {}
         self.calls: list[tuple[Any, ...]] = []
         self.durable: list[tuple[Any, ...]] = []  # the calls as of the last commit
+        self.usages: list[dict[str, int]] = []  # what each capture was told
 
     def quote(self, user: str, intent: str, model: str | None, params: dict[str, Any]) -> int:
         self.calls.append(("quote", user, intent))
@@ -40,6 +41,7 @@ class DictBilling:
         self.balances[user] += amount - COST
         self.balances[worker] = self.balances.get(worker, 0) + COST
         self.calls.append(("capture", guid, worker, intent))
+        self.usages.append(usage)
         return COST
 
     def release(self, guid: str) -> None:
@@ -139,3 +141,53 @@ async def test_failure_and_cancel_release_the_hold(make_broker) -> None:
     assert [c[0] for c in billing.calls] == ["quote", "hold", "release", "quote", "hold", "release"]
     assert billing.balances[client.address] == 1000 and billing.holds == {}
     await broken.close()
+
+
+async def test_a_worker_reporting_impossible_usage_is_refused_and_never_billed_on_it(make_broker) -> None:
+    """A negative count would pay the user and a huge one bill them everything:
+    the socket refuses such a result, that attempt fails against the worker,
+    and the intent is served (and billed) by an honest worker at once."""
+    account = new_account()
+    billing = DictBilling({account.address: 1000})
+    # No heartbeats: with equal load and no latency measured, the first worker
+    # to register (the liar) gets the intent first.
+    server = await make_broker(billing=billing, heartbeat_s=60)
+
+    async def mint(w: FakeWorker, work: Work) -> None:
+        await w.send({"type": "result", "guid": work.guid, "text": "free money", "usage": {"prompt_tokens": -(10**6)}})
+
+    async def absurd(w: FakeWorker, work: Work) -> None:
+        await w.send({"type": "result", "guid": work.guid, "text": "x", "usage": {"completion_tokens": 10**15}})
+
+    for behaviour in (mint, absurd):
+        liar = await FakeWorker(server.url, behaviour=behaviour).start()
+        honest = await FakeWorker(server.url, behaviour=echo()).start()
+        client = TestClient(server.url, account)
+        async with client:
+            guid = await client.submit("pay me", intent="chat")
+            result = (await client.collect(guid))[-1]
+            refusal = await liar.next_for(guid)
+            assert isinstance(refusal, Error) and refusal.code == "invalid_message"
+            assert "$.usage." in refusal.message
+        assert isinstance(result, Result) and result.text == "pay me" and result.worker == honest.worker_id
+        assert result.usage == Usage(completion_tokens=2)
+        assert billing.usages == [{"completion_tokens": 2}]
+        billing.usages.clear()
+        await liar.close()
+        await honest.close()
+
+
+async def test_a_worker_result_with_usage_at_its_bounds_is_billed(make_broker) -> None:
+    account = new_account()
+    billing = DictBilling({account.address: 1000})
+    server = await make_broker(billing=billing)
+
+    async def big(w: FakeWorker, work: Work) -> None:
+        await w.send(WorkResult(guid=work.guid, text="long", usage=Usage(prompt_tokens=0, completion_tokens=10**7)))
+
+    worker = await FakeWorker(server.url, behaviour=big).start()
+    async with TestClient(server.url, account) as client:
+        result = await client.ask("a long one", intent="chat")
+    assert isinstance(result, Result) and result.cost == COST
+    assert billing.usages == [{"prompt_tokens": 0, "completion_tokens": 10**7}]
+    await worker.close()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from broker.protocol import Error, Result, Token, WorkResult
+from broker.protocol import Error, Result, Token, Usage, WorkResult
 from tests.broker.test_accounts import signed
 from tests.support.peers import FakeWorker, TestClient, echo, fail, hang, new_account
 
@@ -78,7 +78,7 @@ async def test_a_new_worker_is_limited_until_trusted(make_broker) -> None:
 def _instant(tokens: int) -> object:
     async def run(w: FakeWorker, work: object) -> None:
         await w.send(Token(guid=work.guid, text="x", index=0))
-        await w.send(WorkResult(guid=work.guid, text="x" * tokens, usage={"completion_tokens": tokens}))
+        await w.send(WorkResult(guid=work.guid, text="x" * tokens, usage=Usage(completion_tokens=tokens)))
 
     return run
 
@@ -116,7 +116,7 @@ async def test_a_worker_that_keeps_dropping_its_jobs_is_caught_across_reconnects
 
 
 def _liar(w: FakeWorker, work: Any) -> Any:
-    return w.send(WorkResult(guid=work.guid, text="a confident wrong answer", usage={"tokens": 4}))
+    return w.send(WorkResult(guid=work.guid, text="a confident wrong answer", usage=Usage(completion_tokens=4)))
 
 
 def _echo_or_hold(w: FakeWorker, work: Any) -> Any:
@@ -144,10 +144,10 @@ async def test_spot_checks_rerun_greedy_chat_on_a_trusted_worker(make_broker) ->
         assert "spot check failed" in notice.message and answer.guid in notice.message
         check = honest.received[-1]
         assert check.prompt == "what is two plus two" and check.params == {"temperature": 0} and not check.stream
-        assert server.trust.spot_checks == {"passed": 0, "failed": 1}
+        assert server.parts.trust.spot_checks == {"passed": 0, "failed": 1}
 
         # Sampled answers that are not greedy are never checked; honest answers pass.
         await client.ask("creative", intent="chat", params={"temperature": 0.7})
         assert len(honest.received) == 5 and honest.received[-1].prompt == "creative"
         await client.ask("same answer", intent="chat", params={"temperature": 0})
-        assert server.trust.spot_checks == {"passed": 0, "failed": 1}  # no second trusted worker to check honest
+        assert server.parts.trust.spot_checks == {"passed": 0, "failed": 1}  # no second trusted worker to check honest

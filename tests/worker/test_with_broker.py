@@ -55,7 +55,7 @@ async def test_concurrent_chats_stream_through_the_realm(realm: Any) -> None:
         assert result.text == alone[i] and result.text
         assert "".join(streams[i]) == result.text
         assert result.model == chat.model_name
-        assert result.usage["completion_tokens"] > 0
+        assert result.usage.completion_tokens > 0
 
 
 async def test_bad_params_reach_the_client_and_the_worker_keeps_serving(realm: Any) -> None:
