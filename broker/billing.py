@@ -2,13 +2,16 @@
 
 ``ledger.RealmBilling`` implements :class:`Billing`; a realm started with
 ``billing=None`` is free (every cost is 0). Calls are synchronous and run on
-the broker's event loop, so implementations must be quick (local SQLite).
-Amounts are integers in base units of $9000 (18 decimals).
+the broker's event loop, so implementations must be quick (local SQLite),
+except :meth:`Billing.proof` and :meth:`Billing.receipts`, which the broker
+calls in a worker thread. Amounts are integers in base units of $9000 (18 decimals).
 """
 
 from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
+
+from broker.protocol import Authorisation, MtorError
 
 
 class InsufficientFunds(Exception):
@@ -24,8 +27,9 @@ class Billing(Protocol):
         """The amount to hold for this intent (the most it can cost)."""
         ...
 
-    def hold(self, user: str, guid: str, amount: int) -> None:
-        """Reserve ``amount`` of the user's balance; raises InsufficientFunds."""
+    def hold(self, user: str, guid: str, amount: int, authorisation: Authorisation | None) -> None:
+        """Reserve ``amount`` of the user's balance, covered by the user's signed
+        ``authorisation``; raises InsufficientFunds or PaymentRefused."""
         ...
 
     def capture(self, guid: str, worker: str, intent: str, usage: dict[str, int]) -> int:
@@ -51,15 +55,33 @@ class Billing(Protocol):
         never sees `accepted` or `result` for money the ledger could forget."""
         ...
 
+    def terms(self, user: str) -> dict[str, Any] | None:
+        """What ``user`` signs authorisations for (``chain_id``, ``contract``,
+        ``committed``): sent in its Welcome. None while the ledger has no contract."""
+        ...
 
-class PaymentRefused(Exception):
+    def public_terms(self) -> dict[str, Any] | None:
+        """The realm's chain, contracts and keys, for anyone (``GET /v1/ledger/terms``)."""
+        ...
+
+    def status(self) -> dict[str, Any]:
+        """The ledger's background upkeep: state, failures, what waits for settlement
+        (``/v1/stats``, ``/metrics``, `mtor broker status`)."""
+        ...
+
+    def proof(self, address: str) -> dict[str, Any] | None:
+        """``address``'s cumulative earnings in the last settled root and its Merkle
+        proof; None before the first settlement. Reads files: the broker calls it
+        in a worker thread."""
+        ...
+
+    def receipts(self, epoch: int) -> bytes | None:
+        """Epoch ``epoch``'s published receipts file (JSON), None if there is none.
+        Reads a file: the broker calls it in a worker thread."""
+        ...
+
+
+class PaymentRefused(MtorError):
     """The ledger will not charge for this query: no spending authorisation that covers it
     (``bad_authorisation``), or the payer is leaving (``exit_pending``). ``detail`` says what
     would be accepted."""
-
-    def __init__(self, code: str, message: str, hint: str = "", **detail: object) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.hint = hint
-        self.detail = detail

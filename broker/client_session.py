@@ -12,6 +12,7 @@ from broker.protocol import (
     Cancel,
     Error,
     Hello,
+    LedgerTerms,
     Ping,
     Pong,
     ProtocolError,
@@ -59,7 +60,9 @@ def _handle(parts: Parts, peer: Peer, msg: object) -> bool:
         if parts.sysop.refused(peer, address):
             return True  # answered `banned`; the socket is closing
         peer.address = address
-        peer.send(Welcome(address=address, realm=parts.config.realm))
+        terms = parts.billing.terms(address) if parts.billing is not None else None
+        ledger = LedgerTerms(**terms) if terms is not None else None
+        peer.send(Welcome(address=address, realm=parts.config.realm, ledger=ledger))
         parts.subs.changed("stats")
         return True
     if not peer.authenticated:

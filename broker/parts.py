@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from broker.accounts import AccountStore
+from broker.billing import Billing
 from broker.config import BrokerConfig
 from broker.dispatch import Dispatcher
 from broker.history import History
@@ -44,3 +45,4 @@ class Parts:
     history: History  # read-only journal queries for REST
     verifier: RequestVerifier  # signed REST requests
     views: RealmViews  # what /healthz, /v1/*, topics and /metrics show
+    billing: Billing | None  # a paid realm's ledger (terms in Welcome, /v1/ledger/*); None: free

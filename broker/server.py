@@ -24,6 +24,7 @@ from broker.dispatch import Dispatcher
 from broker.heartbeat import Heartbeat
 from broker.history import History
 from broker.journal import SqliteJournal
+from broker.ledger_rest import routes as ledger_routes
 from broker.metrics import BrokerMetrics
 from broker.outbox import Outbox
 from broker.parts import Parts
@@ -109,6 +110,7 @@ class BrokerServer:
             history=History(db),
             verifier=RequestVerifier(cfg.request_window_s),
             views=views,
+            billing=billing,
         )
 
     async def start(self) -> None:
@@ -127,6 +129,7 @@ class BrokerServer:
         app.router.add_get("/ws/worker", workers)
         app.add_routes(rest_routes(parts))
         app.add_routes(account_routes(parts))
+        app.add_routes(ledger_routes(parts))
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, cfg.host, cfg.port, reuse_address=True, ssl_context=server_context(cfg))

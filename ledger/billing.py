@@ -28,6 +28,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from ledger import accounts as A
@@ -35,6 +36,7 @@ from ledger import authorisation as auth
 from ledger.errors import InsufficientFunds, PaymentRefused
 from ledger.journal import Journal, Overdraft
 from ledger.pricing import PriceTable
+from ledger.proofs import EarningsProofs, last_settled
 from ledger.units import ONE, format_amount
 
 log = logging.getLogger("mtor.ledger")
@@ -51,6 +53,8 @@ class RealmBilling:
         prices: PriceTable | None = None,
         *,
         terms: Callable[[], auth.Terms | None],
+        public_terms: Callable[[], dict[str, Any] | None] = lambda: None,
+        epochs: Path | None = None,
         insufficient_funds: Callable[[int, int], Exception] = InsufficientFunds,
         refused: Callable[..., Exception] = PaymentRefused,
         welcome_grant: int = 0,
@@ -76,6 +80,9 @@ class RealmBilling:
         self._verified: dict[str, int] = {}  # payer -> highest total whose signature was checked
         self._since_poke = 0
         self._process_status = process_status
+        self._public_terms = public_terms
+        self._epochs = epochs  # the published epoch files
+        self._proofs = EarningsProofs(epochs) if epochs is not None else None
         self.failures = 0  # captures and releases that could not be written (logged)
 
     def quote(self, user: str, intent: str, model: str | None, params: dict[str, Any]) -> int:
@@ -85,12 +92,18 @@ class RealmBilling:
         self.journal.commit()
 
     def terms(self, user: str) -> dict[str, Any] | None:
-        """What a client signs for: the realm's chain and contract, and what ``user``
-        has already committed (spent plus held) that a new authorisation must cover."""
+        """What a client signs for: the realm's chain and contract, what ``user`` has
+        already committed (spent plus held) that a new authorisation must cover, and
+        each intent's hold with default parameters."""
         terms = self._terms()
         if terms is None:
             return None
-        return {"chain_id": terms.chain_id, "contract": terms.contract, "committed": self.journal.committed(user)}
+        return {
+            "chain_id": terms.chain_id,
+            "contract": terms.contract,
+            "committed": self.journal.committed(user),
+            "quotes": {intent: self.prices.quote(intent, {}) for intent in self.prices.rules},
+        }
 
     # --- hold ---------------------------------------------------------------------------
 
@@ -231,6 +244,26 @@ class RealmBilling:
             self._on_activity()
 
     # --- views ------------------------------------------------------------------------------
+
+    def public_terms(self) -> dict[str, Any] | None:
+        return self._public_terms()
+
+    def proof(self, address: str) -> dict[str, Any] | None:
+        """Worker-thread safe: its own read of the journal file, then the published files."""
+        if self._proofs is None:
+            return None
+        settled = last_settled(self.journal.path)
+        if settled is None:
+            return None
+        return self._proofs.proof(settled[0], settled[1], address)
+
+    def receipts(self, epoch: int) -> bytes | None:
+        if self._epochs is None:
+            return None
+        try:
+            return (self._epochs / f"{int(epoch)}.json").read_bytes()
+        except FileNotFoundError:
+            return None
 
     def status(self) -> dict[str, Any]:
         """The ledger's upkeep as ``/metrics`` and `mtor broker status` show it: its state as it

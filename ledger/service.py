@@ -34,14 +34,15 @@ from typing import Any
 
 from ledger import accounts as A
 from ledger import audit as audit_mod
-from ledger import merkle, watcher
 from ledger import wallet as W
+from ledger import watcher
 from ledger.authorisation import Terms
 from ledger.billing import RealmBilling
 from ledger.chain import DEPLOYMENT_VERSION, GAS_CAP, Deployment
 from ledger.errors import ChainError, LedgerError
 from ledger.journal import CommitMode, Journal
 from ledger.pricing import PriceTable
+from ledger.proofs import EarningsProofs
 from ledger.settlement import Epoch, Settler
 from ledger.units import ONE, format_amount
 
@@ -114,8 +115,7 @@ class Ledger:
         )
         self._keys: dict[str, Any] = {}
         self._terms: Terms | None = None
-        # the last settled epoch's earnings tree: (epoch, accounts in leaf order, earnings, levels, index)
-        self._proofs: tuple[int, list[str], dict[str, int], list[list[bytes]], dict[str, int]] | None = None
+        self.proofs = EarningsProofs(self.settler.folder)
 
     def close(self) -> None:
         self.journal.close()
@@ -440,29 +440,25 @@ class Ledger:
         settled = self.settler.last_settled()
         if settled is None:
             raise LedgerError("not_settled", "the realm has settled no epoch yet", "wait for the next settlement")
-        if self._proofs is None or self._proofs[0] != settled.number:
-            earned = self.settler.earnings_of(settled.number)
-            accounts, tree = merkle.earnings_tree(earned)
-            index = {a.lower(): i for i, a in enumerate(accounts)}
-            self._proofs = (settled.number, accounts, earned, tree, index)
-        _, accounts, earned, tree, index = self._proofs
-        root = tree[-1][0] if tree[0] else merkle.ZERO_ROOT
-        if root != settled.earnings_root:
-            raise LedgerError(
-                "bad_earnings_file",
-                f"the published earnings of epoch {settled.number} do not hash to its root",
-                "run `mtor ledger audit`",
-            )
-        i = index.get(address.lower())
-        if i is None:
-            return {"address": address, "epoch": settled.number, "cumulative": 0, "proof": [], "root": "0x" + root.hex()}
-        account = accounts[i]
+        earned = None if self.settler.earnings_file(settled.number).exists() else self.settler.earnings_of(settled.number)
+        return self.proofs.proof(settled.number, settled.earnings_root, address, earned)
+
+    def public_terms(self) -> dict[str, Any] | None:
+        """What anyone needs to deposit, exit, claim or sign for this realm on its chain."""
+        dep = self.deployment()
+        if dep is None:
+            return None
         return {
-            "address": address,
-            "epoch": settled.number,
-            "cumulative": earned[account],
-            "proof": ["0x" + p.hex() for p in merkle.proof_in(tree, i)],
-            "root": "0x" + root.hex(),
+            "chain_id": dep.chain_id,
+            "token": dep.token,
+            "ledger": dep.ledger,
+            "rpc": dep.rpc,
+            "dev": dep.dev,
+            "exit_window_s": dep.exit_window,
+            "owner": dep.owner,
+            "settler": dep.settler,
+            "voucher_signer": dep.voucher_signer,
+            "domain": {"name": "MTOR RealmLedger", "version": "2"},
         }
 
     def claim(self, account: Any) -> dict[str, Any]:
@@ -521,7 +517,14 @@ class Ledger:
 
     def billing(self, **kwargs: Any) -> RealmBilling:
         kwargs.setdefault("epoch_queries", self.config.epoch_queries)
-        return RealmBilling(self.journal, self.prices, terms=self.terms, **kwargs)
+        return RealmBilling(
+            self.journal,
+            self.prices,
+            terms=self.terms,
+            public_terms=self.public_terms,
+            epochs=self.settler.folder,
+            **kwargs,
+        )
 
     # --- views -------------------------------------------------------------------------------
 

@@ -7,7 +7,8 @@ from typing import Any
 import aiohttp
 
 from broker import Billing, InsufficientFunds
-from broker.protocol import Accepted, Error, Result, Usage, Work, WorkResult
+from broker.billing import PaymentRefused
+from broker.protocol import Accepted, Authorisation, Error, Result, Usage, Welcome, Work, WorkResult
 from tests.support.peers import FakeWorker, TestClient, echo, fail, hang, new_account
 
 PRICE = 100
@@ -23,12 +24,15 @@ class DictBilling:
         self.calls: list[tuple[Any, ...]] = []
         self.durable: list[tuple[Any, ...]] = []  # the calls as of the last commit
         self.usages: list[dict[str, int]] = []  # what each capture was told
+        self.authorised: dict[str, Any] | None = None  # terms: authorisations are required
 
     def quote(self, user: str, intent: str, model: str | None, params: dict[str, Any]) -> int:
         self.calls.append(("quote", user, intent))
         return PRICE
 
-    def hold(self, user: str, guid: str, amount: int) -> None:
+    def hold(self, user: str, guid: str, amount: int, authorisation: Authorisation | None) -> None:
+        if self.authorised is not None and (authorisation is None or authorisation.total < amount):
+            raise PaymentRefused("bad_authorisation", "sign it", "the SDK signs", needed=amount)
         balance = self.balances.get(user, 0)
         if balance < amount:
             raise InsufficientFunds(balance, amount)
@@ -57,6 +61,31 @@ class DictBilling:
 
     def commit(self) -> None:
         self.durable = list(self.calls)
+
+    def terms(self, user: str) -> dict[str, Any] | None:
+        return None if self.authorised is None else {**self.authorised, "committed": 0}
+
+    def public_terms(self) -> dict[str, Any] | None:
+        return self.authorised
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "state": "failing",
+            "failures": 7,
+            "last_error": "ChainError: cannot reach the chain",
+            "settled_epochs": 2,
+            "unsettled_receipts": 3,
+            "oldest_unsettled_s": 12.5,
+            "capture_failures": 0,
+            "process": "running",
+            "restarts": 1,
+        }
+
+    def proof(self, address: str) -> dict[str, Any] | None:
+        return {"address": address, "epoch": 2, "cumulative": 10**20, "proof": ["0x" + "11" * 32], "root": "0x"}
+
+    def receipts(self, epoch: int) -> bytes | None:
+        return b'{"epoch": 1, "receipts": []}' if epoch == 1 else None
 
 
 def test_dict_billing_satisfies_the_protocol() -> None:
@@ -191,3 +220,66 @@ async def test_a_worker_result_with_usage_at_its_bounds_is_billed(make_broker) -
     assert isinstance(result, Result) and result.cost == COST
     assert billing.usages == [{"prompt_tokens": 0, "completion_tokens": 10**7}]
     await worker.close()
+
+
+TERMS = {"chain_id": 31337, "contract": "0x" + "5f" * 20, "quotes": {"chat": PRICE}}
+
+
+async def test_a_paid_realm_tells_clients_what_to_sign_and_refuses_what_is_not_signed(make_broker) -> None:
+    account = new_account()
+    billing = DictBilling({account.address: 1000})
+    billing.authorised = TERMS
+    server = await make_broker(billing=billing)
+    worker = await FakeWorker(server.url, behaviour=echo()).start()
+    client = TestClient(server.url, account)
+    async with client:
+        assert isinstance(client.welcome, Welcome) and client.welcome.ledger is not None
+        assert (client.welcome.ledger.chain_id, client.welcome.ledger.contract) == (31337, TERMS["contract"])
+        err = await client.ask("unsigned", intent="chat")
+        assert isinstance(err, Error) and err.code == "bad_authorisation"
+        assert err.hint == "the SDK signs" and err.detail == {"needed": PRICE}
+        signed = Authorisation(total=PRICE, signature="0x" + "00" * 65)
+        result = await client.ask("signed", intent="chat", authorisation=signed)
+        assert isinstance(result, Result) and result.cost == COST
+    assert worker.received and [c[0] for c in billing.calls].count("hold") == 1
+    await worker.close()
+
+
+async def test_the_ledger_over_http_terms_status_proofs_receipts_metrics(make_broker) -> None:
+    billing = DictBilling({})
+    billing.authorised = TERMS
+    server = await make_broker(billing=billing)
+    base = server.http_url
+    async with aiohttp.ClientSession() as http:
+        async with http.get(base + "/v1/ledger/terms") as resp:
+            assert resp.status == 200 and (await resp.json())["contract"] == TERMS["contract"]
+        async with http.get(base + "/v1/ledger/status") as resp:
+            assert (await resp.json())["state"] == "failing"
+        address = "0x" + "ab" * 20
+        async with http.get(base + f"/v1/ledger/proof/{address}") as resp:
+            proof = await resp.json()
+            assert proof["cumulative"] == str(10**20) and proof["address"] == address  # big numbers as strings
+        async with http.get(base + "/v1/ledger/proof/nobody") as resp:
+            assert resp.status == 400 and (await resp.json())["code"] == "bad_params"
+        async with http.get(base + "/v1/ledger/epochs/1") as resp:
+            assert (await resp.json())["epoch"] == 1
+        async with http.get(base + "/v1/ledger/epochs/9") as resp:
+            assert resp.status == 404 and (await resp.json())["code"] == "unknown_epoch"
+        async with http.get(base + "/v1/stats") as resp:
+            assert (await resp.json())["ledger"]["unsettled_receipts"] == 3
+        async with http.get(base + "/metrics") as resp:
+            text = await resp.text()
+    assert "mtor_ledger_upkeep_ok 0.0" in text
+    assert "mtor_ledger_upkeep_failures_total 7.0" in text
+    assert "mtor_ledger_unsettled_receipts 3.0" in text
+    assert "mtor_ledger_upkeep_restarts_total 1.0" in text
+
+
+async def test_a_free_realm_has_no_ledger_over_http(make_broker) -> None:
+    server = await make_broker()
+    async with aiohttp.ClientSession() as http:
+        for path in ("/v1/ledger/terms", "/v1/ledger/status", "/v1/ledger/proof/0x" + "ab" * 20):
+            async with http.get(server.http_url + path) as resp:
+                assert resp.status == 404 and (await resp.json())["code"] == "free_realm"
+        async with http.get(server.http_url + "/metrics") as resp:
+            assert "mtor_ledger" not in await resp.text()

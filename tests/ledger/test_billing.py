@@ -240,5 +240,8 @@ def test_a_new_user_gets_the_welcome_grant_in_the_journal_once(journal: Journal)
 def test_terms_tell_a_client_what_to_sign_for(journal: Journal, user: Any) -> None:
     b = billing(journal)
     hold(b, user, "g1", 700)
-    assert b.terms(user.address) == {"chain_id": 31337, "contract": TERMS.contract, "committed": 700}
+    terms = b.terms(user.address)
+    assert terms is not None
+    assert (terms["chain_id"], terms["contract"], terms["committed"]) == (31337, TERMS.contract, 700)
+    assert terms["quotes"]["imagine"] == ONE // 2 and terms["quotes"]["default"] == ONE // 100
     assert RealmBilling(journal, terms=lambda: None).terms(user.address) is None

@@ -1,7 +1,7 @@
-"""End to end: faucet -> deposit -> a paid query through a real broker and worker ->
-the worker earns -> settle -> withdraw -> the chain equals the journal, audit clean.
-
-Runs on the embedded chain, and the same path on a real `hardhat node`.
+"""End to end: faucet -> deposit -> a paid query through a real broker and worker, signed
+by the client SDK -> the worker earns -> settle -> claim -> the chain equals the journal,
+audit clean. Runs on the embedded chain, and the same path on a real `hardhat node`; and
+the issue's whole story: two workers, three users, settlement, claims, an exit.
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from broker.billing import InsufficientFunds
+from broker.billing import InsufficientFunds, PaymentRefused
 from ledger import Ledger, LedgerConfig
 from ledger import accounts as A
 from ledger.units import ONE
 from mtor_cli.app import app
 from mtor_cli.client import RealmClient, RealmError
+from mtor_cli.identity import load_or_create_account
 from tests.support.hardhat import HardhatNode
 from tests.support.peers import FakeWorker, fail
 from tests.support.realm import ThreadRealm
@@ -39,14 +40,22 @@ def mtor(*args: str) -> Any:
 class PaidRealm:
     """A broker charging through RealmBilling, with one echo worker of known key."""
 
-    def __init__(self, config: LedgerConfig, home: Path) -> None:
+    def __init__(self, config: LedgerConfig, home: Path, workers: int = 1) -> None:
         self.config = config
         self.ledger = Ledger(config, commit="loop")
-        billing = self.ledger.billing(insufficient_funds=InsufficientFunds, on_new_user=self.ledger.welcome)
-        self.realm = ThreadRealm(home / "broker.db", billing=billing).start()
-        self.worker_key = home / "worker-key.json"
-        self.worker = self.realm.add_worker([EchoBackend(None, Device())], key_path=self.worker_key)
-        self.realm.wait_workers(1, "echo")
+        if self.ledger.deployment() is None:
+            self.ledger.deploy()  # what the realm's upkeep does first on a new embedded chain
+        self.billing = self.ledger.billing(
+            insufficient_funds=InsufficientFunds, refused=PaymentRefused, welcome_grant=config.welcome_grant
+        )
+        self.realm = ThreadRealm(home / "broker.db", billing=self.billing).start()
+        self.worker_keys = [home / f"worker-key-{i}.json" for i in range(workers)]
+        self.worker_key = self.worker_keys[0]
+        self.workers = [
+            self.realm.add_worker([EchoBackend(None, Device())], key_path=key) for key in self.worker_keys
+        ]
+        self.worker = self.workers[0]
+        self.realm.wait_workers(workers, "echo")
 
     def ask(self, account: Any, prompt: str, **params: Any) -> Any:
         async def go() -> Any:
@@ -62,7 +71,7 @@ class PaidRealm:
 
 @pytest.fixture
 def paid(config: LedgerConfig, home: Path) -> Iterator[PaidRealm]:
-    realm = PaidRealm(config, home)
+    realm = PaidRealm(replace(config, welcome_grant=100 * ONE), home)
     yield realm
     realm.close()
 
@@ -76,10 +85,10 @@ def me() -> Any:
 def journal_equals_chain(led: Ledger, *addresses: str) -> None:
     with led.session() as s:
         for who in addresses:
-            dep, earned = s.ledger.functions.accountOf(who).call()
+            dep, spent = s.ledger.functions.accountOf(who).call()
             held = led.journal.balance(A.user(who)) + led.journal.balance(A.hold(who))
-            assert dep == held, who
-            assert earned == led.journal.balance(A.worker(who)), who
+            assert dep == held and spent == led.journal.charged(who), who
+            assert led.journal.balance(A.worker(who)) == 0, who  # everything earned was claimed
 
 
 def full_path(paid: PaidRealm, rpc: list[str]) -> None:
@@ -98,19 +107,21 @@ def full_path(paid: PaidRealm, rpc: list[str]) -> None:
     worker = load_or_create_account(paid.worker_key)
     key = ["--key", str(paid.worker_key)]
     earn = json.loads(mtor("worker", "earnings", *key, *rpc, "--json").stdout)
-    assert earn["earned"] == ECHO_PRICE * 9 // 10 and earn["withdrawable"] == 0
+    assert earn["unclaimed"] == ECHO_PRICE * 9 // 10 and earn["claimable"] == 0
+    assert earn["awaiting_settlement"] == ECHO_PRICE * 9 // 10
 
     settled = mtor("ledger", "settle", *rpc, "--json")
     assert settled.exit_code == 0, settled.output
-    assert json.loads(settled.stdout)["settled"][0]["debited"] == ECHO_PRICE
+    assert json.loads(settled.stdout)["settled"][0]["earnings_total"] == ECHO_PRICE * 9 // 10
 
-    out = mtor("worker", "withdraw", *key, *rpc, "--json")
+    out = mtor("worker", "earnings", "claim", *key, *rpc, "--json")
     assert out.exit_code == 0, out.output
     assert json.loads(out.stdout)["amount"] == ECHO_PRICE * 9 // 10
 
     wallet = json.loads(mtor("wallet", *rpc, "--json").stdout)
     assert wallet["available"] == 5 * ONE // 2 - ECHO_PRICE
     assert wallet["chain"]["deposit"] == wallet["available"]
+    assert wallet["chain"]["spent"] == ECHO_PRICE
     wallet_w = json.loads(mtor("wallet", *key, *rpc, "--json").stdout)
     assert wallet_w["chain"]["tokens"] == ECHO_PRICE * 9 // 10
     journal_equals_chain(paid.ledger, user.address, worker.address)
@@ -140,7 +151,7 @@ def test_the_same_path_on_a_hardhat_node(tmp_path: Path, home: Path, config: Led
 
 
 def test_without_funds_nothing_is_dispatched(paid: PaidRealm) -> None:
-    paid.ledger.config.welcome_grant = 0  # a realm without welcome grants
+    paid.billing.welcome_grant = 0  # a realm without welcome grants
     result = mtor("ask", "--broker", paid.realm.url, "--intent", "echo", "hello")
     assert result.exit_code == 6
     line = result.stderr.strip().splitlines()[-1]
@@ -156,8 +167,10 @@ def test_a_new_user_gets_the_welcome_grant_and_can_ask(paid: PaidRealm) -> None:
     user = me().address
     assert paid.ledger.journal.balance(A.user(user)) == paid.config.welcome_grant - ECHO_PRICE
     assert paid.ledger.journal.get("welcome", user) is not None
+    assert paid.ledger.audit().clean  # promised, not escrowed yet: the audit knows
+    paid.ledger.settle()  # escrows pending grants first, as the upkeep does
     with paid.ledger.session() as s:
-        assert s.ledger.functions.accountOf(user).call()[0] == paid.config.welcome_grant
+        assert s.ledger.functions.accountOf(user).call() == [paid.config.welcome_grant - ECHO_PRICE, ECHO_PRICE]
     assert paid.ledger.audit().clean
 
 
@@ -210,6 +223,100 @@ def test_a_restarted_realm_keeps_chain_and_journal(config: LedgerConfig, home: P
         assert epoch.receipts == 2
         with second.ledger.session() as s:
             assert s.token.functions.balanceOf(user.address).call() == 999 * ONE
+            assert s.ledger.functions.accountOf(user.address).call() == [ONE - 2 * ECHO_PRICE, 2 * ECHO_PRICE]
         assert second.ledger.audit().clean
     finally:
         second.close()
+
+
+def test_two_workers_three_users_settle_each_worker_claims_one_user_exits(
+    config: LedgerConfig, home: Path
+) -> None:
+    """The issue's "done when": no step needs the operator's trust."""
+    cfg = replace(config, exit_window_s=20)
+    realm = PaidRealm(cfg, home, workers=2)
+    try:
+        from eth_account import Account
+
+        users = [Account.create() for _ in range(3)]
+        for user in users:
+            realm.ledger.faucet(user)
+            realm.ledger.deposit(user, 2 * ONE)
+        async def ask(user: Any, prompt: str) -> Any:
+            async with RealmClient(realm.realm.url, user) as client:
+                return await client.ask(prompt, intent="echo", params={"delay_s": 0.2})
+
+        async def rounds() -> list[Any]:  # at once: each worker (one slot) takes some
+            asks = [ask(u, f"round {r} from user {i}") for r in range(3) for i, u in enumerate(users)]
+            return await asyncio.gather(*asks)
+
+        assert {r.cost for r in asyncio.run(rounds())} == {ECHO_PRICE}
+        workers = [load_or_create_account(key) for key in realm.worker_keys]
+        earned = {w.address: realm.ledger.journal.balance(A.worker(w.address)) for w in workers}
+        assert all(earned.values()) and sum(earned.values()) == 9 * ECHO_PRICE * 9 // 10  # both served
+        [epoch] = realm.ledger.settle()
+        assert epoch.receipts == 9
+        for key, w in zip(realm.worker_keys, workers, strict=True):
+            out = mtor("worker", "earnings", "claim", "--key", str(key), "--json")
+            assert out.exit_code == 0, out.output
+            assert json.loads(out.stdout)["amount"] == earned[w.address]
+        leaver = users[2]
+        realm.ledger.exit(leaver, "start")
+        with pytest.raises(RealmError) as info:
+            realm.ask(leaver, "one more?")
+        assert info.value.code == "exit_pending"
+        with realm.ledger.session() as s:
+            s.chain.time_travel(20)
+        done = realm.ledger.exit(leaver, "finish")
+        assert done["amount"] == 2 * ONE - 3 * ECHO_PRICE
+        assert realm.ledger.audit().clean
+    finally:
+        realm.close()
+
+
+def test_a_query_without_a_valid_authorisation_is_refused_with_a_hint(
+    paid: PaidRealm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mtor_cli.client as sdk
+    from broker.protocol import Authorisation, Error, SubmitQuery
+
+    monkeypatch.setattr(sdk, "_RESIGN", 0)  # a client that does not sign again: what the broker says
+    user = me()
+    paid.ledger.faucet(user)
+    paid.ledger.deposit(user, ONE)
+
+    async def submit(guid: str, auth: Authorisation | None) -> Any:
+        async with RealmClient(paid.realm.url, user) as client:
+            assert client.welcome is not None and client.welcome.ledger is not None
+            assert client.welcome.ledger.contract == paid.ledger.terms().contract
+            client._spending = None  # and does not sign at all
+            events = [e async for e in client.submit(SubmitQuery(guid=guid, prompt="hi", intent="echo", authorisation=auth))]
+            return events[-1]
+
+    missing = asyncio.run(submit("unsigned", None))
+    assert isinstance(missing, Error) and missing.code == "bad_authorisation"
+    assert "sign it by themselves" in missing.hint
+    assert missing.detail["needed"] == ECHO_PRICE and missing.detail["contract"] == paid.ledger.terms().contract
+    forged = asyncio.run(submit("forged", Authorisation(total=10 * ONE, signature="0x" + "ab" * 65)))
+    assert isinstance(forged, Error) and forged.code == "bad_authorisation" and "not signed by" in forged.message
+    assert paid.ledger.journal.count("hold") == 0
+    monkeypatch.undo()
+    # the SDK as shipped signs by itself, right the first time: the same user just asks
+    refused = paid.ledger.journal.count("hold")
+    assert paid.ask(user, "signed").cost == ECHO_PRICE
+    assert paid.ledger.journal.count("hold") == refused + 1
+
+
+def test_broker_status_shows_the_ledger_upkeep(paid: PaidRealm) -> None:
+    user = me()
+    paid.ledger.faucet(user)
+    paid.ledger.deposit(user, ONE)
+    paid.ask(user, "one")
+    out = mtor("broker", "status", "-b", paid.realm.url)
+    assert out.exit_code == 0, out.output
+    assert "ledger upkeep" in out.stdout and "unsettled receipts 1" in out.stdout
+    data = json.loads(mtor("broker", "status", "-b", paid.realm.url, "--json").stdout)
+    assert data["stats"]["ledger"]["unsettled_receipts"] == 1
+    paid.ledger.settle()
+    data = json.loads(mtor("broker", "status", "-b", paid.realm.url, "--json").stdout)
+    assert data["stats"]["ledger"]["unsettled_receipts"] == 0 and data["stats"]["ledger"]["settled_epochs"] == 1
