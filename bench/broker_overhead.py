@@ -11,14 +11,19 @@ Every hub and every echo worker is its own process, on 127.0.0.1 only:
 * mtor:   the MTOR broker (journal on, SQLite WAL in a temp dir) between the
   client and two echo workers: signed handshake, validation, SafeQueue,
   credit-based dispatch, journal writes and commits, health, metrics.
+* paid:   the same broker charging every intent, wired as `mtor broker serve
+  --paid` wires it (ledger journal, welcome grants on the embedded dev chain,
+  settlement in its own upkeep process); its clients send a signed spending
+  authorisation with every query (a budget each signs once, as a client may).
 
 The workers are the real thing: `worker.Worker` serving `worker.backends.echo`
 (one token per word, then the result). Every request is the prompt "ping".
 
 It prints, from the same run: the round trip at 1 request in flight (median
 and p99) for each path and the overhead of relay and mtor over direct; then
-intents/s at 64, 128 and 256 in flight for relay and mtor, the best of each,
-and mtor's share of the relay's throughput. Latency batches and throughput
+intents/s at 64, 128 and 256 in flight for relay, mtor and paid, the best of
+each, mtor's share of the relay's throughput and paid's share of mtor's (goal
+>= 0.5), with the paid broker's CPU per intent and the upkeep process's CPU. Latency batches and throughput
 windows alternate between the paths so that the machine's drift hits all alike.
 """
 
@@ -37,9 +42,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
+# bench/ledger.py must not shadow the `ledger` package (the paid broker imports it)
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
@@ -53,6 +61,7 @@ WINDOWS = (64, 128, 256)
 TARGET_MEDIAN_MS = 0.3
 TARGET_P99_MS = 1.5
 TARGET_THROUGHPUT_SHARE = 0.6
+TARGET_PAID_SHARE = 0.5  # paid mtor against free mtor
 
 
 # --- child processes -------------------------------------------------------
@@ -119,11 +128,16 @@ async def _serve_app(app: Any) -> None:
     await asyncio.Event().wait()
 
 
-def run_mtor(db: str) -> None:
+def run_mtor(db: str, paid: bool = False) -> None:
     from broker import BrokerConfig, BrokerServer
 
     async def main() -> None:
-        server = BrokerServer(BrokerConfig(port=0, db_path=Path(db), queue_limit=10_000))
+        billing = None
+        if paid:  # as `mtor broker serve --paid`: the data dir is $MTOR_HOME (a temp dir)
+            from mtor_cli.commands.ledger import start_realm_ledger
+
+            billing = start_realm_ledger(asyncio.Event())
+        server = BrokerServer(BrokerConfig(port=0, db_path=Path(db), queue_limit=10_000), billing)
         await server.start()
         print(f"READY {server.port}", flush=True)
         await asyncio.Event().wait()
@@ -221,11 +235,12 @@ class Direct(Route):
 
 
 class ViaHub(Route):
-    def __init__(self, name: str, url: str, signed: bool) -> None:
+    def __init__(self, name: str, url: str, signed: bool, account: Any = None) -> None:
         super().__init__()
         self.name = name
         self.url = url
         self.signed = signed
+        self.account = account
 
     def make_frame(self, guid: str) -> str:
         if not self.signed:
@@ -239,7 +254,7 @@ class ViaHub(Route):
 
             from broker.protocol import sign_challenge
 
-            account = Account.create()
+            account = self.account or Account.create()
             challenge = orjson.loads((await self.ws.receive()).data)
             signature = sign_challenge(account.key, challenge["nonce"], "client")
             await self.ws.send_str(
@@ -255,6 +270,63 @@ class ViaHub(Route):
     async def _read(self) -> None:
         async for frame in self.ws:
             self.on_frame(frame.data)
+
+
+class PaidHub(Route):
+    """Clients of a paid broker, each its own account and connection, requests spread
+    over them; each account signs one cumulative authorisation of its whole welcome
+    grant (a budget), which the realm checks once."""
+
+    CLIENTS = 8  # each welcome grant (100 $9000) pays 10,000 echo queries
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self.name = "paid"
+        self.url = url
+        self._hubs: list[ViaHub] = []
+        self._auth: list[dict[str, Any]] = []
+        self._turn = 0
+
+    def make_frame(self, guid: str) -> str:
+        self._turn = (self._turn + 1) % len(self._hubs)
+        frame: dict[str, Any] = {"type": "submit_query", "guid": guid, "intent": "echo", "prompt": "ping"}
+        frame["authorisation"] = self._auth[self._turn]
+        self._send = self._hubs[self._turn].ws.send_str
+        return msgspec.json.encode(frame).decode()  # amounts past 64 bits: orjson refuses them
+
+    async def request(self) -> None:
+        guid = uuid.uuid4().hex
+        fut = asyncio.get_running_loop().create_future()
+        self.waiting[guid] = fut
+        frame = self.make_frame(guid)
+        assert self._send is not None
+        await self._send(frame)
+        await fut
+
+    async def connect(self, session: Any) -> None:
+        from eth_account import Account
+
+        from ledger.authorisation import Terms, sign
+        from ledger.units import ONE
+
+        deadline = time.monotonic() + 120
+        while True:  # the upkeep deploys the contracts on its first pass
+            async with session.get(self.url.replace("ws://", "http://") + "/v1/ledger/terms") as resp:
+                if resp.status == 200:
+                    terms = await resp.json()
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError("the paid broker's ledger never deployed")
+            await asyncio.sleep(0.2)
+        domain = Terms(int(terms["chain_id"]), terms["ledger"])
+        for _ in range(self.CLIENTS):
+            account = Account.create()
+            hub = ViaHub("paid", self.url, signed=True, account=account)
+            hub.on_frame = self.on_frame  # type: ignore[method-assign]
+            await hub.connect(session)
+            budget = 100 * ONE
+            self._auth.append({"total": budget, "signature": sign(account.key, domain, account.address, budget)})
+            self._hubs.append(hub)
 
 
 async def latency_batch(path: Route, n: int, into: list[float]) -> None:
@@ -295,8 +367,11 @@ async def wait_ready(proc: subprocess.Popen[str]) -> int:
     return int(line.split()[1])
 
 
-def spawn(*args: str) -> subprocess.Popen[str]:
+def spawn(*args: str, home: Path | None = None) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if home is not None:  # the paid broker's own data dir: ledger, embedded chain, keys
+        env["MTOR_HOME"] = str(home)
+        env.pop("MTOR_CHAIN_RPC", None)
     return subprocess.Popen(
         [sys.executable, __file__, *args], stdout=subprocess.PIPE, text=True, env=env, cwd=str(ROOT)
     )
@@ -332,13 +407,16 @@ async def measure(quick: bool) -> int:
     try:
         relay = spawn("--role", "relay")
         mtor = spawn("--role", "mtor", "--db", str(Path(tmp.name) / "journal.db"))
-        procs += [relay, mtor]
+        paid = spawn("--role", "paid", "--db", str(Path(tmp.name) / "paid.db"), home=Path(tmp.name) / "paid-home")
+        procs += [relay, mtor, paid]
         relay_port, mtor_port = await wait_ready(relay), await wait_ready(mtor)
+        paid_port = await wait_ready(paid)
         progress("hubs up")
         direct_url = await direct.start()
         relay_url, mtor_url = f"ws://127.0.0.1:{relay_port}", f"ws://127.0.0.1:{mtor_port}"
+        paid_url = f"ws://127.0.0.1:{paid_port}"
         procs.append(spawn("--role", "worker", "--url", direct_url))
-        for url in (relay_url, relay_url, mtor_url, mtor_url):
+        for url in (relay_url, relay_url, mtor_url, mtor_url, paid_url, paid_url):
             procs.append(spawn("--role", "worker", "--url", url))
 
         async with aiohttp.ClientSession() as session:
@@ -347,11 +425,15 @@ async def measure(quick: bool) -> int:
             await asyncio.wait_for(direct.connected.wait(), 60)
             await wait_workers(session, f"http://127.0.0.1:{relay_port}", 2)
             await wait_workers(session, f"http://127.0.0.1:{mtor_port}", 2)
+            await wait_workers(session, f"http://127.0.0.1:{paid_port}", 2)
             progress("workers registered")
             await via_relay.connect(session)
             await via_mtor.connect(session)
+            via_paid = PaidHub(paid_url)
+            await via_paid.connect(session)
+            upkeep_pid = (await _get_json(session, f"http://127.0.0.1:{paid_port}/v1/ledger/status"))["process_pid"]
             progress("clients connected; measuring round trips")
-            paths: list[Route] = [direct, via_relay, via_mtor]
+            paths: list[Route] = [direct, via_relay, via_mtor, via_paid]
             for path in paths:  # warm up every path
                 await latency_batch(path, 200, [])
 
@@ -361,17 +443,22 @@ async def measure(quick: bool) -> int:
                     await latency_batch(path, batch, lat[path.name])
 
             progress("measuring throughput")
-            rates: dict[str, dict[int, float]] = {"relay": {}, "mtor": {}}
-            cpu: dict[str, list[float]] = {"relay": [], "mtor": []}
+            rates: dict[str, dict[int, float]] = {"relay": {}, "mtor": {}, "paid": {}}
+            cpu: dict[str, list[float]] = {"relay": [], "mtor": [], "paid": []}
+            upkeep_cpu0, paid_done = cpu_seconds(upkeep_pid), 0
             for window in WINDOWS:
-                samples: dict[str, list[float]] = {"relay": [], "mtor": []}
+                samples: dict[str, list[float]] = {"relay": [], "mtor": [], "paid": []}
                 for _ in range(tp_rounds):
-                    for path, proc in ((via_relay, relay), (via_mtor, mtor)):
+                    for path, proc in ((via_relay, relay), (via_mtor, mtor), (via_paid, paid)):
                         rate, cpu_us = await throughput(path, window, window_s, proc.pid)
                         samples[path.name].append(rate)
                         cpu[path.name].append(cpu_us)
+                        if path is via_paid:
+                            paid_done += int(rate * window_s)
                 for name, values in samples.items():
                     rates[name][window] = statistics.median(values)
+            upkeep_us = (cpu_seconds(upkeep_pid) - upkeep_cpu0) / max(1, paid_done) * 1e6
+            status = await _get_json(session, f"http://127.0.0.1:{paid_port}/v1/ledger/status")
         progress("done")
     finally:
         for proc in reversed(procs):  # workers first, so none logs its hub going away
@@ -384,34 +471,55 @@ async def measure(quick: bool) -> int:
         await direct.stop()
         tmp.cleanup()
 
-    return report(lat, rates, {k: statistics.median(v) for k, v in cpu.items()})
+    return report(lat, rates, {k: statistics.median(v) for k, v in cpu.items()}, upkeep_us, status)
 
 
-def report(lat: dict[str, list[float]], rates: dict[str, dict[int, float]], cpu: dict[str, float]) -> int:
+async def _get_json(session: Any, url: str) -> Any:
+    async with session.get(url) as resp:
+        return await resp.json()
+
+
+def report(
+    lat: dict[str, list[float]],
+    rates: dict[str, dict[int, float]],
+    cpu: dict[str, float],
+    upkeep_us: float,
+    status: dict[str, Any],
+) -> int:
     med = {k: statistics.median(v) for k, v in lat.items()}
     p99 = {k: pct(v, 0.99) for k, v in lat.items()}
     n = len(lat["direct"])
     print(f"\nround trip at 1 in flight ({n} requests per path, ms)")
     print(f"  {'path':8} {'median':>8} {'p99':>8}   overhead vs direct: median  p99")
-    for name in ("direct", "relay", "mtor"):
+    for name in ("direct", "relay", "mtor", "paid"):
         extra = "" if name == "direct" else f"   {med[name] - med['direct']:>+21.3f} {p99[name] - p99['direct']:>+5.3f}"
         print(f"  {name:8} {med[name]:8.3f} {p99[name]:8.3f}{extra}")
     over_med = med["mtor"] - med["direct"]
     over_p99 = p99["mtor"] - p99["direct"]
     print("\nthroughput (intents/s, median of alternating windows)")
-    print(f"  {'in flight':>9} {'relay':>9} {'mtor':>9} {'mtor/relay':>11}")
+    print(f"  {'in flight':>9} {'relay':>9} {'mtor':>9} {'paid':>9} {'mtor/relay':>11} {'paid/mtor':>10}")
     for window in WINDOWS:
-        r, m = rates["relay"][window], rates["mtor"][window]
-        print(f"  {window:>9} {r:9.0f} {m:9.0f} {m / r:11.2f}")
-    best_r, best_m = max(rates["relay"].values()), max(rates["mtor"].values())
+        r, m, pd = rates["relay"][window], rates["mtor"][window], rates["paid"][window]
+        print(f"  {window:>9} {r:9.0f} {m:9.0f} {pd:9.0f} {m / r:11.2f} {pd / m:10.2f}")
+    best_r, best_m, best_p = max(rates["relay"].values()), max(rates["mtor"].values()), max(rates["paid"].values())
     share = best_m / best_r
-    print(f"  {'best':>9} {best_r:9.0f} {best_m:9.0f} {share:11.2f}")
-    print(f"  hub CPU per intent (median over windows): relay {cpu['relay']:.0f} us, mtor {cpu['mtor']:.0f} us")
+    paid_share = best_p / best_m
+    print(f"  {'best':>9} {best_r:9.0f} {best_m:9.0f} {best_p:9.0f} {share:11.2f} {paid_share:10.2f}")
+    print(
+        f"  hub CPU per intent (median over windows): relay {cpu['relay']:.0f} us, mtor {cpu['mtor']:.0f} us,"
+        f" paid {cpu['paid']:.0f} us (+{cpu['paid'] - cpu['mtor']:.0f} us for the ledger)"
+    )
+    print(
+        f"  paid: the upkeep process used {upkeep_us:.0f} us of CPU per intent (settlement off the broker);"
+        f" {status.get('settled_epochs')} epochs settled, {status.get('unsettled_receipts')} receipts waiting,"
+        f" upkeep {status.get('state')}"
+    )
     checks = [
         (f"mtor overhead median {over_med:.3f} ms <= {TARGET_MEDIAN_MS} ms", over_med <= TARGET_MEDIAN_MS),
         (f"mtor overhead p99 {over_p99:.3f} ms <= {TARGET_P99_MS} ms", over_p99 <= TARGET_P99_MS),
         (f"mtor throughput {share:.0%} of the minimal relay >= {TARGET_THROUGHPUT_SHARE:.0%}",
          share >= TARGET_THROUGHPUT_SHARE),
+        (f"paid throughput {paid_share:.0%} of free mtor >= {TARGET_PAID_SHARE:.0%}", paid_share >= TARGET_PAID_SHARE),
     ]
     print("\ntargets")
     for text, ok in checks:
@@ -422,7 +530,7 @@ def report(lat: dict[str, list[float]], rates: dict[str, dict[int, float]], cpu:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer samples (a smoke run, ~20 s)")
-    parser.add_argument("--role", choices=("relay", "mtor", "worker"), help=argparse.SUPPRESS)
+    parser.add_argument("--role", choices=("relay", "mtor", "paid", "worker"), help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -430,6 +538,8 @@ def main() -> int:
         run_relay()
     elif args.role == "mtor":
         run_mtor(args.db)
+    elif args.role == "paid":
+        run_mtor(args.db, paid=True)
     elif args.role == "worker":
         run_worker(args.url)
     else:

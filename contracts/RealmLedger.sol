@@ -102,6 +102,7 @@ contract RealmLedger is ReentrancyGuard, EIP712, Ownable2Step {
     error NotPending(address caller);
     error ZeroAddress();
     error ZeroAmount();
+    error LengthMismatch(uint256 users, uint256 amounts);
     error AmountTooLarge(uint256 amount);
     error BadEpoch(uint64 expected, uint64 got);
     error Unsorted(uint256 index);
@@ -169,10 +170,27 @@ contract RealmLedger is ReentrancyGuard, EIP712, Ownable2Step {
         _deposit(user, amount);
     }
 
+    /// @notice Escrow `amounts[i]` for `users[i]`, all from the caller's tokens in one
+    ///         transfer (a realm's welcome grants, batched).
+    function depositForMany(address[] calldata users, uint256[] calldata amounts) external nonReentrant {
+        if (users.length != amounts.length) revert LengthMismatch(users.length, amounts.length);
+        uint256 total;
+        for (uint256 i; i < users.length; ++i) {
+            if (users[i] == address(0)) revert ZeroAddress();
+            _credit(users[i], amounts[i]);
+            total += amounts[i];
+        }
+        token.safeTransferFrom(msg.sender, address(this), total);
+    }
+
     function _deposit(address user, uint256 amount) private nonReentrant {
+        token.safeTransferFrom(msg.sender, address(this), amount);
+        _credit(user, amount);
+    }
+
+    function _credit(address user, uint256 amount) private {
         if (amount == 0) revert ZeroAmount();
         if (amount > type(uint128).max) revert AmountTooLarge(amount);
-        token.safeTransferFrom(msg.sender, address(this), amount);
         Account storage acct = _accounts[user];
         uint256 newDeposit = uint256(acct.deposit) + amount;
         if (newDeposit > type(uint128).max) revert AmountTooLarge(newDeposit);
@@ -414,18 +432,21 @@ contract RealmLedger is ReentrancyGuard, EIP712, Ownable2Step {
         return (acct.deposit, acct.spent);
     }
 
-    /// @notice `accountOf` for many addresses in one call (the settler plans a batch with it).
+    /// @notice Deposits, redeemed totals and claimed earnings of many addresses in one call
+    ///         (the settler plans a batch with it, the audit checks a realm with it).
     function accountsOf(address[] calldata who)
         external
         view
-        returns (uint256[] memory deposits, uint256[] memory spent)
+        returns (uint256[] memory deposits, uint256[] memory spent, uint256[] memory claims)
     {
         deposits = new uint256[](who.length);
         spent = new uint256[](who.length);
+        claims = new uint256[](who.length);
         for (uint256 i; i < who.length; ++i) {
             Account storage acct = _accounts[who[i]];
             deposits[i] = acct.deposit;
             spent[i] = acct.spent;
+            claims[i] = claimed[who[i]];
         }
     }
 

@@ -80,18 +80,31 @@ def _hex(b: bytes) -> str:
     return "0x" + b.hex()
 
 
-def audit_journal(journal: Journal, settler: Settler, terms: Any, stale_after_s: float | None) -> AuditReport:
+@dataclass
+class Books:
+    """What the journal's rows add up to, recomputed from disk by the audit."""
+
+    balances: dict[str, int] = field(default_factory=dict)
+    charged: dict[str, int] = field(default_factory=dict)  # payer -> captures minus shortfalls
+    claims: dict[str, int] = field(default_factory=dict)  # worker -> claimed on chain, as booked
+
+
+def audit_journal(
+    journal: Journal, settler: Settler, terms: Any, stale_after_s: float | None
+) -> tuple[AuditReport, Books]:
     """The checks that need no chain: hash chain, balances, holds, authorisations, staleness."""
     report = AuditReport()
     found = report.findings.append
+    books = Books()
 
     breaks, rows = journal.verify_chain()
     for b in breaks:
         why = "a row before it was deleted" if b.gap else "the row changed after it was written"
         found(Finding("hash_chain", f"txn {b.txn}", _hex(b.stored), _hex(b.computed), why))
-    for txn_id, total in journal.unbalanced():
+    recomputed, unbalanced = journal.recompute()
+    books.balances = recomputed
+    for txn_id, total in unbalanced:
         found(Finding("balanced", f"txn {txn_id}", total, None, "entries do not sum to zero"))
-    recomputed = journal.recompute_balances()
     derived = journal.balances()
     for acct in sorted(set(recomputed) | set(derived)):
         disk, memory = recomputed.get(acct, 0), derived.get(acct, 0)
@@ -101,19 +114,22 @@ def audit_journal(journal: Journal, settler: Settler, terms: Any, stale_after_s:
             found(Finding("negative", acct, disk, None, "only escrow and grants may be negative"))
 
     holds: dict[str, int] = {}
-    charged: dict[str, int] = {}
+    charged, claims = books.charged, books.claims
     captures = 0
-    for txn in journal.kinds("hold", "capture", "shortfall"):
-        if txn.kind == "hold":
-            holds[txn.ref] = txn.amount or 0
-            continue
-        payer = txn.payer or ""
+    for txn in journal.kinds("hold", "capture", "shortfall", "claim"):
+        who = txn.payer or ""
         amount = txn.amount or 0
+        if txn.kind == "hold":
+            holds[txn.ref] = amount
+            continue
         if txn.kind == "shortfall":
-            charged[payer] = charged.get(payer, 0) - amount
+            charged[who] = charged.get(who, 0) - amount
+            continue
+        if txn.kind == "claim":
+            claims[who] = claims.get(who, 0) + amount
             continue
         captures += 1
-        charged[payer] = charged.get(payer, 0) + amount
+        charged[who] = charged.get(who, 0) + amount
         fee = txn.fee or 0
         held = holds.get(txn.ref)
         if held is None:
@@ -167,7 +183,7 @@ def audit_journal(journal: Journal, settler: Settler, terms: Any, stale_after_s:
         "receipts": captures,
         "payers": len(charged),
     }
-    return report
+    return report, books
 
 
 def audit(led: Any, session: Any) -> AuditReport:
@@ -175,9 +191,8 @@ def audit(led: Any, session: Any) -> AuditReport:
     journal: Journal = led.journal
     settler: Settler = led.settler
     cfg = led.config
-    report = audit_journal(
-        journal, settler, session.deployment.terms(), cfg.stale_epochs * cfg.epoch_seconds if cfg.stale_epochs else None
-    )
+    stale = cfg.stale_epochs * cfg.epoch_seconds if cfg.stale_epochs else None
+    report, books = audit_journal(journal, settler, session.deployment.terms(), stale)
     found = report.findings.append
     ledger = session.ledger
     call = session.chain._call
@@ -189,16 +204,15 @@ def audit(led: Any, session: Any) -> AuditReport:
     if chain_epoch != len(settled):
         found(Finding("epochs", "lastEpoch", len(settled), chain_epoch, "settled epochs differ"))
     anchors = {
-        int(lg["args"]["epoch"]): bytes(lg["args"]["journalHead"])
+        int(lg["args"]["epoch"]): (bytes(lg["args"]["receiptsRoot"]), bytes(lg["args"]["journalHead"]))
         for lg in call(lambda: ledger.events.Settled.get_logs(from_block=session.deployment.block))
     }
     for e in settled:
         root = merkle.root(leaves(journal.receipts(e.first_txn, e.last_txn)))
-        on_chain = bytes(call(lambda n=e.number: ledger.functions.receiptsRoot(n).call()))
+        on_chain, anchored = anchors.get(e.number, (merkle.ZERO_ROOT, None))
         if root != e.root or on_chain != e.root:
             found(Finding("root", f"epoch {e.number}", _hex(root), _hex(on_chain), "receipts no longer hash to the root"))
         head = journal.hash_at(e.last_txn)
-        anchored = anchors.get(e.number)
         if head != e.journal_head or anchored != e.journal_head:
             found(
                 Finding(
@@ -230,17 +244,7 @@ def audit(led: Any, session: Any) -> AuditReport:
             )
 
     # --- balances against the chain ------------------------------------------------------------
-    recomputed = journal.recompute_balances()
-    charged: dict[str, int] = {}
-    claims: dict[str, int] = {}
-    for txn in journal.kinds("capture", "shortfall", "claim"):
-        who = txn.payer or ""
-        if txn.kind == "capture":
-            charged[who] = charged.get(who, 0) + (txn.amount or 0)
-        elif txn.kind == "shortfall":
-            charged[who] = charged.get(who, 0) - (txn.amount or 0)
-        else:
-            claims[who] = claims.get(who, 0) + (txn.amount or 0)
+    recomputed, charged, claims = books.balances, books.charged, books.claims
     grants = led.pending_grants()
     payers: set[str] = set(charged) | set(grants)
     workers: set[str] = set(claims) | set(posted)
@@ -250,14 +254,15 @@ def audit(led: Any, session: Any) -> AuditReport:
             payers.add(who)
         elif kind == "worker":
             workers.add(who)
-    ordered = sorted(payers)
-    chain_accounts: dict[str, tuple[int, int]] = {}
-    for i in range(0, len(ordered), 500):
-        chunk = ordered[i : i + 500]
-        deposits, spent = call(lambda c=chunk: ledger.functions.accountsOf(c).call())
-        chain_accounts.update(zip(chunk, zip((int(d) for d in deposits), (int(s) for s in spent), strict=True), strict=True))
-    for who in ordered:
-        dep, spent = chain_accounts[who]
+    everyone = sorted(payers | workers)
+    on_chain_accounts: dict[str, tuple[int, int, int]] = {}
+    for i in range(0, len(everyone), 500):
+        chunk = everyone[i : i + 500]
+        deposits, spent, claimed = call(lambda c=chunk: ledger.functions.accountsOf(c).call())
+        for who, d, s, c in zip(chunk, deposits, spent, claimed, strict=True):
+            on_chain_accounts[who] = (int(d), int(s), int(c))
+    for who in sorted(payers):
+        dep, spent, _ = on_chain_accounts[who]
         owed = charged.get(who, 0)
         if spent > owed:
             found(Finding("redeemed", who, owed, spent, "the chain redeemed more than the journal charged"))
@@ -266,7 +271,7 @@ def audit(led: Any, session: Any) -> AuditReport:
         if dep != expected:
             found(Finding("deposit", who, expected, dep, "escrowed deposit differs"))
     for who in sorted(workers):
-        claimed = int(call(lambda w=who: ledger.functions.claimed(w).call()))
+        claimed = on_chain_accounts[who][2]
         if claimed != claims.get(who, 0):
             found(Finding("claimed", who, claims.get(who, 0), claimed, "claimed earnings differ"))
         if claimed > posted.get(who, 0):
@@ -278,7 +283,7 @@ def audit(led: Any, session: Any) -> AuditReport:
 
     report.checked.update(
         epochs_settled=len(settled),
-        payers_on_chain=len(ordered),
+        payers_on_chain=len(payers),
         workers_on_chain=len(workers),
     )
     return report

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-from eth_hash.auto import keccak
+from ledger.keccak import keccak
 
 DOMAIN_NAME = "MTOR RealmLedger"
 DOMAIN_VERSION = "2"

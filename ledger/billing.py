@@ -59,7 +59,7 @@ class RealmBilling:
         refused: Callable[..., Exception] = PaymentRefused,
         welcome_grant: int = 0,
         on_activity: Callable[[], None] | None = None,
-        epoch_queries: int = 1000,
+        epoch_queries: int = 10_000,
         unverified_limit: int = UNVERIFIED_LIMIT,
         process_status: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
@@ -111,15 +111,18 @@ class RealmBilling:
         """Hold ``amount`` for ``guid``; ``authorisation`` has ``total`` and ``signature``."""
         if amount < 0:
             raise ValueError(f"negative hold {amount}")
-        if amount == 0 or self.journal.open_hold(guid) is not None:
-            return  # free, or the same intent resubmitted or requeued: already held
-        if self.journal.exiting(user):
+        if amount == 0:
+            return
+        held, exiting, committed = self.journal.before_hold(guid, user)
+        if held:
+            return  # the same intent resubmitted or requeued: already held
+        if exiting:
             raise self._refused(
                 "exit_pending",
                 f"{user} started leaving the realm: no new spending until the exit is finished or cancelled",
                 "finish with `mtor wallet exit --finish` after the window, or `mtor wallet exit --cancel`",
             )
-        total, signature = self._authorised(user, amount, authorisation)
+        total, signature = self._authorised(user, amount, committed, authorisation)
         stored = auth.encode(total, signature)
         try:
             self.journal.post_hold(guid, user, amount, stored)
@@ -131,8 +134,8 @@ class RealmBilling:
             except Overdraft as again:
                 raise self._insufficient(again.balance, amount) from None
 
-    def _authorised(self, user: str, amount: int, authorisation: Any) -> tuple[int, str]:
-        """The authorisation's (total, signature) if it covers this hold, else refuse."""
+    def _authorised(self, user: str, amount: int, committed: int, authorisation: Any) -> tuple[int, str]:
+        """The authorisation's (total, signature) if it covers ``committed`` and this hold, else refuse."""
         terms = self._terms()
         if terms is None:
             raise self._refused(
@@ -140,7 +143,7 @@ class RealmBilling:
                 "the realm's ledger has no contract to sign for yet",
                 "it is being deployed; retry in a moment",
             )
-        needed = self.journal.committed(user) + amount
+        needed = committed + amount
         total = getattr(authorisation, "total", None)
         signature = getattr(authorisation, "signature", None)
         if not isinstance(total, int) or isinstance(total, bool) or total < needed:

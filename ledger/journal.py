@@ -514,6 +514,14 @@ class Journal:
         self.refresh()
         return min((t for _, _, t in self._state.holds.values()), default=None)
 
+    def before_hold(self, guid: str, payer: str) -> tuple[bool, bool, int]:
+        """What a hold needs to know, from one look at other writers: whether ``guid``
+        is held already, whether ``payer`` is exiting, and what it committed."""
+        self.refresh()
+        st = self._state
+        committed = st.charged.get(payer, 0) + st.balances.get(A.hold(payer), 0)
+        return guid in st.holds, payer in st.exiting, committed
+
     def committed(self, payer: str) -> int:
         """What ``payer`` has spent or holds: the least its authorisation must cover."""
         self.refresh()
@@ -675,20 +683,26 @@ class Journal:
 
     def recompute_balances(self) -> dict[str, int]:
         """Every balance summed again from the entries on disk."""
-        totals: dict[str, int] = {}
-        for (entries,) in self._conn.execute("SELECT entries FROM txns"):
-            for acct, v in decode_entries(entries):
-                totals[acct] = totals.get(acct, 0) + v
-        return {a: v for a, v in totals.items() if v}
+        return self.recompute()[0]
 
     def unbalanced(self) -> list[tuple[int, int]]:
         """``(txn, sum)`` of every transaction whose entries do not sum to zero."""
-        out = []
+        return self.recompute()[1]
+
+    def recompute(self) -> tuple[dict[str, int], list[tuple[int, int]]]:
+        """One pass over the rows on disk: every balance summed again, and ``(txn, sum)``
+        of every transaction whose entries do not sum to zero."""
+        totals: dict[str, int] = {}
+        unbalanced = []
         for txn, entries in self._conn.execute("SELECT id, entries FROM txns ORDER BY id"):
-            total = sum(v for _, v in decode_entries(entries))
+            total = 0
+            for acct, v in orjson.loads(entries):
+                value = int(v)
+                totals[acct] = totals.get(acct, 0) + value
+                total += value
             if total:
-                out.append((txn, total))
-        return out
+                unbalanced.append((txn, total))
+        return {a: v for a, v in totals.items() if v}, unbalanced
 
     def verify_chain(self, limit: int = 20) -> tuple[list[ChainBreak], int]:
         """Check every row's hash against its contents and the row before it; returns the

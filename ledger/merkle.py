@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from eth_hash.auto import keccak
+from ledger.keccak import keccak
 
 ZERO_ROOT = b"\x00" * 32
 

@@ -54,6 +54,7 @@ DEV_EXIT_WINDOW_S = 10
 EXIT_WINDOW_S = 86_400
 DEV_SUPPLY_CAP = 2**128 - 1
 SUPPLY_CAP = 10**9 * ONE
+GRANTS_PER_TX = 400  # ~27k gas each: a batch stays well under the gas cap
 
 
 @dataclass
@@ -62,7 +63,7 @@ class LedgerConfig:
     chain_rpc: str | None = None  # None: $MTOR_CHAIN_RPC, then the recorded deployment, then embedded
     confirmations: int = 0
     epoch_seconds: float = 60.0
-    epoch_queries: int = 1000
+    epoch_queries: int = 10_000  # receipts per epoch at most: a busy realm settles every 10,000 queries
     pricing_file: Path | None = None
     faucet_amount: int = 1000 * ONE  # dev deployments only
     welcome_grant: int = 100 * ONE  # dev chains only; 0 turns it off
@@ -115,6 +116,7 @@ class Ledger:
         )
         self._keys: dict[str, Any] = {}
         self._terms: Terms | None = None
+        self._checked: Deployment | None = None  # the deployment already found on the embedded chain
         self.proofs = EarningsProofs(self.settler.folder)
 
     def close(self) -> None:
@@ -211,6 +213,11 @@ class Ledger:
             chain.close()
 
     def _check(self, chain: Any, dep: Deployment) -> Session:
+        if chain.rpc is None and self._checked == dep:
+            # The embedded chain lives in our data dir: checked once, it cannot change under us.
+            return Session(
+                chain, dep, chain.contract("NineThousand", dep.token), chain.contract("RealmLedger", dep.ledger), self
+            )
         if chain.chain_id != dep.chain_id:
             raise ChainError(
                 "wrong_chain",
@@ -236,6 +243,7 @@ class Ledger:
                 f"no MTOR RealmLedger at {dep.ledger} (token {dep.token}) on {chain.name}",
                 "the node was reset or the address is wrong; run `mtor chain deploy`",
             )
+        self._checked = dep
         return Session(chain, dep, token, ledger, self)
 
     def deploy(self, *, force: bool = False) -> Deployment:
@@ -323,7 +331,7 @@ class Ledger:
 
     def escrow_grants(self, s: Session) -> int:
         """Deposit on chain the welcome grants the journal already credited: one mint and one
-        approve for all of them, then one deposit each (the upkeep, off the broker's loop)."""
+        approve for all of them, one ``depositForMany`` per batch (the upkeep, off the loop)."""
         pending = self.pending_grants()
         if not pending or not s.chain.dev:
             return 0
@@ -331,8 +339,11 @@ class Ledger:
         total = sum(pending.values())
         s.chain.transact(owner, s.token.functions.mint(owner.address, total), what="minting welcome grants")
         s.chain.transact(owner, s.token.functions.approve(s.deployment.ledger, total), what="approve")
-        for user, amount in pending.items():
-            s.chain.transact(owner, s.ledger.functions.depositFor(user, amount), what="a welcome deposit")
+        users = list(pending)
+        for i in range(0, len(users), GRANTS_PER_TX):
+            batch = users[i : i + GRANTS_PER_TX]
+            fn = s.ledger.functions.depositForMany(batch, [pending[u] for u in batch])
+            s.chain.transact(owner, fn, what=f"{len(batch)} welcome deposits")
         self._sync_own(s)
         return len(pending)
 
@@ -389,7 +400,9 @@ class Ledger:
                 amount=amount,
                 memo=json.dumps({"nonce": nonce, "deadline": deadline}),
             )
-            signature = sign_voucher(self.voucher_key, s.chain.chain_id, s.deployment.ledger, user, amount, nonce, deadline)
+            signature = sign_voucher(
+                self.voucher_key, s.chain.chain_id, s.deployment.ledger, user, amount, nonce, deadline
+            )
             rc = s.chain.transact(account, s.ledger.functions.refund(amount, deadline, signature), what="the refund")
             self._sync_own(s)
         return {"tx_hash": rc["transactionHash"].to_0x_hex(), "amount": amount}
@@ -420,7 +433,11 @@ class Ledger:
                 self.journal.post("voucher_redeemed", ref, (), payer=user, amount=amount)
             elif memo["deadline"] < now:
                 self.journal.post(
-                    "voucher_expired", ref, ((A.refund(user), -amount), (A.user(user), amount)), payer=user, amount=amount
+                    "voucher_expired",
+                    ref,
+                    ((A.refund(user), -amount), (A.user(user), amount)),
+                    payer=user,
+                    amount=amount,
                 )
 
     # --- leaving and claiming ------------------------------------------------------------------
@@ -440,7 +457,9 @@ class Ledger:
         settled = self.settler.last_settled()
         if settled is None:
             raise LedgerError("not_settled", "the realm has settled no epoch yet", "wait for the next settlement")
-        earned = None if self.settler.earnings_file(settled.number).exists() else self.settler.earnings_of(settled.number)
+        earned = (
+            None if self.settler.earnings_file(settled.number).exists() else self.settler.earnings_of(settled.number)
+        )
         return self.proofs.proof(settled.number, settled.earnings_root, address, earned)
 
     def public_terms(self) -> dict[str, Any] | None:
@@ -566,9 +585,7 @@ def _positive(amount: int) -> None:
         raise LedgerError("nothing_to_move", "the amount is 0: there is nothing to move", "see `mtor wallet`")
 
 
-def sign_voucher(
-    signer: Any, chain_id: int, ledger: str, user: str, amount: int, nonce: int, deadline: int
-) -> bytes:
+def sign_voucher(signer: Any, chain_id: int, ledger: str, user: str, amount: int, nonce: int, deadline: int) -> bytes:
     """The voucher signer's EIP-712 signature that RealmLedger.refund checks."""
     from eth_account.messages import encode_typed_data
 

@@ -145,7 +145,7 @@ class Settler:
         folder: Path,
         *,
         epoch_seconds: float = 60.0,
-        epoch_queries: int = 1000,
+        epoch_queries: int = 10_000,
     ) -> None:
         self.journal = journal
         self.folder = folder  # the published receipts files
@@ -330,52 +330,64 @@ class Settler:
 
     def send(self, session: Any, epoch: Epoch) -> Epoch:
         """Put ``epoch`` on chain exactly once: redemptions, then the roots."""
-        ledger = session.ledger
-        call = session.chain._call
-        on_chain = int(call(lambda: ledger.functions.lastEpoch().call()))
-        if on_chain >= epoch.number:
-            root = bytes(call(lambda: ledger.functions.receiptsRoot(epoch.number).call()))
-            if root != epoch.root:
-                raise ChainError(
-                    "epoch_mismatch",
-                    f"epoch {epoch.number} on chain has root 0x{root.hex()}, the journal 0x{epoch.root.hex()}",
-                    "the chain was settled by someone else; run `mtor ledger audit`",
-                )
-            return self._mark_settled(epoch.number, _settle_tx(session, epoch.number))
-        if on_chain != epoch.number - 1:
-            raise ChainError(
-                "epoch_mismatch",
-                f"the chain is at epoch {on_chain}, the journal wants to settle {epoch.number}",
-                "run `mtor ledger audit`",
-            )
-        self.redeem(session, self._payers(epoch))
-        self._back(session)
-        fn = ledger.functions.settle(
-            epoch.number,
-            epoch.root,
-            epoch.receipts,
-            epoch.earnings_root,
-            epoch.earnings_total,
-            epoch.journal_head,
-        )
-        receipt = session.chain.transact(session.settler, fn, what=f"settling epoch {epoch.number}")
-        return self._mark_settled(epoch.number, receipt["transactionHash"].to_0x_hex())
+        return self._send_all(session, [epoch])[0]
 
     def settle(self, session: Any, max_epochs: int | None = None) -> list[Epoch]:
         """Send the closed epochs in order (at most ``max_epochs``: a backlog goes in bounded steps)."""
-        done: list[Epoch] = []
-        for epoch in self.pending():
-            if max_epochs is not None and len(done) >= max_epochs:
-                break
-            done.append(self.send(session, epoch))
+        pending = self.pending()
+        if max_epochs is not None:
+            pending = pending[:max_epochs]
+        done = self._send_all(session, pending) if pending else []
         if done:
             self.prune()
         return done
 
-    def _payers(self, epoch: Epoch) -> list[str]:
+    def _send_all(self, session: Any, epochs: list[Epoch]) -> list[Epoch]:
+        """Redeem once for every payer of ``epochs`` (cumulative: what they were charged
+        up to now), back any loss, then post each epoch's roots in order."""
+        ledger = session.ledger
+        call = session.chain._call
+        on_chain = int(call(lambda: ledger.functions.lastEpoch().call()))
+        done: list[Epoch] = []
+        fresh: list[Epoch] = []
+        for epoch in epochs:
+            if on_chain >= epoch.number:  # sent before, its answer lost
+                root = bytes(call(lambda n=epoch.number: ledger.functions.receiptsRoot(n).call()))
+                if root != epoch.root:
+                    raise ChainError(
+                        "epoch_mismatch",
+                        f"epoch {epoch.number} on chain has root 0x{root.hex()}, the journal 0x{epoch.root.hex()}",
+                        "the chain was settled by someone else; run `mtor ledger audit`",
+                    )
+                done.append(self._mark_settled(epoch.number, _settle_tx(session, epoch.number)))
+            else:
+                fresh.append(epoch)
+        if not fresh:
+            return done
+        if on_chain != fresh[0].number - 1:
+            raise ChainError(
+                "epoch_mismatch",
+                f"the chain is at epoch {on_chain}, the journal wants to settle {fresh[0].number}",
+                "run `mtor ledger audit`",
+            )
+        self.redeem(session, self._payers(fresh[0].first_txn, fresh[-1].last_txn))
+        self._back(session)
+        for epoch in fresh:
+            fn = ledger.functions.settle(
+                epoch.number,
+                epoch.root,
+                epoch.receipts,
+                epoch.earnings_root,
+                epoch.earnings_total,
+                epoch.journal_head,
+            )
+            receipt = session.chain.transact(session.settler, fn, what=f"settling epoch {epoch.number}")
+            done.append(self._mark_settled(epoch.number, receipt["transactionHash"].to_0x_hex()))
+        return done
+
+    def _payers(self, after: int, upto: int) -> list[str]:
         rows = self.journal.execute(
-            "SELECT DISTINCT payer FROM txns WHERE kind = 'capture' AND id > ? AND id <= ?",
-            (epoch.first_txn, epoch.last_txn),
+            "SELECT DISTINCT payer FROM txns WHERE kind = 'capture' AND id > ? AND id <= ?", (after, upto)
         ).fetchall()
         return [r[0] for r in rows if r[0]]
 
@@ -408,7 +420,7 @@ class Settler:
         fn = session.ledger.functions.accountsOf
         for i in range(0, len(payers), READ_CHUNK):
             chunk = payers[i : i + READ_CHUNK]
-            deposits, spent = session.chain._call(lambda c=chunk: fn(c).call())
+            deposits, spent, _ = session.chain._call(lambda c=chunk: fn(c).call())
             out.extend(zip(chunk, (int(d) for d in deposits), (int(s) for s in spent), strict=True))
         return out
 

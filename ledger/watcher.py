@@ -58,14 +58,16 @@ def sync(journal: Journal, session: Any, confirmations: int = 0) -> SyncReport:
     start = cursor(journal, dep) + 1
     safe_head = session.chain.head() - confirmations
     report = SyncReport(start, safe_head)
-    ledger = session.ledger
+    topics = _topics(session.ledger)
     block = start
     while block <= safe_head:
         end = min(safe_head, block + CHUNK_BLOCKS - 1)
-        logs: list[Any] = []
-        for name in EVENTS:
-            event = getattr(ledger.events, name)
-            logs.extend(session.chain._call(lambda ev=event, lo=block, hi=end: ev.get_logs(from_block=lo, to_block=hi)))
+        raw = session.chain._call(
+            lambda lo=block, hi=end: session.chain.w3.eth.get_logs(
+                {"fromBlock": lo, "toBlock": hi, "address": dep.ledger, "topics": [list(topics)]}
+            )
+        )
+        logs = [topics[bytes(lg["topics"][0])].process_log(lg) for lg in raw]
         logs.sort(key=lambda lg: (lg["blockNumber"], lg["logIndex"]))
         with journal.atomic():
             for lg in logs:
@@ -73,6 +75,17 @@ def sync(journal: Journal, session: Any, confirmations: int = 0) -> SyncReport:
             journal.set_meta(CURSOR_KEY, str(end))
         block = end + 1
     return report
+
+
+def _topics(ledger: Any) -> dict[bytes, Any]:
+    """Each booked event by its topic: one `eth_getLogs` reads them all."""
+    from eth_utils import event_abi_to_log_topic
+
+    out = {}
+    for name in EVENTS:
+        event = getattr(ledger.events, name)()
+        out[bytes(event_abi_to_log_topic(event.abi))] = event
+    return out
 
 
 def _book(journal: Journal, dep: Any, lg: Any, report: SyncReport) -> None:

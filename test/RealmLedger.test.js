@@ -128,6 +128,23 @@ describe("RealmLedger", function () {
       );
     });
 
+    it("depositForMany escrows for many users in one transfer, all or nothing", async function () {
+      const { ledger, token, alice, bob, carol, worker1 } = await loadFixture(deploy);
+      const tx = ledger.connect(alice).depositForMany([bob.address, carol.address, worker1.address], [1n, 2n, 3n]);
+      await expect(tx).to.changeTokenBalances(token, [alice, ledger], [-6n, 6n]);
+      await expect(tx).to.emit(ledger, "Deposited").withArgs(carol.address, alice.address, 2n, 2n);
+      expect(await ledger.accountOf(worker1.address)).to.deep.equal([3n, 0n]);
+      await expect(ledger.connect(alice).depositForMany([bob.address], [1n, 2n]))
+        .to.be.revertedWithCustomError(ledger, "LengthMismatch")
+        .withArgs(1, 2);
+      await expect(
+        ledger.connect(alice).depositForMany([bob.address, ethers.ZeroAddress], [1n, 1n]),
+      ).to.be.revertedWithCustomError(ledger, "ZeroAddress");
+      await expect(ledger.connect(alice).depositForMany([bob.address, carol.address], [1n, 0n])).to.be
+        .revertedWithCustomError(ledger, "ZeroAmount");
+      expect(await ledger.accountOf(bob.address)).to.deep.equal([1n, 0n]);
+    });
+
     it("refuses a zero deposit, and one without allowance or tokens", async function () {
       const { ledger, token, alice, worker1 } = await loadFixture(deploy);
       await expect(ledger.connect(alice).deposit(0)).to.be.revertedWithCustomError(ledger, "ZeroAmount");
@@ -406,6 +423,11 @@ describe("RealmLedger", function () {
     it("attack: claiming twice, more than earned, with another's proof or an old root pays nothing", async function () {
       const { ledger, settler, alice, worker1, worker2, mallory, tree } = await loadFixture(settledOnce);
       await ledger.claim(worker1.address, 9n * ONE, tree.proof(worker1.address));
+      expect(await ledger.accountsOf([worker1.address, worker2.address])).to.deep.equal([
+        [0n, 0n],
+        [0n, 0n],
+        [9n * ONE, 0n],
+      ]);
       await expect(ledger.claim(worker1.address, 9n * ONE, tree.proof(worker1.address)))
         .to.be.revertedWithCustomError(ledger, "NothingToClaim")
         .withArgs(worker1.address, 9n * ONE, 9n * ONE);
