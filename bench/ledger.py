@@ -17,9 +17,11 @@
    epoch is printed).
 3. Claim gas in trees of 1,000 and 10,000 workers, first and returning: goal <= 70k.
 4. `mtor ledger audit` time for 100,000 receipts (journal checks + chain checks).
+5. The upkeep process at rest (embedded chain, nothing to settle): its CPU over
+   30 s. Goal (issue 22): <= 0.1% of a core.
 
 Run: python bench/ledger.py [--queries 20000] [--payers 1,10,100,1000,10000] [--audit-receipts 100000]
-     [--chain hardhat|embedded]   (hardhat: a `hardhat node` on a free port, killed by pid at the end)
+     [--idle-seconds 30] [--chain hardhat|embedded]   (hardhat: a `hardhat node` on a free port, killed by pid at the end)
 """
 
 from __future__ import annotations
@@ -379,11 +381,45 @@ def bench_audit(led: Ledger, receipts: int, terms: Any) -> None:
           f"{report.checked['epochs_settled']} epochs: {'clean' if report.clean else report.as_dict()['findings'][:3]}")
 
 
+def bench_idle(seconds: float) -> None:
+    import os
+
+    from ledger.upkeep import UpkeepProcess
+
+    def cpu(pid: int) -> float:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    async def measure(config: LedgerConfig) -> tuple[float, float]:
+        proc, stop = UpkeepProcess(config), asyncio.Event()
+        task = asyncio.create_task(proc.run(stop))
+        with Ledger(config) as led:
+            while not led.journal.meta("upkeep"):  # its first pass (it reads the chain once)
+                await asyncio.sleep(0.2)
+        pid = proc.status()["process_pid"]
+        c0, t0 = cpu(pid), time.perf_counter()
+        await asyncio.sleep(seconds)
+        used, took = cpu(pid) - c0, time.perf_counter() - t0
+        stop.set()
+        await task
+        return used, took
+
+    with tempfile.TemporaryDirectory() as d:
+        config = LedgerConfig(Path(d))
+        with Ledger(config) as led:
+            led.deploy()
+        used, took = asyncio.run(measure(config))
+    share = used / took * 100
+    print(f"\n5) the upkeep process at rest (embedded chain, nothing to settle): {used:.2f} s of CPU in {took:.0f} s"
+          f" = {share:.3f}% of a core (clock ticks of 10 ms); goal <= 0.1%: {'met' if share <= 0.1 else 'MISSED'}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--queries", type=int, default=20000, help="paid queries for the per-query cost")
     ap.add_argument("--payers", default="1,10,100,1000,10000", help="payer (and worker) counts for the settle gas")
     ap.add_argument("--audit-receipts", type=int, default=100_000, help="receipts for the audit time (0: skip)")
+    ap.add_argument("--idle-seconds", type=float, default=30.0, help="how long to watch the upkeep at rest (0: skip)")
     ap.add_argument(
         "--chain",
         choices=("hardhat", "embedded"),
@@ -393,6 +429,8 @@ def main() -> None:
     args = ap.parse_args()
     bench_query_cost(args.queries)
     bench_settle_gas([int(x) for x in args.payers.split(",")], args.chain, args.audit_receipts)
+    if args.idle_seconds:
+        bench_idle(args.idle_seconds)
 
 
 if __name__ == "__main__":
