@@ -229,11 +229,10 @@ class Settler:
         earnings_root = tree[-1][0] if accounts else merkle.ZERO_ROOT
         earnings_total = sum(earned[a] for a in accounts)
         head = self.journal.hash_at(upto)
-        self._publish(number + 1, after, upto, receipts, root, earned, earnings_root, earnings_total, head)
         created = time.time()
         with self.journal.atomic():
             if self._last()[0] != number:
-                return None  # another process closed it meanwhile
+                return None  # another process closed it meanwhile (and published it)
             self.journal.execute(
                 f"INSERT INTO epochs({_EPOCH_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -250,7 +249,27 @@ class Settler:
                     created,
                 ),
             )
+        # Published once the epoch is ours: a process that lost the race never overwrites them.
+        self._publish(number + 1, after, upto, receipts, root, earned, earnings_root, earnings_total, head)
         return self.epoch(number + 1)
+
+    def publish_missing(self, epoch: Epoch) -> None:
+        """Write an epoch's files again if they are missing (a crash right after closing it)."""
+        if self.receipts_file(epoch.number).exists() and self.earnings_file(epoch.number).exists():
+            return
+        receipts = self.journal.receipts(epoch.first_txn, epoch.last_txn)
+        earned = self.earnings_as_of(epoch.last_txn)
+        self._publish(
+            epoch.number,
+            epoch.first_txn,
+            epoch.last_txn,
+            receipts,
+            epoch.root,
+            earned,
+            epoch.earnings_root,
+            epoch.earnings_total,
+            epoch.journal_head,
+        )
 
     def earnings_as_of(self, upto: int) -> dict[str, int]:
         """Every worker's cumulative earnings from the captures up to txn ``upto``."""
@@ -337,6 +356,8 @@ class Settler:
         pending = self.pending()
         if max_epochs is not None:
             pending = pending[:max_epochs]
+        for epoch in pending:
+            self.publish_missing(epoch)
         done = self._send_all(session, pending) if pending else []
         if done:
             self.prune()

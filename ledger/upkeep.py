@@ -4,9 +4,11 @@
 close the epochs that are due, and — only when there is something to do on
 chain — open the chain, book its events, escrow pending welcome grants, redeem
 what exiting payers owe, and send at most a few epochs. Each pass says when
-the next one is needed: when an epoch falls due, a hold expires, a JSON-RPC
-chain is polled again (every 2 s while things happen, backing off to 30 s at
-rest), or a failed pass is retried (backing off from 2 s to 5 minutes). No
+the next one is needed: when an epoch falls due, a hold expires, a third of
+the exit window has passed (an exit another process booked is redeemed in
+time), a JSON-RPC chain is polled again (every 2 s while things happen,
+backing off to 30 s at rest), or a failed pass is retried (backing off from
+2 s to 5 minutes). No
 exception ends it: every failure is logged, counted and retried, and its
 state — failing or not, the last error, epochs waiting — is written to the
 journal's meta table (key ``upkeep``) whenever it changes, for ``/metrics``,
@@ -64,6 +66,7 @@ class Upkeep:
         self._synced_once = False
         self._written: dict[str, Any] = {}
         self._exit_redeemed: dict[str, int] = {}  # exiting payer -> charged when last redeemed
+        self._exit_window: float | None = None  # the deployment's, once known
 
     def close(self) -> None:
         self.led.close()
@@ -111,6 +114,7 @@ class Upkeep:
         if not self._chain_needed(now):
             return False
         with led.session() as s:
+            self._exit_window = float(s.deployment.exit_window)
             report = watcher.sync(led.journal, s, cfg.confirmations)
             self._synced_once = True
             if report.credited or report.unbooked:
@@ -151,6 +155,10 @@ class Upkeep:
     def _wait(self, now: float) -> float | None:
         led, cfg = self.led, self.config
         waits = [cfg.epoch_seconds]  # captures made while nobody woke us still settle in time
+        if self._exit_window is not None:
+            # an exit booked by another process (`mtor wallet exit` books its own) is seen
+            # well inside its window: the realm's last chance to redeem what it is owed
+            waits.append(self._exit_window / 3)
         due = led.settler.wake_in(now)
         if due is not None:
             waits.append(due)

@@ -114,9 +114,15 @@ def full_path(paid: PaidRealm, rpc: list[str]) -> None:
     assert settled.exit_code == 0, settled.output
     assert json.loads(settled.stdout)["settled"][0]["earnings_total"] == ECHO_PRICE * 9 // 10
 
-    out = mtor("worker", "earnings", "claim", *key, *rpc, "--json")
+    # on a chain others can reach, the worker needs only the realm's address: proof and
+    # contracts come from its /v1/ledger/*, the claim goes from the worker's key to the chain
+    where = ["--broker", paid.realm.url] if rpc else []
+    out = mtor("worker", "earnings", "claim", *key, *where, "--json")
     assert out.exit_code == 0, out.output
     assert json.loads(out.stdout)["amount"] == ECHO_PRICE * 9 // 10
+    status = mtor("wallet", "exit", "--status", *where, "--json")
+    assert status.exit_code == 0, status.output
+    assert json.loads(status.stdout)["exit"] == "none"
 
     wallet = json.loads(mtor("wallet", *rpc, "--json").stdout)
     assert wallet["available"] == 5 * ONE // 2 - ECHO_PRICE
@@ -131,8 +137,11 @@ def full_path(paid: PaidRealm, rpc: list[str]) -> None:
     assert json.loads(audit.stdout)["proof"]["valid"]
 
 
-def test_faucet_deposit_paid_query_settle_withdraw_audit(paid: PaidRealm) -> None:
+def test_faucet_deposit_paid_query_settle_claim_audit(paid: PaidRealm) -> None:
     full_path(paid, [])
+    # the embedded chain lives on the realm's machine: a remote command says so
+    out = mtor("worker", "earnings", "claim", "--broker", paid.realm.url)
+    assert out.exit_code != 0 and "[embedded_chain]" in out.stderr
 
 
 def test_the_same_path_on_a_hardhat_node(tmp_path: Path, home: Path, config: LedgerConfig) -> None:

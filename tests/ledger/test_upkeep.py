@@ -89,9 +89,14 @@ def test_holds_that_never_finished_come_back(config: LedgerConfig, led: Ledger, 
 
 
 def test_at_rest_it_does_not_open_the_chain_and_sleeps_until_something_is_due(
-    config: LedgerConfig, led: Ledger, payer: Any, monkeypatch: pytest.MonkeyPatch
+    config: LedgerConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    upkeep = Upkeep(replace(config, epoch_seconds=600))
+    config = replace(config, epoch_seconds=600, exit_window_s=3600)
+    led = Ledger(config)
+    payer = new_account()
+    led.faucet(payer)
+    led.deposit(payer, ONE)
+    upkeep = Upkeep(config)
     opened: list[float] = []
     real = upkeep.led._open_chain
 
@@ -110,6 +115,16 @@ def test_at_rest_it_does_not_open_the_chain_and_sleeps_until_something_is_due(
         wait = upkeep.step()
         assert wait is not None and 590 < wait <= 600  # until the epoch falls due
         assert len(opened) == 1
+    finally:
+        upkeep.close()
+        led.close()
+
+
+def test_with_a_short_exit_window_it_looks_often_enough_to_redeem_in_it(config: LedgerConfig) -> None:
+    upkeep = Upkeep(replace(config, epoch_seconds=600, exit_window_s=9))
+    try:
+        upkeep.step()
+        assert upkeep.step() == 3.0  # a third of the window: an exit booked elsewhere is seen in time
     finally:
         upkeep.close()
 
