@@ -45,7 +45,7 @@ class Billing(Protocol):
         ...
 
     def earnings(self, workers: list[str]) -> dict[str, int]:
-        """What each worker (by address) has earned and not withdrawn; one call
+        """What each worker (by address) has earned and not claimed; one call
         for a whole `workers` push, which may list a thousand workers."""
         ...
 

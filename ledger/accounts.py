@@ -1,8 +1,8 @@
 """Journal account names. Every balance the realm keeps is one of these.
 
 ``escrow`` is the contra account of the tokens the RealmLedger contract holds:
-a deposit moves value from ``escrow`` to ``user:A``, a withdrawal moves it
-back, so ``-balance(escrow)`` is what the contract should hold. It is the
+a deposit moves value from ``escrow`` to ``user:A``, a claim, a refund or an
+exit moves it back, so ``-balance(escrow)`` is what the contract should hold. It is the
 only account allowed below zero, with ``grants``: a welcome grant is credited
 to the user at once from ``grants``, and the realm's deposit on chain moves
 it back from ``escrow`` when it lands, so ``-balance(grants)`` is what the
@@ -27,7 +27,7 @@ def hold(address: str) -> str:
 
 
 def worker(address: str) -> str:
-    """A worker's earnings, settled or not, that have not been withdrawn."""
+    """A worker's earnings, settled or not, that it has not claimed."""
     return f"worker:{address}"
 
 

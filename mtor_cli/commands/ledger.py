@@ -180,7 +180,7 @@ def history(
     limit: int = typer.Option(50, "--limit", min=1, max=10000, help="How many, newest first."),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Journal transactions: deposits, holds, payments, releases, withdrawals, refunds."""
+    """Journal transactions: deposits, holds, payments, releases, claims, refunds, exits."""
     who = None if all_ else (address or account_from(None).address)
     txns = run(None, lambda led: led.journal.history(who, limit))
     if json_out:

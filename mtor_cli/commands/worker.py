@@ -29,7 +29,7 @@ model and options, e.g.
 
 def register(app: typer.Typer) -> None:
     app.add_typer(group)
-    importlib.import_module("mtor_cli.commands.earnings").register_on(group)  # ledger: earnings, withdraw
+    importlib.import_module("mtor_cli.commands.earnings").register_on(group)  # ledger: earnings, earnings claim
 
 
 @group.command("serve")
