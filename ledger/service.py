@@ -495,25 +495,23 @@ class Ledger:
             self._sync_own(s)
         return {**out, "epoch": info["epoch"]}
 
-    def earnings(self, address: str, *, chain: bool = True) -> dict[str, Any]:
+    def earnings(self, address: str) -> dict[str, Any]:
         """What a worker earned: unclaimed in the journal, settled and claimable, claimed."""
-        unclaimed = self.journal.balance(A.worker(address))
         settled = self.settler.last_settled()
         posted = self.settler.earnings_of(settled.number).get(address, 0) if settled else 0
-        out: dict[str, Any] = {"address": address, "unclaimed": unclaimed, "settled_total": posted}
-        if chain:
-            with self.session() as s:
-                self._sync_own(s)
-                done = W.claimed(s, address)
-                unclaimed = self.journal.balance(A.worker(address))
-                out.update(
-                    unclaimed=unclaimed,
-                    claimed=done,
-                    claimable=max(0, posted - done),
-                    awaiting_settlement=max(0, unclaimed - max(0, posted - done)),
-                    tokens=W.tokens(s, address),
-                )
-        return out
+        with self.session() as s:
+            watcher.sync(self.journal, s, self.config.confirmations)
+            done = W.claimed(s, address)
+            unclaimed = self.journal.balance(A.worker(address))
+            return {
+                "address": address,
+                "unclaimed": unclaimed,
+                "settled_total": posted,
+                "claimed": done,
+                "claimable": max(0, posted - done),
+                "awaiting_settlement": max(0, unclaimed - max(0, posted - done)),
+                "tokens": W.tokens(s, address),
+            }
 
     # --- settlement and audit ------------------------------------------------------------------
 

@@ -183,10 +183,6 @@ class Settler:
         row = self.journal.execute("SELECT number, last_txn FROM epochs ORDER BY number DESC LIMIT 1").fetchone()
         return (0, 0) if row is None else (int(row[0]), int(row[1]))
 
-    def unsettled_receipts(self) -> int:
-        """Receipts in no closed epoch yet."""
-        return self.journal.count("capture", self._last()[1])
-
     def not_on_chain(self) -> tuple[int, float | None]:
         """How many receipts are not on chain yet, and when the oldest was written (unix time)."""
         settled = self.last_settled()
