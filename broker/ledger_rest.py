@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import asyncio
 
-import orjson
 from aiohttp import web
 
 from broker.parts import Parts
+from broker.protocol import rest_json
 
 ADDRESS_CHARS = 42
 
 
 def _json(data: object, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+    """Amounts past 2**53 as decimal strings, as every REST body (docs/protocol.md)."""
+    return web.Response(body=rest_json(data), status=status, content_type="application/json")
 
 
 def _error(status: int, code: str, message: str, hint: str = "") -> web.Response:
@@ -53,8 +54,7 @@ def routes(parts: Parts) -> list[web.RouteDef]:
             return _error(500, getattr(exc, "code", "internal"), str(exc), getattr(exc, "hint", ""))
         if found is None:
             return _error(404, "not_settled", "the realm has settled no epoch yet", "wait for the next settlement")
-        # base units as strings: a JSON reader in JavaScript would round them
-        return _json({**found, "cumulative": str(found["cumulative"])})
+        return _json(found)
 
     async def receipts(request: web.Request) -> web.Response:
         if billing is None:
