@@ -32,8 +32,8 @@ def deploy(
     """
     from dataclasses import asdict
 
-    from ledger.chain import GAS_CAP
     from ledger.units import format_amount
+    from mtor_cli.commands.ledger import ledger_config
 
     dep = run(chain_rpc, lambda led: led.deploy(force=force))
     data = asdict(dep)
@@ -48,7 +48,8 @@ def deploy(
     table.add_column("address")
     table.add_column("can")
     table.add_row("token $9000", dep.token, f"supply capped at {format_amount(dep.supply_cap)} $9000")
-    table.add_row("RealmLedger", dep.ledger, f"exit window {dep.exit_window} s; no transaction over {GAS_CAP:,} gas")
+    cap = ledger_config(chain_rpc).gas_cap
+    table.add_row("RealmLedger", dep.ledger, f"exit window {dep.exit_window} s; no transaction over {cap:,} gas")
     table.add_row("owner key", dep.owner, "mint (within the cap), rotate the keys below (two steps), take the fee")
     table.add_row("settler key", dep.settler, "redeem what payers signed for, post epochs")
     table.add_row("voucher signer", dep.voucher_signer, "sign refund vouchers")
