@@ -51,7 +51,11 @@ KEYS: tuple[Key, ...] = (
     Key("ledger.public_rpc", "that chain's JSON-RPC for users (default: relay)", "https://rpc.example.org", _http),
     Key("ledger.confirmations", "blocks a deposit waits before it is credited", "2", _count),
     Key("ledger.epoch_seconds", "seconds before a settlement epoch closes", "60", _seconds),
-    Key("ledger.epoch_queries", "paid queries before a settlement epoch closes", "1000", _count),
+    Key("ledger.epoch_queries", "paid queries before an epoch closes (10000)", "1000", _count),
+    Key("ledger.gas_cap", "most gas a realm transaction may use (15M)", "12000000", _count),
+    Key("ledger.exit_window_s", "a new deployment's exit window (1 day; dev 10 s)", "3600", _count),
+    Key("ledger.hold_ttl_s", "seconds before an unfinished hold returns (3600)", "600", _seconds),
+    Key("ledger.stale_epochs", "epochs unsettled before the audit objects (3)", "5", _count),
 )
 
 BY_NAME = {key.name: key for key in KEYS}
