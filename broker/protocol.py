@@ -58,7 +58,26 @@ ERROR_CODES: dict[str, str] = {
     "worker_stopping": "The worker is shutting down and handed the intent back; another worker runs it.",
     "nickname_taken": "That nickname belongs to another address.",
     "internal": "The broker hit an unexpected error.",
+    "upstream_unavailable": "A service the worker relies on (a weather API, a mail server) did not answer or refused.",
+    "login_failed": "The mail server refused the login.",
+    "not_configured": "The intent needs a setting the person has not made yet (an email account, a place).",
+    "not_found": "Nothing matches what the request names (a place, a contact).",
 }
+
+# Codes a worker reports for a request it cannot serve as asked. The broker
+# passes them to the client as they are (any other failure is worker_failed):
+# they tell the person what to change, and no other worker would do better.
+REQUEST_ERROR_CODES = frozenset(
+    {
+        "bad_params",
+        "bad_attachment",
+        "prompt_too_long",
+        "upstream_unavailable",
+        "login_failed",
+        "not_configured",
+        "not_found",
+    }
+)
 
 ATTACHMENT_KINDS = ("image", "audio")
 
@@ -262,6 +281,9 @@ class Capability(msgspec.Struct, omit_defaults=True):
     params: dict[str, Any] = {}
     info: dict[str, Any] = {}
     slots: int | None = None
+    # Serve only the worker's own address: jobs acting on the owner's private
+    # accounts (email) must never reach a stranger's worker.
+    owner_only: bool = False
 
 
 # --- client -> broker ------------------------------------------------------
@@ -293,6 +315,9 @@ class SubmitQuery(Msg, tag="submit_query"):
     params: dict[str, Any] = {}
     stream: bool = True
     max_price: int | None = None  # base units of $9000
+    # The asker's settings by intent ({"weather": {"location": "Oslo"}}): once the
+    # intent is chosen its own become params and the rest are dropped.
+    settings: dict[str, dict[str, Any]] = {}
     # Resubmitting a guid after a reconnect: the run and the characters of its
     # text this client already has, so the stream continues exactly there.
     resume_run: int = 0
@@ -401,6 +426,7 @@ class Result(Msg, tag="result"):
     finish_reason: str | None = None  # "stop" | "length" | "cancelled" where the backend says
     cost: int = 0
     replayed: bool = False  # True when served from the journal for a resubmitted guid
+    data: dict[str, Any] = {}  # the answer as numbers and fields (weather, email), beside the spoken text
 
 
 class Error(Msg, tag="error"):
@@ -445,6 +471,7 @@ class WorkResult(Msg, tag="result"):
     timings: dict[str, float] = {}
     usage: Usage = msgspec.field(default_factory=Usage)
     finish_reason: str | None = None  # why generation ended: "stop" (end of text) or "length" (max_tokens)
+    data: dict[str, Any] = {}
 
 
 class Failed(Msg, tag="failed"):
@@ -452,6 +479,7 @@ class Failed(Msg, tag="failed"):
     code: str
     message: str
     retryable: bool = True
+    hint: str = ""
 
 
 class Drain(Msg, tag="drain"):

@@ -672,11 +672,14 @@ class RealmClient:
         on_accepted: Callable[[p.Accepted], Awaitable[None] | None] | None = None,
         on_token: Callable[[str], Awaitable[None] | None] | None = None,
         on_progress: Callable[[p.Progress], Awaitable[None] | None] | None = None,
+        settings: dict[str, dict[str, Any]] | None = None,
     ) -> p.Result:
         """Submit one request and return its Result; raises RealmError on failure.
 
         Callbacks may be plain functions or coroutines. On ``timeout`` the
         request is cancelled at the broker and RealmError('timeout') raised.
+        ``settings``: the asker's settings by intent; the broker applies those
+        of the intent it chooses as params (weather: the home location).
         """
         query = p.SubmitQuery(
             guid=guid or new_guid(),
@@ -687,6 +690,7 @@ class RealmClient:
             params=dict(params or {}),
             stream=stream,
             max_price=max_price,
+            settings=dict(settings or {}),
         )
 
         async def run() -> p.Result:

@@ -225,8 +225,10 @@ class FakeWorker(_Socket):
         account: Any | None = None,
         name: str = "fake",
         answer_pings: bool = True,
+        owner_only: tuple[str, ...] = (),
     ) -> None:
         super().__init__(url, "/ws/worker", server_to_worker_decoder())
+        self.owner_only = owner_only  # intents it declares for its own address only
         self.account = account or new_account()
         self.intents = intents
         self.models = models
@@ -251,7 +253,10 @@ class FakeWorker(_Socket):
                 address=self.account.address,
                 signature=sig,
                 nonce=challenge.nonce,
-                capabilities=[Capability(intent=i, models=list(self.models)) for i in self.intents],
+                capabilities=[
+                    Capability(intent=i, models=list(self.models), owner_only=i in self.owner_only)
+                    for i in self.intents
+                ],
                 slots=self.slots,
                 name=self.name,
             )
