@@ -129,3 +129,25 @@ def test_an_expired_voucher_does_not_lock_the_user_out_of_refunds(led: Ledger, p
     out = led.refund(payer, ONE)  # and again: each redeemed voucher is closed, not outstanding
     assert out["amount"] == ONE
     assert led.audit().clean
+
+
+def test_an_open_voucher_is_handed_out_again_and_redeemed_once(led: Ledger, payer: Any) -> None:
+    from ledger import wallet as W
+
+    user = payer.address
+    first = led.refund_voucher(user, 4 * ONE)  # the user's transaction is lost, say
+    assert led.refund_voucher(user) == first  # asked again: the same voucher, not a second reservation
+    assert led.refund_voucher(user, 4 * ONE) == first
+    with pytest.raises(LedgerError) as info:
+        led.refund_voucher(user, ONE)  # another amount waits for this one
+    assert info.value.code == "voucher_outstanding" and "without an amount" in info.value.hint
+    assert led.journal.balance(A.refund(user)) == 4 * ONE
+    with led.session() as s:
+        W.refund(s, payer, first)
+        with pytest.raises(ChainError) as chain_info:
+            W.refund(s, payer, first)  # its nonce is used
+        assert "BadVoucher" in chain_info.value.message
+    led.sync()
+    assert led.journal.balance(A.user(user)) == 96 * ONE and led.journal.balance(A.refund(user)) == 0
+    assert led.refund_voucher(user, ONE)["nonce"] == first["nonce"] + 1  # closed, not outstanding
+    assert led.audit().clean
