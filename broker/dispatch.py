@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from broker import journal as J
-from broker.billing import Billing, InsufficientFunds
+from broker.billing import Billing, InsufficientFunds, PaymentRefused
 from broker.config import BrokerConfig
 from broker.deadlines import Deadlines
 from broker.intake import Rejected, check_guid, check_limits, normalise
@@ -130,10 +130,12 @@ class Dispatcher:
             return
         if self._billing is not None:
             try:
-                self._billing.hold(user, query.guid, price)
+                self._billing.hold(user, query.guid, price, query.authorisation)
             except Exception as exc:
                 # No hold, no intent: nothing may run (or be restored) unpaid.
                 self._journal.discard(query.guid)
+                if isinstance(exc, PaymentRefused):
+                    raise Rejected(exc.code, exc.message, exc.hint, **exc.detail) from None
                 if not isinstance(exc, InsufficientFunds):
                     raise
                 raise Rejected(

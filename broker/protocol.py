@@ -48,6 +48,8 @@ ERROR_CODES: dict[str, str] = {
     "timeout": "No worker finished the intent in time.",
     "worker_failed": "The worker could not complete the intent.",
     "insufficient_funds": "The balance does not cover the price.",
+    "bad_authorisation": "A paid realm needs the payer's signed spending authorisation covering the query.",
+    "exit_pending": "The payer started leaving the realm: no new spending until the exit ends.",
     "price_exceeded": "The price is above the request's max_price.",
     "rate_limited": "Too many requests; retry later.",
     "banned": "This address is banned from the realm.",
@@ -299,6 +301,16 @@ class Hello(Msg, tag="hello"):
     client: str = "mtor"
 
 
+class Authorisation(msgspec.Struct):
+    """A payer's signed cumulative spending authorisation for a paid realm: "the realm may
+    take up to ``total`` base units from my deposit, in all", the EIP-712 struct
+    ``Spend(address payer, uint256 total)`` under the domain of the realm's RealmLedger
+    (``Welcome.ledger``). ``signature`` is 0x-hex of 65 bytes r || s || v. See docs/ledger.md."""
+
+    total: Annotated[int, msgspec.Meta(ge=0)]  # below 2**256: the ledger refuses more
+    signature: Annotated[str, msgspec.Meta(max_length=132)]
+
+
 class SubmitQuery(Msg, tag="submit_query"):
     guid: str
     prompt: str = ""
@@ -318,6 +330,7 @@ class SubmitQuery(Msg, tag="submit_query"):
     # Let a peer realm that serves this intent see the asker's address (it
     # never does otherwise: docs/federation.md says what a peer sees).
     share_address: bool = False
+    authorisation: Authorisation | None = None  # required by a paid realm
 
 
 class Cancel(Msg, tag="cancel"):
@@ -349,12 +362,25 @@ class Challenge(Msg, tag="challenge"):
     protocol: int = PROTOCOL_VERSION
 
 
+class LedgerTerms(msgspec.Struct):
+    """What a paid realm's client signs its authorisations for: the chain and the
+    RealmLedger contract (the EIP-712 domain), what the address has already
+    committed (spent plus held), which a new authorisation's total must cover,
+    and what each intent holds with default parameters, to add for a query."""
+
+    chain_id: int
+    contract: str
+    committed: int = 0
+    quotes: dict[str, int] = {}  # intent -> what it holds with default parameters
+
+
 class Welcome(Msg, tag="welcome"):
     """Sent after a good hello/register: the identity the broker accepted."""
 
     address: str
     realm: str = "mtor"
     worker_id: str | None = None
+    ledger: LedgerTerms | None = None  # a paid realm's, to clients
 
 
 class Routing(msgspec.Struct, omit_defaults=True):

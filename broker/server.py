@@ -63,7 +63,7 @@ class BrokerServer:
         money: Callable[[], Desk] | None = None,
         recogniser: Recognises | None = None,
     ) -> None:
-        """``money`` makes the ledger's money desk for the /v1/wallet routes (paid realms);
+        """``money`` makes the ledger's money desk for the money routes (paid realms);
         ``recogniser`` places queries no rule routes (e.g. mtor_cli.intent's), kept loaded."""
         self.config = config or BrokerConfig()
         self.billing = billing
@@ -134,6 +134,7 @@ class BrokerServer:
             verifier=RequestVerifier(cfg.request_window_s, accounts),
             views=views,
             router=Router(registry.intents, dispatcher.stored_query, self.recogniser),
+            billing=billing,
         )
 
     async def start(self) -> None:
@@ -154,7 +155,7 @@ class BrokerServer:
         app.router.add_get("/ws/worker", workers)
         app.add_routes(rest_routes(parts))
         app.add_routes(account_routes(parts))
-        app.add_routes(money_routes(self.teller, parts.verifier, cfg.realm))
+        app.add_routes(money_routes(parts, self.teller))
         app.add_routes(federation.routes())
         # keepalive_timeout: an HTTP connection that sends no (complete) request
         # for that long is closed, so slowly trickled headers cannot hold a socket.

@@ -49,7 +49,7 @@ A --config file, e.g. worker.toml:
 
 def register(app: typer.Typer) -> None:
     app.add_typer(group)
-    importlib.import_module("mtor_cli.commands.earnings").register_on(group)  # ledger: earnings, withdraw
+    importlib.import_module("mtor_cli.commands.earnings").register_on(group)  # ledger: earnings, earnings claim
 
 
 @group.command("serve", help=SERVE_HELP)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from broker import InsufficientFunds
+from broker.billing import PaymentRefused
+from broker.protocol import Authorisation
 
 PRICE = 100
 COST = 60
@@ -19,12 +21,15 @@ class DictBilling:
         self.calls: list[tuple[Any, ...]] = []
         self.durable: list[tuple[Any, ...]] = []  # the calls as of the last commit
         self.usages: list[dict[str, int]] = []  # what each capture was told
+        self.authorised: dict[str, Any] | None = None  # terms: authorisations are required
 
     def quote(self, user: str, intent: str, model: str | None, params: dict[str, Any]) -> int:
         self.calls.append(("quote", user, intent))
         return PRICE
 
-    def hold(self, user: str, guid: str, amount: int) -> None:
+    def hold(self, user: str, guid: str, amount: int, authorisation: Authorisation | None) -> None:
+        if self.authorised is not None and (authorisation is None or authorisation.total < amount):
+            raise PaymentRefused("bad_authorisation", "sign it", "the SDK signs", needed=amount)
         balance = self.balances.get(user, 0)
         if balance < amount:
             raise InsufficientFunds(balance, amount)
@@ -53,3 +58,19 @@ class DictBilling:
 
     def commit(self) -> None:
         self.durable = list(self.calls)
+
+    def terms(self, user: str) -> dict[str, Any] | None:
+        return None if self.authorised is None else {**self.authorised, "committed": 0}
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "state": "failing",
+            "failures": 7,
+            "last_error": "ChainError: cannot reach the chain",
+            "settled_epochs": 2,
+            "unsettled_receipts": 3,
+            "oldest_unsettled_s": 12.5,
+            "capture_failures": 0,
+            "process": "running",
+            "restarts": 1,
+        }

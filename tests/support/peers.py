@@ -128,6 +128,7 @@ class TestClient(_Socket):
         self.account = account or new_account()
         self.address: str = self.account.address
         self.nonce = ""
+        self.welcome: Any = None
 
     async def connect(self, hello: bool = True) -> TestClient:
         await self.open()
@@ -135,7 +136,7 @@ class TestClient(_Socket):
         assert challenge.__class__.__name__ == "Challenge", challenge
         self.nonce = challenge.nonce
         if hello:
-            await self.hello()
+            self.welcome = await self.hello()
         return self
 
     async def hello(self, nonce: str | None = None, signature: str | None = None) -> Any:
