@@ -13,7 +13,10 @@ local path from the same run:
    through A to B's, and the hop's added latency (goal: <= 1 ms at the median);
 2. intents/s at 128 in flight to A's worker and through A to B's (the same
    worker with its default slots on each side), and each broker's CPU per intent;
-3. the gas of a realm-to-realm settlement claim (when the contract has one).
+3. the gas of a realm-to-realm settlement claim (`claimFromRealm` against a
+   realm's escrow, with a signed cumulative total, as `mtor federation settle`
+   sends it) on the embedded chain, first and later claims, beside a plain
+   $9000 transfer on the same chain.
 """
 
 from __future__ import annotations
@@ -218,11 +221,47 @@ async def measure(quick: bool) -> int:
             except subprocess.TimeoutExpired:
                 proc.kill()
         tmp.cleanup()
-    return report(lat, rates, cpu, status)
+    progress("gas of a realm-to-realm claim")
+    return report(lat, rates, cpu, status, claim_gas())
+
+
+def claim_gas() -> dict[str, int]:
+    """Gas of realm-to-realm claims on a fresh embedded chain, and of a token transfer there."""
+    import secrets
+
+    from eth_account import Account
+
+    from broker.federation.keys import RealmKey
+    from broker.federation.settlement import Escrow, sign_ack
+    from broker.protocol import Ack
+    from ledger import Ledger, LedgerConfig
+    from ledger import realms as R
+    from ledger import wallet as W
+    from ledger.units import ONE
+
+    payer, payee = RealmKey(secrets.token_bytes(32)), RealmKey(secrets.token_bytes(32))
+    with tempfile.TemporaryDirectory(prefix="mtor-bench-gas-") as tmp, Ledger(
+        LedgerConfig(Path(tmp) / "data", welcome_grant=0)
+    ) as led:
+        led.deploy()
+        with led.session() as s:
+            account, sender = Account.from_key(payer.secret), Account.from_key(payee.secret)
+            W.faucet(s, account)
+            R.fund(s, account, 10 * ONE)
+            escrow = Escrow(s.deployment.chain_id, s.deployment.ledger)
+            gas = {}
+            for name, total in (("first claim", ONE), ("later claim", 2 * ONE)):
+                ack = sign_ack(Ack(seq=1, total=total), payer, payee.address, escrow)
+                assert ack.signature is not None
+                done = R.claim(s.chain, escrow.contract, sender, payer.address, payee.address, total, ack.signature)
+                gas[name] = int(done["gas"])
+            rc = s.chain.transact(account, s.token.functions.transfer(payee.address, ONE), what="a transfer")
+            gas["token transfer"] = int(rc["gasUsed"])
+    return gas
 
 
 def report(lat: dict[str, list[float]], rates: dict[str, list[float]], cpu: dict[str, list[list[float]]],
-           status: dict[str, Any]) -> int:
+           status: dict[str, Any], gas: dict[str, int]) -> int:
     med = {k: statistics.median(v) for k, v in lat.items()}
     p99 = {k: pct(v, 0.99) for k, v in lat.items()}
     added_p50, added_p99 = med["remote"] - med["local"], p99["remote"] - p99["local"]
@@ -242,7 +281,9 @@ def report(lat: dict[str, list[float]], rates: dict[str, list[float]], cpu: dict
     traffic = (peer.get("link") or {}).get("traffic", {})
     print(f"\nA's link to B: {traffic.get('forwarded', 0)} forwarded, {traffic.get('results', 0)} results, "
           f"{traffic.get('receipts', 0)} receipts, {traffic.get('failed', 0)} failed")
-    print("\ngas of a realm-to-realm settlement claim: not measured here (see the contract tests)")
+    print("\ngas of a realm-to-realm settlement claim (claimFromRealm, embedded chain)")
+    for name, used in gas.items():
+        print(f"  {name:24} {used:10,} {used / gas['token transfer']:6.2f}x a token transfer")
     checks = [(f"added latency p50 {added_p50:.3f} ms <= {GOAL_ADDED_P50_MS} ms", added_p50 <= GOAL_ADDED_P50_MS)]
     print("\ngoals (issue 17)")
     for text, ok in checks:

@@ -81,6 +81,8 @@ REQUEST_ERROR_CODES = frozenset(
         "login_failed",
         "not_configured",
         "not_found",
+        # A peer realm serving the intent refuses more credit: the asker's realm must settle.
+        "peer_credit_exceeded",
     }
 )
 
@@ -581,6 +583,12 @@ class Ack(Msg, tag="ack"):
     seq: int  # receipts processed up to this one
     total: int  # the accepted receipts' cost, in all (never decreases)
     disputed: list[str] = []  # receipts refused at audit since the last ack, by guid
+    # Where the origin's realm escrow is (its RealmLedger) and its EIP-712 signature of
+    # RealmSpend(origin, this realm, total) there: what this realm claims on chain with.
+    # None for an origin without a deployed ledger (it cannot be settled on chain).
+    chain_id: int | None = None
+    contract: str | None = None
+    signature: str | None = None
 
 
 class Telemetry(Msg, tag="telemetry"):

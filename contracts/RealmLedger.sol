@@ -28,6 +28,14 @@ import {Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
 ///         `finishExit` pays the rest of the deposit back. Refund vouchers
 ///         signed by the voucher signer remain the fast path.
 ///
+///         Realms that federate pay each other here too: a payer realm escrows
+///         $9000 for its peers (`fundRealm`, kept apart from user deposits), signs
+///         ever-increasing cumulative totals `RealmSpend(payer, payee, total)`
+///         for what it owes each peer, and the payee realm (or anyone for it)
+///         `claimFromRealm`s the difference to what it was already paid, when it
+///         chooses. A payer realm leaves like a user: `startExit`, then
+///         `finishRealmExit` after `exitWindow` (its payees' time to claim).
+///
 ///         Keys are separate: the owner (two-step transfer) rotates the settler
 ///         and the voucher signer (each rotation is proposed by the owner and
 ///         accepted by the new key) and withdraws the fee; it cannot move a
@@ -60,6 +68,8 @@ contract RealmLedger is ReentrancyGuard, EIP712, Ownable2Step {
     }
 
     bytes32 public constant SPEND_TYPEHASH = keccak256("Spend(address payer,uint256 total)");
+    bytes32 public constant REALM_SPEND_TYPEHASH =
+        keccak256("RealmSpend(address payer,address payee,uint256 total)");
     bytes32 private constant REFUND_TYPEHASH =
         keccak256("Refund(address user,uint256 amount,uint256 nonce,uint256 deadline)");
 
@@ -97,6 +107,12 @@ contract RealmLedger is ReentrancyGuard, EIP712, Ownable2Step {
     mapping(address => uint256) public exitAt;
     /// Refund voucher nonce per user; a voucher is good once.
     mapping(address => uint256) public refundNonce;
+    /// A payer realm's escrow for its peer realms (not a user deposit: the journal never books it).
+    mapping(address => uint256) public realmEscrow;
+    /// The sum of every `realmEscrow`: the tokens held here that are no user's deposit or earning.
+    uint256 public realmEscrowTotal;
+    /// Cumulative amount paid from payer realm to payee realm.
+    mapping(address => mapping(address => uint256)) public realmPaid;
 
     error NotSettler(address caller);
     error NotPending(address caller);
@@ -119,6 +135,8 @@ contract RealmLedger is ReentrancyGuard, EIP712, Ownable2Step {
     error ExitNotReady(uint256 finishAfter);
     error VoucherExpired(uint256 deadline);
     error BadVoucher(address signer);
+    error BadRealmSignature(address signer);
+    error NothingToClaimFromRealm(address payer, address payee, uint256 paid, uint256 total);
 
     event Deposited(address indexed user, address indexed from, uint256 amount, uint256 deposit);
     event Redeemed(uint256 payers, uint256 amount);
@@ -142,6 +160,9 @@ contract RealmLedger is ReentrancyGuard, EIP712, Ownable2Step {
     event SettlerChanged(address indexed previous, address indexed settler);
     event VoucherSignerProposed(address indexed signer);
     event VoucherSignerChanged(address indexed previous, address indexed signer);
+    event RealmFunded(address indexed realm, address indexed from, uint256 amount, uint256 escrow);
+    event RealmClaimed(address indexed payer, address indexed payee, uint256 amount, uint256 paid);
+    event RealmExited(address indexed realm, uint256 amount);
 
     constructor(IERC20 token_, address owner_, address settler_, address voucherSigner_, uint256 exitWindow_)
         EIP712("MTOR RealmLedger", "2")
@@ -393,6 +414,65 @@ contract RealmLedger is ReentrancyGuard, EIP712, Ownable2Step {
         }
         token.safeTransfer(msg.sender, amount);
         emit Refunded(msg.sender, amount, nonce);
+    }
+
+    // --- between realms ---------------------------------------------------------------
+
+    /// @notice Escrow `amount` of the caller's tokens for what `realm` owes its peer realms.
+    function fundRealm(address realm, uint256 amount) external nonReentrant {
+        if (realm == address(0)) revert ZeroAddress();
+        if (amount == 0) revert ZeroAmount();
+        token.safeTransferFrom(msg.sender, address(this), amount);
+        uint256 escrow = realmEscrow[realm] + amount;
+        realmEscrow[realm] = escrow;
+        realmEscrowTotal += amount;
+        emit RealmFunded(realm, msg.sender, amount, escrow);
+    }
+
+    /// @notice Pay `payee` what `payer` signed it owes, `total` in all, minus what
+    ///         was paid before: as much of it as the payer's escrow holds (the rest
+    ///         stays claimable under the same signature). Anyone may send it; the
+    ///         tokens always go to `payee`. A retried claim pays nothing twice.
+    function claimFromRealm(address payer, address payee, uint256 total, bytes32 r, bytes32 vs)
+        external
+        nonReentrant
+        returns (uint256 amount)
+    {
+        if (payee == address(0)) revert ZeroAddress();
+        address signer = _signer(realmSpendDigest(payer, payee, total), r, vs);
+        if (signer != payer || payer == address(0)) revert BadRealmSignature(signer);
+        uint256 paid = realmPaid[payer][payee];
+        if (total <= paid) revert NothingToClaimFromRealm(payer, payee, paid, total);
+        uint256 escrow = realmEscrow[payer];
+        amount = total - paid;
+        if (amount > escrow) amount = escrow;
+        if (amount == 0) revert InsufficientDeposit(payer, 0, total - paid);
+        unchecked {
+            // amount <= escrow <= realmEscrowTotal, and paid + amount <= total
+            realmEscrow[payer] = escrow - amount;
+            realmEscrowTotal -= amount;
+            realmPaid[payer][payee] = paid + amount;
+        }
+        token.safeTransfer(payee, amount);
+        emit RealmClaimed(payer, payee, amount, paid + amount);
+    }
+
+    /// @notice After `startExit` and `exitWindow` seconds, take the caller's realm escrow back.
+    function finishRealmExit() external nonReentrant {
+        uint256 at = exitAt[msg.sender];
+        if (at == 0) revert NoExit();
+        if (block.timestamp < at) revert ExitNotReady(at);
+        delete exitAt[msg.sender];
+        uint256 amount = realmEscrow[msg.sender];
+        realmEscrow[msg.sender] = 0;
+        realmEscrowTotal -= amount;
+        if (amount != 0) token.safeTransfer(msg.sender, amount);
+        emit RealmExited(msg.sender, amount);
+    }
+
+    /// @notice The EIP-712 digest a payer realm signs to owe `payee` `total` in all.
+    function realmSpendDigest(address payer, address payee, uint256 total) public view returns (bytes32) {
+        return _hashTypedDataV4(keccak256(abi.encode(REALM_SPEND_TYPEHASH, payer, payee, total)));
     }
 
     // --- keys -------------------------------------------------------------------------

@@ -277,7 +277,10 @@ def audit(led: Any, session: Any) -> AuditReport:
         if claimed > posted.get(who, 0):
             found(Finding("claimed", who, posted.get(who, 0), claimed, "claimed beyond the settled earnings"))
     escrow = -recomputed.get(A.ESCROW, 0)
-    held = int(call(lambda: session.token.functions.balanceOf(session.deployment.ledger).call()))
+    # Realm escrows (federation) are tokens of the contract no user deposit or earning accounts for.
+    held = int(call(lambda: session.token.functions.balanceOf(session.deployment.ledger).call())) - int(
+        call(lambda: session.ledger.functions.realmEscrowTotal().call())
+    )
     if escrow != held:
         found(Finding("escrow", session.deployment.ledger, escrow, held, "tokens in the contract differ"))
 

@@ -188,6 +188,11 @@ class Ledger:
 
     # --- chain sessions ----------------------------------------------------------------
 
+    def open_chain(self) -> Any:
+        """The realm's chain (``--chain-rpc``, $MTOR_CHAIN_RPC, the deployment's, else embedded);
+        the caller closes it."""
+        return self._open_chain()
+
     def _open_chain(self) -> Any:
         from ledger.chain import Chain
 

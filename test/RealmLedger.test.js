@@ -11,6 +11,7 @@ const {
   merkleRoot,
   merkleProof,
   signRefund,
+  signRealmSpend,
 } = require("./helpers");
 
 const ONE = 10n ** 18n;
@@ -401,6 +402,101 @@ describe("RealmLedger", function () {
       expect(gas[1]).to.be.lessThanOrEqual(80_000n);
       const spread = gas[1] > gas[0] ? gas[1] - gas[0] : gas[0] - gas[1];
       expect(spread).to.be.lessThanOrEqual(500n); // calldata bytes of the numbers only
+    });
+  });
+
+  describe("between realms: a payee realm claims what the payer realm signed it owes", function () {
+    // alice is payer realm A (10 escrowed), bob payee realm B; carol is a user with a deposit of 20
+    async function realms() {
+      const f = await funded();
+      await f.ledger.connect(f.alice).fundRealm(f.alice.address, 10n * ONE);
+      return f;
+    }
+
+    async function claim(f, total, { payee = f.bob.address, signer = f.alice, sender = f.mallory } = {}) {
+      const { r, vs } = await signRealmSpend(f.alice, f.ledger, payee, total, { signer });
+      return f.ledger.connect(sender).claimFromRealm(f.alice.address, payee, total, r, vs);
+    }
+
+    it("escrows a realm's money apart from its deposit, and pays the difference to cumulative totals", async function () {
+      const f = await realms();
+      const { ledger, token, alice, bob } = f;
+      expect(await ledger.realmEscrow(alice.address)).to.equal(10n * ONE);
+      expect(await ledger.realmEscrowTotal()).to.equal(10n * ONE);
+      expect(await ledger.accountOf(alice.address)).to.deep.equal([100n * ONE, 0n]);
+      await expect(claim(f, 3n * ONE)).to.changeTokenBalances(token, [bob, ledger], [3n * ONE, -3n * ONE]);
+      await expect(claim(f, 5n * ONE))
+        .to.emit(ledger, "RealmClaimed")
+        .withArgs(alice.address, bob.address, 2n * ONE, 5n * ONE);
+      expect(await ledger.realmPaid(alice.address, bob.address)).to.equal(5n * ONE);
+      expect(await ledger.realmEscrow(alice.address)).to.equal(5n * ONE);
+      expect(await ledger.realmEscrowTotal()).to.equal(5n * ONE);
+    });
+
+    it("a retried or older total pays nothing twice", async function () {
+      const f = await realms();
+      await claim(f, 4n * ONE);
+      await expect(claim(f, 4n * ONE)).to.be.revertedWithCustomError(f.ledger, "NothingToClaimFromRealm");
+      await expect(claim(f, 1n * ONE)).to.be.revertedWithCustomError(f.ledger, "NothingToClaimFromRealm");
+      expect(await f.ledger.realmPaid(f.alice.address, f.bob.address)).to.equal(4n * ONE);
+    });
+
+    it("attack: a total the payer did not sign, or signed for another payee or ledger, pays nothing", async function () {
+      const f = await realms();
+      const { ledger, alice, bob, carol, mallory } = f;
+      await expect(claim(f, 2n * ONE, { signer: mallory })).to.be.revertedWithCustomError(ledger, "BadRealmSignature");
+      const { r, vs } = await signRealmSpend(alice, ledger, carol.address, 2n * ONE);
+      await expect(
+        ledger.connect(bob).claimFromRealm(alice.address, bob.address, 2n * ONE, r, vs),
+      ).to.be.revertedWithCustomError(ledger, "BadRealmSignature");
+      const other = await (await ethers.getContractFactory("RealmLedger")).deploy(
+        await f.token.getAddress(), f.owner.address, f.settler.address, f.voucher.address, WINDOW,
+      );
+      const elsewhere = await signRealmSpend(alice, other, bob.address, 2n * ONE);
+      await expect(
+        ledger.connect(bob).claimFromRealm(alice.address, bob.address, 2n * ONE, elsewhere.r, elsewhere.vs),
+      ).to.be.revertedWithCustomError(ledger, "BadRealmSignature");
+      // A user's Spend authorisation is not a realm's word either.
+      const spend = await signSpend(alice, ledger, 2n * ONE);
+      await expect(
+        ledger.connect(bob).claimFromRealm(alice.address, bob.address, 2n * ONE, spend.r, spend.vs),
+      ).to.be.revertedWithCustomError(ledger, "BadRealmSignature");
+    });
+
+    it("never touches user deposits: an escrow short of the total pays what it holds, the rest later", async function () {
+      const f = await realms();
+      const { ledger, alice, bob } = f;
+      await claim(f, 12n * ONE);
+      expect(await ledger.realmPaid(alice.address, bob.address)).to.equal(10n * ONE);
+      expect(await ledger.accountOf(alice.address)).to.deep.equal([100n * ONE, 0n]);
+      await expect(claim(f, 12n * ONE)).to.be.revertedWithCustomError(ledger, "InsufficientDeposit");
+      await ledger.connect(alice).fundRealm(alice.address, 5n * ONE);
+      await expect(claim(f, 12n * ONE))
+        .to.emit(ledger, "RealmClaimed")
+        .withArgs(alice.address, bob.address, 2n * ONE, 12n * ONE);
+    });
+
+    it("a payer realm leaves after the exit window, its payees' time to claim", async function () {
+      const f = await realms();
+      const { ledger, token, alice } = f;
+      await expect(ledger.connect(alice).finishRealmExit()).to.be.revertedWithCustomError(ledger, "NoExit");
+      await ledger.connect(alice).startExit();
+      await expect(ledger.connect(alice).finishRealmExit()).to.be.revertedWithCustomError(ledger, "ExitNotReady");
+      await claim(f, 1n * ONE);
+      await time.increase(WINDOW);
+      await expect(ledger.connect(alice).finishRealmExit()).to.changeTokenBalances(
+        token, [alice, ledger], [9n * ONE, -9n * ONE],
+      );
+      expect(await ledger.realmEscrowTotal()).to.equal(0n);
+      expect(await ledger.accountOf(alice.address)).to.deep.equal([100n * ONE, 0n]);
+    });
+
+    it("costs under 90k gas for a first claim, under 70k for the next", async function () {
+      const f = await realms();
+      const first = await (await claim(f, 1n * ONE)).wait();
+      const next = await (await claim(f, 2n * ONE)).wait();
+      expect(first.gasUsed).to.be.below(90000n);
+      expect(next.gasUsed).to.be.below(70000n);
     });
   });
 

@@ -104,7 +104,23 @@ async function signRefund(signer, ledger, user, amount, nonce, deadline) {
   return signer.signTypedData(await domainOf(ledger), types, { user, amount, nonce, deadline });
 }
 
+// A payer realm's signed word that it owes `payee` `total` in all (compact r, vs).
+async function signRealmSpend(payer, ledger, payee, total, { signer = payer } = {}) {
+  const types = {
+    RealmSpend: [
+      { name: "payer", type: "address" },
+      { name: "payee", type: "address" },
+      { name: "total", type: "uint256" },
+    ],
+  };
+  const sig = ethers.Signature.from(
+    await signer.signTypedData(await domainOf(ledger), types, { payer: payer.address, payee, total }),
+  );
+  return { r: sig.r, vs: sig.yParityAndS };
+}
+
 module.exports = {
+  signRealmSpend,
   domainOf,
   signSpend,
   redemption,

@@ -26,6 +26,7 @@ from broker.federation.envelope import WINDOW_S, Opener, Pinned, SeenNonces
 from broker.federation.keys import RealmKey, realm_key_path
 from broker.federation.link import PeerLink
 from broker.federation.serving import Origins
+from broker.federation.settlement import Escrow, sign_ack
 from broker.federation.socket import realm_socket
 from broker.federation.store import FederationStore, PeerRecord, federation_path
 from broker.federation.tally import Tallies
@@ -104,6 +105,9 @@ class Federation:
         if ctx is None or self._origins is None:
             return
         acks = [(link, ack) for link in self.links.values() if (ack := link.ack()) is not None]
+        if acks:
+            escrow = Escrow.of(None if self._billing is None else self._billing.terms(ctx.key.address))
+            acks = [(link, sign_ack(ack, ctx.key, link.record.address, escrow)) for link, ack in acks]
         ctx.commit()
         for link, ack in acks:
             link.send(ack)
@@ -189,6 +193,7 @@ class Federation:
             self._records[address] = record
             pinned = self._pinned.setdefault(address, Pinned(record.address))
             ctx.tallies.payee(record.address, record.max_credit)
+            ctx.tallies.reload_settled(record.address)  # `mtor federation settle` writes beside us
             link = self.links.get(address)
             if link is not None and old is not None and old.url == record.url:
                 link.record = record

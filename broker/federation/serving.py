@@ -21,6 +21,7 @@ them elsewhere) and their holds released.
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 import statistics
@@ -35,6 +36,7 @@ from aiohttp import web
 from broker.federation.context import Context
 from broker.federation.entry import union
 from broker.federation.envelope import Pinned, Proof, Sealer
+from broker.federation.settlement import ack_signed_by
 from broker.federation.store import PeerRecord
 from broker.health import QUARANTINED
 from broker.intake import Rejected
@@ -52,6 +54,8 @@ from broker.protocol import (
     Token,
     encode,
 )
+
+log = logging.getLogger("mtor.federation")
 
 FORWARD_ID = re.compile(r"[0-9a-f]{32}")
 TELEMETRY_S = 5.0
@@ -168,10 +172,15 @@ class Origins:
             ctx = self.ctx
             if origin.proof is None or origin.proof[0] is not proof:  # kept once per envelope
                 origin.proof = (proof, ctx.store.add_proof(origin.address, proof.nonce, proof.to_json()))
-            reason = ctx.tallies.acked(origin.address, msg, frame, origin.proof[1])
-            ctx.dirty()
+            reason = None
+            if msg.signature is not None and not ack_signed_by(msg, origin.address, ctx.key.address):
+                reason = "its on-chain signature is not the peer's RealmSpend of its total to this realm"
+            if reason is None:
+                reason = ctx.tallies.acked(origin.address, msg, frame, origin.proof[1])
+                ctx.dirty()
             if reason is not None:
                 origin.traffic["bad_acks"] += 1
+                log.warning("federation: ack from peer %s ignored: %s", origin.record.name, reason)
 
     def forward(self, origin: Origin, fwd: Forward) -> None:
         ctx = self.ctx

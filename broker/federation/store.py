@@ -29,7 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from broker.protocol import MtorError
+import msgspec
+
+from broker.protocol import Ack, MtorError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS peers (
@@ -269,6 +271,11 @@ class FederationStore:
             "SELECT peer, seq, total, frame, proof FROM acks_in WHERE peer = ?", (peer,)
         ).fetchone()
         return None if row is None else AckIn(row[0], row[1], int(row[2]), row[3], row[4])
+
+    def signed_ack(self, peer: str) -> Ack | None:
+        """The peer's latest ack as it signed it (what this realm claims on chain with)."""
+        ack = self.ack_in(peer)
+        return None if ack is None else msgspec.json.decode(ack.frame, type=Ack)
 
     # --- settlement ---------------------------------------------------------
 

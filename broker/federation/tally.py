@@ -170,10 +170,7 @@ class Tallies:
         self._store.set_ack_in(AckIn(peer, ack.seq, ack.total, frame.decode(), proof_ref))
         return None
 
-    def settle(self, peer: str, role: str, total: int, tx: str) -> None:
-        """Record a settlement on chain: ``total`` is the cumulative amount settled."""
-        self._store.add_settlement(peer, role, total, tx)
-        if role == PAYER:
-            self.payer(peer).settled = total
-        else:
-            self.payee(peer).settled = total
+    def reload_settled(self, peer: str) -> None:
+        """Take up the settlements recorded since (`mtor federation settle` records them)."""
+        self.payer(peer).settled = self._store.settled(peer, PAYER)
+        self.payee(peer).settled = self._store.settled(peer, PAYEE)

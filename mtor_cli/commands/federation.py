@@ -275,6 +275,93 @@ def status(
     console.print(status_table(data.get("peers") or []))
 
 
+RPC_HELP = "JSON-RPC URL of the chain (default: $MTOR_CHAIN_RPC, the realm ledger's, else the embedded chain)."
+
+
+@group.command("fund")
+def fund(
+    amount: str = typer.Argument(..., help="$9000 to escrow for what this realm owes its peers, e.g. 5."),
+    chain_rpc: str | None = typer.Option(None, "--chain-rpc", help=RPC_HELP),
+    db: Path | None = typer.Option(None, "--db", help=DB_HELP),
+    json_out: bool = options.json_option(),
+) -> None:
+    """Escrow $9000 on this realm's RealmLedger for its peer realms to claim from.
+
+    The tokens come from the realm key's address (on a dev chain the faucet
+    tops it up). Peers claim what this realm signed it owes them; the escrow
+    comes back after `mtor wallet exit` with the realm key's wallet and the
+    exit window.
+
+    Example:
+
+      mtor federation fund 5 --db /srv/mtor/broker.db
+    """
+    from mtor_cli.commands.ledger import guarded, open_ledger
+    from mtor_cli.federation_settle import fund as run
+
+    units = money.parse(amount, "AMOUNT", allow_zero=False)
+    realm_key = _realm_key(db)
+    with guarded(), open_ledger(chain_rpc) as led:
+        done = run(led, realm_key, units)
+    if json_out:
+        output.print_json({**done, **money.fields("funded", done["funded"]), **money.fields("escrow", done["escrow"])})
+        return
+    print(f"escrowed {money.fmt(units)} $9000 for this realm's peers on {done['ledger']} (tx {done['tx']}); "
+          f"escrow now {money.fmt(done['escrow'])} $9000")
+
+
+@group.command("settle")
+def settle(
+    name: str = typer.Argument(..., help="The peer's name (or key)."),
+    chain_rpc: str | None = typer.Option(None, "--chain-rpc", help=RPC_HELP),
+    db: Path | None = typer.Option(None, "--db", help=DB_HELP),
+    json_out: bool = options.json_option(),
+) -> None:
+    """Settle with a peer on chain: claim what it signed it owes, record what it claimed.
+
+    As the payee, this claims from the peer's realm escrow with the peer's
+    latest signed cumulative total (only the difference to what was paid:
+    settling twice pays nothing twice); its credit here is freed at once. As
+    the payer, it records what the peer has claimed from this realm's escrow.
+
+    Example:
+
+      mtor federation settle other --chain-rpc http://127.0.0.1:8545
+    """
+    from mtor_cli.commands.ledger import guarded, open_ledger
+    from mtor_cli.federation_settle import settle as run
+
+    realm_key = _realm_key(db)
+    store = _store(db)
+    try:
+        found = [p for p in store.peers() if p.name == name or p.address.lower() == name.lower()]
+        if not found:
+            output.fail("not_found", f"no pinned peer {name!r}", "list them with `mtor federation peer list`")
+        with guarded(), open_ledger(chain_rpc) as led:
+            done = run(led, store, found[0], realm_key)
+    finally:
+        store.close()
+    payee, payer = done["as_payee"], done["as_payer"]
+    if json_out:
+        for part in (payee, payer):
+            for field in ("acknowledged", "amount", "paid", "escrow_left"):
+                if field in part:
+                    part.update(money.fields(field, part[field]))
+        output.print_json(done)
+        return
+    if "skipped" in payee:
+        print(f"{name} owes: nothing to claim ({payee['skipped']})")
+    else:
+        what = f"claimed {money.fmt(payee['amount'])} $9000 (tx {payee['tx']})" if payee["tx"] else "nothing new"
+        print(f"{name} owes: acknowledged {money.fmt(payee['acknowledged'])}, paid {money.fmt(payee['paid'])} $9000; "
+              f"{what}; its escrow left {money.fmt(payee['escrow_left'])}")
+    if "skipped" in payer:
+        print(f"we owe {name}: {payer['skipped']}")
+    else:
+        print(f"we owe {name}: paid {money.fmt(payer['paid'])} $9000 from our escrow; "
+              f"escrow left {money.fmt(payer['escrow_left'])}")
+
+
 @group.command("certify")
 def certify(
     url: str = typer.Argument(..., help="The realm to certify, ws(s)://HOST:PORT."),
