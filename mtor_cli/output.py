@@ -56,6 +56,8 @@ _EXIT_BY_CODE: dict[str, int] = {
     "bad_authorisation": EXIT_PAYMENT,
     "exit_pending": EXIT_PAYMENT,
     "no_gas": EXIT_PAYMENT,
+    "peer_credit_exceeded": EXIT_PAYMENT,
+    "escrow_empty": EXIT_PAYMENT,
     "chain_unreachable": EXIT_UNREACHABLE,
     "usage": EXIT_USAGE,
     "interrupted": EXIT_INTERRUPTED,

@@ -238,3 +238,34 @@ async def test_an_intent_from_a_peer_never_goes_to_another_peer(grid: Grid) -> N
         assert grid.peer("b", "y")["served"]["live"] == 2
     finally:
         await _release(worker, peer)
+
+
+async def test_an_ack_not_signed_on_chain_by_the_peer_for_this_realm_is_ignored(grid: Grid) -> None:
+    from broker.federation import FederationStore, federation_path
+    from broker.federation.settlement import Escrow, sign_ack
+    from broker.protocol import Ack
+
+    b, c = grid.keys["b"], grid.keys["c"]
+    escrow = Escrow(31337, "0x" + "ab" * 20)
+    forged = sign_ack(Ack(seq=0, total=0), Y, b, escrow)  # Y's word, not X's
+    elsewhere = sign_ack(Ack(seq=0, total=0), X, c, escrow)  # X's word, but to C
+    genuine = sign_ack(Ack(seq=0, total=0), X, b, escrow)
+    bad_acks = grid.peer("b", "x")["served"]["traffic"].get("bad_acks", 0)
+    peer = await RawPeer(X, b).connect(grid.url("b"))
+    try:
+        await peer.hello()
+        await peer.send([forged, elsewhere])
+        await peer.send([genuine])
+
+        def kept() -> bool:
+            store = FederationStore(federation_path(grid.dbs["b"]))
+            try:
+                ack = store.signed_ack(X.address)
+            finally:
+                store.close()
+            return ack is not None and ack.signature == genuine.signature
+
+        wait_until(kept, 10, "B to keep X's genuine ack")
+        assert grid.peer("b", "x")["served"]["traffic"].get("bad_acks", 0) == bad_acks + 2
+    finally:
+        await peer.close()
