@@ -39,6 +39,8 @@ ARGUMENTS = {
     "value": "ws://127.0.0.1:1",
     "intent": "imagine",
     "path": ".",
+    "name": "other",  # a peer realm's name
+    "url": "ws://127.0.0.1:1",  # a realm to pin or certify
 }
 BAD_URLS = ("not a url", "ftp://realm.example", "ws://[::1", "ws://realm.example:99999", "ws://:8765")
 CLOSED = f"ws://127.0.0.1:{free_port()}"  # nothing listens here
