@@ -13,7 +13,7 @@ from mtor_cli import options, output
 
 group = typer.Typer(
     name="broker",
-    help="Run a realm broker (`serve`) or inspect a running one (`status`).",
+    help="Run a realm broker (`serve`) or check a running one (`status`).",
     no_args_is_help=True,
 )
 

@@ -17,7 +17,7 @@ WS_SCHEME = {"http": "ws", "https": "wss"}
 
 group = typer.Typer(
     name="federation",
-    help="Realms that federate: this realm's key, its pinned peers, their status, and `certify` for any realm.",
+    help="Peer realms: key, pins, status, settlement on chain, certify.",
     no_args_is_help=True,
 )
 peer_group = typer.Typer(name="peer", help="Pin, list and remove peer realms.", no_args_is_help=True)
