@@ -288,9 +288,9 @@ def fund(
     """Escrow $9000 on this realm's RealmLedger for its peer realms to claim from.
 
     The tokens come from the realm key's address (on a dev chain the faucet
-    tops it up). Peers claim what this realm signed it owes them; the escrow
-    comes back after `mtor wallet exit` with the realm key's wallet and the
-    exit window.
+    tops it up). Peers claim what this realm signed it owes them. What is
+    left comes back to the realm key through the contract's `startExit` and,
+    after the exit window (the peers' time to claim), `finishRealmExit`.
 
     Example:
 
