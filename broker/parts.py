@@ -15,6 +15,7 @@ from broker.config import BrokerConfig
 from broker.dispatch import Dispatcher
 from broker.history import History
 from broker.metrics import BrokerMetrics
+from broker.openai_api import OpenAIGateway
 from broker.outbox import Outbox
 from broker.peer import Peers
 from broker.ratelimit import RateLimits
@@ -44,3 +45,4 @@ class Parts:
     history: History  # read-only journal queries for REST
     verifier: RequestVerifier  # signed REST requests
     views: RealmViews  # what /healthz, /v1/*, topics and /metrics show
+    openai: OpenAIGateway  # the OpenAI-compatible API and its keys

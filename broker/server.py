@@ -25,6 +25,9 @@ from broker.heartbeat import Heartbeat
 from broker.history import History
 from broker.journal import SqliteJournal
 from broker.metrics import BrokerMetrics
+from broker.openai_api import HANGUP_CHECK_S, KeyStore, OpenAIGateway, keys_path
+from broker.openai_api.keys_rest import routes as key_routes
+from broker.openai_api.routes import routes as openai_routes
 from broker.outbox import Outbox
 from broker.parts import Parts
 from broker.peer import Peers
@@ -93,6 +96,11 @@ class BrokerServer:
         trust = WorkerTrust(cfg, accounts, registry, subs, dispatcher.pump_all)
         views = RealmViews(cfg, registry, queue, dispatcher, peers, subs, billing, self.restored)
         subs.serve(views.topics())
+        limits = RateLimits(cfg, dispatcher.jobs)
+        keys = KeyStore(keys_path(db))
+        openai = OpenAIGateway(
+            dispatcher, limits, registry, accounts, keys, outbox, billing.quote if billing is not None else None, cfg.realm
+        )
         return Parts(
             config=cfg,
             outbox=outbox,
@@ -101,7 +109,7 @@ class BrokerServer:
             registry=registry,
             dispatcher=dispatcher,
             subs=subs,
-            limits=RateLimits(cfg, dispatcher.jobs),
+            limits=limits,
             trust=trust,
             roles=roles,
             sysop=Sysop(roles, accounts, dispatcher, registry, trust, peers, subs),
@@ -109,6 +117,7 @@ class BrokerServer:
             history=History(db),
             verifier=RequestVerifier(cfg.request_window_s),
             views=views,
+            openai=openai,
         )
 
     async def start(self) -> None:
@@ -127,6 +136,8 @@ class BrokerServer:
         app.router.add_get("/ws/worker", workers)
         app.add_routes(rest_routes(parts))
         app.add_routes(account_routes(parts))
+        app.add_routes(openai_routes(parts))
+        app.add_routes(key_routes(parts))
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, cfg.host, cfg.port, reuse_address=True, ssl_context=server_context(cfg))
@@ -141,6 +152,7 @@ class BrokerServer:
         self._tasks = [
             asyncio.create_task(_every("tick", cfg.heartbeat_s, tick, parts.metrics)),
             asyncio.create_task(_every("trust-sweep", TRUST_SWEEP_S, parts.trust.sweep, parts.metrics)),
+            asyncio.create_task(_every("http-hangups", HANGUP_CHECK_S, parts.openai.sweep, parts.metrics)),
         ]
 
     async def stop(self) -> None:
@@ -160,6 +172,7 @@ class BrokerServer:
             self._runner = None
         parts.trust.sweep()  # the last counters
         parts.accounts.close()
+        parts.openai.keys.close()
         parts.dispatcher.close()
         parts.outbox.flush()
         if self._journal is not None:

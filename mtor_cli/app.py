@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "stats",
     "profile",
     "sysop",
+    "keys",
 )
 
 HELP = """MTOR (Multi-Tronic Operating Realm): ask a realm of volunteer AI workers.
