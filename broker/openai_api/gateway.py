@@ -163,8 +163,7 @@ class OpenAIGateway:
             self._settle(key, peer, event)
 
         peer = HttpPeer(request, self._outbox, key.address, guid, settle)
-        if key.limit is not None:
-            key.live[guid] = price  # until its `accepted` says what is held
+        key.live[guid] = price  # until its `accepted` says what is held
         self.keys.used(key)
         self._waiting.add(peer)
         if self._limits.allow(peer, query):
@@ -174,8 +173,7 @@ class OpenAIGateway:
     def _settle(self, key: ApiKey, peer: HttpPeer, event: Accepted | Result | Error) -> None:
         """Keep the key's own books: what its running requests hold and what it spent."""
         if isinstance(event, Accepted):
-            if key.limit is not None:
-                key.live[peer.guid] = event.price_held
+            key.live[peer.guid] = event.price_held
             return
         key.live.pop(peer.guid, None)
         if isinstance(event, Result) and not event.replayed:

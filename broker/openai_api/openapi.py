@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
 import msgspec
 
 from broker.openai_api import schema as S
+from broker.openai_api.catalogue import Offer, text_intent
 
 VERSION = "1.0.0"
 ERROR_STATUSES = {
@@ -59,12 +61,43 @@ def _post(summary: str, body: dict[str, Any], ok: dict[str, Any], ok_description
     }
 
 
-def _streamed(kind: Any) -> dict[str, Any]:
-    return {**_json(kind), "text/event-stream": {"schema": {"type": "string"}}}
+def _streamed(answer: Any, chunk: Any) -> dict[str, Any]:
+    """The answer, or with ``stream: true`` server-sent events: each a ``chunk`` (or an
+    error, after which the stream ends) as JSON, and ``[DONE]`` last."""
+    data = {
+        "anyOf": [
+            {"type": "string", "const": "[DONE]"},
+            {"type": "string", "contentMediaType": "application/json",
+             "contentSchema": {"anyOf": [_ref(chunk), _ref(S.ErrorResponse)]}},
+        ]
+    }
+    event = {"type": "object", "properties": {"data": data, "event": {"type": "string"}}, "required": ["data"]}
+    return {**_json(answer), "text/event-stream": {"schema": event}}
+
+
+# Which models each request's `model` may name, by the intents they serve (live examples).
+_MODEL_INTENTS: dict[str, Callable[[Offer], bool]] = {
+    "ChatCompletionRequest": lambda o: text_intent(o) is not None or "vision" in o.params,
+    "CompletionRequest": lambda o: text_intent(o) is not None,
+    "ImageRequest": lambda o: "imagine" in o.params,
+    "SpeechRequest": lambda o: "tts" in o.params,
+    "TranscriptionForm": lambda o: "speech" in o.params,
+}
+
+
+def document(offers: dict[str, Offer]) -> bytes:
+    """The document, with the models connected workers serve now as each `model` field's examples."""
+    doc = msgspec.json.decode(_document())
+    schemas = doc["components"]["schemas"]
+    for name, fits in _MODEL_INTENTS.items():
+        examples = sorted(m for m, offer in offers.items() if fits(offer))
+        if examples and name in schemas:
+            schemas[name]["properties"]["model"]["examples"] = examples
+    return msgspec.json.encode(doc)
 
 
 @cache
-def document() -> bytes:
+def _document() -> bytes:
     _, components = msgspec.json.schema_components(_TYPES, ref_template="#/components/schemas/{name}")
     form = components["TranscriptionForm"]
     form["properties"]["file"] = {"type": "string", "format": "binary"}
@@ -83,12 +116,12 @@ def document() -> bytes:
             }
         },
         "/v1/chat/completions": _post(
-            "Chat (and vision, with an image part)", _json(S.ChatCompletionRequest), _streamed(S.ChatCompletion),
+            "Chat (and vision, with an image part)", _json(S.ChatCompletionRequest), _streamed(S.ChatCompletion, S.ChatCompletionChunk),
             "the answer; with stream=true, server-sent ChatCompletionChunk events and `data: [DONE]`",
         ),
         "/v1/completions": _post(
             "Legacy text completion (the prompt as one user turn)", _json(S.CompletionRequest),
-            _streamed(S.Completion), "the answer; with stream=true, server-sent Completion events and `data: [DONE]`",
+            _streamed(S.Completion, S.Completion), "the answer; with stream=true, server-sent Completion events and `data: [DONE]`",
         ),
         "/v1/images/generations": _post(
             "Draw an image (imagine)", _json(S.ImageRequest), _json(S.ImagesResponse), "the image, base64"

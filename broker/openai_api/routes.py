@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import msgspec
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from broker.openai_api import schema as S
 from broker.openai_api import translate
@@ -19,7 +20,7 @@ from broker.openai_api.gateway import ClientGone, OpenAIGateway
 from broker.openai_api.openapi import document
 from broker.openai_api.streaming import Chunks, cut, stream
 from broker.parts import Parts
-from broker.protocol import MtorError, Result, check_nesting
+from broker.protocol import MtorError, Result, check_nesting, loads
 
 T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -41,9 +42,38 @@ def _decode(data: bytes, kind: type[T]) -> T:
         check_nesting(data)
         return decoder.decode(data)
     except msgspec.ValidationError as exc:
-        raise ApiError("invalid_message", f"invalid request: {exc}", "see docs/openai.md", S.field_path(exc)) from None
+        if "got `float`" in str(exc):
+            # JSON has one number type: 5.0 is the integer 5 (and JSON Schema says so).
+            return _convert(_integral(loads(data)), kind)
+        raise _invalid(exc) from None
     except (msgspec.DecodeError, RecursionError) as exc:
         raise ApiError("invalid_json", f"the body is not valid JSON: {exc}", "send one JSON object") from None
+
+
+def _convert(obj: Any, kind: type[T], strict: bool = True) -> T:
+    try:
+        return msgspec.convert(obj, kind, strict=strict)
+    except msgspec.ValidationError as exc:
+        raise _invalid(exc) from None
+
+
+def _invalid(exc: msgspec.ValidationError) -> ApiError:
+    param = S.field_path(exc)
+    if param in S.REFUSED:
+        message, hint = S.REFUSED[param]
+        return ApiError("unsupported", message, hint, param)
+    return ApiError("invalid_message", f"invalid request: {exc}", "see docs/openai.md", param)
+
+
+def _integral(obj: Any) -> Any:
+    """``obj`` with every float that is a whole number turned into an int."""
+    if isinstance(obj, float) and obj.is_integer():
+        return int(obj)
+    if isinstance(obj, list):
+        return [_integral(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: _integral(v) for k, v in obj.items()}
+    return obj
 
 
 def _max_price(request: web.Request, body: int | str | None) -> int | None:
@@ -202,11 +232,7 @@ def routes(parts: Parts) -> list[web.RouteDef]:
     async def transcriptions(request: web.Request) -> web.StreamResponse:
         key = gw.authenticate(request.headers.get("Authorization"))
         fields, mime, filename = await _form(request, max_upload)
-        try:
-            form = msgspec.convert(fields, S.TranscriptionForm, strict=False)
-        except msgspec.ValidationError as exc:
-            raise ApiError("invalid_message", f"invalid request: {exc}", "see docs/openai.md",
-                           S.field_path(exc)) from None
+        form = _convert(fields, S.TranscriptionForm, strict=False)  # form fields are text: "0.2" is a number
         plan = translate.transcription(form, gw.offer(form.model), mime, filename)
         peer = gw.submit(request, key, plan, stream=False, max_price=_max_price(request, form.max_price))
         result = await gw.result(peer, plan.prompt_field)
@@ -217,11 +243,11 @@ def routes(parts: Parts) -> list[web.RouteDef]:
 
     @api
     async def openapi(_: web.Request) -> web.StreamResponse:
-        return web.Response(body=document(), content_type="application/json")
+        return web.Response(body=document(gw.models()), content_type="application/json")
 
     return [
         web.get("/v1/models", list_models),
-        web.get("/v1/models/{model}", get_model),
+        web.get(r"/v1/models/{model:[\s\S]+}", get_model),  # hub ids have slashes
         web.post("/v1/chat/completions", chat_completions),
         web.post("/v1/completions", completions),
         web.post("/v1/images/generations", images),
@@ -244,6 +270,14 @@ async def _form(request: web.Request, max_bytes: int) -> tuple[dict[str, Any], s
     """A multipart form's fields (the upload as bytes in ``file``), the upload's type and name."""
     if not request.content_type.startswith("multipart/"):
         raise ApiError("invalid_message", "send the audio as multipart/form-data", "the OpenAI clients do this", "file")
+    try:
+        return await _read_form(request, max_bytes)
+    except (ValueError, AssertionError, HttpProcessingError) as exc:  # aiohttp's refusals of a malformed body
+        raise ApiError("invalid_message", f"the multipart body is malformed: {exc}", "send multipart/form-data",
+                       "file") from None
+
+
+async def _read_form(request: web.Request, max_bytes: int) -> tuple[dict[str, Any], str, str | None]:
     fields: dict[str, Any] = {}
     mime, filename = "application/octet-stream", None
     reader = await request.multipart()

@@ -4,8 +4,10 @@ The handlers decode requests and encode answers with exactly these types, and
 /openapi.json is generated from them (broker/openai_api/openapi.py), so the
 document cannot drift from what the realm does. Fields a request may carry
 that the realm does not use are not declared: they are ignored (docs/openai.md
-lists them). Fields declared here are used, or refused with a 400 naming the
-field where the realm cannot honour them (``tools``, ``logprobs``, JSON mode).
+lists them). Fields declared here are used, or declared with the only values
+the realm can honour (``tools`` empty, ``logprobs`` false, JSON mode off), so
+any other value is a 400 naming the field and the schema says so too
+(:data:`REFUSED` words the message).
 
 Extensions (all optional): ``max_price`` (base units of $9000; the
 ``X-MTOR-Max-Price`` header says the same), and an ``mtor`` object in answers
@@ -73,7 +75,8 @@ class StreamOptions(Struct):
 
 
 class ImageURL(Struct):
-    url: Annotated[str, Meta(description="a data: URL (data:image/png;base64,...); the realm fetches no URLs")]
+    url: Annotated[str, Meta(pattern=r"^data:[^,]*;base64,", description="a data: URL (data:image/png;base64,...); "
+                             "the realm fetches nothing from the web")]
     detail: Literal["auto", "low", "high"] = "auto"
 
 
@@ -95,7 +98,7 @@ class ChatMessage(Struct):
 
 
 class ResponseFormat(Struct):
-    type: Literal["text", "json_object", "json_schema"]
+    type: Literal["text"]  # no JSON mode
 
 
 class ChatCompletionRequest(Struct):
@@ -113,9 +116,9 @@ class ChatCompletionRequest(Struct):
     stream: bool = False
     stream_options: StreamOptions | None = None
     max_price: Price | None = None
-    tools: list[dict[str, Any]] | None = None  # refused unless empty: no worker calls tools
-    logprobs: bool | None = None  # refused if true
-    response_format: ResponseFormat | None = None  # only "text"
+    tools: Annotated[list[dict[str, Any]], Meta(max_length=0)] | None = None  # no worker calls tools
+    logprobs: Literal[False] | None = None
+    response_format: ResponseFormat | None = None
 
 
 class AssistantMessage(Struct):
@@ -184,8 +187,8 @@ class CompletionRequest(Struct):
     stream: bool = False
     stream_options: StreamOptions | None = None
     max_price: Price | None = None
-    echo: bool = False  # refused if true
-    logprobs: int | None = None  # refused if set
+    echo: Literal[False] = False
+    logprobs: None = None
 
 
 class CompletionChoice(Struct):
@@ -323,6 +326,16 @@ class Model(Struct):
 class ModelList(Struct):
     data: list[Model]
     object: Literal["list"] = "list"
+
+
+# Why a declared field takes only one value: the 400's message for it.
+REFUSED: dict[str, tuple[str, str]] = {
+    "tools": ("no worker of this realm calls tools", "send the request without tools"),
+    "logprobs": ("the realm's workers do not report log probabilities", "leave logprobs unset"),
+    "response_format.type": ("the realm's workers have no JSON mode", 'ask for JSON in the prompt; send "text"'),
+    "echo": ("the realm does not echo the prompt back", "leave echo false"),
+    "n": ("one answer per request", "send n=1 (or leave it out), and repeat the request for more"),
+}
 
 
 def field_path(error: msgspec.ValidationError) -> str | None:

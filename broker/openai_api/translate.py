@@ -78,14 +78,6 @@ def _text_for(offer: Offer, param: str) -> str:
 
 
 def chat(req: ChatCompletionRequest, offer: Offer) -> Plan:
-    if req.tools:
-        raise _unsupported("tools", "no worker of this realm calls tools", "send the request without tools")
-    if req.logprobs:
-        raise _unsupported("logprobs", "the realm's workers do not report log probabilities", "leave logprobs unset")
-    if req.response_format is not None and req.response_format.type != "text":
-        raise _unsupported(
-            "response_format.type", "the realm's workers have no JSON mode", 'ask for JSON in the prompt; send "text"'
-        )
     system: list[str] = []
     turns: list[dict[str, str]] = []
     images: list[Attachment] = []
@@ -154,10 +146,8 @@ def _content(content: Any, where: str, images_allowed: bool) -> tuple[str, list[
 def _image(url: str, param: str) -> Attachment:
     match = _DATA_URL.match(url)
     if match is None:
-        raise _unsupported(
-            param, "the realm takes images as data: URLs only (it fetches nothing from the web)",
-            "send data:image/png;base64,... (the file's bytes, base64-encoded)",
-        )
+        raise ApiError("bad_attachment", "the image's data: URL is not data:<type>;base64,<data>",
+                       "send data:image/png;base64,... (the file's bytes, base64-encoded)", param)
     data = match["data"].strip()
     try:
         base64.b64decode(data, validate=True)
@@ -171,10 +161,6 @@ def _image(url: str, param: str) -> Attachment:
 
 
 def completion(req: CompletionRequest, offer: Offer) -> Plan:
-    if req.echo:
-        raise _unsupported("echo", "the realm does not echo the prompt back", "leave echo false")
-    if req.logprobs is not None:
-        raise _unsupported("logprobs", "the realm's workers do not report log probabilities", "leave logprobs unset")
     intent = _text_for(offer, "model")
     prompt = req.prompt if isinstance(req.prompt, str) else req.prompt[0]
     stop = _stops(req.stop)

@@ -1,0 +1,218 @@
+"""A paid realm: key requests charged like `mtor ask`, 402s, the key's limit, and hanging up.
+
+The realm bills through the real ledger (``ledger.RealmBilling`` on its own
+SQLite journal); users get their $9000 as a deposit entry in that journal.
+``curl -N`` is the client of the streaming and hang-up tests.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from broker.billing import InsufficientFunds
+from ledger import Journal, RealmBilling
+from ledger import accounts as A
+from ledger.units import ONE
+from mtor_cli.client import RealmClient, http_url
+from mtor_cli.identity import load_or_create_account
+from mtor_cli.signed import call
+from tests.broker.openai_api.conftest import SLOW_WORD_S, echo_realm, new_key, openai_client
+from tests.support.realm import ThreadRealm, get_json, wait_until, workers
+
+PRICE = ONE // 100  # the default price of an intent the price table does not name: 0.01 $9000 per query
+
+
+class Paid:
+    def __init__(self, realm: ThreadRealm, billing: RealmBilling, journal: Journal) -> None:
+        self.realm, self.billing, self.journal = realm, billing, journal
+        self._deposits = 0
+
+    def user(self, path: Path, amount: int = 10 * ONE) -> Any:
+        """An identity (a key file, as the CLI keeps it) with ``amount`` deposited."""
+        account = load_or_create_account(path)
+        if amount:
+            self._deposits += 1
+            self.realm.call(self._on_loop(lambda: self.journal.post(
+                "deposit", f"test:{self._deposits}", ((A.ESCROW, -amount), (A.user(account.address), amount))
+            )))
+        return account
+
+    def balance(self, address: str) -> int:
+        return self.realm.call(self._on_loop(lambda: self.billing.balance(address)))
+
+    def held(self, address: str) -> int:
+        return self.realm.call(self._on_loop(lambda: self.journal.balance(A.hold(address))))
+
+    @staticmethod
+    async def _on_loop(fn: Any) -> Any:
+        return fn()
+
+
+@pytest.fixture(scope="module")
+def paid(module_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Paid]:
+    root = tmp_path_factory.mktemp("paid")
+    journal = Journal(root / "ledger.db")
+    billing = RealmBilling(journal, insufficient_funds=InsufficientFunds)
+    realm = echo_realm(root / "journal.db", billing=billing, slots=2)
+    try:
+        yield Paid(realm, billing, journal)
+    finally:
+        realm.stop()
+        journal.close()
+
+
+def keys_of(url: str, user: Any) -> dict[str, Any]:
+    return {k["id"]: k for k in call(url, "GET", "/v1/keys", account=user)["keys"]}
+
+
+def history_of(url: str, user: Any) -> list[dict[str, Any]]:
+    return call(url, "GET", "/v1/history", account=user)["history"]
+
+
+def ask(client: Any, text: str, model: str = "echo", **extra: Any) -> Any:
+    return client.chat.completions.create(model=model, messages=[{"role": "user", "content": text}], **extra)
+
+
+def test_a_key_request_is_charged_to_its_address_like_mtor_ask(paid: Paid, tmp_path: Path) -> None:
+    user = paid.user(tmp_path / "user.json")
+    key = new_key(paid.realm.url, user, name="app")
+    assert key["paid"] is True and key["limit"] == str(10 * ONE)  # a paid realm's default limit
+    before = paid.balance(user.address)
+    answer = ask(openai_client(paid.realm.url, key["secret"]), "pay for this")
+    assert answer.mtor["cost"] == str(PRICE)
+    assert paid.balance(user.address) == before - PRICE
+    assert paid.held(user.address) == 0
+
+    async def over_the_bus() -> int:
+        async with RealmClient(paid.realm.url, user) as realm:
+            return (await realm.ask("pay for this", intent="echo")).cost
+
+    assert paid.realm.call(over_the_bus()) == PRICE  # `mtor ask`'s path: the same price
+    assert paid.balance(user.address) == before - 2 * PRICE
+    listed = keys_of(paid.realm.url, user)
+    assert listed[key["id"]]["spent"] == str(PRICE)  # only what the key itself spent
+
+
+def test_no_funds_is_402(paid: Paid, tmp_path: Path) -> None:
+    poor = paid.user(tmp_path / "poor.json", amount=0)
+    client = openai_client(paid.realm.url, new_key(paid.realm.url, poor)["secret"])
+    with pytest.raises(openai.APIStatusError) as err:
+        ask(client, "on credit")
+    assert err.value.status_code == 402
+    assert err.value.body["code"] == "insufficient_funds" and err.value.body["type"] == "payment_required"
+
+
+def test_a_key_never_spends_past_its_limit(paid: Paid, tmp_path: Path) -> None:
+    user = paid.user(tmp_path / "user.json")
+    key = new_key(paid.realm.url, user, limit=str(PRICE * 5 // 2))
+    client = openai_client(paid.realm.url, key["secret"])
+    ask(client, "one")
+    ask(client, "two")
+    with pytest.raises(openai.APIStatusError) as err:
+        ask(client, "three")
+    assert err.value.status_code == 402 and err.value.body["code"] == "allowance_exceeded"
+    assert "left of its limit" in err.value.body["message"]
+    assert keys_of(paid.realm.url, user)[key["id"]]["spent"] == str(2 * PRICE)
+    # The user's other keys and `mtor ask` are not limited by this key's limit.
+    other = openai_client(paid.realm.url, new_key(paid.realm.url, user)["secret"])
+    assert ask(other, "three").choices[0].message.content == "three"
+
+
+def test_max_price_refuses_a_dearer_request(paid: Paid, tmp_path: Path) -> None:
+    user = paid.user(tmp_path / "user.json")
+    client = openai_client(paid.realm.url, new_key(paid.realm.url, user)["secret"])
+    before = paid.balance(user.address)
+    with pytest.raises(openai.APIStatusError) as err:
+        ask(client, "too dear", extra_headers={"X-MTOR-Max-Price": str(PRICE - 1)})
+    assert err.value.status_code == 402 and err.value.body["code"] == "price_exceeded"
+    assert err.value.body["param"] == "max_price"
+    with pytest.raises(openai.APIStatusError):
+        ask(client, "too dear", extra_body={"max_price": str(PRICE - 1)})
+    assert ask(client, "fine", extra_body={"max_price": PRICE}).mtor["cost"] == str(PRICE)
+    assert paid.balance(user.address) == before - PRICE
+
+
+def curl(url: str, key: str, body: dict[str, Any], headers_file: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        ["curl", "-N", "-sS", "-D", str(headers_file), http_url(url, "/v1/chat/completions"),
+         "-H", f"Authorization: Bearer {key}", "-H", "Content-Type: application/json", "-d", json.dumps(body)],
+        stdout=subprocess.PIPE,
+    )
+
+
+def guid_of(headers_file: Path) -> str:
+    for line in headers_file.read_text().splitlines():
+        if line.lower().startswith("x-mtor-guid:"):
+            return line.split(":", 1)[1].strip()
+    raise AssertionError(f"no X-MTOR-Guid in {headers_file.read_text()!r}")
+
+
+def test_curl_streams_server_sent_events(paid: Paid, tmp_path: Path) -> None:
+    user = paid.user(tmp_path / "user.json")
+    key = new_key(paid.realm.url, user)["secret"]
+    proc = curl(paid.realm.url, key, {"model": "slow-echo", "stream": True,
+                                       "messages": [{"role": "user", "content": "one two three four five six"}]},
+                tmp_path / "headers")
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    assert first.startswith(b"data: ") and json.loads(first[6:])["choices"][0]["delta"]["role"] == "assistant"
+    assert proc.stdout.readline() == b"\n"
+    word = json.loads(proc.stdout.readline()[6:])["choices"][0]["delta"]["content"]
+    assert word == "one " and proc.poll() is None  # the first word arrived while the rest is still coming
+    rest = proc.stdout.read()
+    assert proc.wait(10) == 0
+    assert rest.endswith(b"data: [DONE]\n\n")
+    assert "text/event-stream" in (tmp_path / "headers").read_text()
+
+
+def test_a_client_that_hangs_up_cancels_its_intent_and_pays_nothing(paid: Paid, tmp_path: Path) -> None:
+    user = paid.user(tmp_path / "user.json")
+    key = new_key(paid.realm.url, user)["secret"]
+    before = paid.balance(user.address)
+    stats = get_json(paid.realm.url, "/v1/stats")["intents"]
+    words = 30
+    proc = curl(paid.realm.url, key, {"model": "slow-echo", "stream": True,
+                                       "messages": [{"role": "user", "content": " ".join(["word"] * words)}]},
+                tmp_path / "headers")
+    assert proc.stdout is not None
+    proc.stdout.readline()
+    proc.stdout.readline()
+    assert b"word" in proc.stdout.readline()
+    assert paid.held(user.address) == PRICE  # held while it runs
+    started = time.monotonic()
+    proc.kill()
+    proc.wait(5)
+    guid = guid_of(tmp_path / "headers")
+
+    def idle() -> bool:
+        (row,) = workers(paid.realm.url)
+        return row["running"] == 0 and row["letting_go"] == 0
+
+    wait_until(idle, 5, "the worker to drop the cancelled job")
+    # The worker stopped long before its answer would have ended.
+    assert time.monotonic() - started < words * SLOW_WORD_S / 2
+    stored = call(paid.realm.url, "GET", f"/v1/history/{guid}", account=user)
+    assert stored["status"] == "cancelled" and stored["cost"] == 0
+    assert paid.held(user.address) == 0 and paid.balance(user.address) == before
+    after = get_json(paid.realm.url, "/v1/stats")["intents"]
+    assert after["cancelled"] == stats["cancelled"] + 1
+
+
+def test_a_waiting_client_that_times_out_cancels_its_intent(paid: Paid, tmp_path: Path) -> None:
+    user = paid.user(tmp_path / "user.json")
+    client = openai_client(paid.realm.url, new_key(paid.realm.url, user)["secret"], timeout=0.5)
+    before = paid.balance(user.address)
+    with pytest.raises(openai.APITimeoutError):
+        ask(client, " ".join(["slow"] * 20), model="slow-echo")
+    wait_until(lambda: paid.held(user.address) == 0, 5, "the hold to be released")
+    assert paid.balance(user.address) == before
+    history = history_of(paid.realm.url, user)
+    assert history[0]["status"] == "cancelled"
