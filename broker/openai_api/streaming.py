@@ -49,6 +49,37 @@ class StopCut:
         return "" if self.stopped else out
 
 
+class Text:
+    """The answer's text as streamed so far, from tokens that may repeat it: a
+    retried run starts again from offset 0, a re-attached stream catches up
+    from where it was. Only characters past what was passed on are new; a run
+    whose text differs from what was passed on passes nothing more."""
+
+    def __init__(self) -> None:
+        self.passed = ""
+        self.diverged = False
+
+    def new(self, token: Token) -> str:
+        end = token.offset + len(token.text)
+        have = len(self.passed)
+        if self.diverged or end <= have or token.offset > have:
+            return ""
+        if self.passed[token.offset :] != token.text[: have - token.offset]:
+            self.diverged = True
+            return ""
+        fresh = token.text[have - token.offset :]
+        self.passed += fresh
+        return fresh
+
+    def rest(self, final: str) -> str:
+        """What the final text adds to what was passed on."""
+        if self.diverged or not final.startswith(self.passed):
+            return ""
+        fresh = final[len(self.passed) :]
+        self.passed = final
+        return fresh
+
+
 def cut(text: str, stops: list[str]) -> tuple[str, bool]:
     """A whole answer cut at its first stop sequence, and whether one was found."""
     stopper = StopCut(stops)
@@ -91,7 +122,7 @@ async def stream(
     as ``data: {"error": ...}``, which the OpenAI clients raise."""
     response: web.StreamResponse | None = None
     stopper = StopCut(stops)
-    sent = ""
+    text = Text()
 
     async def write(data: bytes) -> None:
         nonlocal response
@@ -114,10 +145,9 @@ async def stream(
             end: Result | Error | None = None
             for event in await gateway.events(peer):
                 if isinstance(event, Token):
-                    text = stopper.feed(event.text)
-                    if text:
-                        sent += text
-                        out.append(_event(chunks.text(text)))
+                    piece = stopper.feed(text.new(event))
+                    if piece:
+                        out.append(_event(chunks.text(piece)))
                 elif isinstance(event, (Result, Error)):
                     end = event
             if isinstance(end, Error):
@@ -127,10 +157,8 @@ async def stream(
                 await write(b"".join(out) + _event(error.body()))
                 break
             if isinstance(end, Result):
-                rest = stopper.flush()
-                if not stopper.stopped and end.text and end.text.startswith(sent + rest):
-                    rest = end.text[len(sent) :]  # a replay, or a stream that re-attached: the text not yet sent
-                    rest, _ = cut(rest, stops)
+                # The text not streamed yet (all of it, for a replay) goes out before the end.
+                rest = stopper.feed(text.rest(end.text or "")) + stopper.flush()
                 if rest:
                     out.append(_event(chunks.text(rest)))
                 reason = "stop" if stopper.stopped else (end.finish_reason or "stop")

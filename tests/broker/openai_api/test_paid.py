@@ -84,7 +84,7 @@ def ask(client: Any, text: str, model: str = "echo", **extra: Any) -> Any:
 def test_a_key_request_is_charged_to_its_address_like_mtor_ask(paid: Paid, tmp_path: Path) -> None:
     user = paid.user(tmp_path / "user.json")
     key = new_key(paid.realm.url, user, name="app")
-    assert key["paid"] is True and key["limit"] == str(10 * ONE)  # a paid realm's default limit
+    assert key["paid"] is True and int(key["limit"]) == 10 * ONE  # a paid realm's default limit
     before = paid.balance(user.address)
     answer = ask(openai_client(paid.realm.url, key["secret"]), "pay for this")
     assert answer.mtor["cost"] == str(PRICE)
@@ -98,7 +98,7 @@ def test_a_key_request_is_charged_to_its_address_like_mtor_ask(paid: Paid, tmp_p
     assert paid.realm.call(over_the_bus()) == PRICE  # `mtor ask`'s path: the same price
     assert paid.balance(user.address) == before - 2 * PRICE
     listed = keys_of(paid.realm.url, user)
-    assert listed[key["id"]]["spent"] == str(PRICE)  # only what the key itself spent
+    assert int(listed[key["id"]]["spent"]) == PRICE  # only what the key itself spent
 
 
 def test_no_funds_is_402(paid: Paid, tmp_path: Path) -> None:
@@ -120,7 +120,7 @@ def test_a_key_never_spends_past_its_limit(paid: Paid, tmp_path: Path) -> None:
         ask(client, "three")
     assert err.value.status_code == 402 and err.value.body["code"] == "allowance_exceeded"
     assert "left of its limit" in err.value.body["message"]
-    assert keys_of(paid.realm.url, user)[key["id"]]["spent"] == str(2 * PRICE)
+    assert int(keys_of(paid.realm.url, user)[key["id"]]["spent"]) == 2 * PRICE
     # The user's other keys and `mtor ask` are not limited by this key's limit.
     other = openai_client(paid.realm.url, new_key(paid.realm.url, user)["secret"])
     assert ask(other, "three").choices[0].message.content == "three"
