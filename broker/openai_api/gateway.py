@@ -18,7 +18,7 @@ every ``HANGUP_CHECK_S``.
 from __future__ import annotations
 
 import hashlib
-import uuid
+import secrets
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +27,7 @@ from aiohttp import web
 from broker.openai_api.allowance import spending_cap
 from broker.openai_api.catalogue import Offer, declared, offers
 from broker.openai_api.errors import ApiError
-from broker.openai_api.http_peer import Event, HttpPeer
+from broker.openai_api.http_peer import Answer, HttpPeer
 from broker.openai_api.keys import ApiKey, KeyStore
 from broker.openai_api.translate import Plan
 from broker.protocol import Accepted, Error, Result, SubmitQuery
@@ -181,7 +181,7 @@ class OpenAIGateway:
 
     # --- waiting for answers --------------------------------------------------
 
-    async def events(self, peer: HttpPeer) -> list[Event]:
+    async def events(self, peer: HttpPeer) -> list[Answer]:
         """The next events of ``peer``'s intent; ClientGone if its client hung up."""
         events = await peer.events()
         if peer.hung_up:
@@ -225,7 +225,7 @@ def _guid(address: str, idempotency_key: str | None) -> str:
     """The intent's guid: derived from the user and the Idempotency-Key (so a
     repeat is recognised, and two users' keys never collide), else random."""
     if idempotency_key is None:
-        return "http-" + uuid.uuid4().hex
+        return "http-" + secrets.token_hex(16)
     if not 1 <= len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
         raise ApiError(
             "bad_params", f"Idempotency-Key must be 1..{MAX_IDEMPOTENCY_KEY} characters", "send a UUID",

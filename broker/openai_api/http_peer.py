@@ -21,8 +21,8 @@ from aiohttp import web
 from broker.peer import Peer, Writer
 from broker.protocol import Accepted, Error, Progress, Result, Token
 
-Event = Accepted | Token | Progress | Result | Error
-_decoder = msgspec.json.Decoder(Event)
+Answer = Token | Result | Error  # what the handler gets
+_decoder = msgspec.json.Decoder(Accepted | Token | Progress | Result | Error)
 
 
 class HttpPeer(Peer):
@@ -51,7 +51,7 @@ class HttpPeer(Peer):
         self.hung_up = False  # the HTTP client went away before the end
         self.ended = False  # its result or error arrived
         self._on_event = on_event
-        self._events: list[Event] = []
+        self._events: list[Answer] = []
         self._waiter: asyncio.Future[None] | None = None
 
     def write_queued(self) -> None:
@@ -64,12 +64,14 @@ class HttpPeer(Peer):
                 if not isinstance(event, Accepted):
                     self.ended = self.closed = True
                 self._on_event(self, event)
-            if self.listening:
+            # The handler acts on text and on the end; `accepted` and progress
+            # (no part of the OpenAI API) would only wake it for nothing.
+            if self.listening and isinstance(event, (Token, Result, Error)):
                 self._events.append(event)
         if self._events:
             self._wake()
 
-    async def events(self) -> list[Event]:
+    async def events(self) -> list[Answer]:
         """The events that arrived since the last call, waiting for at least one
         (an empty list when the client hung up)."""
         while not self._events and not self.hung_up:

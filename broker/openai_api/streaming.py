@@ -101,6 +101,12 @@ class Chunks:
         self.usage = usage  # None: the client did not ask for stream_options.include_usage
 
 
+class _EventStream(web.StreamResponse):
+    # Hold the headers until the first data so both leave in one send (aiohttp's
+    # web.Response does the same; a StreamResponse sends them at prepare()).
+    _send_headers_immediately = False
+
+
 def _event(obj: object) -> bytes:
     return b"data: " + _encode(obj) + b"\n\n"
 
@@ -124,10 +130,11 @@ async def stream(
     stopper = StopCut(stops)
     text = Text()
 
-    async def write(data: bytes) -> None:
+    async def write(data: bytes, last: bool = False) -> None:
+        """Write ``data``; with ``last``, together with the end of the chunked body (one send)."""
         nonlocal response
         if response is None:
-            response = web.StreamResponse(
+            response = _EventStream(
                 headers={
                     "Content-Type": "text/event-stream",
                     "Cache-Control": "no-cache",
@@ -137,24 +144,28 @@ async def stream(
             await response.prepare(request)
             if first is not None:
                 data = _event(first()) + data
-        await response.write(data)
+        if last:
+            await response.write_eof(data)
+        else:
+            await response.write(data)
 
     try:
         while True:
             out: list[bytes] = []
+            pieces: list[str] = []  # the tokens that arrived together go out as one chunk
             end: Result | Error | None = None
             for event in await gateway.events(peer):
                 if isinstance(event, Token):
-                    piece = stopper.feed(text.new(event))
-                    if piece:
-                        out.append(_event(chunks.text(piece)))
+                    pieces.append(stopper.feed(text.new(event)))
                 elif isinstance(event, (Result, Error)):
                     end = event
+            if any(pieces):
+                out.append(_event(chunks.text("".join(pieces))))
             if isinstance(end, Error):
                 error = ApiError.from_frame(end, prompt_field)
                 if response is None and not out:
                     return error.response()
-                await write(b"".join(out) + _event(error.body()))
+                await write(b"".join(out) + _event(error.body()), last=True)
                 break
             if isinstance(end, Result):
                 # The text not streamed yet (all of it, for a replay) goes out before the end.
@@ -165,12 +176,12 @@ async def stream(
                 out.append(_event(chunks.end(reason if reason in ("stop", "length") else "stop")))
                 if chunks.usage is not None:
                     out.append(_event(chunks.usage(end)))
-                await write(b"".join(out) + DONE)
+                await write(b"".join(out) + DONE, last=True)
                 break
             if stopper.stopped and chunks.usage is None:
                 # Ended here; the worker's run finishes (and is charged as it counts) on its own.
                 out.append(_event(chunks.end("stop")))
-                await write(b"".join(out) + DONE)
+                await write(b"".join(out) + DONE, last=True)
                 break
             if out:
                 await write(b"".join(out))

@@ -78,6 +78,12 @@ def _text_for(offer: Offer, param: str) -> str:
 
 
 def chat(req: ChatCompletionRequest, offer: Offer) -> Plan:
+    only = req.messages[0]
+    if len(req.messages) == 1 and only.role == "user" and isinstance(only.content, str):
+        # The common case (one question, as text): no turns to walk.
+        intent = _text_for(offer, "model")
+        return Plan(intent, req.model, only.content, "messages[0].content", [], _chat_params(req, offer, intent, [], []),
+                    _stops(req.stop))
     system: list[str] = []
     turns: list[dict[str, str]] = []
     images: list[Attachment] = []
@@ -108,20 +114,25 @@ def chat(req: ChatCompletionRequest, offer: Offer) -> Plan:
         intent = "vision"
     else:
         intent = _text_for(offer, "model")
-    stop = _stops(req.stop)
-    params = _keep(
+    params = _chat_params(req, offer, intent, system, turns)
+    return Plan(intent, req.model, prompt, f"messages[{last}].content", images, params, _stops(req.stop))
+
+
+def _chat_params(
+    req: ChatCompletionRequest, offer: Offer, intent: str, system: list[str], turns: list[dict[str, str]]
+) -> dict[str, Any]:
+    return _keep(
         {
             "max_tokens": req.max_completion_tokens or req.max_tokens,
             "temperature": req.temperature,
             "top_p": req.top_p,
             "seed": req.seed,
-            "stop": stop or None,
+            "stop": _stops(req.stop) or None,
             "system": "\n\n".join(system) or None,
             "history": turns or None,
         },
         offer.params[intent],
     )
-    return Plan(intent, req.model, prompt, f"messages[{last}].content", images, params, stop)
 
 
 def _content(content: Any, where: str, images_allowed: bool) -> tuple[str, list[Attachment]]:
