@@ -17,6 +17,7 @@ every ``HANGUP_CHECK_S``.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 from collections.abc import Callable
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from broker.registry import WorkerRegistry
 
 HANGUP_CHECK_S = 0.25
+RETRY_GRACE_S = 10.0  # how long a hung-up request with an Idempotency-Key waits for its retry
 MAX_IDEMPOTENCY_KEY = 255
 Quote = Callable[[str, str, str | None, dict[str, Any]], int]
 
@@ -143,7 +145,8 @@ class OpenAIGateway:
         max_price: int | None,
     ) -> HttpPeer:
         """Submit ``plan`` as ``key``'s user; the returned peer receives its events."""
-        guid = _guid(key.address, request.headers.get("Idempotency-Key"))
+        idempotency_key = request.headers.get("Idempotency-Key")
+        guid = _guid(key.address, idempotency_key)
         price = 0
         if self._quote is not None:
             price = self._quote(key.address, plan.intent, plan.model, plan.params)
@@ -162,7 +165,7 @@ class OpenAIGateway:
         def settle(peer: HttpPeer, event: Accepted | Result | Error) -> None:
             self._settle(key, peer, event)
 
-        peer = HttpPeer(request, self._outbox, key.address, guid, settle)
+        peer = HttpPeer(request, self._outbox, key.address, guid, settle, retriable=idempotency_key is not None)
         key.live[guid] = price  # until its `accepted` says what is held
         self.keys.used(key)
         self._waiting.add(peer)
@@ -182,10 +185,16 @@ class OpenAIGateway:
     # --- waiting for answers --------------------------------------------------
 
     async def events(self, peer: HttpPeer) -> list[Answer]:
-        """The next events of ``peer``'s intent; ClientGone if its client hung up."""
+        """The next events of ``peer``'s intent; ClientGone if its client hung up,
+        ApiError if a later request with the same Idempotency-Key took its stream."""
         events = await peer.events()
         if peer.hung_up:
             raise ClientGone(peer.guid)
+        if peer.superseded and not events:
+            raise ApiError(
+                "duplicate_guid", "a later request with the same Idempotency-Key took over this one's answer",
+                "read the answer from the later request", "Idempotency-Key",
+            )
         return events
 
     async def result(self, peer: HttpPeer, prompt_field: str) -> Result:
@@ -206,19 +215,39 @@ class OpenAIGateway:
         peer.detach()
 
     def hang_up(self, peer: HttpPeer) -> None:
-        """The client went away: cancel the intent if it still runs (its hold is released)."""
+        """The client went away: cancel the intent if it still runs for this request
+        (its hold is released). A request sent with an Idempotency-Key may be sent
+        again to pick up its answer, so it is cancelled only if no retry took it
+        over within RETRY_GRACE_S."""
         self._waiting.discard(peer)
         if peer.hung_up:
             return
         peer.hang_up()
-        if not peer.ended:
+        if peer.ended:
+            return
+        if peer.retriable:
+            asyncio.get_running_loop().call_later(RETRY_GRACE_S, self._cancel, peer)
+        else:
+            self._cancel(peer)
+
+    def _cancel(self, peer: HttpPeer) -> None:
+        job = self._dispatcher.jobs.get(peer.guid)
+        if job is not None and job.client is peer:
             self.hangups += 1
             self._dispatcher.cancel(peer, peer.guid)
 
     def sweep(self) -> None:
-        """Cancel the intents of waiting requests whose connection closed."""
-        for peer in [p for p in self._waiting if p.gone()]:
-            self.hang_up(peer)
+        """Cancel the intents of waiting requests whose connection closed, and end
+        the ones a later request with the same Idempotency-Key took over."""
+        jobs = self._dispatcher.jobs
+        for peer in list(self._waiting):
+            if peer.gone():
+                self.hang_up(peer)
+                continue
+            job = jobs.get(peer.guid)
+            if job is not None and job.client is not peer and not peer.ended:
+                self._waiting.discard(peer)
+                peer.supersede()
 
 
 def _guid(address: str, idempotency_key: str | None) -> str:

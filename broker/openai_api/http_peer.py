@@ -33,6 +33,8 @@ class HttpPeer(Peer):
         address: str,
         guid: str,
         on_event: Callable[[HttpPeer, Accepted | Result | Error], None],
+        *,
+        retriable: bool = False,
     ) -> None:
         # Not Peer.__init__: there is no WebSocket here. The dispatcher, the
         # outbox and the rate limits use only the attributes set below.
@@ -49,6 +51,8 @@ class HttpPeer(Peer):
         self.guid = guid
         self.listening = True  # the handler still waits for events
         self.hung_up = False  # the HTTP client went away before the end
+        self.retriable = retriable  # sent with an Idempotency-Key: the client may send it again
+        self.superseded = False  # a later request with the same Idempotency-Key took the stream
         self.ended = False  # its result or error arrived
         self._on_event = on_event
         self._events: list[Answer] = []
@@ -74,7 +78,7 @@ class HttpPeer(Peer):
     async def events(self) -> list[Answer]:
         """The events that arrived since the last call, waiting for at least one
         (an empty list when the client hung up)."""
-        while not self._events and not self.hung_up:
+        while not self._events and not self.hung_up and not self.superseded:
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await self._waiter
@@ -85,6 +89,11 @@ class HttpPeer(Peer):
 
     def hang_up(self) -> None:
         self.hung_up = True
+        self.listening = False
+        self._wake()
+
+    def supersede(self) -> None:
+        self.superseded = True
         self.listening = False
         self._wake()
 

@@ -153,16 +153,20 @@ async def stream(
         while True:
             out: list[bytes] = []
             pieces: list[str] = []  # the tokens that arrived together go out as one chunk
-            end: Result | Error | None = None
-            for event in await gateway.events(peer):
+            end: Result | Error | ApiError | None = None
+            try:
+                events = await gateway.events(peer)
+            except ApiError as exc:
+                events, end = [], exc
+            for event in events:
                 if isinstance(event, Token):
                     pieces.append(stopper.feed(text.new(event)))
                 elif isinstance(event, (Result, Error)):
                     end = event
             if any(pieces):
                 out.append(_event(chunks.text("".join(pieces))))
-            if isinstance(end, Error):
-                error = ApiError.from_frame(end, prompt_field)
+            if isinstance(end, (Error, ApiError)):
+                error = end if isinstance(end, ApiError) else ApiError.from_frame(end, prompt_field)
                 if response is None and not out:
                     return error.response()
                 await write(b"".join(out) + _event(error.body()), last=True)

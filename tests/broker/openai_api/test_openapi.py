@@ -71,7 +71,7 @@ def test_schemathesis_finds_no_server_error_and_no_answer_off_the_schema(realm: 
          # last message is the user's, a voice or an audio file is the worker's to judge.
          "--exclude-checks", "positive_data_acceptance",
          "--max-examples", str(EXAMPLES), "--seed", "16", "--request-timeout", "30", "--no-color"],
-        capture_output=True, text=True, timeout=240,
+        capture_output=True, text=True, timeout=240, cwd=tmp_path,  # its cache folder goes there
     )
     assert run.returncode == 0, run.stdout[-6000:]
     assert " passed" in run.stdout and "failures" not in run.stdout.split("SUMMARY")[-1]

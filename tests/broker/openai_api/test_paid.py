@@ -140,12 +140,19 @@ def test_max_price_refuses_a_dearer_request(paid: Paid, tmp_path: Path) -> None:
     assert paid.balance(user.address) == before - PRICE
 
 
-def curl(url: str, key: str, body: dict[str, Any], headers_file: Path) -> subprocess.Popen[bytes]:
+def curl(url: str, key: str, body: dict[str, Any], headers_file: Path, *extra: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         ["curl", "-N", "-sS", "-D", str(headers_file), http_url(url, "/v1/chat/completions"),
-         "-H", f"Authorization: Bearer {key}", "-H", "Content-Type: application/json", "-d", json.dumps(body)],
+         "-H", f"Authorization: Bearer {key}", "-H", "Content-Type: application/json", "-d", json.dumps(body), *extra],
         stdout=subprocess.PIPE,
     )
+
+
+def streamed_text(sse: bytes) -> str:
+    events = [line[6:] for line in sse.decode().splitlines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]", events[-3:]
+    return "".join(json.loads(e)["choices"][0]["delta"].get("content") or "" for e in events[:-1]
+                   if json.loads(e)["choices"])
 
 
 def guid_of(headers_file: Path) -> str:
@@ -216,3 +223,25 @@ def test_a_waiting_client_that_times_out_cancels_its_intent(paid: Paid, tmp_path
     assert paid.balance(user.address) == before
     history = history_of(paid.realm.url, user)
     assert history[0]["status"] == "cancelled"
+
+
+def test_a_retry_with_the_same_idempotency_key_picks_up_the_answer_once(paid: Paid, tmp_path: Path) -> None:
+    user = paid.user(tmp_path / "user.json")
+    key = new_key(paid.realm.url, user)["secret"]
+    before = paid.balance(user.address)
+    prompt = " ".join(f"w{i}" for i in range(12))
+    body = {"model": "slow-echo", "stream": True, "messages": [{"role": "user", "content": prompt}]}
+    first = curl(paid.realm.url, key, body, tmp_path / "h1", "-H", "Idempotency-Key: job-7")
+    assert first.stdout is not None
+    for _ in range(3):
+        first.stdout.readline()
+    first.kill()  # the network dropped mid-answer
+    first.wait(5)
+    time.sleep(0.5)  # the broker notices the hang-up; with an Idempotency-Key it waits for the retry
+    again = curl(paid.realm.url, key, body, tmp_path / "h2", "-H", "Idempotency-Key: job-7")
+    out, _ = again.communicate(timeout=20)
+    assert streamed_text(out) == prompt  # all of it, once: what was sent before is caught up
+    assert guid_of(tmp_path / "h1") == guid_of(tmp_path / "h2")
+    assert paid.balance(user.address) == before - PRICE and paid.held(user.address) == 0
+    stored = call(paid.realm.url, "GET", f"/v1/history/{guid_of(tmp_path / 'h2')}", account=user)
+    assert stored["status"] == "done"
