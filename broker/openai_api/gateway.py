@@ -12,7 +12,8 @@ held, charged and released by the realm's Billing, replayed for a repeated
 A client that hangs up before its answer cancels the intent (the worker is
 told to stop and the hold is released): a write to a closed stream notices at
 once, and :meth:`OpenAIGateway.sweep` checks the waiting requests' connections
-every ``HANGUP_CHECK_S``.
+every ``HANGUP_CHECK_S``. A request sent with an ``Idempotency-Key`` gets
+``RETRY_GRACE_S`` for its retry to take the answer over first.
 """
 
 from __future__ import annotations
@@ -74,7 +75,6 @@ class OpenAIGateway:
         self.paid = quote is not None
         self._waiting: set[HttpPeer] = set()  # requests whose handler waits for events
         self._seen: set[str] = set()  # models some worker offered since the broker started
-        self.hangups = 0  # intents cancelled because their HTTP client went away
 
     # --- who asks ---------------------------------------------------------
 
@@ -233,7 +233,6 @@ class OpenAIGateway:
     def _cancel(self, peer: HttpPeer) -> None:
         job = self._dispatcher.jobs.get(peer.guid)
         if job is not None and job.client is peer:
-            self.hangups += 1
             self._dispatcher.cancel(peer, peer.guid)
 
     def sweep(self) -> None:

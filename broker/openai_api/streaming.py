@@ -22,7 +22,7 @@ class StopCut:
 
     def __init__(self, stops: list[str]) -> None:
         self._stops = stops
-        self._hold = max((len(s) for s in stops), default=1) - 1
+        self._hold = max(map(len, stops)) - 1 if stops else 0
         self._buf = ""
         self.stopped = False
 
