@@ -10,6 +10,7 @@ a clear error and its hold is released.
 from __future__ import annotations
 
 import asyncio
+import random
 import secrets
 import time
 from typing import TYPE_CHECKING
@@ -19,6 +20,7 @@ import msgspec
 from broker import journal as J
 from broker.billing import Billing, InsufficientFunds
 from broker.config import BrokerConfig
+from broker.deadlines import Deadlines
 from broker.intake import Rejected, check_guid, check_limits, normalise
 from broker.jobs import Job
 from broker.outbox import Outbox
@@ -30,6 +32,7 @@ from broker.protocol import (
     Failed,
     Progress,
     Result,
+    Routing,
     SubmitQuery,
     Token,
     Work,
@@ -72,6 +75,10 @@ class Dispatcher:
         self._subs = subs
         self._metrics = metrics
         self.jobs: dict[str, Job] = {}  # live intents (queued or running) by guid
+        # Run ids need no secrecy, only to differ from a previous boot's: seeded
+        # once, they cost no system call per dispatch.
+        self._runs = random.Random(secrets.randbits(64))
+        self._deadlines = Deadlines(self._timed_out)
         self.counters = {
             "submitted": 0,
             "completed": 0,
@@ -85,15 +92,24 @@ class Dispatcher:
 
     # --- client side ----------------------------------------------------
 
-    def submit(self, peer: Peer, query: SubmitQuery) -> None:
+    def stored_query(self, guid: str) -> SubmitQuery | None:
+        """The (normalised) query held under ``guid``: live, or finished in the journal."""
+        job = self.jobs.get(guid)
+        if job is not None:
+            return job.query
+        record = self._journal.get(guid)
+        return None if record is None else _query_decoder.decode(record.query)
+
+    def submit(self, peer: Peer, query: SubmitQuery, routing: Routing | None = None) -> None:
+        """``routing``: why the broker chose the query's intent, for its `accepted`."""
         try:
-            self._submit(peer, query)
+            self._submit(peer, query, routing)
         except Rejected as rej:
             self.counters["rejected"] += 1
             self._metrics.rejected(rej.code)
             peer.send(rej.to_error(query.guid))
 
-    def _submit(self, peer: Peer, query: SubmitQuery) -> None:
+    def _submit(self, peer: Peer, query: SubmitQuery, routing: Routing | None) -> None:
         user = peer.address
         assert user is not None  # the socket handler only passes authenticated peers
         check_guid(query.guid)
@@ -134,9 +150,8 @@ class Dispatcher:
         self.jobs[job.guid] = job
         position = self.queue.push(job)
         self.counters["submitted"] += 1
-        self._outbox.send(
-            peer, encode(Accepted(guid=job.guid, intent=intent, position=position, price_held=price))
-        )
+        accepted = Accepted(guid=job.guid, intent=intent, position=position, price_held=price, routing=routing)
+        self._outbox.send(peer, encode(accepted))
         self._subs.intent_event(job, "queued")
         self._pump(intent)
 
@@ -369,9 +384,9 @@ class Dispatcher:
         self._pump_worker(worker)
         return True
 
-    def _timed_out(self, job: Job, worker: WorkerEntry) -> None:
-        job.timer = None
-        if worker.running.get(job.guid) is not job:
+    def _timed_out(self, job: Job) -> None:
+        worker = job.worker
+        if worker is None or worker.running.get(job.guid) is not job:
             return
         self._let_go(job, worker)
         self._worker_failure(worker)
@@ -380,10 +395,7 @@ class Dispatcher:
 
     def _detach(self, job: Job, worker: WorkerEntry) -> None:
         del worker.running[job.guid]
-        job.worker = None
-        if job.timer is not None:
-            job.timer.cancel()
-            job.timer = None
+        job.worker = None  # its deadline is skipped from now on
 
     def _let_go(self, job: Job, worker: WorkerEntry) -> None:
         """Take a job back from a worker that may still be busy with it.
@@ -471,7 +483,7 @@ class Dispatcher:
 
     def _start(self, job: Job, worker: WorkerEntry) -> None:
         job.worker = worker
-        job.run = secrets.randbits(31) | 1  # never 0 (unknown), unique across broker restarts
+        job.run = self._runs.getrandbits(31) | 1  # never 0 (unknown); random, so unique across restarts
         job.streamed = []
         job.stream_chars = 0
         job.attempts += 1
@@ -479,7 +491,7 @@ class Dispatcher:
         job.started_at = time.monotonic()
         worker.running[job.guid] = job
         timeout = self._cfg.timeout_for(job.intent)
-        job.timer = asyncio.get_running_loop().call_later(timeout, self._timed_out, job, worker)
+        self._deadlines.add(job, timeout)
         q = job.query
         work = Work(
             guid=job.guid,
@@ -523,10 +535,7 @@ class Dispatcher:
 
     def close(self) -> None:
         """Stop every timer (the broker is stopping; the journal keeps the intents)."""
-        for job in self.jobs.values():
-            if job.timer is not None:
-                job.timer.cancel()
-                job.timer = None
+        self._deadlines.close()
         for worker in self.registry:
             for handle in worker.letting_go.values():
                 handle.cancel()

@@ -22,6 +22,7 @@ from broker.peer import Peers
 from broker.ratelimit import RateLimits
 from broker.registry import WorkerRegistry
 from broker.roles import Roles
+from broker.routing import Router
 from broker.signed import RequestVerifier
 from broker.subscriptions import Subscriptions
 from broker.sysop import Sysop
@@ -48,3 +49,4 @@ class Parts:
     verifier: RequestVerifier  # signed REST requests
     views: RealmViews  # what /healthz, /v1/*, topics and /metrics show
     openai: OpenAIGateway  # the OpenAI-compatible API and its keys
+    router: Router  # the intent of a query that names none

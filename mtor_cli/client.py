@@ -76,15 +76,47 @@ def new_guid() -> str:
     return uuid.uuid4().hex
 
 
+SCHEMES = ("ws", "wss", "http", "https")
+
+
+def check_url(url: str) -> tuple[str, str]:
+    """(scheme, host:port) of a broker address; RealmError('usage') when it is not one.
+
+    Accepts ``ws://host:port``, ``wss://``, ``http(s)://`` or a bare ``host:port``.
+    """
+    text = url.strip()
+    example = "e.g. --broker ws://127.0.0.1:8765"
+    if not text or any(ch.isspace() for ch in text):
+        raise RealmError("usage", f"{url!r} is not a broker address", example)
+    if "://" not in text:
+        text = "ws://" + text
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError as exc:
+        raise RealmError("usage", f"{url!r} is not a broker address: {exc}", example) from None
+    if parts.scheme not in SCHEMES:
+        raise RealmError(
+            "usage", f"{url!r}: a broker speaks ws://, wss://, http:// or https://, not {parts.scheme}://", example
+        )
+    if not parts.hostname:
+        raise RealmError("usage", f"{url!r} names no host", example)
+    if port == 0:
+        raise RealmError("usage", f"{url!r}: port 0 is not a port a broker listens on", example)
+    return parts.scheme, parts.netloc
+
+
 def ws_url(url: str, path: str = "/ws/client") -> str:
     """Normalise a broker address to its WebSocket endpoint.
 
     Accepts ``ws://host:port``, ``http://host:port``, ``host:port`` or a full
-    endpoint URL; a bare realm address gets ``path`` appended.
+    endpoint URL; a bare realm address gets ``path`` appended. Raises
+    RealmError('usage') for anything else (see :func:`check_url`).
     """
+    check_url(url)
     if "://" not in url:
         url = "ws://" + url
-    parts = urlsplit(url)
+    parts = urlsplit(url.strip())
     scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
     route = parts.path if parts.path not in ("", "/") else path
     return urlunsplit((scheme, parts.netloc, route, parts.query, ""))
@@ -92,9 +124,10 @@ def ws_url(url: str, path: str = "/ws/client") -> str:
 
 def http_url(url: str, path: str = "") -> str:
     """The HTTP address of a broker (for /healthz, /v1/workers, /v1/stats)."""
+    check_url(url)
     if "://" not in url:
         url = "ws://" + url
-    parts = urlsplit(url)
+    parts = urlsplit(url.strip())
     scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
     return urlunsplit((scheme, parts.netloc, path, "", ""))
 
@@ -146,7 +179,7 @@ def _retry_after(exc: Any) -> float:
         seconds = float((exc.headers or {}).get("Retry-After", 1))
     except ValueError:
         seconds = 1.0
-    return min(max(seconds, 0.05), 5.0) * random.uniform(0.5, 1.0)
+    return min(max(seconds, 0.05), 5.0) * random.uniform(0.1, 1.0)
 
 
 class _Restream:

@@ -59,8 +59,18 @@ def serve(
         "settlement on the configured chain; see `mtor chain`), or run a free realm.",
     ),
 ) -> None:
-    """Run the aiohttp broker until Ctrl-C: /ws/client, /ws/worker, /healthz,
-    /v1/workers, /v1/stats and /metrics (Prometheus)."""
+    """Run a broker until Ctrl-C: a realm that others join.
+
+    It serves /ws/client, /ws/worker, /healthz, /v1/workers, /v1/stats, the
+    realm's money for its users (/v1/realm, /v1/wallet, ...; docs/ledger.md)
+    and /metrics (Prometheus).
+
+    Examples:
+
+      mtor broker serve --host 0.0.0.0 --port 8765 --paid
+
+      mtor broker serve --port 8443 --tls-cert cert.pem --tls-key key.pem
+    """
     from broker import BrokerConfig
 
     config = BrokerConfig(
@@ -102,12 +112,17 @@ async def _serve(config: Any, paid: bool) -> None:
     from broker import BrokerServer
 
     stop = asyncio.Event()
-    billing = None
+    billing = make_desk = None
     if paid:
         from mtor_cli.commands.ledger import start_realm_ledger
 
-        billing = start_realm_ledger(stop)
-    server = BrokerServer(config, billing)
+        billing, make_desk = start_realm_ledger(stop)
+    from mtor_cli.intent import installed_recogniser
+
+    recogniser = installed_recogniser()
+    if recogniser is None:
+        output.note("intent recognition: rules only (install `mtor[voice]` for the embedding recogniser)")
+    server = BrokerServer(config, billing, make_desk, recogniser)
     await server.start()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -128,7 +143,12 @@ def status(
     broker: str | None = options.broker_option(),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    """Health, queue figures and connected workers of a broker."""
+    """Health, queue figures and connected workers of a broker.
+
+    Example:
+
+      mtor broker status --broker ws://realm.example:8765
+    """
     from mtor_cli.client import RealmError, http_get_json
 
     url = broker or _default_url()
@@ -157,7 +177,7 @@ def status(
 
 
 def _default_url() -> str:
-    from mtor_cli.paths import configured_broker
+    from mtor_cli.options import configured_broker
     from mtor_cli.realm import running_url
 
     url = configured_broker() or running_url()

@@ -7,11 +7,11 @@ from typing import Any
 
 import typer
 
-from mtor_cli import options, output
+from mtor_cli import money, options, output
 
 group = typer.Typer(
     name="keys",
-    help="""API keys for OpenAI-compatible clients (the openai package, `llm`, curl, ...).
+    help="""API keys for OpenAI-compatible clients (openai, llm, curl).
 
 A key is bound to your address: requests made with it are charged to you like
 `mtor ask`, up to the key's --limit. The realm keeps only a hash of it.
@@ -24,7 +24,7 @@ A key is bound to your address: requests made with it are charged to you like
 
 _broker = options.broker_option()
 _key = typer.Option(None, "--key", help="Key file of the identity the API key belongs to (default: your own key).")
-_json = typer.Option(False, "--json", help="Print one JSON object (amounts in base units, as strings).")
+_json = options.json_option()
 
 
 def register(app: typer.Typer) -> None:
@@ -38,19 +38,23 @@ def _base_url(broker: str | None) -> str:
     return http_url(broker_url(broker), "/v1")
 
 
-def _spend(data: dict[str, Any]) -> str:
-    from ledger.units import format_amount
+def _for_scripts(row: dict[str, Any]) -> dict[str, Any]:
+    """A key as --json shows it: each amount in base units (a string) and in $9000."""
+    limit = None if row["limit"] is None else int(row["limit"])
+    return {**row, **money.fields("limit", limit), **money.fields("spent", int(row["spent"]))}
 
-    if data["limit"] is None:
+
+def _spending(row: dict[str, Any]) -> str:
+    if row["limit"] is None:
         return "no limit"
-    return f"{format_amount(int(data['spent']))} of {format_amount(int(data['limit']), symbol=True)} spent"
+    return f"{money.fmt(int(row['spent']))} of {money.fmt(int(row['limit']))} $9000"
 
 
 @group.command("create")
 def create(
     name: str = typer.Option("", "--name", "-n", help="A name to recognise the key by (e.g. the app using it)."),
     limit: str | None = typer.Option(
-        None, "--limit", help="The most the key may spend, in $9000 (default in a paid realm: 10)."
+        None, "--limit", help="The most the key may spend, in $9000 (default in a paid realm: 10).", show_default=False
     ),
     broker: str | None = _broker,
     key: Path | None = _key,
@@ -58,30 +62,24 @@ def create(
 ) -> None:
     """Create an API key; its secret is printed once and never stored by the realm.
 
-    Example: mtor keys create --name laptop --limit 5
+    Example:
+
+      mtor keys create --name laptop --limit 5
     """
     from mtor_cli.signed import call_or_fail
 
     payload: dict[str, Any] = {"name": name}
     if limit is not None:
-        from ledger.errors import LedgerError
-        from ledger.units import parse_amount
-
-        try:
-            payload["limit"] = str(parse_amount(limit, allow_zero=True))
-        except LedgerError as exc:
-            output.fail("usage", exc.message, exc.hint)
+        payload["limit"] = str(money.parse(limit, "--limit"))
     data = call_or_fail(broker, "POST", "/v1/keys", payload, key=key)
     base = _base_url(broker)
     if json_out:
-        output.print_json({**data, "base_url": base})
+        output.print_json({**_for_scripts(data), "base_url": base})
         return
     print(data["secret"])
     spend = "free realm: nothing is charged"
     if data["paid"]:
-        from ledger.units import format_amount
-
-        spend = f"may spend up to {format_amount(int(data['limit']), symbol=True)}, charged to your address"
+        spend = f"may spend up to {money.fmt(int(data['limit']))} $9000, charged to your address"
     output.note(
         f"API key {data['id']}{' (' + data['name'] + ')' if data['name'] else ''} for {data['address']}: {spend}.\n"
         f"It is shown only now. Use it with OPENAI_BASE_URL={base} OPENAI_API_KEY=<the key>"
@@ -90,12 +88,17 @@ def create(
 
 @group.command("list")
 def list_keys(broker: str | None = _broker, key: Path | None = _key, json_out: bool = _json) -> None:
-    """Your API keys that are not revoked (the secrets are not shown again)."""
+    """Your API keys that are not revoked (the secrets are not shown again).
+
+    Example:
+
+      mtor keys list --json
+    """
     from mtor_cli.signed import call_or_fail
 
     data = call_or_fail(broker, "GET", "/v1/keys", key=key)
     if json_out:
-        output.print_json(data)
+        output.print_json({**data, "keys": [_for_scripts(k) for k in data["keys"]]})
         return
     import datetime as dt
 
@@ -105,10 +108,10 @@ def list_keys(broker: str | None = _broker, key: Path | None = _key, json_out: b
         return "-" if ts is None else dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
 
     table = Table(title=f"API keys of {data['address']}")
-    for column in ("id", "name", "key", "created", "last used", "spending"):
-        table.add_column(column)
+    for column in ("id", "name", "key", "created", "last used", "spent"):
+        table.add_column(column, no_wrap=column in ("id", "key"))
     for k in data["keys"]:
-        spending = _spend(k) if data["paid"] else "free realm"
+        spending = _spending(k) if data["paid"] else "free realm"
         table.add_row(k["id"], k["name"] or "-", k["key"], when(k["created"]), when(k["last_used"]), spending)
     if not data["keys"]:
         table.add_row("no keys: create one with `mtor keys create`", "", "", "", "", "")
@@ -122,11 +125,20 @@ def revoke(
     key: Path | None = _key,
     json_out: bool = _json,
 ) -> None:
-    """Revoke an API key at once; its running requests end and their holds are released."""
+    """Revoke an API key at once; its running requests end and their holds are released.
+
+    Example:
+
+      mtor keys revoke key_3f2a9c01b7de
+    """
+    import re
+
     from mtor_cli.signed import call_or_fail
 
+    if not re.fullmatch(r"key_[0-9a-f]{12}", key_id):
+        output.fail("usage", f"{key_id!r} is not a key id", "ids look like key_3f2a9c01b7de; see `mtor keys list`")
     data = call_or_fail(broker, "DELETE", f"/v1/keys/{key_id}", key=key)
     if json_out:
-        output.print_json(data)
+        output.print_json(_for_scripts(data))
         return
     print(f"revoked {data['id']}" + (f"; {data['requests_ended']} running request(s) ended" if data["requests_ended"] else ""))
