@@ -274,37 +274,6 @@ class Transcription(Struct):
     mtor: MtorInfo
 
 
-# --- embeddings -----------------------------------------------------------------
-
-
-class EmbeddingRequest(Struct):
-    """POST /v1/embeddings -> an embed worker."""
-
-    model: str
-    input: Annotated[str, Meta(min_length=1)] | Annotated[list[Annotated[str, Meta(min_length=1)]], Meta(min_length=1)]
-    encoding_format: Literal["float", "base64"] = "float"
-    max_price: Price | None = None
-
-
-class Embedding(Struct):
-    embedding: list[float] | str  # str: base64 of little-endian float32, with encoding_format=base64
-    index: int
-    object: Literal["embedding"] = "embedding"
-
-
-class EmbeddingUsage(Struct):
-    prompt_tokens: int = 0
-    total_tokens: int = 0
-
-
-class EmbeddingsResponse(Struct):
-    data: list[Embedding]
-    model: str
-    usage: EmbeddingUsage
-    mtor: MtorInfo
-    object: Literal["list"] = "list"
-
-
 # --- models ----------------------------------------------------------------------
 
 

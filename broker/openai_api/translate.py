@@ -21,7 +21,6 @@ from broker.openai_api.schema import (
     OPENAI_VOICES,
     ChatCompletionRequest,
     CompletionRequest,
-    EmbeddingRequest,
     ImagePart,
     ImageRequest,
     SpeechRequest,
@@ -223,12 +222,3 @@ def transcription(form: TranscriptionForm, offer: Offer, mime: str, filename: st
     audio = Attachment(kind="audio", data=base64.b64encode(form.file).decode(), mime=mime, name=filename)
     params = _keep({"language": form.language, "temperature": form.temperature}, names)
     return Plan("speech", form.model, "", "file", [audio], params)
-
-
-def embedding(req: EmbeddingRequest, offer: Offer) -> Plan:
-    names = _media(offer, "embed", "embed text") or set()
-    texts = [req.input] if isinstance(req.input, str) else list(req.input)
-    params = _keep({"texts": texts[1:] or None}, names)
-    if len(texts) > 1 and "texts" not in names:
-        raise _unsupported("input", f"model {req.model!r} embeds one text per request", "send one string")
-    return Plan("embed", req.model, texts[0], "input", [], params)
