@@ -322,7 +322,7 @@ async def bus_and_http(quick: bool) -> tuple[dict[str, list[float]], Windows]:
 README_SNIPPET = """
 from openai import OpenAI
 client = OpenAI()
-model = client.models.list().data[0].id
+model = next(m.id for m in client.models.list().data if 'chat' in m.mtor['intents'])
 for chunk in client.chat.completions.create(model=model, stream=True, messages=[{'role': 'user', 'content': 'Tell me a joke'}]):
     print(chunk.choices[0].delta.content or '', end='', flush=True)
 print()
@@ -364,7 +364,7 @@ async def ttft(samples: int) -> dict[str, list[float]]:
     from mtor_cli.client import new_guid
 
     client = openai.AsyncOpenAI(base_url=base, api_key=key, max_retries=0)
-    model = (await client.models.list()).data[0].id
+    model = next(m.id for m in (await client.models.list()).data if 'chat' in m.mtor['intents'])
     question = [{"role": "user", "content": "Tell me a joke"}]
     out: dict[str, list[float]] = {"http (openai, in process)": [], "ws (RealmClient, in process)": [],
                                    "`python -c` openai snippet": [], "`mtor ask`": []}
