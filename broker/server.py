@@ -64,7 +64,7 @@ class BrokerServer:
         money: Callable[[], Desk] | None = None,
         recogniser: Recognises | None = None,
     ) -> None:
-        """``money`` makes the ledger's money desk for the /v1/wallet routes (paid realms);
+        """``money`` makes the ledger's money desk for the money routes (paid realms);
         ``recogniser`` places queries no rule routes (e.g. mtor_cli.intent's), kept loaded."""
         self.config = config or BrokerConfig()
         self.billing = billing
@@ -138,6 +138,7 @@ class BrokerServer:
             views=views,
             openai=openai,
             router=Router(registry.intents, dispatcher.stored_query, self.recogniser),
+            billing=billing,
         )
 
     async def start(self) -> None:
@@ -158,7 +159,7 @@ class BrokerServer:
         app.add_routes(account_routes(parts))
         app.add_routes(openai_routes(parts))
         app.add_routes(key_routes(parts))
-        app.add_routes(money_routes(self.teller, parts.verifier, cfg.realm))
+        app.add_routes(money_routes(parts, self.teller))
         # keepalive_timeout: an HTTP connection that sends no (complete) request
         # for that long is closed, so slowly trickled headers cannot hold a socket.
         self._runner = web.AppRunner(

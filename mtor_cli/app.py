@@ -43,6 +43,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "sysop",
     "keys",
     "config",
+    "email",
 )
 
 HELP = """MTOR (Multi-Tronic Operating Realm): ask a realm of volunteer AI workers.

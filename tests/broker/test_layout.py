@@ -30,6 +30,12 @@ def test_only_the_server_knows_the_server_and_only_handlers_get_the_parts() -> N
     assert uses_server == []
     uses_parts = sorted(m for m, deps in graph.items() if "broker.parts" in deps)
     assert uses_parts == [
-        "broker.account_rest", "broker.client_session", "broker.openai_api.keys_rest", "broker.openai_api.routes",
-        "broker.rest", "broker.server", "broker.worker_session",
+        "broker.account_rest",
+        "broker.client_session",
+        "broker.money_rest",
+        "broker.openai_api.keys_rest",
+        "broker.openai_api.routes",
+        "broker.rest",
+        "broker.server",
+        "broker.worker_session",
     ]
