@@ -113,7 +113,7 @@ class BrokerServer:
         limits = RateLimits(cfg, dispatcher.jobs)
         keys = KeyStore(keys_path(db))
         openai = OpenAIGateway(
-            dispatcher, limits, registry, accounts, keys, outbox, billing.quote if billing is not None else None, cfg.realm
+            dispatcher, limits, registry, accounts, keys, outbox, billing, cfg.realm
         )
         return Parts(
             config=cfg,

@@ -26,6 +26,7 @@ HTTP_ERROR_CODES: dict[str, str] = {
     "revoked_api_key": "The API key was revoked.",
     "model_not_found": "No connected worker has ever offered that model.",
     "allowance_exceeded": "The API key's spending limit does not cover the request.",
+    "authorisation_exhausted": "No spending authorisation its owner signed covers the key's request.",
     "unknown_key": "No API key with that id belongs to you.",
     "unsupported": "The realm cannot honour that field or value.",
 }
@@ -37,6 +38,8 @@ _STATUS: dict[str, tuple[int, str]] = {
     "insufficient_funds": (402, "payment_required"),
     "price_exceeded": (402, "payment_required"),
     "allowance_exceeded": (402, "payment_required"),
+    "authorisation_exhausted": (402, "payment_required"),
+    "exit_pending": (402, "payment_required"),
     "banned": (403, "permission_error"),
     "forbidden": (403, "permission_error"),
     "model_not_found": (404, "not_found_error"),
@@ -77,6 +80,14 @@ class ApiError(MtorError):
         if err.retry_after is not None:
             detail["retry_after"] = err.retry_after
         param = {"prompt_too_long": prompt_field, "bad_attachment": prompt_field, "price_exceeded": "max_price"}
+        if err.code == "bad_authorisation":  # a key's request cannot sign again: say what can
+            return cls(
+                "authorisation_exhausted",
+                "the spending authorisation you signed for this realm does not cover this request: "
+                + err.message,
+                "create a new key with `mtor keys create --limit AMOUNT` (it signs a new authorisation)",
+                **detail,
+            )
         return cls(err.code, err.message, err.hint, param.get(err.code), **detail)
 
     @property

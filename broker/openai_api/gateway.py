@@ -21,8 +21,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -32,10 +31,11 @@ from broker.openai_api.errors import ApiError
 from broker.openai_api.http_peer import Answer, HttpPeer
 from broker.openai_api.keys import ApiKey, KeyStore
 from broker.openai_api.translate import Plan
-from broker.protocol import Accepted, Error, Result, SubmitQuery
+from broker.protocol import Accepted, Authorisation, Error, Result, SubmitQuery
 
 if TYPE_CHECKING:
     from broker.accounts import AccountStore
+    from broker.billing import Billing
     from broker.dispatch import Dispatcher
     from broker.peer import Writer
     from broker.ratelimit import RateLimits
@@ -44,7 +44,6 @@ if TYPE_CHECKING:
 HANGUP_CHECK_S = 0.25
 RETRY_GRACE_S = 10.0  # how long a hung-up request with an Idempotency-Key waits for its retry
 MAX_IDEMPOTENCY_KEY = 255
-Quote = Callable[[str, str, str | None, dict[str, Any]], int]
 
 
 class ClientGone(Exception):
@@ -60,19 +59,22 @@ class OpenAIGateway:
         accounts: AccountStore,
         keys: KeyStore,
         outbox: Writer,
-        quote: Quote | None,
+        billing: Billing | None,
         realm: str,
     ) -> None:
-        """``quote``: the realm's Billing.quote (None: a free realm)."""
+        """``billing``: the realm's (None: a free realm). It learns what the keys may still
+        spend, which every authorisation of their owner must cover (docs/openai.md)."""
         self._dispatcher = dispatcher
         self._limits = limits
         self._registry = registry
         self._accounts = accounts
         self.keys = keys
         self._outbox = outbox
-        self._quote = quote
+        self._billing = billing
         self.realm = realm
-        self.paid = quote is not None
+        self.paid = billing is not None
+        if billing is not None:
+            billing.set_reserved(keys.reserved)
         self._waiting: set[HttpPeer] = set()  # requests whose handler waits for events
         self._seen: set[str] = set()  # models some worker offered since the broker started
 
@@ -97,6 +99,20 @@ class OpenAIGateway:
                 "banned", f"this address is banned from the realm: {ban.reason}", "ask the realm's sysop to lift the ban",
             )
         return key
+
+    def create_key(
+        self, address: str, name: str, limit: int | None, authorisation: Authorisation | None
+    ) -> tuple[ApiKey, str]:
+        """A new key for ``address``. In a paid realm ``authorisation`` must be the user's
+        signature of everything it committed, its other keys' unspent limits and this key's
+        ``limit``: PaymentRefused ``bad_authorisation`` (with ``needed``) otherwise."""
+        self.keys.check(address, name, limit)
+        signed = None
+        if self._billing is not None:
+            self._billing.authorise(address, authorisation, limit or 0)
+            assert authorisation is not None  # authorise refuses a missing one
+            signed = (authorisation.total, authorisation.signature)
+        return self.keys.create(address, name, limit, signed)
 
     def revoke(self, address: str, key_id: str) -> tuple[ApiKey, int]:
         """Revoke ``address``'s key and end its running requests (holds released); the key and how many ended."""
@@ -148,8 +164,10 @@ class OpenAIGateway:
         idempotency_key = request.headers.get("Idempotency-Key")
         guid = _guid(key.address, idempotency_key)
         price = 0
-        if self._quote is not None:
-            price = self._quote(key.address, plan.intent, plan.model, plan.params)
+        authorisation = None
+        if self._billing is not None:
+            price = self._billing.quote(key.address, plan.intent, plan.model, plan.params)
+            authorisation = self._standing(key)
         cap = spending_cap(key, price, max_price)
         query = SubmitQuery(
             guid=guid,
@@ -160,6 +178,7 @@ class OpenAIGateway:
             params=plan.params,
             stream=stream,
             max_price=cap,
+            authorisation=authorisation,
         )
 
         def settle(peer: HttpPeer, event: Accepted | Result | Error) -> None:
@@ -172,6 +191,23 @@ class OpenAIGateway:
         if self._limits.allow(peer, query):
             self._dispatcher.submit(peer, query)
         return peer
+
+    def _standing(self, key: ApiKey) -> Authorisation:
+        """The authorisation a paid request of ``key`` is held under: its owner's highest valid
+        one, whether signed with a key or with a query. A key without a signed limit (made in
+        the realm while it was free) may spend nothing."""
+        assert self._billing is not None
+        if key.limit is None or key.authorisation is None:
+            raise ApiError(
+                "authorisation_exhausted",
+                f"API key {key.id} has no spending limit its owner signed for this paid realm",
+                "create a new key with `mtor keys create --limit AMOUNT` (it signs one)",
+            )
+        standing = self.keys.authorisation(key.address) or key.authorisation
+        latest = self._billing.standing(key.address)
+        if latest is not None and latest[0] > standing[0]:
+            standing = latest
+        return Authorisation(total=standing[0], signature=standing[1])
 
     def _settle(self, key: ApiKey, peer: HttpPeer, event: Accepted | Result | Error) -> None:
         """Keep the key's own books: what its running requests hold and what it spent."""

@@ -5,7 +5,9 @@ keeps only its SHA-256 (a key that leaks from a backup of this file is
 useless), its public id (``key_`` + 12 hex), the first characters for people
 to recognise it, a name, and what it may spend: ``limit`` base units of
 $9000 in all (``None``: no limit, in a free realm), of which ``spent`` is
-used. Kept in SQLite beside the intent journal (``broker.db`` ->
+used. In a paid realm it also keeps the standing spending authorisation its
+owner signed when creating it (``authorisation``: total and signature; see
+docs/openai.md), which the key's requests may be held under. Kept in SQLite beside the intent journal (``broker.db`` ->
 ``broker.keys.db``) on a connection that commits each write at once; every
 lookup on a request's path is answered from memory.
 """
@@ -32,7 +34,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_keys (
     id TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, address TEXT NOT NULL, name TEXT NOT NULL,
     shown TEXT NOT NULL, created REAL NOT NULL, spend_limit TEXT, spent TEXT NOT NULL,
-    revoked REAL, last_used REAL);
+    revoked REAL, last_used REAL, auth TEXT);
 """
 
 
@@ -51,6 +53,7 @@ class ApiKey:
     spent: int = 0
     revoked: float | None = None
     last_used: float | None = None
+    authorisation: tuple[int, str] | None = None  # (total, signature) its owner signed with it; paid realms
     live: dict[str, int] = field(default_factory=dict)  # guid -> price held, of requests running now
 
     def left(self) -> int | None:
@@ -88,24 +91,30 @@ class KeyStore:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(_SCHEMA)
+        if "auth" not in {row[1] for row in self._conn.execute("PRAGMA table_info(api_keys)")}:
+            self._conn.execute("ALTER TABLE api_keys ADD COLUMN auth TEXT")  # a keys file from before paid keys
         self._by_hash: dict[str, ApiKey] = {}
         self._by_id: dict[str, ApiKey] = {}
+        self._by_address: dict[str, list[ApiKey]] = {}  # lower-case address -> its keys, oldest first
         self._written: dict[str, float] = {}  # key id -> when its last_used was last written
         for row in self._conn.execute(
-            "SELECT id, hash, address, name, shown, created, spend_limit, spent, revoked, last_used FROM api_keys"
+            "SELECT id, hash, address, name, shown, created, spend_limit, spent, revoked, last_used, auth FROM api_keys"
         ):
             key = ApiKey(
                 row[0], row[2], row[3], row[4], row[5], None if row[6] is None else int(row[6]), int(row[7]),
-                row[8], row[9],
+                row[8], row[9], _decode(row[10]),
             )
             self._by_hash[row[1]] = key
             self._by_id[key.id] = key
+            self._by_address.setdefault(key.address.lower(), []).append(key)
+        for listed in self._by_address.values():
+            listed.sort(key=lambda k: k.created)
 
     def close(self) -> None:
         self._conn.close()
 
-    def create(self, address: str, name: str, limit: int | None) -> tuple[ApiKey, str]:
-        """A new key for ``address``: the record and the secret (shown once, never stored)."""
+    def check(self, address: str, name: str, limit: int | None) -> str:
+        """The name ``create`` would store; KeyRefused if it would refuse the key."""
         name = name.strip()
         if len(name) > MAX_NAME_CHARS:
             raise KeyRefused("bad_params", f"a key name is at most {MAX_NAME_CHARS} characters", "shorten --name")
@@ -115,16 +124,29 @@ class KeyStore:
             raise KeyRefused(
                 "bad_params", f"{address} has {MAX_KEYS_PER_ADDRESS} active keys", "revoke one with `mtor keys revoke`"
             )
+        return name
+
+    def create(
+        self, address: str, name: str, limit: int | None, authorisation: tuple[int, str] | None = None
+    ) -> tuple[ApiKey, str]:
+        """A new key for ``address``: the record and the secret (shown once, never stored).
+        ``authorisation``: the standing one its owner signed for it (paid realms)."""
+        name = self.check(address, name, limit)
         secret = KEY_PREFIX + secrets.token_urlsafe(32)
-        key = ApiKey("key_" + secrets.token_hex(6), address, name, secret[: len(KEY_PREFIX) + 4], time.time(), limit)
+        key = ApiKey(
+            "key_" + secrets.token_hex(6), address, name, secret[: len(KEY_PREFIX) + 4], time.time(), limit,
+            authorisation=authorisation,
+        )
         hashed = digest(secret)
         self._conn.execute(
-            "INSERT INTO api_keys (id, hash, address, name, shown, created, spend_limit, spent, revoked, last_used)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, '0', NULL, NULL)",
-            (key.id, hashed, key.address, key.name, key.shown, key.created, None if limit is None else str(limit)),
+            "INSERT INTO api_keys (id, hash, address, name, shown, created, spend_limit, spent, revoked, last_used,"
+            " auth) VALUES (?, ?, ?, ?, ?, ?, ?, '0', NULL, NULL, ?)",
+            (key.id, hashed, key.address, key.name, key.shown, key.created, None if limit is None else str(limit),
+             None if authorisation is None else f"{authorisation[0]}:{authorisation[1]}"),
         )
         self._by_hash[hashed] = key
         self._by_id[key.id] = key
+        self._by_address.setdefault(address.lower(), []).append(key)
         return key, secret
 
     def find(self, secret: str) -> ApiKey | None:
@@ -133,11 +155,17 @@ class KeyStore:
 
     def of(self, address: str) -> list[ApiKey]:
         """``address``'s keys that are not revoked, oldest first."""
-        who = address.lower()
-        return sorted(
-            (k for k in self._by_id.values() if k.address.lower() == who and k.revoked is None),
-            key=lambda k: k.created,
-        )
+        return [k for k in self._by_address.get(address.lower(), ()) if k.revoked is None]
+
+    def reserved(self, address: str) -> int:
+        """What ``address``'s keys that are not revoked may still spend, in all: the part of its
+        standing authorisation that its other spending must leave to them."""
+        return sum(k.left() or 0 for k in self.of(address))
+
+    def authorisation(self, address: str) -> tuple[int, str] | None:
+        """The highest standing authorisation ``address`` signed with any key of it, revoked or not."""
+        signed = [k.authorisation for k in self._by_address.get(address.lower(), ()) if k.authorisation]
+        return max(signed, default=None)
 
     def revoke(self, address: str, key_id: str) -> ApiKey:
         key = self._by_id.get(key_id)
@@ -160,3 +188,10 @@ class KeyStore:
             return
         key.spent += cost
         self._conn.execute("UPDATE api_keys SET spent = ? WHERE id = ?", (str(key.spent), key.id))
+
+
+def _decode(text: str | None) -> tuple[int, str] | None:
+    if not text:
+        return None
+    total, _, signature = text.partition(":")
+    return int(total), signature

@@ -1,7 +1,9 @@
 """API key management: signed requests (broker/signed.py), like every account action.
 
-``POST /v1/keys {name, limit}`` creates one (the secret is in this answer
-only), ``GET /v1/keys`` lists yours, ``DELETE /v1/keys/{id}`` revokes one and
+``POST /v1/keys {name, limit, authorisation}`` creates one (the secret is in
+this answer only; a paid realm needs ``authorisation``, the user's signed
+``Spend`` covering the key's limit, and answers 402 ``bad_authorisation`` with
+what to sign), ``GET /v1/keys`` lists yours, ``DELETE /v1/keys/{id}`` revokes one and
 ends its running requests (their holds are released). Errors are
 ``{"error": {code, message, hint}}``. Shapes in docs/openai.md.
 """
@@ -12,10 +14,10 @@ from aiohttp import web
 
 from broker.openai_api.keys import KeyRefused
 from broker.parts import Parts
-from broker.protocol import MtorError, loads, rest_json
+from broker.protocol import Authorisation, MtorError, loads, rest_json
 
 DEFAULT_LIMIT = 10 * 10**18  # base units: what a key may spend in a paid realm unless its creator says
-_STATUS = {"bad_signature": 401, "unknown_key": 404}
+_STATUS = {"bad_signature": 401, "bad_authorisation": 402, "exit_pending": 402, "unknown_key": 404}
 
 
 def _json(data: object, status: int = 200) -> web.Response:
@@ -23,7 +25,7 @@ def _json(data: object, status: int = 200) -> web.Response:
     return web.Response(body=rest_json(data), status=status, content_type="application/json")
 
 
-def _limit(value: object) -> int | None:
+def _limit(value: object, field: str = "limit") -> int | None:
     """``limit``: base units of $9000, as a JSON integer or a string of digits."""
     if value is None:
         return None
@@ -31,8 +33,20 @@ def _limit(value: object) -> int | None:
         return int(value)
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**78:
         return value
-    raise KeyRefused("bad_params", "`limit` must be base units of $9000, >= 0",
+    raise KeyRefused("bad_params", f"`{field}` must be base units of $9000, >= 0",
                      '{"limit": "5000000000000000000"} for 5 $9000')
+
+
+def _authorisation(value: object) -> Authorisation | None:
+    """``authorisation``: ``{"total": base units (integer or digits), "signature": "0x…"}``."""
+    if value is None:
+        return None
+    if isinstance(value, dict) and isinstance(value.get("signature"), str):
+        total = _limit(value.get("total"), "authorisation.total")
+        if total is not None and len(value["signature"]) <= 132:
+            return Authorisation(total=total, signature=value["signature"])
+    raise KeyRefused("bad_params", "`authorisation` must be {total, signature}: your signed Spend(payer, total)",
+                     "`mtor keys create` signs it by itself; see docs/openai.md")
 
 
 def routes(parts: Parts) -> list[web.RouteDef]:
@@ -57,7 +71,7 @@ def routes(parts: Parts) -> list[web.RouteDef]:
             limit = _limit(data.get("limit"))
             if limit is None and gw.paid:
                 limit = DEFAULT_LIMIT
-            key, secret = keys.create(who, name, limit)
+            key, secret = gw.create_key(who, name, limit, _authorisation(data.get("authorisation")))
         except MtorError as exc:
             return _error(exc)
         return _json({**key.to_dict(), "secret": secret, "paid": gw.paid, "realm": gw.realm})

@@ -66,12 +66,17 @@ def create(
 
       mtor keys create --name laptop --limit 5
     """
-    from mtor_cli.signed import call_or_fail
+    from mtor_cli.client import RealmError
+    from mtor_cli.identity import load_or_create_account
+    from mtor_cli.signed import broker_url
 
     payload: dict[str, Any] = {"name": name}
     if limit is not None:
         payload["limit"] = str(money.parse(limit, "--limit"))
-    data = call_or_fail(broker, "POST", "/v1/keys", payload, key=key)
+    try:
+        data = create_key(broker_url(broker), load_or_create_account(key), payload)
+    except RealmError as exc:
+        output.fail(exc.code, exc.message, exc.hint)
     base = _base_url(broker)
     if json_out:
         output.print_json({**_for_scripts(data), "base_url": base})
@@ -84,6 +89,35 @@ def create(
         f"API key {data['id']}{' (' + data['name'] + ')' if data['name'] else ''} for {data['address']}: {spend}.\n"
         f"It is shown only now. Use it with OPENAI_BASE_URL={base} OPENAI_API_KEY=<the key>"
     )
+
+
+def create_key(url: str, account: Any, payload: dict[str, Any]) -> dict[str, Any]:
+    """``POST /v1/keys`` as ``account``. A paid realm answers ``bad_authorisation`` with what
+    the key needs signed (everything the user committed, its other keys' unspent limits and
+    this key's limit: docs/openai.md); sign exactly that ``Spend`` and send again."""
+    from mtor_cli.client import RealmError
+    from mtor_cli.signed import call
+
+    try:
+        return dict(call(url, "POST", "/v1/keys", payload, account))
+    except RealmError as exc:
+        needed, chain_id = _whole(exc.detail.get("needed")), _whole(exc.detail.get("chain_id"))
+        contract = exc.detail.get("contract")
+        if exc.code != "bad_authorisation" or needed is None or chain_id is None or not isinstance(contract, str) \
+                or "authorisation" in payload:
+            raise
+    from ledger.authorisation import Terms, sign
+
+    signature = sign(account.key, Terms(chain_id, contract), account.address, needed)
+    signed = {**payload, "authorisation": {"total": str(needed), "signature": signature}}
+    return dict(call(url, "POST", "/v1/keys", signed, account))
+
+
+def _whole(value: object) -> int | None:
+    """An amount as REST sends it: a JSON integer, or a string of digits past 2**53."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return int(value) if isinstance(value, str) and value.isdigit() else None
 
 
 @group.command("list")

@@ -49,10 +49,10 @@ def echo_realm(db: Path, *, slots: int = 4, billing: Any = None, **config: Any) 
 
 
 def new_key(url: str, account: Any, **payload: Any) -> dict[str, Any]:
-    """Create an API key over the signed REST call `mtor keys create` makes."""
-    from mtor_cli.signed import call
+    """Create an API key as `mtor keys create` does (in a paid realm it signs the key's authorisation)."""
+    from mtor_cli.commands.keys import create_key
 
-    return call(url, "POST", "/v1/keys", payload, account)
+    return create_key(url, account, payload)
 
 
 def openai_client(url: str, secret: str, **options: Any) -> Any:

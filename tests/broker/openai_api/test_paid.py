@@ -1,8 +1,9 @@
-"""A paid realm: key requests charged like `mtor ask`, 402s, the key's limit, and hanging up.
+"""A paid realm: key requests charged like `mtor ask` under the standing authorisation
+their owner signed, 402s, the key's limit, settlement on chain, and hanging up.
 
-The realm bills through the real ledger (``ledger.RealmBilling`` on its own
-SQLite journal); users get their $9000 as a deposit entry in that journal.
-``curl -N`` is the client of the streaming and hang-up tests.
+The realm bills through the real ledger (``ledger.RealmBilling``) on the embedded
+chain (py-evm), its contracts deployed; users take test tokens from the faucet and
+deposit them on chain. ``curl -N`` is the client of the streaming and hang-up tests.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from typing import Any
 import openai
 import pytest
 
-from broker.billing import InsufficientFunds
-from ledger import Journal, RealmBilling
+from broker.billing import InsufficientFunds, PaymentRefused
+from ledger import Ledger, LedgerConfig, RealmBilling
 from ledger import accounts as A
+from ledger import authorisation as auth
+from ledger.desk import MoneyDesk
 from ledger.units import ONE
-from mtor_cli.client import RealmClient, http_url
+from mtor_cli.client import RealmClient, RealmError, http_url
 from mtor_cli.identity import load_or_create_account
 from mtor_cli.signed import call
 from tests.broker.openai_api.conftest import SLOW_WORD_S, echo_realm, new_key, openai_client
@@ -31,42 +34,56 @@ PRICE = ONE // 100  # the default price of an intent the price table does not na
 
 
 class Paid:
-    def __init__(self, realm: ThreadRealm, billing: RealmBilling, journal: Journal) -> None:
-        self.realm, self.billing, self.journal = realm, billing, journal
-        self._deposits = 0
+    def __init__(self, realm: ThreadRealm, billing: RealmBilling, ledger: Ledger, free_key: str) -> None:
+        self.realm, self.billing, self.ledger, self.journal = realm, billing, ledger, ledger.journal
+        self.free_key = free_key  # made while the realm was free: it has no signed limit
 
     def user(self, path: Path, amount: int = 10 * ONE) -> Any:
-        """An identity (a key file, as the CLI keeps it) with ``amount`` deposited."""
+        """An identity (a key file, as the CLI keeps it) with ``amount`` deposited on chain."""
         account = load_or_create_account(path)
         if amount:
-            self._deposits += 1
-            self.realm.call(self._on_loop(lambda: self.journal.post(
-                "deposit", f"test:{self._deposits}", ((A.ESCROW, -amount), (A.user(account.address), amount))
-            )))
+            self.on_loop(lambda: (self.ledger.faucet(account), self.ledger.deposit(account, amount)))
         return account
 
+    def on_loop(self, fn: Any) -> Any:
+        """``fn()`` on the realm's loop: the ledger is the broker's, used by one thread."""
+
+        async def run() -> Any:
+            return fn()
+
+        return self.realm.call(run())
+
     def balance(self, address: str) -> int:
-        return self.realm.call(self._on_loop(lambda: self.billing.balance(address)))
+        return self.on_loop(lambda: self.billing.balance(address))
 
     def held(self, address: str) -> int:
-        return self.realm.call(self._on_loop(lambda: self.journal.balance(A.hold(address))))
+        return self.on_loop(lambda: self.journal.balance(A.hold(address)))
 
-    @staticmethod
-    async def _on_loop(fn: Any) -> Any:
-        return fn()
+    def terms(self) -> auth.Terms:
+        terms = self.on_loop(self.ledger.terms)
+        assert terms is not None
+        return terms
 
 
 @pytest.fixture(scope="module")
 def paid(module_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Paid]:
     root = tmp_path_factory.mktemp("paid")
-    journal = Journal(root / "ledger.db")
-    billing = RealmBilling(journal, insufficient_funds=InsufficientFunds)
-    realm = echo_realm(root / "journal.db", billing=billing, slots=2)
+    # The operator ran the realm free first, and someone made a key then.
+    free = echo_realm(root / "journal.db")
     try:
-        yield Paid(realm, billing, journal)
+        free_key = new_key(free.url, load_or_create_account(root / "early.json"))["secret"]
+    finally:
+        free.stop()
+    config = LedgerConfig(root / "data", welcome_grant=0)
+    ledger = Ledger(config, commit="loop")
+    ledger.deploy()
+    billing = ledger.billing(insufficient_funds=InsufficientFunds, refused=PaymentRefused)
+    realm = echo_realm(root / "journal.db", billing=billing, slots=2, money=lambda: MoneyDesk(config))
+    try:
+        yield Paid(realm, billing, ledger, free_key)
     finally:
         realm.stop()
-        journal.close()
+        ledger.close()
 
 
 def keys_of(url: str, user: Any) -> dict[str, Any]:
@@ -245,3 +262,107 @@ def test_a_retry_with_the_same_idempotency_key_picks_up_the_answer_once(paid: Pa
     assert paid.balance(user.address) == before - PRICE and paid.held(user.address) == 0
     stored = call(paid.realm.url, "GET", f"/v1/history/{guid_of(tmp_path / 'h2')}", account=user)
     assert stored["status"] == "done"
+
+
+def post_key(paid: Paid, user: Any, payload: dict[str, Any]) -> dict[str, Any]:
+    return call(paid.realm.url, "POST", "/v1/keys", payload, user)  # type: ignore[no-any-return]
+
+
+def test_a_paid_key_needs_its_owners_signature_for_everything_it_may_spend(paid: Paid, tmp_path: Path) -> None:
+    user = paid.user(tmp_path / "user.json")
+    first = new_key(paid.realm.url, user, limit=str(3 * PRICE))
+    with pytest.raises(RealmError) as refused:
+        post_key(paid, user, {"limit": str(2 * PRICE)})  # no authorisation
+    err = refused.value
+    assert err.code == "bad_authorisation" and "at least" in err.message
+    # What it must cover: everything committed (nothing yet), the first key's limit, and this one's.
+    assert int(err.detail["needed"]) == 3 * PRICE + 2 * PRICE
+    terms = paid.terms()
+    assert (err.detail["chain_id"], err.detail["contract"]) == (terms.chain_id, terms.contract)
+    short = 3 * PRICE + 2 * PRICE - 1
+    with pytest.raises(RealmError, match="at least"):
+        post_key(paid, user, {"limit": str(2 * PRICE), "authorisation": {
+            "total": str(short), "signature": auth.sign(user.key, terms, user.address, short)}})
+    stranger = load_or_create_account(tmp_path / "stranger.json")
+    needed = 5 * PRICE
+    with pytest.raises(RealmError) as forged:
+        post_key(paid, user, {"limit": str(2 * PRICE), "authorisation": {
+            "total": str(needed), "signature": auth.sign(stranger.key, terms, user.address, needed)}})
+    assert forged.value.code == "bad_authorisation" and "not signed by" in forged.value.message
+    assert list(keys_of(paid.realm.url, user)) == [first["id"]]  # nothing was made unsigned
+    second = post_key(paid, user, {"limit": str(2 * PRICE), "authorisation": {
+        "total": str(needed), "signature": auth.sign(user.key, terms, user.address, needed)}})
+    assert int(second["limit"]) == 2 * PRICE and "authorisation" not in second
+    # The realm now asks every new authorisation of this user to cover both keys' limits.
+    assert paid.on_loop(lambda: paid.billing.terms(user.address))["committed"] == 5 * PRICE
+
+
+def test_mtor_keys_create_signs_the_authorisation_itself(paid: Paid, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mtor_cli.app import build_app
+
+    path = tmp_path / "cli.json"
+    user = paid.user(path)
+    made = CliRunner().invoke(build_app(), ["keys", "create", "--broker", paid.realm.url, "--key", str(path),
+                                            "--limit", "0.02", "--json"])
+    assert made.exit_code == 0, made.output
+    key = json.loads(made.stdout)
+    assert key["paid"] is True and int(key["limit"]) == 2 * PRICE and key["limit_9000"] == "0.02"
+    assert ask(openai_client(paid.realm.url, key["secret"]), "signed once").mtor["cost"] == str(PRICE)
+    assert paid.balance(user.address) == 10 * ONE - PRICE
+
+
+def test_other_spending_never_eats_a_keys_limit(paid: Paid, tmp_path: Path) -> None:
+    user = paid.user(tmp_path / "user.json")
+    key = new_key(paid.realm.url, user, limit=str(2 * PRICE))
+    client = openai_client(paid.realm.url, key["secret"])
+
+    async def over_the_bus(n: int) -> list[int]:
+        async with RealmClient(paid.realm.url, user) as realm:
+            return [(await realm.ask(f"sdk {i}", intent="echo")).cost for i in range(n)]
+
+    assert paid.realm.call(over_the_bus(3)) == [PRICE] * 3  # the SDK signs above the key's reserve
+    other = new_key(paid.realm.url, user, limit=str(PRICE))
+    assert ask(openai_client(paid.realm.url, other["secret"]), "other key").mtor["cost"] == str(PRICE)
+    assert ask(client, "one").mtor["cost"] == str(PRICE)
+    assert ask(client, "two").mtor["cost"] == str(PRICE)
+    with pytest.raises(openai.APIStatusError) as err:
+        ask(client, "three")
+    assert err.value.status_code == 402 and err.value.body["code"] == "allowance_exceeded"
+    assert paid.balance(user.address) == 10 * ONE - 6 * PRICE
+    # Every hold carried a signature of this user covering all it committed then.
+    rows = paid.on_loop(lambda: paid.journal.execute(
+        "SELECT auth, id FROM txns WHERE kind = 'hold' AND payer = ? ORDER BY id", (user.address,)).fetchall())
+    assert len(rows) == 6
+    terms = paid.terms()
+    for text, _ in rows:
+        total, signature = auth.decode(text)
+        assert auth.verify(terms, user.address, total, signature)
+    assert max(auth.decode(t)[0] for t, _ in rows) >= 6 * PRICE
+
+
+def test_a_key_made_while_the_realm_was_free_spends_nothing_unsigned(paid: Paid) -> None:
+    client = openai_client(paid.realm.url, paid.free_key)
+    with pytest.raises(openai.APIStatusError) as err:
+        ask(client, "free ride")
+    assert err.value.status_code == 402
+    body = err.value.body
+    assert body["code"] == "authorisation_exhausted" and "mtor keys create --limit" in body["hint"]
+
+
+def test_settlement_redeems_key_spending_on_chain_under_the_owners_signature(paid: Paid, tmp_path: Path) -> None:
+    user = paid.user(tmp_path / "user.json")
+    client = openai_client(paid.realm.url, new_key(paid.realm.url, user, limit=str(5 * PRICE))["secret"])
+    for i in range(3):
+        ask(client, f"settle {i}")
+    paid.on_loop(paid.ledger.settle)
+
+    def on_chain() -> tuple[int, int, int]:
+        with paid.ledger.session() as s:
+            deposit, spent = s.ledger.functions.accountOf(user.address).call()
+        return deposit, spent, paid.journal.charged(user.address)
+
+    deposit, spent, charged = paid.on_loop(on_chain)
+    assert spent == charged == 3 * PRICE  # redeemed in full: the key's authorisation covered it
+    assert deposit == 10 * ONE - 3 * PRICE
