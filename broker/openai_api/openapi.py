@@ -28,7 +28,7 @@ ERROR_STATUSES = {
 _TYPES: tuple[Any, ...] = (
     S.ChatCompletionRequest, S.ChatCompletion, S.ChatCompletionChunk, S.CompletionRequest, S.Completion,
     S.ImageRequest, S.ImagesResponse, S.SpeechRequest, S.TranscriptionForm, S.Transcription,
-    S.ModelList, S.Model, S.ErrorResponse,
+    S.EmbeddingRequest, S.EmbeddingsResponse, S.ModelList, S.Model, S.ErrorResponse,
 )
 
 
@@ -82,6 +82,7 @@ _MODEL_INTENTS: dict[str, Callable[[Offer], bool]] = {
     "ImageRequest": lambda o: "imagine" in o.params,
     "SpeechRequest": lambda o: "tts" in o.params,
     "TranscriptionForm": lambda o: "speech" in o.params,
+    "EmbeddingRequest": lambda o: "embed" in o.params,
 }
 
 
@@ -135,6 +136,10 @@ def _document() -> bytes:
             "Speech to text (speech)", {"multipart/form-data": {"schema": _ref(S.TranscriptionForm)}},
             {**_json(S.Transcription), "text/plain": {"schema": {"type": "string"}}},
             "the text (text/plain with response_format=text)",
+        ),
+        "/v1/embeddings": _post(
+            "Embed texts (embed): one vector per input, in order", _json(S.EmbeddingRequest),
+            _json(S.EmbeddingsResponse), "the vectors (base64 float32s with encoding_format=base64)",
         ),
     }
     doc = {

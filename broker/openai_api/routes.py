@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import mimetypes
+import struct
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -242,6 +243,22 @@ def routes(parts: Parts) -> list[web.RouteDef]:
         return _ok(S.Transcription(text, _info(result)), _headers(result))
 
     @api
+    async def embeddings(request: web.Request) -> web.StreamResponse:
+        key = gw.authenticate(request.headers.get("Authorization"))
+        req = _decode(await request.read(), S.EmbeddingRequest)
+        plan = translate.embedding(req, gw.offer(req.model))
+        peer = gw.submit(request, key, plan, stream=False, max_price=_max_price(request, req.max_price))
+        result = await gw.result(peer, plan.prompt_field)
+        vectors = result.data.get("embeddings")
+        if not isinstance(vectors, list) or len(vectors) != len(plan.params["texts"]):
+            raise ApiError("worker_failed", "the embed worker did not return one vector per input", "try again")
+        b64 = req.encoding_format == "base64"
+        data = [S.Embedding(i, _packed(v) if b64 else v) for i, v in enumerate(vectors)]
+        tokens = result.usage.prompt_tokens or 0
+        answer = S.EmbeddingsResponse(data, result.model or req.model, S.EmbeddingUsage(tokens, tokens), _info(result))
+        return _ok(answer, _headers(result))
+
+    @api
     async def openapi(_: web.Request) -> web.StreamResponse:
         return web.Response(body=document(gw.models()), content_type="application/json")
 
@@ -253,8 +270,14 @@ def routes(parts: Parts) -> list[web.RouteDef]:
         web.post("/v1/images/generations", images),
         web.post("/v1/audio/speech", speech),
         web.post("/v1/audio/transcriptions", transcriptions),
+        web.post("/v1/embeddings", embeddings),
         web.get("/openapi.json", openapi),
     ]
+
+
+def _packed(vector: list[float]) -> str:
+    """A vector as OpenAI's ``encoding_format=base64``: float32s, little-endian, base64."""
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
 
 
 def _pcm(wav: bytes) -> bytes:

@@ -274,6 +274,40 @@ class Transcription(Struct):
     mtor: MtorInfo
 
 
+# --- embeddings -------------------------------------------------------------------
+
+MAX_EMBED_INPUTS = 256  # worker.backends.embed.MAX_TEXTS
+EmbedText = Annotated[str, Meta(min_length=1, max_length=8000)]
+
+
+class EmbeddingRequest(Struct):
+    """POST /v1/embeddings -> an embed worker."""
+
+    input: EmbedText | Annotated[list[EmbedText], Meta(min_length=1, max_length=MAX_EMBED_INPUTS)]
+    model: str
+    encoding_format: Literal["float", "base64"] = "float"  # base64: little-endian float32s, as OpenAI's
+    max_price: Price | None = None
+
+
+class Embedding(Struct):
+    index: int
+    embedding: list[float] | str  # a str with encoding_format=base64
+    object: Literal["embedding"] = "embedding"
+
+
+class EmbeddingUsage(Struct):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingsResponse(Struct):
+    data: list[Embedding]
+    model: str
+    usage: EmbeddingUsage
+    mtor: MtorInfo
+    object: Literal["list"] = "list"
+
+
 # --- models ----------------------------------------------------------------------
 
 

@@ -21,6 +21,7 @@ from broker.openai_api.schema import (
     OPENAI_VOICES,
     ChatCompletionRequest,
     CompletionRequest,
+    EmbeddingRequest,
     ImagePart,
     ImageRequest,
     SpeechRequest,
@@ -222,3 +223,13 @@ def transcription(form: TranscriptionForm, offer: Offer, mime: str, filename: st
     audio = Attachment(kind="audio", data=base64.b64encode(form.file).decode(), mime=mime, name=filename)
     params = _keep({"language": form.language, "temperature": form.temperature}, names)
     return Plan("speech", form.model, "", "file", [audio], params)
+
+
+def embedding(req: EmbeddingRequest, offer: Offer) -> Plan:
+    """Every input goes in ``params.texts`` (none in the prompt), so the vectors come back
+    one per input, in order, whatever the inputs hold."""
+    names = _media(offer, "embed", "embed text") or set()
+    if "texts" not in names:
+        raise ApiError("bad_params", f"model {offer.model!r} takes one text at a time", "send one input", "input")
+    texts = [req.input] if isinstance(req.input, str) else list(req.input)
+    return Plan("embed", req.model, "", "input", [], {"texts": texts})

@@ -44,7 +44,7 @@ def test_the_document_is_made_of_the_handlers_types_with_live_models(realm: Thre
     assert doc["openapi"] == "3.1.0"
     assert set(doc["paths"]) == {
         "/v1/models", "/v1/models/{model}", "/v1/chat/completions", "/v1/completions", "/v1/images/generations",
-        "/v1/audio/speech", "/v1/audio/transcriptions",
+        "/v1/audio/speech", "/v1/audio/transcriptions", "/v1/embeddings",
     }
     schemas = doc["components"]["schemas"]
     _, generated = msgspec.json.schema_components(
@@ -57,6 +57,8 @@ def test_the_document_is_made_of_the_handlers_types_with_live_models(realm: Thre
     }
     assert schemas["SpeechRequest"]["properties"]["model"]["examples"] == ["espeak-ng"]
     assert "examples" not in schemas["ImageRequest"]["properties"]["model"]  # no imagine worker here
+    assert "examples" not in schemas["EmbeddingRequest"]["properties"]["model"]
+    assert schemas["EmbeddingsResponse"]["properties"]["data"]["items"] == {"$ref": "#/components/schemas/Embedding"}
 
 
 def test_schemathesis_finds_no_server_error_and_no_answer_off_the_schema(realm: ThreadRealm, tmp_path: Path) -> None:
