@@ -216,9 +216,9 @@ class SdkHttp:
 def new_key(port: int) -> str:
     from eth_account import Account
 
-    from mtor_cli.signed import call
+    from mtor_cli.commands.keys import create_key
 
-    return str(call(f"ws://127.0.0.1:{port}", "POST", "/v1/keys", {"name": "bench"}, Account.create())["secret"])
+    return str(create_key(f"ws://127.0.0.1:{port}", Account.create(), {"name": "bench"})["secret"])
 
 
 def pct(values: list[float], q: float) -> float:
@@ -350,14 +350,14 @@ async def ttft(samples: int) -> dict[str, list[float]]:
 
     from mtor_cli import realm
     from mtor_cli.client import RealmClient, http_url
+    from mtor_cli.commands.keys import create_key
     from mtor_cli.identity import load_or_create_account
-    from mtor_cli.signed import call
 
     progress("starting the embedded realm (SmolLM2; the first start converts it, ~30 s)")
     info = await asyncio.to_thread(realm.start)
     base = http_url(info["url"], "/v1")
     user = load_or_create_account()
-    key = call(info["url"], "POST", "/v1/keys", {"name": "bench"}, user)["secret"]
+    key = create_key(info["url"], user, {"name": "bench"})["secret"]
     import openai
 
     from broker.protocol import SubmitQuery, Token

@@ -162,7 +162,7 @@ class RealmBilling:
             raise self._refused(
                 "bad_authorisation",
                 f"this paid realm needs your signed authorisation of at least {format_amount(needed)} $9000"
-                f" in all; the query carried {what}",
+                f" in all; the request carried {what}",
                 "mtor and the client SDK sign it by themselves; other clients sign "
                 "Spend(payer, total) under the EIP-712 domain in `detail` (see docs/ledger.md)",
                 needed=needed,

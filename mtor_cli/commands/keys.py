@@ -84,7 +84,8 @@ def create(
     print(data["secret"])
     spend = "free realm: nothing is charged"
     if data["paid"]:
-        spend = f"may spend up to {money.fmt(int(data['limit']))} $9000, charged to your address"
+        spend = (f"may spend up to {money.fmt(int(data['limit']))} $9000, charged to your address"
+                 " under the spending authorisation you just signed for it")
     output.note(
         f"API key {data['id']}{' (' + data['name'] + ')' if data['name'] else ''} for {data['address']}: {spend}.\n"
         f"It is shown only now. Use it with OPENAI_BASE_URL={base} OPENAI_API_KEY=<the key>"
