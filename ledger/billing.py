@@ -86,6 +86,7 @@ class RealmBilling:
         self._verified: dict[str, int] = {}  # payer -> highest total whose signature was checked
         self._best: dict[str, tuple[int, str]] = {}  # payer -> its highest verified authorisation
         self._presented: dict[str, tuple[int, str]] = {}  # payer -> its highest accepted one, maybe unverified
+        self._loaded: set[str] = set()  # payers whose holds' authorisations were read back from the journal
         self._reserved: Callable[[str], int] = _nothing_reserved
         self._since_poke = 0
         self._process_status = process_status
@@ -201,7 +202,8 @@ class RealmBilling:
         terms = self._terms()
         if terms is None:
             return None
-        if user not in self._best:
+        if user not in self._loaded:
+            self._loaded.add(user)
             self._load(terms, user)
         best, latest = self._best.get(user), self._presented.get(user)
         if latest is not None and (best is None or latest[0] > best[0]):
@@ -213,7 +215,8 @@ class RealmBilling:
         return self._best.get(user)
 
     def _load(self, terms: auth.Terms, user: str) -> None:
-        """The highest valid authorisation ``user``'s holds carried (after a restart)."""
+        """The highest valid authorisation ``user``'s holds carried (after a restart): a scan of the
+        journal's holds, once per payer per process (the journal keeps no index by payer)."""
         rows = self.journal.execute(
             "SELECT DISTINCT auth FROM txns WHERE kind = 'hold' AND payer = ? AND auth IS NOT NULL", (user,)
         ).fetchall()
