@@ -1,11 +1,12 @@
 """What a request made with an API key may cost: the one place key spending is decided.
 
 An HTTP client holds a key, not the user's private key, so it cannot sign
-anything. The user sets the key's ``limit`` when creating it (a signed
-request, so the user agreed to it); every request made with the key is
-charged to the user's address exactly like ``mtor ask`` (hold, capture,
-release through the realm's Billing), and this function keeps the key within
-its limit: a request whose price is above what the key has left is refused
+anything. The user sets the key's ``limit`` when creating it and, in a paid
+realm, signs a spending authorisation that covers it (the gateway's
+``create_key``; docs/openai.md); every request made with the key is charged
+to the user's address exactly like ``mtor ask`` (hold, capture, release
+through the realm's Billing, under that standing authorisation), and this
+function keeps the key within its limit: a request whose price is above what the key has left is refused
 before it is journaled, and the rest becomes the request's ``max_price``,
 which the dispatcher enforces again on its own quote.
 """
