@@ -210,8 +210,10 @@ class RealmBilling:
             if auth.verify(terms, user, *latest):
                 self._remember(self._best, user, *latest)
                 self._verified[user] = max(self._verified.get(user, 0), latest[0])
+            elif best is not None:
+                self._presented[user] = best
             else:
-                self._presented[user] = best if best is not None else (0, "")
+                del self._presented[user]
         return self._best.get(user)
 
     def _load(self, terms: auth.Terms, user: str) -> None:
