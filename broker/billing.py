@@ -9,6 +9,7 @@ is the money desk's, on a thread of its own (broker/money_rest.py). Amounts are 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 from broker.protocol import Authorisation, MtorError
@@ -58,6 +59,23 @@ class Billing(Protocol):
     def terms(self, user: str) -> dict[str, Any] | None:
         """What ``user`` signs authorisations for (``chain_id``, ``contract``,
         ``committed``): sent in its Welcome. None while the ledger has no contract."""
+        ...
+
+    def set_reserved(self, reserved: Callable[[str], int]) -> None:
+        """``reserved(user)``: what the user's API keys may still spend. Every authorisation
+        of the user must cover it beyond what the user committed (``terms``' ``committed``
+        and a refusal's ``needed`` include it), so other spending never eats a key's limit."""
+        ...
+
+    def authorise(self, user: str, authorisation: Authorisation | None, extra: int) -> None:
+        """Accept the user's signed ``Spend(user, total)`` as a standing authorisation (for
+        a new API key) if it covers what the user committed, its keys' reserve and ``extra``
+        more; raises PaymentRefused ``bad_authorisation`` (``needed`` in its detail) otherwise."""
+        ...
+
+    def standing(self, user: str) -> tuple[int, str] | None:
+        """The user's highest validly signed authorisation (total, signature), under which its
+        API keys' requests are held; None if there is none."""
         ...
 
     def status(self) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from broker.dispatch import Dispatcher
 from broker.gate import Gate
 from broker.history import History
 from broker.metrics import BrokerMetrics
+from broker.openai_api import OpenAIGateway
 from broker.outbox import Outbox
 from broker.peer import Peers
 from broker.ratelimit import RateLimits
@@ -48,5 +49,6 @@ class Parts:
     history: History  # read-only journal queries for REST
     verifier: RequestVerifier  # signed REST requests
     views: RealmViews  # what /healthz, /v1/*, topics and /metrics show
+    openai: OpenAIGateway  # the OpenAI-compatible API and its keys
     router: Router  # the intent of a query that names none
     billing: Billing | None  # a paid realm's charging (terms in Welcome, /v1/ledger/status); None: free

@@ -30,6 +30,9 @@ from broker.journal import SqliteJournal
 from broker.metrics import BrokerMetrics
 from broker.money_rest import Desk, Teller
 from broker.money_rest import routes as money_routes
+from broker.openai_api import HANGUP_CHECK_S, KeyStore, OpenAIGateway, keys_path
+from broker.openai_api.keys_rest import routes as key_routes
+from broker.openai_api.routes import routes as openai_routes
 from broker.outbox import Outbox
 from broker.parts import Parts
 from broker.peer import Peers
@@ -116,6 +119,11 @@ class BrokerServer:
         )
         self.federation = Federation(cfg, db, gate, outbox, registry, queue, dispatcher, subs, metrics, billing)
         subs.serve({**views.topics(), "federation": self.federation.view})
+        limits = RateLimits(cfg, dispatcher.jobs)
+        keys = KeyStore(keys_path(db))
+        openai = OpenAIGateway(
+            dispatcher, limits, registry, accounts, keys, outbox, billing, cfg.realm
+        )
         return Parts(
             config=cfg,
             outbox=outbox,
@@ -125,7 +133,7 @@ class BrokerServer:
             registry=registry,
             dispatcher=dispatcher,
             subs=subs,
-            limits=RateLimits(cfg, dispatcher.jobs),
+            limits=limits,
             trust=trust,
             roles=roles,
             sysop=Sysop(roles, accounts, dispatcher, registry, trust, peers, subs),
@@ -133,6 +141,7 @@ class BrokerServer:
             history=History(db),
             verifier=RequestVerifier(cfg.request_window_s, accounts),
             views=views,
+            openai=openai,
             router=Router(registry.intents, dispatcher.stored_query, self.recogniser),
             billing=billing,
         )
@@ -155,6 +164,8 @@ class BrokerServer:
         app.router.add_get("/ws/worker", workers)
         app.add_routes(rest_routes(parts))
         app.add_routes(account_routes(parts))
+        app.add_routes(openai_routes(parts))
+        app.add_routes(key_routes(parts))
         app.add_routes(money_routes(parts, self.teller))
         app.add_routes(federation.routes())
         # keepalive_timeout: an HTTP connection that sends no (complete) request
@@ -178,6 +189,7 @@ class BrokerServer:
             asyncio.create_task(_every("tick", cfg.heartbeat_s, tick, parts.metrics)),
             asyncio.create_task(_every("trust-sweep", TRUST_SWEEP_S, parts.trust.sweep, parts.metrics)),
             asyncio.create_task(_every("federation", FEDERATION_TICK_S, federation.tick, parts.metrics)),
+            asyncio.create_task(_every("http-hangups", HANGUP_CHECK_S, parts.openai.sweep, parts.metrics)),
             asyncio.create_task(parts.router.warm(), name="mtor-recogniser-warm"),
         ]
 
@@ -201,6 +213,7 @@ class BrokerServer:
             self._runner = None
         parts.trust.sweep()  # the last counters
         parts.accounts.close()
+        parts.openai.keys.close()
         parts.dispatcher.close()
         parts.outbox.flush()
         if self._journal is not None:

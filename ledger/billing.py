@@ -13,6 +13,16 @@
 
 Time in the queue is never priced: the cost depends on usage only.
 
+Standing authorisations, for API keys (docs/openai.md): an HTTP client with
+an API key cannot sign per query, so ``mtor keys create --limit L`` signs
+once, for everything the payer committed, the unspent limits of its other
+keys and ``L`` (:meth:`authorise`). The broker says what a payer's keys may
+still spend (``reserved``, :meth:`set_reserved`); it is part of what every
+authorisation must cover (``committed`` in :meth:`terms` and in a refusal's
+``needed``), so no query of the SDK or of another key eats into a key's
+limit. A key's request is held under the payer's highest authorisation
+(:meth:`standing`): a signature still covers every base unit charged.
+
 Signatures are checked lazily: the first authorisation of each payer (in this
 process), and again whenever what the payer presented but nobody verified
 exceeds ``unverified_limit``. A hostile client can thus get at most that much
@@ -74,9 +84,18 @@ class RealmBilling:
         self._epoch_queries = max(1, epoch_queries)
         self._unverified_limit = unverified_limit
         self._verified: dict[str, int] = {}  # payer -> highest total whose signature was checked
+        self._best: dict[str, tuple[int, str]] = {}  # payer -> its highest verified authorisation
+        self._presented: dict[str, tuple[int, str]] = {}  # payer -> its highest accepted one, maybe unverified
+        self._loaded: set[str] = set()  # payers whose holds' authorisations were read back from the journal
+        self._reserved: Callable[[str], int] = _nothing_reserved
         self._since_poke = 0
         self._process_status = process_status
         self.failures = 0  # captures and releases that could not be written (logged)
+
+    def set_reserved(self, reserved: Callable[[str], int]) -> None:
+        """``reserved(payer)``: base units the payer's API keys may still spend, which its
+        authorisations must cover beyond what it committed (the broker's key store)."""
+        self._reserved = reserved
 
     def quote(self, user: str, intent: str, model: str | None, params: dict[str, Any]) -> int:
         return self.prices.quote(intent, params)
@@ -94,7 +113,7 @@ class RealmBilling:
         return {
             "chain_id": terms.chain_id,
             "contract": terms.contract,
-            "committed": self.journal.committed(user),
+            "committed": self.journal.committed(user) + self._reserved(user),
             "quotes": {intent: self.prices.quote(intent, {}) for intent in self.prices.rules},
         }
 
@@ -136,7 +155,7 @@ class RealmBilling:
                 "the realm's ledger has no contract to sign for yet",
                 "it is being deployed; retry in a moment",
             )
-        needed = committed + amount
+        needed = committed + self._reserved(user) + amount
         total = getattr(authorisation, "total", None)
         signature = getattr(authorisation, "signature", None)
         if not isinstance(total, int) or isinstance(total, bool) or total < needed:
@@ -144,7 +163,7 @@ class RealmBilling:
             raise self._refused(
                 "bad_authorisation",
                 f"this paid realm needs your signed authorisation of at least {format_amount(needed)} $9000"
-                f" in all; the query carried {what}",
+                f" in all; the request carried {what}",
                 "mtor and the client SDK sign it by themselves; other clients sign "
                 "Spend(payer, total) under the EIP-712 domain in `detail` (see docs/ledger.md)",
                 needed=needed,
@@ -159,7 +178,59 @@ class RealmBilling:
             if not auth.verify(terms, user, total, signature):
                 raise self._bad_signature(user, terms, needed)
             self._verified[user] = total
+            self._remember(self._best, user, total, signature)
+        self._remember(self._presented, user, total, signature)
         return total, signature
+
+    # --- standing authorisations (API keys) --------------------------------------------------
+
+    def authorise(self, user: str, authorisation: Any, extra: int) -> None:
+        """Accept ``authorisation`` (``total``, ``signature``) as ``user``'s standing one if it covers
+        what the user committed, what its keys may still spend, and ``extra`` more (a new key's
+        limit); verified now. Raises PaymentRefused ``bad_authorisation`` with what it must cover."""
+        committed = self.journal.committed(user)
+        total, signature = self._authorised(user, extra, committed, authorisation)
+        terms = self._terms()
+        if terms is not None and self._best.get(user, (0, ""))[0] < total:
+            if not auth.verify(terms, user, total, signature):  # within the lazy bound: check it anyway
+                raise self._bad_signature(user, terms, committed + self._reserved(user) + extra)
+            self._remember(self._best, user, total, signature)
+
+    def standing(self, user: str) -> tuple[int, str] | None:
+        """``user``'s highest authorisation whose signature is valid: the one its API keys'
+        requests are held under. From this process's memory, else from the journal's holds."""
+        terms = self._terms()
+        if terms is None:
+            return None
+        if user not in self._loaded:
+            self._loaded.add(user)
+            self._load(terms, user)
+        best, latest = self._best.get(user), self._presented.get(user)
+        if latest is not None and (best is None or latest[0] > best[0]):
+            if auth.verify(terms, user, *latest):
+                self._remember(self._best, user, *latest)
+                self._verified[user] = max(self._verified.get(user, 0), latest[0])
+            elif best is not None:
+                self._presented[user] = best
+            else:
+                del self._presented[user]
+        return self._best.get(user)
+
+    def _load(self, terms: auth.Terms, user: str) -> None:
+        """The highest valid authorisation ``user``'s holds carried (after a restart): a scan of the
+        journal's holds, once per payer per process (the journal keeps no index by payer)."""
+        rows = self.journal.execute(
+            "SELECT DISTINCT auth FROM txns WHERE kind = 'hold' AND payer = ? AND auth IS NOT NULL", (user,)
+        ).fetchall()
+        for total, signature in sorted((auth.decode(r[0]) for r in rows), reverse=True):
+            if auth.verify(terms, user, total, signature):
+                self._remember(self._best, user, total, signature)
+                return
+
+    @staticmethod
+    def _remember(where: dict[str, tuple[int, str]], user: str, total: int, signature: str) -> None:
+        if where.get(user, (-1, ""))[0] < total:
+            where[user] = (total, signature)
 
     def _bad_signature(self, user: str, terms: auth.Terms, needed: int) -> Exception:
         return self._refused(
@@ -277,3 +348,7 @@ class RealmBilling:
         """Each worker's earnings not yet claimed, settled or not, by address."""
         found = self.journal.balances_of(A.worker(w) for w in workers)
         return {w: found[A.worker(w)] for w in workers}
+
+
+def _nothing_reserved(user: str) -> int:
+    return 0

@@ -41,6 +41,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "stats",
     "profile",
     "sysop",
+    "keys",
     "config",
     "email",
     "federation",

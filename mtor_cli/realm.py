@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from mtor_cli import paths
-from mtor_cli.client import RealmError, http_get_json
+from mtor_cli.client import RealmError, http_get_json, http_url
 
 ENV_MODEL = "MTOR_DEFAULT_CHAT_MODEL"
 DEFAULT_WAIT_S = 300.0
@@ -141,6 +141,7 @@ def status() -> dict[str, Any]:
         "url": state.get("url") if url else None,
         "pid": state.get("pid") if url else None,
         "port": state.get("port") if url else None,
+        "openai_base_url": http_url(url, "/v1") if url else None,  # the OpenAI-compatible API (docs/openai.md)
         "model": state.get("model"),
         "started_at": state.get("started_at") if url else None,
         "log": str(log_file()),

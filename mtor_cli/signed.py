@@ -69,7 +69,8 @@ def call(
             err = loads(exc.read())["error"]
         except (ValueError, KeyError, TypeError):
             raise RealmError("internal", f"the broker answered HTTP {exc.code} for {path}", "check the broker's log") from None
-        raise RealmError(err["code"], err["message"], err.get("hint", "")) from None
+        detail = err.get("detail") if isinstance(err.get("detail"), dict) else None
+        raise RealmError(err["code"], err["message"], err.get("hint", ""), detail=detail) from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise RealmError(
             "unreachable",

@@ -15,15 +15,24 @@ import sys
 from pathlib import Path
 
 
+def _dotted(package: Path, path: Path) -> str:
+    """``broker/openai_api/routes.py`` -> ``broker.openai_api.routes``; a sub-package's
+    ``__init__.py`` is the sub-package itself."""
+    parts = [package.name, *path.relative_to(package).with_suffix("").parts]
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
 def module_imports(package: Path) -> dict[str, set[str]]:
-    """For each module of ``package`` (by dotted name), the sibling modules it imports."""
+    """For each module of ``package`` and its sub-packages (by dotted name), the modules of
+    ``package`` it imports. The package's own ``__init__`` (its public, lazy API) is left out."""
     name = package.name
-    modules = {f"{name}.{p.stem}" for p in package.glob("*.py") if p.stem != "__init__"}
+    paths = [p for p in sorted(package.rglob("*.py")) if p != package / "__init__.py"]
+    modules = {_dotted(package, p) for p in paths}
     graph: dict[str, set[str]] = {}
-    for path in sorted(package.glob("*.py")):
-        if path.stem == "__init__":
-            continue
-        here = f"{name}.{path.stem}"
+    for path in paths:
+        here = _dotted(package, path)
         deps: set[str] = set()
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Import):
@@ -31,8 +40,9 @@ def module_imports(package: Path) -> dict[str, set[str]]:
             elif isinstance(node, ast.ImportFrom) and node.module is not None and node.level == 0:
                 if node.module in modules:
                     deps.add(node.module)
-                elif node.module == name:  # from broker import journal
-                    deps.update(f"{name}.{a.name}" for a in node.names if f"{name}.{a.name}" in modules)
+                # from broker import journal; from broker.openai_api import schema
+                if node.module == name or node.module in modules:
+                    deps.update(f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in modules)
         deps.discard(here)
         graph[here] = deps
     return graph

@@ -4,7 +4,8 @@
   and without ``MTOR_BROKER``; a session-wide home covers module- and
   session-scoped fixtures that run before the per-test one.
 - ``tiny_chat_model``: the tiny random chat model (tests/support/tiny_models.py),
-  built once per session.
+  built once per session; ``diffusion_dir``, ``captioner_dir`` and ``speech_wav``:
+  the tiny media models and a spoken question (tests/support/tiny_media_models.py).
 
 Builders (a realm in a thread, broker/worker subprocesses) live in
 tests/support/, not here.
@@ -17,6 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.support import tiny_media_models
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -48,3 +51,20 @@ def tiny_chat_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.support.tiny_models import tiny_chat_model_path
 
     return tiny_chat_model_path(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def diffusion_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_media_models.build_diffusion(tmp_path_factory.mktemp("models") / "tiny-sd")
+
+
+@pytest.fixture(scope="session")
+def captioner_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_media_models.build_captioner(tmp_path_factory.mktemp("models") / "tiny-captioner")
+
+
+@pytest.fixture(scope="session")
+def speech_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_media_models.speak_wav(
+        "Imagine a neon mountain under a purple sky", tmp_path_factory.mktemp("audio") / "question.wav"
+    )

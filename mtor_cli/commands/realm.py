@@ -151,5 +151,6 @@ def _show(info: dict, json_out: bool) -> None:
     ) or "none yet"
     console.print(
         f"the embedded realm runs at [bold]{info['url']}[/bold] (pid {info['pid']})\n"
+        f"OpenAI-compatible API: [bold]{info['openai_base_url']}[/bold] (keys: `mtor keys create`)\n"
         f"model: {info['model']}\nworkers: {workers}\nlog: {info['log']}\njournal: {info['journal']}"
     )

@@ -33,6 +33,8 @@ def test_only_the_server_knows_the_server_and_only_handlers_get_the_parts() -> N
         "broker.account_rest",
         "broker.client_session",
         "broker.money_rest",
+        "broker.openai_api.keys_rest",
+        "broker.openai_api.routes",
         "broker.rest",
         "broker.server",
         "broker.worker_session",

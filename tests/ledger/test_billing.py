@@ -245,3 +245,40 @@ def test_terms_tell_a_client_what_to_sign_for(journal: Journal, user: Any) -> No
     assert (terms["chain_id"], terms["contract"], terms["committed"]) == (31337, TERMS.contract, 700)
     assert terms["quotes"]["imagine"] == ONE // 2 and terms["quotes"]["default"] == ONE // 100
     assert RealmBilling(journal, terms=lambda: None).terms(user.address) is None
+
+
+def signed(user: Any, total: int, signer: Any = None) -> SimpleNamespace:
+    return SimpleNamespace(total=total, signature=auth.sign((signer or user).key, TERMS, user.address, total))
+
+
+def test_every_authorisation_must_cover_what_the_payers_api_keys_may_still_spend(journal: Journal, user: Any) -> None:
+    b = billing(journal)
+    reserve = {user.address: 7000}
+    b.set_reserved(lambda who: reserve.get(who, 0))
+    terms = b.terms(user.address)
+    assert terms is not None and terms["committed"] == 7000  # what the SDK signs on top of
+    with pytest.raises(PaymentRefused) as refused:
+        b.hold(user.address, "g1", 500, signed(user, 500))  # covers the query, not the keys' reserve
+    assert refused.value.detail["needed"] == 7500 and refused.value.detail["committed"] == 7000
+    b.hold(user.address, "g1", 500, signed(user, 7500))
+    with pytest.raises(PaymentRefused):
+        b.authorise(user.address, signed(user, 7500 + 2999), 3000)  # a new key of 3000: 10500 in all
+    b.authorise(user.address, signed(user, 10500), 3000)
+    assert b.standing(user.address) == (10500, signed(user, 10500).signature)
+
+
+def test_a_standing_authorisation_is_the_highest_valid_one_even_after_a_restart(
+    journal: Journal, user: Any, tmp_path: Path
+) -> None:
+    b = billing(journal)
+    assert b.standing(user.address) is None
+    b.hold(user.address, "g1", 100, signed(user, 100))
+    b.hold(user.address, "g2", 100, signed(user, 200))  # within the lazy bound: not checked at once
+    assert b.standing(user.address) == (200, signed(user, 200).signature)
+    journal.commit()
+    forged = signed(user, 10**20, signer=new_account())
+    journal.post_hold("g3", user.address, 100, auth.encode(forged.total, forged.signature))  # a row nobody signed
+    again = billing(journal)  # a new broker process on the same journal
+    assert again.standing(user.address) == (200, signed(user, 200).signature)
+    with pytest.raises(PaymentRefused, match="not signed by"):
+        again.authorise(user.address, forged, 0)

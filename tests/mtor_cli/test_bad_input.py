@@ -35,6 +35,7 @@ ARGUMENTS = {
     "nickname": "ada",
     "message": "hello",
     "worker_id": "w1",
+    "key_id": "key_3f2a9c01b7de",
     "key": "broker",
     "value": "ws://127.0.0.1:1",
     "intent": "imagine",

@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.realm import mtor_command, process_env, stop_process, wait_until
+from tests.support.realm import REPO, mtor_command, process_env, stop_process, wait_until
 
 
 @pytest.fixture
@@ -19,6 +20,13 @@ def realm_env(tmp_path: Path, tiny_chat_model: Path) -> Iterator[dict[str, str]]
     env = process_env(tmp_path / "home", MTOR_DEFAULT_CHAT_MODEL=str(tiny_chat_model), HF_HUB_OFFLINE="1")
     yield env
     subprocess.run(mtor_command("realm", "stop"), env=env, capture_output=True, timeout=60)
+
+
+def readme_openai_snippet() -> str:
+    """The Python code of the README's `OPENAI_BASE_URL=... python -c "..."` example."""
+    readme = (REPO / "README.md").read_text()
+    start = readme.index('OPENAI_API_KEY=<key> python -c "') + len('OPENAI_API_KEY=<key> python -c "')
+    return readme[start : readme.index('"\n```', start)]
 
 
 def run(env: dict[str, str], *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
@@ -59,6 +67,19 @@ def test_ask_starts_the_embedded_realm_then_reuses_it(realm_env: dict[str, str])
     assert info["running"] is True and info["url"].startswith("ws://127.0.0.1:")
     assert any(c["intent"] == "chat" for w in info["workers"] for c in w["capabilities"])
     assert Path(info["log"]).is_file() and Path(info["journal"]).is_file()
+    assert info["openai_base_url"] == info["url"].replace("ws://", "http://") + "/v1"
+    assert f"OpenAI-compatible API: {info['openai_base_url']}" in run(realm_env, "realm", "status").stdout
+
+    # The README's OpenAI flow, exactly: a key, then its python -c snippet streams an answer.
+    made = run(realm_env, "keys", "create", "--json")
+    assert made.returncode == 0, made.stderr
+    key = json.loads(made.stdout)
+    assert key["base_url"] == info["openai_base_url"] and key["paid"] is True
+    openai_env = {**realm_env, "OPENAI_BASE_URL": info["openai_base_url"], "OPENAI_API_KEY": key["secret"]}
+    streamed = subprocess.run([sys.executable, "-c", readme_openai_snippet()], env=openai_env, capture_output=True,
+                              text=True, timeout=120)
+    assert streamed.returncode == 0, streamed.stderr
+    assert streamed.stdout.strip()
 
     again = run(realm_env, "ask", "--json", "--temperature", "0", "--max-tokens", "8", "Computer, tell me a joke")
     assert again.returncode == 0, again.stderr

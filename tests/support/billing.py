@@ -62,6 +62,16 @@ class DictBilling:
     def terms(self, user: str) -> dict[str, Any] | None:
         return None if self.authorised is None else {**self.authorised, "committed": 0}
 
+    def set_reserved(self, reserved: Any) -> None:
+        self.reserved = reserved
+
+    def authorise(self, user: str, authorisation: Authorisation | None, extra: int) -> None:
+        if self.authorised is not None and (authorisation is None or authorisation.total < extra):
+            raise PaymentRefused("bad_authorisation", "sign it", "the SDK signs", needed=extra)
+
+    def standing(self, user: str) -> tuple[int, str] | None:
+        return None
+
     def status(self) -> dict[str, Any]:
         return {
             "state": "failing",
