@@ -2,8 +2,8 @@
 
 Health (broker/health.py) quarantines a flaky connection for a while and
 probes it again; trust is about the worker's address, across reconnects and
-restarts. A worker whose recent jobs were aborted (a retryable `failed`, a
-timeout, or a disconnect mid-job) ``maintenance_after`` times among its last
+restarts. A worker whose recent jobs were aborted (a retryable `failed` or a
+timeout; a disconnect is not misbehaviour) ``maintenance_after`` times among its last
 :data:`WINDOW`, or that returns a result implausibly fast, goes into
 maintenance: no new work until a sysop resumes it, and its operator is told
 why (`error{code: "maintenance"}` on its socket, which the worker logs). Its
@@ -96,19 +96,17 @@ class WorkerTrust:
 
     def left(self, entry: WorkerEntry) -> None:
         """The worker disconnected. Its running jobs go elsewhere without blame:
-        a restart or a lost connection is not misbehaviour, however many slots
-        were busy. A connection lost mid-work counts as one abort, so only a
-        pattern across reconnects (``maintenance_after`` among the address's
-        last :data:`WINDOW` outcomes) puts the worker into maintenance; a
-        worker that drained first (`drain`) counts nothing."""
+        a restart (kill -9 included) or a lost connection is not misbehaviour,
+        however many slots were busy, and a busy broker (or its network) can
+        cause one as easily as the worker. What counts is the worker's own
+        doing, retryable failures and timeouts, kept per address across
+        reconnects: a pattern of those puts it into maintenance."""
         for guid in entry.letting_go:
             self._spots.pop(guid, None)  # checks it was running: no verdict
         watch = self._watch.pop(entry.id, None)
         if watch is None:
             return
         self._count_timeouts(entry, watch)
-        if entry.running and not entry.draining:
-            self._outcome(entry, watch, aborted=True)
         self._store.save_trust(watch.record)
 
     def before(self, entry: WorkerEntry, msg: object) -> None:

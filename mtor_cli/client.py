@@ -475,7 +475,12 @@ class RealmClient:
                 f"not connected to the broker at {self.url}",
                 "open the client with `async with RealmClient(...)`",
             )
-        await self._ws.send_str(p.encode_str(msg))
+        try:
+            await self._ws.send_str(p.encode_str(msg))
+        except ConnectionError as exc:  # closing under us
+            raise RealmError(
+                "disconnected", f"the connection to the broker at {self.url} is closing", "retry", detail={}
+            ) from exc
 
     # --- requests -------------------------------------------------------
 
@@ -496,7 +501,13 @@ class RealmClient:
         self._pending[query.guid] = query
         stream = self._streams[query.guid] = _Restream()
         try:
-            await self._send(query)
+            try:
+                await self._send(query)
+            except RealmError:
+                # The socket is going down; with reconnection on, the reader
+                # resubmits every pending request once it is back.
+                if self.reconnect_s <= 0 or self._closing:
+                    raise
             while True:
                 event = await queue.get()
                 if isinstance(event, RealmError):
