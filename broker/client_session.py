@@ -12,6 +12,7 @@ from broker.protocol import (
     Cancel,
     Error,
     Hello,
+    LedgerTerms,
     MtorError,
     Ping,
     Pong,
@@ -39,6 +40,12 @@ async def client_socket(parts: Parts, request: web.Request) -> web.StreamRespons
             async for msg in messages(peer, _decoder, cfg.max_frame_bytes, cfg.max_login_frame_bytes, parts.metrics):
                 if isinstance(msg, ProtocolError):
                     continue  # answered; a client's bad frame refers to nothing running
+                if isinstance(msg, SubmitQuery) and peer.authenticated:
+                    try:
+                        await _submit(parts, peer, msg)
+                    except Exception as exc:
+                        internal_error(peer, exc, msg.guid)
+                    continue
                 try:
                     close = _handle(parts, peer, msg)
                 except Exception as exc:
@@ -61,6 +68,15 @@ async def client_socket(parts: Parts, request: web.Request) -> web.StreamRespons
     return peer.ws
 
 
+async def _submit(parts: Parts, peer: Peer, query: SubmitQuery) -> None:
+    """Route (when the query names no intent: perhaps the recogniser, on its thread;
+    this connection's next frames wait, so they keep their order) and submit."""
+    if not parts.limits.allow(peer, query):
+        return
+    query, routing = await parts.router.resolve(query)
+    parts.dispatcher.submit(peer, query, None if routing is None else routing.wire())
+
+
 def _handle(parts: Parts, peer: Peer, msg: object) -> tuple[int, bytes] | None:
     """Act on one message; a (close code, reason) closes the connection."""
     if isinstance(msg, Hello):
@@ -74,16 +90,15 @@ def _handle(parts: Parts, peer: Peer, msg: object) -> tuple[int, bytes] | None:
             peer.send(refusal)
             return BANNED_CLOSE, b"banned"
         peer.address = address
-        peer.send(Welcome(address=address, realm=parts.config.realm))
+        terms = parts.billing.terms(address) if parts.billing is not None else None
+        ledger = LedgerTerms(**terms) if terms is not None else None
+        peer.send(Welcome(address=address, realm=parts.config.realm, ledger=ledger))
         parts.subs.changed("stats")
         return None
     if not peer.authenticated:
         not_authenticated(peer, "hello", getattr(msg, "guid", None))
         return None
-    if isinstance(msg, SubmitQuery):
-        if parts.limits.allow(peer, msg):
-            parts.dispatcher.submit(peer, msg)
-    elif isinstance(msg, Cancel):
+    if isinstance(msg, Cancel):
         parts.dispatcher.cancel(peer, msg.guid)
     elif isinstance(msg, Subscribe):
         problem = parts.subs.subscribe(peer, msg.topics)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from broker import journal as J
-from broker.billing import Billing, InsufficientFunds
+from broker.billing import Billing, InsufficientFunds, PaymentRefused
 from broker.config import BrokerConfig
 from broker.deadlines import Deadlines
 from broker.intake import Rejected, check_guid, check_limits, normalise
@@ -27,12 +27,14 @@ from broker.jobs import Job
 from broker.outbox import Outbox
 from broker.peer import Peer
 from broker.protocol import (
+    REQUEST_ERROR_CODES,
     Accepted,
     Cancel,
     Error,
     Failed,
     Progress,
     Result,
+    Routing,
     SubmitQuery,
     Token,
     Work,
@@ -51,9 +53,6 @@ _query_decoder = msgspec.json.Decoder(SubmitQuery)
 _result_decoder = msgspec.json.Decoder(Result)
 _error_decoder = msgspec.json.Decoder(Error)
 
-
-# Worker failure codes that describe the request, passed to the client as they are.
-_REQUEST_ERRORS = frozenset({"bad_params", "bad_attachment", "prompt_too_long"})
 
 class Dispatcher:
     def __init__(
@@ -93,15 +92,24 @@ class Dispatcher:
 
     # --- client side ----------------------------------------------------
 
-    def submit(self, peer: Peer, query: SubmitQuery) -> None:
+    def stored_query(self, guid: str) -> SubmitQuery | None:
+        """The (normalised) query held under ``guid``: live, or finished in the journal."""
+        job = self.jobs.get(guid)
+        if job is not None:
+            return job.query
+        record = self._journal.get(guid)
+        return None if record is None else _query_decoder.decode(record.query)
+
+    def submit(self, peer: Peer, query: SubmitQuery, routing: Routing | None = None) -> None:
+        """``routing``: why the broker chose the query's intent, for its `accepted`."""
         try:
-            self._submit(peer, query)
+            self._submit(peer, query, routing)
         except Rejected as rej:
             self.counters["rejected"] += 1
             self._metrics.rejected(rej.code)
             peer.send(rej.to_error(query.guid))
 
-    def _submit(self, peer: Peer, query: SubmitQuery) -> None:
+    def _submit(self, peer: Peer, query: SubmitQuery, routing: Routing | None) -> None:
         user = peer.address
         assert user is not None  # the socket handler only passes authenticated peers
         check_guid(query.guid)
@@ -124,10 +132,12 @@ class Dispatcher:
             return
         if self._billing is not None:
             try:
-                self._billing.hold(user, query.guid, price)
+                self._billing.hold(user, query.guid, price, query.authorisation)
             except Exception as exc:
                 # No hold, no intent: nothing may run (or be restored) unpaid.
                 self._journal.discard(query.guid)
+                if isinstance(exc, PaymentRefused):
+                    raise Rejected(exc.code, exc.message, exc.hint, **exc.detail) from None
                 if not isinstance(exc, InsufficientFunds):
                     raise
                 raise Rejected(
@@ -142,17 +152,26 @@ class Dispatcher:
         self.jobs[job.guid] = job
         position = self.queue.push(job)
         self.counters["submitted"] += 1
-        self._outbox.send(
-            peer, encode(Accepted(guid=job.guid, intent=intent, position=position, price_held=price))
-        )
+        accepted = Accepted(guid=job.guid, intent=intent, position=position, price_held=price, routing=routing)
+        self._outbox.send(peer, encode(accepted))
         self._subs.intent_event(job, "queued")
         self._pump(intent)
 
     def _admit(self, user: str, intent: str, query: SubmitQuery) -> int:
         """Every check a new intent must pass before it is journaled; returns its price."""
         check_limits(query, self._cfg, self.registry.intents())
-        if not self.registry.can_serve(intent, query.model):
+        if not self.registry.can_serve(intent, query.model, user):
             what = f"intent {intent!r}" + (f" with model {query.model!r}" if query.model else "")
+            if self.registry.owner_only(intent):
+                # It acts on the asker's own accounts: only their own worker may serve it.
+                raise Rejected(
+                    "no_worker",
+                    f"no worker of yours serves {what}",
+                    f"{intent} runs only on a worker registered with your own key: "
+                    f"`mtor worker serve --intent {intent}` on your machine, or the embedded realm",
+                    intent=intent,
+                    owner_only=True,
+                )
             raise Rejected(
                 "no_worker",
                 f"no connected worker serves {what}",
@@ -338,6 +357,7 @@ class Dispatcher:
             usage=res.usage,
             finish_reason=res.finish_reason,
             cost=cost,
+            data=res.data,
         )
         data = encode(result)
         self._journal.finish(job.guid, J.DONE, data)
@@ -364,14 +384,14 @@ class Dispatcher:
             self._retry(job, "worker_failed", f"worker {worker.id} failed: {failed.message}")
         else:
             # The request itself is bad: no other worker would do better. A
-            # bad-input code the worker found (bad_params, bad_attachment...)
-            # is the client's stable code too; anything else is worker_failed.
-            code = failed.code if failed.code in _REQUEST_ERRORS else "worker_failed"
+            # code the worker found (bad_params, upstream_unavailable...) is
+            # the client's stable code too; anything else is worker_failed.
+            code = failed.code if failed.code in REQUEST_ERROR_CODES else "worker_failed"
             self._finish_error(
                 job,
                 code,
                 failed.message,
-                "the worker rejected the request; check the prompt and parameters",
+                failed.hint or "the worker rejected the request; check the prompt and parameters",
                 J.FAILED,
                 worker_code=failed.code,
             )
