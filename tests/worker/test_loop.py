@@ -276,6 +276,15 @@ async def test_default_slots_come_from_what_the_backends_can_batch(
     assert conn.register.slots == 32 and conn.register.capabilities[0].slots is None
     await shut(alone, task)
 
+    # Weather waits on a remote service, not this machine: several at once.
+    from worker.backends.weather import WeatherBackend
+
+    remote = Worker(config(broker.url), [WeatherBackend(None, Device.parse(None))], account)
+    task = await serve(remote)
+    conn = await broker.next_worker()
+    assert conn.register.slots == 8
+    await shut(remote, task)
+
 
 async def test_a_stopping_worker_says_drain_even_when_idle(broker: BrokerSide, account: Any) -> None:
     """Work may already be on its way: the broker must see `drain` before the
