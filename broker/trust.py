@@ -2,9 +2,10 @@
 
 Health (broker/health.py) quarantines a flaky connection for a while and
 probes it again; trust is about the worker's address, across reconnects and
-restarts. A worker whose recent jobs were aborted (a retryable `failed` or a
-timeout; a disconnect is not misbehaviour) ``maintenance_after`` times among its last
-:data:`WINDOW`, or that returns a result implausibly fast, goes into
+restarts. A worker whose recent jobs were aborted (a retryable `failed`, a
+timeout, or a connection that took work and vanished without finishing any)
+``maintenance_after`` times among its last :data:`WINDOW`, or that returns a
+result implausibly fast, goes into
 maintenance: no new work until a sysop resumes it, and its operator is told
 why (`error{code: "maintenance"}` on its socket, which the worker logs). Its
 jobs go to other workers as usual. A worker with fewer than
@@ -98,15 +99,18 @@ class WorkerTrust:
         """The worker disconnected. Its running jobs go elsewhere without blame:
         a restart (kill -9 included) or a lost connection is not misbehaviour,
         however many slots were busy, and a busy broker (or its network) can
-        cause one as easily as the worker. What counts is the worker's own
-        doing, retryable failures and timeouts, kept per address across
-        reconnects: a pattern of those puts it into maintenance."""
+        cause one as easily as the worker. Only a connection that took work and
+        vanished without finishing any counts, once: a worker doing that again
+        and again (the pattern across reconnects) goes into maintenance, while
+        one that served and then restarted is never blamed for it."""
         for guid in entry.letting_go:
             self._spots.pop(guid, None)  # checks it was running: no verdict
         watch = self._watch.pop(entry.id, None)
         if watch is None:
             return
         self._count_timeouts(entry, watch)
+        if entry.running and not entry.draining and entry.health.jobs_ok == 0:
+            self._outcome(entry, watch, aborted=True)
         self._store.save_trust(watch.record)
 
     def before(self, entry: WorkerEntry, msg: object) -> None:
