@@ -363,6 +363,7 @@ class RealmClient:
         self._reader: asyncio.Task[None] | None = None
         self._routes: dict[str, asyncio.Queue[Any]] = {}
         self._pending: dict[str, p.SubmitQuery] = {}
+        self._cancels: set[str] = set()  # asked while the socket was down: sent after a reconnect
         self._streams: dict[str, _Restream] = {}
         self._subscribers: list[_Subscription] = []
         self._closing = False
@@ -575,6 +576,9 @@ class RealmClient:
                 for query in list(self._pending.values()):
                     run, offset = self._streams[query.guid].resume()
                     await self._send(msgspec.structs.replace(query, resume_run=run, resume_offset=offset))
+                for guid in [g for g in self._cancels if g in self._pending]:
+                    await self._send(p.Cancel(guid=guid))
+                self._cancels.clear()
                 for sub in self._subscribers:
                     await self._send(sub.request)
             except (RealmError, ConnectionError):
@@ -743,8 +747,15 @@ class RealmClient:
         """Ask the broker to cancel ``guid`` (queued or running).
 
         The request's own stream then ends with ``error{code: cancelled}``.
+        With reconnection on, a cancel asked while the connection is down is
+        sent once it is back (after the request is resubmitted).
         """
-        await self._send(p.Cancel(guid=guid))
+        try:
+            await self._send(p.Cancel(guid=guid))
+        except RealmError:
+            if self.reconnect_s <= 0 or self._closing or guid not in self._pending:
+                raise
+            self._cancels.add(guid)
 
     async def subscribe(self, topics: Iterable[str] | None = None) -> AsyncIterator[p.Stats | p.Broadcast]:
         """Yield the broker's Stats/Broadcast pushes for ``topics`` until closed."""
