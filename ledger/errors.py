@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from broker.protocol import MtorError
 
-
-class LedgerError(MtorError):
+class LedgerError(Exception):
     """Something a person can fix: a bad amount, an unreachable chain, a missing deployment."""
 
-    def __str__(self) -> str:
-        # The ledger's callers print the message and show code and hint apart.
-        return self.message
+    def __init__(self, code: str, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.hint = hint
 
 
 class InsufficientFunds(LedgerError):

@@ -37,24 +37,3 @@ def test_only_the_server_knows_the_server_and_only_handlers_get_the_parts() -> N
         "broker.server",
         "broker.worker_session",
     ]
-
-
-def test_one_error_type_everywhere() -> None:
-    """Errors people see carry ``code, message, hint`` through MtorError
-    (broker.protocol), never through a copy of its fields."""
-    import ast
-
-    copies = []
-    for package in ("broker", "worker", "mtor_cli", "ledger"):
-        for path in sorted((REPO / package).rglob("*.py")):
-            for node in ast.walk(ast.parse(path.read_text(), str(path))):
-                if not isinstance(node, ast.ClassDef) or node.name == "MtorError":
-                    continue
-                sets_hint = any(
-                    isinstance(target, ast.Attribute) and target.attr == "hint"
-                    and isinstance(target.value, ast.Name) and target.value.id == "self"
-                    for sub in ast.walk(node) if isinstance(sub, ast.Assign) for target in sub.targets
-                )  # fmt: skip
-                if sets_hint:
-                    copies.append(f"{path.relative_to(REPO)}:{node.name}")
-    assert copies == []
