@@ -478,6 +478,18 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+async def recogniser_settled(log: Path, timeout: float = 300) -> None:
+    """Until the broker's log says its intent recogniser loaded, failed, or is not installed."""
+    marks = ("intent recogniser loaded", "could not load", "intent recognition: rules only")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = log.read_text(errors="replace") if log.exists() else ""
+        if any(mark in text for mark in marks):
+            return
+        await asyncio.sleep(0.5)
+    raise SystemExit(f"{log}: the broker's intent recogniser did not settle in {timeout:g} s")
+
+
 async def measure(quick: bool, paid: bool, clients: int) -> int:
     import aiohttp
 
@@ -513,6 +525,12 @@ async def measure(quick: bool, paid: bool, clients: int) -> int:
                 await wait_workers(session, url.replace("ws://", "http://"), 2)
             await asyncio.wait_for(direct.connected.wait(), 120)
             progress("workers registered")
+            # A broker loads its intent recogniser (torch) on a thread at start:
+            # measure the broker as it runs, not while that load competes for the CPU.
+            for name in hubs:
+                if name != "relay":
+                    await recogniser_settled(root / name / "broker.log")
+            progress("brokers' intent recognisers loaded (or not installed)")
             routes: dict[str, ViaHub] = {}
             for name, (_, url) in hubs.items():
                 routes[name] = PaidHub(name, url) if name == "paid" else ViaHub(name, url, signed=name != "relay")

@@ -1,4 +1,4 @@
-"""Chaos: paid intents while workers are SIGKILLed every second and the broker twice.
+"""Chaos: paid intents while workers are killed or stopped every second and the broker twice.
 
     python bench/chaos.py [--intents 1000] [--workers 4] [--clients 20] [--seed 1]
 
@@ -7,17 +7,19 @@ serve --paid`: ledger.RealmBilling on the embedded dev chain; every new user
 gets the chain's welcome grant), four echo workers
 (`mtor worker serve --intent echo`), and in this process ``--clients``
 RealmClients with reconnection on, sending ``--intents`` paid intents. Every
-second one random worker is SIGKILLed and started again; at a third and at
-two thirds of the intents the broker is SIGKILLed and started again on the
-same journals. Every tenth intent is cancelled by its client once accepted
+second one random worker is restarted, by SIGKILL and by SIGTERM (a graceful
+stop: it drains) in turn; at a third and at two thirds of the intents the
+broker is SIGKILLed and started again on the same journals. Every tenth intent is cancelled by its client once accepted
 (it ends cancelled, its hold released, or done if it finished first).
 
 It prints intents accepted, completed, failed (with codes), completed more than
 once (captured more than once in the ledger), lost (accepted but never answered),
 worker kills, and the ledger check: every completed intent charged exactly once,
 every failed one released, no hold left open, every transaction balanced,
-every balance equal to its entries summed again, and `mtor ledger audit`
-(journal against chain) clean.
+every balance equal to its entries summed again, `mtor ledger audit`
+(journal against chain) clean, and no worker left in maintenance: restarts
+are not misbehaviour. Exit status 1 when anything was lost, charged twice,
+left open or put into maintenance.
 """
 
 from __future__ import annotations
@@ -121,9 +123,11 @@ async def killer(url: str, workers: list[Any], homes: list[Path], rng: random.Ra
         except TimeoutError:
             pass
         i = rng.randrange(len(workers))
-        workers[i].send_signal(signal.SIGKILL)
-        workers[i].wait()
+        graceful = kills["worker"] % 2 == 1
+        workers[i].send_signal(signal.SIGTERM if graceful else signal.SIGKILL)
+        await asyncio.to_thread(workers[i].wait)
         kills["worker"] += 1
+        kills["worker stopped gracefully" if graceful else "worker killed"] += 1
         workers[i] = spawn_worker(url, homes[i], "echo")
 
 
@@ -159,6 +163,19 @@ def ledger_check(ledger_db: Path, journal_db: Path, tally: Tally) -> dict[str, A
     }
     ledger.close()
     return report
+
+
+def in_maintenance(journal_db: Path) -> list[str]:
+    """Worker addresses the broker holds in maintenance (broker.accounts' trust records)."""
+    import sqlite3
+
+    from broker.accounts import accounts_path
+
+    conn = sqlite3.connect(str(accounts_path(journal_db)))
+    try:
+        return [f"{a}: {why}" for a, why in conn.execute("SELECT address, maintenance FROM trust WHERE maintenance IS NOT NULL")]
+    finally:
+        conn.close()
 
 
 def ledger_audit(home: Path) -> dict[str, Any]:
@@ -226,8 +243,10 @@ async def run(args: argparse.Namespace, root: Path) -> int:
         lost = (tally.accepted - answered) | tally.lost
         check = ledger_check(ledger_db, db, tally)
         audit = ledger_audit(root / "broker")
+        maintenance = in_maintenance(db)
         print(f"chaos: {args.intents} paid intents, {args.clients} clients, {args.workers} echo workers, {took:.1f} s")
-        print(f"  kills: {kills['worker']} workers (SIGKILL, one a second, restarted), {kills['broker']} broker")
+        print(f"  restarts: {kills['worker']} workers (one a second: {kills['worker killed']} SIGKILL, "
+              f"{kills['worker stopped gracefully']} SIGTERM), {kills['broker']} broker (SIGKILL)")
         print(f"  accepted {len(tally.accepted)}, completed {len(tally.completed)}, "
               f"failed {len(tally.failed)} {dict(Counter(tally.failed.values()))}")
         print(f"  completed more than once: {sum(1 for n in tally.completed.values() if n > 1)} at the client, "
@@ -239,6 +258,11 @@ async def run(args: argparse.Namespace, root: Path) -> int:
               f"unbalanced txns {check['unbalanced_txns']}; balances match entries {check['balances_match_entries']}; "
               f"unfinished in journal {check['unfinished_in_journal']}")
         print(f"  mtor ledger audit: {'clean' if audit['clean'] else 'NOT CLEAN'} {audit['summary']}")
+        print(f"  workers left in maintenance: {len(maintenance)}" + (f" {maintenance[:3]}" if maintenance else ""))
+        if maintenance:  # what the broker held against them
+            log = (root / "broker" / "broker.log").read_text(errors="replace").splitlines()
+            for line in [x for x in log if "timed out on worker" in x or "failed intent" in x][-10:]:
+                print(f"    {line[:200]}")
         clean = (
             not lost
             and check["charged_more_than_once"] == 0
@@ -249,6 +273,7 @@ async def run(args: argparse.Namespace, root: Path) -> int:
             and check["balances_match_entries"]
             and check["client_completed_but_not_done"] == 0
             and audit["clean"]
+            and not maintenance
         )
         print(f"  verdict: {'CLEAN' if clean else 'NOT CLEAN'}")
         return 0 if clean else 1
@@ -265,7 +290,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--cancel-every", type=int, default=10, help="cancel every Nth intent once accepted (0: none)")
+    parser.add_argument("--keep", type=Path, help="run in this (new) folder and keep the logs and databases")
     args = parser.parse_args()
+    if args.keep is not None:
+        args.keep.mkdir(parents=True)
+        os.environ["MTOR_HOME"] = str(args.keep / "client")
+        raise SystemExit(asyncio.run(run(args, args.keep)))
     with tempfile.TemporaryDirectory(prefix="mtor-chaos-") as tmp:
         os.environ["MTOR_HOME"] = str(Path(tmp) / "client")
         raise SystemExit(asyncio.run(run(args, Path(tmp))))

@@ -6,6 +6,12 @@ earliest head. A job that finished, or was dispatched again since (another
 run), is skipped when its turn comes. Compared with a ``call_later`` per job,
 a dispatch costs an append and a finished job costs nothing, and the event
 loop's timer heap stays small however many intents a second pass through.
+
+A worker's time is its own: a deadline starts when the pass that dispatched
+the job ends (its `work` frame leaves at the end of the pass, see
+broker.outbox), and is acted on one pass after it passes (an answer already
+on the socket is read first). A broker that stalls (a slow billing call, a
+busy machine) therefore never blames a worker for its own delay.
 """
 
 from __future__ import annotations
@@ -29,13 +35,27 @@ class Deadlines:
         self._timer_at = float("inf")
         # Looked up once: asyncio.get_running_loop() costs a getpid() system call.
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._starting: list[tuple[Job, float]] = []  # dispatched in this pass
 
     def add(self, job: Job, timeout: float) -> None:
-        """Time out ``job``'s current run after ``timeout`` seconds."""
+        """Time out ``job``'s current run ``timeout`` seconds after this pass ends."""
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        if not self._starting:
+            # Scheduled after the outbox's flush of this pass (call_soon is FIFO
+            # and the job's work frame was queued first).
+            loop.call_soon(self._start_clocks)
+        self._starting.append((job, timeout))
+
+    def _start_clocks(self) -> None:
+        starting, self._starting = self._starting, []
+        assert self._loop is not None
+        now = self._loop.time()
+        for job, timeout in starting:
+            self._track(job, timeout, now + timeout)
+
+    def _track(self, job: Job, timeout: float, deadline: float) -> None:
         fifo = self._fifos.get(timeout)
         if fifo is None:
             fifo = self._fifos[timeout] = deque()
@@ -64,25 +84,34 @@ class Deadlines:
         self._timer, self._timer_at = None, float("inf")
         assert self._loop is not None
         now = self._loop.time()
-        expired: list[Job] = []
+        expired: list[tuple[Job, int]] = []
         earliest = float("inf")
         for fifo in self._fifos.values():
             while fifo and (fifo[0][0] <= now or not _live(fifo[0])):
                 entry = fifo.popleft()
                 if _live(entry):
-                    expired.append(entry[1])
+                    expired.append((entry[1], entry[2]))
             if fifo:
                 earliest = min(earliest, fifo[0][0])
         if earliest < float("inf"):
             self._schedule(earliest)
-        for job in expired:
-            self._expire(job)
+        if expired:
+            # One loop pass later: after a stall (a long pass, a busy machine) the
+            # answers already on the sockets are read in this pass, and a job whose
+            # result is among them finished; it is then skipped, not timed out.
+            self._loop.call_soon(self._expire_all, expired)
+
+    def _expire_all(self, jobs: list[tuple[Job, int]]) -> None:
+        for job, run in jobs:
+            if job.worker is not None and job.run == run:
+                self._expire(job)
 
     def close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer, self._timer_at = None, float("inf")
         self._fifos.clear()
+        self._starting.clear()
 
 
 def _live(entry: tuple[float, Job, int]) -> bool:

@@ -10,6 +10,7 @@ a clear error and its hold is released.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import secrets
 import time
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from broker.metrics import BrokerMetrics
     from broker.subscriptions import Subscriptions
 
+log = logging.getLogger("mtor.broker")
 _query_decoder = msgspec.json.Decoder(SubmitQuery)
 _result_decoder = msgspec.json.Decoder(Result)
 _error_decoder = msgspec.json.Decoder(Error)
@@ -377,6 +379,7 @@ class Dispatcher:
             self._retry(job, "worker_failed", f"worker {worker.id} stopped before finishing it")
         elif failed.retryable:
             # The worker could not do it; another one might.
+            log.info("worker %s failed intent %s (%s: %s); trying again", worker.id, job.guid, failed.code, failed.message)
             self._worker_failure(worker)
             self._retry(job, "worker_failed", f"worker {worker.id} failed: {failed.message}")
         else:
@@ -402,6 +405,7 @@ class Dispatcher:
         self._let_go(job, worker)
         self._worker_failure(worker)
         timeout = self._cfg.timeout_for(job.intent)
+        log.info("intent %s timed out on worker %s after %g s; trying again", job.guid, worker.id, timeout)
         self._retry(job, "timeout", f"worker {worker.id} did not finish within {timeout:g} s")
 
     def _detach(self, job: Job, worker: WorkerEntry) -> None:

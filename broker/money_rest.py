@@ -32,11 +32,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
-import msgspec
 from aiohttp import web
 
 from broker.parts import Parts
-from broker.protocol import rest_json
+from broker.protocol import loads, rest_json
 from broker.signed import SignatureRefused
 
 log = logging.getLogger("mtor.broker.money")
@@ -269,8 +268,8 @@ def routes(parts: Parts, teller: Teller | None) -> list[web.RouteDef]:
 
 async def _body(request: web.Request) -> dict[str, Any]:
     try:
-        data = msgspec.json.decode(await request.read() or b"{}")
-    except msgspec.DecodeError:
+        data = loads(await request.read() or b"{}")
+    except ValueError:
         raise _Refused("invalid_json", "the body is not JSON", "send a JSON object") from None
     if not isinstance(data, dict):
         raise _Refused("invalid_message", "the body must be a JSON object", "send a JSON object")

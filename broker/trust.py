@@ -3,8 +3,9 @@
 Health (broker/health.py) quarantines a flaky connection for a while and
 probes it again; trust is about the worker's address, across reconnects and
 restarts. A worker whose recent jobs were aborted (a retryable `failed`, a
-timeout, or a disconnect mid-job) ``maintenance_after`` times among its last
-:data:`WINDOW`, or that returns a result implausibly fast, goes into
+timeout, or a connection that took work and vanished without finishing any)
+``maintenance_after`` times among its last :data:`WINDOW`, or that returns a
+result implausibly fast, goes into
 maintenance: no new work until a sysop resumes it, and its operator is told
 why (`error{code: "maintenance"}` on its socket, which the worker logs). Its
 jobs go to other workers as usual. A worker with fewer than
@@ -96,18 +97,19 @@ class WorkerTrust:
 
     def left(self, entry: WorkerEntry) -> None:
         """The worker disconnected. Its running jobs go elsewhere without blame:
-        a restart or a lost connection is not misbehaviour, however many slots
-        were busy. A connection lost mid-work counts as one abort, so only a
-        pattern across reconnects (``maintenance_after`` among the address's
-        last :data:`WINDOW` outcomes) puts the worker into maintenance; a
-        worker that drained first (`drain`) counts nothing."""
+        a restart (kill -9 included) or a lost connection is not misbehaviour,
+        however many slots were busy, and a busy broker (or its network) can
+        cause one as easily as the worker. Only a connection that took work and
+        vanished without finishing any counts, once: a worker doing that again
+        and again (the pattern across reconnects) goes into maintenance, while
+        one that served and then restarted is never blamed for it."""
         for guid in entry.letting_go:
             self._spots.pop(guid, None)  # checks it was running: no verdict
         watch = self._watch.pop(entry.id, None)
         if watch is None:
             return
         self._count_timeouts(entry, watch)
-        if entry.running and not entry.draining:
+        if entry.running and not entry.draining and entry.health.jobs_ok == 0:
             self._outcome(entry, watch, aborted=True)
         self._store.save_trust(watch.record)
 

@@ -281,21 +281,47 @@ class Journal:
                 return
         self.commit()
 
+    def _reload(self) -> None:
+        """Rebuild the in-memory state from the rows (after postings were taken back)."""
+        self._state = _State()
+        self._data_version = -1
+        self._catch_up()
+
     class _WriteCtx:
+        """One atomic unit, a savepoint in the connection's transaction: in loop
+        mode a pass's postings share that transaction, and a unit that fails
+        (a hold refused for want of funds) takes back only its own postings,
+        never those of other users the broker already acted on."""
+
         def __init__(self, journal: Journal) -> None:
             self.j = journal
+            self._seen = 0
 
         def __enter__(self) -> Journal:
-            self.j._begin()
-            self.j._depth += 1
-            return self.j
+            j = self.j
+            j._begin()
+            if j._depth == 0:
+                j._conn.execute("SAVEPOINT unit")
+                self._seen = j._state.seen
+            j._depth += 1
+            return j
 
         def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-            self.j._depth -= 1
+            j = self.j
+            j._depth -= 1
+            if j._depth:
+                return
             if exc_type is None:
-                self.j._after_post()
-            elif self.j._depth == 0:
-                self.j.rollback()
+                j._conn.execute("RELEASE unit")
+            elif j._conn.in_transaction:
+                j._conn.execute("ROLLBACK TO unit")
+                j._conn.execute("RELEASE unit")
+                if j._state.seen != self._seen:
+                    j._reload()  # the memory holds postings that were taken back
+            else:  # SQLite ended the whole transaction itself (a full disk, I/O)
+                j._in_tx = False
+                j._reload()
+            j._after_post()  # the rest of the pass commits as usual
 
     def _write(self) -> Journal._WriteCtx:
         """One atomic unit of postings (and any other rows) in this journal."""
@@ -337,16 +363,33 @@ class Journal:
             for acct, v in rows:
                 merged[acct] = merged.get(acct, 0) + v
             rows = [(acct, v) for acct, v in merged.items() if v]
+        if self._depth or kind not in HOT_KINDS:
+            # A unit of its own (or part of the caller's): several statements.
+            with self._write():
+                self._check_funds(rows, overdraw)
+                return self._insert(kind, ref, rows, payer, worker, amount, fee, memo, auth, at)
+        # Billing's hot path: one INSERT, atomic by itself, and no savepoint to pay
+        # for. A refused or failed posting leaves the rest of the pass alone.
         if not self._in_tx:
             self._begin()
+        try:
+            self._check_funds(rows, overdraw)
+            return self._insert(kind, ref, rows, payer, worker, amount, fee, memo, auth, at)
+        except sqlite3.Error:
+            if not self._conn.in_transaction:  # SQLite ended the whole transaction (a full disk, I/O)
+                self._in_tx = False
+                self._reload()
+            raise
+        finally:
+            self._after_post()
+
+    def _check_funds(self, rows: list[tuple[str, int]], overdraw: str | None) -> None:
         balances = self._state.balances
         for acct, v in rows:
             if v < 0 and acct != overdraw and not A.may_go_negative(acct):
                 have = balances.get(acct, 0)
                 if have + v < 0:
-                    self._after_post()  # nothing of this posting was written
                     raise Overdraft(acct, have, -v)
-        return self._insert(kind, ref, rows, payer, worker, amount, fee, memo, auth, at)
 
     def _insert(
         self,
@@ -381,18 +424,13 @@ class Journal:
         try:
             if once:
                 self._conn.execute(_INSERT_ONCE, (kind, ref))
-            self._conn.execute(_INSERT_TXN, (*row, digest))
-            if once:
-                self._conn.execute(_SET_ONCE, (txn, kind, ref))
         except sqlite3.IntegrityError:  # (kind, ref) exists: posted before
-            self._after_post()
             return None
-        except BaseException:
-            self.rollback()
-            raise
+        self._conn.execute(_INSERT_TXN, (*row, digest))
+        if once:
+            self._conn.execute(_SET_ONCE, (txn, kind, ref))
         st.head = digest
         self._apply(txn, kind, ref, payer, amount, row[3], rows)
-        self._after_post()
         return txn
 
     def post_hold(self, guid: str, user: str, amount: int, auth: str | None = None) -> bool:
@@ -401,12 +439,12 @@ class Journal:
         The check runs under the write lock, after catching up with other
         writers, so two processes billing the same guid cannot both hold it.
         """
-        with self._write():
-            if guid in self._state.holds:
-                return False
-            self.post(
-                "hold", guid, ((A.user(user), -amount), (A.hold(user), amount)), payer=user, amount=amount, auth=auth
-            )
+        if not self._in_tx:
+            self._begin()
+        if guid in self._state.holds:
+            self._after_post()
+            return False
+        self.post("hold", guid, ((A.user(user), -amount), (A.hold(user), amount)), payer=user, amount=amount, auth=auth)
         return True
 
     def expire_holds(self, older_than: float) -> list[str]:

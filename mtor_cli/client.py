@@ -363,6 +363,7 @@ class RealmClient:
         self._reader: asyncio.Task[None] | None = None
         self._routes: dict[str, asyncio.Queue[Any]] = {}
         self._pending: dict[str, p.SubmitQuery] = {}
+        self._cancels: set[str] = set()  # asked while the socket was down: sent after a reconnect
         self._streams: dict[str, _Restream] = {}
         self._subscribers: list[_Subscription] = []
         self._closing = False
@@ -575,6 +576,9 @@ class RealmClient:
                 for query in list(self._pending.values()):
                     run, offset = self._streams[query.guid].resume()
                     await self._send(msgspec.structs.replace(query, resume_run=run, resume_offset=offset))
+                for guid in [g for g in self._cancels if g in self._pending]:
+                    await self._send(p.Cancel(guid=guid))
+                self._cancels.clear()
                 for sub in self._subscribers:
                     await self._send(sub.request)
             except (RealmError, ConnectionError):
@@ -589,7 +593,12 @@ class RealmClient:
                 f"not connected to the broker at {self.url}",
                 "open the client with `async with RealmClient(...)`",
             )
-        await self._ws.send_str(p.encode_str(msg))
+        try:
+            await self._ws.send_str(p.encode_str(msg))
+        except ConnectionError as exc:  # closing under us
+            raise RealmError(
+                "disconnected", f"the connection to the broker at {self.url} is closing", "retry", detail={}
+            ) from exc
 
     # --- requests -------------------------------------------------------
 
@@ -620,7 +629,13 @@ class RealmClient:
             spending.sent(query.guid, spending._price(query))
         resigned = 0
         try:
-            await self._send(query)
+            try:
+                await self._send(query)
+            except RealmError:
+                # The socket is going down; with reconnection on, the reader
+                # resubmits every pending request once it is back.
+                if self.reconnect_s <= 0 or self._closing:
+                    raise
             while True:
                 event = await queue.get()
                 if isinstance(event, RealmError):
@@ -735,8 +750,15 @@ class RealmClient:
         """Ask the broker to cancel ``guid`` (queued or running).
 
         The request's own stream then ends with ``error{code: cancelled}``.
+        With reconnection on, a cancel asked while the connection is down is
+        sent once it is back (after the request is resubmitted).
         """
-        await self._send(p.Cancel(guid=guid))
+        try:
+            await self._send(p.Cancel(guid=guid))
+        except RealmError:
+            if self.reconnect_s <= 0 or self._closing or guid not in self._pending:
+                raise
+            self._cancels.add(guid)
 
     async def subscribe(self, topics: Iterable[str] | None = None) -> AsyncIterator[p.Stats | p.Broadcast]:
         """Yield the broker's Stats/Broadcast pushes for ``topics`` until closed."""

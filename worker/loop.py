@@ -174,8 +174,10 @@ class Worker:
         self._stop_event.set()
         outbox = self._outbox
         if outbox is not None:
+            # Always, idle or not: work already on its way is handed back, and the
+            # broker must know it is a drain (no blame), not a failure.
+            outbox.put_nowait(Drain())
             if self._jobs:
-                outbox.put_nowait(Drain())
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._idle.wait(), self.config.drain_s)
                 for job in list(self._jobs.values()):

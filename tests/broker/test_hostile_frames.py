@@ -98,3 +98,13 @@ async def test_a_deeply_nested_rest_body_is_a_clear_400(broker_url: str) -> None
         assert resp.status == 400
         assert (await resp.json())["error"]["code"] == "invalid_json"
     await _alive(broker_url)
+
+
+async def test_a_deeply_nested_json_rpc_call_is_a_parse_error(broker_url: str) -> None:
+    """The chain relay takes bodies from anyone, before any signature."""
+    http_url = broker_url.replace("ws://", "http://")
+    body = b'{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":' + b"[" * DEEP + b"]" * DEEP + b"}"
+    async with aiohttp.ClientSession() as http, http.post(http_url + "/v1/chain/rpc", data=body) as resp:
+        assert resp.status == 200
+        assert (await resp.json())["error"]["code"] == -32700
+    await _alive(broker_url)

@@ -5,6 +5,7 @@ greedy answers (spot checks) are caught."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from broker.protocol import Error, Result, Token, Usage, WorkResult
@@ -96,23 +97,88 @@ async def test_implausible_speed_puts_a_worker_into_maintenance(make_broker) -> 
         await client.send({"type": "cancel", "guid": guid})
 
 
-async def test_a_worker_that_keeps_dropping_its_jobs_is_caught_across_reconnects(make_broker) -> None:
-    server = await make_broker(maintenance_after=2)
+async def test_a_worker_that_keeps_timing_out_is_caught_across_reconnects(make_broker) -> None:
+    """Reconnecting does not wash a bad record away: the timeouts of every
+    connection of the address count together."""
+    server = await make_broker(
+        maintenance_after=2, job_timeout_s={"chat": 0.3}, quarantine_after_failures=100, max_attempts=10
+    )
     account = new_account()
     async with TestClient(server.url) as client:
-        dropper = await FakeWorker(server.url, behaviour=hang(), account=account).start()
-        guids = [await client.submit(f"job {i}", intent="chat") for i in range(2)]
-        for _ in range(2):  # take a job, vanish with it, come back
-            await asyncio.wait_for(dropper.got_work.wait(), 5)
-            await dropper.close()
-            dropper = await FakeWorker(server.url, behaviour=hang(), account=account).start()
-        await dropper.close()
+        guids: list[str] = []
+        for _ in range(2):  # take a job, sit on it until it times out, reconnect
+            sitter = await FakeWorker(server.url, behaviour=hang(), account=account).start()
+            guids = guids or [await client.submit(f"job {i}", intent="chat") for i in range(2)]
+            await asyncio.wait_for(sitter.got_work.wait(), 5)
+            await asyncio.wait_for(_until(lambda s=sitter: s.cancels), 5)  # timed out: cancel sent
+            await sitter.send({"type": "drain"})  # leaves politely: only the timeouts count
+            await sitter.close()
         again = await FakeWorker(server.url, behaviour=echo(), account=account).start()
         notice = await asyncio.wait_for(_maintenance_notice(again), 5)
-        assert "2 of its last 2 jobs were aborted" in notice.message
+        assert "2 of its last 2 jobs were aborted or timed out" in notice.message
         good = await FakeWorker(server.url, slots=2, behaviour=echo()).start()
         results = [(await client.collect(g))[-1] for g in guids]
         assert [r.worker for r in results] == [good.worker_id, good.worker_id] and again.received == []
+
+
+async def test_a_worker_that_serves_then_vanishes_with_jobs_is_not_blamed_however_often(make_broker) -> None:
+    """A worker that disconnects with jobs (kill -9, a lost network) after it
+    served on that connection is not blamed, however often: its jobs run
+    elsewhere and it gets work again."""
+    operator = new_account()
+    server = await make_broker(operator=operator.address, maintenance_after=2, max_attempts=10)
+    account = new_account()
+    echoing = echo()
+
+    async def serve_warm_only(w: FakeWorker, work: Any) -> None:
+        if work.prompt.startswith("warm"):
+            await echoing(w, work)
+        else:
+            await asyncio.Event().wait()  # still running when the worker goes
+
+    async with TestClient(server.url) as client:
+        guids: list[str] = []
+        for i in range(3):
+            restarting = await FakeWorker(server.url, slots=4, behaviour=serve_warm_only, account=account,
+                                          name="restarting").start()
+            assert (await client.ask(f"warm {i}", intent="chat")).worker == restarting.worker_id
+            guids = guids or [await client.submit(f"job {n}", intent="chat") for n in range(3)]
+            await asyncio.wait_for(_until(lambda w=restarting: len(w.received) == 4), 5)
+            await restarting.close()
+        back = await FakeWorker(server.url, slots=3, behaviour=echo(), account=account, name="restarting").start()
+        results = [(await client.collect(g))[-1] for g in guids]
+        assert all(isinstance(r, Result) and r.worker == back.worker_id for r in results)
+        assert not [e for e in back.errors if e.code == "maintenance"]
+        rows = {w["name"]: w["trust"] for w in (await signed(server, "GET", "/v1/sysop/workers", operator))["workers"]}
+        assert rows["restarting"]["state"] == "active" and rows["restarting"]["recent_aborted"] == 0
+    await back.close()
+
+
+async def test_a_worker_that_takes_work_and_vanishes_again_and_again_is_caught(make_broker) -> None:
+    """Taking jobs and dropping them without ever finishing one is a pattern
+    across reconnects: each such connection counts once."""
+    server = await make_broker(maintenance_after=2, max_attempts=10)
+    account = new_account()
+    async with TestClient(server.url) as client:
+        guids: list[str] = []
+        for _ in range(2):  # take the jobs, vanish with them, come back
+            dropper = await FakeWorker(server.url, slots=3, behaviour=hang(), account=account).start()
+            guids = guids or [await client.submit(f"job {i}", intent="chat") for i in range(3)]
+            await asyncio.wait_for(_until(lambda w=dropper: len(w.received) == 3), 5)
+            await dropper.close()
+        again = await FakeWorker(server.url, behaviour=echo(), account=account).start()
+        notice = await asyncio.wait_for(_maintenance_notice(again), 5)
+        assert "2 of its last 2 jobs were aborted" in notice.message  # two connections, not six jobs
+        good = await FakeWorker(server.url, slots=3, behaviour=echo()).start()
+        results = [(await client.collect(g))[-1] for g in guids]
+        assert all(isinstance(r, Result) and r.worker == good.worker_id for r in results) and again.received == []
+    await again.close()
+    await good.close()
+
+
+async def _until(predicate: Any) -> None:
+    while not predicate():
+        await asyncio.sleep(0.01)
 
 
 def _liar(w: FakeWorker, work: Any) -> Any:
@@ -209,3 +275,24 @@ async def _workers(server: Any) -> list[dict[str, Any]]:
 
     async with aiohttp.ClientSession() as http, http.get(server.http_url + "/v1/workers") as resp:
         return list((await resp.json())["workers"])
+
+
+async def test_a_stalled_broker_does_not_blame_a_worker_that_answered_in_time(make_broker) -> None:
+    """The worker answers at once, then the broker's loop stalls past the job's
+    timeout before it reads the answer (a slow billing call, a busy machine):
+    the answer counts, the intent is not run again and the worker is not blamed."""
+    operator = new_account()
+    server = await make_broker(operator=operator.address, job_timeout_s={"chat": 0.3}, maintenance_after=1)
+
+    async def answer_then_stall(w: FakeWorker, work: Any) -> None:
+        await w.send(WorkResult(guid=work.guid, text="on time", usage=Usage(completion_tokens=2)))
+        time.sleep(0.6)  # blocks the one loop the broker runs on too
+
+    worker = await FakeWorker(server.url, behaviour=answer_then_stall, name="prompt").start()
+    async with TestClient(server.url) as client:
+        result = (await client.collect(await client.submit("hello", intent="chat")))[-1]
+        assert isinstance(result, Result) and result.text == "on time" and result.worker == worker.worker_id
+        assert len(worker.received) == 1 and worker.cancels == []
+        rows = {w["name"]: w["trust"] for w in (await signed(server, "GET", "/v1/sysop/workers", operator))["workers"]}
+        assert rows["prompt"]["state"] == "active" and rows["prompt"]["aborted"] == 0
+    await worker.close()

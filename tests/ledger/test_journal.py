@@ -116,6 +116,28 @@ async def test_loop_mode_commits_once_at_the_end_of_the_pass(tmp_path: Path) -> 
     assert outside.execute("SELECT count(*) FROM txns").fetchone()[0] == 2
 
 
+async def test_a_refused_posting_takes_back_only_itself_not_the_rest_of_the_pass(tmp_path: Path) -> None:
+    """In loop mode a pass's postings share one transaction: a hold refused for
+    want of funds (a new user's first query, before its welcome grant) must not
+    take back the holds and charges of other users posted earlier in the pass,
+    which the broker has already acted on."""
+    j = Journal(tmp_path / "j.db", commit="loop")
+    deposit(j, "t:0", "a", 10)
+    await asyncio.sleep(0)
+    assert j.post_hold("g-a", "a", 4)
+    with pytest.raises(Overdraft):
+        j.post_hold("g-new", "newcomer", 4)
+    with pytest.raises(Overdraft):
+        with j.atomic():  # a unit that fails half-way takes back its own first half
+            j.post("hold", "g-a2", ((A.user("a"), -5), (A.hold("a"), 5)), payer="a", amount=5)
+            j.post("hold", "g-a3", ((A.user("a"), -5), (A.hold("a"), 5)), payer="a", amount=5)
+    assert j.open_hold("g-a") == ("a", 4) and j.open_hold("g-a2") is None
+    await asyncio.sleep(0)
+    seen = Journal(tmp_path / "j.db")  # what a restarted broker would find
+    assert seen.open_hold("g-a") == ("a", 4) and seen.open_hold("g-a2") is None
+    assert seen.balances() == {A.ESCROW: -10, A.user("a"): 6, A.hold("a"): 4}
+
+
 def test_tampering_on_disk_shows(tmp_path: Path) -> None:
     j = Journal(tmp_path / "j.db")
     deposit(j, "t:0", "a", 10)

@@ -177,6 +177,28 @@ async def test_a_dropped_connection_resumes_the_stream_exactly(realm: ThreadReal
     assert result.text == prompt and "".join(streamed) == prompt
 
 
+async def test_a_cancel_while_the_connection_is_down_is_sent_once_it_is_back(realm: ThreadRealm) -> None:
+    proxy = await CutProxy(int(realm.url.rsplit(":", 1)[1])).start()
+    prompt = " ".join(f"word{i}" for i in range(200))
+    streamed: list[str] = []
+    async with RealmClient(proxy.url, reconnect_s=30) as client:
+        guid = new_guid()
+        task = asyncio.create_task(
+            client.ask(prompt, intent="echo", params={"delay_s": 0.02}, guid=guid, on_token=streamed.append)
+        )
+        while len("".join(streamed).split()) < 3:
+            await asyncio.sleep(0.005)
+        await proxy.cut(for_s=0.5)
+        while client._ws is not None and not client._ws.closed:  # the client has seen the drop
+            await asyncio.sleep(0.005)
+        await client.cancel(guid)  # no error: it goes out after the reconnect
+        with pytest.raises(RealmError) as ended:
+            await asyncio.wait_for(task, 30)
+        assert ended.value.code == "cancelled" and client.reconnects == 1
+    await proxy.close()
+    assert len("".join(streamed).split()) < 200
+
+
 def _tokens(stream: _Restream, run: int, *pieces: tuple[int, str]) -> str:
     return "".join(stream.feed(p.Token(guid="g", text=text, offset=offset, run=run)) for offset, text in pieces)
 

@@ -139,3 +139,23 @@ def test_broker_killed_and_restarted_every_intent_completes(tmp_path: Path, proc
     assert stats["restored"] == 4
     assert stats["intents"]["completed"] == 4
     assert restarted.poll() is None
+
+
+def test_a_worker_stopped_with_sigterm_finishes_its_running_job_first(tmp_path: Path, procs: Procs) -> None:
+    port = free_port()
+    url = url_for(port)
+    procs.add(spawn_broker(port, tmp_path / "journal.db", tmp_path / "broker"))
+    wait_healthy(url)
+    worker = procs.add(spawn_worker(url, tmp_path / "w1", "echo"))
+    wait_workers(url, 1, "echo")
+    ask = procs.add(_ask(url, tmp_path / "user", 0.2))  # type: ignore[arg-type]
+    wait_until(lambda: (get_json(url, "/v1/stats") or {}).get("intents", {}).get("tokens", 0) >= 2, 30, "tokens")
+    worker.send_signal(signal.SIGTERM)  # what systemd, docker stop or a deploy sends
+
+    out, err = ask.communicate(timeout=60)
+    assert ask.returncode == 0, err
+    assert out == WORDS + "\n"
+    assert worker.wait(30) == 0
+    assert "stopping: finishing or handing back running jobs" in log_of(tmp_path / "w1", "worker.log")
+    stats = get_json(url, "/v1/stats")
+    assert stats["intents"]["completed"] == 1 and stats["intents"]["requeued"] == 0  # it finished it itself

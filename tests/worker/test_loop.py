@@ -275,3 +275,32 @@ async def test_default_slots_come_from_what_the_backends_can_batch(
     conn = await broker.next_worker()
     assert conn.register.slots == 32 and conn.register.capabilities[0].slots is None
     await shut(alone, task)
+
+    # Weather waits on a remote service, not this machine: several at once.
+    from worker.backends.weather import WeatherBackend
+
+    remote = Worker(config(broker.url), [WeatherBackend(None, Device.parse(None))], account)
+    task = await serve(remote)
+    conn = await broker.next_worker()
+    assert conn.register.slots == 8
+    await shut(remote, task)
+
+
+async def test_a_stopping_worker_says_drain_even_when_idle(broker: BrokerSide, account: Any) -> None:
+    """Work may already be on its way: the broker must see `drain` before the
+    hand-back, or it would count the hand-back as a failure."""
+    from broker.protocol import Drain
+
+    worker = Worker(config(broker.url), [EchoBackend(None, Device())], account)
+    task = await serve(worker)
+    conn = await broker.next_worker()
+    stopping = asyncio.create_task(worker.stop())
+    late = echo_work("already sent")
+    await conn.send(late)
+    assert isinstance(await conn.recv(), Drain)
+    answer = await conn.recv()
+    assert isinstance(answer, (Failed, WorkResult)) and answer.guid == late.guid
+    if isinstance(answer, Failed):
+        assert (answer.code, answer.retryable) == ("worker_stopping", True)
+    await stopping
+    await asyncio.wait_for(task, 10)

@@ -41,6 +41,9 @@ def _place(value: str) -> str | None:
     return value.strip() or None
 
 
+WEATHER_SLOTS = 8  # a worker's default slots for weather: requests in flight at once
+
+
 class WeatherBackend(Backend):
     """Answer weather questions from Open-Meteo's geocoding and forecast APIs."""
 
@@ -65,6 +68,11 @@ class WeatherBackend(Backend):
             str(options.get("forecast_url") or FORECAST_URL),
             float(options.get("timeout_s", DEFAULT_TIMEOUT_S)),
         )
+
+    @property
+    def slots(self) -> int:
+        # Each request waits on Open-Meteo, not on this machine.
+        return WEATHER_SLOTS
 
     @property
     def model_name(self) -> str:
