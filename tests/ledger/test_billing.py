@@ -245,3 +245,28 @@ def test_terms_tell_a_client_what_to_sign_for(journal: Journal, user: Any) -> No
     assert (terms["chain_id"], terms["contract"], terms["committed"]) == (31337, TERMS.contract, 700)
     assert terms["quotes"]["imagine"] == ONE // 2 and terms["quotes"]["default"] == ONE // 100
     assert RealmBilling(journal, terms=lambda: None).terms(user.address) is None
+
+
+def test_a_peer_realm_holds_on_its_credit_line_without_an_authorisation(journal: Journal, user: Any) -> None:
+    peer = new_account().address
+    b = billing(journal, refused=PaymentRefused)
+    price = b.quote(peer, "echo", None, {})
+    b.credit(peer, 3 * price // 2)
+    b.hold(peer, "p1", price, None)  # no Spend authorisation: a pinned peer pays on credit
+    assert journal.balance(A.realm(peer)) == -(3 * price // 2)
+    assert journal.balance(A.user(peer)) == price // 2
+    assert b.capture("p1", WORKER, "echo", {}) == price
+    assert journal.peers_owe() == {peer: price}
+    with pytest.raises(PaymentRefused) as over:
+        b.hold(peer, "p2", price, None)
+    assert over.value.code == "peer_credit_exceeded"
+    assert journal.open_holds() == {}
+    # A lower limit takes back only credit the peer has not used; a higher one extends it.
+    b.credit(peer, 0)
+    b.hold(peer, "p3", 0, None)
+    b.credit(peer, 2 * price)
+    b.hold(peer, "p4", price, None)
+    assert journal.balance(A.realm(peer)) == -2 * price
+    assert journal.balance(A.user(peer)) == 0
+    # An ordinary payer still needs its signed authorisation.
+    assert refused(b, user, "u1", price, None).code == "bad_authorisation"
