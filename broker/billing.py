@@ -33,6 +33,11 @@ class Billing(Protocol):
         ``authorisation``; raises InsufficientFunds or PaymentRefused."""
         ...
 
+    def credit(self, payer: str, limit: int) -> None:
+        """``payer`` is a pinned peer realm that pays on credit, owing at most ``limit``
+        unpaid: its holds need no authorisation (the federation calls it per forward)."""
+        ...
+
     def capture(self, guid: str, worker: str, intent: str, usage: dict[str, int]) -> int:
         """Charge for the finished intent (<= the hold) and pay the worker; returns the cost."""
         ...

@@ -90,7 +90,7 @@ contract RealmLedger is ReentrancyGuard, EIP712, Ownable2Step {
     uint128 public earningsTotal;
     /// `collected` as of the last settle: the fee can only come out of settled money.
     uint128 public settledCollected;
-    /// Cumulative tokens taken from deposits by redemptions, plus covers.
+    /// Cumulative tokens taken from deposits by redemptions, plus covers and peer realms' payments.
     uint128 public collected;
     /// Cumulative fee withdrawn by the owner.
     uint128 public feePaid;
@@ -163,6 +163,7 @@ contract RealmLedger is ReentrancyGuard, EIP712, Ownable2Step {
     event RealmFunded(address indexed realm, address indexed from, uint256 amount, uint256 escrow);
     event RealmClaimed(address indexed payer, address indexed payee, uint256 amount, uint256 paid);
     event RealmExited(address indexed realm, uint256 amount);
+    event RealmCredited(address indexed payer, address indexed from, uint256 amount);
 
     constructor(IERC20 token_, address owner_, address settler_, address voucherSigner_, uint256 exitWindow_)
         EIP712("MTOR RealmLedger", "2")
@@ -455,6 +456,20 @@ contract RealmLedger is ReentrancyGuard, EIP712, Ownable2Step {
         }
         token.safeTransfer(payee, amount);
         emit RealmClaimed(payer, payee, amount, paid + amount);
+    }
+
+    /// @notice Bring in what peer realm `payer` paid this realm (claimed from its escrow on
+    ///         its own RealmLedger, on this token) as collected money: it backs the earnings
+    ///         of the workers who served that realm's intents here, as a user's redemption
+    ///         does. The realm's journal books it to the peer's account (its credit freed).
+    function creditFromRealm(address payer, uint256 amount) external nonReentrant {
+        if (payer == address(0)) revert ZeroAddress();
+        if (amount == 0) revert ZeroAmount();
+        token.safeTransferFrom(msg.sender, address(this), amount);
+        uint256 sum = uint256(collected) + amount;
+        if (sum > type(uint128).max) revert AmountTooLarge(sum);
+        collected = uint128(sum);
+        emit RealmCredited(payer, msg.sender, amount);
     }
 
     /// @notice After `startExit` and `exitWindow` seconds, take the caller's realm escrow back.

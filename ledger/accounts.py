@@ -7,6 +7,13 @@ only account allowed below zero, with ``grants``: a welcome grant is credited
 to the user at once from ``grants``, and the realm's deposit on chain moves
 it back from ``escrow`` when it lands, so ``-balance(grants)`` is what the
 realm has promised and not yet escrowed.
+
+A pinned peer realm that sends this realm intents pays on credit: ``realm:P``
+(negative) is the credit line extended to it, moved to its ``user:P``, which
+its holds and captures spend like a user's deposit; what the peer pays on chain
+(claimed from its escrow and credited to this realm's RealmLedger) returns to
+``user:P``. So ``-balance(realm:P)`` is the line, and what the peer owes now
+is the line less ``user:P`` and ``hold:P`` (docs/federation.md).
 """
 
 from __future__ import annotations
@@ -36,6 +43,11 @@ def refund(address: str) -> str:
     return f"refund:{address}"
 
 
+def realm(address: str) -> str:
+    """The credit line extended to peer realm ``address`` (negative)."""
+    return f"realm:{address}"
+
+
 def owner(account: str) -> str | None:
     """The address an account belongs to (None for escrow and fee)."""
     _, _, address = account.partition(":")
@@ -43,4 +55,4 @@ def owner(account: str) -> str | None:
 
 
 def may_go_negative(account: str) -> bool:
-    return account == ESCROW or account == GRANTS
+    return account == ESCROW or account == GRANTS or account.startswith("realm:")

@@ -4,12 +4,14 @@ Inside the journal, by itself:
 
 - every row's hash chains to the row before it (an edited, inserted or deleted
   row breaks the chain there);
-- every transaction sums to zero, no account but escrow and grants is
-  negative, the balances in memory match a fresh sum of the rows on disk;
+- every transaction sums to zero, no account but escrow, grants and peer
+  realms' credit lines is negative, the balances in memory match a fresh sum
+  of the rows on disk;
 - every capture charges at most what its hold held, and its entries match its
   cost and fee;
 - what each payer was charged in all is at most the highest total the payer
-  validly signed (one signature check per payer);
+  validly signed (one signature check per payer); a peer realm, which pays on
+  credit, owes at most its credit line (charged less what it paid);
 - no chain event was left unbooked, and no receipt waits for settlement
   longer than ``stale_epochs`` epochs.
 
@@ -19,8 +21,11 @@ Against the chain:
   journal head, recomputed from the rows, equal what the chain recorded; the
   last settled earnings root and total equal what the journal's captures add up to;
 - a payer's deposit = ``user`` + ``hold`` + ``refund`` + what it was charged and
-  the chain has not redeemed yet (less a welcome grant not escrowed yet), and
-  the chain never redeemed more than the journal charged;
+  the chain has not redeemed yet (less a welcome grant not escrowed yet, and
+  less a peer realm's credit line and payments), and the chain never redeemed
+  more than the journal charged;
+- each peer realm's payments credited on chain (``RealmCredited``) = its
+  ``realm_payment`` rows;
 - a worker's claims on chain = the claims in the journal, never beyond its
   settled earnings;
 - the contract's token balance = -``escrow``.
@@ -87,6 +92,7 @@ class Books:
     balances: dict[str, int] = field(default_factory=dict)
     charged: dict[str, int] = field(default_factory=dict)  # payer -> captures minus shortfalls
     claims: dict[str, int] = field(default_factory=dict)  # worker -> claimed on chain, as booked
+    peer_paid: dict[str, int] = field(default_factory=dict)  # peer realm -> its payments, as booked
 
 
 def audit_journal(
@@ -111,14 +117,18 @@ def audit_journal(
         if disk != memory:
             found(Finding("derived", acct, disk, memory, "entries on disk changed under the running journal"))
         if disk < 0 and not A.may_go_negative(acct):
-            found(Finding("negative", acct, disk, None, "only escrow and grants may be negative"))
+            found(Finding("negative", acct, disk, None, "only escrow, grants and credit lines may be negative"))
 
     holds: dict[str, int] = {}
     charged, claims = books.charged, books.claims
     captures = 0
-    for txn in journal.kinds("hold", "capture", "shortfall", "claim"):
+    peer_paid = books.peer_paid
+    for txn in journal.kinds("hold", "capture", "shortfall", "claim", "realm_payment"):
         who = txn.payer or ""
         amount = txn.amount or 0
+        if txn.kind == "realm_payment":
+            peer_paid[who] = peer_paid.get(who, 0) + amount
+            continue
         if txn.kind == "hold":
             holds[txn.ref] = amount
             continue
@@ -146,6 +156,12 @@ def audit_journal(
     index = AuthIndex(journal)
     index.refresh()
     for payer, total in sorted(charged.items()):
+        if A.realm(payer) in recomputed:  # a peer realm: its credit line bounds it, not signatures
+            line = -recomputed[A.realm(payer)]
+            owed = total - peer_paid.get(payer, 0)
+            if owed > line:
+                found(Finding("peer_credit", payer, owed, line, "a peer realm owes more than its credit line"))
+            continue
         if total <= 0:
             continue
         best = index.best(terms, payer) if terms is not None else None
@@ -268,6 +284,8 @@ def audit(led: Any, session: Any) -> AuditReport:
             found(Finding("redeemed", who, owed, spent, "the chain redeemed more than the journal charged"))
         expected = sum(recomputed.get(a, 0) for a in (A.user(who), A.hold(who), A.refund(who)))
         expected += owed - spent - grants.get(who, 0)
+        # A peer realm's credit line and payments sit in its user account, no deposit of it.
+        expected -= -recomputed.get(A.realm(who), 0) + books.peer_paid.get(who, 0)
         if dep != expected:
             found(Finding("deposit", who, expected, dep, "escrowed deposit differs"))
     for who in sorted(workers):
@@ -276,6 +294,18 @@ def audit(led: Any, session: Any) -> AuditReport:
             found(Finding("claimed", who, claims.get(who, 0), claimed, "claimed earnings differ"))
         if claimed > posted.get(who, 0):
             found(Finding("claimed", who, posted.get(who, 0), claimed, "claimed beyond the settled earnings"))
+    credited: dict[str, int] = {}
+    for lg in call(lambda: ledger.events.RealmCredited.get_logs(from_block=session.deployment.block)):
+        who = lg["args"]["payer"]
+        credited[who] = credited.get(who, 0) + int(lg["args"]["amount"])
+    for who in sorted(set(credited) | set(books.peer_paid)):
+        if credited.get(who, 0) != books.peer_paid.get(who, 0):
+            found(
+                Finding(
+                    "peer_paid", who, books.peer_paid.get(who, 0), credited.get(who, 0),
+                    "a peer realm's payments credited on chain differ from the journal's",
+                )
+            )
     escrow = -recomputed.get(A.ESCROW, 0)
     # Realm escrows (federation) are tokens of the contract no user deposit or earning accounts for.
     held = int(call(lambda: session.token.functions.balanceOf(session.deployment.ledger).call())) - int(

@@ -10,6 +10,10 @@
   usage may cost less than the hold (never more, never below zero), the rest
   goes back;
 - ``release`` gives the whole hold back (failure, cancel, timeout).
+- ``credit`` marks a payer as a pinned peer realm that pays on credit: its
+  holds need no Spend authorisation (it has no deposit here); they spend the
+  credit line the journal books for it (``realm:P`` -> ``user:P``, see
+  ``ledger.accounts``), and what it pays on chain restores it.
 
 Time in the queue is never priced: the cost depends on usage only.
 
@@ -88,6 +92,7 @@ class RealmBilling:
         self._presented: dict[str, tuple[int, str]] = {}  # payer -> its highest accepted one, maybe unverified
         self._loaded: set[str] = set()  # payers whose holds' authorisations were read back from the journal
         self._reserved: Callable[[str], int] = _nothing_reserved
+        self._peers: dict[str, int] = {}  # peer realm -> its credit limit (set by the federation)
         self._since_poke = 0
         self._process_status = process_status
         self.failures = 0  # captures and releases that could not be written (logged)
@@ -117,6 +122,41 @@ class RealmBilling:
             "quotes": {intent: self.prices.quote(intent, {}) for intent in self.prices.rules},
         }
 
+    # --- peer realms ----------------------------------------------------------------------
+
+    def credit(self, peer: str, limit: int) -> None:
+        """``peer`` is a pinned peer realm that may owe this realm up to ``limit`` unpaid."""
+        self._peers[peer] = max(0, limit)
+
+    def _credit_line(self, peer: str, limit: int) -> None:
+        """Book the peer's credit line as ``limit`` (a lower limit takes back only unused credit)."""
+        with self.journal.atomic():
+            line = -self.journal.balance(A.realm(peer))
+            change = limit - line if limit >= line else -min(line - limit, self.journal.balance(A.user(peer)))
+            if change == 0:
+                return
+            self.journal.post(
+                "credit_line",
+                f"{peer}:{self.journal.last_txn_id()}",
+                ((A.realm(peer), -change), (A.user(peer), change)),
+                payer=peer,
+                amount=line + change,
+                memo=f"peer realm credit line {line} -> {line + change}",
+            )
+
+    def _hold_on_credit(self, peer: str, guid: str, amount: int) -> None:
+        self._credit_line(peer, self._peers[peer])
+        try:
+            self.journal.post_hold(guid, peer, amount)
+        except Overdraft as exc:
+            raise self._refused(
+                "peer_credit_exceeded",
+                f"your realm has {exc.balance} of its credit here left, less than the price {amount}",
+                "settle with this realm (`mtor federation settle`), then retry",
+                limit=self._peers[peer],
+                price=amount,
+            ) from None
+
     # --- hold ---------------------------------------------------------------------------
 
     def hold(self, user: str, guid: str, amount: int, authorisation: Any = None) -> None:
@@ -128,6 +168,9 @@ class RealmBilling:
         held, exiting, committed = self.journal.before_hold(guid, user)
         if held:
             return  # the same intent resubmitted or requeued: already held
+        if user in self._peers:
+            self._hold_on_credit(user, guid, amount)
+            return
         if exiting:
             raise self._refused(
                 "exit_pending",

@@ -543,6 +543,20 @@ class Journal:
         self.refresh()
         return account in self._state.balances
 
+    def peers_owe(self) -> dict[str, int]:
+        """What each peer realm owes now: its credit line less the credit it has left
+        (``user:P``) and holds (``hold:P``); those owing nothing are left out."""
+        self.refresh()
+        balances = self._state.balances
+        out = {}
+        for acct, line in list(balances.items()):
+            if acct.startswith("realm:"):
+                peer = acct[6:]
+                owed = -line - balances.get(A.user(peer), 0) - balances.get(A.hold(peer), 0)
+                if owed > 0:
+                    out[peer] = owed
+        return out
+
     def open_holds(self) -> dict[str, tuple[str, int]]:
         self.refresh()
         return {g: (u, a) for g, (u, a, _) in self._state.holds.items()}

@@ -9,6 +9,12 @@ payee claims the difference to what it was paid (``claimFromRealm``) when it
 chooses, with the latest total, and the tokens go to the payee's realm key.
 Each function takes an open :class:`~ledger.chain.Chain` and the RealmLedger's
 address: a payee claims on its payer's ledger, which need not be its own.
+
+The payee then brings what it claimed into its own RealmLedger as the payer's
+payment (``creditFromRealm``, :func:`credit`): counted as collected there, it
+backs the earnings of the payee's workers who served the payer's intents, and
+the payee's journal books it to the payer's account. Both ledgers must use the
+same token (realms that federate deploy on one $9000 token: ``[ledger] token``).
 """
 
 from __future__ import annotations
@@ -77,3 +83,26 @@ def claim(chain: Any, ledger: str, sender: Any, payer: str, payee: str, total: i
         "paid": after,
         "gas": int(rc["gasUsed"]),
     }
+
+
+def token_of(chain: Any, ledger: str) -> str:
+    """The token ``ledger`` holds."""
+    return str(chain._call(lambda: _ledger(chain, ledger).functions.token().call()))
+
+
+def credited(chain: Any, ledger: str, payer: str, from_block: int) -> int:
+    """What ``ledger`` was credited in all as peer realm ``payer``'s payments."""
+    event = _ledger(chain, ledger).events.RealmCredited
+    logs = chain._call(lambda: event.get_logs(from_block=from_block, argument_filters={"payer": payer}))
+    return sum(int(lg["args"]["amount"]) for lg in logs)
+
+
+def credit(session: Any, account: Any, payer: str, amount: int) -> str:
+    """Credit ``amount`` of ``account``'s tokens (claimed from ``payer``'s escrow) to the
+    session's RealmLedger as ``payer``'s payment (approve + creditFromRealm); the tx hash."""
+    chain, token, ledger = session.chain, session.token, session.ledger
+    allowance = int(chain._call(lambda: token.functions.allowance(account.address, ledger.address).call()))
+    if allowance < amount:
+        chain.transact(account, token.functions.approve(ledger.address, amount), what="approve")
+    rc = chain.transact(account, ledger.functions.creditFromRealm(payer, amount), what="crediting a peer's payment")
+    return str(rc["transactionHash"].to_0x_hex())

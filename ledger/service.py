@@ -72,6 +72,7 @@ class LedgerConfig:
     supply_cap: int | None = None  # None: 10^9 $9000, or unbounded for practical purposes on a dev chain
     hold_ttl_s: float = 3600.0  # a hold that never finished returns to the payer after this
     stale_epochs: int = 3  # receipts unsettled for this many epochs are an audit finding
+    token: str | None = None  # deploy the RealmLedger on this $9000 token (realms that federate share one)
 
     @property
     def root(self) -> Path:
@@ -279,8 +280,13 @@ class Ledger:
         faucet = cfg.faucet_amount if dev else 0
         cap = cfg.supply_cap or (DEV_SUPPLY_CAP if dev else SUPPLY_CAP)
         window = cfg.exit_window_s if cfg.exit_window_s is not None else (DEV_EXIT_WINDOW_S if dev else EXIT_WINDOW_S)
-        token, block = chain.deploy(owner, "NineThousand", owner.address, faucet, cap)
-        ledger, _ = chain.deploy(owner, "RealmLedger", token, owner.address, settler.address, voucher.address, window)
+        if cfg.token:
+            token = cfg.token
+            if not chain.w3.eth.get_code(token):
+                raise ChainError("no_contract", f"no token contract at {token} on {chain.name}", "check [ledger] token")
+        else:
+            token, _ = chain.deploy(owner, "NineThousand", owner.address, faucet, cap)
+        ledger, block = chain.deploy(owner, "RealmLedger", token, owner.address, settler.address, voucher.address, window)
         dep = Deployment(
             chain_id=chain.chain_id,
             token=token,
@@ -357,9 +363,9 @@ class Ledger:
         and covers; elsewhere the realm's operator must (False)."""
         if amount <= 0:
             return True
-        if not s.chain.dev:
-            return False
         owner = self.owner_key
+        if not s.chain.dev or s.token.functions.owner().call() != owner.address:
+            return False  # not a dev chain, or a shared token this realm cannot mint
         s.chain.transact(owner, s.token.functions.mint(owner.address, amount), what="minting a cover")
         s.chain.transact(owner, s.token.functions.approve(s.deployment.ledger, amount), what="approve")
         s.chain.transact(owner, s.ledger.functions.cover(amount), what="covering a shortfall")
@@ -384,6 +390,12 @@ class Ledger:
         user can still redeem; once it expires unredeemed its reservation returns and
         the on-chain nonce, which did not move, serves the next one.
         """
+        if self.journal.touched(A.realm(user)):
+            raise LedgerError(
+                "peer_realm",
+                f"{user} is a peer realm paying on credit here: it has no deposit to refund",
+                "it settles with `mtor federation settle`",
+            )
         with self.session() as s:
             watcher.sync(self.journal, s, self.config.confirmations)
             self._expire_vouchers(s)

@@ -44,6 +44,7 @@ from ledger import authorisation as auth
 from ledger import merkle
 from ledger.errors import ChainError
 from ledger.journal import Journal, Receipt
+from ledger.units import format_amount
 
 log = logging.getLogger("mtor.ledger")
 
@@ -389,7 +390,9 @@ class Settler:
             )
         self.redeem(session, self._payers(fresh[0].first_txn, fresh[-1].last_txn))
         self._back(session)
+        available = self._available(session)
         for epoch in fresh:
+            self._await_peers(epoch.earnings_total, available)  # the backed epochs before it went out
             fn = ledger.functions.settle(
                 epoch.number,
                 epoch.root,
@@ -406,7 +409,8 @@ class Settler:
         rows = self.journal.execute(
             "SELECT DISTINCT payer FROM txns WHERE kind = 'capture' AND id > ? AND id <= ?", (after, upto)
         ).fetchall()
-        return [r[0] for r in rows if r[0]]
+        # A peer realm pays on credit, from its escrow on its own ledger: nothing to redeem here.
+        return [r[0] for r in rows if r[0] and not self.journal.touched(A.realm(r[0]))]
 
     def redeem(self, session: Any, payers: list[str]) -> int:
         """Collect on chain what ``payers`` were charged; returns the number of redemptions sent."""
@@ -492,6 +496,30 @@ class Settler:
                 " cannot be posted until it is covered",
                 "send the amount with RealmLedger.cover() from any wallet (approve first); the upkeep then settles",
             )
+
+    def _available(self, session: Any) -> int:
+        """What backs workers' earnings on chain: collected, less the fee paid out."""
+        call, ledger = session.chain._call, session.ledger
+        return int(call(lambda: ledger.functions.collected().call())) - int(
+            call(lambda: ledger.functions.feePaid().call())
+        )
+
+    def _await_peers(self, earnings_total: int, available: int) -> None:
+        """Earnings of intents served for peer realms are backed once those realms' payments
+        are credited to this ledger (``creditFromRealm``): until then the epoch waits, as the
+        contract would refuse its root (``Unbacked``); other realms' debts are not the fee's."""
+        if earnings_total <= available:
+            return
+        owed = self.journal.peers_owe()
+        if not owed:
+            return  # a loss of the realm's own: the contract says so (`_back` covered what it could)
+        who = ", ".join(f"{p} owes {format_amount(v)}" for p, v in sorted(owed.items()))
+        raise ChainError(
+            "awaiting_peer_payment",
+            f"workers' earnings of {format_amount(earnings_total)} $9000 are backed by"
+            f" {format_amount(available)} on chain; peer realms have not paid yet ({who})",
+            "claim from their escrow with `mtor federation settle PEER`; the upkeep then settles",
+        )
 
     def _mark_settled(self, number: int, tx_hash: str | None) -> Epoch:
         with self.journal.atomic():

@@ -12,6 +12,8 @@ journal's meta table.
 - ``Claimed(account, amount)``: ``worker:W`` -> escrow
 - ``FeeWithdrawn(to, amount)``: ``fee`` -> escrow; ``Covered(from, amount)``: escrow -> ``fee``
 - ``Refunded(user, amount, nonce)``: ``refund:U`` -> escrow
+- ``RealmCredited(payer, from, amount)``: escrow -> ``user:P``, a peer realm's
+  payment (claimed from its escrow), which restores its credit here
 - ``ExitStarted(user)`` / ``ExitCancelled(user)``: markers (the realm stops
   taking the user's queries while an exit runs)
 - ``Exited(user, amount)``: ``user:U`` -> escrow (what the realm failed to
@@ -36,7 +38,10 @@ log = logging.getLogger("mtor.ledger")
 
 CURSOR_KEY = "watch_block"
 CHUNK_BLOCKS = 5000
-EVENTS = ("Deposited", "Claimed", "FeeWithdrawn", "Covered", "Refunded", "ExitStarted", "ExitCancelled", "Exited")
+EVENTS = (
+    "Deposited", "Claimed", "FeeWithdrawn", "Covered", "Refunded", "ExitStarted", "ExitCancelled", "Exited",
+    "RealmCredited",
+)
 
 
 @dataclass
@@ -133,6 +138,9 @@ def _post(journal: Journal, dep: Any, name: str, ref: str, args: Any, block: int
     elif name == "Covered":
         who, amount = args["from"], int(args["amount"])
         kind, entries = "cover", ((A.ESCROW, -amount), (A.FEE, amount))
+    elif name == "RealmCredited":
+        who, amount = args["payer"], int(args["amount"])
+        kind, entries = "realm_payment", ((A.ESCROW, -amount), (A.user(who), amount))
     elif name == "Refunded":
         who, amount = args["user"], int(args["amount"])
         kind, entries = "refund", ((A.refund(who), -amount), (A.ESCROW, amount))

@@ -36,6 +36,11 @@ def _count(value: str) -> str | None:
     return None if value.isdigit() else "not a whole number"
 
 
+def _address(value: str) -> str | None:
+    ok = len(value) == 42 and value.startswith("0x") and all(c in "0123456789abcdefABCDEF" for c in value[2:])
+    return None if ok else "not a 0x address of 40 hex digits"
+
+
 def _one_of(*choices: str) -> Callable[[str], str | None]:
     def check(value: str) -> str | None:
         return None if value in choices else "not " + " or ".join(choices)
@@ -63,6 +68,7 @@ KEYS: tuple[Key, ...] = (
     Key("ledger.exit_window_s", "a new deployment's exit window (1 day; dev 10 s)", "3600", _count),
     Key("ledger.hold_ttl_s", "seconds before an unfinished hold returns (3600)", "600", _seconds),
     Key("ledger.stale_epochs", "epochs unsettled before the audit objects (3)", "5", _count),
+    Key("ledger.token", "the $9000 token a new deployment uses (shared)", "0x" + "5f" * 20, _address),
     Key("location", "your place, for weather requests naming none", '"Oslo, Norway"'),
     Key("units", "weather answers in metric or imperial units", "imperial", _one_of("metric", "imperial")),
     Key("weather.geocoding_url", "the weather worker's geocoding API", "https://geocoding-api.open-meteo.com/v1/search",

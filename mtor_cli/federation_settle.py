@@ -3,7 +3,11 @@
 As the **payee**, this realm claims on the peer's RealmLedger with the peer's
 latest signed acknowledgement (``RealmSpend(peer, this realm, total)``); the
 contract pays the difference to what it paid before, so settling again is
-harmless. As the **payer**, it reads from its own RealmLedger what the peer
+harmless. What it was paid it then credits to its own RealmLedger as the
+peer's payment (``creditFromRealm``: it backs the earnings of the workers who
+served the peer, and the journal books it to the peer's account); a crash
+between the claim and the credit is mended by the next settle, which credits
+what was paid and not credited yet. As the **payer**, it reads from its own RealmLedger what the peer
 has claimed from this realm's escrow. Both are recorded in the federation
 store, where a running broker takes them up within a second (the peer's
 credit is freed). The chain is the one ``--chain-rpc`` names, else the
@@ -47,6 +51,7 @@ def settle(led: Ledger, store: Any, record: Any, realm_key: Any) -> dict[str, An
     me, peer = realm_key.address, record.address
     out: dict[str, Any] = {"peer": record.name, "address": peer}
     chain = led.open_chain()
+    chain_id = chain.chain_id
     try:
         ack = store.signed_ack(peer)
         if ack is None or ack.signature is None or ack.contract is None:
@@ -76,4 +81,30 @@ def settle(led: Ledger, store: Any, record: Any, realm_key: Any) -> dict[str, An
             out["as_payer"] = {"ledger": dep.ledger, "paid": paid, "escrow_left": R.escrow(chain, dep.ledger, me)}
     finally:
         chain.close()
+    payee = out["as_payee"]
+    if "paid" in payee:
+        payee["credited"] = _credit_own_ledger(led, realm_key, payee["ledger"], chain_id, peer, int(payee["paid"]))
     return out
+
+
+def _credit_own_ledger(
+    led: Ledger, realm_key: Any, payer_ledger: str, chain_id: int, peer: str, paid: int
+) -> dict[str, Any]:
+    """Bring what ``peer`` paid us (``paid`` in all, from its escrow) into our own RealmLedger."""
+    from ledger import wallet as W
+
+    dep = led.deployment()
+    if dep is None:
+        return {"skipped": "this realm has no ledger: the tokens stay with the realm key"}
+    elsewhere = {"skipped": "this realm's ledger is on another chain or token: the tokens stay with the realm key"}
+    if dep.chain_id != chain_id:
+        return elsewhere
+    with led.session() as s:
+        if R.token_of(s.chain, payer_ledger) != dep.token:
+            return elsewhere
+        account = _account(realm_key)
+        before = R.credited(s.chain, dep.ledger, peer, dep.block)
+        amount = min(paid - before, W.tokens(s, account.address))
+        tx = R.credit(s, account, peer, amount) if amount > 0 else None
+        led.sync(s)
+        return {"tx": tx, "amount": max(amount, 0), "total": before + max(amount, 0), "ledger": dep.ledger}

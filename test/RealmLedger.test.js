@@ -491,6 +491,27 @@ describe("RealmLedger", function () {
       expect(await ledger.accountOf(alice.address)).to.deep.equal([100n * ONE, 0n]);
     });
 
+    it("what a payee realm claimed, credited to its ledger, backs its workers' earnings", async function () {
+      // one ledger stands for both realms' here: bob claims from alice's escrow, then brings
+      // the tokens in as alice's payment, and the earnings of alice's intents can be posted
+      const f = await realms();
+      const { ledger, token, settler, alice, bob, worker1 } = f;
+      await claim(f, 3n * ONE);
+      const tree = earningsTree({ [worker1.address]: 27n * ONE / 10n });
+      await expect(ledger.connect(settler).settle(1, RECEIPTS, 1, tree.root, tree.total, HEAD)).to.be
+        .revertedWithCustomError(ledger, "Unbacked");
+      await token.connect(bob).approve(await ledger.getAddress(), 3n * ONE);
+      await expect(ledger.connect(bob).creditFromRealm(ethers.ZeroAddress, 3n * ONE)).to.be.revertedWithCustomError(ledger, "ZeroAddress");
+      await expect(ledger.connect(bob).creditFromRealm(alice.address, 3n * ONE))
+        .to.emit(ledger, "RealmCredited")
+        .withArgs(alice.address, bob.address, 3n * ONE);
+      expect(await ledger.collected()).to.equal(3n * ONE);
+      await ledger.connect(settler).settle(1, RECEIPTS, 1, tree.root, tree.total, HEAD);
+      await ledger.claim(worker1.address, tree.total, tree.proof(worker1.address));
+      expect(await token.balanceOf(worker1.address)).to.equal(27n * ONE / 10n);
+      expect(await ledger.feeAvailable()).to.equal(3n * ONE / 10n);
+    });
+
     it("costs under 90k gas for a first claim, under 70k for the next", async function () {
       const f = await realms();
       const first = await (await claim(f, 1n * ONE)).wait();

@@ -248,6 +248,8 @@ class Origins:
                 used=used,
                 price=price,
             )
+        if ctx.billing is not None:
+            ctx.billing.credit(origin.address, tally.limit)
         return price
 
     def cancel(self, origin: Origin, guid: str) -> None:

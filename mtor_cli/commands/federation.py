@@ -323,6 +323,8 @@ def settle(
     latest signed cumulative total (only the difference to what was paid:
     settling twice pays nothing twice); its credit here is freed at once. As
     the payer, it records what the peer has claimed from this realm's escrow.
+    A paid realm on the same token then credits what it was paid to its own
+    ledger as the peer's payment, which backs its workers' earnings.
 
     Example:
 
@@ -343,8 +345,8 @@ def settle(
         store.close()
     payee, payer = done["as_payee"], done["as_payer"]
     if json_out:
-        for part in (payee, payer):
-            for field in ("acknowledged", "amount", "paid", "escrow_left"):
+        for part in (payee, payer, payee.get("credited", {})):
+            for field in ("acknowledged", "amount", "paid", "escrow_left", "total"):
                 if field in part:
                     part.update(money.fields(field, part[field]))
         output.print_json(done)
@@ -355,6 +357,12 @@ def settle(
         what = f"claimed {money.fmt(payee['amount'])} $9000 (tx {payee['tx']})" if payee["tx"] else "nothing new"
         print(f"{name} owes: acknowledged {money.fmt(payee['acknowledged'])}, paid {money.fmt(payee['paid'])} $9000; "
               f"{what}; its escrow left {money.fmt(payee['escrow_left'])}")
+        credited = payee.get("credited", {})
+        if "skipped" in credited:
+            print(f"not credited to this realm's ledger: {credited['skipped']}")
+        elif credited:
+            print(f"credited to this realm's ledger as {name}'s payment: {money.fmt(credited['amount'])} now, "
+                  f"{money.fmt(credited['total'])} $9000 in all (backs the earnings of the workers who served it)")
     if "skipped" in payer:
         print(f"we owe {name}: {payer['skipped']}")
     else:

@@ -64,6 +64,7 @@ def ledger_config(chain_rpc: str | None = None) -> LedgerConfig:
             exit_window_s=int(cfg["exit_window_s"]) if "exit_window_s" in cfg else None,
             hold_ttl_s=float(cfg.get("hold_ttl_s", defaults.hold_ttl_s)),
             stale_epochs=int(cfg.get("stale_epochs", defaults.stale_epochs)),
+            token=cfg.get("token"),
         )
     except (TypeError, ValueError) as exc:
         output.fail("bad_config", f"[ledger] in {paths.config_file()}: {exc}", "see docs/ledger.md for the settings")

@@ -151,3 +151,26 @@ def test_receipts_waiting_too_long_for_settlement_are_a_finding(led: Ledger, boo
     assert stale.journal == 1 and "upkeep" in stale.detail
     led.settle()
     assert led.audit().clean
+
+
+def test_a_peer_realms_charges_and_payment_agree_with_the_chain(led: Ledger, books: dict[str, Any]) -> None:
+    from ledger import realms as R
+
+    peer, worker = new_account(), new_account()
+    b = led.billing()
+    b.credit(peer.address, 10**16)
+    b.hold(peer.address, "peer-q", 10**16, None)
+    b.capture("peer-q", worker.address, "echo", {})
+    assert led.journal.peers_owe() == {peer.address: 10**16}
+    led.faucet(peer)
+    with led.session() as s:  # what it claimed from the peer's escrow, credited as its payment
+        R.credit(s, peer, peer.address, 10**16)
+    led.sync()
+    assert led.journal.peers_owe() == {}
+    led.settle()
+    report = led.audit()
+    assert report.clean, report.as_dict()
+    # A payment the chain never saw, booked in the journal (hash chain intact), is caught.
+    led.journal.post("realm_payment", "forged:0", ((A.ESCROW, -5), (A.user(peer.address), 5)), payer=peer.address,
+                     amount=5)
+    assert {"peer_paid", "escrow"} <= checks(led)

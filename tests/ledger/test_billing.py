@@ -282,3 +282,28 @@ def test_a_standing_authorisation_is_the_highest_valid_one_even_after_a_restart(
     assert again.standing(user.address) == (200, signed(user, 200).signature)
     with pytest.raises(PaymentRefused, match="not signed by"):
         again.authorise(user.address, forged, 0)
+
+
+def test_a_peer_realm_holds_on_its_credit_line_without_an_authorisation(journal: Journal, user: Any) -> None:
+    peer = new_account().address
+    b = billing(journal, refused=PaymentRefused)
+    price = b.quote(peer, "echo", None, {})
+    b.credit(peer, 3 * price // 2)
+    b.hold(peer, "p1", price, None)  # no Spend authorisation: a pinned peer pays on credit
+    assert journal.balance(A.realm(peer)) == -(3 * price // 2)
+    assert journal.balance(A.user(peer)) == price // 2
+    assert b.capture("p1", WORKER, "echo", {}) == price
+    assert journal.peers_owe() == {peer: price}
+    with pytest.raises(PaymentRefused) as over:
+        b.hold(peer, "p2", price, None)
+    assert over.value.code == "peer_credit_exceeded"
+    assert journal.open_holds() == {}
+    # A lower limit takes back only credit the peer has not used; a higher one extends it.
+    b.credit(peer, 0)
+    b.hold(peer, "p3", 0, None)
+    b.credit(peer, 2 * price)
+    b.hold(peer, "p4", price, None)
+    assert journal.balance(A.realm(peer)) == -2 * price
+    assert journal.balance(A.user(peer)) == 0
+    # An ordinary payer still needs its signed authorisation.
+    assert refused(b, user, "u1", price, None).code == "bad_authorisation"

@@ -22,13 +22,17 @@ class DictBilling:
         self.durable: list[tuple[Any, ...]] = []  # the calls as of the last commit
         self.usages: list[dict[str, int]] = []  # what each capture was told
         self.authorised: dict[str, Any] | None = None  # terms: authorisations are required
+        self.credits: dict[str, int] = {}  # peer realms paying on credit, and their limits
 
     def quote(self, user: str, intent: str, model: str | None, params: dict[str, Any]) -> int:
         self.calls.append(("quote", user, intent))
         return PRICE
 
+    def credit(self, payer: str, limit: int) -> None:
+        self.credits[payer] = limit
+
     def hold(self, user: str, guid: str, amount: int, authorisation: Authorisation | None) -> None:
-        if self.authorised is not None and (authorisation is None or authorisation.total < amount):
+        if self.authorised is not None and user not in self.credits and (authorisation is None or authorisation.total < amount):
             raise PaymentRefused("bad_authorisation", "sign it", "the SDK signs", needed=amount)
         balance = self.balances.get(user, 0)
         if balance < amount:
