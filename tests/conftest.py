@@ -4,7 +4,8 @@
   and without ``MTOR_BROKER``; a session-wide home covers module- and
   session-scoped fixtures that run before the per-test one.
 - ``tiny_chat_model``: the tiny random chat model (tests/support/tiny_models.py),
-  built once per session.
+  built once per session; ``tiny_onnx_model``: the same model through the
+  ONNX builder (what the chat backend serves on CPU), built once per session.
 
 Builders (a realm in a thread, broker/worker subprocesses) live in
 tests/support/, not here.
@@ -48,3 +49,13 @@ def tiny_chat_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.support.tiny_models import tiny_chat_model_path
 
     return tiny_chat_model_path(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx_model(tiny_chat_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny chat model built into an int8 ONNX model by the real builder (once)."""
+    from worker.onnx_build import ensure_onnx_model
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MTOR_HOME", str(tmp_path_factory.mktemp("onnx-build-home")))
+        return ensure_onnx_model(str(tiny_chat_model))

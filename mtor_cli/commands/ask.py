@@ -292,10 +292,10 @@ async def _run(
     reconnect: float,
 ) -> Result:
     from mtor_cli.client import RealmClient, RealmError
-    from mtor_cli.identity import IdentityError, load_or_create_account
+    from mtor_cli.identity import IdentityError, load_signer
 
     try:
-        account = load_or_create_account()
+        account = load_signer()
     except IdentityError as exc:
         output.fail("identity", str(exc))
 

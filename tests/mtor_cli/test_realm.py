@@ -15,8 +15,8 @@ from tests.support.realm import mtor_command, process_env
 
 
 @pytest.fixture
-def realm_env(tmp_path: Path, tiny_chat_model: Path) -> Iterator[dict[str, str]]:
-    env = process_env(tmp_path / "home", MTOR_DEFAULT_CHAT_MODEL=str(tiny_chat_model), HF_HUB_OFFLINE="1")
+def realm_env(tmp_path: Path, tiny_onnx_model: Path) -> Iterator[dict[str, str]]:
+    env = process_env(tmp_path / "home", MTOR_DEFAULT_CHAT_MODEL=str(tiny_onnx_model), HF_HUB_OFFLINE="1")
     yield env
     subprocess.run(mtor_command("realm", "stop"), env=env, capture_output=True, timeout=60)
 
@@ -77,11 +77,27 @@ def test_ask_starts_the_embedded_realm_then_reuses_it(realm_env: dict[str, str])
     assert run(realm_env, "realm", "status").returncode == 3
 
 
-def test_realm_that_cannot_load_its_model_fails_clearly(realm_env: dict[str, str], tmp_path: Path) -> None:
+def test_a_model_path_that_does_not_exist_fails_before_the_realm_starts(
+    realm_env: dict[str, str], tmp_path: Path
+) -> None:
     env = dict(realm_env, MTOR_DEFAULT_CHAT_MODEL=str(tmp_path / "no-such-model"))
     result = run(env, "ask", "hello")
+    assert result.returncode == 1
+    line = result.stderr.strip().splitlines()[-1]
+    assert "[model_not_found]" in line and "no-such-model" in line
+    assert run(env, "realm", "status").returncode == 3
+
+
+def test_realm_that_cannot_load_its_model_fails_clearly(realm_env: dict[str, str], tmp_path: Path) -> None:
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    (broken / "config.json").write_text("{}")  # transformers cannot tell what this is
+    env = dict(realm_env, MTOR_DEFAULT_CHAT_MODEL=str(broken))
+    result = run(env, "realm", "start", "--runtime", "transformers")
     assert result.returncode == 3
     line = result.stderr.strip().splitlines()[-1]
     assert "[realm_failed]" in line and "realm.log" in line
-    assert "the chat worker failed" in line and "no-such-model" in line
+    assert "the chat worker failed" in line
+    log = Path(line.rsplit("see ", 1)[1].split(";")[0].strip())
+    assert "broken-model" in log.read_text()  # the log names the model it could not load
     assert run(env, "realm", "status").returncode == 3
