@@ -6,6 +6,9 @@
 - ``tiny_chat_model``: the tiny random chat model (tests/support/tiny_models.py),
   built once per session; ``tiny_onnx_model``: the same model through the
   ONNX builder (what the chat backend serves on CPU), built once per session.
+- ``smollm2_quickstart``: the README's Quickstart run once per session on a
+  fresh MTOR_HOME (it builds the shipped SmolLM2 for the ONNX runtime, which
+  the slower SmolLM2 tests then reuse instead of building it again).
 
 Builders (a realm in a thread, broker/worker subprocesses) live in
 tests/support/, not here.
@@ -52,10 +55,46 @@ def tiny_chat_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_onnx_model(tiny_chat_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny chat model built into an int8 ONNX model by the real builder (once)."""
+def tiny_onnx_build(tiny_chat_model: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[str]]:
+    """The tiny chat model built into an int8 ONNX model by the real builder (once):
+    (the MTOR_HOME it was built in, the build folder, the progress labels shown)."""
     from worker.onnx_build import ensure_onnx_model
 
+    home = tmp_path_factory.mktemp("onnx-build-home")
+    labels: list[str] = []
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MTOR_HOME", str(tmp_path_factory.mktemp("onnx-build-home")))
-        return ensure_onnx_model(str(tiny_chat_model))
+        mp.setenv("MTOR_HOME", str(home))
+        folder = ensure_onnx_model(str(tiny_chat_model), progress=lambda done, total, label: labels.append(label))
+    return home, folder, labels
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx_model(tiny_onnx_build: tuple[Path, Path, list[str]]) -> Path:
+    """The folder of the tiny chat model's int8 ONNX build."""
+    return tiny_onnx_build[1]
+
+
+@pytest.fixture(scope="session")
+def smollm2_quickstart(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """`mtor ask "Computer, tell me a joke"` on a fresh home: {home, ask, status} (CompletedProcesses)."""
+    import subprocess
+
+    from tests.support.realm import mtor_command, process_env
+
+    home = tmp_path_factory.mktemp("quickstart") / "home"
+    # TTY_COMPATIBLE: rich draws the first-run progress bar as on a terminal.
+    env = process_env(home, HF_HUB_OFFLINE="1", TTY_COMPATIBLE="1")
+    try:
+        ask = subprocess.run(
+            mtor_command("ask", "--max-tokens", "48", "--temperature", "0", "Computer, tell me a joke"),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        status = subprocess.run(
+            mtor_command("realm", "status", "--json"), env=env, capture_output=True, text=True, timeout=60
+        )
+    finally:
+        subprocess.run(mtor_command("realm", "stop"), env=env, capture_output=True, timeout=60)
+    return {"home": home, "ask": ask, "status": status}

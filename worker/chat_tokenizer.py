@@ -17,6 +17,7 @@ A folder is usable when it has ``tokenizer.json``; the template comes from
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -162,3 +163,47 @@ class ChatTokenizer:
 
     def decode(self, ids: Iterable[int], skip_special_tokens: bool = True) -> str:
         return str(self._tok.decode(list(ids), skip_special_tokens=skip_special_tokens))
+
+
+def load_chat_tokenizer(source: str) -> ChatTokenizer:
+    """The tokenizer of a model given as a folder, an ONNX build, a ``.gguf`` file or a hub id.
+
+    A folder with ``tokenizer.json`` is read as it is. A GGUF file or a hub id
+    goes through transformers once and the result is cached under the data
+    dir (``models/tokenizers/``), so later loads are instant. Raises
+    ValueError naming the source when nothing usable is found.
+    """
+    import hashlib
+
+    path = Path(source).expanduser()
+    if path.is_dir() and ChatTokenizer.usable(path):
+        return ChatTokenizer(path)
+    if not path.exists() and (source.startswith(("/", ".", "~")) or source.endswith(".gguf")):
+        raise ValueError(f"cannot load a tokenizer from {source}: there is no such file or folder")
+    from worker.models import gguf_parsed_once, models_dir
+
+    stamp = [str(path.resolve()), path.stat().st_size, path.stat().st_mtime_ns] if path.exists() else [source]
+    key = hashlib.sha256(json.dumps(stamp).encode()).hexdigest()[:12]
+    cache = models_dir() / "tokenizers" / f"{path.stem if path.exists() else source.rsplit('/', 1)[-1]}-{key}"
+    if not ChatTokenizer.usable(cache):
+        try:
+            from transformers import AutoTokenizer
+
+            with gguf_parsed_once():
+                if path.is_file() and path.suffix == ".gguf":
+                    tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+                else:
+                    tokenizer = AutoTokenizer.from_pretrained(source)
+        except (OSError, ValueError, ImportError) as exc:
+            raise ValueError(f"cannot load a tokenizer from {source}: {exc}") from None
+        staging = cache.with_name(cache.name + f".{os.getpid()}.partial")
+        tokenizer.save_pretrained(staging)
+        if not ChatTokenizer.usable(staging):
+            raise ValueError(f"the tokenizer of {source} has no fast (tokenizer.json) form")
+        try:
+            staging.rename(cache)
+        except OSError:  # another process cached it first; keep theirs
+            import shutil
+
+            shutil.rmtree(staging, ignore_errors=True)
+    return ChatTokenizer(cache)

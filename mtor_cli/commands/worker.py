@@ -51,6 +51,13 @@ def serve(
         "e.g. --upstream http://127.0.0.1:11434/v1 --model llama3.",
         show_default=False,
     ),
+    tokenizer: str | None = typer.Option(
+        None,
+        "--tokenizer",
+        help="With --upstream: the model's tokenizer (a .gguf, a model folder or hub id), to count usage "
+        "when the upstream sends none (llama.cpp's server). Default: the upstream's model id if it is a local path.",
+        show_default=False,
+    ),
     slots: int | None = typer.Option(None, "--slots", min=1, help="Jobs at once (default 4; chat batches them)."),
     runtime: str | None = typer.Option(
         None,
@@ -98,6 +105,8 @@ def serve(
             from worker.backends.upstream import upstream_backend_class
 
             options = {"upstream": upstream, **dict(spec.get("options", {}))}
+            if tokenizer is not None:
+                options["tokenizer"] = tokenizer
             try:
                 backends.append(upstream_backend_class(spec["intent"])(spec.get("model"), device, **options))
             except ValueError as exc:
