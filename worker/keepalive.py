@@ -22,24 +22,66 @@ log = logging.getLogger("mtor.worker.keepalive")
 DEFAULT_KEEP_ALIVE_S = 300.0
 
 
-def release_freed_memory() -> None:
-    """Collect garbage and hand free heap pages back to the OS (glibc keeps them otherwise)."""
+MADV_DONTNEED = 4
+
+
+def release_freed_memory(libraries: tuple[str, ...] = ()) -> None:
+    """Collect garbage and hand free heap pages back to the OS (glibc keeps them
+    otherwise); then let the kernel reclaim the resident code of ``libraries``
+    (path fragments of shared objects, e.g. "/onnxruntime/"), which an unloaded
+    model no longer runs and which pages back in on the next load."""
     gc.collect()
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
-        except OSError:  # not glibc (musl): nothing to trim
-            pass
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:  # not glibc (musl): nothing to trim
+        return
+    libc.malloc_trim(0)
+    if libraries:
+        _page_out(libc, libraries)
+
+
+def _page_out(libc: ctypes.CDLL, libraries: tuple[str, ...]) -> None:
+    """Drop the resident pages of the libraries' executable segments.
+
+    Only ``r-xp`` mappings: the text of position-independent code is never
+    written (relocations live in the data segments, which are left alone), so
+    its pages are exact copies of the file and fault back in from it on the
+    next call. MADV_PAGEOUT would skip them (they sit in the page cache).
+    """
+    libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    try:
+        with open("/proc/self/maps") as fh:
+            maps = fh.read().splitlines()
+    except OSError:
+        return
+    for line in maps:
+        fields = line.split(maxsplit=5)
+        if len(fields) < 6 or fields[1] != "r-xp" or ".so" not in fields[5]:
+            continue
+        if not any(part in fields[5] for part in libraries):
+            continue
+        start, end = (int(x, 16) for x in fields[0].split("-"))
+        libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), MADV_DONTNEED)
 
 
 class KeepAlive:
     """Tracks jobs in flight and unloads after ``seconds`` without any."""
 
-    def __init__(self, seconds: float, load: Callable[[], None], unload: Callable[[], None], name: str = "model") -> None:
+    def __init__(
+        self,
+        seconds: float,
+        load: Callable[[], None],
+        unload: Callable[[], None],
+        name: str = "model",
+        libraries: tuple[str, ...] = (),
+    ) -> None:
         if seconds < 0:
             raise ValueError(f"keep_alive must be >= 0 seconds (0 keeps the model loaded), got {seconds}")
         self.seconds = seconds
         self.name = name
+        self.libraries = libraries  # shared objects only the model uses (paged out while unloaded)
         self._load = load
         self._unload = unload
         self._lock = threading.Lock()
@@ -132,5 +174,5 @@ class KeepAlive:
                 return
             self._loaded = False
             self.unloads += 1
-        release_freed_memory()
+        release_freed_memory(self.libraries)
         log.info("unloaded the %s after %g s idle", self.name, self.seconds)

@@ -105,7 +105,7 @@ def ask(
         output.fail("usage", "the prompt is empty", 'pass it as an argument: mtor ask "..." or on stdin')
     params = _params(steps, size, seed, negative, max_tokens, temperature, param)
     request = text
-    url = options.resolve_broker(broker)
+    url = options.resolve_broker(broker, while_starting=_load_client)
     if intent:
         from broker.intents import strip_wake_word
 
@@ -133,6 +133,18 @@ def ask(
     _finish(result, streamed_text=sink.text if stream else None, json_out=json_out, out=out)
     if speaker is not None:
         speak_answer(speaker, result.text)
+
+
+def _load_client() -> None:
+    """Import the client's transport and read the key while the embedded realm boots (they overlap)."""
+    import aiohttp  # noqa: F401  (most of this command's own start-up time)
+
+    from mtor_cli.identity import IdentityError, load_signer
+
+    try:
+        load_signer()
+    except IdentityError:
+        pass  # reported where the key is used
 
 
 def choose_intent(text: str, attachment_kinds: tuple[str, ...], url: str) -> tuple[str, str]:

@@ -10,7 +10,10 @@ once from the model; transformers on a GPU), ``onnx`` or ``transformers``
 (see ``chat_runtimes``); ``keep_alive`` — seconds without work before the
 weights are unloaded (default 300; 0 keeps them loaded), reloaded by the next
 chat; ``threads`` (ONNX, default every CPU), ``precision`` (ONNX, default
-int8), ``gguf_file``, ``max_batch``.
+int8), ``gguf_file``, ``max_batch``; ``load_in_background`` — ``load()``
+returns once the tokenizer is ready and the weights load in a thread (the
+worker registers meanwhile; the first chat waits for them), which the embedded
+realm uses to start in about a second.
 
 Parameters (``work.params``): ``max_tokens``, ``temperature`` (0 = greedy),
 ``top_p``, ``seed``, ``system`` (a system prompt) and ``history`` (earlier
@@ -57,6 +60,7 @@ class ChatBackend(Backend):
         keep_alive: float = DEFAULT_KEEP_ALIVE_S,
         threads: int | None = None,
         precision: str = "int8",
+        load_in_background: bool = False,
         **options: Any,
     ) -> None:
         super().__init__(model, device, **options)
@@ -67,8 +71,12 @@ class ChatBackend(Backend):
         self._progress = progress
         self._threads = threads
         self._precision = precision
-        self.keep_alive = KeepAlive(float(keep_alive), self._load_engine, self._unload_engine, "chat model")
+        self._background = load_in_background
+        # The ONNX runtime's native libraries serve nothing while the model is unloaded.
+        libraries = ("/onnxruntime/", "/numpy/", "/numpy.libs/", "/tokenizers/") if self.runtime_name == "onnx" else ()
+        self.keep_alive = KeepAlive(float(keep_alive), self._load_engine, self._unload_engine, "chat model", libraries)
         self.runtime: ChatRuntime | None = None
+        self._load_lock = threading.Lock()
         self._close_lock = threading.Lock()
 
     @property
@@ -115,8 +123,12 @@ class ChatBackend(Backend):
         )
 
     def load(self) -> None:
-        if self.runtime is not None and self.runtime.engine is not None:
-            return
+        with self._load_lock:  # a second caller waits for the first load, then finds it done
+            if self.runtime is not None:
+                return
+            self._load()
+
+    def _load(self) -> None:
         from worker.onnx_build import BuildError
 
         runtime = self._runtime(self.runtime_name)
@@ -130,8 +142,20 @@ class ChatBackend(Backend):
             runtime = self._runtime(self.runtime_name)
             runtime.prepare()
         self.runtime = runtime
-        runtime.load_engine()
-        self.keep_alive.started()
+        if self._background:
+            threading.Thread(target=self._load_weights, name="mtor-chat-load", daemon=True).start()
+        else:
+            runtime.load_engine()
+            self.keep_alive.started()
+
+    def _load_weights(self) -> None:
+        """Load the weights as if for a chat, then let the idle timer run (background load)."""
+        try:
+            self.keep_alive.acquire()
+        except Exception:  # the first chat tries again and fails with the error
+            log.exception("loading the %s weights failed", self.model_name)
+            return
+        self.keep_alive.release()
 
     def _load_engine(self) -> None:
         assert self.runtime is not None, "load() first"

@@ -1,12 +1,13 @@
 """The chat backend's runtimes: ONNX (int8, CPU, the default) and transformers.
 
-A runtime loads a model's tokenizer (kept while the worker lives: requests
-are checked against it) and its weights (loaded on demand, unloaded after an
-idle keep-alive), encodes chats, and runs one batching engine.
+A runtime loads a model's tokenizer (requests are checked against it) and its
+weights (loaded on demand, unloaded after an idle keep-alive), encodes chats,
+and runs one batching engine.
 
 - ``onnx``: the model is built once into an int8 ONNX graph
   (``worker.onnx_build``) and served by ``ort_engine.OrtBatchEngine``; no
-  torch on this path.
+  torch on this path. Unloading drops the tokenizer too (~45 MB for SmolLM2's);
+  the next request loads it again first (a tenth of a second).
 - ``transformers``: any causal LM on CPU or GPU, served by
   ``torch_engine.TorchBatchEngine``; GPU workers use it, and it is the fallback
   for models the ONNX builder cannot take.
@@ -130,29 +131,39 @@ class OnnxRuntime(ChatRuntime):
         self.threads = threads
         self.folder: Path | None = None
         self.tokenizer: Any = None
+        self._tokenizer_load = threading.Lock()
 
     def prepare(self) -> None:
-        from worker.chat_tokenizer import ChatTokenizer
         from worker.onnx_build import ensure_onnx_model
 
         self.folder = ensure_onnx_model(
             self.model, gguf_file=self.gguf_file, precision=self.precision, progress=self.progress
         )
-        self.tokenizer = ChatTokenizer(self.folder)
+        tokenizer = self._tokenizer()
         genai = json_model_config(self.folder)
-        context = genai.get("context_length") or self.tokenizer.model_max_length or FALLBACK_CONTEXT
+        context = genai.get("context_length") or tokenizer.model_max_length or FALLBACK_CONTEXT
         self.max_context = int(context)
+
+    def _tokenizer(self) -> Any:
+        from worker.chat_tokenizer import ChatTokenizer
+
+        assert self.folder is not None, "prepare() first"
+        with self._tokenizer_load:
+            if self.tokenizer is None:
+                self.tokenizer = ChatTokenizer(self.folder)
+            return self.tokenizer
 
     def load_engine(self) -> BatchEngineBase:
         from worker.backends.ort_engine import OrtBatchEngine, OrtModel
 
         assert self.folder is not None, "prepare() first"
+        tokenizer = self._tokenizer()
         model = OrtModel(self.folder, self.threads)
         engine = OrtBatchEngine(
             model,
-            self.tokenizer,
+            tokenizer,
             self.tokenizer_lock,
-            eos_ids=self.tokenizer.eos_ids,
+            eos_ids=tokenizer.eos_ids,
             max_context=min(self.max_context, model.context),
             max_batch=self.max_batch,
         )
@@ -160,9 +171,15 @@ class OnnxRuntime(ChatRuntime):
         self.engine = engine
         return engine
 
+    def unload_engine(self) -> None:
+        super().unload_engine()
+        with self._tokenizer_load:
+            self.tokenizer = None
+
     def encode(self, messages: list[dict[str, str]]) -> list[int]:
+        tokenizer = self._tokenizer()
         with self.tokenizer_lock:
-            ids: list[int] = self.tokenizer.encode_chat(messages)
+            ids: list[int] = tokenizer.encode_chat(messages)
             return ids
 
     def describe(self) -> dict[str, Any]:
