@@ -62,7 +62,7 @@ def valid_worker(rng: random.Random) -> dict[str, Any]:
     guid = uuid.uuid4().hex
     return rng.choice(
         [
-            {"type": "result", "guid": guid, "text": "x", "usage": {"tokens": 1}},
+            {"type": "result", "guid": guid, "text": "x", "usage": {"completion_tokens": 1}},
             {"type": "token", "guid": guid, "text": "x", "index": 0},
             {"type": "progress", "guid": guid, "step": 1, "total": 2},
             {"type": "failed", "guid": guid, "code": "x", "message": "y", "retryable": True},

@@ -102,7 +102,7 @@ def describe(intent: str, result: Any, events: int) -> str:
         return f"{result.timings['audio_s']:.1f} s WAV"
     if intent == "speech":
         return f"{result.timings['audio_s']:.1f} s audio, RTF {result.timings['rtf']:.3f}, {result.text[:40]!r}"
-    return f"{result.usage.get('completion_tokens', 0)} tokens: {(result.text or '')[:40]!r}"
+    return f"{result.usage.completion_tokens or 0} tokens: {(result.text or '')[:40]!r}"
 
 
 async def main() -> None:

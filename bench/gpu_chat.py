@@ -192,7 +192,7 @@ async def realm_round(ws: Any, decoder: Any, texts: list[str], max_tokens: int) 
             first_token.setdefault(msg.guid, time.perf_counter() - started)
         elif isinstance(msg, Result):
             pending.discard(msg.guid)
-            completion += msg.usage.get("completion_tokens", 0)
+            completion += msg.usage.completion_tokens or 0
         elif isinstance(msg, Error):
             raise RuntimeError(f"realm error {msg.code}: {msg.message}")
     seconds = time.perf_counter() - started

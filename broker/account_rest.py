@@ -2,83 +2,48 @@
 
 Everything that reads or changes one address's data is a signed request
 (broker/signed.py); errors are ``{"error": {code, message, hint}}`` with a
-stable code. :func:`install` builds the accounts side of a broker and adds
-these routes to its app. Shapes are in docs/sysop.md.
+stable code. Shapes are in docs/sysop.md.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import orjson
 from aiohttp import web
 
-from broker.accounts import AccountError, AccountStore, accounts_path
-from broker.history import History
-from broker.ratelimit import RateLimits
-from broker.signed import RequestVerifier, SignatureRefused
-from broker.sysop import Sysop
-from broker.trust import WorkerTrust
-
-if TYPE_CHECKING:
-    from broker.server import BrokerServer
+from broker.accounts import AccountError
+from broker.parts import Parts
+from broker.protocol import MtorError, loads, rest_json
 
 _STATUS = {"bad_signature": 401, "forbidden": 403, "unknown_guid": 404, "nickname_taken": 409}
-SWEEP_S = 1.0
 
 
 def _json(data: object, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+    return web.Response(body=rest_json(data), status=status, content_type="application/json")
 
 
-def _error(code: str, message: str, hint: str = "") -> web.Response:
-    return _json({"error": {"code": code, "message": message, "hint": hint}}, _STATUS.get(code, 400))
+def _error(exc: MtorError) -> web.Response:
+    return _json({"error": exc.to_dict()}, _STATUS.get(exc.code, 400))
 
 
-def install(broker: BrokerServer, app: web.Application) -> None:
-    """Give ``broker`` its accounts, sysop, trust and rate limits, and add their routes."""
-    store = AccountStore(accounts_path(broker.config.resolved_db_path()))
-    broker.accounts = store
-    broker.sysop = Sysop(broker, store)
-    broker.trust = WorkerTrust(broker, store)
-    broker.limits = RateLimits(broker)
-    history = History(broker.config.resolved_db_path())
-    verifier = RequestVerifier(broker.config.request_window_s)
-
-    async def sweep() -> None:
-        while True:
-            await asyncio.sleep(SWEEP_S)
-            broker.trust.sweep()
-
-    sweeper = asyncio.get_running_loop().create_task(sweep(), name="mtor-trust-sweep")
-
-    async def cleanup(_: web.Application) -> None:
-        sweeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sweeper
-        broker.trust.sweep()
-        store.close()
-
-    app.on_cleanup.append(cleanup)
+def routes(parts: Parts) -> list[web.RouteDef]:
+    """The accounts and sysop routes, working on ``parts``."""
+    store, history, verifier, roles, sysop = parts.accounts, parts.history, parts.verifier, parts.roles, parts.sysop
 
     def signed(handler: Any) -> Any:
         async def wrapped(request: web.Request) -> web.Response:
             try:
                 who = await verifier.verify(request)
                 return await handler(request, who)
-            except SignatureRefused as exc:
-                return _error("bad_signature", exc.message, exc.hint)
-            except AccountError as exc:
-                return _error(exc.code, exc.message, exc.hint)
+            except MtorError as exc:
+                return _error(exc)
 
         return wrapped
 
     async def body(request: web.Request) -> dict[str, Any]:
         try:
-            data = orjson.loads(await request.read() or b"{}")
-        except orjson.JSONDecodeError:
+            data = loads(await request.read() or b"{}")
+        except ValueError:
             raise AccountError("invalid_json", "the body is not JSON", "send a JSON object") from None
         if not isinstance(data, dict):
             raise AccountError("invalid_message", "the body must be a JSON object", 'e.g. {"address": "0x..."}')
@@ -104,15 +69,16 @@ def install(broker: BrokerServer, app: web.Application) -> None:
     async def show(request: web.Request, who: str) -> web.Response:
         guid = request.match_info["guid"]
         found = await history.show(guid)
-        if found is None or (found[0].lower() != who.lower() and not broker.sysop.is_sysop(who)):
+        if found is None or (found[0].lower() != who.lower() and not roles.is_sysop(who)):
             raise AccountError("unknown_guid", f"you have no intent {guid!r}", "list yours with `mtor history`")
         return _json(found[1])
 
     async def totals(_: web.Request) -> web.Response:
         data = await history.totals()
-        data["users"]["connected"] = len({p.address for p in broker.clients if p.address})
-        data["workers"] = {"connected": len(broker.registry), "by_state": broker.stats()["workers_by_state"]}
-        data["tokens"]["streamed"] = broker.dispatcher.counters["tokens"]
+        now = parts.views.totals_now()
+        data["users"]["connected"] = now["connected_users"]
+        data["workers"] = now["workers"]
+        data["tokens"]["streamed"] = now["tokens_streamed"]
         return _json(data)
 
     @signed
@@ -122,8 +88,8 @@ def install(broker: BrokerServer, app: web.Application) -> None:
             {
                 "address": who,
                 "nickname": store.nickname(who),
-                "sysop": broker.sysop.is_sysop(who),
-                "operator": broker.sysop.is_operator(who),
+                "sysop": roles.is_sysop(who),
+                "operator": roles.is_operator(who),
                 "banned": None if ban is None else ban.reason,
             }
         )
@@ -138,7 +104,6 @@ def install(broker: BrokerServer, app: web.Application) -> None:
     async def sysop_action(request: web.Request, who: str) -> web.Response:
         action = request.match_info["action"]
         data = await body(request)
-        sysop = broker.sysop
         if action == "grant":
             return _json(sysop.grant(who, text(data, "address")))
         if action == "revoke":
@@ -160,21 +125,19 @@ def install(broker: BrokerServer, app: web.Application) -> None:
 
     @signed
     async def sysop_workers(_: web.Request, who: str) -> web.Response:
-        return _json({"workers": broker.sysop.workers(who)})
+        return _json({"workers": sysop.workers(who)})
 
     @signed
     async def sysop_audit(request: web.Request, who: str) -> web.Response:
-        return _json({"audit": broker.sysop.audit_log(who, limit_of(request, 50))})
+        return _json({"audit": sysop.audit_log(who, limit_of(request, 50))})
 
-    app.add_routes(
-        [
-            web.get("/v1/history", my_history),
-            web.get("/v1/history/{guid}", show),
-            web.get("/v1/totals", totals),
-            web.get("/v1/profile", profile),
-            web.put("/v1/profile/nickname", set_nickname),
-            web.get("/v1/sysop/workers", sysop_workers),
-            web.get("/v1/sysop/audit", sysop_audit),
-            web.post("/v1/sysop/{action}", sysop_action),
-        ]
-    )
+    return [
+        web.get("/v1/history", my_history),
+        web.get("/v1/history/{guid}", show),
+        web.get("/v1/totals", totals),
+        web.get("/v1/profile", profile),
+        web.put("/v1/profile/nickname", set_nickname),
+        web.get("/v1/sysop/workers", sysop_workers),
+        web.get("/v1/sysop/audit", sysop_audit),
+        web.post("/v1/sysop/{action}", sysop_action),
+    ]

@@ -1,4 +1,5 @@
-"""Accounts: nicknames, bans, sysop grants, the audit log and worker trust records.
+"""Accounts: nicknames, bans, sysop grants, the audit log, worker trust records,
+and the nonces of signed REST requests still inside their window.
 
 Kept in SQLite beside the intent journal (``broker.db`` -> ``broker.accounts.db``),
 on a connection of its own that commits every write at once: these writes are
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from broker.protocol import MtorError
+
 NICKNAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{2,31}$")
 NICKNAME_RULE = "3-32 characters: a letter, then letters, digits, '_', '.' or '-'"
 
@@ -33,17 +36,12 @@ CREATE TABLE IF NOT EXISTS audit (
 CREATE TABLE IF NOT EXISTS trust (
     address TEXT PRIMARY KEY, completed INTEGER NOT NULL, aborted INTEGER NOT NULL,
     maintenance TEXT);
+CREATE TABLE IF NOT EXISTS request_nonces (key TEXT PRIMARY KEY, until REAL NOT NULL);
 """
 
 
-class AccountError(Exception):
+class AccountError(MtorError):
     """A refused account change; ``code`` is one of broker.protocol.ERROR_CODES."""
-
-    def __init__(self, code: str, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.hint = hint
 
 
 @dataclass
@@ -155,6 +153,20 @@ class AccountStore:
              "detail": json.loads(r[5]), "outcome": r[6]}
             for r in rows
         ]
+
+    # --- signed requests ------------------------------------------------
+
+    def spend_nonce(self, key: str, until: float) -> bool:
+        """Record a signed request's nonce as used until ``until`` (unix time);
+        False if it was used already, before a restart too."""
+        cursor = self._conn.execute(
+            "INSERT INTO request_nonces (key, until) VALUES (?, ?) ON CONFLICT (key) DO NOTHING", (key, until)
+        )
+        return cursor.rowcount == 1
+
+    def forget_nonces(self, before: float) -> None:
+        """Drop nonces whose requests are too old to be accepted anyway."""
+        self._conn.execute("DELETE FROM request_nonces WHERE until < ?", (before,))
 
     # --- worker trust ---------------------------------------------------
 

@@ -2,53 +2,63 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from aiohttp import web
 
 from broker import handshake
-from broker.frames import internal_error, messages, not_authenticated
+from broker.frames import busy, internal_error, messages, not_authenticated
+from broker.parts import Parts
 from broker.peer import Peer, open_peer
 from broker.protocol import (
     Cancel,
     Error,
     Hello,
+    MtorError,
     Ping,
     Pong,
+    ProtocolError,
     SubmitQuery,
     Subscribe,
     Welcome,
     client_decoder,
 )
 
-if TYPE_CHECKING:
-    from broker.server import BrokerServer
-
 _decoder = client_decoder()
 
 
-async def client_socket(broker: BrokerServer, request: web.Request) -> web.WebSocketResponse:
-    peer = await open_peer(broker, request, "client")
-    broker.clients.add(peer)
+async def client_socket(parts: Parts, request: web.Request) -> web.StreamResponse:
+    cfg = parts.config
+    pending = parts.gate.admit(request.remote or "")
+    if isinstance(pending, MtorError):
+        return busy(pending)
     try:
-        async for msg in messages(peer, _decoder, broker.config.max_frame_bytes, broker.metrics):
-            try:
-                keep = _handle(broker, peer, msg)
-            except Exception as exc:
-                internal_error(peer, exc, getattr(msg, "guid", None))
-                continue
-            if not keep:
-                await peer.close(code=4001, message=b"bad signature")
-                break
+        peer = await open_peer(request, "client", parts.outbox, cfg.transport_max_msg_size, cfg.realm)
+        pending.watch(peer)
+        parts.peers.add(peer)
+        try:
+            async for msg in messages(peer, _decoder, cfg.max_frame_bytes, cfg.max_login_frame_bytes, parts.metrics):
+                if isinstance(msg, ProtocolError):
+                    continue  # answered; a client's bad frame refers to nothing running
+                try:
+                    keep = _handle(parts, peer, msg)
+                except Exception as exc:
+                    internal_error(peer, exc, getattr(msg, "guid", None))
+                    continue
+                if peer.authenticated:
+                    pending.done()
+                if not keep:
+                    await peer.close(code=4001, message=b"bad signature")
+                    break
+        finally:
+            peer.closed = True
+            parts.peers.discard(peer)
+            parts.subs.unsubscribe(peer)
+            parts.subs.changed("stats")
     finally:
-        peer.closed = True
-        broker.clients.discard(peer)
-        broker.subs.unsubscribe(peer)
-        broker.subs.changed("stats")
+        pending.done()
     return peer.ws
 
 
-def _handle(broker: BrokerServer, peer: Peer, msg: object) -> bool:
+def _handle(parts: Parts, peer: Peer, msg: object) -> bool:
     """Act on one message; False closes the connection."""
     if isinstance(msg, Hello):
         reused = peer.nonce_spent or msg.nonce != peer.nonce
@@ -56,22 +66,22 @@ def _handle(broker: BrokerServer, peer: Peer, msg: object) -> bool:
         if address is None:
             peer.send(handshake.bad_signature(peer, reused))
             return False
-        if broker.sysop.refused(peer, address):
+        if parts.sysop.refused(peer, address):
             return True  # answered `banned`; the socket is closing
         peer.address = address
-        peer.send(Welcome(address=address, realm=broker.config.realm))
-        broker.subs.changed("stats")
+        peer.send(Welcome(address=address, realm=parts.config.realm))
+        parts.subs.changed("stats")
         return True
     if not peer.authenticated:
         not_authenticated(peer, "hello", getattr(msg, "guid", None))
         return True
     if isinstance(msg, SubmitQuery):
-        if broker.limits.allow(peer, msg):
-            broker.dispatcher.submit(peer, msg)
+        if parts.limits.allow(peer, msg):
+            parts.dispatcher.submit(peer, msg)
     elif isinstance(msg, Cancel):
-        broker.dispatcher.cancel(peer, msg.guid)
+        parts.dispatcher.cancel(peer, msg.guid)
     elif isinstance(msg, Subscribe):
-        problem = broker.subs.subscribe(peer, msg.topics)
+        problem = parts.subs.subscribe(peer, msg.topics)
         if problem is not None:
             peer.send(
                 Error(code="bad_params", message=problem, hint="topics: stats, workers, queue, intents, ledger")

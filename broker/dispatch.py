@@ -10,6 +10,7 @@ a clear error and its hold is released.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from typing import TYPE_CHECKING
 
@@ -90,9 +91,7 @@ class Dispatcher:
         except Rejected as rej:
             self.counters["rejected"] += 1
             self._metrics.rejected(rej.code)
-            peer.send(
-                Error(code=rej.code, message=rej.message, hint=rej.hint, guid=query.guid, detail=rej.detail)
-            )
+            peer.send(rej.to_error(query.guid))
 
     def _submit(self, peer: Peer, query: SubmitQuery) -> None:
         user = peer.address
@@ -152,12 +151,22 @@ class Dispatcher:
                 "start one with `mtor worker serve`, or try again later",
                 intent=intent,
             )
+        limit = self._cfg.user_queue_limit
+        if self.queue.depth_of(intent, user) >= limit:
+            raise Rejected(
+                "queue_full",
+                f"you have {limit} intents waiting in the {intent!r} queue, your limit",
+                "wait for some of yours to finish, then retry",
+                limit=limit,
+                scope="user",
+            )
         if self.queue.depth(intent) >= self._cfg.queue_limit:
             raise Rejected(
                 "queue_full",
-                f"the {intent!r} queue is full ({self._cfg.queue_limit} waiting)",
+                f"the {intent!r} queue is full ({self._cfg.queue_limit} waiting, all users)",
                 "retry in a little while",
                 limit=self._cfg.queue_limit,
+                scope="realm",
             )
         price = 0
         if self._billing is not None:
@@ -183,7 +192,19 @@ class Dispatcher:
             peer,
             encode(Accepted(guid=job.guid, intent=job.intent, position=0, price_held=job.price_held)),
         )
+        self._catch_up(job, query)
         return True
+
+    def _catch_up(self, job: Job, query: SubmitQuery) -> None:
+        """Send a resuming client the text of the current run it has not seen:
+        from its offset if it follows this run, else the whole run so far."""
+        if not (job.query.stream and job.stream_chars):
+            return
+        start = query.resume_offset if query.resume_run == job.run else 0
+        if start >= job.stream_chars:
+            return
+        text = "".join(job.streamed)[start:]
+        self._outbox.send(job.client, encode(Token(guid=job.guid, text=text, offset=start, run=job.run)))
 
     def _replay(self, peer: Peer, user: str, query: SubmitQuery) -> bool:
         """A guid the journal holds finished: send its stored outcome; False if unknown."""
@@ -245,6 +266,11 @@ class Dispatcher:
 
     # --- worker side ----------------------------------------------------
 
+    def worker_draining(self, worker: WorkerEntry) -> None:
+        """The worker takes no new work from now on (it is shutting down)."""
+        worker.draining = True
+        self._subs.changed("workers", "stats")
+
     def worker_joined(self, worker: WorkerEntry) -> None:
         self._subs.changed("workers", "stats")
         self._pump_worker(worker)
@@ -268,6 +294,11 @@ class Dispatcher:
             self.counters["tokens"] += 1
             if not job.query.stream:
                 return True
+            # The worker's numbers are replaced by the broker's (decoded just now, ours to change).
+            msg.offset = job.stream_chars
+            msg.run = job.run
+            job.streamed.append(msg.text)
+            job.stream_chars += len(msg.text)
         if job.client is not None:
             job.client.send(msg)
         return True
@@ -282,7 +313,7 @@ class Dispatcher:
             self._subs.changed("workers")
         cost = 0
         if self._billing is not None:
-            cost = self._billing.capture(job.guid, worker.address, job.intent, res.usage)
+            cost = self._billing.capture(job.guid, worker.address, job.intent, res.usage.reported())
             self._subs.ledger_event("capture", job.guid, job.user, cost)
         timings = dict(res.timings)
         timings["queue_s"] = job.started_at - job.waiting_since
@@ -297,6 +328,7 @@ class Dispatcher:
             model=res.model,
             timings=timings,
             usage=res.usage,
+            finish_reason=res.finish_reason,
             cost=cost,
         )
         data = encode(result)
@@ -314,7 +346,10 @@ class Dispatcher:
         if job is None:
             return self._released(worker, failed.guid)
         self._detach(job, worker)
-        if failed.retryable:
+        if worker.hands_back(failed):
+            # A worker shutting down gave it back: no fault of anyone's.
+            self._retry(job, "worker_failed", f"worker {worker.id} stopped before finishing it")
+        elif failed.retryable:
             # The worker could not do it; another one might.
             self._worker_failure(worker)
             self._retry(job, "worker_failed", f"worker {worker.id} failed: {failed.message}")
@@ -381,7 +416,6 @@ class Dispatcher:
     # --- shared ---------------------------------------------------------
 
     def _retry(self, job: Job, code: str, message: str) -> None:
-        job.last_error = (code, message)
         if job.attempts >= self._cfg.max_attempts:
             self._finish_error(
                 job,
@@ -437,6 +471,9 @@ class Dispatcher:
 
     def _start(self, job: Job, worker: WorkerEntry) -> None:
         job.worker = worker
+        job.run = secrets.randbits(31) | 1  # never 0 (unknown), unique across broker restarts
+        job.streamed = []
+        job.stream_chars = 0
         job.attempts += 1
         job.tried.add(worker.id)
         job.started_at = time.monotonic()
@@ -452,7 +489,6 @@ class Dispatcher:
             attachments=q.attachments,
             params=q.params,
             stream=q.stream,
-            deadline_s=timeout,
         )
         # After the commit: a worker never runs an intent the journal does not hold.
         self._outbox.send(worker.peer, encode(work))

@@ -28,7 +28,6 @@ class WorkerHealth:
         self.jobs_failed = 0
         self.quarantines = 0
         self.quarantined_until = 0.0  # monotonic
-        self.last_pong = time.monotonic()
         self.pings_unanswered = 0
 
     def _ewma(self, old: float | None, sample: float) -> float:
@@ -36,7 +35,6 @@ class WorkerHealth:
 
     def pong(self, rtt_ms: float) -> None:
         self.latency_ms = self._ewma(self.latency_ms, rtt_ms)
-        self.last_pong = time.monotonic()
         self.pings_unanswered = 0
 
     def success(self, job_ms: float) -> bool:

@@ -16,9 +16,18 @@ from typing import Any
 
 import msgspec
 
-from broker.journal import DONE, FINAL_STATES
+from broker.journal import DONE, FINAL_STATES, read_amount
 from broker.protocol import Error, Result, SubmitQuery
 
+
+class _Paid(msgspec.Struct):
+    """The two fields of a stored result that realm totals add up."""
+
+    worker: str | None = None
+    cost: int = 0
+
+
+_paid = msgspec.json.Decoder(_Paid)
 _query = msgspec.json.Decoder(SubmitQuery)
 _result = msgspec.json.Decoder(Result)
 _error = msgspec.json.Decoder(Error)
@@ -88,15 +97,13 @@ class History:
                 (DONE,),
             ):
                 latencies.setdefault(intent, []).append(took)
-            for worker, cost in conn.execute(
-                "SELECT json_extract(CAST(outcome AS TEXT), '$.worker'),"
-                " coalesce(json_extract(CAST(outcome AS TEXT), '$.cost'), 0)"
-                " FROM intents WHERE state = ?",
-                (DONE,),
-            ):
-                spent += int(cost)
-                if worker:
-                    earned[worker] = earned.get(worker, 0) + int(cost)
+            # Decoded here, not with SQLite's json_extract: that reads an
+            # amount beyond 64 bits as a lossy REAL.
+            for (outcome,) in conn.execute("SELECT outcome FROM intents WHERE state = ?", (DONE,)):
+                paid = _paid.decode(outcome)
+                spent += paid.cost
+                if paid.worker:
+                    earned[paid.worker] = earned.get(paid.worker, 0) + paid.cost
             users = conn.execute("SELECT count(DISTINCT user) FROM intents WHERE created >= ?", (since,)).fetchone()[0]
             all_users = conn.execute("SELECT count(DISTINCT user) FROM intents").fetchone()[0]
         for intent, counts in by_intent.items():
@@ -123,7 +130,7 @@ def _percentiles(values: list[float]) -> dict[str, float | None]:
 
 
 def _entry(
-    guid: str, intent: str, state: str, query: bytes, price_held: int, created: float,
+    guid: str, intent: str, state: str, query: bytes, price_held: int | bytes, created: float,
     finished: float | None, outcome: bytes | None,
 ) -> tuple[dict[str, Any], Result | Error | None]:
     q = _query.decode(query)
@@ -136,7 +143,7 @@ def _entry(
         "worker": None,
         "duration_s": None if finished is None else round(finished - created, 4),
         "cost": 0,
-        "price_held": price_held,
+        "price_held": read_amount(price_held),
         "status": state,
     }
     decoded: Result | Error | None = None

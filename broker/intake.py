@@ -8,20 +8,13 @@ import msgspec
 
 from broker.config import BrokerConfig
 from broker.intents import INTENTS, route
-from broker.protocol import ATTACHMENT_KINDS, SubmitQuery
+from broker.protocol import ATTACHMENT_KINDS, MtorError, SubmitQuery
 
 MAX_GUID_CHARS = 128
 
 
-class Rejected(Exception):
+class Rejected(MtorError):
     """A request the broker refuses; ``code`` is one of protocol.ERROR_CODES."""
-
-    def __init__(self, code: str, message: str, hint: str = "", **detail: object) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.hint = hint
-        self.detail = detail
 
 
 def check_guid(guid: str) -> None:

@@ -27,9 +27,11 @@ class Job:
     worker: WorkerEntry | None = None  # set while running
     started_at: float = 0.0
     timer: asyncio.TimerHandle | None = None
-    last_error: tuple[str, str] = ("", "")  # (code, message) of the last failed attempt
     tokens: int = 0
     waiting_since: float = 0.0  # monotonic, when last put in the queue
+    run: int = 0  # the current run's id (new at every dispatch; see protocol.Token)
+    streamed: list[str] = field(default_factory=list)  # the current run's text, for a client that resumes
+    stream_chars: int = 0  # len("".join(streamed))
 
     @property
     def model(self) -> str | None:

@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 # Intent states. "queued" covers running too: a running intent whose broker
 # dies is simply queued again on restart.
@@ -26,6 +26,19 @@ DONE = "done"
 FAILED = "failed"
 CANCELLED = "cancelled"
 FINAL_STATES = frozenset((DONE, FAILED, CANCELLED))
+
+_INT64 = range(-(2**63), 2**63)
+
+
+def stored_amount(amount: int) -> int | bytes:
+    """An amount as SQLite keeps it exactly: an INTEGER within 64 bits, else
+    its decimal digits as a BLOB (SQLite would turn a bigger number into a
+    lossy REAL)."""
+    return amount if amount in _INT64 else str(amount).encode()
+
+
+def read_amount(value: int | bytes) -> int:
+    return int(value)
 
 
 @dataclass
@@ -104,7 +117,7 @@ class SqliteJournal:
             " FROM intents WHERE guid = ?",
             (guid,),
         ).fetchone()
-        return IntentRecord(*row) if row else None
+        return _record(row) if row else None
 
     def add(self, record: IntentRecord) -> bool:
         """Journal a new intent; False (and nothing written) if the guid is already there."""
@@ -118,7 +131,7 @@ class SqliteJournal:
                 record.intent,
                 record.state,
                 record.query,
-                record.price_held,
+                stored_amount(record.price_held),
                 record.created,
             ),
         )
@@ -154,7 +167,7 @@ class SqliteJournal:
         ).fetchall()
         for row in rows:
             self._rowids[row[1]] = row[0]
-        return [IntentRecord(*row[1:]) for row in rows]
+        return [_record(row[1:]) for row in rows]
 
     @property
     def dirty(self) -> bool:
@@ -169,6 +182,11 @@ class SqliteJournal:
         self.commit()
         self._checkpointer.stop()
         self._conn.close()
+
+
+def _record(row: tuple[Any, ...]) -> IntentRecord:
+    guid, user, intent, state, query, price_held, created, outcome = row
+    return IntentRecord(guid, user, intent, state, query, read_amount(price_held), created, outcome)
 
 
 class _Checkpointer:

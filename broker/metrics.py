@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -30,15 +30,17 @@ class _Histogram:
 
 
 class BrokerMetrics:
-    def __init__(self, live: Callable[[], dict[str, Any]]) -> None:
+    def __init__(self) -> None:
         from prometheus_client import CollectorRegistry
 
         self.intents: Counter[tuple[str, str]] = Counter()  # (intent, outcome)
         self.latency: dict[str, _Histogram] = {}  # intent -> accepted to result or error
         self.rejections: Counter[str] = Counter()  # code
         self.bad_frames: Counter[tuple[str, str]] = Counter()  # (socket, code)
+        self.task_errors: Counter[str] = Counter()  # background task -> failed runs (each logged, then retried)
+        self._collector = _Collector(self)
         self.registry = CollectorRegistry()
-        self.registry.register(_Collector(self, live))
+        self.registry.register(self._collector)
 
     def finished(self, intent: str, outcome: str, seconds: float) -> None:
         self.intents[(intent, outcome)] += 1
@@ -53,16 +55,22 @@ class BrokerMetrics:
     def bad_frame(self, socket: str, code: str) -> None:
         self.bad_frames[(socket, code)] += 1
 
-    def render(self) -> tuple[bytes, str]:
+    def task_failed(self, task: str) -> None:
+        self.task_errors[task] += 1
+
+    def render(self, live: dict[str, Any]) -> tuple[bytes, str]:
+        """The Prometheus text: these counters plus ``live``, the gauges read
+        from the broker's state now (broker.views.RealmViews.live)."""
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+        self._collector.live = live
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
 class _Collector:
-    def __init__(self, metrics: BrokerMetrics, live: Callable[[], dict[str, Any]]) -> None:
+    def __init__(self, metrics: BrokerMetrics) -> None:
         self._m = metrics
-        self._live = live
+        self.live: dict[str, Any] = {}
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -94,8 +102,14 @@ class _Collector:
         for (socket, code), n in sorted(m.bad_frames.items()):
             bad.add_metric([socket, code], n)
         yield bad
+        failed = CounterMetricFamily(
+            "mtor_task_errors", "Failed runs of a background task (logged, then retried)", labels=["task"]
+        )
+        for task, n in sorted(m.task_errors.items()):
+            failed.add_metric([task], n)
+        yield failed
 
-        s = self._live()
+        s = self.live
         depth = GaugeMetricFamily("mtor_queue_depth", "Queued intents", labels=["intent"])
         for intent, n in s["queue_depth"].items():
             depth.add_metric([intent], n)

@@ -13,15 +13,12 @@ from __future__ import annotations
 
 import secrets
 import struct
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from typing import Protocol
 
 from aiohttp import web
 
 from broker.protocol import Challenge, Msg, encode
-
-if TYPE_CHECKING:
-    from broker.outbox import Outbox
-    from broker.server import BrokerServer
 
 CLOSE_TIMEOUT_S = 2.0  # how long a close waits for the peer's answer
 
@@ -43,8 +40,15 @@ def frame_header(length: int) -> bytes:
     return _pack3(_TEXT_FIN, 127, length)
 
 
+class Writer(Protocol):
+    """Where a peer's frames go (broker.outbox.Outbox): queued per pass, written after the commit."""
+
+    def send(self, peer: Peer, data: bytes) -> None: ...
+    def flush(self) -> None: ...
+
+
 class Peer:
-    def __init__(self, ws: web.WebSocketResponse, request: web.Request, role: str, outbox: Outbox) -> None:
+    def __init__(self, ws: web.WebSocketResponse, request: web.Request, role: str, outbox: Writer) -> None:
         self.ws = ws
         self.role = role  # "client" | "worker"
         self.transport = request.transport
@@ -93,15 +97,34 @@ class Peer:
             await self.ws.close(code=code, message=message)
 
 
-async def open_peer(broker: BrokerServer, request: web.Request, role: str) -> Peer:
+async def open_peer(request: web.Request, role: str, outbox: Writer, max_msg_size: int, realm: str) -> Peer:
     """Accept a /ws/client or /ws/worker upgrade and send the login challenge."""
-    ws = web.WebSocketResponse(
-        compress=False,
-        max_msg_size=broker.config.transport_max_msg_size,
-        autoping=True,
-        timeout=CLOSE_TIMEOUT_S,
-    )
+    ws = web.WebSocketResponse(compress=False, max_msg_size=max_msg_size, autoping=True, timeout=CLOSE_TIMEOUT_S)
     await ws.prepare(request)
-    peer = Peer(ws, request, role, broker.outbox)
-    peer.send(Challenge(nonce=peer.nonce, realm=broker.config.realm))
+    peer = Peer(ws, request, role, outbox)
+    peer.send(Challenge(nonce=peer.nonce, realm=realm))
     return peer
+
+
+class Peers:
+    """Every open socket of the broker, by role."""
+
+    def __init__(self) -> None:
+        self.clients: set[Peer] = set()
+        self.workers: set[Peer] = set()
+
+    def add(self, peer: Peer) -> None:
+        (self.workers if peer.role == "worker" else self.clients).add(peer)
+
+    def discard(self, peer: Peer) -> None:
+        (self.workers if peer.role == "worker" else self.clients).discard(peer)
+
+    def __iter__(self) -> Iterator[Peer]:
+        return iter([*self.workers, *self.clients])
+
+    def authenticated(self) -> list[Peer]:
+        return [p for p in self if p.authenticated]
+
+    def users(self) -> int:
+        """Distinct addresses logged in on client sockets."""
+        return len({p.address for p in self.clients if p.address})

@@ -17,9 +17,11 @@ the peer answers with an EIP-191 personal-sign signature of
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import sys
+from typing import Annotated, Any, Literal
 
 import msgspec
+import orjson
 
 PROTOCOL_VERSION = 1
 
@@ -31,6 +33,8 @@ ERROR_CODES: dict[str, str] = {
     "frame_too_large": "The frame is larger than the broker accepts.",
     "binary_frame": "Binary frames are not accepted; send JSON text.",
     "not_authenticated": "Send `hello` (or `register`) with a signed challenge first.",
+    "login_timeout": "No signed `hello` (or `register`) arrived in time; the socket is closed.",
+    "busy": "Too many connections are logging in (from this address, or in all); retry in a moment.",
     "bad_signature": "The signature does not match the address or the challenge.",
     "unknown_intent": "No such intent.",
     "prompt_too_long": "The prompt is longer than the broker accepts.",
@@ -49,11 +53,89 @@ ERROR_CODES: dict[str, str] = {
     "banned": "This address is banned from the realm.",
     "forbidden": "Only a sysop (or the realm's operator) may do that.",
     "maintenance": "The worker is in maintenance: it gets no new work until a sysop resumes it.",
+    "worker_stopping": "The worker is shutting down and handed the intent back; another worker runs it.",
     "nickname_taken": "That nickname belongs to another address.",
     "internal": "The broker hit an unexpected error.",
 }
 
 ATTACHMENT_KINDS = ("image", "audio")
+
+# Frames and bodies from other machines are refused beyond this nesting depth
+# before any recursive decoder sees them (orjson's own fixed bound, which it
+# checks without recursing in Python).
+MAX_NESTING = 1024
+# Python's recursion limit for our processes. py_ecc (imported by eth_account)
+# raises it to 100000 at import; then recursive C code (msgspec, json) runs
+# off the end of the C stack on a deeply nested frame and the process dies
+# with SIGSEGV instead of raising RecursionError. ~20,000 levels already fill
+# an 8 MiB stack; 10,000 leaves room and is 10x Python's default.
+SANE_RECURSION_LIMIT = 10_000
+
+
+def sane_recursion_limit() -> None:
+    """Put Python's recursion limit back to a sane value if an import raised it."""
+    if sys.getrecursionlimit() > SANE_RECURSION_LIMIT:
+        sys.setrecursionlimit(SANE_RECURSION_LIMIT)
+
+
+def _eth() -> Any:
+    """eth_account's ``Account``, imported with the recursion limit put back."""
+    from eth_account import Account
+
+    sane_recursion_limit()
+    return Account
+
+
+def _defunct(text: str) -> Any:
+    from eth_account.messages import encode_defunct
+
+    return encode_defunct(text=text)
+
+
+def check_nesting(data: str | bytes) -> None:
+    """Raise ``msgspec.DecodeError`` for JSON nested deeper than MAX_NESTING.
+
+    A frame with no more openers than the bound cannot be nested deeper, so
+    nearly every frame costs two counts and no parse."""
+    openers = data.count("[") + data.count("{") if isinstance(data, str) else data.count(b"[") + data.count(b"{")
+    if openers <= MAX_NESTING:
+        return
+    try:
+        orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise msgspec.DecodeError(f"invalid or too deeply nested JSON (at most {MAX_NESTING} levels): {exc}") from None
+
+
+def loads(data: str | bytes) -> Any:
+    """JSON from another machine (REST bodies and answers): depth-bounded, and
+    integers of any size read exactly. Raises ValueError when it is not JSON."""
+    try:
+        check_nesting(data)
+        return msgspec.json.decode(data)
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise ValueError(f"invalid JSON: {exc}") from None
+
+
+# Above this, a JSON number loses precision in JavaScript (and every client
+# that reads numbers as IEEE doubles); REST writes such integers as strings.
+MAX_SAFE_INTEGER = 2**53 - 1
+
+
+def rest_json(data: Any) -> bytes:
+    """A REST body: JSON with every integer beyond MAX_SAFE_INTEGER written as a
+    decimal string (amounts in base units usually are), so no client loses
+    precision; read amounts with int() / BigInt(), which take both forms."""
+    return _encoder.encode(_safe_integers(data))
+
+
+def _safe_integers(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _safe_integers(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_safe_integers(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+        return str(value)
+    return value
 
 
 def challenge_text(nonce: str, role: str) -> str:
@@ -67,22 +149,15 @@ def challenge_text(nonce: str, role: str) -> str:
 
 def sign_challenge(private_key: bytes | str, nonce: str, role: str) -> str:
     """EIP-191 personal-sign of :func:`challenge_text`; returns 0x-hex."""
-    from eth_account import Account
-    from eth_account.messages import encode_defunct
-
-    signed = Account.sign_message(encode_defunct(text=challenge_text(nonce, role)), private_key)
+    signed = _eth().sign_message(_defunct(challenge_text(nonce, role)), private_key)
     return "0x" + signed.signature.hex().removeprefix("0x")
 
 
 def recover_signer(nonce: str, role: str, signature: str) -> str | None:
     """The checksummed address that signed the challenge, or None if unreadable."""
-    from eth_account import Account
-    from eth_account.messages import encode_defunct
-
+    account = _eth()
     try:
-        return Account.recover_message(
-            encode_defunct(text=challenge_text(nonce, role)), signature=signature
-        )
+        return str(account.recover_message(_defunct(challenge_text(nonce, role)), signature=signature))
     except Exception:  # eth-account raises several types for malformed signatures
         return None
 
@@ -102,11 +177,7 @@ def sign_request(
     private_key: bytes | str, method: str, path: str, timestamp: int, nonce: str, body: bytes = b""
 ) -> str:
     """EIP-191 personal-sign of :func:`request_text`; returns 0x-hex."""
-    from eth_account import Account
-    from eth_account.messages import encode_defunct
-
-    text = request_text(method, path, timestamp, nonce, body)
-    signed = Account.sign_message(encode_defunct(text=text), private_key)
+    signed = _eth().sign_message(_defunct(request_text(method, path, timestamp, nonce, body)), private_key)
     return "0x" + signed.signature.hex().removeprefix("0x")
 
 
@@ -114,12 +185,10 @@ def recover_request_signer(
     method: str, path: str, timestamp: int, nonce: str, body: bytes, signature: str
 ) -> str | None:
     """The checksummed address that signed the request, or None if unreadable."""
-    from eth_account import Account
-    from eth_account.messages import encode_defunct
-
+    account = _eth()
     try:
-        return Account.recover_message(
-            encode_defunct(text=request_text(method, path, timestamp, nonce, body)), signature=signature
+        return str(
+            account.recover_message(_defunct(request_text(method, path, timestamp, nonce, body)), signature=signature)
         )
     except Exception:  # eth-account raises several types for malformed signatures
         return None
@@ -141,12 +210,51 @@ class Attachment(msgspec.Struct, omit_defaults=True):
     name: str | None = None
 
 
+# What a worker may claim one job used. A count outside these bounds is a bug
+# or a lie (a negative count would pay the user, a huge one would bill them
+# everything they hold), so a `result` carrying one is refused at the socket
+# as `invalid_message` before anything is charged for it.
+MAX_TOKENS_USED = 10_000_000  # prompt or completion tokens of one job
+MAX_IMAGES_USED = 1_000
+MAX_STEPS_USED = 100_000
+MAX_PIXELS_USED = 1 << 32  # all images of one job together
+MAX_AUDIO_SECONDS_USED = 24 * 3600
+MAX_CHARACTERS_USED = 10_000_000
+
+_Tokens = Annotated[int, msgspec.Meta(ge=0, le=MAX_TOKENS_USED)]
+
+
+class Usage(msgspec.Struct, omit_defaults=True):
+    """What one job used, as the worker reports it and the ledger prices it.
+
+    A field a backend does not measure stays None (left out on the wire), so
+    "not reported" never reads as "used none". Unknown keys are ignored.
+    """
+
+    prompt_tokens: _Tokens | None = None
+    completion_tokens: _Tokens | None = None
+    images: Annotated[int, msgspec.Meta(ge=0, le=MAX_IMAGES_USED)] | None = None
+    steps: Annotated[int, msgspec.Meta(ge=0, le=MAX_STEPS_USED)] | None = None
+    pixels: Annotated[int, msgspec.Meta(ge=0, le=MAX_PIXELS_USED)] | None = None
+    audio_seconds: Annotated[int, msgspec.Meta(ge=0, le=MAX_AUDIO_SECONDS_USED)] | None = None
+    characters: Annotated[int, msgspec.Meta(ge=0, le=MAX_CHARACTERS_USED)] | None = None
+
+    def reported(self) -> dict[str, int]:
+        """The fields the worker reported, by name (what `Billing.capture` receives)."""
+        return {f: v for f in self.__struct_fields__ if (v := getattr(self, f)) is not None}
+
+
 class Capability(msgspec.Struct, omit_defaults=True):
-    """One intent a worker serves, with the models it has loaded for it."""
+    """One intent a worker serves, with the models it has loaded for it.
+
+    ``params`` is a JSON Schema object of the parameters the backend accepts
+    (its declared ``Params``); ``info`` holds facts that are not parameters
+    (context length, size limits, the device)."""
 
     intent: str
     models: list[str] = []
     params: dict[str, Any] = {}
+    info: dict[str, Any] = {}
 
 
 # --- client -> broker ------------------------------------------------------
@@ -168,6 +276,10 @@ class SubmitQuery(Msg, tag="submit_query"):
     params: dict[str, Any] = {}
     stream: bool = True
     max_price: int | None = None  # base units of $9000
+    # Resubmitting a guid after a reconnect: the run and the characters of its
+    # text this client already has, so the stream continues exactly there.
+    resume_run: int = 0
+    resume_offset: int = 0
 
 
 class Cancel(Msg, tag="cancel"):
@@ -215,9 +327,16 @@ class Accepted(Msg, tag="accepted"):
 
 
 class Token(Msg, tag="token"):
+    """A piece of streamed text. ``index`` numbers a worker's tokens; the broker
+    adds ``run`` (which run of the intent produced it: a retry elsewhere or a
+    broker restart starts a new run, from offset 0) and ``offset`` (characters
+    of that run's text before this piece), so a client can resume exactly."""
+
     guid: str
     text: str
     index: int = 0
+    offset: int = 0
+    run: int = 0
 
 
 class Progress(Msg, tag="progress"):
@@ -236,7 +355,8 @@ class Result(Msg, tag="result"):
     worker: str | None = None
     model: str | None = None
     timings: dict[str, float] = {}
-    usage: dict[str, int] = {}
+    usage: Usage = msgspec.field(default_factory=Usage)
+    finish_reason: str | None = None  # "stop" | "length" | "cancelled" where the backend says
     cost: int = 0
     replayed: bool = False  # True when served from the journal for a resubmitted guid
 
@@ -281,7 +401,8 @@ class WorkResult(Msg, tag="result"):
     attachments: list[Attachment] = []
     model: str | None = None
     timings: dict[str, float] = {}
-    usage: dict[str, int] = {}
+    usage: Usage = msgspec.field(default_factory=Usage)
+    finish_reason: str | None = None  # why generation ended: "stop" (end of text) or "length" (max_tokens)
 
 
 class Failed(Msg, tag="failed"):
@@ -289,6 +410,12 @@ class Failed(Msg, tag="failed"):
     code: str
     message: str
     retryable: bool = True
+
+
+class Drain(Msg, tag="drain"):
+    """The worker is shutting down: send it no new work. It finishes what it
+    runs, or hands an intent back with `failed{code: "worker_stopping"}`;
+    neither counts against it."""
 
 
 # --- broker -> worker ------------------------------------------------------
@@ -302,7 +429,6 @@ class Work(Msg, tag="work"):
     attachments: list[Attachment] = []
     params: dict[str, Any] = {}
     stream: bool = True
-    deadline_s: float = 0.0
 
 
 # --- unions, one per direction --------------------------------------------
@@ -311,11 +437,11 @@ ClientMessage = Hello | SubmitQuery | Cancel | Subscribe | Ping | Pong
 ServerToClient = (
     Challenge | Welcome | Accepted | Token | Progress | Result | Error | Stats | Broadcast | Ping | Pong
 )
-WorkerMessage = Register | Pong | Ping | Token | Progress | WorkResult | Failed
+WorkerMessage = Register | Pong | Ping | Token | Progress | WorkResult | Failed | Drain
 ServerToWorker = Challenge | Welcome | Work | Cancel | Ping | Pong | Error | Broadcast
 
 TYPES_FROM_CLIENT = frozenset(("hello", "submit_query", "cancel", "subscribe", "ping", "pong"))
-TYPES_FROM_WORKER = frozenset(("register", "pong", "ping", "token", "progress", "result", "failed"))
+TYPES_FROM_WORKER = frozenset(("register", "pong", "ping", "token", "progress", "result", "failed", "drain"))
 
 _encoder = msgspec.json.Encoder()
 
@@ -328,17 +454,40 @@ def encode_str(msg: Msg) -> str:
     return _encoder.encode(msg).decode()
 
 
-class ProtocolError(Exception):
-    """A frame could not be decoded; ``code`` is one of ERROR_CODES."""
+class MtorError(Exception):
+    """The project's one error type: a stable ``code`` that programs switch on
+    (one of ERROR_CODES on the bus), a ``message`` saying what went wrong and
+    a ``hint`` saying what to do, plus optional ``detail`` for programs.
+    Every package raises it or a subclass named for where it comes from."""
 
-    def __init__(self, code: str, message: str, hint: str = "") -> None:
+    def __init__(self, code: str, message: str, hint: str = "", **detail: Any) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.hint = hint
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"{self.message} [{self.code}]" + (f" - hint: {self.hint}" if self.hint else "")
 
     def to_error(self, guid: str | None = None) -> Error:
-        return Error(code=self.code, message=self.message, hint=self.hint, guid=guid)
+        """This error as the bus's `error` message."""
+        return Error(code=self.code, message=self.message, hint=self.hint, guid=guid, detail=dict(self.detail))
+
+    def to_dict(self) -> dict[str, Any]:
+        """This error as REST bodies carry it: ``{"code", "message", "hint"}`` (and ``detail``)."""
+        out: dict[str, Any] = {"code": self.code, "message": self.message, "hint": self.hint}
+        if self.detail:
+            out["detail"] = self.detail
+        return out
+
+
+class ProtocolError(MtorError):
+    """A frame could not be decoded; ``kind`` is its `type` and ``guid`` its
+    guid, where the frame was readable enough to say."""
+
+    kind: str | None = None
+    guid: str | None = None
 
 
 class Decoder:
@@ -351,10 +500,11 @@ class Decoder:
 
     def decode(self, frame: str | bytes) -> Any:
         try:
+            check_nesting(frame)
             return self._typed.decode(frame)
         except msgspec.ValidationError as exc:
             raise self._explain(frame, exc) from None
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, RecursionError) as exc:
             raise ProtocolError(
                 "invalid_json", f"invalid JSON: {exc}", "send one JSON object per text frame"
             ) from None
@@ -362,30 +512,23 @@ class Decoder:
     def _explain(self, frame: str | bytes, exc: msgspec.ValidationError) -> ProtocolError:
         try:
             raw = self._raw.decode(frame)
-        except (msgspec.ValidationError, msgspec.DecodeError):
+        except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
             return ProtocolError(
                 "invalid_message", "a frame must be a JSON object", 'e.g. {"type": "ping"}'
             )
         kind = raw.get("type")
         if not isinstance(kind, str) or kind not in self._types:
-            return ProtocolError(
+            error = ProtocolError(
                 "unknown_type",
                 f"unknown message type {kind!r}",
                 "accepted types: " + ", ".join(sorted(self._types)),
             )
-        return ProtocolError(
-            "invalid_message", f"bad {kind!r} message: {exc}", "see docs/protocol.md"
-        )
-
-    @staticmethod
-    def guid_of(frame: str | bytes) -> str | None:
-        """Best-effort guid of a frame that failed to decode, so the error can name it."""
-        try:
-            raw = msgspec.json.decode(frame)
-        except msgspec.DecodeError:
-            return None
-        guid = raw.get("guid") if isinstance(raw, dict) else None
-        return guid if isinstance(guid, str) else None
+        else:
+            error = ProtocolError("invalid_message", f"bad {kind!r} message: {exc}", "see docs/protocol.md")
+            error.kind = kind
+        guid = raw.get("guid")
+        error.guid = guid if isinstance(guid, str) else None
+        return error
 
 
 def client_decoder() -> Decoder:
@@ -398,12 +541,27 @@ def worker_decoder() -> Decoder:
     return Decoder(WorkerMessage, TYPES_FROM_WORKER)
 
 
-def server_to_client_decoder() -> msgspec.json.Decoder[Any]:
-    return msgspec.json.Decoder(ServerToClient)
+class PeerDecoder:
+    """Decodes the broker's frames on a client or worker: like msgspec's
+    decoder (it raises msgspec errors), but depth-bounded first."""
+
+    def __init__(self, union: Any) -> None:
+        self._typed = msgspec.json.Decoder(union)
+
+    def decode(self, frame: str | bytes) -> Any:
+        check_nesting(frame)
+        try:
+            return self._typed.decode(frame)
+        except RecursionError as exc:
+            raise msgspec.DecodeError(str(exc)) from None
 
 
-def server_to_worker_decoder() -> msgspec.json.Decoder[Any]:
-    return msgspec.json.Decoder(ServerToWorker)
+def server_to_client_decoder() -> PeerDecoder:
+    return PeerDecoder(ServerToClient)
+
+
+def server_to_worker_decoder() -> PeerDecoder:
+    return PeerDecoder(ServerToWorker)
 
 
 Role = Literal["client", "worker"]

@@ -110,6 +110,12 @@ class SafeQueue:
         q = self._queues.get(intent)
         return q.size if q else 0
 
+    def depth_of(self, intent: str, user: str) -> int:
+        """How many of ``user``'s intents wait in ``intent``'s queue."""
+        q = self._queues.get(intent)
+        jobs = q.users.get(user) if q else None
+        return len(jobs) if jobs else 0
+
     def intents(self) -> list[str]:
         return [intent for intent, q in self._queues.items() if q.size]
 

@@ -13,37 +13,40 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+from collections.abc import Container
 from typing import TYPE_CHECKING
 
+from broker.config import BrokerConfig
 from broker.protocol import Error, SubmitQuery
 
 if TYPE_CHECKING:
     from broker.peer import Peer
-    from broker.server import BrokerServer
 
 WINDOW_S = 60.0
 
 
 class RateLimits:
-    def __init__(self, broker: BrokerServer) -> None:
-        self._broker = broker
+    def __init__(self, config: BrokerConfig, live: Container[str]) -> None:
+        """``live``: the guids queued or running now (the dispatcher's jobs)."""
+        self._cfg = config
+        self._jobs = live
         self._recent: dict[str, deque[float]] = {}
         self._live: dict[str, set[str]] = {}
 
     def allow(self, peer: Peer, query: SubmitQuery) -> bool:
         """True to pass the query on; False after answering `rate_limited`."""
-        cfg = self._broker.config
+        cfg = self._cfg
         if not (cfg.rate_per_minute or cfg.max_concurrent):
             return True
         user = peer.address
         assert user is not None
-        jobs = self._broker.dispatcher.jobs
+        jobs = self._jobs
         if query.guid in jobs:
             return True
         now = time.monotonic()
         if cfg.max_concurrent:
             live = self._live.setdefault(user, set())
-            live.intersection_update(jobs)
+            live = self._live[user] = {guid for guid in live if guid in jobs}
             if len(live) >= cfg.max_concurrent:
                 self._refuse(
                     peer, query, f"you have {len(live)} intents queued or running; the limit is {cfg.max_concurrent}",

@@ -2,31 +2,30 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-import orjson
 from aiohttp import web
 
-if TYPE_CHECKING:
-    from broker.server import BrokerServer
+from broker.parts import Parts
+from broker.protocol import rest_json
 
 
 def _json(data: object) -> web.Response:
-    return web.Response(body=orjson.dumps(data), content_type="application/json")
+    return web.Response(body=rest_json(data), content_type="application/json")
 
 
-def routes(broker: BrokerServer) -> list[web.RouteDef]:
+def routes(parts: Parts) -> list[web.RouteDef]:
+    views = parts.views
+
     async def healthz(_: web.Request) -> web.Response:
-        return _json(broker.health())
+        return _json(views.health())
 
     async def workers(_: web.Request) -> web.Response:
-        return _json(broker.workers_snapshot())
+        return _json(views.workers())
 
     async def stats(_: web.Request) -> web.Response:
-        return _json(broker.stats())
+        return _json(views.stats())
 
     async def metrics(_: web.Request) -> web.Response:
-        body, content_type = broker.metrics.render()
+        body, content_type = parts.metrics.render(views.live())
         return web.Response(body=body, headers={"Content-Type": content_type})
 
     return [

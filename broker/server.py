@@ -1,62 +1,64 @@
-"""BrokerServer: the aiohttp app that ties the broker's parts together."""
+"""BrokerServer: builds every part of the broker, wires the app, starts and stops it.
+
+This is the one place where parts are made; each gets only the parts it uses,
+and the socket and REST handlers get a :class:`broker.parts.Parts`. The map of
+who receives what is in docs/ARCHITECTURE.md.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import secrets
 import signal
-import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
 
 from aiohttp import web
 
-from broker.account_rest import install as install_accounts
+from broker.account_rest import routes as account_routes
+from broker.accounts import AccountStore, accounts_path
 from broker.billing import Billing
 from broker.client_session import client_socket
 from broker.config import BrokerConfig
 from broker.dispatch import Dispatcher
-from broker.health import HEALTHY, PROBING, QUARANTINED
+from broker.gate import Gate, raise_fd_limit
+from broker.heartbeat import Heartbeat
+from broker.history import History
 from broker.journal import SqliteJournal
 from broker.metrics import BrokerMetrics
 from broker.outbox import Outbox
-from broker.peer import Peer
-from broker.protocol import Ping
+from broker.parts import Parts
+from broker.peer import Peers
+from broker.protocol import sane_recursion_limit
 from broker.queue import SafeQueue
+from broker.ratelimit import RateLimits
 from broker.registry import WorkerRegistry
-from broker.rest import routes
+from broker.rest import routes as rest_routes
+from broker.roles import Roles
+from broker.signed import RequestVerifier
 from broker.subscriptions import Subscriptions
+from broker.sysop import Sysop
 from broker.tls import server_context
+from broker.trust import WorkerTrust
+from broker.views import RealmViews
 from broker.worker_session import worker_socket
-
-if TYPE_CHECKING:
-    from broker.accounts import AccountStore
-    from broker.ratelimit import RateLimits
-    from broker.sysop import Sysop
-    from broker.trust import WorkerTrust
 
 log = logging.getLogger("mtor.broker")
 
+TRUST_SWEEP_S = 1.0  # trust counts timeouts and saves its counters this often
+
 
 class BrokerServer:
-    # Installed at start by broker.account_rest.install with their routes.
-    accounts: AccountStore
-    sysop: Sysop
-    trust: WorkerTrust
-    limits: RateLimits
+    parts: Parts  # built by start()
 
     def __init__(self, config: BrokerConfig | None = None, billing: Billing | None = None) -> None:
         self.config = config or BrokerConfig()
         self.billing = billing
-        self.clients: set[Peer] = set()
-        self.worker_peers: set[Peer] = set()
         self.port = 0
         self.restored = 0  # intents queued again from the journal at start
         self._runner: web.AppRunner | None = None
-        self._ticker: asyncio.Task[None] | None = None
-        self._started = 0.0
-        self._closing: set[asyncio.Task[None]] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._journal: SqliteJournal | None = None
 
     @property
     def url(self) -> str:
@@ -70,67 +72,109 @@ class BrokerServer:
         host = self.config.host
         return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
 
+    def _build(self) -> Parts:
+        """Every part, in dependency order; each receives only what it uses."""
+        cfg, billing = self.config, self.billing
+        db = cfg.resolved_db_path()
+        journal = self._journal = SqliteJournal(db)
+        outbox = Outbox(journal, billing)
+        queue = SafeQueue(cfg.queue_limit)
+        registry = WorkerRegistry(cfg)
+        metrics = BrokerMetrics()
+        peers = Peers()
+        accounts = AccountStore(accounts_path(db))
+        roles = Roles(cfg.operator, accounts)
+        subs = Subscriptions(
+            cfg.stats_interval_s,
+            sees_all=roles.is_sysop,
+            balance_of=billing.balance if billing is not None else None,
+        )
+        dispatcher = Dispatcher(cfg, journal, queue, registry, outbox, billing, subs, metrics)
+        self.restored = dispatcher.restore()
+        trust = WorkerTrust(cfg, accounts, registry, subs, dispatcher.pump_all)
+        views = RealmViews(cfg, registry, queue, dispatcher, peers, subs, billing, self.restored)
+        subs.serve(views.topics())
+        return Parts(
+            config=cfg,
+            outbox=outbox,
+            peers=peers,
+            gate=Gate(
+                cfg.login_timeout_s,
+                min(cfg.max_unauthenticated, raise_fd_limit() // 4),
+                cfg.max_unauthenticated_per_ip,
+            ),
+            metrics=metrics,
+            registry=registry,
+            dispatcher=dispatcher,
+            subs=subs,
+            limits=RateLimits(cfg, dispatcher.jobs),
+            trust=trust,
+            roles=roles,
+            sysop=Sysop(roles, accounts, dispatcher, registry, trust, peers, subs),
+            accounts=accounts,
+            history=History(db),
+            verifier=RequestVerifier(cfg.request_window_s, accounts),
+            views=views,
+        )
+
     async def start(self) -> None:
         cfg = self.config
-        self.journal = SqliteJournal(cfg.resolved_db_path())
-        self.outbox = Outbox(self.journal, self.billing)
-        self.queue = SafeQueue(cfg.queue_limit)
-        self.registry = WorkerRegistry(cfg)
-        self.metrics = BrokerMetrics(self._live)
-        self.subs = Subscriptions(
-            cfg.stats_interval_s,
-            {
-                "stats": self.stats,
-                "workers": self.workers_snapshot,
-                "queue": self._queue_snapshot,
-                "intents": self._live_intents,
-            },
-            # Bound late: the sysop roles are installed with the routes.
-            sees_all=lambda address: self.sysop.is_sysop(address),
-            balance_of=self.billing.balance if self.billing is not None else None,
-        )
-        self.dispatcher = Dispatcher(
-            cfg, self.journal, self.queue, self.registry, self.outbox, self.billing, self.subs, self.metrics
-        )
-        self.restored = self.dispatcher.restore()
+        sane_recursion_limit()  # a billing that imported web3 raised it (see broker.protocol)
+        parts = self.parts = self._build()
+
+        async def clients(request: web.Request) -> web.StreamResponse:
+            return await client_socket(parts, request)
+
+        async def workers(request: web.Request) -> web.StreamResponse:
+            return await worker_socket(parts, request)
 
         app = web.Application(client_max_size=cfg.transport_max_msg_size)
-        app.router.add_get("/ws/client", self._client_socket)
-        app.router.add_get("/ws/worker", self._worker_socket)
-        app.add_routes(routes(self))
-        install_accounts(self, app)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        app.router.add_get("/ws/client", clients)
+        app.router.add_get("/ws/worker", workers)
+        app.add_routes(rest_routes(parts))
+        app.add_routes(account_routes(parts))
+        # keepalive_timeout: an HTTP connection that sends no (complete) request
+        # for that long is closed, so slowly trickled headers cannot hold a socket.
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, keepalive_timeout=cfg.login_timeout_s
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, cfg.host, cfg.port, reuse_address=True, ssl_context=server_context(cfg))
         await site.start()
         self.port = self._runner.addresses[0][1]
-        self._started = time.monotonic()
-        self._ticker = asyncio.create_task(self._tick())
+        heartbeat = Heartbeat(cfg.heartbeat_misses, parts.registry, parts.subs, parts.dispatcher.pump_all)
 
-    async def _client_socket(self, request: web.Request) -> web.WebSocketResponse:
-        return await client_socket(self, request)
+        def tick() -> None:
+            heartbeat.beat()
+            parts.dispatcher.sweep()
 
-    async def _worker_socket(self, request: web.Request) -> web.WebSocketResponse:
-        return await worker_socket(self, request)
+        self._tasks = [
+            asyncio.create_task(_every("tick", cfg.heartbeat_s, tick, parts.metrics)),
+            asyncio.create_task(_every("trust-sweep", TRUST_SWEEP_S, parts.trust.sweep, parts.metrics)),
+        ]
 
     async def stop(self) -> None:
-        if self._ticker is not None:
-            self._ticker.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
-            self._ticker = None
-        self.subs.close()
-        peers = list(self.worker_peers) + list(self.clients)
+                await task
+        self._tasks = []
+        parts = self.parts
+        parts.subs.close()
         await asyncio.gather(
-            *(peer.close(code=1001, message=b"broker shutting down") for peer in peers),
+            *(peer.close(code=1001, message=b"broker shutting down") for peer in parts.peers),
             return_exceptions=True,
         )
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        self.dispatcher.close()
-        self.outbox.flush()
-        self.journal.close()
+        parts.trust.sweep()  # the last counters
+        parts.accounts.close()
+        parts.dispatcher.close()
+        parts.outbox.flush()
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
 
     async def __aenter__(self) -> BrokerServer:
         await self.start()
@@ -139,118 +183,18 @@ class BrokerServer:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    # --- the periodic tick: heartbeats, probes, queue expiry -------------
 
-    async def _tick(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.heartbeat_s)
-            try:
-                self._heartbeat()
-                self.dispatcher.sweep()
-            except Exception:  # a bug here must not stop heartbeats for good
-                log.exception("broker tick failed")
-
-    def _heartbeat(self) -> None:
-        cfg = self.config
-        now = time.monotonic()
-        for worker in self.registry:
-            health = worker.health
-            if health.pings_unanswered >= cfg.heartbeat_misses:
-                # Silent for too long: treat as gone, its jobs go elsewhere.
-                task = asyncio.create_task(worker.peer.close(code=4002, message=b"heartbeat missed"))
-                self._closing.add(task)
-                task.add_done_callback(self._closing.discard)
-                continue
-            nonce = secrets.token_hex(4)
-            worker.ping_sent = {nonce: time.perf_counter()}
-            health.pings_unanswered += 1
-            worker.peer.send(Ping(nonce=nonce, ts=time.time()))
-            if health.maybe_probe(now):
-                self.subs.changed("workers")
-                self.dispatcher.pump_all()
-
-    # --- views for REST, subscribers and metrics --------------------------
-
-    def health(self) -> dict[str, Any]:
-        return {
-            "status": "ok",
-            "realm": self.config.realm,
-            "uptime_s": round(time.monotonic() - self._started, 3),
-            "workers": len(self.registry),
-            "clients": len(self.clients),
-            "queued": len(self.queue),
-        }
-
-    def _slots(self) -> tuple[int, int]:
-        busy = total = 0
-        for w in self.registry:
-            busy += len(w.running)
-            total += w.slots
-        return busy, total
-
-    def _workers_by_state(self) -> dict[str, int]:
-        counts = {HEALTHY: 0, QUARANTINED: 0, PROBING: 0}
-        for w in self.registry:
-            counts[w.health.state] += 1
-        return counts
-
-    def stats(self) -> dict[str, Any]:
-        busy, total = self._slots()
-        return {
-            "realm": self.config.realm,
-            "uptime_s": round(time.monotonic() - self._started, 3),
-            "clients": len(self.clients),
-            "subscribers": len(self.subs),
-            "workers": len(self.registry),
-            "workers_by_state": self._workers_by_state(),
-            "slots_busy": busy,
-            "slots_total": total,
-            "queued": len(self.queue),
-            "running": busy,
-            "queue_depth": {i: self.queue.depth(i) for i in self.queue.intents()},
-            "intents": dict(self.dispatcher.counters),
-            "restored": self.restored,
-        }
-
-    def workers_snapshot(self) -> dict[str, Any]:
-        workers = self.registry.snapshot()
-        if self.billing is not None:
-            earned = self.billing.earnings([str(w["address"]) for w in workers])
-            for worker in workers:
-                worker["earnings"] = earned[str(worker["address"])]
-        return {"workers": workers}
-
-    def _queue_snapshot(self) -> dict[str, Any]:
-        return {"intents": self.queue.snapshot(), "total": len(self.queue)}
-
-    def _live_intents(self) -> dict[str, Any]:
-        now = time.monotonic()
-        live = []
-        for job in list(self.dispatcher.jobs.values())[:200]:
-            live.append(
-                {
-                    "guid": job.guid,
-                    "user": job.user,
-                    "intent": job.intent,
-                    "state": "running" if job.worker is not None else "queued",
-                    "worker": job.worker.id if job.worker is not None else None,
-                    "attempts": job.attempts,
-                    "age_s": round(now - job.queued_at, 3),
-                }
-            )
-        return {"live": live, "live_total": len(self.dispatcher.jobs)}
-
-    def _live(self) -> dict[str, Any]:
-        busy, total = self._slots()
-        return {
-            "queue_depth": {i: self.queue.depth(i) for i in self.queue.intents()},
-            "workers_by_state": self._workers_by_state(),
-            "slots_busy": busy,
-            "slots_total": total,
-            "clients": len(self.clients),
-            "subscribers": len(self.subs),
-            "tokens": self.dispatcher.counters["tokens"],
-        }
+async def _every(name: str, seconds: float, run: Callable[[], None], metrics: BrokerMetrics) -> None:
+    """Run ``run`` every ``seconds`` until cancelled; a failed run is logged,
+    counted in /metrics (``mtor_task_errors_total{task}``) and tried again at
+    the next period, so a bug never stops heartbeats or sweeps for good."""
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            run()
+        except Exception:
+            metrics.task_failed(name)
+            log.exception("broker task %s failed; retrying in %g s", name, seconds)
 
 
 async def _serve_until_signal(config: BrokerConfig, billing: Billing | None) -> None:

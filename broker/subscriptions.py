@@ -29,14 +29,13 @@ class Subscriptions:
     def __init__(
         self,
         interval_s: float,
-        snapshots: dict[str, Callable[[], dict[str, Any]]],
         sees_all: Callable[[str], bool] = lambda address: False,
         balance_of: Callable[[str], int] | None = None,
     ) -> None:
         self._interval = interval_s
         self._sees_all = sees_all
         self._balance_of = balance_of  # None: a free realm has no balances
-        self._snapshots = snapshots  # stats, workers, queue, and intents' `live` list
+        self._snapshots: dict[str, Callable[[], dict[str, Any]]] = {}
         self._subscribers: dict[Peer, frozenset[str]] = {}
         self._dirty: set[str] = set()
         self._intent_events: list[dict[str, Any]] = []
@@ -47,6 +46,13 @@ class Subscriptions:
 
     def __len__(self) -> int:
         return len(self._subscribers)
+
+    def serve(self, snapshots: dict[str, Callable[[], dict[str, Any]]]) -> None:
+        """Where each topic's snapshot comes from (broker.views.RealmViews.topics):
+        given once, after the parts that the views read exist, and before any
+        socket opens. The views read the dispatcher, which reports to these
+        subscriptions; this is the one link made after building."""
+        self._snapshots = snapshots
 
     def subscribe(self, peer: Peer, topics: list[str]) -> str | None:
         """Subscribe ``peer``; returns an error message for unknown topics."""

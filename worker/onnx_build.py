@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from broker.protocol import MtorError
 from worker.models import DEFAULT_CHAT_MODEL_NAME, models_dir, smollm2_gguf_path
 
 Progress = Callable[[float, float, str], None]
@@ -48,14 +49,9 @@ DEFAULT_PRECISION = "int8"
 PROGRESS_TOTAL = 100.0
 
 
-class BuildError(RuntimeError):
-    """A model could not be built; ``code`` is stable, ``hint`` says what to do."""
-
-    def __init__(self, code: str, message: str, hint: str = "") -> None:
-        super().__init__(f"{message} ({hint})" if hint else message)
-        self.code = code
-        self.message = message
-        self.hint = hint
+class BuildError(MtorError):
+    """A model could not be built: ``unsupported_model``, ``model_not_found``,
+    ``build_failed``, ``runtime_missing`` or ``bad_params``."""
 
 
 @dataclass(frozen=True)

@@ -309,7 +309,7 @@ async def _run(
     try:
         account = load_signer()
     except IdentityError as exc:
-        output.fail("identity", str(exc))
+        output.fail(exc.code, exc.message, exc.hint)
 
     def show_broadcast(msg: Broadcast) -> None:
         output.note(f"broadcast from {msg.sender}: {msg.message}")
@@ -358,7 +358,7 @@ def _finish(result: Result, *, streamed_text: str | None, json_out: bool, out: P
                 "worker": result.worker,
                 "model": result.model,
                 "timings": result.timings,
-                "usage": result.usage,
+                "usage": result.usage.reported(),
                 "cost": result.cost,
                 "replayed": result.replayed,
                 "files": [str(f) for f in files],

@@ -104,7 +104,7 @@ def account_from(key: Path | None) -> Any:
     try:
         return load_or_create_account(key)
     except IdentityError as exc:
-        output.fail("bad_key", str(exc), "pass --key with a valid key file")
+        output.fail(exc.code, exc.message, f"{exc.hint}, or pass --key with a valid key file")
 
 
 @group.command("history")

@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from broker.protocol import MtorError
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -26,14 +28,8 @@ FRAME_SAMPLES = SAMPLE_RATE * FRAME_MS // 1000
 NO_DEVICE_HINT = "no microphone here? pass a recording instead: --audio FILE.wav"
 
 
-class AudioError(Exception):
+class AudioError(MtorError):
     """Audio could not be captured or read; ``code`` is stable, ``hint`` says what to do."""
-
-    def __init__(self, code: str, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.hint = hint
 
 
 class AudioSource:

@@ -7,7 +7,7 @@ from typing import Any
 import aiohttp
 
 from broker import Billing, InsufficientFunds
-from broker.protocol import Accepted, Error, Result
+from broker.protocol import Accepted, Error, Result, Usage, Work, WorkResult
 from tests.support.peers import FakeWorker, TestClient, echo, fail, hang, new_account
 
 PRICE = 100
@@ -22,6 +22,7 @@ class DictBilling:
         self.holds: dict[str, tuple[str, int]] = {}
         self.calls: list[tuple[Any, ...]] = []
         self.durable: list[tuple[Any, ...]] = []  # the calls as of the last commit
+        self.usages: list[dict[str, int]] = []  # what each capture was told
 
     def quote(self, user: str, intent: str, model: str | None, params: dict[str, Any]) -> int:
         self.calls.append(("quote", user, intent))
@@ -40,6 +41,7 @@ class DictBilling:
         self.balances[user] += amount - COST
         self.balances[worker] = self.balances.get(worker, 0) + COST
         self.calls.append(("capture", guid, worker, intent))
+        self.usages.append(usage)
         return COST
 
     def release(self, guid: str) -> None:
@@ -139,3 +141,101 @@ async def test_failure_and_cancel_release_the_hold(make_broker) -> None:
     assert [c[0] for c in billing.calls] == ["quote", "hold", "release", "quote", "hold", "release"]
     assert billing.balances[client.address] == 1000 and billing.holds == {}
     await broken.close()
+
+
+async def test_a_worker_reporting_impossible_usage_is_refused_and_never_billed_on_it(make_broker) -> None:
+    """A negative count would pay the user and a huge one bill them everything:
+    the socket refuses such a result, that attempt fails against the worker,
+    and the intent is served (and billed) by an honest worker at once."""
+    account = new_account()
+    billing = DictBilling({account.address: 1000})
+    # No heartbeats: with equal load and no latency measured, the first worker
+    # to register (the liar) gets the intent first.
+    server = await make_broker(billing=billing, heartbeat_s=60)
+
+    async def mint(w: FakeWorker, work: Work) -> None:
+        await w.send({"type": "result", "guid": work.guid, "text": "free money", "usage": {"prompt_tokens": -(10**6)}})
+
+    async def absurd(w: FakeWorker, work: Work) -> None:
+        await w.send({"type": "result", "guid": work.guid, "text": "x", "usage": {"completion_tokens": 10**15}})
+
+    for behaviour in (mint, absurd):
+        liar = await FakeWorker(server.url, behaviour=behaviour).start()
+        honest = await FakeWorker(server.url, behaviour=echo()).start()
+        client = TestClient(server.url, account)
+        async with client:
+            guid = await client.submit("pay me", intent="chat")
+            result = (await client.collect(guid))[-1]
+            refusal = await liar.next_for(guid)
+            assert isinstance(refusal, Error) and refusal.code == "invalid_message"
+            assert "$.usage." in refusal.message
+        assert isinstance(result, Result) and result.text == "pay me" and result.worker == honest.worker_id
+        assert result.usage == Usage(completion_tokens=2)
+        assert billing.usages == [{"completion_tokens": 2}]
+        billing.usages.clear()
+        await liar.close()
+        await honest.close()
+
+
+async def test_a_worker_result_with_usage_at_its_bounds_is_billed(make_broker) -> None:
+    account = new_account()
+    billing = DictBilling({account.address: 1000})
+    server = await make_broker(billing=billing)
+
+    async def big(w: FakeWorker, work: Work) -> None:
+        await w.send(WorkResult(guid=work.guid, text="long", usage=Usage(prompt_tokens=0, completion_tokens=10**7)))
+
+    worker = await FakeWorker(server.url, behaviour=big).start()
+    async with TestClient(server.url, account) as client:
+        result = await client.ask("a long one", intent="chat")
+    assert isinstance(result, Result) and result.cost == COST
+    assert billing.usages == [{"prompt_tokens": 0, "completion_tokens": 10**7}]
+    await worker.close()
+
+
+BIG_PRICE = 50 * 10**18  # 50 $9000: past 64 bits (18.45 $9000) in base units
+BIG_COST = 20 * 10**18
+
+
+class BigBilling(DictBilling):
+    def quote(self, user: str, intent: str, model: str | None, params: dict[str, Any]) -> int:
+        return BIG_PRICE
+
+    def capture(self, guid: str, worker: str, intent: str, usage: dict[str, int]) -> int:
+        user, amount = self.holds.pop(guid)
+        self.balances[user] += amount - BIG_COST
+        self.balances[worker] = self.balances.get(worker, 0) + BIG_COST
+        return BIG_COST
+
+
+async def test_amounts_past_64_bits_are_exact_on_the_bus_and_in_rest(make_broker) -> None:
+    from tests.broker.test_accounts import signed
+
+    account, poor = new_account(), new_account()
+    billing = BigBilling({account.address: 10**22, poor.address: 10**19})
+    server = await make_broker(billing=billing)
+    worker = await FakeWorker(server.url, behaviour=echo()).start()
+    async with TestClient(server.url, account) as client:
+        guid = await client.submit("expensive", intent="chat")
+        msgs = await client.collect(guid)
+    accepted, result = msgs[0], msgs[-1]
+    assert isinstance(accepted, Accepted) and accepted.price_held == BIG_PRICE
+    assert isinstance(result, Result) and result.cost == BIG_COST
+    async with TestClient(server.url, poor) as client:
+        refused = await client.ask("too dear", intent="chat")
+    assert isinstance(refused, Error) and refused.detail == {"balance": 10**19, "price": BIG_PRICE}
+
+    async with aiohttp.ClientSession() as http:
+        async with http.get(server.http_url + "/v1/workers") as resp:
+            assert resp.status == 200
+            (row,) = (await resp.json())["workers"]
+        async with http.get(server.http_url + "/v1/totals") as resp:
+            assert resp.status == 200
+            totals = await resp.json()
+    # Beyond 2**53 REST writes amounts as decimal strings: exact for every client.
+    assert row["earnings"] == str(BIG_COST)
+    assert totals["tokens"]["spent"] == str(BIG_COST)
+    assert totals["tokens"]["earned_by_worker"] == {worker.worker_id: str(BIG_COST)}
+    (entry,) = (await signed(server, "GET", "/v1/history", account))["history"]
+    assert (int(entry["price_held"]), int(entry["cost"])) == (BIG_PRICE, BIG_COST)
+    await worker.close()

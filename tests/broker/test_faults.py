@@ -124,14 +124,14 @@ async def test_a_worker_that_stops_answering_pings_is_dropped(make_broker) -> No
     server = await make_broker(heartbeat_s=0.05, heartbeat_misses=2)
     silent = await FakeWorker(server.url, answer_pings=False).start()
     await asyncio.wait_for(silent.closed.wait(), 5)
-    await wait_for(lambda: len(server.registry) == 0)
+    await wait_for(lambda: len(server.parts.registry) == 0)
     await silent.close()
 
 
 async def test_heartbeat_latency_is_measured(make_broker) -> None:
     server = await make_broker(heartbeat_s=0.05)
     worker = await FakeWorker(server.url).start()
-    await wait_for(lambda: next(iter(server.registry)).health.latency_ms is not None)
+    await wait_for(lambda: next(iter(server.parts.registry)).health.latency_ms is not None)
     listing = await get_json(server, "/v1/workers")
     assert listing["workers"][0]["health"]["latency_ms"] >= 0
     await worker.close()

@@ -35,7 +35,7 @@ async def test_a_finished_intent_is_replayed_even_with_no_worker_left(broker) ->
         assert isinstance((await client.collect(guid))[-1], Result)
     await worker.close()
     for _ in range(100):
-        if len(broker.registry) == 0:
+        if len(broker.parts.registry) == 0:
             break
         await asyncio.sleep(0.01)
     async with TestClient(broker.url, account) as client:

@@ -35,6 +35,7 @@ from broker.protocol import (
     Result,
     SubmitQuery,
     Token,
+    Usage,
     Work,
     WorkResult,
     encode,
@@ -186,7 +187,7 @@ def echo(delay_s: float = 0.0) -> Behaviour:
                 guid=work.guid,
                 text=" ".join(words),
                 model=work.model or "fake",
-                usage={"tokens": len(words)},
+                usage=Usage(completion_tokens=len(words)),
             )
         )
 

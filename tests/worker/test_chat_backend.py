@@ -47,14 +47,14 @@ async def test_streamed_tokens_concatenate_to_the_result(chat: ChatBackend) -> N
     assert "".join(t.text for t in tokens) == result.text
     assert [t.index for t in tokens] == list(range(len(tokens)))
     assert result.model == chat.model_name
-    assert result.usage["prompt_tokens"] > 0
-    assert result.usage["completion_tokens"] >= len(tokens)
+    assert result.usage.prompt_tokens > 0
+    assert result.usage.completion_tokens >= len(tokens)
     assert "<|" not in result.text  # special tokens are not shown
 
 
 async def test_max_tokens_bounds_the_answer(chat: ChatBackend) -> None:
     result, _ = await ask(chat, "workers serve models", temperature=0, max_tokens=5)
-    assert result.usage["completion_tokens"] == 5
+    assert result.usage.completion_tokens == 5
     assert 1 <= len(result.text.split()) <= 5  # special tokens count but are not shown
 
 
@@ -77,7 +77,7 @@ async def test_system_prompt_and_history_go_through_the_chat_template(chat: Chat
         history=[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yes"}],
     )
     # <|system|> answer briefly <|end|> <|user|> hi <|end|> <|assistant|> yes <|end|> = 10 more
-    assert longer.usage["prompt_tokens"] == plain.usage["prompt_tokens"] + 10
+    assert longer.usage.prompt_tokens == plain.usage.prompt_tokens + 10
 
 
 @pytest.mark.parametrize(
@@ -122,7 +122,7 @@ def test_prompt_longer_than_the_context_is_refused(chat: ChatBackend) -> None:
 
 async def test_cancel_stops_generation_mid_stream(chat: ChatBackend) -> None:
     full, _ = await ask(chat, "workers serve models", temperature=0)
-    assert full.usage["completion_tokens"] > 20
+    assert full.usage.completion_tokens > 20
 
     sent: list[Any] = []
     job = work("workers serve models", temperature=0)
@@ -137,7 +137,7 @@ async def test_cancel_stops_generation_mid_stream(chat: ChatBackend) -> None:
     assert out.cancelled
     assert len(sent) == 3
     # The engine stops the row at its next step: at most one more token is generated.
-    assert result.usage["completion_tokens"] <= 4
+    assert result.usage.completion_tokens <= 4
     assert full.text.startswith(result.text)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import torch
 
-from broker.protocol import Cancel, Failed, Ping, Pong, Token, Work, WorkResult
+from broker.protocol import Cancel, Failed, Ping, Pong, Token, Usage, Work, WorkResult
 from tests.worker.broker_side import BrokerSide
 from worker import Backend, Device, Emitter, Worker, WorkerConfig, WorkerRejected
 from worker.backends.chat import ChatBackend
@@ -87,7 +87,7 @@ async def test_streams_tokens_then_result_and_answers_ping(broker: BrokerSide, a
     assert all(isinstance(t, Token) for t in tokens) and len(tokens) == 6
     assert isinstance(result, WorkResult)
     assert "".join(t.text for t in tokens) == result.text == job.prompt
-    assert result.usage == {"prompt_tokens": 6, "completion_tokens": 6}
+    assert result.usage == Usage(prompt_tokens=6, completion_tokens=6)
     await shut(worker, task)
 
 

@@ -99,9 +99,9 @@ async def test_auto_serves_such_a_model_with_transformers_and_onnx_refuses_it(gp
     chat.load()
     try:
         assert chat.runtime_name == "transformers"
-        assert chat.capability().params["runtime"] == "transformers"
+        assert chat.capability().info["runtime"] == "transformers"
         result = await ask(chat, "tell me a joke", temperature=0, max_tokens=5)
-        assert result.usage["completion_tokens"] >= 1
+        assert result.usage.completion_tokens >= 1
     finally:
         chat.close()
 

@@ -18,31 +18,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from broker.protocol import Attachment, Capability, Msg, Progress, Token, Work, WorkResult
+from broker.protocol import Attachment, Capability, Msg, MtorError, Progress, Token, Work, WorkResult
+from worker.backends.params import BadInput as BadInput  # re-exported: every backend raises it
+from worker.backends.params import Params
 
 
-class BadInput(Exception):
-    """A job the backend refuses before any model runs.
-
-    ``code`` is one of ``broker.protocol.ERROR_CODES`` (``bad_params``,
-    ``bad_attachment``, ``prompt_too_long`` ...); ``hint`` tells the person
-    what to send instead.
-    """
-
-    def __init__(self, code: str, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.hint = hint
-
-
-class DeviceError(RuntimeError):
+class DeviceError(MtorError):
     """The requested device does not exist on this machine."""
 
     def __init__(self, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
+        super().__init__("bad_device", message, hint)
 
 
 @dataclass(frozen=True)
@@ -173,14 +158,19 @@ class Emitter:
 
 
 class Backend(ABC):
-    """One intent served by one model. Subclasses set ``intent``."""
+    """One intent served by one model. Subclasses set ``intent``, and
+    ``PARAMS`` when they take parameters: the one declaration that checks
+    ``work.params`` and is advertised in the capability."""
 
     intent: ClassVar[str]
+    PARAMS: ClassVar[Params | None] = None  # None: no parameters
 
     def __init__(self, model: str | None, device: Device, **options: Any) -> None:
         self.model = model
         self.device = device
         self.options = options
+        # Per instance: an operator's options may narrow the declared bounds.
+        self.params = self.PARAMS or Params(self.intent)
 
     @property
     def model_name(self) -> str:
@@ -191,10 +181,19 @@ class Backend(ABC):
         """Load weights (blocking; the worker runs it in a thread at start)."""
 
     def capability(self) -> Capability:
-        return Capability(intent=self.intent, models=[self.model_name])
+        return Capability(intent=self.intent, models=[self.model_name], params=self.params.schema(), info=self.info())
+
+    def info(self) -> dict[str, Any]:
+        """What clients may want to know that is not a parameter: context
+        length, size limits, the device. Advertised with the capability."""
+        return {}
 
     def validate(self, work: Work) -> None:
-        """Raise :class:`BadInput` for a job this backend cannot run. No model call."""
+        """Raise :class:`BadInput` for a job this backend cannot run. No model call.
+
+        The default checks the declared parameters; a backend that checks more
+        calls ``self.params.parse(work.params)`` too."""
+        self.params.parse(work.params)
 
     @abstractmethod
     async def run(self, work: Work, out: Emitter) -> WorkResult:

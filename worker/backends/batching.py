@@ -210,7 +210,10 @@ class BatchEngineBase:
                         self._step()
                 except Exception as exc:  # a bug here must not hang every waiting chat
                     self._fail_all(exc)
-                self._flush()
+                if self._flush():
+                    # Let the event loop take the GIL and deliver the step (and read a
+                    # cancel) before the next one: a fast model would run ahead of it.
+                    time.sleep(0)
             for seq in self._seqs:
                 seq.finish = "cancelled"
                 self._finish(seq)
@@ -225,10 +228,10 @@ class BatchEngineBase:
     def _text(self, req: GenRequest, text: str) -> None:
         self._posts.append((req, req.on_text, text))
 
-    def _flush(self) -> None:
-        """Hand this step's callbacks to their loops, one wake-up per loop."""
+    def _flush(self) -> bool:
+        """Hand this step's callbacks to their loops, one wake-up per loop; True if any."""
         if not self._posts:
-            return
+            return False
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Callable[[Any], None], Any]]] = {}
         for req, fn, arg in self._posts:
             by_loop.setdefault(req.loop, []).append((fn, arg))
@@ -238,6 +241,7 @@ class BatchEngineBase:
                 loop.call_soon_threadsafe(_run_all, calls)
             except RuntimeError:
                 pass  # that loop is closed: nobody waits for its chats any more
+        return True
 
     def _cancelled_early(self, req: GenRequest) -> bool:
         """Settle a request cancelled before its prefill; True if it was."""

@@ -29,24 +29,61 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from broker.protocol import Capability, Work, WorkResult
+from broker.protocol import Usage, Work, WorkResult
 from worker.backends.base import Backend, BadInput, Device, Emitter
 from worker.backends.batching import GenRequest, Outcome, SamplingParams
 from worker.backends.chat_runtimes import ChatRuntime, OnnxRuntime, TransformersRuntime, choose_runtime
+from worker.backends.params import Param, Params
 from worker.keepalive import DEFAULT_KEEP_ALIVE_S, KeepAlive
 
 log = logging.getLogger("mtor.worker.chat")
 
 MAX_TOKENS_CAP = 4096
-DEFAULTS: dict[str, Any] = {"max_tokens": 256, "temperature": 0.2, "top_p": 0.9}
-PARAMS = ("max_tokens", "temperature", "top_p", "seed", "system", "history")
 ROLES = ("system", "user", "assistant")
+
+
+def _top_p(value: float) -> float:
+    if value == 0.0:
+        raise BadInput("bad_params", "top_p=0 keeps no tokens", "use a value in (0, 1]")
+    return value
+
+
+def _history(value: list[Any]) -> list[Any]:
+    if not all(
+        isinstance(turn, dict)
+        and turn.get("role") in ROLES
+        and isinstance(turn.get("content"), str)
+        and set(turn) <= {"role", "content"}
+        for turn in value
+    ):
+        raise BadInput(
+            "bad_params",
+            "history must be a list of {role, content} turns",
+            'e.g. history=[{"role": "user", "content": "hi"}, {"role": "assistant", ...}]',
+        )
+    return value
+
+
+# The chat parameters, shared by every backend of the chat intent (upstream.py too).
+CHAT_PARAMS = Params(
+    "chat",
+    Param("max_tokens", (int,), "the most tokens to generate", default=256, low=1, high=MAX_TOKENS_CAP,
+          example="e.g. max_tokens=256"),
+    Param("temperature", (float,), "0 is greedy", default=0.2, low=0.0, high=2.0),
+    Param("top_p", (float,), "nucleus sampling: the probability mass kept", default=0.9, low=0.0, high=1.0,
+          convert=_top_p),
+    Param("seed", (int,), "the sampling seed, for a reproducible answer", low=0, high=2**63 - 1),
+    Param("system", (str,), "a system prompt", example='e.g. system="Answer briefly."'),
+    Param("history", (list,), "earlier turns: [{role: user|assistant, content}]", default=[], convert=_history,
+          example='e.g. history=[{"role": "user", "content": "hi"}]'),
+)  # fmt: skip
 
 
 class ChatBackend(Backend):
     """Streaming, batched text generation (ONNX int8 on CPU, transformers on GPU)."""
 
     intent = "chat"
+    PARAMS = CHAT_PARAMS
 
     def __init__(
         self,
@@ -171,33 +208,19 @@ class ChatBackend(Backend):
             if self.runtime is not None:
                 self.runtime.unload_engine()
 
-    def capability(self) -> Capability:
-        return Capability(
-            intent=self.intent,
-            models=[self.model_name],
-            params={
-                "max_tokens": {"min": 1, "max": MAX_TOKENS_CAP, "default": DEFAULTS["max_tokens"]},
-                "temperature": {"min": 0.0, "max": 2.0, "default": DEFAULTS["temperature"]},
-                "top_p": {"min": 0.0, "max": 1.0, "default": DEFAULTS["top_p"]},
-                "seed": {"min": 0},
-                "system": {"type": "str"},
-                "history": {"type": "list"},
-                "context": self.max_context,
-                "batch": self.max_batch,
-                "runtime": self.runtime_name,
-            },
-        )
+    def info(self) -> dict[str, Any]:
+        return {"context": self.max_context, "batch": self.max_batch, "runtime": self.runtime_name}
 
     # --- jobs -------------------------------------------------------------
 
     def validate(self, work: Work) -> None:
-        params = parse_params(work.params)
+        params = self.params.parse(work.params)
         self._encode(work.prompt, params)
 
     async def run(self, work: Work, out: Emitter) -> WorkResult:
         if self.runtime is None:
             raise RuntimeError("the chat model is not loaded")
-        params = parse_params(work.params)
+        params = self.params.parse(work.params)
         input_ids = self._encode(work.prompt, params)
         if not self.keep_alive.try_acquire():
             await asyncio.to_thread(self.keep_alive.acquire)  # unloaded while idle: load it again
@@ -245,10 +268,8 @@ class ChatBackend(Backend):
             text=outcome.text,
             model=self.model_name,
             timings=timings,
-            usage={
-                "prompt_tokens": outcome.prompt_tokens,
-                "completion_tokens": outcome.completion_tokens,
-            },
+            usage=Usage(prompt_tokens=outcome.prompt_tokens, completion_tokens=outcome.completion_tokens),
+            finish_reason=outcome.finish_reason or None,
         )
 
     def _encode(self, prompt: str, params: dict[str, Any]) -> list[int]:
@@ -284,61 +305,3 @@ class ChatBackend(Backend):
 def _settle(fut: asyncio.Future[Outcome], outcome: Outcome) -> None:
     if not fut.done():
         fut.set_result(outcome)
-
-
-def parse_params(raw: dict[str, Any]) -> dict[str, Any]:
-    """Check chat parameters; return them with defaults filled in.
-
-    Raises BadInput("bad_params") naming the parameter and its valid range.
-    """
-    unknown = sorted(set(raw) - set(PARAMS))
-    if unknown:
-        raise BadInput(
-            "bad_params",
-            f"unknown chat parameter(s): {', '.join(unknown)}",
-            "chat accepts " + ", ".join(PARAMS),
-        )
-    params = {**DEFAULTS, **raw}
-    max_tokens = params["max_tokens"]
-    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
-        raise BadInput("bad_params", "max_tokens must be an integer", "e.g. max_tokens=256")
-    if not 1 <= max_tokens <= MAX_TOKENS_CAP:
-        raise BadInput(
-            "bad_params", f"max_tokens={max_tokens} is out of range", f"use 1..{MAX_TOKENS_CAP}"
-        )
-    params["temperature"] = _number(params["temperature"], "temperature", 0.0, 2.0, "0 is greedy")
-    top_p = _number(params["top_p"], "top_p", 0.0, 1.0, "e.g. top_p=0.9")
-    if top_p == 0.0:
-        raise BadInput("bad_params", "top_p=0 keeps no tokens", "use a value in (0, 1]")
-    params["top_p"] = top_p
-    seed = params.get("seed")
-    if seed is not None and (
-        isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63
-    ):
-        raise BadInput("bad_params", f"seed={seed!r} is not a usable seed", "use an integer >= 0")
-    system = params.get("system")
-    if system is not None and not isinstance(system, str):
-        raise BadInput("bad_params", "system must be a string", 'e.g. system="Answer briefly."')
-    history = params.get("history", [])
-    if not isinstance(history, list) or not all(
-        isinstance(turn, dict)
-        and turn.get("role") in ROLES
-        and isinstance(turn.get("content"), str)
-        and set(turn) <= {"role", "content"}
-        for turn in history
-    ):
-        raise BadInput(
-            "bad_params",
-            "history must be a list of {role, content} turns",
-            'e.g. history=[{"role": "user", "content": "hi"}, {"role": "assistant", ...}]',
-        )
-    params["history"] = history
-    return params
-
-
-def _number(value: Any, name: str, low: float, high: float, hint: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise BadInput("bad_params", f"{name} must be a number", hint)
-    if not low <= value <= high:
-        raise BadInput("bad_params", f"{name}={value} is out of range", f"use {low}..{high}; {hint}")
-    return float(value)

@@ -11,8 +11,9 @@ import asyncio
 import re
 import time
 
-from broker.protocol import Work, WorkResult
-from worker.backends.base import Backend, BadInput, Emitter
+from broker.protocol import Usage, Work, WorkResult
+from worker.backends.base import Backend, Emitter
+from worker.backends.params import Param, Params
 
 MAX_DELAY_S = 5.0
 
@@ -21,28 +22,18 @@ class EchoBackend(Backend):
     """Echo the prompt; ``params.delay_s`` waits that long before each word."""
 
     intent = "echo"
+    PARAMS = Params(
+        "echo",
+        Param("delay_s", (float,), "seconds to wait before each word", default=0.0, low=0.0, high=MAX_DELAY_S),
+    )
 
     @property
     def model_name(self) -> str:
         return self.model or "echo"
 
-    def validate(self, work: Work) -> None:
-        unknown = set(work.params) - {"delay_s"}
-        if unknown:
-            raise BadInput(
-                "bad_params",
-                f"unknown echo parameter(s): {', '.join(sorted(unknown))}",
-                "echo accepts only delay_s",
-            )
-        delay = work.params.get("delay_s", 0.0)
-        if isinstance(delay, bool) or not isinstance(delay, (int, float)):
-            raise BadInput("bad_params", "delay_s must be a number", "e.g. delay_s=0.1")
-        if not 0.0 <= delay <= MAX_DELAY_S:
-            raise BadInput("bad_params", f"delay_s={delay} is out of range", f"use 0..{MAX_DELAY_S}")
-
     async def run(self, work: Work, out: Emitter) -> WorkResult:
         started = time.perf_counter()
-        delay = float(work.params.get("delay_s", 0.0))
+        delay: float = self.params.parse(work.params)["delay_s"]
         # Words keep their trailing whitespace so the chunks join back to the prompt.
         chunks = re.findall(r"\S+\s*|\s+", work.prompt)
         sent = 0
@@ -61,5 +52,5 @@ class EchoBackend(Backend):
             text=text,
             model=self.model_name,
             timings={"run_s": time.perf_counter() - started},
-            usage={"prompt_tokens": len(chunks), "completion_tokens": sent},
+            usage=Usage(prompt_tokens=len(chunks), completion_tokens=sent),
         )

@@ -24,8 +24,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from broker.protocol import Attachment, Capability, Work, WorkResult
+from broker.protocol import Attachment, Usage, Work, WorkResult
 from worker.backends.base import Backend, BadInput, Device, Emitter
+from worker.backends.params import Param, Params
 from worker.media import png_attachment
 
 DEFAULT_STEPS = 25
@@ -37,7 +38,6 @@ MAX_GUIDANCE = 30.0
 MAX_NEGATIVE_CHARS = 2000
 MAX_PROMPT_CHARS = 2000
 MAX_SEED = 2**63 - 1
-PARAMS = ("steps", "size", "width", "height", "seed", "negative_prompt", "negative", "guidance_scale", "guidance")
 
 PREVIEW_EVERY = 5
 
@@ -63,13 +63,30 @@ class ImagineParams:
     guidance: float | None  # None: the pipeline's default
 
 
-def _int(value: Any, name: str, hint: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise BadInput("bad_params", f"{name} must be an integer, got {value!r}", hint)
-    try:
-        return int(value)
-    except ValueError:
-        raise BadInput("bad_params", f"{name} must be an integer, got {value!r}", hint) from None
+def _size(value: int | str) -> tuple[int, int]:
+    if isinstance(value, int):
+        return value, value
+    match = _SIZE.match(value)
+    if match is None:
+        raise BadInput("bad_params", f"size={value!r} is not WIDTHxHEIGHT", "e.g. --size 512x512")
+    return int(match.group(1)), int(match.group(2))
+
+
+IMAGINE_PARAMS = Params(
+    "imagine",
+    Param("steps", (int,), "denoising steps", default=DEFAULT_STEPS, low=1, high=MAX_STEPS, integer_text=True,
+          example=f"e.g. --steps {DEFAULT_STEPS}"),
+    Param("size", (int, str), "WIDTHxHEIGHT, each side a multiple of 8 (default: the model's native size)",
+          convert=_size, example="e.g. --size 512x512"),
+    Param("width", (int,), "the image width (instead of size)", integer_text=True, example="e.g. width=512"),
+    Param("height", (int,), "the image height (instead of size)", integer_text=True, example="e.g. height=512"),
+    Param("seed", (int,), "the noise seed (default: random, reported in the result)", low=0, high=MAX_SEED,
+          integer_text=True, example="e.g. --seed 42"),
+    Param("negative", (str,), "what the picture should not show", max_chars=MAX_NEGATIVE_CHARS,
+          aliases=("negative_prompt",), example='e.g. --negative "blurry"'),
+    Param("guidance", (float,), "how closely to follow the prompt (default: the pipeline's)", low=0.0,
+          high=MAX_GUIDANCE, aliases=("guidance_scale",), example="e.g. guidance=7.5"),
+)
 
 
 def parse_params(
@@ -81,30 +98,12 @@ def parse_params(
     max_pixels: int = MAX_PIXELS,
 ) -> ImagineParams:
     """Check and normalise imagine parameters; BadInput(bad_params) on anything off."""
-    unknown = sorted(set(params) - set(PARAMS))
-    if unknown:
-        raise BadInput(
-            "bad_params",
-            f"unknown imagine parameter(s): {', '.join(unknown)}",
-            "imagine accepts " + ", ".join(PARAMS),
-        )
-    steps = _int(params.get("steps", DEFAULT_STEPS), "steps", f"e.g. --steps {DEFAULT_STEPS}")
-    if not 1 <= steps <= max_steps:
-        raise BadInput("bad_params", f"steps={steps} is out of range", f"use 1..{max_steps} steps")
-
-    width = height = None
-    if params.get("size") is not None:
-        size = params["size"]
-        if isinstance(size, int) and not isinstance(size, bool):
-            width = height = size
-        elif isinstance(size, str) and (m := _SIZE.match(size)):
-            width, height = int(m.group(1)), int(m.group(2))
-        else:
-            raise BadInput("bad_params", f"size={size!r} is not WIDTHxHEIGHT", "e.g. --size 512x512")
-    if params.get("width") is not None:
-        width = _int(params["width"], "width", "e.g. width=512")
-    if params.get("height") is not None:
-        height = _int(params["height"], "height", "e.g. height=512")
+    values = IMAGINE_PARAMS.narrowed(steps=(1, max_steps)).parse(params)
+    width, height = values["size"] or (None, None)
+    if values["width"] is not None:
+        width = values["width"]
+    if values["height"] is not None:
+        height = values["height"]
     if (width is None) != (height is None):
         width = width or height
         height = height or width
@@ -115,34 +114,9 @@ def parse_params(
                 raise BadInput("bad_params", f"size {width}x{height} is not supported", size_hint)
         if width * height > max_pixels:
             raise BadInput("bad_params", f"size {width}x{height} is too large", size_hint)
-
-    seed_raw = params.get("seed")
-    if seed_raw is None:
-        # Chosen here, reported in the result, so a person can reproduce a picture they like.
-        seed = random.randrange(2**31)
-    else:
-        seed = _int(seed_raw, "seed", "e.g. --seed 42")
-        if not 0 <= seed <= MAX_SEED:
-            raise BadInput("bad_params", f"seed={seed} is out of range", "use a non-negative 63-bit integer")
-
-    negative = params.get("negative_prompt", params.get("negative"))
-    if negative is not None:
-        if not isinstance(negative, str):
-            raise BadInput("bad_params", "negative must be text", 'e.g. --negative "blurry"')
-        if len(negative) > MAX_NEGATIVE_CHARS:
-            raise BadInput(
-                "bad_params", f"negative prompt is {len(negative)} characters", f"keep it under {MAX_NEGATIVE_CHARS}"
-            )
-        negative = negative or None
-
-    guidance = params.get("guidance_scale", params.get("guidance"))
-    if guidance is not None:
-        if isinstance(guidance, bool) or not isinstance(guidance, (int, float)):
-            raise BadInput("bad_params", f"guidance must be a number, got {guidance!r}", "e.g. guidance=7.5")
-        if not 0.0 <= guidance <= MAX_GUIDANCE:
-            raise BadInput("bad_params", f"guidance={guidance} is out of range", f"use 0..{MAX_GUIDANCE}")
-        guidance = float(guidance)
-    return ImagineParams(steps, width, height, seed, negative, guidance)
+    # Chosen here when absent, reported in the result, so a person can reproduce a picture they like.
+    seed = values["seed"] if values["seed"] is not None else random.randrange(2**31)
+    return ImagineParams(values["steps"], width, height, seed, values["negative"] or None, values["guidance"])
 
 
 def latent_preview(latents: Any) -> Attachment | None:
@@ -177,6 +151,7 @@ class ImagineBackend(Backend):
     """Text-to-image. Options: max_steps, min_side, max_side, max_pixels, preview_every."""
 
     intent = "imagine"
+    PARAMS = IMAGINE_PARAMS
 
     def __init__(self, model: str | None, device: Device, **options: Any) -> None:
         super().__init__(model, device, **options)
@@ -191,6 +166,7 @@ class ImagineBackend(Backend):
             "max_side": int(options.get("max_side", MAX_SIDE)),
             "max_pixels": int(options.get("max_pixels", MAX_PIXELS)),
         }
+        self.params = IMAGINE_PARAMS.narrowed(steps=(1, self._limits["max_steps"]))
 
     def load(self) -> None:
         if not self.model:
@@ -212,20 +188,14 @@ class ImagineBackend(Backend):
         )
         return side, side
 
-    def capability(self) -> Capability:
+    def info(self) -> dict[str, Any]:
         width, height = self.native_size() if self._pipe is not None else (512, 512)
-        return Capability(
-            intent=self.intent,
-            models=[self.model_name],
-            params={
-                "steps": [1, self._limits["max_steps"]],
-                "default_steps": DEFAULT_STEPS,
-                "size": f"{width}x{height}",
-                "side": [self._limits["min_side"], self._limits["max_side"]],
-                "max_pixels": self._limits["max_pixels"],
-                "device": self.device.name,
-            },
-        )
+        return {
+            "size": f"{width}x{height}",
+            "side": [self._limits["min_side"], self._limits["max_side"]],
+            "max_pixels": self._limits["max_pixels"],
+            "device": self.device.name,
+        }
 
     def validate(self, work: Work) -> None:
         if not work.prompt.strip():
@@ -246,7 +216,7 @@ class ImagineBackend(Backend):
             attachments=[png_attachment(image, name=f"imagine-{params.seed}.png")],
             model=self.model_name,
             timings={"run_s": elapsed, "per_step_s": elapsed / params.steps},
-            usage={"images": 1, "steps": params.steps, "pixels": width * height},
+            usage=Usage(images=1, steps=params.steps, pixels=width * height),
         )
 
     def _draw(self, prompt: str, params: ImagineParams, out: Emitter) -> Any:

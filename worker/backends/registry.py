@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from importlib.metadata import EntryPoint, entry_points
 
+from broker.protocol import MtorError
 from worker.backends.base import Backend
 
 ENTRY_POINT_GROUP = "mtor.backends"
@@ -18,15 +19,17 @@ ENTRY_POINT_GROUP = "mtor.backends"
 _registered: dict[str, type[Backend]] = {}
 
 
-class UnknownIntent(LookupError):
+class UnknownIntent(MtorError):
     """No backend is registered for the intent."""
 
     def __init__(self, intent: str, available: list[str]) -> None:
+        super().__init__(
+            "unknown_intent",
+            f"no backend serves intent {intent!r}",
+            "available intents: " + (", ".join(available) or "none"),
+        )
         self.intent = intent
         self.available = available
-        self.message = f"no backend serves intent {intent!r}"
-        self.hint = "available intents: " + (", ".join(available) or "none")
-        super().__init__(f"{self.message}; {self.hint}")
 
 
 def register_backend(cls: type[Backend]) -> type[Backend]:

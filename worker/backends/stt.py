@@ -20,11 +20,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from broker.protocol import Capability, Work, WorkResult
-from worker.backends.base import Backend, BadInput, Device, Emitter
+from broker.protocol import Usage, Work, WorkResult
+from worker.backends.base import Backend, Device, Emitter
+from worker.backends.params import Param, Params
 from worker.media import MAX_ATTACHMENT_BYTES, MAX_AUDIO_SECONDS, load_audio
 
-PARAMS = ("language", "beam_size", "temperature")
 MAX_BEAM = 10
 
 
@@ -90,6 +90,13 @@ class SpeechBackend(Backend):
     """Transcribe an audio attachment. Options: cpu_threads, max_audio_bytes, max_audio_seconds."""
 
     intent = "speech"
+    PARAMS = Params(
+        "speech",
+        Param("language", (str,), "the spoken language (default: detected)", pattern="[A-Za-z]{2,3}",
+              pattern_means="a language code", example='e.g. language="en"'),
+        Param("beam_size", (int,), "beams searched per segment", default=5, low=1, high=MAX_BEAM),
+        Param("temperature", (float,), "0 is greedy (default: retry hotter on a loop)", low=0.0, high=1.0),
+    )
 
     def __init__(self, model: str | None, device: Device, **options: Any) -> None:
         super().__init__(model, device, **options)
@@ -113,35 +120,11 @@ class SpeechBackend(Backend):
         """The loaded faster-whisper model (benchmarks call it directly as their baseline)."""
         return self._whisper
 
-    def capability(self) -> Capability:
-        return Capability(
-            intent=self.intent,
-            models=[self.model_name],
-            params={
-                "max_audio_seconds": self._max_seconds,
-                "max_audio_bytes": self._max_bytes,
-                "device": self.device.name,
-            },
-        )
+    def info(self) -> dict[str, Any]:
+        return {"max_audio_seconds": self._max_seconds, "max_audio_bytes": self._max_bytes, "device": self.device.name}
 
     def _options(self, work: Work) -> dict[str, Any]:
-        unknown = sorted(set(work.params) - set(PARAMS))
-        if unknown:
-            raise BadInput(
-                "bad_params", f"unknown speech parameter(s): {', '.join(unknown)}", "speech accepts " + ", ".join(PARAMS)
-            )
-        language = work.params.get("language")
-        if language is not None and (not isinstance(language, str) or not 2 <= len(language) <= 3):
-            raise BadInput("bad_params", f"language={language!r} is not a language code", 'e.g. language="en"')
-        beam = work.params.get("beam_size", 5)
-        if isinstance(beam, bool) or not isinstance(beam, int) or not 1 <= beam <= MAX_BEAM:
-            raise BadInput("bad_params", f"beam_size={beam!r} is out of range", f"use 1..{MAX_BEAM}")
-        temperature = work.params.get("temperature")
-        if temperature is not None and (
-            isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 <= temperature <= 1
-        ):
-            raise BadInput("bad_params", f"temperature={temperature!r} is out of range", "use 0..1; 0 is greedy")
-        return {"language": language, "beam_size": beam, "temperature": temperature}
+        return self.params.parse(work.params)
 
     def validate(self, work: Work) -> None:
         self._options(work)
@@ -158,7 +141,7 @@ class SpeechBackend(Backend):
             text=text,
             model=self.model_name,
             timings={"run_s": elapsed, "audio_s": audio.seconds, "rtf": elapsed / audio.seconds},
-            usage={"audio_seconds": math.ceil(audio.seconds)},
+            usage=Usage(audio_seconds=math.ceil(audio.seconds)),
         )
 
     def _transcribe(self, samples: Any, options: dict[str, Any], out: Emitter) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import io
 import math
-import re
 import shutil
 import subprocess
 import tempfile
@@ -21,15 +20,15 @@ import wave
 from pathlib import Path
 from typing import Any
 
-from broker.protocol import Capability, Work, WorkResult
+from broker.protocol import Usage, Work, WorkResult
 from worker.backends.base import Backend, BadInput, Device, Emitter
+from worker.backends.params import Param, Params
 from worker.media import wav_attachment
 
 ENGINES = ("espeak-ng", "pyttsx3")
 MAX_CHARS = 5000
 MIN_SPEED, MAX_SPEED = 80, 450  # words per minute, espeak-ng's own bounds
-PARAMS = ("voice", "speed")
-_VOICE = re.compile(r"^[A-Za-z0-9_+\-/]{1,40}$")
+_VOICE = r"[A-Za-z0-9_+\-/]{1,40}"
 _TIMEOUT_S = 120.0
 
 
@@ -93,6 +92,12 @@ class TTSBackend(Backend):
     """Speak the prompt. ``model`` is the engine name (espeak-ng or pyttsx3)."""
 
     intent = "tts"
+    PARAMS = Params(
+        "tts",
+        Param("voice", (str,), "an espeak-ng voice, optionally +variant", pattern=_VOICE,
+              pattern_means="a voice name", example='e.g. voice="en-us"'),
+        Param("speed", (int,), "words a minute", low=MIN_SPEED, high=MAX_SPEED),
+    )
 
     def __init__(self, model: str | None, device: Device, **options: Any) -> None:
         super().__init__(model, device, **options)
@@ -115,28 +120,15 @@ class TTSBackend(Backend):
         if self.engine == "espeak-ng":
             self._voices = espeak_voices()
 
-    def capability(self) -> Capability:
-        return Capability(
-            intent=self.intent,
-            models=[self.model_name],
-            params={"max_chars": MAX_CHARS, "speed": [MIN_SPEED, MAX_SPEED], "format": "wav"},
-        )
+    def info(self) -> dict[str, Any]:
+        return {"max_chars": MAX_CHARS, "format": "wav"}
 
     def _params(self, work: Work) -> tuple[str | None, int | None]:
-        unknown = sorted(set(work.params) - set(PARAMS))
-        if unknown:
-            raise BadInput("bad_params", f"unknown tts parameter(s): {', '.join(unknown)}", "tts accepts voice, speed")
-        voice = work.params.get("voice")
-        if voice is not None and (not isinstance(voice, str) or not _VOICE.match(voice)):
-            raise BadInput("bad_params", f"voice={voice!r} is not a voice name", 'e.g. voice="en-us"')
+        params = self.params.parse(work.params)
+        voice, speed = params["voice"], params["speed"]
         # "en-us+f3" is a voice plus a variant; only the voice must exist.
         if voice is not None and self._voices and voice.split("+", 1)[0].lower() not in self._voices:
             raise BadInput("bad_params", f"espeak-ng has no voice {voice!r}", "list voices with `espeak-ng --voices`")
-        speed = work.params.get("speed")
-        if speed is not None and (
-            isinstance(speed, bool) or not isinstance(speed, int) or not MIN_SPEED <= speed <= MAX_SPEED
-        ):
-            raise BadInput("bad_params", f"speed={speed!r} is out of range", f"use {MIN_SPEED}..{MAX_SPEED} words a minute")
         return voice, speed
 
     def validate(self, work: Work) -> None:
@@ -156,7 +148,7 @@ class TTSBackend(Backend):
             attachments=[wav_attachment(wav)],
             model=self.model_name,
             timings={"run_s": time.perf_counter() - started, "audio_s": seconds},
-            usage={"characters": len(work.prompt), "audio_seconds": math.ceil(seconds)},
+            usage=Usage(characters=len(work.prompt), audio_seconds=math.ceil(seconds)),
         )
 
     def _speak(self, text: str, voice: str | None, speed: int | None) -> bytes:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import logging
 import time
 import urllib.error
@@ -31,9 +30,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any, ClassVar
 
-from broker.protocol import Capability, Work, WorkResult
+from broker.protocol import MAX_TOKENS_USED, Usage, Work, WorkResult, loads
 from worker.backends.base import Backend, BadInput, Device, Emitter
-from worker.backends.chat import MAX_TOKENS_CAP, parse_params
+from worker.backends.chat import CHAT_PARAMS
 from worker.media import MAX_ATTACHMENT_BYTES, load_image
 
 log = logging.getLogger("mtor.worker.upstream")
@@ -46,15 +45,13 @@ class UpstreamError(RuntimeError):
     """The upstream server refused the request or broke the stream."""
 
 
-def _request_fields(work: Work, *, needs_prompt: bool) -> dict[str, Any]:
-    """The chat parameters (the same as the local chat backend's) checked; BadInput on anything off."""
+def _check_prompt(work: Work, *, needs_prompt: bool) -> None:
     if needs_prompt and not work.prompt.strip():
         raise BadInput("bad_params", "the prompt is empty", "type what you want to ask")
     if len(work.prompt) > MAX_PROMPT_CHARS:
         raise BadInput(
             "prompt_too_long", f"the prompt is {len(work.prompt)} characters", f"keep it under {MAX_PROMPT_CHARS}"
         )
-    return parse_params(work.params)
 
 
 def list_models(base_url: str, api_key: str | None = None, timeout_s: float = 10.0) -> list[str]:
@@ -64,7 +61,7 @@ def list_models(base_url: str, api_key: str | None = None, timeout_s: float = 10
         request.add_header("Authorization", f"Bearer {api_key}")
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
-            payload = json.loads(response.read())
+            payload = loads(response.read())
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise ConnectionError(
             f"cannot reach the upstream server at {base_url}: {exc}; "
@@ -77,6 +74,7 @@ class UpstreamChatBackend(Backend):
     """The chat intent, served by an OpenAI-compatible upstream server."""
 
     intent: ClassVar[str] = "chat"
+    PARAMS = CHAT_PARAMS  # the same as the local chat backend's
     needs_prompt: ClassVar[bool] = True
 
     def __init__(self, model: str | None, device: Device, **options: Any) -> None:
@@ -122,21 +120,19 @@ class UpstreamChatBackend(Backend):
             return
         self.tokenizer = load_chat_tokenizer(source)
 
-    def capability(self) -> Capability:
-        return Capability(
-            intent=self.intent,
-            models=[self.model_name],
-            params={"upstream": self.base_url, "max_tokens": [1, MAX_TOKENS_CAP]},
-        )
+    def info(self) -> dict[str, Any]:
+        return {"upstream": self.base_url}
 
     def validate(self, work: Work) -> None:
-        _request_fields(work, needs_prompt=self.needs_prompt)
+        _check_prompt(work, needs_prompt=self.needs_prompt)
+        self.params.parse(work.params)
 
     def _content(self, work: Work) -> Any:
         return work.prompt
 
     def _body(self, work: Work) -> dict[str, Any]:
-        params = _request_fields(work, needs_prompt=self.needs_prompt)
+        _check_prompt(work, needs_prompt=self.needs_prompt)
+        params = self.params.parse(work.params)
         messages: list[dict[str, Any]] = []
         if params.get("system"):
             messages.append({"role": "system", "content": params["system"]})
@@ -163,7 +159,8 @@ class UpstreamChatBackend(Backend):
         started = time.perf_counter()
         first_token: float | None = None
         parts: list[str] = []
-        usage: dict[str, int] = {}
+        usage: dict[str, Any] = {}
+        finish_reason: str | None = None
         # A session per job: it lives on the job's event loop and closes with it.
         timeout = aiohttp.ClientTimeout(total=self.timeout_s)
         async with aiohttp.ClientSession(timeout=timeout) as session, session.post(
@@ -177,9 +174,11 @@ class UpstreamChatBackend(Backend):
                     break
                 if chunk.get("error"):
                     raise UpstreamError(f"upstream stream error: {chunk['error']}")
-                if chunk.get("usage"):
-                    usage = {k: int(v) for k, v in chunk["usage"].items() if isinstance(v, int)}
+                if isinstance(chunk.get("usage"), dict):
+                    usage = chunk["usage"]
                 for choice in chunk.get("choices") or []:
+                    if isinstance(choice.get("finish_reason"), str):
+                        finish_reason = choice["finish_reason"]
                     text = (choice.get("delta") or {}).get("content")
                     if text:
                         if first_token is None:
@@ -196,20 +195,22 @@ class UpstreamChatBackend(Backend):
             model=self.model_name,
             timings=timings,
             usage=self._usage(usage, body["messages"], text, len(parts)),
+            finish_reason=finish_reason,
         )
 
-    def _usage(self, sent: dict[str, int], messages: list[dict[str, Any]], text: str, chunks: int) -> dict[str, int]:
+    def _usage(self, sent: dict[str, Any], messages: list[dict[str, Any]], text: str, chunks: int) -> Usage:
         """The upstream's usage; what it left out, counted with the model's tokenizer."""
-        prompt, completion = sent.get("prompt_tokens"), sent.get("completion_tokens")
-        if self.tokenizer is not None and (prompt is None or completion is None):
+        prompt = _count(sent.get("prompt_tokens"), None)
+        completion = _count(sent.get("completion_tokens"), None)
+        if self.tokenizer is not None:
             if prompt is None:
                 prompt = len(self.tokenizer.encode_chat([_text_only(m) for m in messages]))
             if completion is None:
                 completion = self.tokenizer.count(text)
-        return {
-            "prompt_tokens": prompt if prompt is not None else 0,
-            "completion_tokens": completion if completion is not None else chunks,
-        }
+        return Usage(
+            prompt_tokens=prompt if prompt is not None else 0,
+            completion_tokens=completion if completion is not None else chunks,
+        )
 
 
 def _text_only(message: dict[str, Any]) -> dict[str, str]:
@@ -218,6 +219,13 @@ def _text_only(message: dict[str, Any]) -> dict[str, str]:
     if isinstance(content, list):
         content = " ".join(part.get("text", "") for part in content if part.get("type") == "text")
     return {"role": message["role"], "content": content}
+
+
+def _count(value: Any, fallback: int | None) -> int | None:
+    """A token count the upstream reported, if it is one the broker will accept."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKENS_USED:
+        return value
+    return fallback
 
 
 async def _sse_events(stream: Any) -> Any:
@@ -230,7 +238,7 @@ async def _sse_events(stream: Any) -> Any:
         if data == "[DONE]":
             return
         try:
-            event = json.loads(data)
+            event = loads(data)
         except ValueError:
             raise UpstreamError(f"upstream sent a malformed event: {data[:200]}") from None
         if isinstance(event, dict):

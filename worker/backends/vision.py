@@ -20,15 +20,15 @@ import threading
 import time
 from typing import Any
 
-from broker.protocol import Capability, Work, WorkResult
+from broker.protocol import Usage, Work, WorkResult
 from worker.backends.base import Backend, BadInput, Device, Emitter
+from worker.backends.params import Param, Params
 from worker.media import MAX_ATTACHMENT_BYTES, MAX_IMAGE_PIXELS, load_image
 
 DEFAULT_QUESTION = "Describe this image."
 MAX_NEW_TOKENS = 512
 DEFAULT_NEW_TOKENS = 64
 MAX_PROMPT_CHARS = 4000
-PARAMS = ("max_tokens",)
 
 
 def _streamer(tokenizer: Any, out: Emitter) -> Any:
@@ -78,6 +78,11 @@ class VisionBackend(Backend):
     """Caption or answer questions about an image. Options: max_image_bytes, max_pixels."""
 
     intent = "vision"
+    PARAMS = Params(
+        "vision",
+        Param("max_tokens", (int,), "the most tokens to generate (default: the model's own setting)",
+              low=1, high=MAX_NEW_TOKENS),
+    )
 
     def __init__(self, model: str | None, device: Device, **options: Any) -> None:
         super().__init__(model, device, **options)
@@ -111,29 +116,12 @@ class VisionBackend(Backend):
             self.answers_questions = True
         self._model = model.to(self.device.torch_device).eval()
 
-    def capability(self) -> Capability:
-        return Capability(
-            intent=self.intent,
-            models=[self.model_name],
-            params={
-                "questions": self.answers_questions,
-                "max_tokens": [1, MAX_NEW_TOKENS],
-                "max_image_bytes": self._max_bytes,
-                "device": self.device.name,
-            },
-        )
+    def info(self) -> dict[str, Any]:
+        return {"questions": self.answers_questions, "max_image_bytes": self._max_bytes, "device": self.device.name}
 
     def _max_tokens(self, work: Work) -> int | None:
-        unknown = sorted(set(work.params) - set(PARAMS))
-        if unknown:
-            raise BadInput(
-                "bad_params", f"unknown vision parameter(s): {', '.join(unknown)}", "vision accepts max_tokens"
-            )
-        value = work.params.get("max_tokens")
-        if value is None:
-            return None  # the model's own generation config decides, capped in _generate
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_NEW_TOKENS:
-            raise BadInput("bad_params", f"max_tokens={value!r} is out of range", f"use 1..{MAX_NEW_TOKENS}")
+        # None: the model's own generation config decides, capped in _generate.
+        value: int | None = self.params.parse(work.params)["max_tokens"]
         return value
 
     def validate(self, work: Work) -> None:
@@ -156,7 +144,7 @@ class VisionBackend(Backend):
             text=text,
             model=self.model_name,
             timings={"run_s": time.perf_counter() - started},
-            usage={"prompt_tokens": prompt_tokens, "completion_tokens": new_tokens, "images": 1},
+            usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=new_tokens, images=1),
         )
 
     def _inputs(self, image: Any, question: str) -> dict[str, Any]:

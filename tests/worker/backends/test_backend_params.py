@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from broker.protocol import Attachment, Msg, Token, Work
+from broker.protocol import Attachment, Msg, Token, Usage, Work
 from tests.support.tiny_media_models import build_vqa, build_whisper, png_bytes, speak_wav
 from worker.backends.base import BadInput, Device, Emitter
 from worker.backends.imagine import parse_params
@@ -93,7 +93,7 @@ async def test_tts_speaks_with_a_chosen_voice_and_speed(tts: TTSBackend) -> None
     slow_s = wav_seconds(base64.b64decode(slow_wav.data))
     fast_s = wav_seconds(base64.b64decode(fast_wav.data))
     assert slow_s > 1.5 * fast_s
-    assert slow.usage == {"characters": 18, "audio_seconds": int(slow_s) + 1}
+    assert slow.usage == Usage(characters=18, audio_seconds=int(slow_s) + 1)
 
 
 @pytest.mark.parametrize(
@@ -134,7 +134,7 @@ async def test_faster_whisper_runs_a_converted_tiny_random_whisper(tmp_path: Pat
     result, sent = await _run(backend, work)
     # Whisper forbids ending on the first step, so a quiet model says one token, then stops.
     assert len(result.text) <= 3
-    assert result.usage == {"audio_seconds": 1}
+    assert result.usage == Usage(audio_seconds=1)
     assert result.model == str(model)
     assert "".join(m.text for m in sent if isinstance(m, Token)) == result.text
 
@@ -157,11 +157,11 @@ def test_speech_params_refused(params: dict[str, Any], says: str) -> None:
 async def test_vision_answers_the_question_with_an_image_text_to_text_model(tmp_path: Path) -> None:
     backend = VisionBackend(str(build_vqa(tmp_path / "tiny-blip")), Device())
     backend.load()
-    assert backend.capability().params["questions"] is True
+    assert backend.capability().info["questions"] is True
     image = Attachment(kind="image", data=base64.b64encode(png_bytes(40, 40)).decode())
     work = Work(guid="q", intent="vision", prompt="what color is this", attachments=[image])
     result, sent = await _run(backend, work)
     tokens = "".join(m.text for m in sent if isinstance(m, Token))
     assert result.text and tokens == result.text
     # The question went in: [CLS] what color is this [SEP].
-    assert result.usage == {"prompt_tokens": 6, "completion_tokens": 8, "images": 1}
+    assert result.usage == Usage(prompt_tokens=6, completion_tokens=8, images=1)

@@ -95,7 +95,11 @@ def test_workers_endpoint_lists_media_capabilities(realm: tuple[ThreadRealm, dic
     (row,) = workers(r.url)
     caps = {c["intent"]: c for c in row["capabilities"]}
     assert set(caps) == {"imagine", "vision", "speech", "tts"}
-    assert caps["imagine"]["params"]["size"] == "128x128"  # the tiny pipeline's native size
+    assert caps["imagine"]["info"]["size"] == "128x128"  # the tiny pipeline's native size
+    # The declared parameters, advertised as a JSON Schema: what `validate` checks.
+    steps = caps["imagine"]["params"]["properties"]["steps"]
+    assert (steps["type"], steps["minimum"], steps["maximum"], steps["default"]) == ("integer", 1, 150, 25)
+    assert caps["imagine"]["params"]["additionalProperties"] is False
     assert caps["speech"]["models"] == ["whisper-tiny.en"]
 
 
@@ -127,7 +131,7 @@ async def test_imagine_streams_one_progress_event_per_step_with_previews(realm: 
     assert preview.mime == "image/png"
     assert Image.open(io.BytesIO(base64.b64decode(preview.data))).size == (16, 16)
     result = events[-1]
-    assert isinstance(result, Result) and result.usage["steps"] == 3
+    assert isinstance(result, Result) and result.usage.steps == 3
     (att,) = result.attachments
     assert att.mime == "image/png"
     assert Image.open(io.BytesIO(base64.b64decode(att.data))).size == (32, 32)

@@ -21,7 +21,7 @@ from eth_account import Account
 from PIL import Image
 from typer.testing import CliRunner
 
-from broker.protocol import SubmitQuery, Token
+from broker.protocol import SubmitQuery, Token, Usage
 from mtor_cli.app import build_app
 from mtor_cli.client import RealmClient, RealmError, new_guid
 from tests.support.realm import ThreadRealm, free_port, log_of, spawn_worker, stop_process, wait_until, workers
@@ -133,7 +133,7 @@ async def test_tokens_stream_one_chunk_at_a_time(upstream_realm: Any) -> None:
     result = events[-1]
     assert tokens == ["[3", " messages]", " you", " said:", " one", " two"]
     assert result.text == "".join(tokens)
-    assert result.usage == {"prompt_tokens": 7, "completion_tokens": 6}
+    assert result.usage == Usage(prompt_tokens=7, completion_tokens=6)
     sent = server.requests[-1]
     assert [m["role"] for m in sent["messages"]] == ["system", "user", "user"]
     assert sent["max_tokens"] == 6
@@ -212,7 +212,7 @@ def test_mtor_worker_serve_upstream_end_to_end(tmp_path: Path) -> None:
         proc = spawn_worker(realm.url, tmp_path / "worker", "chat", "tiny-llama", "--upstream", server.url)
         try:
             (row,) = wait_until(lambda: workers(realm.url, "chat"), 60, "the upstream worker process to register")
-            assert row["capabilities"][0]["params"]["upstream"] == server.url
+            assert row["capabilities"][0]["info"]["upstream"] == server.url
             res = mtor("ask", "--broker", realm.url, "--intent", "chat", "hello upstream")
             assert res.exit_code == 0, res.stderr + log_of(tmp_path / "worker", "worker.log")
             assert res.stdout.strip() == "[1 messages] you said: hello upstream"

@@ -80,8 +80,8 @@ async def test_the_model_named_by_its_path_counts_usage(server: NoUsageServer, t
     tok = ChatTokenizer(tiny_chat_model)
     messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "tell me a joke"}]
     assert result.text == "the realm answers every intent"
-    assert result.usage == {"prompt_tokens": len(tok.encode_chat(messages)), "completion_tokens": 5}
-    assert result.usage["prompt_tokens"] > 5  # the template's tokens count too
+    assert (result.usage.prompt_tokens, result.usage.completion_tokens) == (len(tok.encode_chat(messages)), 5)
+    assert result.usage.prompt_tokens > 5  # the template's tokens count too
 
 
 async def test_a_tokenizer_option_counts_for_a_model_known_by_name(
@@ -91,8 +91,8 @@ async def test_a_tokenizer_option_counts_for_a_model_known_by_name(
     backend = UpstreamChatBackend("tiny", Device(), upstream=server.url, tokenizer=str(tiny_onnx_model))
     result = await run(backend, "hello world")
     tok = ChatTokenizer(tiny_onnx_model)
-    assert result.usage["prompt_tokens"] == len(tok.encode_chat([{"role": "user", "content": "hello world"}]))
-    assert result.usage["completion_tokens"] == tok.count("the realm answers every intent") == 5
+    assert result.usage.prompt_tokens == len(tok.encode_chat([{"role": "user", "content": "hello world"}]))
+    assert result.usage.completion_tokens == tok.count("the realm answers every intent") == 5
 
 
 async def test_without_a_tokenizer_the_worker_says_so(
@@ -103,7 +103,7 @@ async def test_without_a_tokenizer_the_worker_says_so(
     with caplog.at_level(logging.WARNING, logger="mtor.worker.upstream"):
         result = await run(backend, "hello world")
     assert "no tokenizer for tiny" in caplog.text
-    assert result.usage == {"prompt_tokens": 0, "completion_tokens": len(ANSWER)}  # stream chunks
+    assert (result.usage.prompt_tokens, result.usage.completion_tokens) == (0, len(ANSWER))  # stream chunks
 
 
 def test_a_tokenizer_that_cannot_load_fails_at_start(tmp_path: Path) -> None:
