@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -123,3 +124,24 @@ def test_ask_works_from_a_folder_holding_files_named_like_the_packages(
     )
     assert asked.returncode == 0, asked.stderr[-2000:]
     assert asked.stdout.strip()
+
+
+def test_the_realm_unloads_an_idle_model_and_reloads_it_for_the_next_ask(realm_env: dict[str, str]) -> None:
+    started = run(realm_env, "realm", "start", "--keep-alive", "1", "--json")
+    assert started.returncode == 0, started.stderr
+    info = json.loads(started.stdout)
+    assert info["runtime"] == "onnx" and info["keep_alive_s"] == 1
+    args = ["ask", "--temperature", "0", "--max-tokens", "6", "hello"]
+    first = run(realm_env, *args)
+    assert first.returncode == 0, first.stderr
+    maps = Path(f"/proc/{info['pid']}/maps").read_text()
+    assert "onnxruntime" in maps and "libtorch" not in maps  # the CPU runtime path never loads torch
+    log = Path(info["log"])
+    deadline = time.monotonic() + 30
+    while "unloaded the chat model after 1 s idle" not in log.read_text():
+        assert time.monotonic() < deadline, log.read_text()[-2000:]
+        time.sleep(0.2)
+    again = run(realm_env, *args)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == first.stdout  # the same answer from the reloaded model
+    assert "reloaded the chat model in" in log.read_text()
