@@ -198,10 +198,64 @@ def child_llamacpp(gguf: str) -> dict[str, Any]:
     return figures
 
 
+def child_genai_engine(folder: str) -> dict[str, Any]:
+    """onnxruntime-genai's own Engine on the same build: why MTOR batches with its own loop."""
+    import numpy as np
+    import onnxruntime_genai as og
+
+    started = time.perf_counter()
+    config = og.Config(folder)
+    options = {"intra_op_num_threads": threads(), "inter_op_num_threads": 1}
+    config.overlay(json.dumps({"model": {"decoder": {"session_options": options}}}))
+    model = og.Model(config)
+    tokenizer = og.Tokenizer(model)
+    load_s = time.perf_counter() - started
+    engine = og.Engine(model)
+    prompt = tokenizer.apply_chat_template(json.dumps([{"role": "user", "content": STORY}]), add_generation_prompt=True)
+    ids = np.asarray(tokenizer.encode(prompt), dtype=np.int32)
+
+    def run(n: int) -> tuple[float, float, int]:
+        requests = []
+        for _ in range(n):
+            request = engine.create_request()
+            turn = og.TurnOptions(request)
+            turn.set_max_generated_tokens(NEW_TOKENS)
+            turn.set_min_generated_tokens(NEW_TOKENS)
+            turn.set_temperature(0.0)
+            request.begin_turn(ids, turn)
+            requests.append(request)
+        buffer = engine.create_event_buffer(256)
+        started = time.perf_counter()
+        first = None
+        tokens = 0
+        while engine.has_pending_requests():
+            for _event in engine.run(buffer):
+                tokens += 1
+                if first is None:
+                    first = time.perf_counter() - started
+        return time.perf_counter() - started, first or 0.0, tokens
+
+    run(1)
+    wall, first, tokens = run(1)
+    figures = {"load_s": load_s, "ttft_s": first, "decode_tok_s": (tokens - 1) / (wall - first)}
+    for n in (4, 16):
+        wall, _, tokens = run(n)
+        figures[f"seq{n}_tok_s"] = tokens / wall
+    figures["rss_mb"] = rss_mb(os.getpid())
+    return figures
+
+
+# llama.cpp's OpenMP threads spin while they wait; on a shared machine that
+# collapses it (measured here: ~1 tok/s under load). MTOR's runtime does not
+# spin either, so both run without busy-waiting.
+LLAMA_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
 def engine_child(kind: str, arg: str) -> dict[str, Any]:
     progress(f"engine: {kind}")
+    env = dict(os.environ, **(LLAMA_ENV if kind == "llamacpp" else {}))
     out = subprocess.run(
-        [sys.executable, __file__, "--child", kind, arg], capture_output=True, text=True, timeout=1800
+        [sys.executable, __file__, "--child", kind, arg], capture_output=True, text=True, timeout=1800, env=env
     )
     if out.returncode != 0:
         raise RuntimeError(f"the {kind} engine child failed:\n{out.stderr[-3000:]}")
@@ -413,7 +467,13 @@ def llamacpp_server(gguf: str) -> dict[str, Any]:
     ]  # fmt: skip
     progress("llama.cpp server: cold start")
     started = time.perf_counter()
-    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    server = subprocess.Popen(
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env=dict(os.environ, **LLAMA_ENV),
+    )
     base = f"http://127.0.0.1:{port}/v1"
     try:
         cold = _openai_first_token(base, started)
@@ -499,7 +559,8 @@ def fmt(value: Any, unit: str = "") -> str:
 
 def report(engines: dict[str, dict[str, Any]], users: dict[str, dict[str, Any]], firsts: dict[str, Any]) -> None:
     cols = ["mtor onnx", "mtor transformers", "llama.cpp"]
-    print(f"\nSmolLM2-135M-Instruct (Q4_1 GGUF), greedy, {NEW_TOKENS} new tokens, {threads()} threads\n")
+    print(f"\nSmolLM2-135M-Instruct (Q4_1 GGUF), greedy, {NEW_TOKENS} new tokens, {threads()} threads")
+    print(f"load average at the end: {os.getloadavg()[0]:.2f} (llama.cpp with {LLAMA_ENV})\n")
     rows = [
         ("decode, one stream (tok/s)", "engine", "decode_tok_s", ""),
         ("time to first token (s)", "engine", "ttft_s", " s"),
@@ -518,6 +579,12 @@ def report(engines: dict[str, dict[str, Any]], users: dict[str, dict[str, Any]],
     for label, where, key, unit in rows:
         source = engines if where == "engine" else users
         print(f"{label:34}" + "".join(f"{fmt(source.get(c, {}).get(key), unit):>19}" for c in cols))
+    genai = engines.get("genai Engine")
+    if genai:
+        print(
+            f"\nonnxruntime-genai's own Engine on the same build (not used): decode {fmt(genai['decode_tok_s'])} tok/s, "
+            f"4 sequences {fmt(genai['seq4_tok_s'])} tok/s, 16 sequences {fmt(genai['seq16_tok_s'])} tok/s"
+        )
     onnx = users.get("mtor onnx", {})
     print(f"\nfirst run ever on a fresh home (build included): {fmt(firsts.get('first_run_ever_s'), ' s')}")
     print(f"first run after install.sh (model built at install): {fmt(firsts.get('first_run_after_install_s'), ' s')}")
@@ -561,7 +628,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         kind, arg = args.child
-        figures = {"onnx": child_onnx, "transformers": child_transformers, "llamacpp": child_llamacpp}[kind](arg)
+        children = {
+            "onnx": child_onnx,
+            "genai-engine": child_genai_engine,
+            "transformers": child_transformers,
+            "llamacpp": child_llamacpp,
+        }
+        figures = children[kind](arg)
         print(json.dumps(figures))
         return
 
@@ -578,7 +651,9 @@ def main() -> None:
     try:
         firsts = first_runs(work)
         progress("building the int8 model (cached after the first run)")
-        engines["mtor onnx"] = engine_child("onnx", str(ensure_onnx_model(None)))
+        build = str(ensure_onnx_model(None))
+        engines["mtor onnx"] = engine_child("onnx", build)
+        engines["genai Engine"] = engine_child("genai-engine", build)
         users["mtor onnx"] = realm_figures(home, "onnx", args.idle_seconds)
         if not args.skip_transformers:
             progress("converting SmolLM2 to float32 for transformers (once)")
