@@ -129,7 +129,7 @@ def child_transformers(folder: str) -> dict[str, Any]:
     assert runtime.engine is not None
     runtime.engine.eos_ids = set()
     prompt = runtime.encode([{"role": "user", "content": STORY}])
-    return _engine_figures(lambda: runtime.engine, prompt, load_s)  # type: ignore[arg-type,return-value]
+    return _engine_figures(lambda: runtime.engine, prompt, load_s)
 
 
 def _engine_figures(make: Callable[[], Any], prompt: list[int], load_s: float) -> dict[str, Any]:
@@ -175,7 +175,7 @@ def child_llamacpp(gguf: str) -> dict[str, Any]:
     started = time.perf_counter()
     llm = Llama(model_path=gguf, n_threads=threads(), n_ctx=2048, verbose=False)
     load_s = time.perf_counter() - started
-    messages = [{"role": "user", "content": STORY}]
+    messages: list[Any] = [{"role": "user", "content": STORY}]
     no_eos = {llm.token_eos(): -1e9}  # the same 128 tokens for every engine
 
     def generate() -> tuple[float, float, int]:
@@ -192,7 +192,7 @@ def child_llamacpp(gguf: str) -> dict[str, Any]:
 
     generate()
     first, total, _ = generate()
-    figures = {"load_s": load_s, "ttft_s": first, "decode_tok_s": (NEW_TOKENS - 1) / (total - first)}
+    figures: dict[str, Any] = {"load_s": load_s, "ttft_s": first, "decode_tok_s": (NEW_TOKENS - 1) / (total - first)}
     figures["seq4_tok_s"] = figures["seq16_tok_s"] = None  # no batch API: see the server's clients
     figures["rss_mb"] = rss_mb(os.getpid())
     return figures
@@ -312,7 +312,7 @@ async def clients(url: str, n: int) -> float:
 
     async def one(client: RealmClient) -> int:
         result = await client.ask(STORY, intent="chat", params={"max_tokens": NEW_TOKENS, "temperature": 0})
-        return int(result.usage.get("completion_tokens", 0))
+        return int(result.usage.completion_tokens or 0)
 
     conns = [RealmClient(url, account) for _ in range(n)]
     for conn in conns:
@@ -371,19 +371,17 @@ def realm_figures(home: Path, runtime: str, idle_s: float) -> dict[str, Any]:
     return figures
 
 
+IDLE_LEAVES = ("EpollSelector.select", "Condition.wait", "Event.wait", "_worker", "wait (threading", "select (")
+
+
 def idle(pid: int, seconds: float) -> dict[str, Any]:
-    """CPU over ``seconds`` of rest, per thread, and py-spy's view of where it goes."""
+    """CPU over ``seconds`` of rest, then py-spy's view of who uses it (sampled
+    separately, without pausing the process, so it does not add to the figure)."""
     progress(f"idle: {seconds:g} s of rest")
     time.sleep(3)  # let the last answer's tail settle
     names = thread_names(pid)
     before = {tid: cpu_seconds(pid, tid) for tid in names}
     total_before = cpu_seconds(pid)
-    spy = None
-    if shutil.which("py-spy"):
-        spy_out = Path(tempfile.mkdtemp()) / "idle.txt"
-        spy_cmd = ["py-spy", "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "100"]
-        spy_cmd += ["--format", "raw", "--threads", "--output", str(spy_out)]
-        spy = subprocess.Popen(spy_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(seconds)
     total = cpu_seconds(pid) - total_before
     per_thread: dict[str, float] = {}
@@ -392,21 +390,27 @@ def idle(pid: int, seconds: float) -> dict[str, Any]:
             used = cpu_seconds(pid, tid) - before.get(tid, 0.0)
         except OSError:
             continue
-        per_thread[name] = per_thread.get(name, 0.0) + used
+        per_thread[f"{name}/{tid}"] = used
     figures: dict[str, Any] = {
         "idle_cpu_pct": 100 * total / seconds,
         "idle_threads_pct": {k: round(100 * v / seconds, 3) for k, v in sorted(per_thread.items()) if v > 0},
+        "idle_pyspy": "py-spy not installed",
     }
-    if spy is not None:
-        spy.wait(timeout=seconds + 30)
-        figures["idle_pyspy"] = _spy_summary(spy_out)
-    else:
-        figures["idle_pyspy"] = "py-spy not installed"
+    if shutil.which("py-spy"):
+        raw = Path(tempfile.mkdtemp()) / "idle.txt"
+        window = int(min(seconds, 30))
+        cmd = ["py-spy", "record", "--pid", str(pid), "--duration", str(window), "--rate", "200", "--nonblocking"]
+        subprocess.run([*cmd, "--format", "raw", "--output", str(raw)], capture_output=True, timeout=window + 60)
+        shares = _spy_summary(raw)
+        figures["idle_pyspy"] = shares
+        active = sum(shares.values())
+        if active:
+            figures["idle_ledger_share"] = shares.get("ledger", 0) / active
     return figures
 
 
 def _spy_summary(raw: Path) -> dict[str, int]:
-    """Active samples by who caused them (the ledger upkeep, the broker, the worker, ...)."""
+    """Active (not waiting) samples by the innermost MTOR package on the stack."""
     counts: dict[str, int] = {}
     try:
         lines = raw.read_text().splitlines()
@@ -414,10 +418,14 @@ def _spy_summary(raw: Path) -> dict[str, int]:
         return {}
     for line in lines:
         stack, _, n = line.rpartition(" ")
+        frames = stack.split(";")
+        if not frames or frames[-1].startswith(IDLE_LEAVES):
+            continue
         owner = "other"
-        for key in ("ledger/", "broker/", "worker/", "mtor_cli/", "aiohttp", "asyncio"):
-            if key in stack:
-                owner = key.rstrip("/")
+        for frame in reversed(frames):
+            found = next((pkg for pkg in ("ledger", "broker", "worker", "mtor_cli") if f"({pkg}/" in frame), None)
+            if found:
+                owner = found
                 break
         counts[owner] = counts.get(owner, 0) + int(n)
     return counts
@@ -592,9 +600,14 @@ def report(engines: dict[str, dict[str, Any]], users: dict[str, dict[str, Any]],
     print(f"realm RSS after the keep-alive unloaded the model: {fmt(onnx.get('rss_unloaded_mb'), ' MB')}")
     print(f"first byte of the ask that reloads it: {fmt(onnx.get('reload_first_byte_s'), ' s')} "
           f"(the reload itself: {fmt(onnx.get('reload_s'), ' s')})")
-    print(f"idle CPU over the rest period: {onnx.get('idle_cpu_pct', float('nan')):.3f}% of a core")
+    idle_pct = onnx.get("idle_cpu_pct", float("nan"))
+    print(f"idle CPU over the rest period: {idle_pct:.3f}% of a core")
     print(f"  by thread (% of a core): {onnx.get('idle_threads_pct')}")
-    print(f"  py-spy active samples by owner: {onnx.get('idle_pyspy')}")
+    print(f"  py-spy active samples by innermost package: {onnx.get('idle_pyspy')}")
+    if "idle_ledger_share" in onnx:
+        share = onnx["idle_ledger_share"]
+        print(f"  the ledger upkeep's share: {share:.0%}, about {share * idle_pct:.3f}% of a core; "
+              f"the rest (broker, worker, realm): {(1 - share) * idle_pct:.3f}%")
     llama = engines.get("llama.cpp", {}), users.get("llama.cpp", {})
     checks = [
         ("decode >= 1.2x llama.cpp", _ratio(engines.get("mtor onnx", {}).get("decode_tok_s"), llama[0].get("decode_tok_s")), GOALS["decode_vs_llamacpp"], ">="),
@@ -648,20 +661,36 @@ def main() -> None:
     anchor = importlib.util.find_spec("llama_cpp") is not None
     engines: dict[str, dict[str, Any]] = {}
     users: dict[str, dict[str, Any]] = {}
+    firsts: dict[str, Any] = {}
+
+    def section(name: str, into: dict[str, Any], key: str | None, run: Callable[[], dict[str, Any]]) -> None:
+        """Run one part; a part that fails is reported and the others still run."""
+        try:
+            figures = run()
+        except Exception as exc:
+            progress(f"{name} FAILED: {type(exc).__name__}: {exc}")
+            return
+        progress(f"{name}: {json.dumps(figures, default=str)}")
+        if key is None:
+            into.update(figures)
+        else:
+            into[key] = figures
+
     try:
-        firsts = first_runs(work)
+        section("first runs", firsts, None, lambda: first_runs(work))
         progress("building the int8 model (cached after the first run)")
         build = str(ensure_onnx_model(None))
-        engines["mtor onnx"] = engine_child("onnx", build)
-        engines["genai Engine"] = engine_child("genai-engine", build)
-        users["mtor onnx"] = realm_figures(home, "onnx", args.idle_seconds)
+        section("engine onnx", engines, "mtor onnx", lambda: engine_child("onnx", build))
+        section("engine genai", engines, "genai Engine", lambda: engine_child("genai-engine", build))
+        section("realm onnx", users, "mtor onnx", lambda: realm_figures(home, "onnx", args.idle_seconds))
         if not args.skip_transformers:
             progress("converting SmolLM2 to float32 for transformers (once)")
-            engines["mtor transformers"] = engine_child("transformers", str(default_chat_model()))
-            users["mtor transformers"] = realm_figures(home, "transformers", 5)
+            converted = str(default_chat_model())
+            section("engine transformers", engines, "mtor transformers", lambda: engine_child("transformers", converted))
+            section("realm transformers", users, "mtor transformers", lambda: realm_figures(home, "transformers", 5))
         if anchor:
-            engines["llama.cpp"] = engine_child("llamacpp", gguf)
-            users["llama.cpp"] = llamacpp_server(gguf)
+            section("engine llama.cpp", engines, "llama.cpp", lambda: engine_child("llamacpp", gguf))
+            section("server llama.cpp", users, "llama.cpp", lambda: llamacpp_server(gguf))
         else:
             print("llama.cpp: anchor not installed (bash scripts/install.sh --anchors)", file=sys.stderr)
         report(engines, users, firsts)

@@ -25,17 +25,30 @@ DEFAULT_KEEP_ALIVE_S = 300.0
 MADV_DONTNEED = 4
 
 
+def _libc() -> ctypes.CDLL | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:  # not glibc (musl): nothing to trim
+        return None
+
+
+def trim_heap() -> None:
+    """Hand the heap's free pages back to the OS (glibc keeps them otherwise)."""
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
 def release_freed_memory(libraries: tuple[str, ...] = ()) -> None:
     """Collect garbage and hand free heap pages back to the OS (glibc keeps them
     otherwise); then let the kernel reclaim the resident code of ``libraries``
     (path fragments of shared objects, e.g. "/onnxruntime/"), which an unloaded
     model no longer runs and which pages back in on the next load."""
     gc.collect()
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    except OSError:  # not glibc (musl): nothing to trim
+    libc = _libc()
+    if libc is None:
         return
     libc.malloc_trim(0)
     if libraries:

@@ -305,8 +305,15 @@ class OrtBatchEngine(BatchEngineBase):
             self._clear()
 
     def _clear(self) -> None:
+        had_cache = bool(self._keys)
         self._seqs = []
         self._keys, self._values = [], []
         self._rows_cap = self._len_cap = 0
         self._binding, self._bound = None, None
         self._generation += 1
+        if had_cache:
+            # The cache's buffers (a few MB each) come from the heap, which glibc
+            # keeps after they are freed: a 16-chat burst would stay resident.
+            from worker.keepalive import trim_heap
+
+            trim_heap()
