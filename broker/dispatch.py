@@ -10,6 +10,7 @@ a clear error and its hold is released.
 from __future__ import annotations
 
 import asyncio
+import random
 import secrets
 import time
 from typing import TYPE_CHECKING
@@ -17,19 +18,22 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from broker import journal as J
-from broker.billing import Billing, InsufficientFunds
+from broker.billing import Billing, InsufficientFunds, PaymentRefused
 from broker.config import BrokerConfig
+from broker.deadlines import Deadlines
 from broker.intake import Rejected, check_guid, check_limits, normalise
 from broker.jobs import Job
 from broker.outbox import Outbox
 from broker.peer import Peer
 from broker.protocol import (
+    REQUEST_ERROR_CODES,
     Accepted,
     Cancel,
     Error,
     Failed,
     Progress,
     Result,
+    Routing,
     SubmitQuery,
     Token,
     Work,
@@ -47,9 +51,6 @@ _query_decoder = msgspec.json.Decoder(SubmitQuery)
 _result_decoder = msgspec.json.Decoder(Result)
 _error_decoder = msgspec.json.Decoder(Error)
 
-
-# Worker failure codes that describe the request, passed to the client as they are.
-_REQUEST_ERRORS = frozenset({"bad_params", "bad_attachment", "prompt_too_long"})
 
 class Dispatcher:
     def __init__(
@@ -72,6 +73,10 @@ class Dispatcher:
         self._subs = subs
         self._metrics = metrics
         self.jobs: dict[str, Job] = {}  # live intents (queued or running) by guid
+        # Run ids need no secrecy, only to differ from a previous boot's: seeded
+        # once, they cost no system call per dispatch.
+        self._runs = random.Random(secrets.randbits(64))
+        self._deadlines = Deadlines(self._timed_out)
         self.counters = {
             "submitted": 0,
             "completed": 0,
@@ -85,15 +90,24 @@ class Dispatcher:
 
     # --- client side ----------------------------------------------------
 
-    def submit(self, peer: Peer, query: SubmitQuery) -> None:
+    def stored_query(self, guid: str) -> SubmitQuery | None:
+        """The (normalised) query held under ``guid``: live, or finished in the journal."""
+        job = self.jobs.get(guid)
+        if job is not None:
+            return job.query
+        record = self._journal.get(guid)
+        return None if record is None else _query_decoder.decode(record.query)
+
+    def submit(self, peer: Peer, query: SubmitQuery, routing: Routing | None = None) -> None:
+        """``routing``: why the broker chose the query's intent, for its `accepted`."""
         try:
-            self._submit(peer, query)
+            self._submit(peer, query, routing)
         except Rejected as rej:
             self.counters["rejected"] += 1
             self._metrics.rejected(rej.code)
             peer.send(rej.to_error(query.guid))
 
-    def _submit(self, peer: Peer, query: SubmitQuery) -> None:
+    def _submit(self, peer: Peer, query: SubmitQuery, routing: Routing | None) -> None:
         user = peer.address
         assert user is not None  # the socket handler only passes authenticated peers
         check_guid(query.guid)
@@ -116,10 +130,12 @@ class Dispatcher:
             return
         if self._billing is not None:
             try:
-                self._billing.hold(user, query.guid, price)
+                self._billing.hold(user, query.guid, price, query.authorisation)
             except Exception as exc:
                 # No hold, no intent: nothing may run (or be restored) unpaid.
                 self._journal.discard(query.guid)
+                if isinstance(exc, PaymentRefused):
+                    raise Rejected(exc.code, exc.message, exc.hint, **exc.detail) from None
                 if not isinstance(exc, InsufficientFunds):
                     raise
                 raise Rejected(
@@ -134,17 +150,26 @@ class Dispatcher:
         self.jobs[job.guid] = job
         position = self.queue.push(job)
         self.counters["submitted"] += 1
-        self._outbox.send(
-            peer, encode(Accepted(guid=job.guid, intent=intent, position=position, price_held=price))
-        )
+        accepted = Accepted(guid=job.guid, intent=intent, position=position, price_held=price, routing=routing)
+        self._outbox.send(peer, encode(accepted))
         self._subs.intent_event(job, "queued")
         self._pump(intent)
 
     def _admit(self, user: str, intent: str, query: SubmitQuery) -> int:
         """Every check a new intent must pass before it is journaled; returns its price."""
         check_limits(query, self._cfg, self.registry.intents())
-        if not self.registry.can_serve(intent, query.model):
+        if not self.registry.can_serve(intent, query.model, user):
             what = f"intent {intent!r}" + (f" with model {query.model!r}" if query.model else "")
+            if self.registry.owner_only(intent):
+                # It acts on the asker's own accounts: only their own worker may serve it.
+                raise Rejected(
+                    "no_worker",
+                    f"no worker of yours serves {what}",
+                    f"{intent} runs only on a worker registered with your own key: "
+                    f"`mtor worker serve --intent {intent}` on your machine, or the embedded realm",
+                    intent=intent,
+                    owner_only=True,
+                )
             raise Rejected(
                 "no_worker",
                 f"no connected worker serves {what}",
@@ -330,6 +355,7 @@ class Dispatcher:
             usage=res.usage,
             finish_reason=res.finish_reason,
             cost=cost,
+            data=res.data,
         )
         data = encode(result)
         self._journal.finish(job.guid, J.DONE, data)
@@ -355,23 +381,23 @@ class Dispatcher:
             self._retry(job, "worker_failed", f"worker {worker.id} failed: {failed.message}")
         else:
             # The request itself is bad: no other worker would do better. A
-            # bad-input code the worker found (bad_params, bad_attachment...)
-            # is the client's stable code too; anything else is worker_failed.
-            code = failed.code if failed.code in _REQUEST_ERRORS else "worker_failed"
+            # code the worker found (bad_params, upstream_unavailable...) is
+            # the client's stable code too; anything else is worker_failed.
+            code = failed.code if failed.code in REQUEST_ERROR_CODES else "worker_failed"
             self._finish_error(
                 job,
                 code,
                 failed.message,
-                "the worker rejected the request; check the prompt and parameters",
+                failed.hint or "the worker rejected the request; check the prompt and parameters",
                 J.FAILED,
                 worker_code=failed.code,
             )
         self._pump_worker(worker)
         return True
 
-    def _timed_out(self, job: Job, worker: WorkerEntry) -> None:
-        job.timer = None
-        if worker.running.get(job.guid) is not job:
+    def _timed_out(self, job: Job) -> None:
+        worker = job.worker
+        if worker is None or worker.running.get(job.guid) is not job:
             return
         self._let_go(job, worker)
         self._worker_failure(worker)
@@ -380,10 +406,7 @@ class Dispatcher:
 
     def _detach(self, job: Job, worker: WorkerEntry) -> None:
         del worker.running[job.guid]
-        job.worker = None
-        if job.timer is not None:
-            job.timer.cancel()
-            job.timer = None
+        job.worker = None  # its deadline is skipped from now on
 
     def _let_go(self, job: Job, worker: WorkerEntry) -> None:
         """Take a job back from a worker that may still be busy with it.
@@ -471,7 +494,7 @@ class Dispatcher:
 
     def _start(self, job: Job, worker: WorkerEntry) -> None:
         job.worker = worker
-        job.run = secrets.randbits(31) | 1  # never 0 (unknown), unique across broker restarts
+        job.run = self._runs.getrandbits(31) | 1  # never 0 (unknown); random, so unique across restarts
         job.streamed = []
         job.stream_chars = 0
         job.attempts += 1
@@ -479,7 +502,7 @@ class Dispatcher:
         job.started_at = time.monotonic()
         worker.running[job.guid] = job
         timeout = self._cfg.timeout_for(job.intent)
-        job.timer = asyncio.get_running_loop().call_later(timeout, self._timed_out, job, worker)
+        self._deadlines.add(job, timeout)
         q = job.query
         work = Work(
             guid=job.guid,
@@ -523,10 +546,7 @@ class Dispatcher:
 
     def close(self) -> None:
         """Stop every timer (the broker is stopping; the journal keeps the intents)."""
-        for job in self.jobs.values():
-            if job.timer is not None:
-                job.timer.cancel()
-                job.timer = None
+        self._deadlines.close()
         for worker in self.registry:
             for handle in worker.letting_go.values():
                 handle.cancel()

@@ -22,6 +22,7 @@ class Outbox:
         self._workers: list[Peer] = []
         self._clients: list[Peer] = []
         self._scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None  # get_running_loop() costs a getpid() call
 
     def send(self, peer: Peer | None, data: bytes) -> None:
         """Queue ``data`` for ``peer``; it is written at the end of this pass,
@@ -34,9 +35,11 @@ class Outbox:
                 (self._workers if peer.role == "worker" else self._clients).append(peer)
         if not self._scheduled:
             self._scheduled = True
+            if self._loop is None:
+                self._loop = asyncio.get_running_loop()
             # call_soon runs after every callback already ready in this pass,
             # so all writes of the pass share one commit.
-            asyncio.get_running_loop().call_soon(self.flush)
+            self._loop.call_soon(self.flush)
 
     def flush(self) -> None:
         self._scheduled = False

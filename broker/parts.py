@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from broker.accounts import AccountStore
+from broker.billing import Billing
 from broker.config import BrokerConfig
 from broker.dispatch import Dispatcher
 from broker.gate import Gate
@@ -21,6 +22,7 @@ from broker.peer import Peers
 from broker.ratelimit import RateLimits
 from broker.registry import WorkerRegistry
 from broker.roles import Roles
+from broker.routing import Router
 from broker.signed import RequestVerifier
 from broker.subscriptions import Subscriptions
 from broker.sysop import Sysop
@@ -46,3 +48,5 @@ class Parts:
     history: History  # read-only journal queries for REST
     verifier: RequestVerifier  # signed REST requests
     views: RealmViews  # what /healthz, /v1/*, topics and /metrics show
+    router: Router  # the intent of a query that names none
+    billing: Billing | None  # a paid realm's charging (terms in Welcome, /v1/ledger/status); None: free

@@ -48,6 +48,8 @@ ERROR_CODES: dict[str, str] = {
     "timeout": "No worker finished the intent in time.",
     "worker_failed": "The worker could not complete the intent.",
     "insufficient_funds": "The balance does not cover the price.",
+    "bad_authorisation": "A paid realm needs the payer's signed spending authorisation covering the query.",
+    "exit_pending": "The payer started leaving the realm: no new spending until the exit ends.",
     "price_exceeded": "The price is above the request's max_price.",
     "rate_limited": "Too many requests; retry later.",
     "banned": "This address is banned from the realm.",
@@ -56,7 +58,26 @@ ERROR_CODES: dict[str, str] = {
     "worker_stopping": "The worker is shutting down and handed the intent back; another worker runs it.",
     "nickname_taken": "That nickname belongs to another address.",
     "internal": "The broker hit an unexpected error.",
+    "upstream_unavailable": "A service the worker relies on (a weather API, a mail server) did not answer or refused.",
+    "login_failed": "The mail server refused the login.",
+    "not_configured": "The intent needs a setting the person has not made yet (an email account, a place).",
+    "not_found": "Nothing matches what the request names (a place, a contact).",
 }
+
+# Codes a worker reports for a request it cannot serve as asked. The broker
+# passes them to the client as they are (any other failure is worker_failed):
+# they tell the person what to change, and no other worker would do better.
+REQUEST_ERROR_CODES = frozenset(
+    {
+        "bad_params",
+        "bad_attachment",
+        "prompt_too_long",
+        "upstream_unavailable",
+        "login_failed",
+        "not_configured",
+        "not_found",
+    }
+)
 
 ATTACHMENT_KINDS = ("image", "audio")
 
@@ -96,7 +117,9 @@ def check_nesting(data: str | bytes) -> None:
     """Raise ``msgspec.DecodeError`` for JSON nested deeper than MAX_NESTING.
 
     A frame with no more openers than the bound cannot be nested deeper, so
-    nearly every frame costs two counts and no parse."""
+    nearly every frame costs a length check or two counts, and no parse."""
+    if len(data) <= MAX_NESTING:
+        return
     openers = data.count("[") + data.count("{") if isinstance(data, str) else data.count(b"[") + data.count(b"{")
     if openers <= MAX_NESTING:
         return
@@ -249,12 +272,18 @@ class Capability(msgspec.Struct, omit_defaults=True):
 
     ``params`` is a JSON Schema object of the parameters the backend accepts
     (its declared ``Params``); ``info`` holds facts that are not parameters
-    (context length, size limits, the device)."""
+    (context length, size limits, the device). ``slots``: at most this many
+    jobs of this intent at once (a worker serving several intents says it
+    per intent; None: the worker's ``slots`` alone bound it)."""
 
     intent: str
     models: list[str] = []
     params: dict[str, Any] = {}
     info: dict[str, Any] = {}
+    slots: int | None = None
+    # Serve only the worker's own address: jobs acting on the owner's private
+    # accounts (email) must never reach a stranger's worker.
+    owner_only: bool = False
 
 
 # --- client -> broker ------------------------------------------------------
@@ -267,6 +296,16 @@ class Hello(Msg, tag="hello"):
     client: str = "mtor"
 
 
+class Authorisation(msgspec.Struct):
+    """A payer's signed cumulative spending authorisation for a paid realm: "the realm may
+    take up to ``total`` base units from my deposit, in all", the EIP-712 struct
+    ``Spend(address payer, uint256 total)`` under the domain of the realm's RealmLedger
+    (``Welcome.ledger``). ``signature`` is 0x-hex of 65 bytes r || s || v. See docs/ledger.md."""
+
+    total: Annotated[int, msgspec.Meta(ge=0)]  # below 2**256: the ledger refuses more
+    signature: Annotated[str, msgspec.Meta(max_length=132)]
+
+
 class SubmitQuery(Msg, tag="submit_query"):
     guid: str
     prompt: str = ""
@@ -276,10 +315,14 @@ class SubmitQuery(Msg, tag="submit_query"):
     params: dict[str, Any] = {}
     stream: bool = True
     max_price: int | None = None  # base units of $9000
+    # The asker's settings by intent ({"weather": {"location": "Oslo"}}): once the
+    # intent is chosen its own become params and the rest are dropped.
+    settings: dict[str, dict[str, Any]] = {}
     # Resubmitting a guid after a reconnect: the run and the characters of its
     # text this client already has, so the stream continues exactly there.
     resume_run: int = 0
     resume_offset: int = 0
+    authorisation: Authorisation | None = None  # required by a paid realm
 
 
 class Cancel(Msg, tag="cancel"):
@@ -311,12 +354,35 @@ class Challenge(Msg, tag="challenge"):
     protocol: int = PROTOCOL_VERSION
 
 
+class LedgerTerms(msgspec.Struct):
+    """What a paid realm's client signs its authorisations for: the chain and the
+    RealmLedger contract (the EIP-712 domain), what the address has already
+    committed (spent plus held), which a new authorisation's total must cover,
+    and what each intent holds with default parameters, to add for a query."""
+
+    chain_id: int
+    contract: str
+    committed: int = 0
+    quotes: dict[str, int] = {}  # intent -> what it holds with default parameters
+
+
 class Welcome(Msg, tag="welcome"):
     """Sent after a good hello/register: the identity the broker accepted."""
 
     address: str
     realm: str = "mtor"
     worker_id: str | None = None
+    ledger: LedgerTerms | None = None  # a paid realm's, to clients
+
+
+class Routing(msgspec.Struct, omit_defaults=True):
+    """Why a query that named no intent went where it went (see broker.routing)."""
+
+    source: str  # "rule:imagine:verb", "prototype:vision", "only-chat", "fallback:chat"
+    score: float = 1.0  # 1 for a rule; the nearest prototype's similarity otherwise
+    prototype: str | None = None  # the nearest prototype phrasing, when the embedding stage ran
+    recognised: str | None = None  # what recognition chose, when the query went elsewhere (a fallback)
+    note: str = ""  # for the person, e.g. "no worker serves tts in this realm, so chat answers instead"
 
 
 class Accepted(Msg, tag="accepted"):
@@ -324,6 +390,7 @@ class Accepted(Msg, tag="accepted"):
     intent: str
     position: int = 0
     price_held: int = 0
+    routing: Routing | None = None  # set when the broker chose the intent
 
 
 class Token(Msg, tag="token"):
@@ -359,6 +426,7 @@ class Result(Msg, tag="result"):
     finish_reason: str | None = None  # "stop" | "length" | "cancelled" where the backend says
     cost: int = 0
     replayed: bool = False  # True when served from the journal for a resubmitted guid
+    data: dict[str, Any] = {}  # the answer as numbers and fields (weather, email), beside the spoken text
 
 
 class Error(Msg, tag="error"):
@@ -403,6 +471,7 @@ class WorkResult(Msg, tag="result"):
     timings: dict[str, float] = {}
     usage: Usage = msgspec.field(default_factory=Usage)
     finish_reason: str | None = None  # why generation ended: "stop" (end of text) or "length" (max_tokens)
+    data: dict[str, Any] = {}
 
 
 class Failed(Msg, tag="failed"):
@@ -410,6 +479,7 @@ class Failed(Msg, tag="failed"):
     code: str
     message: str
     retryable: bool = True
+    hint: str = ""
 
 
 class Drain(Msg, tag="drain"):

@@ -38,6 +38,15 @@ class WorkerEntry:
         self.version = version
         self.slots = slots
         self.models: dict[str, frozenset[str]] = {c.intent: frozenset(c.models) for c in capabilities}
+        # Per-intent bounds of a worker serving several intents (an image model
+        # beside a batching chat model); None when only the worker's slots count.
+        caps = {c.intent: c.slots for c in capabilities if c.slots is not None and c.slots < slots}
+        self.intent_slots: dict[str, int] | None = caps or None
+        # Intents this worker serves to its own address only: those its capability
+        # declares owner_only, and those the realm says must be (email).
+        self.owner_only = frozenset(
+            c.intent for c in capabilities if c.owner_only or c.intent in config.owner_only_intents
+        )
         self.capabilities = capabilities
         self.running: dict[str, Job] = {}
         # guids taken back (timeout, cancel) that the worker has not yet let go of:
@@ -55,39 +64,66 @@ class WorkerEntry:
             return False
         return model is None or model in models
 
+    def serves_user(self, intent: str, user: str | None) -> bool:
+        """False for an owner-only intent asked by anyone but the worker's own address."""
+        return intent not in self.owner_only or (user is not None and user.lower() == self.address.lower())
+
     def hands_back(self, failed: Failed) -> bool:
         """A draining worker giving an intent back: it counts against nobody.
         Only after `drain`, so a worker cannot dodge blame while taking new work."""
         return self.draining and failed.retryable and failed.code == "worker_stopping"
 
+    def free_for(self, intent: str) -> int:
+        """Free slots for a job of ``intent``."""
+        free = self.free
+        if self.intent_slots is None or free <= 0:
+            return free
+        cap = self.intent_slots.get(intent)
+        if cap is None:
+            return free
+        return min(free, cap - sum(1 for job in self.running.values() if job.intent == intent))
+
     @property
     def free(self) -> int:
+        # Asked several times per dispatch: kept to attribute reads.
         if self.draining:
             return 0
         capacity = self.health.capacity(self.slots)
-        if self.cap is not None:
-            capacity = min(capacity, self.cap)
+        cap = self.cap
+        if cap is not None and cap < capacity:
+            capacity = cap
         return capacity - len(self.running) - len(self.letting_go)
 
-    def to_dict(self) -> dict[str, object]:
-        return {
+    def to_dict(self, private: bool = False) -> dict[str, object]:
+        """The worker as /v1/workers shows it; ``private`` adds what only a
+        sysop sees: its IP address and the guids it runs (users' intents)."""
+        row: dict[str, object] = {
             "id": self.id,
             "name": self.name,
             "address": self.address,
             "version": self.version,
-            "remote": self.peer.remote,
             "capabilities": [
-                {"intent": c.intent, "models": list(c.models), "params": c.params, "info": c.info}
+                {
+                    "intent": c.intent,
+                    "models": list(c.models),
+                    "params": c.params,
+                    "info": c.info,
+                    "slots": c.slots,
+                    "owner_only": c.intent in self.owner_only,
+                }
                 for c in self.capabilities
             ],
             "slots": self.slots,
             "running": len(self.running),
             "letting_go": len(self.letting_go),
             "draining": self.draining,
-            "running_guids": list(self.running),
             "connected_for_s": round(time.time() - self.connected_at, 3),
             "health": self.health.to_dict(),
         }
+        if private:
+            row["remote"] = self.peer.remote
+            row["running_guids"] = list(self.running)
+        return row
 
 
 class WorkerRegistry:
@@ -128,12 +164,16 @@ class WorkerRegistry:
             self._intents = {intent for w in self._workers.values() for intent in w.models}
         return self._intents
 
-    def can_serve(self, intent: str, model: str | None) -> bool:
-        """Some connected worker outside quarantine serves this intent (and model)."""
+    def can_serve(self, intent: str, model: str | None, user: str | None = None) -> bool:
+        """Some connected worker outside quarantine serves this intent (and model) to ``user``."""
         for w in self._workers.values():
-            if w.health.state != QUARANTINED and w.serves(intent, model):
+            if w.health.state != QUARANTINED and w.serves(intent, model) and w.serves_user(intent, user):
                 return True
         return False
+
+    def owner_only(self, intent: str) -> bool:
+        """Whether ``intent`` is served to its workers' own addresses only."""
+        return intent in self._cfg.owner_only_intents or any(intent in w.owner_only for w in self._workers.values())
 
     def pick(self, job: Job) -> WorkerEntry | None:
         """The best worker with a free slot for ``job``, or None.
@@ -143,22 +183,22 @@ class WorkerRegistry:
         """
         best: WorkerEntry | None = None
         best_key: tuple[object, ...] = ()
+        intent, model, guid, tried = job.intent, job.model, job.guid, job.tried
         for w in self._workers.values():
-            if w.free <= 0 or not w.serves(job.intent, job.model) or job.guid in w.letting_go:
+            models = w.models.get(intent)
+            if models is None or (model is not None and model not in models):
                 continue
-            key = (
-                w.id in job.tried,
-                w.health.rank(),
-                len(w.running) / w.slots,
-                w.health.latency_ms or 0.0,
-            )
+            if w.free_for(intent) <= 0 or guid in w.letting_go or not w.serves_user(intent, job.user):
+                continue
+            health = w.health
+            key = (w.id in tried, health.rank(), len(w.running) / w.slots, health.latency_ms or 0.0)
             if best is None or key < best_key:
                 best, best_key = w, key
         return best
 
     def has_free(self, intent: str) -> bool:
         for w in self._workers.values():
-            if intent in w.models and w.free > 0:
+            if intent in w.models and w.free_for(intent) > 0:
                 return True
         return False
 

@@ -26,6 +26,8 @@ from broker.heartbeat import Heartbeat
 from broker.history import History
 from broker.journal import SqliteJournal
 from broker.metrics import BrokerMetrics
+from broker.money_rest import Desk, Teller
+from broker.money_rest import routes as money_routes
 from broker.outbox import Outbox
 from broker.parts import Parts
 from broker.peer import Peers
@@ -35,6 +37,7 @@ from broker.ratelimit import RateLimits
 from broker.registry import WorkerRegistry
 from broker.rest import routes as rest_routes
 from broker.roles import Roles
+from broker.routing import Recognises, Router
 from broker.signed import RequestVerifier
 from broker.subscriptions import Subscriptions
 from broker.sysop import Sysop
@@ -51,9 +54,19 @@ TRUST_SWEEP_S = 1.0  # trust counts timeouts and saves its counters this often
 class BrokerServer:
     parts: Parts  # built by start()
 
-    def __init__(self, config: BrokerConfig | None = None, billing: Billing | None = None) -> None:
+    def __init__(
+        self,
+        config: BrokerConfig | None = None,
+        billing: Billing | None = None,
+        money: Callable[[], Desk] | None = None,
+        recogniser: Recognises | None = None,
+    ) -> None:
+        """``money`` makes the ledger's money desk for the money routes (paid realms);
+        ``recogniser`` places queries no rule routes (e.g. mtor_cli.intent's), kept loaded."""
         self.config = config or BrokerConfig()
         self.billing = billing
+        self.recogniser = recogniser
+        self.teller = Teller(money) if money is not None else None
         self.port = 0
         self.restored = 0  # intents queued again from the journal at start
         self._runner: web.AppRunner | None = None
@@ -115,6 +128,8 @@ class BrokerServer:
             history=History(db),
             verifier=RequestVerifier(cfg.request_window_s, accounts),
             views=views,
+            router=Router(registry.intents, dispatcher.stored_query, self.recogniser),
+            billing=billing,
         )
 
     async def start(self) -> None:
@@ -133,6 +148,7 @@ class BrokerServer:
         app.router.add_get("/ws/worker", workers)
         app.add_routes(rest_routes(parts))
         app.add_routes(account_routes(parts))
+        app.add_routes(money_routes(parts, self.teller))
         # keepalive_timeout: an HTTP connection that sends no (complete) request
         # for that long is closed, so slowly trickled headers cannot hold a socket.
         self._runner = web.AppRunner(
@@ -151,6 +167,7 @@ class BrokerServer:
         self._tasks = [
             asyncio.create_task(_every("tick", cfg.heartbeat_s, tick, parts.metrics)),
             asyncio.create_task(_every("trust-sweep", TRUST_SWEEP_S, parts.trust.sweep, parts.metrics)),
+            asyncio.create_task(parts.router.warm(), name="mtor-recogniser-warm"),
         ]
 
     async def stop(self) -> None:
@@ -160,6 +177,7 @@ class BrokerServer:
                 await task
         self._tasks = []
         parts = self.parts
+        parts.router.close()
         parts.subs.close()
         await asyncio.gather(
             *(peer.close(code=1001, message=b"broker shutting down") for peer in parts.peers),
@@ -175,6 +193,8 @@ class BrokerServer:
         if self._journal is not None:
             self._journal.close()
             self._journal = None
+        if self.teller is not None:
+            self.teller.close()
 
     async def __aenter__(self) -> BrokerServer:
         await self.start()

@@ -5,8 +5,9 @@ the topic changed, at most once per ``stats_interval_s``: a busy realm sends
 a handful of frames a second, not one per event, and an idle one sends none.
 Shapes are documented in docs/protocol.md.
 
-The `intents` and `ledger` topics name users and their guids: a subscriber
-sees only its own entries unless ``sees_all(address)`` (a sysop) says otherwise.
+The `queue`, `intents` and `ledger` topics name users and their guids: a
+subscriber sees only its own entries unless ``sees_all(address)`` (a sysop)
+says otherwise.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from broker.peer import Peer
 from broker.protocol import Stats, encode
 
 TOPICS = ("stats", "workers", "queue", "intents", "ledger")
-PRIVATE_TOPICS = frozenset(("intents", "ledger"))
+PRIVATE_TOPICS = frozenset(("queue", "intents", "ledger"))
 MAX_EVENTS = 500  # per push; older events of a burst are counted in `dropped`
 
 
@@ -130,6 +131,11 @@ class Subscriptions:
             for key in ("events", "live"):
                 if key in mine:
                     mine[key] = [e for e in mine[key] if e.get("user") == peer.address]
+            if topic == "queue":
+                mine["intents"] = {
+                    intent: {**q, "users": {u: n for u, n in q["users"].items() if u == peer.address}}
+                    for intent, q in data["intents"].items()
+                }
         if topic == "ledger" and self._balance_of is not None:
             mine["balance"] = self._balance_of(peer.address)
         return mine

@@ -95,6 +95,7 @@ class RealmViews:
             "queue_depth": self._queue_depth(),
             "intents": dict(self._dispatcher.counters),
             "restored": self._restored,
+            **({"ledger": self._billing.status()} if self._billing is not None else {}),
         }
 
     def workers(self) -> dict[str, Any]:
@@ -137,6 +138,7 @@ class RealmViews:
             "clients": len(self._peers.clients),
             "subscribers": len(self._subs),
             "tokens": self._dispatcher.counters["tokens"],
+            "ledger": self._billing.status() if self._billing is not None else None,
         }
 
     def totals_now(self) -> dict[str, Any]:

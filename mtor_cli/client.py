@@ -78,15 +78,47 @@ def new_guid() -> str:
     return uuid.uuid4().hex
 
 
+SCHEMES = ("ws", "wss", "http", "https")
+
+
+def check_url(url: str) -> tuple[str, str]:
+    """(scheme, host:port) of a broker address; RealmError('usage') when it is not one.
+
+    Accepts ``ws://host:port``, ``wss://``, ``http(s)://`` or a bare ``host:port``.
+    """
+    text = url.strip()
+    example = "e.g. --broker ws://127.0.0.1:8765"
+    if not text or any(ch.isspace() for ch in text):
+        raise RealmError("usage", f"{url!r} is not a broker address", example)
+    if "://" not in text:
+        text = "ws://" + text
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError as exc:
+        raise RealmError("usage", f"{url!r} is not a broker address: {exc}", example) from None
+    if parts.scheme not in SCHEMES:
+        raise RealmError(
+            "usage", f"{url!r}: a broker speaks ws://, wss://, http:// or https://, not {parts.scheme}://", example
+        )
+    if not parts.hostname:
+        raise RealmError("usage", f"{url!r} names no host", example)
+    if port == 0:
+        raise RealmError("usage", f"{url!r}: port 0 is not a port a broker listens on", example)
+    return parts.scheme, parts.netloc
+
+
 def ws_url(url: str, path: str = "/ws/client") -> str:
     """Normalise a broker address to its WebSocket endpoint.
 
     Accepts ``ws://host:port``, ``http://host:port``, ``host:port`` or a full
-    endpoint URL; a bare realm address gets ``path`` appended.
+    endpoint URL; a bare realm address gets ``path`` appended. Raises
+    RealmError('usage') for anything else (see :func:`check_url`).
     """
+    check_url(url)
     if "://" not in url:
         url = "ws://" + url
-    parts = urlsplit(url)
+    parts = urlsplit(url.strip())
     scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
     route = parts.path if parts.path not in ("", "/") else path
     return urlunsplit((scheme, parts.netloc, route, parts.query, ""))
@@ -94,9 +126,10 @@ def ws_url(url: str, path: str = "/ws/client") -> str:
 
 def http_url(url: str, path: str = "") -> str:
     """The HTTP address of a broker (for /healthz, /v1/workers, /v1/stats)."""
+    check_url(url)
     if "://" not in url:
         url = "ws://" + url
-    parts = urlsplit(url)
+    parts = urlsplit(url.strip())
     scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
     return urlunsplit((scheme, parts.netloc, path, "", ""))
 
@@ -148,7 +181,7 @@ def _retry_after(exc: Any) -> float:
         seconds = float((exc.headers or {}).get("Retry-After", 1))
     except ValueError:
         seconds = 1.0
-    return min(max(seconds, 0.05), 5.0) * random.uniform(0.5, 1.0)
+    return min(max(seconds, 0.05), 5.0) * random.uniform(0.1, 1.0)
 
 
 class _Restream:
@@ -217,6 +250,84 @@ class _Restream:
         return new
 
 
+_RESIGN = 20  # authorisations re-signed for one query (the realm's ledger may still be deploying)
+_LEDGER_WAIT_S = 0.5  # between tries while it is
+
+
+class _Spending:
+    """The account's cumulative spending authorisations for a paid realm.
+
+    Each query is sent with "the realm may take up to ``total`` from my
+    deposit, in all", total = what the realm says is committed (spent and
+    held, at the Welcome) + what this client has sent since + this query's
+    price (its ``max_price``, else the last price held for its intent, else
+    the realm's quote for it with default parameters). The
+    realm can never take more than the highest total signed, which exceeds
+    what it charged by at most the holds still open. When the estimate falls
+    short (another client of the same key spent meanwhile, an unknown price)
+    the realm answers ``bad_authorisation`` with what it ``needs``, and that
+    exact amount is signed and sent again.
+    """
+
+    def __init__(self, terms: p.LedgerTerms | None) -> None:
+        self.terms = terms
+        self.committed = terms.committed if terms is not None else 0
+        self.prices: dict[str, int] = {}  # intent -> the last price held
+        self.open: dict[str, int] = {}  # guid -> what it may still cost
+
+    def _sign(self, account: Any, query: p.SubmitQuery, total: int) -> p.SubmitQuery:
+        import msgspec
+
+        from ledger.authorisation import Terms, sign
+
+        assert self.terms is not None
+        terms = Terms(self.terms.chain_id, self.terms.contract)
+        signed = p.Authorisation(total=total, signature=sign(account.key, terms, account.address, total))
+        return msgspec.structs.replace(query, authorisation=signed)
+
+    def authorise(self, account: Any, query: p.SubmitQuery) -> p.SubmitQuery:
+        return self._sign(account, query, self.committed + sum(self.open.values()) + self._price(query))
+
+    def _price(self, query: p.SubmitQuery) -> int:
+        if query.max_price is not None:
+            return query.max_price
+        intent = query.intent or "chat"  # what the realm's recogniser picks for most prompts
+        if intent in self.prices:
+            return self.prices[intent]
+        quotes = self.terms.quotes if self.terms is not None else {}
+        return quotes.get(intent, quotes.get("default", 0))
+
+    async def resign(self, account: Any, query: p.SubmitQuery, refusal: p.Error) -> p.SubmitQuery | None:
+        detail = refusal.detail
+        if "chain_id" not in detail:
+            await asyncio.sleep(_LEDGER_WAIT_S)  # no contract yet: the realm is deploying it
+            return query
+        if not isinstance(detail.get("needed"), int):
+            return None  # a bad signature, not a low total: signing again would not help
+        quotes = self.terms.quotes if self.terms is not None else {}
+        self.terms = p.LedgerTerms(
+            chain_id=int(detail["chain_id"]), contract=str(detail["contract"]), quotes=quotes
+        )
+        self.committed = int(detail.get("committed", self.committed))
+        return self._sign(account, query, int(detail["needed"]))
+
+    def sent(self, guid: str, estimate: int) -> None:
+        self.open[guid] = estimate
+
+    def seen(self, event: object) -> None:
+        if isinstance(event, p.Accepted):
+            self.prices[event.intent] = event.price_held
+            self.open[event.guid] = event.price_held
+        elif isinstance(event, p.Result):
+            self.committed += event.cost
+            self.open.pop(event.guid, None)
+        elif isinstance(event, p.Error):
+            self.open.pop(event.guid or "", None)
+
+    def done(self, guid: str) -> None:
+        self.open.pop(guid, None)
+
+
 class _Subscription:
     """One ``subscribe`` call: its request (resent after a reconnect) and its queue."""
 
@@ -247,6 +358,7 @@ class RealmClient:
         self.reconnect_s = reconnect_s
         self.client_name = client_name
         self.welcome: p.Welcome | None = None
+        self._spending: _Spending | None = None  # a paid realm's authorisations, from its Welcome
         self.reconnects = 0
         self._session: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
@@ -324,6 +436,8 @@ class RealmClient:
                 raise _unreachable(self.url, exc) from exc
         try:
             self.welcome = await asyncio.wait_for(self._handshake(ws), self.connect_timeout)
+            if self.welcome.ledger is not None:
+                self._spending = _Spending(self.welcome.ledger)
         except TimeoutError as exc:
             await ws.close()
             raise RealmError(
@@ -487,6 +601,10 @@ class RealmClient:
     async def submit(self, query: p.SubmitQuery) -> AsyncIterator[Event]:
         """Send ``query`` and yield its events until its Result or Error.
 
+        In a paid realm the query carries the account's signed spending
+        authorisation, made here (see :class:`_Spending`); a query the realm
+        finds under-authorised is signed again for what it asks and resent,
+        so callers never see ``bad_authorisation`` from an honest realm.
         Raises RealmError('disconnected') if the connection is lost for good.
         """
         queue: asyncio.Queue[Any] = asyncio.Queue()
@@ -497,15 +615,31 @@ class RealmClient:
                 "use a new guid (client.new_guid())",
                 query.guid,
             )
+        spending = self._spending
+        if spending is not None and query.authorisation is None:
+            query = spending.authorise(self.account, query)
         self._routes[query.guid] = queue
         self._pending[query.guid] = query
         stream = self._streams[query.guid] = _Restream()
+        if spending is not None:
+            spending.sent(query.guid, spending._price(query))
+        resigned = 0
         try:
             await self._send(query)
             while True:
                 event = await queue.get()
                 if isinstance(event, RealmError):
                     raise event
+                if isinstance(event, p.Error) and event.code == "bad_authorisation" and resigned < _RESIGN:
+                    spending = self._spending = self._spending or _Spending(None)
+                    again = await spending.resign(self.account, query, event)
+                    if again is not None:
+                        resigned += 1
+                        query = self._pending[query.guid] = again
+                        await self._send(query)
+                        continue
+                if spending is not None:
+                    spending.seen(event)
                 if isinstance(event, p.Token):
                     text = stream.feed(event)
                     if not text:
@@ -522,6 +656,8 @@ class RealmClient:
                 if isinstance(event, (p.Result, p.Error)):
                     return
         finally:
+            if spending is not None:
+                spending.done(query.guid)
             self._routes.pop(query.guid, None)
             self._pending.pop(query.guid, None)
             self._streams.pop(query.guid, None)
@@ -541,11 +677,14 @@ class RealmClient:
         on_accepted: Callable[[p.Accepted], Awaitable[None] | None] | None = None,
         on_token: Callable[[str], Awaitable[None] | None] | None = None,
         on_progress: Callable[[p.Progress], Awaitable[None] | None] | None = None,
+        settings: dict[str, dict[str, Any]] | None = None,
     ) -> p.Result:
         """Submit one request and return its Result; raises RealmError on failure.
 
         Callbacks may be plain functions or coroutines. On ``timeout`` the
         request is cancelled at the broker and RealmError('timeout') raised.
+        ``settings``: the asker's settings by intent; the broker applies those
+        of the intent it chooses as params (weather: the home location).
         """
         query = p.SubmitQuery(
             guid=guid or new_guid(),
@@ -556,6 +695,7 @@ class RealmClient:
             params=dict(params or {}),
             stream=stream,
             max_price=max_price,
+            settings=dict(settings or {}),
         )
 
         async def run() -> p.Result:

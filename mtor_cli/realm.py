@@ -1,4 +1,4 @@
-"""The embedded default realm: a local broker + chat worker as a background service.
+"""The embedded default realm: a local broker and workers as a background service.
 
 ``mtor ask`` with no broker configured calls :func:`ensure_realm`, which reuses
 a running service (its pid, url and log are in ``<data>/realm/realm.json``,
@@ -10,8 +10,9 @@ checked with ``/healthz``) or starts one:
 2. ``python -m mtor_cli.realm_service`` (what ``mtor realm run`` runs, without
    the CLI's parsing) is spawned detached (its own session, output to
    ``<data>/realm/realm.log``): one process, one event loop, running the broker
-   (journal ``<data>/realm/journal.db``) and one chat worker, whose model loads
-   while the broker starts;
+   (journal ``<data>/realm/journal.db``), the chat worker, whose model loads
+   while the broker starts, and a worker for every other intent this machine
+   can serve (:mod:`mtor_cli.realm_workers`; models load on first use);
 3. we wait until the worker has registered (``/v1/workers``), or fail with a
    clear error that points at the log.
 
@@ -42,7 +43,6 @@ from mtor_cli.client import RealmError, http_get_json
 if TYPE_CHECKING:
     from mtor_cli.chat_model import PreparedModel
 
-ENV_MODEL = "MTOR_DEFAULT_CHAT_MODEL"
 ENV_KEEP_ALIVE = "MTOR_KEEP_ALIVE"
 SERVICE_MODULE = "mtor_cli.realm_service"
 DEFAULT_WAIT_S = 300.0
@@ -131,6 +131,17 @@ def _serves(worker: dict[str, Any], intent: str) -> bool:
     return intent in intents
 
 
+def served_now() -> set[str] | None:
+    """The intents the running embedded realm's workers serve; None when it is not running."""
+    url = running_url()
+    if url is None:
+        return None
+    try:
+        return {str(c.get("intent")) for w in _workers(url) for c in w.get("capabilities", []) if isinstance(c, dict)}
+    except RealmError:
+        return None
+
+
 def status() -> dict[str, Any]:
     """What ``mtor realm status --json`` prints."""
     state = read_state() or {}
@@ -196,8 +207,31 @@ def resolve_model(model: str | None = None, runtime: str = "auto", gpu: int | No
     """The chat model the embedded worker serves and its runtime, built (or
     converted) on first use in the foreground with a progress bar on stderr."""
     from mtor_cli.chat_model import prepare_chat_model
+    from mtor_cli.realm_models import chosen_chat
 
-    return prepare_chat_model(model or os.environ.get(ENV_MODEL), runtime, gpu)
+    return prepare_chat_model(model or chosen_chat(), runtime, gpu)
+
+
+def prepare_recogniser() -> None:
+    """Export the intent recogniser's model for onnxruntime once, in the foreground
+    with a note (the realm keeps it loaded to route what no rule decides)."""
+    from mtor_cli.intent.embedder import default_model_path
+    from mtor_cli.intent.onnx_embedder import available, build_dir, ensure_built, is_built
+    from mtor_cli.output import note
+
+    if not available():
+        return
+    try:
+        source = default_model_path()
+    except RuntimeError:  # no embedding model: the realm routes by rules
+        return
+    if is_built(build_dir(source)):
+        return
+    note("building the intent recogniser (all-MiniLM-L6-v2) for onnxruntime (once) ...")
+    try:
+        ensure_built(source)
+    except RuntimeError as exc:
+        note(f"{exc}; the realm routes by rules until it is built")
 
 
 def default_keep_alive() -> float:
@@ -216,12 +250,39 @@ def default_keep_alive() -> float:
     return value
 
 
-def _free_port(host: str = "127.0.0.1") -> int:
+def port_file() -> Path:
+    """The port the embedded realm last listened on (kept when it stops)."""
+    return paths.realm_dir() / "port"
+
+
+def _bindable(port: int, host: str = "127.0.0.1") -> int:
+    """``port`` if it can be listened on now (0: any free port), else 0."""
     import socket
 
     with socket.socket() as sock:
-        sock.bind((host, 0))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the broker binds it
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return 0
         return int(sock.getsockname()[1])
+
+
+def _choose_port(requested: int) -> int:
+    """``requested``, else the port of the last run (workers and dashboards pointed
+    at it find the realm again), else a free one."""
+    if requested:
+        return requested
+    try:
+        last = int(port_file().read_text())
+    except (OSError, ValueError):
+        last = 0
+    port = _bindable(last) if last else 0
+    if last and not port:
+        from mtor_cli.output import note
+
+        note(f"port {last} of the last run is taken; the embedded realm moves to another")
+    return port or _bindable(0)
 
 
 def start(
@@ -260,8 +321,10 @@ def _start(
     if stale and _is_service(int(stale.get("pid", 0))):
         _terminate(int(stale["pid"]), 5.0)  # alive but not answering: replace it
     prepared = resolve_model(model, runtime, gpu)
+    prepare_recogniser()
     keep_alive = default_keep_alive() if keep_alive is None else keep_alive
-    port = port or _free_port()
+    port = _choose_port(port)
+    port_file().write_text(str(port))
     url = f"ws://127.0.0.1:{port}"
     log = log_file()
     note(f"starting the embedded realm at {url} (log: {log}) ...")
@@ -430,9 +493,16 @@ async def _service(
 
     # The person who runs the embedded realm is its operator (sysop by right).
     config = BrokerConfig(host=host, port=port, db_path=db, operator=load_or_create_account().address)
-    server = BrokerServer(config, billing=start_realm_ledger(stop))
+    billing, make_desk = start_realm_ledger(stop)
+    from mtor_cli.intent import installed_recogniser
+
+    server = BrokerServer(config, billing, make_desk, installed_recogniser())
     await server.start()
     print(f"broker listening on {server.url} (journal {db})", flush=True)
+    from mtor_cli import realm_workers  # speech, tts, embed, weather, email, vision, imagine
+
+    # Registered before the chat worker, so that the starter's wait for chat covers them too.
+    others = await realm_workers.start(server.url, account, load_or_create_account(), gpu)
     worker = Worker(WorkerConfig(broker_url=server.url, name="embedded"), [backend], account)
     # worker.run() loads the backend again, which waits for the preload (and
     # raises its error, if any, as the worker's failure).
@@ -448,6 +518,7 @@ async def _service(
     stop.set()  # ends the ledger's upkeep too
     stopper.cancel()
     await worker.stop()
+    await realm_workers.stop(others)
     if not task.done():
         task.cancel()
     await asyncio.gather(task, return_exceptions=True)

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 def broker_url(option: str | None) -> str:
     """--broker, else the configured broker, else the running embedded realm."""
-    from mtor_cli.paths import configured_broker
+    from mtor_cli.options import configured_broker
     from mtor_cli.realm import running_url
 
     url = option or configured_broker() or running_url()

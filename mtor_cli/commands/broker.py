@@ -59,8 +59,18 @@ def serve(
         "settlement on the configured chain; see `mtor chain`), or run a free realm.",
     ),
 ) -> None:
-    """Run the aiohttp broker until Ctrl-C: /ws/client, /ws/worker, /healthz,
-    /v1/workers, /v1/stats and /metrics (Prometheus)."""
+    """Run a broker until Ctrl-C: a realm that others join.
+
+    It serves /ws/client, /ws/worker, /healthz, /v1/workers, /v1/stats, the
+    realm's money for its users (/v1/realm, /v1/wallet, ...; docs/ledger.md)
+    and /metrics (Prometheus).
+
+    Examples:
+
+      mtor broker serve --host 0.0.0.0 --port 8765 --paid
+
+      mtor broker serve --port 8443 --tls-cert cert.pem --tls-key key.pem
+    """
     from broker import BrokerConfig
 
     config = BrokerConfig(
@@ -102,12 +112,17 @@ async def _serve(config: Any, paid: bool) -> None:
     from broker import BrokerServer
 
     stop = asyncio.Event()
-    billing = None
+    billing = make_desk = None
     if paid:
         from mtor_cli.commands.ledger import start_realm_ledger
 
-        billing = start_realm_ledger(stop)
-    server = BrokerServer(config, billing)
+        billing, make_desk = start_realm_ledger(stop)
+    from mtor_cli.intent import installed_recogniser
+
+    recogniser = installed_recogniser()
+    if recogniser is None:
+        output.note("intent recognition: rules only (install `mtor[voice]` for the embedding recogniser)")
+    server = BrokerServer(config, billing, make_desk, recogniser)
     await server.start()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -128,7 +143,12 @@ def status(
     broker: str | None = options.broker_option(),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    """Health, queue figures and connected workers of a broker."""
+    """Health, queue figures and connected workers of a broker.
+
+    Example:
+
+      mtor broker status --broker ws://realm.example:8765
+    """
     from mtor_cli.client import RealmError, http_get_json
 
     url = broker or _default_url()
@@ -153,11 +173,32 @@ def status(
         f"queued {stats.get('queued', 0)}  "
         + "  ".join(f"{k} {v}" for k, v in counters.items() if isinstance(v, int))
     )
+    ledger = stats.get("ledger")
+    if isinstance(ledger, dict):
+        console.print(_ledger_line(ledger))
     console.print(_workers_table(worker_list))
 
 
+def _ledger_line(ledger: dict[str, Any]) -> str:
+    """A paid realm's settlement upkeep in one line; red when it fails (it retries by itself)."""
+    state = str(ledger.get("state", "?"))
+    process = ledger.get("process")
+    line = (
+        f"ledger upkeep {state}" + (f" ({process}, {ledger.get('restarts', 0)} restarts)" if process else "")
+        + f"  settled epochs {ledger.get('settled_epochs', 0)}"
+        + f"  unsettled receipts {ledger.get('unsettled_receipts', 0)}"
+        + f" (oldest {float(ledger.get('oldest_unsettled_s') or 0):.0f} s)"
+        + f"  failures {ledger.get('failures', 0)}"
+    )
+    if state != "ok" and ledger.get("last_error"):
+        line += f"\n[red]ledger upkeep failing, retrying: {ledger['last_error']}[/red]"
+    elif state != "ok" or process == "stopped":
+        line = f"[yellow]{line}[/yellow]"
+    return line
+
+
 def _default_url() -> str:
-    from mtor_cli.paths import configured_broker
+    from mtor_cli.options import configured_broker
     from mtor_cli.realm import running_url
 
     url = configured_broker() or running_url()

@@ -2,14 +2,15 @@
 
 Also the helpers every money command shares: opening the realm's ledger from
 the data dir (and ``[ledger]`` in config.toml), turning LedgerError into the
-one error line, and printing amounts.
+one error line, and printing amounts. These are the operator's commands, on
+this machine's realm; a user's and a worker's money commands (`mtor wallet`,
+`mtor worker earnings`) talk to the realm they use over HTTP.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -24,7 +25,7 @@ T = TypeVar("T")
 
 group = typer.Typer(
     name="ledger",
-    help="The realm's $9000 books: history, per-epoch settlement on chain, audit.",
+    help="The realm's $9000 books: history, settlement on chain, audit.",
     no_args_is_help=True,
 )
 
@@ -50,14 +51,22 @@ def ledger_config(chain_rpc: str | None = None) -> LedgerConfig:
 
     cfg = ledger_settings()
     pricing = Path(cfg["pricing"]) if "pricing" in cfg else paths.config_dir() / "pricing.toml"
-    return LedgerConfig(
-        paths.data_dir(),
-        chain_rpc=chain_rpc or cfg.get("chain_rpc"),
-        confirmations=int(cfg.get("confirmations", 0)),
-        epoch_seconds=float(cfg.get("epoch_seconds", 60.0)),
-        epoch_queries=int(cfg.get("epoch_queries", 1000)),
-        pricing_file=pricing,
-    )
+    defaults = LedgerConfig(paths.data_dir())
+    try:
+        return LedgerConfig(
+            paths.data_dir(),
+            chain_rpc=chain_rpc or cfg.get("chain_rpc"),
+            confirmations=int(cfg.get("confirmations", 0)),
+            epoch_seconds=float(cfg.get("epoch_seconds", 60.0)),
+            epoch_queries=int(cfg.get("epoch_queries", defaults.epoch_queries)),
+            pricing_file=pricing,
+            gas_cap=int(cfg.get("gas_cap", defaults.gas_cap)),
+            exit_window_s=int(cfg["exit_window_s"]) if "exit_window_s" in cfg else None,
+            hold_ttl_s=float(cfg.get("hold_ttl_s", defaults.hold_ttl_s)),
+            stale_epochs=int(cfg.get("stale_epochs", defaults.stale_epochs)),
+        )
+    except (TypeError, ValueError) as exc:
+        output.fail("bad_config", f"[ledger] in {paths.config_file()}: {exc}", "see docs/ledger.md for the settings")
 
 
 def open_ledger(chain_rpc: str | None = None) -> Ledger:
@@ -114,7 +123,12 @@ def history(
     limit: int = typer.Option(50, "--limit", min=1, max=10000, help="How many, newest first."),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Journal transactions: deposits, holds, payments, releases, withdrawals, refunds."""
+    """Journal transactions: deposits, holds, payments, releases, claims, refunds, exits.
+
+    Example:
+
+      mtor ledger history --all --limit 20
+    """
     who = None if all_ else (address or account_from(None).address)
     txns = run(None, lambda led: led.journal.history(who, limit))
     if json_out:
@@ -122,16 +136,19 @@ def history(
         return
     from datetime import datetime
 
-    from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=f"ledger history — {who or 'whole realm'}")
-    for col in ("#", "time (UTC)", "kind", "ref", "entries ($9000)"):
-        table.add_column(col)
+    # A block per transaction, one journal entry a line: an entry names an
+    # address, which a table column 80 characters wide would have to split.
+    console = output.out_console()
+    console.print(Text(f"ledger history — {who or 'whole realm'} ($9000, local time)", style="bold"))
     for t in txns:
-        when = datetime.fromtimestamp(t.time, UTC).strftime("%Y-%m-%d %H:%M:%S")
-        entries = ", ".join(f"{a} {'+' if v > 0 else ''}{fmt(v)}" for a, v in t.entries)
-        table.add_row(str(t.id), when, t.kind, t.ref[:24], entries)
-    output.out_console().print(table)
+        when = datetime.fromtimestamp(t.time).strftime("%Y-%m-%d %H:%M:%S")
+        console.print(Text(f"#{t.id}  {when}  {t.kind}  {t.ref}", style="bold"), overflow="fold")
+        for account, value in t.entries:
+            console.print(f"    {account}  {'+' if value > 0 else ''}{fmt(value)}", markup=False, no_wrap=True)
+    if not txns:
+        console.print("no transactions yet", style="dim")
 
 
 @group.command("settle")
@@ -139,7 +156,13 @@ def settle(
     chain_rpc: str | None = typer.Option(None, "--chain-rpc", help=RPC_HELP),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Settle now: one `settle` transaction per epoch of paid queries (usually automatic)."""
+    """Settle now (usually automatic): redeem each payer's charges under its signed
+    authorisation, then post each epoch's receipts and earnings roots.
+
+    Example:
+
+      mtor ledger settle --json
+    """
     epochs = run(chain_rpc, lambda led: led.settle())
     data = [e.as_dict() for e in epochs]
     if json_out:
@@ -151,12 +174,12 @@ def settle(
     from rich.table import Table
 
     table = Table(title="settled")
-    for col in ("epoch", "receipts", "payers", "workers", "debited", "fee", "tx"):
+    for col in ("epoch", "receipts", "earnings (cumulative)", "journal head", "tx"):
         table.add_column(col)
     for e in data:
         table.add_row(
-            str(e["epoch"]), str(e["receipts"]), str(e["payers"]), str(e["workers"]),
-            fmt(e["debited"]), fmt(e["fee"]), str(e["tx_hash"]),
+            str(e["epoch"]), str(e["receipts"]), fmt(e["earnings_total"]), e["journal_head"][:18] + "…",
+            str(e["tx_hash"]),
         )
     output.out_console().print(table)
 
@@ -167,7 +190,14 @@ def audit(
     chain_rpc: str | None = typer.Option(None, "--chain-rpc", help=RPC_HELP),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Recompute every balance from the journal and compare with the chain. Exit 1 on any difference."""
+    """Check the books: the journal's hash chain, every capture against its hold, every
+    payer's charges against its signed authorisation, settlement keeping up, and every
+    balance, root and anchor against the chain. Exit 1 on any difference.
+
+    Example:
+
+      mtor ledger audit --receipt 4f1c2b9e0d7a4c3e8b6a5d4c3b2a1f0e --json
+    """
     report = run(chain_rpc, lambda led: led.audit(receipt))
     if json_out:
         output.print_json(report.as_dict())
@@ -196,20 +226,41 @@ def audit(
         raise SystemExit(output.EXIT_FAILED)
 
 
-def start_realm_ledger(stop: Any) -> Any:
-    """The embedded realm's billing (``BrokerServer(..., billing=...)``) and its upkeep task.
+def start_realm_ledger(stop: Any) -> tuple[Any, Any]:
+    """A paid realm's money: ``(billing, make_desk)`` for ``BrokerServer(config, billing,
+    make_desk)``, and its upkeep process.
 
-    New local users get the dev chain's welcome grant on their first query;
-    deposits are credited and epochs settled in the background until ``stop``
-    (an asyncio.Event) is set. Called on the realm's running event loop.
+    On a dev chain (the embedded one included) a user the journal never saw gets
+    a welcome grant on its first query, credited at once and escrowed on chain by
+    the upkeep. The upkeep process (deposits, grants, settlement, expiry) runs
+    until ``stop`` (an asyncio.Event) is set. ``make_desk`` builds the money desk
+    that answers the realm's users (their wallets, the chain, proofs, refund
+    vouchers, gas on dev chains) on a thread of its own. Called on the realm's
+    running event loop; nothing here touches the chain.
     """
     import asyncio
 
-    from broker.billing import InsufficientFunds
-    from ledger import Ledger, upkeep
+    from broker.billing import InsufficientFunds, PaymentRefused
+    from ledger import Ledger
+    from ledger.desk import MoneyDesk
+    from ledger.upkeep import UpkeepProcess
 
     config = ledger_config()
     led = Ledger(config, commit="loop")
-    billing = led.billing(insufficient_funds=InsufficientFunds, on_new_user=led.welcome)
-    asyncio.get_running_loop().create_task(upkeep.run(config, stop))
-    return billing
+    dep = led.deployment()
+    dev = dep.dev if dep is not None else led.rpc_url() is None
+    upkeep = UpkeepProcess(config)
+    billing = led.billing(
+        insufficient_funds=InsufficientFunds,
+        refused=PaymentRefused,
+        welcome_grant=config.welcome_grant if dev else 0,
+        on_activity=upkeep.poke,
+        process_status=upkeep.status,
+    )
+    asyncio.get_running_loop().create_task(upkeep.run(stop), name="ledger-upkeep")
+    public_rpc = ledger_settings().get("public_rpc")
+
+    def make_desk() -> MoneyDesk:
+        return MoneyDesk(config, public_rpc=str(public_rpc) if public_rpc else None)
+
+    return billing, make_desk

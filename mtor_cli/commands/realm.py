@@ -11,13 +11,16 @@ from mtor_cli import output
 
 group = typer.Typer(
     name="realm",
-    help="The embedded local realm that `mtor ask` uses when no broker is configured.",
+    help="The embedded local realm, used when no broker is configured.",
     no_args_is_help=True,
 )
 
 
 def register(app: typer.Typer) -> None:
+    import importlib
+
     app.add_typer(group)
+    importlib.import_module("mtor_cli.commands.realm_models").register_on(group)  # realm models
 
 
 RUNTIME_HELP = (
@@ -48,7 +51,12 @@ def start(
 ) -> None:
     """Start the embedded realm in the background (no-op if it is running).
 
-    Example: mtor realm start --keep-alive 60
+    It listens on the port it used last time (when free), so workers and
+    dashboards pointed at it find it again after a restart.
+
+    Example:
+
+      mtor realm start --keep-alive 60
     """
     from mtor_cli import realm
     from mtor_cli.client import RealmError
@@ -69,7 +77,8 @@ def prepare(
     gpu: int | None = typer.Option(None, "--gpu", min=0, help="Prepare for cuda:N (transformers)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    """Build (or convert) the chat model once, with a progress bar, without starting anything.
+    """Build (or convert) the chat model once, with a progress bar, and the intent
+    recogniser's model, without starting anything.
 
     What `mtor ask` would otherwise do on its first run; scripts/install.sh runs it.
     Example: mtor realm prepare --model ./my-model.gguf
@@ -81,6 +90,7 @@ def prepare(
         prepared = realm.resolve_model(model, runtime, gpu)
     except RealmError as exc:
         output.fail(exc.code, exc.message, exc.hint)
+    realm.prepare_recogniser()
     info = {"model": prepared.model, "runtime": prepared.runtime}
     if json_out:
         output.print_json(info)
@@ -90,7 +100,12 @@ def prepare(
 
 @group.command("stop")
 def stop() -> None:
-    """Stop the embedded realm's background service."""
+    """Stop the embedded realm's background service.
+
+    Example:
+
+      mtor realm stop
+    """
     from mtor_cli import realm
 
     if realm.stop():
@@ -101,7 +116,12 @@ def stop() -> None:
 
 @group.command("status")
 def status(json_out: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
-    """Whether the embedded realm runs, where, and its workers. Exit 3 if it is down."""
+    """Whether the embedded realm runs, where, and its workers. Exit 3 if it is down.
+
+    Example:
+
+      mtor realm status --json
+    """
     from mtor_cli import realm
 
     info = realm.status()
@@ -120,7 +140,12 @@ def run(
     runtime: str = runtime_option(),
     keep_alive: float | None = keep_alive_option(),
 ) -> None:
-    """Run the embedded realm in the foreground until Ctrl-C (what `start` detaches)."""
+    """Run the embedded realm in the foreground until Ctrl-C (what `start` detaches).
+
+    Example:
+
+      mtor realm run --host 0.0.0.0 --port 8765
+    """
     from mtor_cli import realm
     from mtor_cli.client import RealmError
 
@@ -138,6 +163,37 @@ def run(
         runtime=prepared.runtime,
         keep_alive=keep,
     )
+
+
+@group.command("logs")
+def logs(
+    lines: int = typer.Option(40, "--lines", "-n", min=0, help="How many of the last lines to show first."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines until Ctrl-C."),
+) -> None:
+    """The embedded realm's log: broker, worker and ledger messages.
+
+    Example:
+
+      mtor realm logs -f
+    """
+    import collections
+    import time
+
+    from mtor_cli import realm
+
+    path = realm.log_file()
+    if not path.exists() and not follow:
+        output.fail("no_log", f"the embedded realm has no log yet ({path})", "start it with `mtor realm start`")
+    path.touch()
+    with path.open("r", errors="replace") as fh:
+        for line in collections.deque(fh, maxlen=lines):  # reads to the end: follow from there
+            print(line, end="")
+        while follow:
+            line = fh.readline()
+            if line:
+                print(line, end="", flush=True)
+            else:
+                time.sleep(0.2)
 
 
 def _show(info: dict, json_out: bool) -> None:

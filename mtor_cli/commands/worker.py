@@ -10,17 +10,37 @@ from typing import Any
 
 import typer
 
-from mtor_cli import output
+from mtor_cli import options, output
 
 group = typer.Typer(name="worker", help="Serve models to a realm as a volunteer worker.", no_args_is_help=True)
 
-CONFIG_HELP = """TOML file: broker, gpu, slots, name, and [[backend]] tables with intent,
-model and options, e.g.
+CONFIG_HELP = (
+    r"TOML file: broker, gpu, slots, name and \[\[backend]] tables (see the example above); a backend's"
+    " options default to the table named after its intent in your config.toml (\\[email], \\[weather])."
+)
+
+SERVE_HELP = r"""Serve models to a realm until Ctrl-C.
+
+The worker connects out to the broker (so it works behind NAT), registers
+what this machine serves, and answers work. Without --broker, $MTOR_BROKER or
+`broker` in the config file, it joins the embedded local realm (started if
+it is not running).
+
+Examples:
+
+  mtor worker serve --broker ws://realm.example:8765 --gpu 0
+
+  mtor worker serve --intent imagine --model ./sd-turbo
+
+  mtor worker serve --config worker.toml
+
+A --config file, e.g. worker.toml:
 
   broker = "ws://realm.example:8765"
-  [[backend]]
+  gpu = 0
+  \[\[backend]]
   intent = "chat"
-  [[backend]]
+  \[\[backend]]
   intent = "imagine"
   model = "/models/sd-turbo"
   options = { max_steps = 30 }
@@ -29,14 +49,12 @@ model and options, e.g.
 
 def register(app: typer.Typer) -> None:
     app.add_typer(group)
-    importlib.import_module("mtor_cli.commands.earnings").register_on(group)  # ledger: earnings, withdraw
+    importlib.import_module("mtor_cli.commands.earnings").register_on(group)  # ledger: earnings, earnings claim
 
 
-@group.command("serve")
+@group.command("serve", help=SERVE_HELP)
 def serve(
-    broker: str | None = typer.Option(
-        None, "--broker", "-b", envvar="MTOR_BROKER", help="The realm's broker, ws://HOST:PORT.", show_default=False
-    ),
+    broker: str | None = options.broker_option(),
     intent: list[str] = typer.Option(
         [], "--intent", "-i", help="Intent to serve (repeatable; pairs with --model by position). Default: chat."
     ),
@@ -58,7 +76,9 @@ def serve(
         "when the upstream sends none (llama.cpp's server). Default: the upstream's model id if it is a local path.",
         show_default=False,
     ),
-    slots: int | None = typer.Option(None, "--slots", min=1, help="Jobs at once (default 4; chat batches them)."),
+    slots: int | None = typer.Option(
+        None, "--slots", min=1, help="Jobs at once (default: what the backends can batch, e.g. 32 for chat)."
+    ),
     runtime: str | None = typer.Option(
         None,
         "--runtime",
@@ -84,20 +104,19 @@ def serve(
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Log only warnings and errors."),
 ) -> None:
-    """Connect to a realm (outbound: works behind NAT), register what this
-    machine serves, and answer work until Ctrl-C."""
     settings = _load_config(config) if config else {}
-    url = broker or settings.get("broker")
-    if not url:
-        output.fail("usage", "no broker given", "pass --broker ws://HOST:PORT (or `broker` in --config)")
+    url = broker or _config_broker(settings, config) or options.resolve_broker(None)
     specs = _backend_specs(intent, model, settings.get("backend", []))
     if gpu is None:
         gpu = settings.get("gpu")
-    slots = slots or int(settings.get("slots", 4))
+    slots = slots or (int(settings["slots"]) if settings.get("slots") else None)
     name = name if name is not None else str(settings.get("name", ""))
 
+    from mtor_cli.commands.ledger import account_from
     from worker.backends.base import Backend, Device, DeviceError
     from worker.backends.registry import UnknownIntent, backend_class
+
+    account = account_from(key)  # before any model loads: a bad key fails at once
 
     try:
         device = Device.parse(gpu)
@@ -108,11 +127,11 @@ def serve(
         if upstream or "upstream" in spec.get("options", {}):
             from worker.backends.upstream import upstream_backend_class
 
-            options = {"upstream": upstream, **dict(spec.get("options", {}))}
+            backend_options = {"upstream": upstream, **dict(spec.get("options", {}))}
             if tokenizer is not None:
-                options["tokenizer"] = tokenizer
+                backend_options["tokenizer"] = tokenizer
             try:
-                backends.append(upstream_backend_class(spec["intent"])(spec.get("model"), device, **options))
+                backends.append(upstream_backend_class(spec["intent"])(spec.get("model"), device, **backend_options))
             except ValueError as exc:
                 output.fail("usage", str(exc), "e.g. --upstream http://127.0.0.1:11434/v1 --model llama3")
             continue
@@ -121,7 +140,7 @@ def serve(
         except UnknownIntent as exc:
             output.fail("usage", exc.message, exc.hint)
         model_name = spec.get("model")
-        backend_options = dict(spec.get("options", {}))
+        backend_options = {**_configured_options(spec["intent"]), **dict(spec.get("options", {}))}
         if spec["intent"] == "chat":
             from mtor_cli.chat_model import prepare_chat_model
             from mtor_cli.client import RealmError
@@ -136,18 +155,19 @@ def serve(
                 backend_options["keep_alive"] = keep_alive
         backends.append(cls(model_name, device, **backend_options))
 
-    from mtor_cli.identity import load_or_create_account
-
-    account = load_or_create_account(key)
     served = ", ".join(f"{b.intent} ({b.model_name})" for b in backends)
-    output.note(f"worker {account.address} serving {served} on {device}, {slots} slot(s) -> {url}")
+    from worker.loop import default_slots
+
+    output.note(
+        f"worker {account.address} serving {served} on {device}, {slots or default_slots(backends)} slot(s) -> {url}"
+    )
     output.note("loading models ...")
     output.log_to_stderr(quiet=quiet)
     code = asyncio.run(_run(url, backends, account, slots, name, drain))
     raise SystemExit(code)
 
 
-async def _run(url: str, backends: list[Any], account: Any, slots: int, name: str, drain: float) -> int:
+async def _run(url: str, backends: list[Any], account: Any, slots: int | None, name: str, drain: float) -> int:
     from worker import Worker, WorkerConfig
 
     try:
@@ -175,6 +195,31 @@ async def _run(url: str, backends: list[Any], account: Any, slots: int, name: st
         output.fail(code, str(getattr(exc, "message", exc)), getattr(exc, "hint", ""))
     output.note("worker stopped")
     return output.EXIT_OK
+
+
+def _configured_options(intent: str) -> dict[str, Any]:
+    """A backend's options from the user's config table named after its intent
+    (``[email]`` from `mtor email login`, ``[weather]`` for its API URLs); --config wins."""
+    from mtor_cli.paths import config_file, load_config
+
+    try:
+        table = load_config().get(intent)
+    except ValueError as exc:  # tomllib.TOMLDecodeError
+        output.fail("usage", f"cannot read {config_file()}: {exc}", "fix or remove the file")
+    return dict(table) if isinstance(table, dict) else {}
+
+
+def _config_broker(settings: dict[str, Any], path: Path | None) -> str | None:
+    url = settings.get("broker")
+    if url is None:
+        return None
+    from mtor_cli.client import RealmError, check_url
+
+    try:
+        check_url(str(url))
+    except RealmError as exc:
+        output.fail("usage", f"`broker` in --config {path}: {exc.message}", exc.hint)
+    return str(url)
 
 
 def _load_config(path: Path) -> dict[str, Any]:
@@ -217,7 +262,12 @@ def _backend_specs(intents: list[str], models: list[str], configured: list[Any])
 @group.command("intents")
 def intents(json_out: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
     """The intents this machine has a backend for (built in or plugged in), and the
-    runtime that would serve chat here (`runtimes.chat`)."""
+    runtime that would serve chat here (`runtimes.chat`).
+
+    Example:
+
+      mtor worker intents --json
+    """
     from worker.backends.chat_runtimes import runtime_report
     from worker.backends.registry import available_intents
 

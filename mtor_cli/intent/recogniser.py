@@ -140,18 +140,23 @@ class Recogniser:
 
     def _cached_vectors(self) -> np.ndarray:
         """Prototype vectors, kept on disk keyed by model and phrasings, since
-        embedding a hundred prototypes costs more than loading the model."""
+        embedding a hundred prototypes costs more than loading the model.
+
+        Each prototype is embedded on its own, as a query is: the int8 model
+        scales its activations per call, so in one batch a prototype's vector
+        would shift with the other prototypes beside it, and adding one intent
+        would move the others' scores."""
         import numpy as np
 
         key = hashlib.sha256(
-            json.dumps([self.embedder.name, self._labels, self._texts]).encode()
+            json.dumps([self.embedder.name, "one-by-one", self._labels, self._texts]).encode()
         ).hexdigest()[:24]
         path = self._cache_root() / f"intent-prototypes-{key}.npy"
         if path.exists():
             vectors = np.load(path)
             if vectors.shape[0] == len(self._texts):
                 return vectors
-        vectors = self.embedder.embed(self._texts)
+        vectors = np.stack([self.embedder.embed([text])[0] for text in self._texts])
         tmp = path.with_suffix(".tmp.npy")
         np.save(tmp, vectors)
         tmp.replace(path)
@@ -191,22 +196,31 @@ def recognise(text: str, attachment_kinds: Sequence[str] = ()) -> Recognition:
     return default_recogniser().recognise(text, attachment_kinds)
 
 
-def explain_choice(
-    text: str, attachment_kinds: Sequence[str] = (), chosen: str | None = None, *, forced: bool = False
-) -> str:
-    """The ``--explain`` line for ``text``: what decided its intent, and the score.
+class RulesOnly:
+    """The rule stage alone, for a client: what no rule decides is a fallback
+    recognition, sent with no intent so that the realm's recogniser routes it."""
 
-    ``chosen`` is the intent actually sent, when the command decided it
-    otherwise: named by the person (``forced``: ``--intent``), or chat because
-    the realm serves nothing else. The line then says so, and what
-    recognition alone would have chosen.
-    """
+    def recognise(self, text: str, attachment_kinds: Sequence[str] = ()) -> Recognition:
+        routed = route(text, tuple(attachment_kinds))
+        if routed.intent is not None:
+            return Recognition(routed.intent, routed.prompt, 1.0, routed.rule, 1.0, woke=routed.woke)
+        return Recognition(FALLBACK_INTENT, routed.prompt, 0.0, "fallback:realm", 0.0, woke=routed.woke)
+
+
+def installed_recogniser() -> Recogniser | None:
+    """A recogniser for a realm to keep loaded, when its model is installed (the
+    all-MiniLM-L6-v2 wheel): on onnxruntime when it is there (no torch in the
+    realm, :mod:`mtor_cli.intent.onnx_embedder`), else on sentence-transformers;
+    None means rules and chat."""
+    import importlib.util
+
+    from .onnx_embedder import OnnxMiniLMEmbedder, available
+
     try:
-        alone = recognise(text, attachment_kinds).explain()
-    except (ImportError, RuntimeError) as exc:  # no rule decided and no embedding model is installed
-        alone = f"{FALLBACK_INTENT} <- fallback:{FALLBACK_INTENT} (no intent model: {exc})"
-    if forced:
-        return f"{chosen} <- --intent (recognition alone: {alone})"
-    if chosen is not None and not alone.startswith(f"{chosen} <- "):
-        return f"{chosen} <- the only intent served here (recognition alone: {alone})"
-    return alone
+        if available():
+            return Recogniser(OnnxMiniLMEmbedder())
+        if importlib.util.find_spec("sentence_transformers") is None:
+            return None
+        return Recogniser()
+    except RuntimeError:  # the model wheel is missing
+        return None

@@ -27,10 +27,10 @@ async def make_broker(db_path: Path) -> AsyncIterator[Callable[..., Awaitable[Br
     """Start a broker on a free port with a real SQLite journal; stopped after the test."""
     started: list[BrokerServer] = []
 
-    async def make(billing: Any = None, **overrides: Any) -> BrokerServer:
+    async def make(billing: Any = None, recogniser: Any = None, money: Any = None, **overrides: Any) -> BrokerServer:
         settings: dict[str, Any] = {"port": 0, "db_path": db_path, "heartbeat_s": 0.2, "stats_interval_s": 0.05}
         settings.update(overrides)
-        server = BrokerServer(BrokerConfig(**settings), billing=billing)
+        server = BrokerServer(BrokerConfig(**settings), billing=billing, money=money, recogniser=recogniser)
         await server.start()
         started.append(server)
         return server

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.realm import mtor_command, process_env
+from tests.support.realm import mtor_command, process_env, stop_process, wait_until
 
 
 @pytest.fixture
@@ -66,6 +66,29 @@ def test_ask_starts_the_embedded_realm_then_reuses_it(realm_env: dict[str, str])
     assert "starting" not in again.stderr
     assert json.loads(again.stdout)["text"] + "\n" == first_out
 
+    # "Say hello" matches the tts rule, and the embedded realm serves tts on this
+    # machine: a spoken hello. The chat options ride as chat's, never reaching tts.
+    wav = Path(realm_env["MTOR_HOME"]) / "hello.wav"
+    args = ["ask", "--json", "--explain", "--temperature", "0", "--max-tokens", "8", "--out", str(wav), "Say hello"]
+    hello = run(realm_env, *args)
+    assert hello.returncode == 0, hello.stderr
+    assert json.loads(hello.stdout)["intent"] == "tts" and wav.read_bytes()[:4] == b"RIFF"
+    assert "tts <- rule:tts:verb" in hello.stderr
+
+    # `mtor worker serve` without --broker joins this realm, as the no_worker hint says.
+    worker = subprocess.Popen(
+        mtor_command("worker", "serve", "--intent", "echo", "--name", "joined"),
+        env=realm_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_until(
+            lambda: any(w.get("name") == "joined" for w in json.loads(run(realm_env, "realm", "status", "--json").stdout)["workers"]),
+            60,
+            "the worker to join the embedded realm",
+        )
+    finally:
+        stop_process(worker)  # type: ignore[arg-type]
+
     # `realm start` on a running realm changes nothing and says where it is.
     noop = run(realm_env, "realm", "start", "--json")
     assert noop.returncode == 0, noop.stderr
@@ -76,6 +99,13 @@ def test_ask_starts_the_embedded_realm_then_reuses_it(realm_env: dict[str, str])
     assert "stopped" in stopped.stderr
     assert not _alive(info["pid"])
     assert run(realm_env, "realm", "status").returncode == 3
+
+    # Started again, it listens where it did before: workers and dashboards find it.
+    restarted = run(realm_env, "realm", "start", "--json")
+    assert restarted.returncode == 0, restarted.stderr
+    assert json.loads(restarted.stdout)["url"] == info["url"]
+    logs = run(realm_env, "realm", "logs", "-n", "5")
+    assert logs.returncode == 0 and "chat worker serving" in run(realm_env, "realm", "logs", "-n", "1000").stdout
 
 
 def test_a_model_path_that_does_not_exist_fails_before_the_realm_starts(

@@ -39,6 +39,7 @@ log = logging.getLogger("mtor.worker.upstream")
 
 MAX_PROMPT_CHARS = 32_000
 DEFAULT_TIMEOUT_S = 600.0
+UPSTREAM_SLOTS = 4
 
 
 class UpstreamError(RuntimeError):
@@ -87,6 +88,11 @@ class UpstreamChatBackend(Backend):
         self.timeout_s = float(options.get("timeout_s", DEFAULT_TIMEOUT_S))
         self.tokenizer_source: str | None = options.get("tokenizer")
         self.tokenizer: Any = None  # a worker.chat_tokenizer.ChatTokenizer once loaded
+
+    @property
+    def slots(self) -> int:
+        # What the upstream batches is unknown here; Ollama's default parallelism.
+        return UPSTREAM_SLOTS
 
     @property
     def model_name(self) -> str:
