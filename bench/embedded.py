@@ -51,6 +51,7 @@ if str(ROOT) not in sys.path:
 NEW_TOKENS = 128
 STORY = "Write a long story about a dragon and a knight."  # SmolLM2 answers it with 128+ tokens
 T0 = time.perf_counter()
+LOAD_AT_START = os.getloadavg()
 GOALS = {
     "decode_vs_llamacpp": 1.2,
     "clients4_vs_llamacpp": 2.5,
@@ -79,6 +80,21 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def children(pid: int) -> list[int]:
+    """The processes ``pid`` started (the realm's ledger upkeep runs in one)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return found
+
+
+def rss_with_children_mb(pid: int) -> float:
+    return rss_mb(pid) + sum(rss_mb(c) for c in children(pid))
 
 
 def cpu_seconds(pid: int, tid: int | None = None) -> float:
@@ -364,6 +380,7 @@ def realm_figures(home: Path, runtime: str, idle_s: float) -> dict[str, Any]:
         figures[f"clients{n}_tok_s"] = asyncio.run(clients(url, n))
     pid = realm_pid(env)
     figures["rss_loaded_mb"] = rss_mb(pid)
+    figures["rss_loaded_with_children_mb"] = rss_with_children_mb(pid)
     if runtime == "onnx":
         figures.update(idle(pid, idle_s))
         figures.update(keep_alive(env))
@@ -382,8 +399,15 @@ def idle(pid: int, seconds: float) -> dict[str, Any]:
     names = thread_names(pid)
     before = {tid: cpu_seconds(pid, tid) for tid in names}
     total_before = cpu_seconds(pid)
+    kids = {c: cpu_seconds(c) for c in children(pid)}
     time.sleep(seconds)
     total = cpu_seconds(pid) - total_before
+    kids_used = 0.0
+    for child, used in kids.items():
+        try:
+            kids_used += cpu_seconds(child) - used
+        except OSError:
+            pass
     per_thread: dict[str, float] = {}
     for tid, name in thread_names(pid).items():
         try:
@@ -393,6 +417,7 @@ def idle(pid: int, seconds: float) -> dict[str, Any]:
         per_thread[f"{name}/{tid}"] = used
     figures: dict[str, Any] = {
         "idle_cpu_pct": 100 * total / seconds,
+        "idle_children_cpu_pct": 100 * kids_used / seconds,
         "idle_threads_pct": {k: round(100 * v / seconds, 3) for k, v in sorted(per_thread.items()) if v > 0},
         "idle_pyspy": "py-spy not installed",
     }
@@ -439,11 +464,12 @@ def keep_alive(env: dict[str, str]) -> dict[str, Any]:
     pid = realm_pid(env)
     time.sleep(9)
     unloaded = rss_mb(pid)
+    unloaded_all = rss_with_children_mb(pid)
     again = timed(mtor("ask", "--max-tokens", "8", "hi"), env)
     log = (Path(env["MTOR_HOME"]) / "data" / "realm" / "realm.log").read_text()
     reloads = [line for line in log.splitlines() if "reloaded the chat model in" in line]
     reload_s = float(reloads[-1].split(" in ")[1].split(" s")[0]) if reloads else None
-    return {"rss_unloaded_mb": unloaded, "reload_first_byte_s": again["first_byte_s"], "reload_s": reload_s}
+    return {"rss_unloaded_mb": unloaded, "rss_unloaded_with_children_mb": unloaded_all, "reload_first_byte_s": again["first_byte_s"], "reload_s": reload_s}
 
 
 def first_runs(work: Path) -> dict[str, Any]:
@@ -458,6 +484,16 @@ def first_runs(work: Path) -> dict[str, Any]:
         run = timed(mtor("ask", "--max-tokens", "8", "--temperature", "0", "Computer, tell me a joke"), env)
         figures[name] = run["first_byte_s"]
         stop_realm(env)
+    # The recogniser's ONNX export is made once per installation (by install.sh), not per
+    # home: time it apart, as a machine that never ran the install would pay it too.
+    from mtor_cli.intent.embedder import default_model_path
+
+    progress("the recogniser's export (once per installation)")
+    out = Path(tempfile.mkdtemp(dir=work))
+    started = time.perf_counter()
+    cmd = [sys.executable, "-P", "-m", "mtor_cli.intent.onnx_embedder", default_model_path(), str(out)]
+    subprocess.run(cmd, capture_output=True, timeout=900, check=True)
+    figures["recogniser_build_s"] = time.perf_counter() - started
     return figures
 
 
@@ -568,7 +604,8 @@ def fmt(value: Any, unit: str = "") -> str:
 def report(engines: dict[str, dict[str, Any]], users: dict[str, dict[str, Any]], firsts: dict[str, Any]) -> None:
     cols = ["mtor onnx", "mtor transformers", "llama.cpp"]
     print(f"\nSmolLM2-135M-Instruct (Q4_1 GGUF), greedy, {NEW_TOKENS} new tokens, {threads()} threads")
-    print(f"load average at the end: {os.getloadavg()[0]:.2f} (llama.cpp with {LLAMA_ENV})\n")
+    print(f"load average at the start: {LOAD_AT_START}, at the end: {os.getloadavg()} (1, 5, 15 min)")
+    print(f"llama.cpp with {LLAMA_ENV}; each engine ran alone, one after the other\n")
     rows = [
         ("decode, one stream (tok/s)", "engine", "decode_tok_s", ""),
         ("time to first token (s)", "engine", "ttft_s", " s"),
@@ -583,10 +620,15 @@ def report(engines: dict[str, dict[str, Any]], users: dict[str, dict[str, Any]],
         ("warm 128-token answer, wall (s)", "user", "warm_128_s", " s"),
         ("server/realm RSS loaded (MB)", "user", "rss_loaded_mb", " MB"),
     ]
-    print(f"{'':34}" + "".join(f"{c:>19}" for c in cols))
+    print(f"{'':34}" + "".join(f"{c:>19}" for c in cols) + f"{'onnx / llama.cpp':>19}")
     for label, where, key, unit in rows:
         source = engines if where == "engine" else users
-        print(f"{label:34}" + "".join(f"{fmt(source.get(c, {}).get(key), unit):>19}" for c in cols))
+        ratio = _ratio(source.get("mtor onnx", {}).get(key), source.get("llama.cpp", {}).get(key))
+        print(
+            f"{label:34}"
+            + "".join(f"{fmt(source.get(c, {}).get(key), unit):>19}" for c in cols)
+            + f"{fmt(ratio, 'x'):>19}"
+        )
     genai = engines.get("genai Engine")
     if genai:
         print(
@@ -596,13 +638,17 @@ def report(engines: dict[str, dict[str, Any]], users: dict[str, dict[str, Any]],
     onnx = users.get("mtor onnx", {})
     print(f"\nfirst run ever on a fresh home (build included): {fmt(firsts.get('first_run_ever_s'), ' s')}")
     print(f"first run after install.sh (model built at install): {fmt(firsts.get('first_run_after_install_s'), ' s')}")
+    print(f"the recogniser's export, once per installation: {fmt(firsts.get('recogniser_build_s'), ' s')}")
+    print(f"realm RSS loaded with its ledger upkeep process: {fmt(onnx.get('rss_loaded_with_children_mb'), ' MB')}")
     print(f"warm 128-token answer: {onnx.get('warm_128_tokens')} tokens")
-    print(f"realm RSS after the keep-alive unloaded the model: {fmt(onnx.get('rss_unloaded_mb'), ' MB')}")
+    print(f"realm RSS after the keep-alive unloaded the model: {fmt(onnx.get('rss_unloaded_mb'), ' MB')} "
+          f"(with its ledger upkeep process: {fmt(onnx.get('rss_unloaded_with_children_mb'), ' MB')})")
     print(f"first byte of the ask that reloads it: {fmt(onnx.get('reload_first_byte_s'), ' s')} "
           f"(the reload itself: {fmt(onnx.get('reload_s'), ' s')})")
     idle_pct = onnx.get("idle_cpu_pct", float("nan"))
     print(f"idle CPU over the rest period: {idle_pct:.3f}% of a core")
     print(f"  by thread (% of a core): {onnx.get('idle_threads_pct')}")
+    print(f"  its ledger upkeep process: {onnx.get('idle_children_cpu_pct', float('nan')):.3f}% of a core")
     print(f"  py-spy active samples by innermost package: {onnx.get('idle_pyspy')}")
     if "idle_ledger_share" in onnx:
         share = onnx["idle_ledger_share"]
@@ -641,13 +687,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         kind, arg = args.child
-        children = {
+        kinds = {
             "onnx": child_onnx,
             "genai-engine": child_genai_engine,
             "transformers": child_transformers,
             "llamacpp": child_llamacpp,
         }
-        figures = children[kind](arg)
+        figures = kinds[kind](arg)
         print(json.dumps(figures))
         return
 
