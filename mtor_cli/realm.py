@@ -16,8 +16,9 @@ checked with ``/healthz``) or starts one:
 3. we wait until the worker has registered (``/v1/workers``), or fail with a
    clear error that points at the log.
 
-``MTOR_DEFAULT_CHAT_MODEL`` (a model path or hub id) replaces the SmolLM2
-default, e.g. a tiny model in tests. A file lock serialises concurrent starts.
+The chat model chosen with ``mtor realm models set chat PATH`` (config
+``realm.models.chat``), else ``MTOR_DEFAULT_CHAT_MODEL`` (a model path or hub
+id, e.g. a tiny model in tests), replaces the SmolLM2 default. A file lock serialises concurrent starts.
 
 The chat worker unloads its model after ``keep_alive`` seconds without a chat
 (default 300; ``MTOR_KEEP_ALIVE`` or ``mtor realm start --keep-alive``; 0 keeps
