@@ -503,7 +503,7 @@ async def _service(
     from mtor_cli import realm_workers  # speech, tts, embed, weather, email, vision, imagine
 
     # Registered before the chat worker, so that the starter's wait for chat covers them too.
-    others = await realm_workers.start(server.url, account, load_or_create_account(), gpu)
+    others = await realm_workers.start(server.url, account, load_or_create_account(), gpu, keep_alive)
     worker = Worker(WorkerConfig(broker_url=server.url, name="embedded"), [backend], account)
     # worker.run() loads the backend again, which waits for the preload (and
     # raises its error, if any, as the worker's failure).
