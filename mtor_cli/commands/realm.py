@@ -81,7 +81,9 @@ def prepare(
     recogniser's model, without starting anything.
 
     What `mtor ask` would otherwise do on its first run; scripts/install.sh runs it.
-    Example: mtor realm prepare --model ./my-model.gguf
+    Example:
+
+      mtor realm prepare --model ./my-model.gguf
     """
     from mtor_cli import realm
     from mtor_cli.client import RealmError

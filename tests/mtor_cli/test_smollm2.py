@@ -31,8 +31,8 @@ def test_quickstart_ask_on_the_default_model(smollm2_quickstart: dict[str, Any])
     assert sum(map(len, words)) >= 0.6 * len(answer.replace(" ", "")), answer
     info = json.loads(smollm2_quickstart["status"].stdout)
     assert info["runtime"] == "onnx"
-    served = [m for w in info["workers"] for c in w["capabilities"] for m in c["models"]]
-    assert served == ["smollm2-135m-instruct"]
+    chat = [m for w in info["workers"] for c in w["capabilities"] if c["intent"] == "chat" for m in c["models"]]
+    assert chat == ["smollm2-135m-instruct"]
     builds = [p for p in (home / "data" / "models" / "onnx").glob("smollm2-135m-instruct-int8-*") if p.is_dir()]
     assert len(builds) == 1 and (builds[0] / "model.onnx").is_file()
     assert not (home / "data" / "models" / "smollm2-135m-instruct").exists()  # no float32 copy kept
