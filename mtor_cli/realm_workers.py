@@ -3,7 +3,8 @@
 Every ready row of :func:`mtor_cli.realm_models.catalogue` gets its own
 worker (its own slots, so a long chat never holds up a transcription). Model
 intents (speech, tts, embed, vision, imagine) register at once and load on
-their first job, with a progress line (:func:`worker.lazy.lazy`); weather has
+their first job, with a progress line, and unload after the realm's keep-alive
+(:func:`worker.lazy.lazy`); weather has
 no model; email runs under the person's own key, since the broker gives an
 owner-only intent to its owner's worker only. A backend that cannot even be
 built is logged and left out: the realm still serves the rest.
@@ -16,6 +17,8 @@ import functools
 import logging
 from dataclasses import dataclass
 from typing import Any
+
+from worker.keepalive import DEFAULT_KEEP_ALIVE_S
 
 log = logging.getLogger("mtor.realm")
 
@@ -32,9 +35,12 @@ class Running:
     task: asyncio.Task[None]
 
 
-async def start(url: str, realm_account: Any, own_account: Any, gpu: int | None) -> list[Running]:
+async def start(
+    url: str, realm_account: Any, own_account: Any, gpu: int | None, keep_alive: float = DEFAULT_KEEP_ALIVE_S
+) -> list[Running]:
     """Start a worker for every ready intent but chat and wait (a bounded while)
-    until they have registered; returns them for :func:`stop`."""
+    until they have registered; returns them for :func:`stop`. A model unused for
+    ``keep_alive`` seconds is unloaded, as the chat model is (0 keeps it)."""
     from mtor_cli.realm_models import catalogue
     from worker import Worker, WorkerConfig
     from worker.backends.base import Device
@@ -53,7 +59,7 @@ async def start(url: str, realm_account: Any, own_account: Any, gpu: int | None)
             if row.intent in _NO_MODEL:
                 await asyncio.to_thread(backend.load)
             else:
-                backend = lazy(backend)
+                backend = lazy(backend, keep_alive)
         except Exception as exc:  # one intent that cannot start must not take the realm down
             log.warning("not serving %s: %s", row.intent, exc)
             continue

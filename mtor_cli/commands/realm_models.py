@@ -59,7 +59,12 @@ def models(
             served = "[green]yes[/green]"
         else:
             served = "on first use" if live is not None else "yes"
-        table.add_row(r.intent, served, r.model or "-", r.source or "-", f"{r.missing}\n-> {r.add}" if r.add else "")
+        source = r.source or "-"
+        if r.build:
+            source += f"\n{r.runtime} int8 build " + ("made" if r.built else "made on first start") + f": {r.build}"
+        elif r.runtime:
+            source += f"\n{r.runtime} runtime"
+        table.add_row(r.intent, served, r.model or "-", source, f"{r.missing}\n-> {r.add}" if r.add else "")
     output.out_console().print(table)
 
 

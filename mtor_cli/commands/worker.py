@@ -69,8 +69,29 @@ def serve(
         "e.g. --upstream http://127.0.0.1:11434/v1 --model llama3.",
         show_default=False,
     ),
+    tokenizer: str | None = typer.Option(
+        None,
+        "--tokenizer",
+        help="With --upstream: the model's tokenizer (a .gguf, a model folder or hub id), to count usage "
+        "when the upstream sends none (llama.cpp's server). Default: the upstream's model id if it is a local path.",
+        show_default=False,
+    ),
     slots: int | None = typer.Option(
         None, "--slots", min=1, help="Jobs at once (default: what the backends can batch, e.g. 32 for chat)."
+    ),
+    runtime: str | None = typer.Option(
+        None,
+        "--runtime",
+        help="Chat runtime: auto (default: int8 ONNX on CPU, built once; transformers on a GPU), onnx or "
+        "transformers. See docs/runtimes.md.",
+        show_default=False,
+    ),
+    keep_alive: float | None = typer.Option(
+        None,
+        "--keep-alive",
+        min=0,
+        help="Seconds without a chat before its model is unloaded (default 300; 0 keeps it loaded).",
+        show_default=False,
     ),
     name: str | None = typer.Option(None, "--name", help="Name shown in the realm's worker list."),
     drain: float = typer.Option(
@@ -107,6 +128,8 @@ def serve(
             from worker.backends.upstream import upstream_backend_class
 
             backend_options = {"upstream": upstream, **dict(spec.get("options", {}))}
+            if tokenizer is not None:
+                backend_options["tokenizer"] = tokenizer
             try:
                 backends.append(upstream_backend_class(spec["intent"])(spec.get("model"), device, **backend_options))
             except ValueError as exc:
@@ -117,15 +140,19 @@ def serve(
         except UnknownIntent as exc:
             output.fail("usage", exc.message, exc.hint)
         model_name = spec.get("model")
-        if spec["intent"] == "chat" and model_name is None:
+        backend_options = {**_configured_options(spec["intent"]), **dict(spec.get("options", {}))}
+        if spec["intent"] == "chat":
+            from mtor_cli.chat_model import prepare_chat_model
             from mtor_cli.client import RealmError
-            from mtor_cli.realm import resolve_model
 
             try:
-                model_name = resolve_model()
+                prepared = prepare_chat_model(model_name, runtime or backend_options.get("runtime", "auto"), gpu)
             except RealmError as exc:
                 output.fail(exc.code, exc.message, exc.hint)
-        backend_options = {**_configured_options(spec["intent"]), **dict(spec.get("options", {}))}
+            model_name = prepared.model
+            backend_options["runtime"] = prepared.runtime
+            if keep_alive is not None:
+                backend_options["keep_alive"] = keep_alive
         backends.append(cls(model_name, device, **backend_options))
 
     served = ", ".join(f"{b.intent} ({b.model_name})" for b in backends)
@@ -234,17 +261,21 @@ def _backend_specs(intents: list[str], models: list[str], configured: list[Any])
 
 @group.command("intents")
 def intents(json_out: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
-    """The intents this machine has a backend for (built in or plugged in).
+    """The intents this machine has a backend for (built in or plugged in), and the
+    runtime that would serve chat here (`runtimes.chat`).
 
     Example:
 
       mtor worker intents --json
     """
+    from worker.backends.chat_runtimes import runtime_report
     from worker.backends.registry import available_intents
 
     names = available_intents()
+    runtimes = {"chat": runtime_report()} if "chat" in names else {}
     if json_out:
-        output.print_json({"intents": names})
+        output.print_json({"intents": names, "runtimes": runtimes})
     else:
         for item in names:
-            print(item)
+            serves = runtimes.get(item, {}).get("serves")
+            print(f"{item} (runtime: {serves})" if serves else item)

@@ -208,13 +208,19 @@ class RulesOnly:
 
 
 def installed_recogniser() -> Recogniser | None:
-    """A recogniser for a realm to keep loaded, when its model stack is installed
-    (sentence-transformers and the all-MiniLM-L6-v2 wheel); None means rules and chat."""
+    """A recogniser for a realm to keep loaded, when its model is installed (the
+    all-MiniLM-L6-v2 wheel): on onnxruntime when it is there (no torch in the
+    realm, :mod:`mtor_cli.intent.onnx_embedder`), else on sentence-transformers;
+    None means rules and chat."""
     import importlib.util
 
-    if importlib.util.find_spec("sentence_transformers") is None:
-        return None
+    from .onnx_embedder import OnnxMiniLMEmbedder, available
+
     try:
+        if available():
+            return Recogniser(OnnxMiniLMEmbedder())
+        if importlib.util.find_spec("sentence_transformers") is None:
+            return None
         return Recogniser()
     except RuntimeError:  # the model wheel is missing
         return None

@@ -15,8 +15,8 @@ from tests.support.realm import mtor_command, process_env
 
 
 @pytest.fixture
-def realm_env(tmp_path: Path, tiny_chat_model: Path) -> Iterator[dict[str, str]]:
-    env = process_env(tmp_path / "home", MTOR_DEFAULT_CHAT_MODEL=str(tiny_chat_model), HF_HUB_OFFLINE="1")
+def realm_env(tmp_path: Path, tiny_onnx_model: Path) -> Iterator[dict[str, str]]:
+    env = process_env(tmp_path / "home", MTOR_DEFAULT_CHAT_MODEL=str(tiny_onnx_model), HF_HUB_OFFLINE="1")
     yield env
     subprocess.run(mtor_command("realm", "stop"), env=env, capture_output=True, timeout=60)
 

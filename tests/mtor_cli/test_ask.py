@@ -31,11 +31,11 @@ from worker.backends.echo import EchoBackend
 
 
 @pytest.fixture(scope="module")
-def realm(tmp_path_factory: pytest.TempPathFactory, tiny_chat_model: Path) -> Iterator[ThreadRealm]:
+def realm(tmp_path_factory: pytest.TempPathFactory, tiny_onnx_model: Path) -> Iterator[ThreadRealm]:
     root = tmp_path_factory.mktemp("ask-realm")
     with ThreadRealm(root / "journal.db") as realm:
         realm.add_worker([EchoBackend(None, Device())], slots=4)
-        realm.add_worker([ChatBackend(str(tiny_chat_model), Device())], slots=2)
+        realm.add_worker([ChatBackend(str(tiny_onnx_model), Device())], slots=2)
         realm.wait_workers(1, "echo")
         realm.wait_workers(1, "chat", timeout=120)
         yield realm

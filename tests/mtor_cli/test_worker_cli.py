@@ -59,6 +59,20 @@ def test_intents_lists_the_registry() -> None:
     assert {"chat", "echo", "imagine", "vision", "speech", "tts"} <= set(json.loads(result.stdout)["intents"])
 
 
+def test_intents_say_which_runtime_serves_chat() -> None:
+    result = mtor("worker", "intents", "--json")
+    chat = json.loads(result.stdout)["runtimes"]["chat"]
+    assert chat["serves"] == "onnx" and chat["device"] == "cpu"  # the default on a CPU machine
+    assert chat["available"]["onnx"]["installed"] and chat["available"]["transformers"]["installed"]
+    assert "chat (runtime: onnx)" in mtor("worker", "intents").stdout
+
+
+def test_a_bad_runtime_is_a_usage_error() -> None:
+    result = mtor("worker", "serve", "-b", "ws://127.0.0.1:1", "--runtime", "tensorflow")
+    assert result.exit_code == 2
+    assert "unknown chat runtime 'tensorflow'" in result.stderr
+
+
 @pytest.fixture(scope="module")
 def tiny_sd(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.support.tiny_media_models import build_diffusion

@@ -115,3 +115,27 @@ def tiny_chat_model_path(tmp_path_factory: Any) -> Path:
         build_tiny_chat_model(partial)
         partial.rename(root)
     return root
+
+
+def build_tiny_gpt2_model(dest: Path, *, seed: int = SEED) -> Path:
+    """A tiny random GPT-2 (an architecture the ONNX builder does not convert) at ``dest``."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    tokenizer = _build_tokenizer()
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_embd=HIDDEN,
+        n_layer=LAYERS,
+        n_head=4,
+        n_positions=256,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    GPT2LMHeadModel(config).eval().save_pretrained(dest)
+    tokenizer.save_pretrained(dest)
+    return dest

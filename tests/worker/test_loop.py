@@ -218,9 +218,9 @@ async def test_a_refused_registration_ends_run_with_the_reason(account: Any) -> 
 
 
 async def test_concurrent_chats_through_the_loop_stream_independently(
-    broker: BrokerSide, account: Any, tiny_chat_model: Path
+    broker: BrokerSide, account: Any, tiny_onnx_model: Path
 ) -> None:
-    chat = ChatBackend(str(tiny_chat_model), Device())
+    chat = ChatBackend(str(tiny_onnx_model), Device())
     worker = Worker(config(broker.url, slots=4), [chat], account)
     task = await serve(worker)
     conn = await broker.next_worker()

@@ -18,10 +18,10 @@ from worker.backends.echo import EchoBackend
 
 
 @pytest.fixture
-async def realm(tmp_path: Path, tiny_chat_model: Path) -> AsyncIterator[tuple[str, Worker, ChatBackend]]:
+async def realm(tmp_path: Path, tiny_onnx_model: Path) -> AsyncIterator[tuple[str, Worker, ChatBackend]]:
     broker = BrokerServer(BrokerConfig(port=0, db_path=tmp_path / "broker.db"))
     await broker.start()
-    chat = ChatBackend(str(tiny_chat_model), Device.parse(None))
+    chat = ChatBackend(str(tiny_onnx_model), Device.parse(None))
     worker = Worker(
         WorkerConfig(broker_url=broker.url, slots=4, name="test-rig"),
         [chat, EchoBackend(None, Device.parse(None))],

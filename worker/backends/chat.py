@@ -1,10 +1,19 @@
-"""The chat backend: any transformers causal LM, streamed and batched.
+"""The chat backend: any causal LM, streamed and batched, on the runtime that serves it best.
 
-``--model`` takes a hub id, a local folder, or a ``.gguf`` file (loaded through
-transformers' ``gguf_file``); with no model it serves the default SmolLM2
-(worker.models). Prompts go through the tokenizer's chat template when it has
-one. All concurrent chats share one :class:`~worker.backends.batching.BatchEngine`,
-so N chats cost about one forward pass per step while each streams its own text.
+``--model`` takes a hub id, a local folder, or a ``.gguf`` file; with no model
+it serves the default SmolLM2 (worker.models). Prompts go through the model's
+chat template. All concurrent chats share one batching engine, so N chats cost
+about one forward pass per step while each streams its own text.
+
+Options: ``runtime`` — ``auto`` (default: the int8 ONNX runtime on CPU, built
+once from the model; transformers on a GPU), ``onnx`` or ``transformers``
+(see ``chat_runtimes``); ``keep_alive`` — seconds without work before the
+weights are unloaded (default 300; 0 keeps them loaded), reloaded by the next
+chat; ``threads`` (ONNX, default every CPU), ``precision`` (ONNX, default
+int8), ``gguf_file``, ``max_batch``; ``load_in_background`` — ``load()``
+returns once the tokenizer is ready and the weights load in a thread (the
+worker registers meanwhile; the first chat waits for them), which the embedded
+realm uses to start in about a second.
 
 Parameters (``work.params``): ``max_tokens``, ``temperature`` (0 = greedy),
 ``top_p``, ``seed``, ``system`` (a system prompt) and ``history`` (earlier
@@ -14,6 +23,7 @@ turns as ``[{"role": "user"|"assistant", "content": "..."}]``).
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import threading
 from pathlib import Path
@@ -21,12 +31,15 @@ from typing import Any
 
 from broker.protocol import Usage, Work, WorkResult
 from worker.backends.base import Backend, BadInput, Device, Emitter
-from worker.backends.batching import BatchEngine, GenRequest, Outcome, SamplingParams
+from worker.backends.batching import GenRequest, Outcome, SamplingParams
+from worker.backends.chat_runtimes import ChatRuntime, OnnxRuntime, TransformersRuntime, choose_runtime
 from worker.backends.params import Param, Params
+from worker.keepalive import DEFAULT_KEEP_ALIVE_S, KeepAlive
+
+log = logging.getLogger("mtor.worker.chat")
 
 MAX_TOKENS_CAP = 4096
 ROLES = ("system", "user", "assistant")
-FALLBACK_CONTEXT = 2048
 
 
 def _top_p(value: float) -> float:
@@ -63,11 +76,11 @@ CHAT_PARAMS = Params(
     Param("system", (str,), "a system prompt", example='e.g. system="Answer briefly."'),
     Param("history", (list,), "earlier turns: [{role: user|assistant, content}]", default=[], convert=_history,
           example='e.g. history=[{"role": "user", "content": "hi"}]'),
-)
+)  # fmt: skip
 
 
 class ChatBackend(Backend):
-    """Streaming, batched text generation with transformers."""
+    """Streaming, batched text generation (ONNX int8 on CPU, transformers on GPU)."""
 
     intent = "chat"
     PARAMS = CHAT_PARAMS
@@ -80,17 +93,28 @@ class ChatBackend(Backend):
         gguf_file: str | None = None,
         max_batch: int = 32,
         progress: Any = None,
+        runtime: str = "auto",
+        keep_alive: float = DEFAULT_KEEP_ALIVE_S,
+        threads: int | None = None,
+        precision: str = "int8",
+        load_in_background: bool = False,
         **options: Any,
     ) -> None:
         super().__init__(model, device, **options)
         self.gguf_file = gguf_file
         self.max_batch = max_batch
+        self.requested_runtime = runtime
+        self.runtime_name = choose_runtime(runtime, device)
         self._progress = progress
-        self._tokenizer: Any = None
-        self._model: Any = None
-        self._tok_lock = threading.Lock()
-        self.engine: BatchEngine | None = None
-        self.max_context = FALLBACK_CONTEXT
+        self._threads = threads
+        self._precision = precision
+        self._background = load_in_background
+        # The ONNX runtime's native libraries serve nothing while the model is unloaded.
+        libraries = ("/onnxruntime/", "/numpy/", "/numpy.libs/", "/tokenizers/") if self.runtime_name == "onnx" else ()
+        self.keep_alive = KeepAlive(float(keep_alive), self._load_engine, self._unload_engine, "chat model", libraries)
+        self.runtime: ChatRuntime | None = None
+        self._load_lock = threading.Lock()
+        self._close_lock = threading.Lock()
 
     @property
     def slots(self) -> int:
@@ -106,62 +130,90 @@ class ChatBackend(Backend):
         # broker and other users need a name to ask for, not this disk's layout.
         path = Path(self.model).expanduser()
         if path.exists():
+            from worker.onnx_build import build_info
+
+            built = build_info(path).get("name")
+            if isinstance(built, str) and built:
+                return built  # an ONNX build keeps the name of what it was built from
             return path.stem if path.suffix == ".gguf" else path.name
         return self.model
 
+    @property
+    def max_context(self) -> int:
+        return self.runtime.max_context if self.runtime is not None else 0
+
+    @property
+    def engine(self) -> Any:
+        return self.runtime.engine if self.runtime is not None else None
+
     # --- lifecycle --------------------------------------------------------
 
-    def _source(self) -> tuple[str, dict[str, Any]]:
-        """Where from_pretrained loads from, and the GGUF kwarg if any."""
-        if self.model is None:
-            from worker.models import default_chat_model
-
-            return str(default_chat_model(self._progress)), {}
-        path = Path(self.model).expanduser()
-        if path.suffix == ".gguf" and path.is_file():
-            return str(path.parent), {"gguf_file": path.name}
-        if self.gguf_file:
-            return self.model, {"gguf_file": self.gguf_file}
-        return str(path) if path.exists() else self.model, {}
+    def _runtime(self, name: str) -> ChatRuntime:
+        if name == "onnx":
+            return OnnxRuntime(
+                self.model,
+                self.device,
+                max_batch=self.max_batch,
+                progress=self._progress,
+                gguf_file=self.gguf_file,
+                precision=self._precision,
+                threads=self._threads,
+            )
+        return TransformersRuntime(
+            self.model, self.device, max_batch=self.max_batch, progress=self._progress, gguf_file=self.gguf_file
+        )
 
     def load(self) -> None:
-        if self.engine is not None:
-            return
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        with self._load_lock:  # a second caller waits for the first load, then finds it done
+            if self.runtime is not None:
+                return
+            self._load()
 
-        source, extra = self._source()
-        tokenizer = AutoTokenizer.from_pretrained(source, **extra)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=self.device.torch_dtype, **extra)
-        model.to(self.device.torch_device).eval()
-        self._tokenizer, self._model = tokenizer, model
-        self.max_context = _context_length(model, tokenizer)
-        eos = _eos_ids(model, tokenizer)
-        pad = tokenizer.pad_token_id
-        if pad is None:
-            pad = min(eos) if eos else 0
-        self.engine = BatchEngine(
-            model,
-            tokenizer,
-            self._tok_lock,
-            eos_ids=eos,
-            pad_id=pad,
-            max_context=self.max_context,
-            max_batch=self.max_batch,
-        )
-        self.engine.start()
+    def _load(self) -> None:
+        from worker.onnx_build import BuildError
+
+        runtime = self._runtime(self.runtime_name)
+        try:
+            runtime.prepare()
+        except BuildError as exc:
+            if self.requested_runtime != "auto" or exc.code not in ("unsupported_model", "runtime_missing"):
+                raise
+            log.warning("%s; serving %s with transformers instead", exc.message, self.model_name)
+            self.runtime_name = "transformers"
+            runtime = self._runtime(self.runtime_name)
+            runtime.prepare()
+        self.runtime = runtime
+        if self._background:
+            threading.Thread(target=self._load_weights, name="mtor-chat-load", daemon=True).start()
+        else:
+            runtime.load_engine()
+            self.keep_alive.started()
+
+    def _load_weights(self) -> None:
+        """Load the weights as if for a chat, then let the idle timer run (background load)."""
+        try:
+            self.keep_alive.acquire()
+        except Exception:  # the first chat tries again and fails with the error
+            log.exception("loading the %s weights failed", self.model_name)
+            return
+        self.keep_alive.release()
+
+    def _load_engine(self) -> None:
+        assert self.runtime is not None, "load() first"
+        self.runtime.load_engine()
+
+    def _unload_engine(self) -> None:
+        if self.runtime is not None:
+            self.runtime.unload_engine()
 
     def close(self) -> None:
-        if self.engine is not None:
-            self.engine.stop()
-            self.engine = None
-        self._model = None
-        if self.device.is_cuda:
-            import torch
-
-            torch.cuda.empty_cache()
+        with self._close_lock:
+            self.keep_alive.close()
+            if self.runtime is not None:
+                self.runtime.unload_engine()
 
     def info(self) -> dict[str, Any]:
-        return {"context": self.max_context, "batch": self.max_batch}
+        return {"context": self.max_context, "batch": self.max_batch, "runtime": self.runtime_name}
 
     # --- jobs -------------------------------------------------------------
 
@@ -170,16 +222,27 @@ class ChatBackend(Backend):
         self._encode(work.prompt, params)
 
     async def run(self, work: Work, out: Emitter) -> WorkResult:
-        if self.engine is None:
+        if self.runtime is None:
             raise RuntimeError("the chat model is not loaded")
         params = self.params.parse(work.params)
         input_ids = self._encode(work.prompt, params)
+        if not self.keep_alive.try_acquire():
+            await asyncio.to_thread(self.keep_alive.acquire)  # unloaded while idle: load it again
+        try:
+            return await self._generate(work, out, params, input_ids)
+        finally:
+            self.keep_alive.release()
+
+    async def _generate(self, work: Work, out: Emitter, params: dict[str, Any], input_ids: list[int]) -> WorkResult:
+        engine = self.engine
+        if engine is None:
+            raise RuntimeError("the chat model is not loaded")
         loop = asyncio.get_running_loop()
         finished: asyncio.Future[Outcome] = loop.create_future()
         aborted = threading.Event()
 
         seed = params["seed"] if params.get("seed") is not None else secrets.randbits(63)
-        self.engine.submit(
+        engine.submit(
             GenRequest(
                 input_ids=input_ids,
                 params=SamplingParams(
@@ -214,7 +277,7 @@ class ChatBackend(Backend):
         )
 
     def _encode(self, prompt: str, params: dict[str, Any]) -> list[int]:
-        if self._tokenizer is None:
+        if self.runtime is None:
             raise RuntimeError("the chat model is not loaded")
         if not prompt.strip():
             raise BadInput("bad_params", "the prompt is empty", "type what you want to ask")
@@ -223,22 +286,16 @@ class ChatBackend(Backend):
             messages.append({"role": "system", "content": params["system"]})
         messages.extend(params.get("history", []))
         messages.append({"role": "user", "content": prompt})
-        with self._tok_lock:
-            if self._tokenizer.chat_template:
-                try:
-                    encoded = self._tokenizer.apply_chat_template(
-                        messages, add_generation_prompt=True, tokenize=True, return_dict=True
-                    )
-                except Exception as exc:  # jinja templates raise for roles they refuse
-                    raise BadInput(
-                        "bad_params",
-                        f"the model's chat template rejects these messages: {exc}",
-                        "drop `system` or make `history` alternate user/assistant",
-                    ) from None
-                ids = list(encoded["input_ids"])
-            else:
-                text = "\n\n".join(m["content"] for m in messages)
-                ids = list(self._tokenizer(text)["input_ids"])
+        from worker.chat_tokenizer import TemplateError
+
+        try:
+            ids = self.runtime.encode(messages)
+        except TemplateError as exc:
+            raise BadInput(
+                "bad_params",
+                f"the model's chat template rejects these messages: {exc}",
+                "drop `system` or make `history` alternate user/assistant",
+            ) from None
         if len(ids) >= self.max_context:
             raise BadInput(
                 "prompt_too_long",
@@ -252,24 +309,3 @@ class ChatBackend(Backend):
 def _settle(fut: asyncio.Future[Outcome], outcome: Outcome) -> None:
     if not fut.done():
         fut.set_result(outcome)
-
-
-def _context_length(model: Any, tokenizer: Any) -> int:
-    for source in (model.config, getattr(model.config, "text_config", None)):
-        value = getattr(source, "max_position_embeddings", None) if source is not None else None
-        if isinstance(value, int) and value > 0:
-            return value
-    limit = getattr(tokenizer, "model_max_length", None)
-    if isinstance(limit, int) and 0 < limit < 1_000_000:
-        return limit
-    return FALLBACK_CONTEXT
-
-
-def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
-    ids: set[int] = set()
-    for value in (getattr(model.generation_config, "eos_token_id", None), tokenizer.eos_token_id):
-        if isinstance(value, int):
-            ids.add(value)
-        elif isinstance(value, (list, tuple)):
-            ids.update(v for v in value if isinstance(v, int))
-    return ids

@@ -7,22 +7,35 @@ tokens. With ``--intent vision`` the image attachment goes up as an
 ``image_url`` data URI, for upstream models that accept images.
 
 Options: ``upstream`` (the base URL, required), ``api_key`` (sent as a
-Bearer token), ``timeout_s``.
+Bearer token), ``timeout_s``, ``tokenizer``.
+
+Usage is what pricing charges. When the upstream streams no usage (the
+llama.cpp server does not), the worker counts tokens itself with the model's
+tokenizer: the chat template applied to the messages for the prompt, the
+answer's text for the completion. The tokenizer comes from the ``tokenizer``
+option (a .gguf file, a model folder or a hub id), else from the upstream's
+model id when that names a local file or folder (llama.cpp's servers list the
+model's path); without one the worker says so at start and counts stream
+chunks.
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import logging
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any, ClassVar
 
 from broker.protocol import MAX_TOKENS_USED, Usage, Work, WorkResult, loads
 from worker.backends.base import Backend, BadInput, Device, Emitter
 from worker.backends.chat import CHAT_PARAMS
 from worker.media import MAX_ATTACHMENT_BYTES, load_image
+
+log = logging.getLogger("mtor.worker.upstream")
 
 MAX_PROMPT_CHARS = 32_000
 DEFAULT_TIMEOUT_S = 600.0
@@ -73,6 +86,8 @@ class UpstreamChatBackend(Backend):
         self.base_url = str(upstream).rstrip("/")
         self.api_key: str | None = options.get("api_key")
         self.timeout_s = float(options.get("timeout_s", DEFAULT_TIMEOUT_S))
+        self.tokenizer_source: str | None = options.get("tokenizer")
+        self.tokenizer: Any = None  # a worker.chat_tokenizer.ChatTokenizer once loaded
 
     @property
     def slots(self) -> int:
@@ -93,6 +108,23 @@ class UpstreamChatBackend(Backend):
             raise ValueError(
                 f"{self.base_url} does not serve model {self.model!r}; it lists: {', '.join(models)}"
             )
+        self._load_tokenizer()
+
+    def _load_tokenizer(self) -> None:
+        from worker.chat_tokenizer import load_chat_tokenizer
+
+        source = self.tokenizer_source
+        if source is None and self.model and Path(self.model).expanduser().exists():
+            source = self.model  # llama.cpp's servers name the model by its file
+        if source is None:
+            log.warning(
+                "no tokenizer for %s: if %s sends no usage, tokens are counted as stream chunks "
+                "(give the worker the model's tokenizer: options.tokenizer or --tokenizer)",
+                self.model_name,
+                self.base_url,
+            )
+            return
+        self.tokenizer = load_chat_tokenizer(source)
 
     def info(self) -> dict[str, Any]:
         return {"upstream": self.base_url}
@@ -162,20 +194,40 @@ class UpstreamChatBackend(Backend):
         timings = {"run_s": time.perf_counter() - started}
         if first_token is not None:
             timings["first_token_s"] = first_token
+        text = "".join(parts)
         return WorkResult(
             guid=work.guid,
-            text="".join(parts),
+            text=text,
             model=self.model_name,
             timings=timings,
-            usage=Usage(
-                prompt_tokens=_count(usage.get("prompt_tokens"), 0),
-                completion_tokens=_count(usage.get("completion_tokens"), len(parts)),
-            ),
+            usage=self._usage(usage, body["messages"], text, len(parts)),
             finish_reason=finish_reason,
         )
 
+    def _usage(self, sent: dict[str, Any], messages: list[dict[str, Any]], text: str, chunks: int) -> Usage:
+        """The upstream's usage; what it left out, counted with the model's tokenizer."""
+        prompt = _count(sent.get("prompt_tokens"), None)
+        completion = _count(sent.get("completion_tokens"), None)
+        if self.tokenizer is not None:
+            if prompt is None:
+                prompt = len(self.tokenizer.encode_chat([_text_only(m) for m in messages]))
+            if completion is None:
+                completion = self.tokenizer.count(text)
+        return Usage(
+            prompt_tokens=prompt if prompt is not None else 0,
+            completion_tokens=completion if completion is not None else chunks,
+        )
 
-def _count(value: Any, fallback: int) -> int:
+
+def _text_only(message: dict[str, Any]) -> dict[str, str]:
+    """A message with its image parts left out (they are not text tokens)."""
+    content = message["content"]
+    if isinstance(content, list):
+        content = " ".join(part.get("text", "") for part in content if part.get("type") == "text")
+    return {"role": message["role"], "content": content}
+
+
+def _count(value: Any, fallback: int | None) -> int | None:
     """A token count the upstream reported, if it is one the broker will accept."""
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKENS_USED:
         return value
