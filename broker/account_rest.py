@@ -110,11 +110,11 @@ def routes(parts: Parts) -> list[web.RouteDef]:
         if action == "revoke":
             return _json(sysop.revoke(who, text(data, "address")))
         if action == "ban":
-            return _json(sysop.ban(who, text(data, "address"), text(data, "reason", required=False)))
+            return _json(await sysop.ban(who, text(data, "address"), text(data, "reason", required=False)))
         if action == "unban":
             return _json(sysop.unban(who, text(data, "address")))
         if action == "terminate":
-            return _json(sysop.terminate(who, text(data, "guid"), text(data, "reason", required=False)))
+            return _json(await sysop.terminate(who, text(data, "guid"), text(data, "reason", required=False)))
         if action == "broadcast":
             return _json(sysop.broadcast(who, text(data, "message")))
         if action in ("pause", "resume", "remove"):

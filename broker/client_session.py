@@ -33,7 +33,7 @@ async def client_socket(parts: Parts, request: web.Request) -> web.WebSocketResp
             if isinstance(msg, ProtocolError):
                 continue  # answered; a client's bad frame refers to nothing running
             try:
-                keep = _handle(parts, peer, msg)
+                keep = await _handle(parts, peer, msg)
             except Exception as exc:
                 internal_error(peer, exc, getattr(msg, "guid", None))
                 continue
@@ -48,7 +48,7 @@ async def client_socket(parts: Parts, request: web.Request) -> web.WebSocketResp
     return peer.ws
 
 
-def _handle(parts: Parts, peer: Peer, msg: object) -> bool:
+async def _handle(parts: Parts, peer: Peer, msg: object) -> bool:
     """Act on one message; False closes the connection."""
     if isinstance(msg, Hello):
         reused = peer.nonce_spent or msg.nonce != peer.nonce
@@ -67,9 +67,9 @@ def _handle(parts: Parts, peer: Peer, msg: object) -> bool:
         return True
     if isinstance(msg, SubmitQuery):
         if parts.limits.allow(peer, msg):
-            parts.dispatcher.submit(peer, msg)
+            await parts.dispatcher.submit(peer, msg)
     elif isinstance(msg, Cancel):
-        parts.dispatcher.cancel(peer, msg.guid)
+        await parts.dispatcher.cancel(peer, msg.guid)
     elif isinstance(msg, Subscribe):
         problem = parts.subs.subscribe(peer, msg.topics)
         if problem is not None:

@@ -26,7 +26,10 @@ def default_db_path() -> Path:
 class BrokerConfig:
     host: str = "127.0.0.1"
     port: int = 8765  # 0 picks a free port
-    db_path: Path | None = None  # None: default_db_path()
+    db_path: Path | None = None  # SQLite journal; None: default_db_path()
+    db_url: str | None = None  # postgresql://...: the journal and accounts every broker of a realm shares
+    synchronous_commit: str = "off"  # PostgreSQL's, for the broker's sessions (broker.pg.database)
+    engine: str | None = None  # redis://...: the realm's queue, workers and routes, shared by its brokers
     realm: str = "mtor"
     max_frame_bytes: int = 8 * MiB
     max_prompt_chars: int = 32_000

@@ -19,7 +19,7 @@ from broker import journal as J
 from broker.billing import Billing, InsufficientFunds
 from broker.config import BrokerConfig
 from broker.intake import Rejected, check_guid, check_limits, normalise
-from broker.jobs import Job
+from broker.jobs import Ending, Job
 from broker.outbox import Outbox
 from broker.peer import Peer
 from broker.protocol import (
@@ -35,8 +35,9 @@ from broker.protocol import (
     WorkResult,
     encode,
 )
-from broker.queue import SafeQueue
+from broker.queue import JobQueue, QueueFull
 from broker.registry import WorkerEntry, WorkerRegistry
+from broker.stores import Unavailable
 
 if TYPE_CHECKING:
     from broker.metrics import BrokerMetrics
@@ -55,7 +56,7 @@ class Dispatcher:
         self,
         config: BrokerConfig,
         journal: J.Journal,
-        queue: SafeQueue,
+        queue: JobQueue,
         registry: WorkerRegistry,
         outbox: Outbox,
         billing: Billing | None,
@@ -81,18 +82,19 @@ class Dispatcher:
             "requeued": 0,
             "tokens": 0,
         }
+        queue.serve(registry, self)
 
     # --- client side ----------------------------------------------------
 
-    def submit(self, peer: Peer, query: SubmitQuery) -> None:
+    async def submit(self, peer: Peer, query: SubmitQuery) -> None:
         try:
-            self._submit(peer, query)
-        except Rejected as rej:
+            await self._submit(peer, query)
+        except (Rejected, Unavailable) as rej:
             self.counters["rejected"] += 1
             self._metrics.rejected(rej.code)
             peer.send(rej.to_error(query.guid))
 
-    def _submit(self, peer: Peer, query: SubmitQuery) -> None:
+    async def _submit(self, peer: Peer, query: SubmitQuery) -> None:
         user = peer.address
         assert user is not None  # the socket handler only passes authenticated peers
         check_guid(query.guid)
@@ -103,22 +105,23 @@ class Dispatcher:
         try:
             price = self._admit(user, intent, query)
         except Rejected:
-            # A finished intent is replayed even when it could not run now
+            # A known intent is answered even when it could not run now
             # (its workers are gone, the queue is full).
-            if self._replay(peer, user, query):
+            if await self._known(peer, user, query):
                 return
             raise
         record = J.IntentRecord(query.guid, user, intent, J.QUEUED, encode(query), price, time.time())
         # The insert doubles as the idempotency check, so a new intent costs no lookup.
-        if not self._journal.add(record):
-            self._replay(peer, user, query)
+        if not await self._journal.add(record):
+            if not await self._known(peer, user, query):
+                raise _retry_now("the intent changed hands while it was submitted")
             return
         if self._billing is not None:
             try:
                 self._billing.hold(user, query.guid, price)
             except Exception as exc:
                 # No hold, no intent: nothing may run (or be restored) unpaid.
-                self._journal.discard(query.guid)
+                await self._journal.discard(query.guid)
                 if not isinstance(exc, InsufficientFunds):
                     raise
                 raise Rejected(
@@ -130,14 +133,39 @@ class Dispatcher:
                 ) from None
             self._subs.ledger_event("hold", query.guid, user, price)
         job = Job(query.guid, user, intent, query, price, time.monotonic(), client=peer)
+        await self._accept(job, fresh=True)
+
+    async def _accept(self, job: Job, *, fresh: bool) -> None:
+        """Queue a journaled intent and tell its client. If the queue refuses
+        a ``fresh`` one (journaled and held just now), nothing of it stays."""
         self.jobs[job.guid] = job
-        position = self.queue.push(job)
+        self._subs.intent_event(job, "queued")
+        try:
+            position = await self.queue.enqueue(job, force=not fresh)
+        except (QueueFull, Unavailable) as exc:
+            # The realm's queue refused it after all (another broker filled it
+            # first, or the engine is down).
+            self.jobs.pop(job.guid, None)
+            self._subs.intent_event(job, "failed")
+            if fresh:
+                if self._billing is not None:
+                    self._billing.release(job.guid)
+                    self._subs.ledger_event("release", job.guid, job.user, job.price_held)
+                await self._journal.discard(job.guid)
+            if isinstance(exc, QueueFull):
+                raise Rejected(
+                    "queue_full",
+                    f"the {job.intent!r} queue is full ({exc.limit} waiting)",
+                    "retry in a little while",
+                    limit=exc.limit,
+                ) from None
+            raise
         self.counters["submitted"] += 1
         self._outbox.send(
-            peer, encode(Accepted(guid=job.guid, intent=intent, position=position, price_held=price))
+            job.client,
+            encode(Accepted(guid=job.guid, intent=job.intent, position=position, price_held=job.price_held)),
         )
-        self._subs.intent_event(job, "queued")
-        self._pump(intent)
+        self.queue.pull(job.intent)
 
     def _admit(self, user: str, intent: str, query: SubmitQuery) -> int:
         """Every check a new intent must pass before it is journaled; returns its price."""
@@ -170,26 +198,43 @@ class Dispatcher:
         return price
 
     def _reattach(self, peer: Peer, user: str, query: SubmitQuery) -> bool:
-        """A guid still queued or running: the same request again (a reconnected
-        client), whose stream now goes to this connection."""
+        """A guid still queued or running here: the same request again (a
+        reconnected client), whose stream now goes to this connection."""
         job = self.jobs.get(query.guid)
         if job is None:
             return False
         self._check_same(job.user, job.query, user, query)
         job.client = peer
-        self._outbox.send(
-            peer,
-            encode(Accepted(guid=job.guid, intent=job.intent, position=0, price_held=job.price_held)),
-        )
+        self.queue.rehome(job)
+        self._accepted_again(job)
         return True
 
-    def _replay(self, peer: Peer, user: str, query: SubmitQuery) -> bool:
-        """A guid the journal holds finished: send its stored outcome; False if unknown."""
-        record = self._journal.get(query.guid)
+    def _accepted_again(self, job: Job) -> None:
+        self._outbox.send(
+            job.client,
+            encode(Accepted(guid=job.guid, intent=job.intent, position=0, price_held=job.price_held)),
+        )
+
+    async def _known(self, peer: Peer, user: str, query: SubmitQuery) -> bool:
+        """Answer a guid the realm knows: still live on another broker (its
+        stream comes here from now on), finished (its stored outcome), or
+        journaled but in no queue (its broker stopped between the two: queued
+        now). False if the guid is unknown."""
+        job = await self.queue.claim(query.guid, user, peer)
+        if job is not None:
+            self._check_same(job.user, job.query, user, query)
+            self.jobs[job.guid] = job
+            self._accepted_again(job)
+            return True
+        record = await self._journal.get(query.guid)
         if record is None:
             return False
-        self._check_same(record.user, _query_decoder.decode(record.query), user, query)
-        assert record.outcome is not None  # every unfinished record is live after restore()
+        stored = _query_decoder.decode(record.query)
+        self._check_same(record.user, stored, user, query)
+        if record.outcome is None:
+            job = Job(record.guid, record.user, record.intent, stored, record.price_held, time.monotonic(), client=peer)
+            await self._accept(job, fresh=False)
+            return True
         self.counters["replayed"] += 1
         if record.state == J.DONE:
             result = _result_decoder.decode(record.outcome)
@@ -214,9 +259,11 @@ class Dispatcher:
                 "use a fresh UUID per request; resubmit a guid only to get its result",
             )
 
-    def cancel(self, peer: Peer, guid: str) -> None:
+    async def cancel(self, peer: Peer, guid: str) -> None:
         job = self.jobs.get(guid)
-        if job is None or job.user != peer.address:
+        if job is None or job.user != peer.address or not await self._end(
+            guid, job, Ending("cancelled", "cancelled by the user", "", J.CANCELLED)
+        ):
             peer.send(
                 Error(
                     code="unknown_guid",
@@ -225,21 +272,42 @@ class Dispatcher:
                     guid=guid,
                 )
             )
-            return
-        if job.worker is not None:
-            self._let_go(job, job.worker)
-        self._finish_error(job, "cancelled", "cancelled by the user", "", J.CANCELLED)
 
-    def terminate(self, guid: str, code: str, message: str, hint: str = "") -> bool:
+    async def terminate(self, guid: str, code: str, message: str, hint: str = "") -> bool:
         """End a live intent on the realm's behalf (a sysop, a ban); its hold is
         released. False if no such intent is queued or running."""
+        return await self._end(guid, self.jobs.get(guid), Ending(code, message, hint, J.CANCELLED))
+
+    async def _end(self, guid: str, job: Job | None, ending: Ending) -> bool:
+        if job is not None and job.worker is not None:
+            self.end(guid, ending)
+            return True
+        taken = await self.queue.withdraw(guid, job, ending)
+        if isinstance(taken, Job):
+            self._finish_error(taken, ending.code, ending.message, ending.hint, ending.state)
+            return True
+        return taken  # True: it runs on another broker, which ends it
+
+    def end(self, guid: str, ending: Ending) -> None:
+        job = self.jobs.get(guid)
+        if job is None or job.worker is None:
+            return  # it finished meanwhile
+        self._let_go(job, job.worker)
+        self._finish_error(job, ending.code, ending.message, ending.hint, ending.state)
+
+    def relay(self, guid: str, frames: list[bytes]) -> None:
         job = self.jobs.get(guid)
         if job is None:
-            return False
-        if job.worker is not None:
-            self._let_go(job, job.worker)
-        self._finish_error(job, code, message, hint, J.CANCELLED)
-        return True
+            return
+        for data in frames:
+            self._outbox.send(job.client, data)
+            if data.startswith((b'{"type":"result"', b'{"type":"error"')):
+                self.jobs.pop(guid, None)
+
+    def rehome(self, guid: str, client: Peer) -> None:
+        job = self.jobs.get(guid)
+        if job is not None:
+            job.client = client
 
     # --- worker side ----------------------------------------------------
 
@@ -302,6 +370,7 @@ class Dispatcher:
         self._journal.finish(job.guid, J.DONE, data)
         self.jobs.pop(job.guid, None)
         self._outbox.send(job.client, data)
+        self.queue.done(job, data)
         self.counters["completed"] += 1
         self._metrics.finished(job.intent, "done", time.monotonic() - job.queued_at)
         self._subs.intent_event(job, "done")
@@ -390,21 +459,21 @@ class Dispatcher:
             )
             return
         self.counters["requeued"] += 1
-        self.queue.push(job, front=True)
+        self.queue.requeue(job)
         self._subs.intent_event(job, "requeued")
-        self._pump(job.intent)
+        self.queue.pull(job.intent)
 
     def _finish_error(
         self, job: Job, code: str, message: str, hint: str, state: str, **detail: object
     ) -> None:
         self.jobs.pop(job.guid, None)
-        self.queue.remove(job)
         if self._billing is not None:
             self._billing.release(job.guid)
             self._subs.ledger_event("release", job.guid, job.user, job.price_held)
         data = encode(Error(code=code, message=message, hint=hint, guid=job.guid, detail=detail))
         self._journal.finish(job.guid, state, data)
         self._outbox.send(job.client, data)
+        self.queue.done(job, data)
         outcome = "cancelled" if state == J.CANCELLED else "failed"
         self.counters[outcome] += 1
         self._metrics.finished(job.intent, outcome, time.monotonic() - job.queued_at)
@@ -412,28 +481,10 @@ class Dispatcher:
 
     def _pump_worker(self, worker: WorkerEntry) -> None:
         for intent in worker.models:
-            self._pump(intent)
+            self.queue.pull(intent)
 
-    def _pump(self, intent: str) -> None:
-        """Hand queued jobs of ``intent`` to workers while both exist."""
-        if not self.queue.depth(intent):
-            return
-        registry = self.registry
-        chosen: WorkerEntry | None = None
-
-        def accept(job: Job) -> bool:
-            nonlocal chosen
-            chosen = registry.pick(job)
-            return chosen is not None
-
-        while registry.has_free(intent):
-            job = self.queue.pop(intent, accept)
-            if job is None:
-                return
-            assert chosen is not None
-            self._start(job, chosen)
-
-    def _start(self, job: Job, worker: WorkerEntry) -> None:
+    def start(self, job: Job, worker: WorkerEntry) -> None:
+        self.jobs[job.guid] = job
         job.worker = worker
         job.attempts += 1
         job.tried.add(worker.id)
@@ -457,30 +508,30 @@ class Dispatcher:
 
     # --- lifecycle ------------------------------------------------------
 
-    def restore(self) -> int:
-        """Queue again every intent the journal holds unfinished (after a restart)."""
+    async def restore(self) -> int:
+        """Queue again every intent the journal holds unfinished and no broker has live (a restart)."""
         count = 0
-        for record in self._journal.unfinished():
+        for record in await self._journal.unfinished():
+            if record.guid in self.jobs:
+                continue
             query = _query_decoder.decode(record.query)
             job = Job(record.guid, record.user, record.intent, query, record.price_held, time.monotonic())
-            self.jobs[job.guid] = job
-            self.queue.push(job, force=True)
-            count += 1
+            if await self.queue.restore(job):
+                self.jobs[job.guid] = job
+                count += 1
         return count
 
-    def sweep(self) -> None:
+    async def sweep(self) -> None:
         """Fail queued intents that no worker took within max_queue_wait_s."""
         limit = self._cfg.max_queue_wait_s
-        now = time.monotonic()
-        for job in list(self.queue.jobs()):
-            if now - job.waiting_since > limit:
-                self._finish_error(
-                    job,
-                    "timeout",
-                    f"no worker took the intent within {limit:g} s",
-                    "start a worker for this intent, or try again later",
-                    J.FAILED,
-                )
+        for job in await self.queue.expired(limit):
+            self._finish_error(
+                job,
+                "timeout",
+                f"no worker took the intent within {limit:g} s",
+                "start a worker for this intent, or try again later",
+                J.FAILED,
+            )
 
     def close(self) -> None:
         """Stop every timer (the broker is stopping; the journal keeps the intents)."""
@@ -493,5 +544,8 @@ class Dispatcher:
                 handle.cancel()
 
     def pump_all(self) -> None:
-        for intent in self.queue.intents():
-            self._pump(intent)
+        self.queue.pull_all()
+
+
+def _retry_now(why: str) -> Rejected:
+    return Rejected("unavailable", f"{why}; nothing was queued", "resubmit the same guid", retry_after=0.1)

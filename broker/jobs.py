@@ -33,3 +33,14 @@ class Job:
     @property
     def model(self) -> str | None:
         return self.query.model
+
+
+@dataclass(frozen=True, slots=True)
+class Ending:
+    """Why a live intent is being ended on the realm's or its user's behalf
+    (a cancel, a sysop, a ban): the `error` its client gets and the journal state."""
+
+    code: str
+    message: str
+    hint: str
+    state: str

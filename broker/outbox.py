@@ -1,8 +1,17 @@
-"""Commit the journal (and the ledger) once per event-loop pass, then write every peer's queued frames."""
+"""Commit the journal (and the ledger) once per event-loop pass, then write every peer's queued frames.
+
+A SQLite journal commits at once and the frames go out in the same pass. A
+journal that stores over the network (PostgreSQL) returns a future from
+``commit()``: that pass's frames are held until it resolves, and every later
+pass's frames wait behind them, so no frame leaves before what it reports is
+stored and each peer still gets its frames in order.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections import deque
 from typing import TYPE_CHECKING
 
 from broker.journal import Journal
@@ -10,6 +19,8 @@ from broker.journal import Journal
 if TYPE_CHECKING:
     from broker.billing import Billing
     from broker.peer import Peer
+
+Held = tuple["asyncio.Future[None] | None", list[tuple["Peer", list[bytes]]]]
 
 
 class Outbox:
@@ -22,6 +33,8 @@ class Outbox:
         self._workers: list[Peer] = []
         self._clients: list[Peer] = []
         self._scheduled = False
+        self._held: deque[Held] = deque()  # passes waiting for their commit, oldest first
+        self._writer: asyncio.Task[None] | None = None
 
     def send(self, peer: Peer | None, data: bytes) -> None:
         """Queue ``data`` for ``peer``; it is written at the end of this pass,
@@ -40,11 +53,41 @@ class Outbox:
 
     def flush(self) -> None:
         self._scheduled = False
-        self._journal.commit()
+        stored = self._journal.commit()
         if self._billing is not None:
             self._billing.commit()
+        if stored is None and not self._held:
+            for peers in (self._workers, self._clients):
+                for peer in peers:
+                    peer.marked = False
+                    peer.write_queued()
+            self._workers, self._clients = [], []
+            return
+        frames = []
         for peers in (self._workers, self._clients):
             for peer in peers:
                 peer.marked = False
-                peer.write_queued()
+                frames.append((peer, peer.take_queued()))
         self._workers, self._clients = [], []
+        self._held.append((stored, frames))
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._write_held(), name="mtor-outbox")
+
+    async def _write_held(self) -> None:
+        try:
+            while self._held:
+                stored, frames = self._held[0]
+                if stored is not None:
+                    await asyncio.shield(stored)
+                self._held.popleft()
+                for peer, data in frames:
+                    peer.write(data)
+        finally:
+            self._writer = None
+
+    async def settle(self) -> None:
+        """Flush this pass and wait until every held frame is written."""
+        self.flush()
+        if self._writer is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(self._writer)

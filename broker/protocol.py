@@ -53,6 +53,7 @@ ERROR_CODES: dict[str, str] = {
     "maintenance": "The worker is in maintenance: it gets no new work until a sysop resumes it.",
     "nickname_taken": "That nickname belongs to another address.",
     "internal": "The broker hit an unexpected error.",
+    "unavailable": "The realm's database or engine did not answer; retry in a moment (the same guid is safe).",
 }
 
 ATTACHMENT_KINDS = ("image", "audio")

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -22,8 +23,6 @@ from broker.client_session import client_socket
 from broker.config import BrokerConfig
 from broker.dispatch import Dispatcher
 from broker.heartbeat import Heartbeat
-from broker.history import History
-from broker.journal import SqliteJournal
 from broker.metrics import BrokerMetrics
 from broker.outbox import Outbox
 from broker.parts import Parts
@@ -35,6 +34,7 @@ from broker.registry import WorkerRegistry
 from broker.rest import routes as rest_routes
 from broker.roles import Roles
 from broker.signed import RequestVerifier
+from broker.stores import Stores, open_stores
 from broker.subscriptions import Subscriptions
 from broker.sysop import Sysop
 from broker.tls import server_context
@@ -57,7 +57,7 @@ class BrokerServer:
         self.restored = 0  # intents queued again from the journal at start
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._journal: SqliteJournal | None = None
+        self._stores: Stores | None = None
 
     @property
     def url(self) -> str:
@@ -71,17 +71,17 @@ class BrokerServer:
         host = self.config.host
         return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
 
-    def _build(self) -> Parts:
+    async def _build(self) -> Parts:
         """Every part, in dependency order; each receives only what it uses."""
         cfg, billing = self.config, self.billing
-        db = cfg.resolved_db_path()
-        journal = self._journal = SqliteJournal(db)
+        metrics = BrokerMetrics()
+        stores = self._stores = await open_stores(cfg, metrics.task_failed)
+        journal = stores.journal
         outbox = Outbox(journal, billing)
         queue = SafeQueue(cfg.queue_limit)
         registry = WorkerRegistry(cfg)
-        metrics = BrokerMetrics()
         peers = Peers()
-        accounts = AccountStore(accounts_path(db))
+        accounts = AccountStore(accounts_path(cfg.resolved_db_path()))
         roles = Roles(cfg.operator, accounts)
         subs = Subscriptions(
             cfg.stats_interval_s,
@@ -89,7 +89,7 @@ class BrokerServer:
             balance_of=billing.balance if billing is not None else None,
         )
         dispatcher = Dispatcher(cfg, journal, queue, registry, outbox, billing, subs, metrics)
-        self.restored = dispatcher.restore()
+        self.restored = await dispatcher.restore()
         trust = WorkerTrust(cfg, accounts, registry, subs, dispatcher.pump_all)
         views = RealmViews(cfg, registry, queue, dispatcher, peers, subs, billing, self.restored)
         subs.serve(views.topics())
@@ -106,7 +106,7 @@ class BrokerServer:
             roles=roles,
             sysop=Sysop(roles, accounts, dispatcher, registry, trust, peers, subs),
             accounts=accounts,
-            history=History(db),
+            history=stores.history,
             verifier=RequestVerifier(cfg.request_window_s),
             views=views,
         )
@@ -114,7 +114,7 @@ class BrokerServer:
     async def start(self) -> None:
         cfg = self.config
         sane_recursion_limit()  # a billing that imported web3 raised it (see broker.protocol)
-        parts = self.parts = self._build()
+        parts = self.parts = await self._build()
 
         async def clients(request: web.Request) -> web.WebSocketResponse:
             return await client_socket(parts, request)
@@ -134,9 +134,9 @@ class BrokerServer:
         self.port = self._runner.addresses[0][1]
         heartbeat = Heartbeat(cfg.heartbeat_misses, parts.registry, parts.subs, parts.dispatcher.pump_all)
 
-        def tick() -> None:
+        async def tick() -> None:
             heartbeat.beat()
-            parts.dispatcher.sweep()
+            await parts.dispatcher.sweep()
 
         self._tasks = [
             asyncio.create_task(_every("tick", cfg.heartbeat_s, tick, parts.metrics)),
@@ -161,10 +161,10 @@ class BrokerServer:
         parts.trust.sweep()  # the last counters
         parts.accounts.close()
         parts.dispatcher.close()
-        parts.outbox.flush()
-        if self._journal is not None:
-            self._journal.close()
-            self._journal = None
+        await parts.outbox.settle()
+        if self._stores is not None:
+            await self._stores.close()
+            self._stores = None
 
     async def __aenter__(self) -> BrokerServer:
         await self.start()
@@ -174,14 +174,18 @@ class BrokerServer:
         await self.stop()
 
 
-async def _every(name: str, seconds: float, run: Callable[[], None], metrics: BrokerMetrics) -> None:
+async def _every(
+    name: str, seconds: float, run: Callable[[], Awaitable[None] | None], metrics: BrokerMetrics
+) -> None:
     """Run ``run`` every ``seconds`` until cancelled; a failed run is logged,
     counted in /metrics (``mtor_task_errors_total{task}``) and tried again at
     the next period, so a bug never stops heartbeats or sweeps for good."""
     while True:
         await asyncio.sleep(seconds)
         try:
-            run()
+            outcome = run()
+            if inspect.isawaitable(outcome):
+                await outcome
         except Exception:
             metrics.task_failed(name)
             log.exception("broker task %s failed; retrying in %g s", name, seconds)

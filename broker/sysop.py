@@ -107,13 +107,13 @@ class Sysop:
         had = self._store.revoke(address)
         return self._done(actor, "revoke", address, {"was_sysop": had})
 
-    def ban(self, actor: str, address: str, reason: str) -> dict[str, Any]:
+    async def ban(self, actor: str, address: str, reason: str) -> dict[str, Any]:
         self.check(actor, "ban", address)
         if self._roles.is_operator(address):
             raise AccountError("bad_params", "the realm's operator cannot be banned", "ban another address")
         reason = reason.strip() or "no reason given"
         self._store.ban(address, reason, actor)
-        ended = self._cut_off(address, reason)
+        ended = await self._cut_off(address, reason)
         return self._done(actor, "ban", address, {"reason": reason, **ended})
 
     def unban(self, actor: str, address: str) -> dict[str, Any]:
@@ -121,10 +121,10 @@ class Sysop:
         was = self._store.unban(address)
         return self._done(actor, "unban", address, {"was_banned": was})
 
-    def terminate(self, actor: str, guid: str, reason: str) -> dict[str, Any]:
+    async def terminate(self, actor: str, guid: str, reason: str) -> dict[str, Any]:
         self.check(actor, "terminate", guid)
         message = "terminated by a sysop" + (f": {reason}" if reason else "")
-        if not self._dispatcher.terminate(guid, "cancelled", message, "the hold was released"):
+        if not await self._dispatcher.terminate(guid, "cancelled", message, "the hold was released"):
             raise AccountError("unknown_guid", f"no queued or running intent {guid!r}", "see `mtor sysop workers`")
         return self._done(actor, "terminate", guid, {"reason": reason})
 
@@ -177,13 +177,13 @@ class Sysop:
 
     # --- helpers --------------------------------------------------------
 
-    def _cut_off(self, address: str, reason: str) -> dict[str, int]:
+    async def _cut_off(self, address: str, reason: str) -> dict[str, int]:
         """Disconnect every session of ``address`` and end its live intents."""
         key = norm(address)
         dispatcher = self._dispatcher
         ended = 0
         for job in list(dispatcher.jobs.values()):
-            if norm(job.user) == key and dispatcher.terminate(
+            if norm(job.user) == key and await dispatcher.terminate(
                 job.guid, "banned", f"this address is banned: {reason}", "the hold was released"
             ):
                 ended += 1

@@ -17,7 +17,7 @@ from broker.health import HEALTHY, PROBING, QUARANTINED
 if TYPE_CHECKING:
     from broker.dispatch import Dispatcher
     from broker.peer import Peers
-    from broker.queue import SafeQueue
+    from broker.queue import JobQueue
     from broker.registry import WorkerRegistry
     from broker.subscriptions import Subscriptions
 
@@ -29,7 +29,7 @@ class RealmViews:
         self,
         config: BrokerConfig,
         registry: WorkerRegistry,
-        queue: SafeQueue,
+        queue: JobQueue,
         dispatcher: Dispatcher,
         peers: Peers,
         subs: Subscriptions,

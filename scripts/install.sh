@@ -27,9 +27,10 @@ else
 fi
 
 # System packages first: pyaudio builds against portaudio; the speech tests use
-# espeak-ng and sox; the voice pipeline runs under tmux in its tests.
+# espeak-ng and sox; the voice pipeline runs under tmux in its tests; the
+# multi-broker tests start their own redis-server and postgresql.
 if [ "$all" = 1 ]; then
-  apt_pkgs=(espeak-ng portaudio19-dev sox tmux)
+  apt_pkgs=(espeak-ng portaudio19-dev postgresql redis-server sox tmux)
   missing=()
   for pkg in "${apt_pkgs[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -5,6 +5,9 @@
   session-scoped fixtures that run before the per-test one.
 - ``tiny_chat_model``: the tiny random chat model (tests/support/tiny_models.py),
   built once per session.
+- ``postgres_server`` / ``redis_server``: a throwaway PostgreSQL and Redis for
+  the session (tests/support/engines.py), started the first time a test asks;
+  ``pg_database``: a fresh, migrated database on it for one test.
 
 Builders (a realm in a thread, broker/worker subprocesses) live in
 tests/support/, not here.
@@ -15,6 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,3 +52,31 @@ def tiny_chat_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.support.tiny_models import tiny_chat_model_path
 
     return tiny_chat_model_path(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    from tests.support.engines import PostgresServer
+
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[Any]:
+    from tests.support.engines import RedisServer
+
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def pg_database(postgres_server: Any) -> str:
+    """The URL of a fresh database with the broker's schema."""
+    import asyncio
+
+    from broker.migrations import migrate_postgres
+
+    url = postgres_server.create_database()
+    asyncio.run(migrate_postgres(url))
+    return str(url)

@@ -26,8 +26,25 @@ def register(app: typer.Typer) -> None:
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (0.0.0.0: all)."),
     port: int = typer.Option(8765, "--port", min=0, max=65535, help="TCP port (0: pick a free one)."),
-    db: Path | None = typer.Option(
-        None, "--db", help="Journal (SQLite) path. Default: broker.db in the data dir."
+    db: str | None = typer.Option(
+        None,
+        "--db",
+        help="Where the journal lives: a SQLite file (default: broker.db in the data dir), or a "
+        "postgresql://USER@HOST/DB database that every broker of the realm shares (see `mtor broker migrate`).",
+        show_default=False,
+    ),
+    engine: str | None = typer.Option(
+        None,
+        "--engine",
+        help="redis://HOST:PORT/DB shared by every broker of the realm: the queue, the workers and the routes "
+        "between brokers. Needs a postgresql:// --db. Default: this process alone.",
+        show_default=False,
+    ),
+    synchronous_commit: str = typer.Option(
+        "off",
+        "--synchronous-commit",
+        help="PostgreSQL's synchronous_commit for the broker: off (a crash of the database server may lose "
+        "its last ~0.6 s of commits) or on (every commit waits for the disk). See docs/scale.md.",
     ),
     realm: str = typer.Option("mtor", "--realm", help="Realm name shown to peers."),
     queue_limit: int = typer.Option(1000, "--queue-limit", min=1, help="Queued intents per intent."),
@@ -57,13 +74,37 @@ def serve(
     ),
 ) -> None:
     """Run the aiohttp broker until Ctrl-C: /ws/client, /ws/worker, /healthz,
-    /v1/workers, /v1/stats and /metrics (Prometheus)."""
-    from broker import BrokerConfig
+    /v1/workers, /v1/stats and /metrics (Prometheus).
 
+    One broker keeps everything in this process and a SQLite file. A realm of
+    several brokers (any number, on any machines, behind any WebSocket load
+    balancer) shares a Redis and a PostgreSQL:
+
+      mtor broker migrate --db postgresql://mtor@db.example/mtor
+
+      mtor broker serve --host 0.0.0.0 --engine redis://cache.example:6379/0 --db postgresql://mtor@db.example/mtor
+    """
+    from broker import BrokerConfig
+    from broker.protocol import MtorError
+    from broker.stores import is_postgres
+
+    if engine is not None and not is_postgres(db):
+        output.fail(
+            "usage",
+            "--engine needs a database every broker shares",
+            "add --db postgresql://USER@HOST/DB (run `mtor broker migrate --db ...` once first)",
+        )
+    if engine is not None and not engine.startswith(("redis://", "rediss://", "unix://")):
+        output.fail("usage", f"--engine {engine!r} is not a redis:// URL", "e.g. --engine redis://127.0.0.1:6379/0")
+    if synchronous_commit not in ("off", "on", "local"):
+        output.fail("usage", f"--synchronous-commit {synchronous_commit!r}", "off, local or on")
     config = BrokerConfig(
         host=host,
         port=port,
-        db_path=db,
+        db_path=None if db is None or is_postgres(db) else Path(db),
+        db_url=db if is_postgres(db) else None,
+        synchronous_commit=synchronous_commit,
+        engine=engine,
         realm=realm,
         queue_limit=queue_limit,
         default_job_timeout_s=job_timeout,
@@ -80,6 +121,8 @@ def serve(
     output.log_to_stderr()
     try:
         asyncio.run(_serve(config, paid))
+    except MtorError as exc:  # the realm's database or engine cannot be used
+        output.fail(exc.code, exc.message, exc.hint)
     except OSError as exc:
         output.fail(
             "listen_failed",
@@ -109,7 +152,7 @@ async def _serve(config: Any, paid: bool) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     output.note(
-        f"{'paid' if paid else 'free'} broker listening on {server.url} (journal {config.resolved_db_path()}); "
+        f"{'paid' if paid else 'free'} broker listening on {server.url} (journal {_journal_name(config)}); "
         f"{server.restored} unfinished intent(s) restored; Ctrl-C stops"
     )
     try:
@@ -117,6 +160,50 @@ async def _serve(config: Any, paid: bool) -> None:
     finally:
         await server.stop()
         output.note("broker stopped")
+
+
+def _journal_name(config: Any) -> str:
+    from broker.migrations import redact
+
+    return redact(config.db_url) if config.db_url else str(config.resolved_db_path())
+
+
+@group.command("migrate")
+def migrate(
+    db: str = typer.Option(
+        ..., "--db", help="The realm's database, postgresql://USER@HOST/DB.", show_default=False
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Create or upgrade the schema of a realm's PostgreSQL database (versioned
+    SQL, each version applied once, under a lock). Run it once before the
+    brokers start, and again after upgrading them; a broker refuses a database
+    whose schema is not its own. A SQLite journal migrates itself.
+
+    Example: mtor broker migrate --db postgresql://mtor@db.example/mtor
+    """
+    from broker.migrations import migrate_postgres, redact
+    from broker.stores import is_postgres
+
+    if not is_postgres(db):
+        output.fail("usage", f"--db {db!r} is not a postgresql:// URL", "a SQLite journal migrates itself when it opens")
+    try:
+        before, applied = asyncio.run(migrate_postgres(db))
+    except Exception as exc:  # psycopg's errors: the server, the user, the database
+        output.fail("unreachable", f"cannot migrate {redact(db)}: {str(exc).strip().splitlines()[0]}",
+                    "check the URL and that the user may create tables")  # fmt: skip
+    version = applied[-1].version if applied else before
+    if json_out:
+        output.print_json(
+            {"database": redact(db), "from": before, "to": version, "applied": [f"{m.version:03d}_{m.name}" for m in applied]}
+        )
+        return
+    if applied:
+        for m in applied:
+            output.note(f"applied {m.version:03d}_{m.name}")
+        print(f"{redact(db)}: schema version {before} -> {version}")
+    else:
+        print(f"{redact(db)}: schema version {version}, up to date")
 
 
 @group.command("status")
