@@ -21,7 +21,7 @@ from broker.config import BrokerConfig
 from broker.intake import Rejected, check_guid, check_limits, normalise
 from broker.jobs import Ending, Job
 from broker.outbox import Outbox
-from broker.peer import Peer
+from broker.peer import Peer, Recipient
 from broker.protocol import (
     Accepted,
     Cancel,
@@ -36,6 +36,7 @@ from broker.protocol import (
     encode,
 )
 from broker.queue import JobQueue, QueueFull
+from broker.realm import Others
 from broker.registry import WorkerEntry, WorkerRegistry
 from broker.stores import Unavailable
 
@@ -62,8 +63,12 @@ class Dispatcher:
         billing: Billing | None,
         subs: Subscriptions,
         metrics: BrokerMetrics,
+        others: Others,
     ) -> None:
+        """``others``: the rest of the realm (broker.realm), asked whether a
+        worker on another broker serves an intent."""
         self._cfg = config
+        self._others = others
         self._journal = journal
         self.queue = queue
         self.registry = registry
@@ -169,8 +174,8 @@ class Dispatcher:
 
     def _admit(self, user: str, intent: str, query: SubmitQuery) -> int:
         """Every check a new intent must pass before it is journaled; returns its price."""
-        check_limits(query, self._cfg, self.registry.intents())
-        if not self.registry.can_serve(intent, query.model):
+        check_limits(query, self._cfg, self._served)
+        if not self.registry.can_serve(intent, query.model) and not self._others.can_serve(intent, query.model):
             what = f"intent {intent!r}" + (f" with model {query.model!r}" if query.model else "")
             raise Rejected(
                 "no_worker",
@@ -196,6 +201,9 @@ class Dispatcher:
                 price=price,
             )
         return price
+
+    def _served(self) -> set[str]:
+        return self.registry.intents() | self._others.intents()
 
     def _reattach(self, peer: Peer, user: str, query: SubmitQuery) -> bool:
         """A guid still queued or running here: the same request again (a
@@ -304,10 +312,15 @@ class Dispatcher:
             if data.startswith((b'{"type":"result"', b'{"type":"error"')):
                 self.jobs.pop(guid, None)
 
-    def rehome(self, guid: str, client: Peer) -> None:
+    def rehome(self, guid: str, client: Recipient) -> None:
         job = self.jobs.get(guid)
         if job is not None:
             job.client = client
+
+    def moved(self, guid: str) -> None:
+        job = self.jobs.get(guid)
+        if job is not None and job.worker is None:
+            self.jobs.pop(guid, None)
 
     # --- worker side ----------------------------------------------------
 
@@ -510,16 +523,18 @@ class Dispatcher:
 
     async def restore(self) -> int:
         """Queue again every intent the journal holds unfinished and no broker has live (a restart)."""
-        count = 0
+        now_wall, now = time.time(), time.monotonic()
+        jobs = []
         for record in await self._journal.unfinished():
             if record.guid in self.jobs:
                 continue
             query = _query_decoder.decode(record.query)
-            job = Job(record.guid, record.user, record.intent, query, record.price_held, time.monotonic())
-            if await self.queue.restore(job):
-                self.jobs[job.guid] = job
-                count += 1
-        return count
+            age = max(0.0, now_wall - record.created)
+            jobs.append(Job(record.guid, record.user, record.intent, query, record.price_held, now - age))
+        queued = await self.queue.restore(jobs)
+        for job in queued:
+            self.jobs[job.guid] = job
+        return len(queued)
 
     async def sweep(self) -> None:
         """Fail queued intents that no worker took within max_queue_wait_s."""

@@ -12,15 +12,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from broker.journal import Journal
 
 if TYPE_CHECKING:
     from broker.billing import Billing
-    from broker.peer import Peer
+    from broker.peer import Recipient
 
-Held = tuple["asyncio.Future[None] | None", list[tuple["Peer", list[bytes]]]]
+Held = tuple["asyncio.Future[None] | None", list[tuple["Recipient", list[bytes]]], list[Callable[[], object]]]
 
 
 class Outbox:
@@ -30,13 +31,14 @@ class Outbox:
         # Workers are written first: a `work` frame is on the critical path of
         # an intent, the `accepted` that goes out with it is not, and on a busy
         # machine waking the client first can delay the worker by a time slice.
-        self._workers: list[Peer] = []
-        self._clients: list[Peer] = []
+        self._workers: list[Recipient] = []
+        self._clients: list[Recipient] = []
+        self._later: list[Callable[[], object]] = []  # run after the pass's commit (a shared engine's updates)
         self._scheduled = False
         self._held: deque[Held] = deque()  # passes waiting for their commit, oldest first
         self._writer: asyncio.Task[None] | None = None
 
-    def send(self, peer: Peer | None, data: bytes) -> None:
+    def send(self, peer: Recipient | None, data: bytes) -> None:
         """Queue ``data`` for ``peer``; it is written at the end of this pass,
         after everything journaled so far is committed. ``peer`` None (a client
         gone since it submitted) still schedules the commit."""
@@ -51,6 +53,13 @@ class Outbox:
             # so all writes of the pass share one commit.
             asyncio.get_running_loop().call_soon(self.flush)
 
+    def later(self, run: Callable[[], object]) -> None:
+        """Call ``run`` after this pass's commit, with its frames."""
+        self._later.append(run)
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
     def flush(self) -> None:
         self._scheduled = False
         stored = self._journal.commit()
@@ -62,6 +71,10 @@ class Outbox:
                     peer.marked = False
                     peer.write_queued()
             self._workers, self._clients = [], []
+            if self._later:
+                later, self._later = self._later, []
+                for run in later:
+                    run()
             return
         frames = []
         for peers in (self._workers, self._clients):
@@ -69,19 +82,22 @@ class Outbox:
                 peer.marked = False
                 frames.append((peer, peer.take_queued()))
         self._workers, self._clients = [], []
-        self._held.append((stored, frames))
+        self._held.append((stored, frames, self._later))
+        self._later = []
         if self._writer is None:
             self._writer = asyncio.get_running_loop().create_task(self._write_held(), name="mtor-outbox")
 
     async def _write_held(self) -> None:
         try:
             while self._held:
-                stored, frames = self._held[0]
+                stored, frames, later = self._held[0]
                 if stored is not None:
                     await asyncio.shield(stored)
                 self._held.popleft()
                 for peer, data in frames:
                     peer.write(data)
+                for run in later:
+                    run()
         finally:
             self._writer = None
 

@@ -40,10 +40,27 @@ def frame_header(length: int) -> bytes:
     return _pack3(_TEXT_FIN, 127, length)
 
 
+class Recipient(Protocol):
+    """What frames can be sent to: a :class:`Peer` here, or a client on another
+    broker of the realm (broker.engine.remote.RemotePeer)."""
+
+    role: str
+    closed: bool
+    address: str | None
+    queued: list[bytes]
+    marked: bool
+
+    def send(self, msg: Msg) -> None: ...
+    def send_raw(self, data: bytes) -> None: ...
+    def take_queued(self) -> list[bytes]: ...
+    def write_queued(self) -> None: ...
+    def write(self, frames: list[bytes]) -> None: ...
+
+
 class Writer(Protocol):
     """Where a peer's frames go (broker.outbox.Outbox): queued per pass, written after the commit."""
 
-    def send(self, peer: Peer, data: bytes) -> None: ...
+    def send(self, peer: Recipient, data: bytes) -> None: ...
     async def settle(self) -> None: ...
 
 

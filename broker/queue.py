@@ -19,12 +19,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 from broker.jobs import Ending, Job
 
 if TYPE_CHECKING:
-    from broker.peer import Peer
+    from broker.peer import Recipient
     from broker.registry import WorkerEntry, WorkerRegistry
 
 
 class Host(Protocol):
     """What a queue calls back into (the dispatcher)."""
+
+    jobs: dict[str, Job]  # the intents this broker has live: its clients' and its workers'
 
     def start(self, job: Job, worker: WorkerEntry) -> None:
         """Run ``job`` on ``worker``, which :meth:`WorkerRegistry.pick` chose."""
@@ -38,8 +40,12 @@ class Host(Protocol):
         """End an intent that runs here, on another broker's request."""
         ...
 
-    def rehome(self, guid: str, client: Peer) -> None:
+    def rehome(self, guid: str, client: Recipient) -> None:
         """The client of an intent that runs here now listens through ``client``."""
+        ...
+
+    def moved(self, guid: str) -> None:
+        """The client of an intent went to another broker, which reports to it now."""
         ...
 
 
@@ -72,7 +78,7 @@ class JobQueue(Protocol):
         queued (``job``: this broker's record of it, if any)."""
         ...
 
-    async def claim(self, guid: str, user: str, client: Peer) -> Job | None:
+    async def claim(self, guid: str, user: str, client: Recipient) -> Job | None:
         """``user``'s intent ``guid`` live elsewhere in the realm, from now on
         reporting to ``client``; None if no broker has it."""
         ...
@@ -89,9 +95,9 @@ class JobQueue(Protocol):
         """Take out and return the intents that waited longer than ``limit_s``."""
         ...
 
-    async def restore(self, job: Job) -> bool:
-        """Queue an intent the journal holds unfinished (a restart); False if
-        it is live already."""
+    async def restore(self, jobs: list[Job]) -> list[Job]:
+        """Queue intents the journal holds unfinished (after a restart); the
+        ones queued now (not those live already)."""
         ...
 
     def depth(self, intent: str) -> int: ...
@@ -162,7 +168,7 @@ class SafeQueue:
     async def withdraw(self, guid: str, job: Job | None, ending: Ending) -> Job | bool:
         return job if job is not None and self.remove(job) else False
 
-    async def claim(self, guid: str, user: str, client: Peer) -> Job | None:
+    async def claim(self, guid: str, user: str, client: Recipient) -> Job | None:
         return None  # every live intent of a lone broker is in its dispatcher's jobs
 
     def rehome(self, job: Job) -> None:
@@ -178,9 +184,10 @@ class SafeQueue:
             self.remove(job)
         return stale
 
-    async def restore(self, job: Job) -> bool:
-        self.push(job, force=True)
-        return True
+    async def restore(self, jobs: list[Job]) -> list[Job]:
+        for job in jobs:
+            self.push(job, force=True)
+        return jobs
 
     def push(self, job: Job, *, front: bool = False, force: bool = False) -> int:
         """Queue a job; returns its position (0 = next).

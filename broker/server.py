@@ -13,6 +13,7 @@ import inspect
 import logging
 import signal
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -28,8 +29,9 @@ from broker.outbox import Outbox
 from broker.parts import Parts
 from broker.peer import Peers
 from broker.protocol import sane_recursion_limit
-from broker.queue import SafeQueue
+from broker.queue import JobQueue, SafeQueue
 from broker.ratelimit import RateLimits
+from broker.realm import Alone, Others
 from broker.registry import WorkerRegistry
 from broker.rest import routes as rest_routes
 from broker.roles import Roles
@@ -41,6 +43,9 @@ from broker.tls import server_context
 from broker.trust import WorkerTrust
 from broker.views import RealmViews
 from broker.worker_session import worker_socket
+
+if TYPE_CHECKING:
+    from broker.engine.shared import SharedRealm
 
 log = logging.getLogger("mtor.broker")
 
@@ -58,6 +63,7 @@ class BrokerServer:
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stores: Stores | None = None
+        self._shared: SharedRealm | None = None
 
     @property
     def url(self) -> str:
@@ -78,8 +84,17 @@ class BrokerServer:
         stores = self._stores = await open_stores(cfg, metrics.task_failed)
         journal = stores.journal
         outbox = Outbox(journal, billing)
-        queue = SafeQueue(cfg.queue_limit)
-        registry = WorkerRegistry(cfg)
+        queue: JobQueue
+        others: Others
+        if cfg.engine is not None:  # a realm of brokers sharing Redis (docs/scale.md)
+            from broker.engine.shared import SharedRealm
+
+            shared = self._shared = SharedRealm(cfg, metrics.task_failed)
+            await shared.connect()
+            queue, others, broker_id = shared.make_queue(outbox), shared.state, shared.id
+        else:
+            queue, others, broker_id = SafeQueue(cfg.queue_limit), Alone(), ""
+        registry = WorkerRegistry(cfg, broker_id)
         peers = Peers()
         accounts = AccountStore(accounts_path(cfg.resolved_db_path()))
         roles = Roles(cfg.operator, accounts)
@@ -88,11 +103,15 @@ class BrokerServer:
             sees_all=roles.is_sysop,
             balance_of=billing.balance if billing is not None else None,
         )
-        dispatcher = Dispatcher(cfg, journal, queue, registry, outbox, billing, subs, metrics)
+        dispatcher = Dispatcher(cfg, journal, queue, registry, outbox, billing, subs, metrics, others)
         self.restored = await dispatcher.restore()
         trust = WorkerTrust(cfg, accounts, registry, subs, dispatcher.pump_all)
-        views = RealmViews(cfg, registry, queue, dispatcher, peers, subs, billing, self.restored)
+        views = RealmViews(cfg, registry, queue, dispatcher, peers, subs, billing, self.restored, others, broker_id)
         subs.serve(views.topics())
+        if self._shared is not None:
+            self._shared.serve(
+                dispatcher, registry, views.describe, dispatcher.restore, lambda: subs.changed("stats", "workers", "queue")
+            )
         return Parts(
             config=cfg,
             outbox=outbox,
@@ -132,6 +151,7 @@ class BrokerServer:
         site = web.TCPSite(self._runner, cfg.host, cfg.port, reuse_address=True, ssl_context=server_context(cfg))
         await site.start()
         self.port = self._runner.addresses[0][1]
+        parts.views.url = self.url
         heartbeat = Heartbeat(cfg.heartbeat_misses, parts.registry, parts.subs, parts.dispatcher.pump_all)
 
         async def tick() -> None:
@@ -162,6 +182,9 @@ class BrokerServer:
         parts.accounts.close()
         parts.dispatcher.close()
         await parts.outbox.settle()
+        if self._shared is not None:
+            await self._shared.close()
+            self._shared = None
         if self._stores is not None:
             await self._stores.close()
             self._stores = None

@@ -9,8 +9,8 @@ import msgspec
 import pytest
 
 from broker.protocol import Attachment, Result, Work, WorkResult
-from tests.broker.test_accounts import refused, signed
 from tests.broker.conftest import STORES, both_stores
+from tests.broker.test_accounts import refused, signed
 from tests.broker.test_billing import COST, DictBilling
 from tests.support.peers import FakeWorker, TestClient, echo, fail, new_account
 

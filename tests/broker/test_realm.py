@@ -1,0 +1,223 @@
+"""A realm of three brokers sharing one Redis and one PostgreSQL (real servers).
+
+Clients and workers are spread over the brokers; a worker on any broker
+serves intents submitted on any broker, in the same fair order as one broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from broker import BrokerConfig, BrokerServer
+from broker.protocol import Accepted, Error, Result
+from tests.broker.conftest import get_json
+from tests.support.peers import FakeWorker, TestClient, echo, hang, new_account
+
+Realm = list[BrokerServer]
+
+
+@pytest.fixture
+async def make_realm(redis_server: Any, pg_database: str, tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Realm]]]:
+    """Start brokers of one realm (its own key prefix in the session's Redis, a fresh database)."""
+    started: list[BrokerServer] = []
+    name = f"t{uuid.uuid4().hex[:8]}"
+
+    async def make(count: int = 3, **overrides: Any) -> Realm:
+        brokers = []
+        for _ in range(count):
+            settings: dict[str, Any] = {
+                "port": 0, "db_path": tmp_path / f"{len(started)}.db", "db_url": pg_database,
+                "engine": redis_server.url, "realm": name, "heartbeat_s": 0.2, "stats_interval_s": 0.05,
+                "engine_beat_s": 0.1, "engine_dead_s": 1.0,
+            }  # fmt: skip
+            settings.update(overrides)
+            server = BrokerServer(BrokerConfig(**settings))
+            await server.start()
+            started.append(server)
+            brokers.append(server)
+        return brokers
+
+    yield make
+    for server in reversed(started):
+        if server._runner is not None:
+            await server.stop()
+
+
+async def realm_sees(brokers: Realm, workers: int, timeout: float = 10.0) -> None:
+    """Wait until every broker lists ``workers`` workers (the realm's, not only its own)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        seen = [len((await get_json(b, "/v1/workers"))["workers"]) for b in brokers]
+        if all(n == workers for n in seen):
+            return
+        assert asyncio.get_running_loop().time() < deadline, f"brokers see {seen} workers, not {workers}"
+        await asyncio.sleep(0.05)
+
+
+async def test_every_intent_is_answered_once_wherever_its_client_and_worker_are(make_realm) -> None:
+    brokers = await make_realm(3)
+    workers = [await FakeWorker(b.url, slots=2, behaviour=echo(delay_s=0.002), name=f"w{i}").start()
+               for i, b in enumerate(brokers)]  # fmt: skip
+    await realm_sees(brokers, 3)
+    clients = [await TestClient(b.url).connect() for b in brokers for _ in range(2)]
+    home = {c.address: brokers[i // 2] for i, c in enumerate(clients)}
+
+    async def ask_many(client: TestClient) -> list[Any]:
+        guids = [await client.submit(f"ask {i} of {client.address[-4:]}", intent="chat") for i in range(15)]
+        return [await client.collect(g, timeout=20) for g in guids]
+
+    answered = await asyncio.gather(*(ask_many(c) for c in clients))
+    results = [msgs[-1] for per_client in answered for msgs in per_client]
+    assert all(isinstance(r, Result) for r in results), [r for r in results if not isinstance(r, Result)][:3]
+    assert all(sum(isinstance(m, Result) for m in msgs) == 1 for per in answered for msgs in per)
+    runs = Counter(w.guid for worker in workers for w in worker.received)
+    assert len(runs) == 90 and set(runs.values()) == {1}, "every intent ran exactly once"
+    by_worker = Counter(r.worker for r in results)
+    assert len(by_worker) == 3, f"every broker's worker served: {by_worker}"
+    # Results crossed brokers: a worker id names its broker.
+    crossed = sum(
+        1 for c, per in zip(clients, answered, strict=True) for msgs in per
+        if not msgs[-1].worker.startswith(home[c.address].parts.views.describe()["id"])
+    )  # fmt: skip
+    assert crossed > 0
+    for c in clients:
+        await c.close()
+    for w in workers:
+        await w.close()
+
+
+async def test_a_heavy_user_does_not_starve_a_light_one_on_another_broker(make_realm) -> None:
+    """SafeQueue's bound, across brokers: each of the light user's intents waits
+    for at most one of the heavy user's (test_queue.py has the one-broker case)."""
+    heavy_home, light_home, worker_home = await make_realm(3)
+    worker = await FakeWorker(worker_home.url, slots=1, behaviour=echo(delay_s=0.002)).start()
+    await realm_sees([heavy_home, light_home, worker_home], 1)
+    async with TestClient(heavy_home.url) as flood, TestClient(light_home.url) as polite:
+        flood_guids = [await flood.submit(f"flood {i}", intent="chat") for i in range(50)]
+        for guid in flood_guids:
+            assert isinstance(await flood.next_for(guid), Accepted)
+        # Journaling and queueing 50 intents on a realm takes long enough for
+        # the worker to serve some of them before the light user arrives: count
+        # only what it served meanwhile.
+        arrived = len(worker.received)
+        polite_guids = [await polite.submit(f"polite {i}", intent="chat") for i in range(3)]
+        for guid in polite_guids:
+            assert isinstance((await polite.collect(guid, timeout=20))[-1], Result)
+        before_polite_done = sum(1 for w in worker.received[arrived:] if w.prompt.startswith("flood"))
+        for guid in flood_guids:
+            assert isinstance((await flood.collect(guid, timeout=20))[-1], Result)
+    await worker.close()
+    assert before_polite_done <= 1 + 3 + 1, before_polite_done
+    assert [w.prompt.split()[0] for w in worker.received].count("polite") == 3
+
+
+async def test_cancel_reaches_the_broker_whose_worker_runs_it(make_realm) -> None:
+    here, there = await make_realm(2)
+    worker = await FakeWorker(there.url, behaviour=hang()).start()
+    await realm_sees([here, there], 1)
+    async with TestClient(here.url) as client:
+        guid = await client.submit("stop me", intent="chat")
+        assert isinstance(await client.next_for(guid), Accepted)
+        await asyncio.wait_for(worker.got_work.wait(), 5)
+        await client.send({"type": "cancel", "guid": guid})
+        ended = await client.next_for(guid)
+    assert isinstance(ended, Error) and ended.code == "cancelled"
+    for _ in range(100):
+        if worker.cancels:
+            break
+        await asyncio.sleep(0.02)
+    assert worker.cancels == [guid]
+    await worker.close()
+
+
+async def test_a_client_that_moves_to_another_broker_gets_its_running_intent_there(make_realm) -> None:
+    first, second, worker_home = await make_realm(3)
+    worker = await FakeWorker(worker_home.url, behaviour=hang()).start()
+    await realm_sees([first, second, worker_home], 1)
+    account = new_account()
+    gone = await TestClient(first.url, account).connect()
+    guid = await gone.submit("follow me", intent="chat")
+    await asyncio.wait_for(worker.got_work.wait(), 5)
+    await gone.close()
+    async with TestClient(second.url, account) as moved:
+        await moved.submit("follow me", guid=guid, intent="chat")
+        assert isinstance(await moved.next_for(guid), Accepted)
+        await asyncio.sleep(0.2)  # the running broker learns where the client went
+        await echo()(worker, worker.received[0])
+        msgs = await moved.collect(guid)
+    result = msgs[-1]
+    assert isinstance(result, Result) and result.text == "follow me" and not result.replayed
+    assert [m.text for m in msgs if m.__class__.__name__ == "Token"] == ["follow", " me"]
+    assert len(worker.received) == 1
+    # And once finished, any broker replays it from the shared journal.
+    async with TestClient(first.url, account) as again:
+        await again.submit("follow me", guid=guid, intent="chat")
+        replay = await again.next_for(guid)
+    assert isinstance(replay, Result) and replay.replayed and replay.text == "follow me"
+    await worker.close()
+
+
+async def test_a_result_finished_while_the_client_moved_is_not_lost(make_realm) -> None:
+    """The worker answers after the client left its broker and before it
+    reconnected: the result is in the journal and the resubmit replays it."""
+    first, second = await make_realm(2)
+    worker = await FakeWorker(second.url, behaviour=hang()).start()
+    await realm_sees([first, second], 1)
+    account = new_account()
+    gone = await TestClient(first.url, account).connect()
+    guid = await gone.submit("while away", intent="chat")
+    await asyncio.wait_for(worker.got_work.wait(), 5)
+    await gone.close()
+    await echo()(worker, worker.received[0])
+    await asyncio.sleep(0.2)
+    async with TestClient(second.url, account) as back:
+        await back.submit("while away", guid=guid, intent="chat")
+        replay = (await back.collect(guid))[-1]
+    assert isinstance(replay, Result) and replay.text == "while away"
+    assert len(worker.received) == 1
+    await worker.close()
+
+
+async def test_the_queue_limit_holds_for_the_realm(make_realm) -> None:
+    one, two = await make_realm(2, queue_limit=3)
+    worker = await FakeWorker(one.url, slots=1, behaviour=hang()).start()
+    await realm_sees([one, two], 1)
+    async with TestClient(one.url) as a, TestClient(two.url) as b:
+        running = await a.submit("running", intent="chat")
+        assert isinstance(await a.next_for(running), Accepted)
+        await asyncio.wait_for(worker.got_work.wait(), 5)
+        queued = [await (a if i % 2 else b).submit(f"queued {i}", intent="chat") for i in range(3)]
+        for i, guid in enumerate(queued):
+            assert isinstance(await (a if i % 2 else b).next_for(guid), Accepted)
+        over = await b.submit("one too many", intent="chat")
+        refused = await b.next_for(over)
+    assert isinstance(refused, Error) and refused.code == "queue_full" and refused.detail["limit"] == 3
+    await worker.close()
+
+
+async def test_every_broker_shows_the_realm(make_realm) -> None:
+    brokers = await make_realm(3)
+    workers = [await FakeWorker(b.url, slots=2, behaviour=echo()).start() for b in brokers[:2]]
+    await realm_sees(brokers, 2)
+    async with TestClient(brokers[0].url) as c0, TestClient(brokers[2].url) as c2:
+        for c in (c0, c2):
+            assert isinstance(await c.ask("count me", intent="chat"), Result)
+        await asyncio.sleep(0.3)  # a beat or two
+        for b in brokers:
+            stats = await get_json(b, "/v1/stats")
+            assert stats["brokers"] == 3 and stats["workers"] == 2 and stats["slots_total"] == 4
+            assert stats["clients"] == 2 and stats["intents"]["completed"] == 2
+            listed = await get_json(b, "/v1/brokers")
+            assert sorted(r["url"] for r in listed["brokers"]) == sorted(x.url for x in brokers)
+            assert [r["this"] for r in listed["brokers"]].count(True) == 1
+            health = await get_json(b, "/healthz")
+            assert health["workers"] == 2 and health["brokers"] == 3
+    for w in workers:
+        await w.close()
