@@ -9,18 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from broker.accounts import AccountError
 from broker.parts import Parts
-from broker.protocol import MtorError
+from broker.protocol import MtorError, loads, rest_json
 
 _STATUS = {"bad_signature": 401, "forbidden": 403, "unknown_guid": 404, "nickname_taken": 409}
 
 
 def _json(data: object, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+    return web.Response(body=rest_json(data), status=status, content_type="application/json")
 
 
 def _error(exc: MtorError) -> web.Response:
@@ -43,8 +42,8 @@ def routes(parts: Parts) -> list[web.RouteDef]:
 
     async def body(request: web.Request) -> dict[str, Any]:
         try:
-            data = orjson.loads(await request.read() or b"{}")
-        except orjson.JSONDecodeError:
+            data = loads(await request.read() or b"{}")
+        except ValueError:
             raise AccountError("invalid_json", "the body is not JSON", "send a JSON object") from None
         if not isinstance(data, dict):
             raise AccountError("invalid_message", "the body must be a JSON object", 'e.g. {"address": "0x..."}')

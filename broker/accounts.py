@@ -1,4 +1,5 @@
-"""Accounts: nicknames, bans, sysop grants, the audit log and worker trust records.
+"""Accounts: nicknames, bans, sysop grants, the audit log, worker trust records,
+and the nonces of signed REST requests still inside their window.
 
 Kept in SQLite beside the intent journal (``broker.db`` -> ``broker.accounts.db``),
 on a connection of its own that commits every write at once: these writes are
@@ -35,6 +36,7 @@ CREATE TABLE IF NOT EXISTS audit (
 CREATE TABLE IF NOT EXISTS trust (
     address TEXT PRIMARY KEY, completed INTEGER NOT NULL, aborted INTEGER NOT NULL,
     maintenance TEXT);
+CREATE TABLE IF NOT EXISTS request_nonces (key TEXT PRIMARY KEY, until REAL NOT NULL);
 """
 
 
@@ -151,6 +153,20 @@ class AccountStore:
              "detail": json.loads(r[5]), "outcome": r[6]}
             for r in rows
         ]
+
+    # --- signed requests ------------------------------------------------
+
+    def spend_nonce(self, key: str, until: float) -> bool:
+        """Record a signed request's nonce as used until ``until`` (unix time);
+        False if it was used already, before a restart too."""
+        cursor = self._conn.execute(
+            "INSERT INTO request_nonces (key, until) VALUES (?, ?) ON CONFLICT (key) DO NOTHING", (key, until)
+        )
+        return cursor.rowcount == 1
+
+    def forget_nonces(self, before: float) -> None:
+        """Drop nonces whose requests are too old to be accepted anyway."""
+        self._conn.execute("DELETE FROM request_nonces WHERE until < ?", (before,))
 
     # --- worker trust ---------------------------------------------------
 

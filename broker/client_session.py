@@ -5,13 +5,14 @@ from __future__ import annotations
 from aiohttp import web
 
 from broker import handshake
-from broker.frames import internal_error, messages, not_authenticated
+from broker.frames import busy, internal_error, messages, not_authenticated
 from broker.parts import Parts
 from broker.peer import Peer, open_peer
 from broker.protocol import (
     Cancel,
     Error,
     Hello,
+    MtorError,
     Ping,
     Pong,
     ProtocolError,
@@ -24,27 +25,36 @@ from broker.protocol import (
 _decoder = client_decoder()
 
 
-async def client_socket(parts: Parts, request: web.Request) -> web.WebSocketResponse:
+async def client_socket(parts: Parts, request: web.Request) -> web.StreamResponse:
     cfg = parts.config
-    peer = await open_peer(request, "client", parts.outbox, cfg.transport_max_msg_size, cfg.realm)
-    parts.peers.add(peer)
+    pending = parts.gate.admit(request.remote or "")
+    if isinstance(pending, MtorError):
+        return busy(pending)
     try:
-        async for msg in messages(peer, _decoder, cfg.max_frame_bytes, parts.metrics):
-            if isinstance(msg, ProtocolError):
-                continue  # answered; a client's bad frame refers to nothing running
-            try:
-                keep = await _handle(parts, peer, msg)
-            except Exception as exc:
-                internal_error(peer, exc, getattr(msg, "guid", None))
-                continue
-            if not keep:
-                await peer.close(code=4001, message=b"bad signature")
-                break
+        peer = await open_peer(request, "client", parts.outbox, cfg.transport_max_msg_size, cfg.realm)
+        pending.watch(peer)
+        parts.peers.add(peer)
+        try:
+            async for msg in messages(peer, _decoder, cfg.max_frame_bytes, cfg.max_login_frame_bytes, parts.metrics):
+                if isinstance(msg, ProtocolError):
+                    continue  # answered; a client's bad frame refers to nothing running
+                try:
+                    keep = await _handle(parts, peer, msg)
+                except Exception as exc:
+                    internal_error(peer, exc, getattr(msg, "guid", None))
+                    continue
+                if peer.authenticated:
+                    pending.done()
+                if not keep:
+                    await peer.close(code=4001, message=b"bad signature")
+                    break
+        finally:
+            peer.closed = True
+            parts.peers.discard(peer)
+            parts.subs.unsubscribe(peer)
+            parts.subs.changed("stats")
     finally:
-        peer.closed = True
-        parts.peers.discard(peer)
-        parts.subs.unsubscribe(peer)
-        parts.subs.changed("stats")
+        pending.done()
     return peer.ws
 
 

@@ -37,6 +37,7 @@ class BrokerConfig:
     max_prompt_chars: int = 32_000
     max_attachment_bytes: int = 16 * MiB  # decoded bytes, all attachments of one query together
     queue_limit: int = 1000  # queued intents per intent
+    user_queue_limit: int = 100  # queued intents per intent of one user, so no one fills a queue alone
     job_timeout_s: dict[str, float] = field(default_factory=dict)  # per intent
     default_job_timeout_s: float = 120.0
     max_queue_wait_s: float = 600.0  # a queued intent no worker picks up fails after this
@@ -62,12 +63,18 @@ class BrokerConfig:
     max_tokens_per_s: float = 0.0  # ...or a result faster than this (implausible); 0: no check
     spot_check_rate: float = 0.0  # share of greedy chat results re-run on a trusted worker and compared
     request_window_s: float = 60.0  # how old a signed REST request may be
+    # Sockets that have not logged in (broker/gate.py).
+    login_timeout_s: float = 10.0  # to send a good hello/register; also how long an HTTP connection may idle
+    max_unauthenticated: int = 1024  # at once, in all (at most a quarter of the open-file limit)
+    max_unauthenticated_per_ip: int = 64  # at once, from one address
+    max_login_frame_bytes: int = 64 * 1024  # a frame before login (hello/register are small)
 
     def __post_init__(self) -> None:
         positive = {
             "max_frame_bytes": self.max_frame_bytes,
             "max_prompt_chars": self.max_prompt_chars,
             "queue_limit": self.queue_limit,
+            "user_queue_limit": self.user_queue_limit,
             "max_attempts": self.max_attempts,
             "default_job_timeout_s": self.default_job_timeout_s,
             "heartbeat_s": self.heartbeat_s,
@@ -75,6 +82,10 @@ class BrokerConfig:
             "quarantine_after_failures": self.quarantine_after_failures,
             "stats_interval_s": self.stats_interval_s,
             "engine_beat_s": self.engine_beat_s,
+            "login_timeout_s": self.login_timeout_s,
+            "max_unauthenticated": self.max_unauthenticated,
+            "max_unauthenticated_per_ip": self.max_unauthenticated_per_ip,
+            "max_login_frame_bytes": self.max_login_frame_bytes,
             **{f"job_timeout_s[{k!r}]": v for k, v in self.job_timeout_s.items()},
         }
         for name, value in positive.items():

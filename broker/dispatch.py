@@ -10,6 +10,7 @@ a clear error and its hold is released.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from typing import TYPE_CHECKING
 
@@ -158,12 +159,7 @@ class Dispatcher:
                     self._subs.ledger_event("release", job.guid, job.user, job.price_held)
                 await self._journal.discard(job.guid)
             if isinstance(exc, QueueFull):
-                raise Rejected(
-                    "queue_full",
-                    f"the {job.intent!r} queue is full ({exc.limit} waiting)",
-                    "retry in a little while",
-                    limit=exc.limit,
-                ) from None
+                raise self._full(job.intent, exc.limit, exc.scope) from None
             raise
         self.counters["submitted"] += 1
         self._outbox.send(
@@ -183,13 +179,10 @@ class Dispatcher:
                 "start one with `mtor worker serve`, or try again later",
                 intent=intent,
             )
+        if self.queue.depth_of(intent, user) >= self._cfg.user_queue_limit:
+            raise self._full(intent, self._cfg.user_queue_limit, "user")
         if self.queue.depth(intent) >= self._cfg.queue_limit:
-            raise Rejected(
-                "queue_full",
-                f"the {intent!r} queue is full ({self._cfg.queue_limit} waiting)",
-                "retry in a little while",
-                limit=self._cfg.queue_limit,
-            )
+            raise self._full(intent, self._cfg.queue_limit, "realm")
         price = 0
         if self._billing is not None:
             price = self._billing.quote(user, intent, query.model, query.params)
@@ -202,6 +195,24 @@ class Dispatcher:
             )
         return price
 
+    @staticmethod
+    def _full(intent: str, limit: int, scope: str) -> Rejected:
+        if scope == "user":
+            return Rejected(
+                "queue_full",
+                f"you have {limit} intents waiting in the {intent!r} queue, your limit",
+                "wait for some of yours to finish, then retry",
+                limit=limit,
+                scope="user",
+            )
+        return Rejected(
+            "queue_full",
+            f"the {intent!r} queue is full ({limit} waiting, all users)",
+            "retry in a little while",
+            limit=limit,
+            scope="realm",
+        )
+
     def _served(self) -> set[str]:
         return self.registry.intents() | self._others.intents()
 
@@ -213,8 +224,9 @@ class Dispatcher:
             return False
         self._check_same(job.user, job.query, user, query)
         job.client = peer
-        self.queue.rehome(job)
+        self.queue.rehome(job, query.resume_run, query.resume_offset)
         self._accepted_again(job)
+        self._catch_up(job, query.resume_run, query.resume_offset)
         return True
 
     def _accepted_again(self, job: Job) -> None:
@@ -223,12 +235,23 @@ class Dispatcher:
             encode(Accepted(guid=job.guid, intent=job.intent, position=0, price_held=job.price_held)),
         )
 
+    def _catch_up(self, job: Job, run: int, offset: int) -> None:
+        """Send a resuming client the text of the current run it has not seen:
+        from its offset if it follows this run, else the whole run so far."""
+        if not (job.query.stream and job.stream_chars):
+            return
+        start = offset if run == job.run else 0
+        if start >= job.stream_chars:
+            return
+        text = "".join(job.streamed)[start:]
+        self._outbox.send(job.client, encode(Token(guid=job.guid, text=text, offset=start, run=job.run)))
+
     async def _known(self, peer: Peer, user: str, query: SubmitQuery) -> bool:
         """Answer a guid the realm knows: still live on another broker (its
-        stream comes here from now on), finished (its stored outcome), or
-        journaled but in no queue (its broker stopped between the two: queued
-        now). False if the guid is unknown."""
-        job = await self.queue.claim(query.guid, user, peer)
+        stream comes here from now on, from where the client stopped),
+        finished (its stored outcome), or journaled but in no queue (its broker
+        stopped between the two: queued now). False if the guid is unknown."""
+        job = await self.queue.claim(query.guid, user, peer, query.resume_run, query.resume_offset)
         if job is not None:
             self._check_same(job.user, job.query, user, query)
             self.jobs[job.guid] = job
@@ -312,10 +335,11 @@ class Dispatcher:
             if data.startswith((b'{"type":"result"', b'{"type":"error"')):
                 self.jobs.pop(guid, None)
 
-    def rehome(self, guid: str, client: Recipient) -> None:
+    def rehome(self, guid: str, client: Recipient, run: int, offset: int) -> None:
         job = self.jobs.get(guid)
         if job is not None:
             job.client = client
+            self._catch_up(job, run, offset)
 
     def moved(self, guid: str) -> None:
         job = self.jobs.get(guid)
@@ -323,6 +347,11 @@ class Dispatcher:
             self.jobs.pop(guid, None)
 
     # --- worker side ----------------------------------------------------
+
+    def worker_draining(self, worker: WorkerEntry) -> None:
+        """The worker takes no new work from now on (it is shutting down)."""
+        worker.draining = True
+        self._subs.changed("workers", "stats")
 
     def worker_joined(self, worker: WorkerEntry) -> None:
         self._subs.changed("workers", "stats")
@@ -347,6 +376,11 @@ class Dispatcher:
             self.counters["tokens"] += 1
             if not job.query.stream:
                 return True
+            # The worker's numbers are replaced by the broker's (decoded just now, ours to change).
+            msg.offset = job.stream_chars
+            msg.run = job.run
+            job.streamed.append(msg.text)
+            job.stream_chars += len(msg.text)
         if job.client is not None:
             job.client.send(msg)
         return True
@@ -395,7 +429,10 @@ class Dispatcher:
         if job is None:
             return self._released(worker, failed.guid)
         self._detach(job, worker)
-        if failed.retryable:
+        if worker.hands_back(failed):
+            # A worker shutting down gave it back: no fault of anyone's.
+            self._retry(job, "worker_failed", f"worker {worker.id} stopped before finishing it")
+        elif failed.retryable:
             # The worker could not do it; another one might.
             self._worker_failure(worker)
             self._retry(job, "worker_failed", f"worker {worker.id} failed: {failed.message}")
@@ -499,6 +536,9 @@ class Dispatcher:
     def start(self, job: Job, worker: WorkerEntry) -> None:
         self.jobs[job.guid] = job
         job.worker = worker
+        job.run = secrets.randbits(31) | 1  # never 0 (unknown), unique across broker restarts
+        job.streamed = []
+        job.stream_chars = 0
         job.attempts += 1
         job.tried.add(worker.id)
         job.started_at = time.monotonic()

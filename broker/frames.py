@@ -3,41 +3,51 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import AsyncIterator
 from typing import Any
 
-from aiohttp import WSMsgType
+from aiohttp import WSMsgType, web
 
 from broker.metrics import BrokerMetrics
 from broker.peer import Peer
-from broker.protocol import Decoder, Error, ProtocolError
+from broker.protocol import Decoder, Error, MtorError, ProtocolError
 
 log = logging.getLogger("mtor.broker")
 
+TOO_BIG_CLOSE = 1009  # RFC 6455: message too big
+
 
 async def messages(
-    peer: Peer, decoder: Decoder, max_frame_bytes: int, metrics: BrokerMetrics
+    peer: Peer, decoder: Decoder, max_frame_bytes: int, max_login_frame_bytes: int, metrics: BrokerMetrics
 ) -> AsyncIterator[Any]:
     """Yield each decoded message; answer bad frames with `error` and carry on.
 
     A frame with a known `type` that failed its checks is answered and then
     yielded as its :class:`ProtocolError`, so the socket's handler can end
-    what it refers to (a worker's malformed `result` fails that attempt)."""
+    what it refers to (a worker's malformed `result` fails that attempt).
+    Before login a frame may be at most ``max_login_frame_bytes``: a bigger
+    one is answered and the socket closed (it proves nothing and costs memory)."""
     async for frame in peer.ws:
         if frame.type == WSMsgType.TEXT:
             data: str = frame.data
+            limit = max_frame_bytes if peer.authenticated else max_login_frame_bytes
             # len(str) counts characters; only a frame that could be too big pays for encoding.
-            if len(data) * 4 > max_frame_bytes and len(data.encode()) > max_frame_bytes:
+            if len(data) * 4 > limit and len(data.encode()) > limit:
                 _reject(
                     peer,
                     metrics,
                     ProtocolError(
                         "frame_too_large",
-                        f"the frame is {len(data.encode())} bytes; the limit is {max_frame_bytes}",
-                        "send smaller attachments",
+                        f"the frame is {len(data.encode())} bytes; the limit is {limit}"
+                        + ("" if peer.authenticated else " before login"),
+                        "send smaller attachments" if peer.authenticated else "log in first (hello/register)",
                     ),
                     None,
                 )
+                if not peer.authenticated:
+                    await peer.close(code=TOO_BIG_CLOSE, message=b"frame too large before login")
+                    return
                 continue
             try:
                 msg = decoder.decode(data)
@@ -56,6 +66,13 @@ async def messages(
             )
         elif frame.type == WSMsgType.ERROR:
             return
+
+
+def busy(refusal: MtorError) -> web.Response:
+    """An upgrade refused before it happens (broker/gate.py): HTTP 503 with the error."""
+    return web.json_response(
+        {"error": refusal.to_dict()}, status=503, headers={"Retry-After": str(math.ceil(refusal.detail["retry_after"]))}
+    )
 
 
 def _reject(peer: Peer, metrics: BrokerMetrics, exc: ProtocolError, guid: str | None) -> None:

@@ -18,9 +18,18 @@ from typing import Any, Protocol
 
 import msgspec
 
-from broker.journal import DONE, FINAL_STATES
+from broker.journal import DONE, FINAL_STATES, read_amount
 from broker.protocol import Error, Result, SubmitQuery
 
+
+class _Paid(msgspec.Struct):
+    """The two fields of a stored result that realm totals add up."""
+
+    worker: str | None = None
+    cost: int = 0
+
+
+_paid = msgspec.json.Decoder(_Paid)
 _query = msgspec.json.Decoder(SubmitQuery)
 _result = msgspec.json.Decoder(Result)
 _error = msgspec.json.Decoder(Error)
@@ -82,27 +91,24 @@ class SqliteHistory:
                 "SELECT intent, finished - created FROM intents WHERE state = ? AND finished IS NOT NULL",
                 (DONE,),
             ).fetchall()
-            costs = conn.execute(
-                "SELECT json_extract(CAST(outcome AS TEXT), '$.worker'),"
-                " coalesce(json_extract(CAST(outcome AS TEXT), '$.cost'), 0)"
-                " FROM intents WHERE state = ?",
-                (DONE,),
-            ).fetchall()
+            done = [row[0] for row in conn.execute("SELECT outcome FROM intents WHERE state = ?", (DONE,))]
             users = conn.execute("SELECT count(DISTINCT user) FROM intents WHERE created >= ?", (since,)).fetchone()[0]
             all_users = conn.execute("SELECT count(DISTINCT user) FROM intents").fetchone()[0]
-        return summarise(counts, took, costs, users, all_users)
+        return summarise(counts, took, done, users, all_users)
 
 
 def summarise(
     counts: list[tuple[str, str, int]],
     took: list[tuple[str, float]],
-    costs: list[tuple[str | None, Any]],
+    done: list[bytes],
     users: int,
     all_users: int,
 ) -> dict[str, Any]:
     """Realm totals from the journal's rows: (intent, state, count) per group,
-    (intent, seconds) per finished intent, (worker, cost) per done intent, and
-    the distinct users of the last day and of all time."""
+    (intent, seconds) per finished intent, the stored result of each done
+    intent, and the distinct users of the last day and of all time. Costs are
+    decoded here, not by the database: SQLite's json_extract reads an amount
+    beyond 64 bits as a lossy REAL."""
     by_intent: dict[str, dict[str, Any]] = {}
     latencies: dict[str, list[float]] = {}
     spent = 0
@@ -113,10 +119,11 @@ def summarise(
         tally[state if state in tally else "queued"] += n
     for intent, seconds in took:
         latencies.setdefault(intent, []).append(seconds)
-    for worker, cost in costs:
-        spent += int(cost)
-        if worker:
-            earned[worker] = earned.get(worker, 0) + int(cost)
+    for outcome in done:
+        paid = _paid.decode(outcome)
+        spent += paid.cost
+        if paid.worker:
+            earned[paid.worker] = earned.get(paid.worker, 0) + paid.cost
     for intent, tally in by_intent.items():
         ended = tally["done"] + tally["failed"]
         tally["success_rate"] = round(tally["done"] / ended, 4) if ended else None
@@ -152,7 +159,7 @@ def _percentiles(values: list[float]) -> dict[str, float | None]:
 
 
 def entry(
-    guid: str, intent: str, state: str, query: bytes, price_held: int, created: float,
+    guid: str, intent: str, state: str, query: bytes, price_held: int | bytes, created: float,
     finished: float | None, outcome: bytes | None,
 ) -> tuple[dict[str, Any], Result | Error | None]:
     q = _query.decode(query)
@@ -165,7 +172,7 @@ def entry(
         "worker": None,
         "duration_s": None if finished is None else round(finished - created, 4),
         "cost": 0,
-        "price_held": int(price_held),
+        "price_held": read_amount(price_held),
         "status": state,
     }
     decoded: Result | Error | None = None

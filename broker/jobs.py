@@ -29,6 +29,9 @@ class Job:
     timer: asyncio.TimerHandle | None = None
     tokens: int = 0
     waiting_since: float = 0.0  # monotonic, when last put in the queue
+    run: int = 0  # the current run's id (new at every dispatch; see protocol.Token)
+    streamed: list[str] = field(default_factory=list)  # the current run's text, for a client that resumes
+    stream_chars: int = 0  # len("".join(streamed))
 
     @property
     def model(self) -> str | None:

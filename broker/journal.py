@@ -35,6 +35,19 @@ FAILED = "failed"
 CANCELLED = "cancelled"
 FINAL_STATES = frozenset((DONE, FAILED, CANCELLED))
 
+_INT64 = range(-(2**63), 2**63)
+
+
+def stored_amount(amount: int) -> int | bytes:
+    """An amount as SQLite keeps it exactly: an INTEGER within 64 bits, else
+    its decimal digits as a BLOB (SQLite would turn a bigger number into a
+    lossy REAL)."""
+    return amount if amount in _INT64 else str(amount).encode()
+
+
+def read_amount(value: int | bytes) -> int:
+    return int(value)
+
 
 @dataclass
 class IntentRecord:
@@ -105,7 +118,7 @@ class SqliteJournal:
                 record.intent,
                 record.state,
                 record.query,
-                str(record.price_held),
+                stored_amount(record.price_held),
                 record.created,
             ),
         )
@@ -161,7 +174,7 @@ class SqliteJournal:
 
 def _record(row: tuple[Any, ...]) -> IntentRecord:
     guid, user, intent, state, query, price_held, created, outcome = row
-    return IntentRecord(guid, user, intent, state, query, int(price_held), created, outcome)
+    return IntentRecord(guid, user, intent, state, query, read_amount(price_held), created, outcome)
 
 
 class _Checkpointer:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from broker.accounts import AccountStore
 from broker.config import BrokerConfig
 from broker.dispatch import Dispatcher
+from broker.gate import Gate
 from broker.history import History
 from broker.metrics import BrokerMetrics
 from broker.outbox import Outbox
@@ -32,6 +33,7 @@ class Parts:
     config: BrokerConfig
     outbox: Outbox  # every frame leaves through it, after the pass's commit
     peers: Peers  # open sockets
+    gate: Gate  # who may open a socket, and the login deadline
     metrics: BrokerMetrics
     registry: WorkerRegistry  # connected workers
     dispatcher: Dispatcher  # intents: submit, cancel, the workers' answers

@@ -33,6 +33,8 @@ ERROR_CODES: dict[str, str] = {
     "frame_too_large": "The frame is larger than the broker accepts.",
     "binary_frame": "Binary frames are not accepted; send JSON text.",
     "not_authenticated": "Send `hello` (or `register`) with a signed challenge first.",
+    "login_timeout": "No signed `hello` (or `register`) arrived in time; the socket is closed.",
+    "busy": "Too many connections are logging in (from this address, or in all); retry in a moment.",
     "bad_signature": "The signature does not match the address or the challenge.",
     "unknown_intent": "No such intent.",
     "prompt_too_long": "The prompt is longer than the broker accepts.",
@@ -51,6 +53,7 @@ ERROR_CODES: dict[str, str] = {
     "banned": "This address is banned from the realm.",
     "forbidden": "Only a sysop (or the realm's operator) may do that.",
     "maintenance": "The worker is in maintenance: it gets no new work until a sysop resumes it.",
+    "worker_stopping": "The worker is shutting down and handed the intent back; another worker runs it.",
     "nickname_taken": "That nickname belongs to another address.",
     "internal": "The broker hit an unexpected error.",
     "unavailable": "The realm's database or engine did not answer; retry in a moment (the same guid is safe).",
@@ -105,8 +108,35 @@ def check_nesting(data: str | bytes) -> None:
 
 
 def loads(data: str | bytes) -> Any:
-    """JSON from another machine (REST bodies and answers): depth-bounded, never recursive in Python."""
-    return orjson.loads(data)
+    """JSON from another machine (REST bodies and answers): depth-bounded, and
+    integers of any size read exactly. Raises ValueError when it is not JSON."""
+    try:
+        check_nesting(data)
+        return msgspec.json.decode(data)
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise ValueError(f"invalid JSON: {exc}") from None
+
+
+# Above this, a JSON number loses precision in JavaScript (and every client
+# that reads numbers as IEEE doubles); REST writes such integers as strings.
+MAX_SAFE_INTEGER = 2**53 - 1
+
+
+def rest_json(data: Any) -> bytes:
+    """A REST body: JSON with every integer beyond MAX_SAFE_INTEGER written as a
+    decimal string (amounts in base units usually are), so no client loses
+    precision; read amounts with int() / BigInt(), which take both forms."""
+    return _encoder.encode(_safe_integers(data))
+
+
+def _safe_integers(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _safe_integers(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_safe_integers(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+        return str(value)
+    return value
 
 
 def challenge_text(nonce: str, role: str) -> str:
@@ -247,6 +277,10 @@ class SubmitQuery(Msg, tag="submit_query"):
     params: dict[str, Any] = {}
     stream: bool = True
     max_price: int | None = None  # base units of $9000
+    # Resubmitting a guid after a reconnect: the run and the characters of its
+    # text this client already has, so the stream continues exactly there.
+    resume_run: int = 0
+    resume_offset: int = 0
 
 
 class Cancel(Msg, tag="cancel"):
@@ -294,9 +328,16 @@ class Accepted(Msg, tag="accepted"):
 
 
 class Token(Msg, tag="token"):
+    """A piece of streamed text. ``index`` numbers a worker's tokens; the broker
+    adds ``run`` (which run of the intent produced it: a retry elsewhere or a
+    broker restart starts a new run, from offset 0) and ``offset`` (characters
+    of that run's text before this piece), so a client can resume exactly."""
+
     guid: str
     text: str
     index: int = 0
+    offset: int = 0
+    run: int = 0
 
 
 class Progress(Msg, tag="progress"):
@@ -372,6 +413,12 @@ class Failed(Msg, tag="failed"):
     retryable: bool = True
 
 
+class Drain(Msg, tag="drain"):
+    """The worker is shutting down: send it no new work. It finishes what it
+    runs, or hands an intent back with `failed{code: "worker_stopping"}`;
+    neither counts against it."""
+
+
 # --- broker -> worker ------------------------------------------------------
 
 
@@ -391,11 +438,11 @@ ClientMessage = Hello | SubmitQuery | Cancel | Subscribe | Ping | Pong
 ServerToClient = (
     Challenge | Welcome | Accepted | Token | Progress | Result | Error | Stats | Broadcast | Ping | Pong
 )
-WorkerMessage = Register | Pong | Ping | Token | Progress | WorkResult | Failed
+WorkerMessage = Register | Pong | Ping | Token | Progress | WorkResult | Failed | Drain
 ServerToWorker = Challenge | Welcome | Work | Cancel | Ping | Pong | Error | Broadcast
 
 TYPES_FROM_CLIENT = frozenset(("hello", "submit_query", "cancel", "subscribe", "ping", "pong"))
-TYPES_FROM_WORKER = frozenset(("register", "pong", "ping", "token", "progress", "result", "failed"))
+TYPES_FROM_WORKER = frozenset(("register", "pong", "ping", "token", "progress", "result", "failed", "drain"))
 
 _encoder = msgspec.json.Encoder()
 

@@ -40,8 +40,9 @@ class Host(Protocol):
         """End an intent that runs here, on another broker's request."""
         ...
 
-    def rehome(self, guid: str, client: Recipient) -> None:
-        """The client of an intent that runs here now listens through ``client``."""
+    def rehome(self, guid: str, client: Recipient, run: int, offset: int) -> None:
+        """The client of an intent that runs here now listens through
+        ``client``; it has the text of ``run`` up to ``offset``."""
         ...
 
     def moved(self, guid: str) -> None:
@@ -78,12 +79,13 @@ class JobQueue(Protocol):
         queued (``job``: this broker's record of it, if any)."""
         ...
 
-    async def claim(self, guid: str, user: str, client: Recipient) -> Job | None:
+    async def claim(self, guid: str, user: str, client: Recipient, run: int, offset: int) -> Job | None:
         """``user``'s intent ``guid`` live elsewhere in the realm, from now on
-        reporting to ``client``; None if no broker has it."""
+        reporting to ``client`` (from ``offset`` of ``run``: protocol.Token);
+        None if no broker has it."""
         ...
 
-    def rehome(self, job: Job) -> None:
+    def rehome(self, job: Job, run: int, offset: int) -> None:
         """``job.client`` changed: route what other brokers produce for it here."""
         ...
 
@@ -101,16 +103,19 @@ class JobQueue(Protocol):
         ...
 
     def depth(self, intent: str) -> int: ...
+    def depth_of(self, intent: str, user: str) -> int: ...
     def intents(self) -> list[str]: ...
     def snapshot(self) -> dict[str, dict[str, Any]]: ...
     def __len__(self) -> int: ...
 
 
 class QueueFull(Exception):
-    def __init__(self, intent: str, limit: int) -> None:
+    def __init__(self, intent: str, limit: int, scope: str = "realm") -> None:
+        """``scope``: whose limit was reached, "realm" (all users) or "user" (one user's)."""
         super().__init__(f"the {intent!r} queue is full ({limit} intents waiting)")
         self.intent = intent
         self.limit = limit
+        self.scope = scope
 
 
 class _IntentQueue:
@@ -168,10 +173,10 @@ class SafeQueue:
     async def withdraw(self, guid: str, job: Job | None, ending: Ending) -> Job | bool:
         return job if job is not None and self.remove(job) else False
 
-    async def claim(self, guid: str, user: str, client: Recipient) -> Job | None:
+    async def claim(self, guid: str, user: str, client: Recipient, run: int, offset: int) -> Job | None:
         return None  # every live intent of a lone broker is in its dispatcher's jobs
 
-    def rehome(self, job: Job) -> None:
+    def rehome(self, job: Job, run: int, offset: int) -> None:
         pass  # nothing runs elsewhere
 
     def done(self, job: Job, outcome: bytes) -> None:
@@ -262,6 +267,12 @@ class SafeQueue:
     def depth(self, intent: str) -> int:
         q = self._queues.get(intent)
         return q.size if q else 0
+
+    def depth_of(self, intent: str, user: str) -> int:
+        """How many of ``user``'s intents wait in ``intent``'s queue."""
+        q = self._queues.get(intent)
+        jobs = q.users.get(user) if q else None
+        return len(jobs) if jobs else 0
 
     def intents(self) -> list[str]:
         return [intent for intent, q in self._queues.items() if q.size]

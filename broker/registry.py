@@ -17,7 +17,7 @@ from broker.config import BrokerConfig
 from broker.health import QUARANTINED, WorkerHealth
 from broker.jobs import Job
 from broker.peer import Peer
-from broker.protocol import Capability
+from broker.protocol import Capability, Failed
 
 
 class WorkerEntry:
@@ -48,6 +48,7 @@ class WorkerEntry:
         self.connected_at = time.time()
         self.ping_sent: dict[str, float] = {}  # ping nonce -> perf_counter when sent
         self.cap: int | None = None  # broker.trust: 0 paused or in maintenance, fewer slots while untrusted
+        self.draining = False  # the worker is shutting down: no new work
 
     def serves(self, intent: str, model: str | None) -> bool:
         models = self.models.get(intent)
@@ -55,8 +56,15 @@ class WorkerEntry:
             return False
         return model is None or model in models
 
+    def hands_back(self, failed: Failed) -> bool:
+        """A draining worker giving an intent back: it counts against nobody.
+        Only after `drain`, so a worker cannot dodge blame while taking new work."""
+        return self.draining and failed.retryable and failed.code == "worker_stopping"
+
     @property
     def free(self) -> int:
+        if self.draining:
+            return 0
         capacity = self.health.capacity(self.slots)
         if self.cap is not None:
             capacity = min(capacity, self.cap)
@@ -76,6 +84,7 @@ class WorkerEntry:
             "slots": self.slots,
             "running": len(self.running),
             "letting_go": len(self.letting_go),
+            "draining": self.draining,
             "running_guids": list(self.running),
             "connected_for_s": round(time.time() - self.connected_at, 3),
             "health": self.health.to_dict(),

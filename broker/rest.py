@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import orjson
 from aiohttp import web
 
 from broker.parts import Parts
+from broker.protocol import rest_json
 
 
 def _json(data: object) -> web.Response:
-    return web.Response(body=orjson.dumps(data), content_type="application/json")
+    return web.Response(body=rest_json(data), content_type="application/json")
 
 
 def routes(parts: Parts) -> list[web.RouteDef]:

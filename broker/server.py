@@ -23,6 +23,7 @@ from broker.billing import Billing
 from broker.client_session import client_socket
 from broker.config import BrokerConfig
 from broker.dispatch import Dispatcher
+from broker.gate import Gate, raise_fd_limit
 from broker.heartbeat import Heartbeat
 from broker.metrics import BrokerMetrics
 from broker.outbox import Outbox
@@ -116,6 +117,11 @@ class BrokerServer:
             config=cfg,
             outbox=outbox,
             peers=peers,
+            gate=Gate(
+                cfg.login_timeout_s,
+                min(cfg.max_unauthenticated, raise_fd_limit() // 4),
+                cfg.max_unauthenticated_per_ip,
+            ),
             metrics=metrics,
             registry=registry,
             dispatcher=dispatcher,
@@ -126,7 +132,7 @@ class BrokerServer:
             sysop=Sysop(roles, accounts, dispatcher, registry, trust, peers, subs),
             accounts=accounts,
             history=stores.history,
-            verifier=RequestVerifier(cfg.request_window_s),
+            verifier=RequestVerifier(cfg.request_window_s, accounts),
             views=views,
         )
 
@@ -135,10 +141,10 @@ class BrokerServer:
         sane_recursion_limit()  # a billing that imported web3 raised it (see broker.protocol)
         parts = self.parts = await self._build()
 
-        async def clients(request: web.Request) -> web.WebSocketResponse:
+        async def clients(request: web.Request) -> web.StreamResponse:
             return await client_socket(parts, request)
 
-        async def workers(request: web.Request) -> web.WebSocketResponse:
+        async def workers(request: web.Request) -> web.StreamResponse:
             return await worker_socket(parts, request)
 
         app = web.Application(client_max_size=cfg.transport_max_msg_size)
@@ -146,7 +152,11 @@ class BrokerServer:
         app.router.add_get("/ws/worker", workers)
         app.add_routes(rest_routes(parts))
         app.add_routes(account_routes(parts))
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # keepalive_timeout: an HTTP connection that sends no (complete) request
+        # for that long is closed, so slowly trickled headers cannot hold a socket.
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, keepalive_timeout=cfg.login_timeout_s
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, cfg.host, cfg.port, reuse_address=True, ssl_context=server_context(cfg))
         await site.start()

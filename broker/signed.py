@@ -6,6 +6,8 @@ A request that reads or changes someone's data carries ``X-MTOR-Address``,
 (method, path with query, timestamp, nonce, SHA-256 of the body). The broker accepts a signature once and
 only within ``request_window_s`` of its timestamp, so a captured request
 cannot be replayed, and never for another address than the one that signed.
+Used nonces are kept in the accounts store until their window has passed, so
+a restart of the broker does not open the window again.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import time
 
 from aiohttp import web
 
+from broker.accounts import AccountStore
 from broker.protocol import MtorError, recover_request_signer
 
 
@@ -25,9 +28,9 @@ class SignatureRefused(MtorError):
 
 
 class RequestVerifier:
-    def __init__(self, window_s: float) -> None:
+    def __init__(self, window_s: float, store: AccountStore) -> None:
         self._window = window_s
-        self._seen: dict[str, float] = {}  # "address:nonce" -> when it may be forgotten
+        self._store = store  # "address:nonce" -> when it may be forgotten, durable
         self._next_prune = 0.0
 
     async def verify(self, request: web.Request) -> str:
@@ -59,14 +62,13 @@ class RequestVerifier:
                 "sign broker.protocol.request_text(...) with the key of X-MTOR-Address",
             )
         self._prune(now)
-        seen = f"{signer}:{nonce}"
-        if seen in self._seen:
+        # Good until the timestamp leaves the window on either side.
+        if not self._store.spend_nonce(f"{signer.lower()}:{nonce}", ts + self._window):
             raise SignatureRefused("this signed request was already used", "sign each request afresh")
-        self._seen[seen] = ts + self._window
         return signer
 
     def _prune(self, now: float) -> None:
         if now < self._next_prune:
             return
         self._next_prune = now + self._window / 4
-        self._seen = {key: until for key, until in self._seen.items() if until >= now}
+        self._store.forget_nonces(now)

@@ -95,14 +95,19 @@ class WorkerTrust:
             asyncio.get_running_loop().call_soon(self._tell, entry, watch.record.maintenance)
 
     def left(self, entry: WorkerEntry) -> None:
-        """The worker disconnected; jobs it still held were aborted."""
+        """The worker disconnected. Its running jobs go elsewhere without blame:
+        a restart or a lost connection is not misbehaviour, however many slots
+        were busy. A connection lost mid-work counts as one abort, so only a
+        pattern across reconnects (``maintenance_after`` among the address's
+        last :data:`WINDOW` outcomes) puts the worker into maintenance; a
+        worker that drained first (`drain`) counts nothing."""
         for guid in entry.letting_go:
             self._spots.pop(guid, None)  # checks it was running: no verdict
         watch = self._watch.pop(entry.id, None)
         if watch is None:
             return
         self._count_timeouts(entry, watch)
-        for _ in range(len(entry.running)):
+        if entry.running and not entry.draining:
             self._outcome(entry, watch, aborted=True)
         self._store.save_trust(watch.record)
 
@@ -120,7 +125,7 @@ class WorkerTrust:
         if job is None:
             return
         if isinstance(msg, Failed):
-            if msg.retryable:
+            if msg.retryable and not entry.hands_back(msg):
                 watch.failures_seen += 1  # health counts it too; don't count it twice
                 self._outcome(entry, watch, aborted=True)
             return

@@ -7,12 +7,14 @@ import time
 from aiohttp import web
 
 from broker import handshake
-from broker.frames import internal_error, messages, not_authenticated
+from broker.frames import busy, internal_error, messages, not_authenticated
 from broker.parts import Parts
 from broker.peer import Peer, open_peer
 from broker.protocol import (
+    Drain,
     Error,
     Failed,
+    MtorError,
     Ping,
     Pong,
     Progress,
@@ -29,38 +31,47 @@ _decoder = worker_decoder()
 MAX_SLOTS = 1024
 
 
-async def worker_socket(parts: Parts, request: web.Request) -> web.WebSocketResponse:
+async def worker_socket(parts: Parts, request: web.Request) -> web.StreamResponse:
     cfg = parts.config
-    peer = await open_peer(request, "worker", parts.outbox, cfg.transport_max_msg_size, cfg.realm)
-    parts.peers.add(peer)
-    entry: WorkerEntry | None = None
+    pending = parts.gate.admit(request.remote or "")
+    if isinstance(pending, MtorError):
+        return busy(pending)
     try:
-        async for msg in messages(peer, _decoder, cfg.max_frame_bytes, parts.metrics):
-            if isinstance(msg, ProtocolError):
-                if entry is not None:
-                    msg = _refused_answer(entry, msg)
-                if msg is None:
+        peer = await open_peer(request, "worker", parts.outbox, cfg.transport_max_msg_size, cfg.realm)
+        pending.watch(peer)
+        parts.peers.add(peer)
+        entry: WorkerEntry | None = None
+        try:
+            async for msg in messages(peer, _decoder, cfg.max_frame_bytes, cfg.max_login_frame_bytes, parts.metrics):
+                if isinstance(msg, ProtocolError):
+                    if entry is not None:
+                        msg = _refused_answer(entry, msg)
+                    if msg is None:
+                        continue
+                if entry is None:
+                    if not isinstance(msg, Register):
+                        not_authenticated(peer, "register", getattr(msg, "guid", None))
+                        continue
+                    entry, keep = _register(parts, peer, msg)
+                    if not keep:
+                        await peer.close(code=4001, message=b"bad signature")
+                        break
+                    if entry is not None:
+                        pending.done()
                     continue
-            if entry is None:
-                if not isinstance(msg, Register):
-                    not_authenticated(peer, "register", getattr(msg, "guid", None))
-                    continue
-                entry, keep = _register(parts, peer, msg)
-                if not keep:
-                    await peer.close(code=4001, message=b"bad signature")
-                    break
-                continue
-            try:
-                parts.trust.before(entry, msg)
-                _handle(parts, entry, msg)
-            except Exception as exc:
-                internal_error(peer, exc, getattr(msg, "guid", None))
+                try:
+                    parts.trust.before(entry, msg)
+                    _handle(parts, entry, msg)
+                except Exception as exc:
+                    internal_error(peer, exc, getattr(msg, "guid", None))
+        finally:
+            peer.closed = True
+            parts.peers.discard(peer)
+            if entry is not None:
+                parts.trust.left(entry)
+                parts.dispatcher.worker_left(entry)
     finally:
-        peer.closed = True
-        parts.peers.discard(peer)
-        if entry is not None:
-            parts.trust.left(entry)
-            parts.dispatcher.worker_left(entry)
+        pending.done()
     return peer.ws
 
 
@@ -115,6 +126,9 @@ def _handle(parts: Parts, entry: WorkerEntry, msg: object) -> None:
         return
     elif isinstance(msg, Ping):
         entry.peer.send(Pong(nonce=msg.nonce, ts=msg.ts))
+        return
+    elif isinstance(msg, Drain):
+        dispatcher.worker_draining(entry)
         return
     else:  # a second register
         entry.peer.send(

@@ -29,6 +29,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
+import msgspec
+
 from broker import protocol as p
 
 if TYPE_CHECKING:
@@ -136,46 +138,81 @@ def _unreachable(url: str, exc: BaseException) -> RealmError:
     )
 
 
-class _Restream:
-    """Keeps a request's stream free of repeats when its run starts over.
+def _retry_after(exc: Any) -> float:
+    """The server's Retry-After (seconds) with some jitter, so refused clients do not come back together."""
+    import random
 
-    A job retried on another worker (its first one died) or re-run after a
-    broker restart streams again from token index 0. Text up to what was
-    already passed on is swallowed; only new text goes through. If the new
-    run diverges from the old text, nothing more is streamed: the Result,
-    which is authoritative, tells the caller (``streamed != result.text``).
+    try:
+        seconds = float((exc.headers or {}).get("Retry-After", 1))
+    except ValueError:
+        seconds = 1.0
+    return min(max(seconds, 0.05), 5.0) * random.uniform(0.5, 1.0)
+
+
+class _Restream:
+    """Keeps a request's stream exact across reconnects, retries and restarts.
+
+    The broker numbers every token by ``run`` (a retry on another worker or a
+    broker restart starts a new run) and ``offset`` (characters of that run's
+    text before it). A reconnecting client resubmits with the run and offset
+    it has (:meth:`resume`) and the broker sends what it missed, so the same
+    run simply continues. A new run starts over from offset 0: its text up to
+    what was already passed on is swallowed and only new text goes through.
+    If a new run diverges from the old text, nothing more is streamed: the
+    Result, which is authoritative, tells the caller (``streamed !=
+    result.text``).
     """
 
     def __init__(self) -> None:
-        self.passed = ""  # text handed to the caller so far
-        self._rerun: str | None = None  # text of the current re-run while it catches up
-        self._counting = False  # the worker numbers its tokens (index > 0 seen)
-        self._reconnected = False  # the connection was re-opened since the last token
+        self._passed: list[str] = []  # text handed to the caller so far, in pieces
+        self._passed_len = 0
+        self._run = 0  # the run followed now (0: none yet)
+        self._have = 0  # characters of that run received
+        self._catching: str | None = None  # a new run's text while it catches up with what was passed
+        self._passed_text = ""  # the passed text, joined while catching up
         self.diverged = False
 
-    def reconnected(self) -> None:
-        self._reconnected = True
+    @property
+    def passed(self) -> str:
+        return "".join(self._passed)
+
+    def rest_of(self, final: str | None) -> str:
+        """What of the final text the caller has not seen, if the stream so far is its start."""
+        passed = self.passed
+        if self.diverged or not final or len(final) <= len(passed) or not final.startswith(passed):
+            return ""
+        self._passed, self._passed_len = [final], len(final)
+        return final[len(passed) :]
+
+    def resume(self) -> tuple[int, int]:
+        """(run, offset) to resubmit with after a reconnect."""
+        return self._run, self._have
 
     def feed(self, token: p.Token) -> str:
         """The part of ``token`` to pass on ("" for none)."""
-        if token.index == 0 and self.passed and (self._counting or self._reconnected):
-            self._rerun = ""
-        self._reconnected = False
-        self._counting = self._counting or token.index > 0
-        if self.diverged:
-            return ""
-        if self._rerun is None:
-            self.passed += token.text
-            return token.text
-        self._rerun += token.text
-        if not (self._rerun.startswith(self.passed) or self.passed.startswith(self._rerun)):
+        if token.run != self._run:
+            self._run, self._have = token.run, 0
+            if self._passed_len:
+                self._catching, self._passed_text = "", self.passed
+        if token.offset > self._have:  # frames lost in between: this stream cannot be trusted
             self.diverged = True
+        if self.diverged or token.offset + len(token.text) <= self._have:
             return ""
-        if len(self._rerun) <= len(self.passed):
-            return ""
-        fresh = self._rerun[len(self.passed) :]
-        self.passed, self._rerun = self._rerun, None
-        return fresh
+        new = token.text[self._have - token.offset :]
+        self._have += len(new)
+        if self._catching is not None:
+            self._catching += new
+            caught = self._catching
+            if len(caught) <= self._passed_len:
+                self.diverged = not self._passed_text.startswith(caught)
+                return ""
+            if not caught.startswith(self._passed_text):
+                self.diverged = True
+                return ""
+            new, self._catching, self._passed_text = caught[self._passed_len :], None, ""
+        self._passed.append(new)
+        self._passed_len += len(new)
+        return new
 
 
 class _Subscription:
@@ -260,15 +297,29 @@ class RealmClient:
         import aiohttp
 
         assert self._session is not None
-        try:
-            ws = await asyncio.wait_for(
-                self._session.ws_connect(
-                    self.url, max_msg_size=MAX_FRAME_BYTES, autoping=True, ssl=tls_context(self.url) or True
-                ),
-                self.connect_timeout,
-            )
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise _unreachable(self.url, exc) from exc
+        deadline = time.monotonic() + self.connect_timeout
+        while True:
+            try:
+                ws = await asyncio.wait_for(
+                    self._session.ws_connect(
+                        self.url, max_msg_size=MAX_FRAME_BYTES, autoping=True, ssl=tls_context(self.url) or True
+                    ),
+                    max(0.001, deadline - time.monotonic()),
+                )
+                break
+            except aiohttp.WSServerHandshakeError as exc:
+                # 503: too many logins under way right now (broker/gate.py); come back shortly.
+                wait = _retry_after(exc)
+                if exc.status != 503 or time.monotonic() + wait > deadline:
+                    if exc.status == 503:
+                        raise RealmError(
+                            "busy", f"the broker at {self.url} stayed busy for {self.connect_timeout:g}s",
+                            "too many connections are logging in; try again shortly",
+                        ) from exc
+                    raise _unreachable(self.url, exc) from exc
+                await asyncio.sleep(wait)
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                raise _unreachable(self.url, exc) from exc
         try:
             self.welcome = await asyncio.wait_for(self._handshake(ws), self.connect_timeout)
         except TimeoutError as exc:
@@ -313,7 +364,6 @@ class RealmClient:
 
     async def _receive(self, ws: aiohttp.ClientWebSocketResponse) -> Any:
         import aiohttp
-        import msgspec
 
         msg = await ws.receive()
         if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
@@ -409,8 +459,8 @@ class RealmClient:
             self.reconnects += 1
             try:
                 for query in list(self._pending.values()):
-                    self._streams[query.guid].reconnected()
-                    await self._send(query)
+                    run, offset = self._streams[query.guid].resume()
+                    await self._send(msgspec.structs.replace(query, resume_run=run, resume_offset=offset))
                 for sub in self._subscribers:
                     await self._send(sub.request)
             except (RealmError, ConnectionError):
@@ -456,7 +506,13 @@ class RealmClient:
                     if not text:
                         continue
                     if text != event.text:
-                        event = p.Token(guid=event.guid, text=text, index=event.index)
+                        event = msgspec.structs.replace(event, text=text)
+                elif isinstance(event, p.Result) and query.stream:
+                    # Tokens sent while this client was away from a run that has
+                    # finished since: the Result holds them.
+                    rest = stream.rest_of(event.text)
+                    if rest:
+                        yield p.Token(guid=event.guid, text=rest)
                 yield event
                 if isinstance(event, (p.Result, p.Error)):
                     return

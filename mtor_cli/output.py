@@ -48,6 +48,7 @@ _EXIT_BY_CODE: dict[str, int] = {
     "no_worker": EXIT_NO_CAPACITY,
     "queue_full": EXIT_NO_CAPACITY,
     "rate_limited": EXIT_NO_CAPACITY,
+    "busy": EXIT_NO_CAPACITY,
     "timeout": EXIT_TIMEOUT,
     "insufficient_funds": EXIT_PAYMENT,
     "price_exceeded": EXIT_PAYMENT,

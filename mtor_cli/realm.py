@@ -240,7 +240,7 @@ def _start(*, model: str | None, port: int, gpu: int | None, wait_s: float) -> d
     log = log_file()
     note(f"starting the embedded realm at {url} (log: {log}) ...")
     cmd = [
-        sys.executable, "-m", "mtor_cli", "realm", "run",
+        sys.executable, "-P", "-m", "mtor_cli", "realm", "run",  # -P: the cwd never shadows a package
         "--port", str(port), "--model", model_path, "--db", str(journal_file()),
     ]  # fmt: skip
     if gpu is not None:

@@ -23,10 +23,13 @@ class WorkerConfig:
     reconnect_initial_s: float = 0.5
     reconnect_max_s: float = 30.0
     max_frame_bytes: int = 16 * 1024 * 1024  # works carry attachments (images, audio)
+    drain_s: float = 30.0  # on stop: how long running jobs may finish before they are handed back
 
     def __post_init__(self) -> None:
         if self.slots < 1:
             raise ValueError(f"slots must be >= 1, got {self.slots}")
+        if self.drain_s < 0:
+            raise ValueError(f"drain_s must be >= 0, got {self.drain_s}")
         if not self.broker_url.startswith(("ws://", "wss://", "http://", "https://")):
             raise ValueError(
                 f"broker URL {self.broker_url!r} must start with ws:// or wss:// "

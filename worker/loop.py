@@ -9,6 +9,10 @@ fails that job only; the worker keeps serving. When the connection drops, the
 running jobs are cancelled (the broker requeues them elsewhere) and the worker
 reconnects with capped exponential backoff.
 
+:meth:`Worker.stop` drains: it tells the broker (``drain``) to send no new
+work, lets running jobs finish for up to ``drain_s``, hands the rest back
+(``failed{code: "worker_stopping"}``, run elsewhere, no blame), then closes.
+
 Every outbound frame goes through one ordered outbox per connection, so a
 job's tokens always reach the broker before its result.
 """
@@ -16,6 +20,7 @@ job's tokens always reach the broker before its result.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import sys
@@ -30,6 +35,7 @@ from broker.protocol import (
     Broadcast,
     Cancel,
     Challenge,
+    Drain,
     Error,
     Failed,
     Msg,
@@ -50,6 +56,7 @@ from worker.config import WorkerConfig
 log = logging.getLogger("mtor.worker")
 
 MAX_ERROR_CHARS = 500
+CLOSE_WAIT_S = 5.0  # on stop: how long the last frames may take to leave
 
 
 class WorkerRejected(MtorError):
@@ -97,7 +104,10 @@ class Worker:
         self._running = False
         self._slots = asyncio.Semaphore(config.slots)
         self._jobs: dict[str, _Job] = {}
+        self._idle = asyncio.Event()  # set while no job runs
+        self._idle.set()
         self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._outbox: asyncio.Queue[Msg] | None = None  # the registered connection's
         self._decoder = server_to_worker_decoder()
 
     # --- lifecycle --------------------------------------------------------
@@ -150,9 +160,28 @@ class Worker:
             self._finished.set()
 
     async def stop(self) -> None:
-        """Cancel running jobs, close the connection and the models; wait for run() to end."""
+        """Drain, close the connection and the models; wait for run() to end.
+
+        The broker is told to send no new work; running jobs get up to
+        ``drain_s`` to finish and deliver their results; whatever still runs
+        then is handed back, so the broker runs it elsewhere without counting
+        it against this worker."""
         self._stopping = True
         self._stop_event.set()
+        outbox = self._outbox
+        if outbox is not None:
+            if self._jobs:
+                outbox.put_nowait(Drain())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._idle.wait(), self.config.drain_s)
+                for job in list(self._jobs.values()):
+                    job.emitter.cancel()
+                    if job.task is not None:
+                        job.task.cancel()
+                    outbox.put_nowait(_handed_back(job.work.guid))
+                await asyncio.gather(*(j.task for j in list(self._jobs.values()) if j.task), return_exceptions=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(outbox.join(), CLOSE_WAIT_S)  # results and hand-backs are on the wire
         if self._ws is not None:
             await self._ws.close()
         if self._running:
@@ -176,6 +205,7 @@ class Worker:
             if self._stopping:
                 return
             await self._handshake(ws, outbox)
+            self._outbox = outbox
             async for frame in ws:
                 if frame.type == aiohttp.WSMsgType.TEXT:
                     self._dispatch(frame.data, outbox)
@@ -188,6 +218,7 @@ class Worker:
         finally:
             self.registered.clear()
             self._ws = None
+            self._outbox = None
             await self._cancel_jobs()
             writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
@@ -236,6 +267,8 @@ class Worker:
                 # The reader sees the close too and ends the connection.
                 log.warning("could not send %s: %s", type(msg).__name__, exc)
                 return
+            finally:
+                outbox.task_done()
 
     def _dispatch(self, data: str, outbox: asyncio.Queue[Msg]) -> None:
         try:
@@ -285,6 +318,9 @@ class Worker:
         if work.guid in self._jobs:
             log.warning("ignoring a second work message for running job %s", work.guid)
             return
+        if self._stopping:  # sent before the broker read our `drain`
+            outbox.put_nowait(_handed_back(work.guid))
+            return
         backend = self._backend_for(work)
         if isinstance(backend, Failed):
             outbox.put_nowait(backend)
@@ -302,6 +338,7 @@ class Worker:
             return
         job = _Job(work, Emitter(work.guid, outbox.put_nowait))
         self._jobs[work.guid] = job
+        self._idle.clear()
         job.task = asyncio.create_task(self._run_job(job, backend, outbox))
 
     async def _run_job(self, job: _Job, backend: Backend, outbox: asyncio.Queue[Msg]) -> None:
@@ -330,6 +367,8 @@ class Worker:
                 outbox.put_nowait(result)
         finally:
             self._jobs.pop(work.guid, None)
+            if not self._jobs:
+                self._idle.set()
 
     def _failure(self, work: Work, exc: BaseException) -> Failed:
         detail = str(exc) or type(exc).__name__
@@ -359,3 +398,7 @@ class Worker:
 
 def _cancelled(guid: str) -> Failed:
     return Failed(guid=guid, code="cancelled", message="cancelled by the broker", retryable=False)
+
+
+def _handed_back(guid: str) -> Failed:
+    return Failed(guid=guid, code="worker_stopping", message="the worker is shutting down", retryable=True)

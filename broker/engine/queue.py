@@ -44,9 +44,10 @@ RESTORE_AGE_S = 10.0  # journaled this long ago and in no queue: its broker stop
 
 
 class SharedQueue:
-    def __init__(self, link: Link, limit: int, outbox: Outbox, state: RealmState) -> None:
+    def __init__(self, link: Link, limit: int, user_limit: int, outbox: Outbox, state: RealmState) -> None:
         self._link = link
         self._limit = limit
+        self._user_limit = user_limit
         self.outbox = outbox
         self._state = state
         self._registry: WorkerRegistry | None = None
@@ -72,13 +73,14 @@ class SharedQueue:
                 "p": str(job.price_held),
                 "home": self._link.id,
                 "limit": None if force else self._limit,
+                "ulimit": None if force else self._user_limit,
                 "offer": self._offer(job.intent),
             },
             [encode(job.query)],
         )
         result = reply.result
         if "full" in result:
-            raise QueueFull(job.intent, int(result["full"]))
+            raise QueueFull(job.intent, int(result["full"]), str(result.get("scope", "realm")))
         self._start(reply, items(result.get("popped")))
         return int(result.get("pos", 0))
 
@@ -131,8 +133,8 @@ class SharedQueue:
             return self._job(reply, result["removed"])
         return "running" in result
 
-    async def claim(self, guid: str, user: str, client: Recipient) -> Job | None:
-        reply = await self._link.call({"op": "claim", "g": guid, "u": user})
+    async def claim(self, guid: str, user: str, client: Recipient, run: int, offset: int) -> Job | None:
+        reply = await self._link.call({"op": "claim", "g": guid, "u": user, "run": run, "offset": offset})
         found = reply.result.get("job")
         if not isinstance(found, dict):
             return None
@@ -140,8 +142,8 @@ class SharedQueue:
         job.client = client
         return job
 
-    def rehome(self, job: Job) -> None:
-        self._link.call({"op": "rehome", "g": job.guid}, keep=True)
+    def rehome(self, job: Job, run: int, offset: int) -> None:
+        self._link.call({"op": "rehome", "g": job.guid, "run": run, "offset": offset}, keep=True)
 
     def done(self, job: Job, outcome: bytes) -> None:
         sent = job.client.home if isinstance(job.client, RemotePeer) else ""
@@ -174,6 +176,10 @@ class SharedQueue:
 
     def depth(self, intent: str) -> int:
         return int(self._state.queues.get(intent, {}).get("depth", 0))
+
+    def depth_of(self, intent: str, user: str) -> int:
+        users = self._state.queues.get(intent, {}).get("users")
+        return int(users.get(user, 0)) if isinstance(users, dict) else 0
 
     def intents(self) -> list[str]:
         return list(self._state.queues)

@@ -185,8 +185,11 @@ function run.push(op)
     if op.home ~= '' then redis.call('HSET', key, 'home', op.home) end
     return {exists = true}
   end
+  if op.ulimit and redis.call('LLEN', P .. 'uq:' .. op.i .. ':' .. op.u) >= op.ulimit then
+    return {full = op.ulimit, scope = 'user'}
+  end
   if op.limit and tonumber(redis.call('GET', P .. 'depth:' .. op.i) or '0') >= op.limit then
-    return {full = op.limit}
+    return {full = op.limit, scope = 'realm'}
   end
   redis.call('HSET', key, 'q', blob(op, 0), 'user', op.u, 'intent', op.i, 'model', op.m, 'price', op.p,
              'home', op.home, 'attempts', 0, 'tried', '[]', 't', op.t or now)
@@ -245,22 +248,24 @@ end
 -- A client resubmits a guid live somewhere: its stream comes to this broker now.
 -- The job's stream goes to this broker from now on: the broker running it
 -- sends there, the broker its client left forgets it.
-local function move_home(g, state, broker, old)
+local function move_home(g, state, broker, old, op)
   redis.call('HSET', P .. 'job:' .. g, 'home', me)
-  if state == 'r' and broker ~= me then tell(broker, 'c:rehome', cjson.encode({g = g, home = me})) end
+  if state == 'r' and broker ~= me then
+    tell(broker, 'c:rehome', cjson.encode({g = g, home = me, run = op.run, offset = op.offset}))
+  end
   if old ~= '' and old ~= me and old ~= broker then tell(old, 'c:moved', g) end
 end
 
 function run.claim(op)
   local job = described(op.g)
   if not job then return {} end
-  if job.user == op.u then move_home(op.g, job.state, job.broker, job.home) end
+  if job.user == op.u then move_home(op.g, job.state, job.broker, job.home, op) end
   return {job = job}
 end
 
 function run.rehome(op)
   local f = redis.call('HMGET', P .. 'job:' .. op.g, 'state', 'broker', 'home')
-  if f[1] then move_home(op.g, f[1], f[2], f[3]) end
+  if f[1] then move_home(op.g, f[1], f[2], f[3], op) end
   return {}
 end
 

@@ -82,7 +82,7 @@ class SharedRealm:
             ) from None  # fmt: skip
 
     def make_queue(self, outbox: Outbox) -> SharedQueue:
-        self.queue = SharedQueue(self.link, self._cfg.queue_limit, outbox, self.state)
+        self.queue = SharedQueue(self.link, self._cfg.queue_limit, self._cfg.user_queue_limit, outbox, self.state)
         return self.queue
 
     def on(self, kind: str, handle: Callable[[bytes], None]) -> None:
@@ -227,8 +227,8 @@ class SharedRealm:
                 host.moved(value.decode())
             elif key == b"c:rehome":
                 request = orjson.loads(value)
-                home = request["home"]
-                host.rehome(request["g"], RemotePeer(home, request["g"], self.link, self.queue.outbox))
+                client = RemotePeer(request["home"], request["g"], self.link, self.queue.outbox)
+                host.rehome(request["g"], client, int(request.get("run", 0)), int(request.get("offset", 0)))
             elif kind == "n":
                 handle = self._notices.get(name)
                 if handle is not None:

@@ -11,8 +11,6 @@ from broker.history import ACTIVE_WINDOW_S, MAX_LIMIT, entry, shown, summarise
 from broker.journal import DONE
 from broker.pg.database import DOWN, unavailable
 
-_OUTCOME = "convert_from(outcome, 'UTF8')::jsonb"
-
 
 class PgHistory:
     def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
@@ -48,16 +46,12 @@ class PgHistory:
                     "SELECT intent, finished - created FROM intents WHERE state = %s AND finished IS NOT NULL",
                     (DONE,),
                 )
-                costs = await rows(
-                    f"SELECT {_OUTCOME} ->> 'worker', coalesce(({_OUTCOME} ->> 'cost')::numeric, 0)"
-                    " FROM intents WHERE state = %s",
-                    (DONE,),
-                )
+                done = [bytes(r[0]) for r in await rows("SELECT outcome FROM intents WHERE state = %s", (DONE,))]
                 users = await rows('SELECT count(DISTINCT "user") FROM intents WHERE created >= %s', (since,))
                 everyone = await rows('SELECT count(DISTINCT "user") FROM intents')
         except DOWN as exc:
             raise unavailable(exc) from None
-        return summarise(counts, took, costs, users[0][0], everyone[0][0])
+        return summarise(counts, took, done, users[0][0], everyone[0][0])
 
     async def _rows(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         try:

@@ -48,6 +48,9 @@ def serve(
     ),
     realm: str = typer.Option("mtor", "--realm", help="Realm name shown to peers."),
     queue_limit: int = typer.Option(1000, "--queue-limit", min=1, help="Queued intents per intent."),
+    user_queue_limit: int = typer.Option(
+        100, "--user-queue-limit", min=1, help="Queued intents per intent of one user (no one fills a queue alone)."
+    ),
     job_timeout: float = typer.Option(
         120.0, "--job-timeout", min=0.1, help="Seconds a worker may take on one job before it is retried."
     ),
@@ -107,6 +110,7 @@ def serve(
         engine=engine,
         realm=realm,
         queue_limit=queue_limit,
+        user_queue_limit=user_queue_limit,
         default_job_timeout_s=job_timeout,
         max_attempts=max_attempts,
         heartbeat_s=heartbeat,

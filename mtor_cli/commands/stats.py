@@ -44,7 +44,7 @@ def stats(
     )
     console.print(f"workers: {workers['connected']} connected " + _states(workers["by_state"]))
     console.print(f"$9000 spent (base units): {tokens['spent']}; streamed tokens: {tokens['streamed']}")
-    for worker, earned in sorted(tokens["earned_by_worker"].items(), key=lambda kv: -kv[1])[:10]:
+    for worker, earned in sorted(tokens["earned_by_worker"].items(), key=lambda kv: -int(kv[1]))[:10]:
         console.print(f"  earned by {worker}: {earned}")
 
 

@@ -53,6 +53,10 @@ def serve(
     ),
     slots: int | None = typer.Option(None, "--slots", min=1, help="Jobs at once (default 4; chat batches them)."),
     name: str | None = typer.Option(None, "--name", help="Name shown in the realm's worker list."),
+    drain: float = typer.Option(
+        30.0, "--drain", min=0.0,
+        help="On Ctrl-C/SIGTERM: seconds running jobs may finish before they are handed back to the realm.",
+    ),
     config: Path | None = typer.Option(None, "--config", "-c", help=CONFIG_HELP, show_default=False),
     key: Path | None = typer.Option(
         None, "--key", help="Key file for this worker's identity (default: your own key)."
@@ -111,15 +115,15 @@ def serve(
     output.note(f"worker {account.address} serving {served} on {device}, {slots} slot(s) -> {url}")
     output.note("loading models ...")
     output.log_to_stderr(quiet=quiet)
-    code = asyncio.run(_run(url, backends, account, slots, name))
+    code = asyncio.run(_run(url, backends, account, slots, name, drain))
     raise SystemExit(code)
 
 
-async def _run(url: str, backends: list[Any], account: Any, slots: int, name: str) -> int:
+async def _run(url: str, backends: list[Any], account: Any, slots: int, name: str, drain: float) -> int:
     from worker import Worker, WorkerConfig
 
     try:
-        config = WorkerConfig(broker_url=url, slots=slots, name=name)
+        config = WorkerConfig(broker_url=url, slots=slots, name=name, drain_s=drain)
     except ValueError as exc:
         output.fail("usage", str(exc), "e.g. --broker ws://127.0.0.1:8765")
     worker = Worker(config, backends, account)

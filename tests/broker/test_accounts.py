@@ -61,3 +61,39 @@ async def test_a_ban_survives_a_broker_restart(make_broker) -> None:
     async with TestClient(second.url, user) as back:
         assert back.address == user.address
         assert (await back.ask("hi", intent="chat")).code == "no_worker"  # logged in; no worker here
+
+
+async def test_a_captured_signed_request_cannot_be_replayed_after_a_restart(make_broker) -> None:
+    import time
+
+    import aiohttp
+
+    from broker.protocol import sign_request
+
+    operator, user = new_account(), new_account()
+    first = await make_broker(operator=operator.address)
+    body = b'{"address": "%s", "reason": "spam"}' % user.address.encode()
+    ts, nonce = int(time.time()), "captured-nonce-1"
+    headers = {
+        "X-MTOR-Address": operator.address,
+        "X-MTOR-Timestamp": str(ts),
+        "X-MTOR-Nonce": nonce,
+        "X-MTOR-Signature": sign_request(operator.key, "POST", "/v1/sysop/ban", ts, nonce, body),
+    }
+
+    async def send(server: Any) -> tuple[int, Any]:
+        async with aiohttp.ClientSession() as http, http.post(
+            server.http_url + "/v1/sysop/ban", data=body, headers=headers
+        ) as resp:
+            return resp.status, await resp.json()
+
+    assert (await send(first))[0] == 200
+    assert (await send(first))[1]["error"]["code"] == "bad_signature"
+    await signed(first, "POST", "/v1/sysop/unban", operator, {"address": user.address})
+    await first.stop()
+
+    second = await make_broker(operator=operator.address)
+    status, answer = await send(second)  # the same bytes, within the window, to a fresh process
+    assert status == 401 and answer["error"]["code"] == "bad_signature"
+    assert "already used" in answer["error"]["message"]
+    assert (await signed(second, "GET", "/v1/profile", user))["banned"] is None

@@ -191,3 +191,51 @@ async def test_a_worker_result_with_usage_at_its_bounds_is_billed(make_broker) -
     assert isinstance(result, Result) and result.cost == COST
     assert billing.usages == [{"prompt_tokens": 0, "completion_tokens": 10**7}]
     await worker.close()
+
+
+BIG_PRICE = 50 * 10**18  # 50 $9000: past 64 bits (18.45 $9000) in base units
+BIG_COST = 20 * 10**18
+
+
+class BigBilling(DictBilling):
+    def quote(self, user: str, intent: str, model: str | None, params: dict[str, Any]) -> int:
+        return BIG_PRICE
+
+    def capture(self, guid: str, worker: str, intent: str, usage: dict[str, int]) -> int:
+        user, amount = self.holds.pop(guid)
+        self.balances[user] += amount - BIG_COST
+        self.balances[worker] = self.balances.get(worker, 0) + BIG_COST
+        return BIG_COST
+
+
+async def test_amounts_past_64_bits_are_exact_on_the_bus_and_in_rest(make_broker) -> None:
+    from tests.broker.test_accounts import signed
+
+    account, poor = new_account(), new_account()
+    billing = BigBilling({account.address: 10**22, poor.address: 10**19})
+    server = await make_broker(billing=billing)
+    worker = await FakeWorker(server.url, behaviour=echo()).start()
+    async with TestClient(server.url, account) as client:
+        guid = await client.submit("expensive", intent="chat")
+        msgs = await client.collect(guid)
+    accepted, result = msgs[0], msgs[-1]
+    assert isinstance(accepted, Accepted) and accepted.price_held == BIG_PRICE
+    assert isinstance(result, Result) and result.cost == BIG_COST
+    async with TestClient(server.url, poor) as client:
+        refused = await client.ask("too dear", intent="chat")
+    assert isinstance(refused, Error) and refused.detail == {"balance": 10**19, "price": BIG_PRICE}
+
+    async with aiohttp.ClientSession() as http:
+        async with http.get(server.http_url + "/v1/workers") as resp:
+            assert resp.status == 200
+            (row,) = (await resp.json())["workers"]
+        async with http.get(server.http_url + "/v1/totals") as resp:
+            assert resp.status == 200
+            totals = await resp.json()
+    # Beyond 2**53 REST writes amounts as decimal strings: exact for every client.
+    assert row["earnings"] == str(BIG_COST)
+    assert totals["tokens"]["spent"] == str(BIG_COST)
+    assert totals["tokens"]["earned_by_worker"] == {worker.worker_id: str(BIG_COST)}
+    (entry,) = (await signed(server, "GET", "/v1/history", account))["history"]
+    assert (int(entry["price_held"]), int(entry["cost"])) == (BIG_PRICE, BIG_COST)
+    await worker.close()

@@ -79,3 +79,37 @@ async def test_a_queued_intent_no_worker_takes_fails_after_the_wait_limit(make_b
     err = msgs[-1]
     assert isinstance(err, Error) and err.code == "timeout" and "no worker took" in err.message
     await worker.close()
+
+
+async def test_one_user_cannot_fill_a_queue_and_lock_others_out(make_broker) -> None:
+    server = await make_broker(queue_limit=10, user_queue_limit=4)
+    worker = await FakeWorker(server.url, slots=1, behaviour=hang()).start()
+    async with TestClient(server.url) as greedy, TestClient(server.url) as other:
+        running = await greedy.submit("running", intent="chat")
+        assert isinstance(await greedy.next_for(running), Accepted)
+        await worker.got_work.wait()
+        queued = [await greedy.submit(f"job {i}", intent="chat") for i in range(4)]
+        assert all(isinstance(a, Accepted) for a in [await greedy.next_for(g) for g in queued])
+        over = await greedy.submit("one too many", intent="chat")
+        err = await greedy.next_for(over, timeout=2)
+        assert isinstance(err, Error) and err.code == "queue_full"
+        assert err.detail == {"limit": 4, "scope": "user"} and "you have 4 intents waiting" in err.message
+        # Everyone else still gets in, up to the realm's limit for the queue.
+        mine = [await other.submit(f"mine {i}", intent="chat") for i in range(4)]
+        assert all(isinstance(a, Accepted) for a in [await other.next_for(g) for g in mine])
+    await worker.close()
+
+
+async def test_the_realm_limit_says_it_is_everyones(make_broker) -> None:
+    server = await make_broker(queue_limit=2, user_queue_limit=2)
+    worker = await FakeWorker(server.url, slots=1, behaviour=hang()).start()
+    async with TestClient(server.url) as a, TestClient(server.url) as b:
+        first = await a.submit("running", intent="chat")
+        await a.next_for(first)
+        await worker.got_work.wait()
+        await a.next_for(await a.submit("q1", intent="chat"))
+        await b.next_for(await b.submit("q2", intent="chat"))
+        err = await b.ask("full", intent="chat")
+        assert isinstance(err, Error) and err.code == "queue_full" and err.detail == {"limit": 2, "scope": "realm"}
+        assert "all users" in err.message
+    await worker.close()

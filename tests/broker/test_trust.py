@@ -151,3 +151,61 @@ async def test_spot_checks_rerun_greedy_chat_on_a_trusted_worker(make_broker) ->
         assert len(honest.received) == 5 and honest.received[-1].prompt == "creative"
         await client.ask("same answer", intent="chat", params={"temperature": 0})
         assert server.parts.trust.spot_checks == {"passed": 0, "failed": 1}  # no second trusted worker to check honest
+
+
+async def test_a_busy_worker_that_restarts_is_not_put_into_maintenance(make_broker) -> None:
+    """kill -9 or a lost connection with every slot busy: the jobs run
+    elsewhere and the worker, back under the same address, gets work again."""
+    operator = new_account()
+    server = await make_broker(operator=operator.address)  # maintenance_after: the default 5
+    account = new_account()
+    busy = await FakeWorker(server.url, slots=8, behaviour=hang(), account=account, name="busy").start()
+    async with TestClient(server.url) as client:
+        guids = [await client.submit(f"job {i}", intent="chat") for i in range(8)]
+        await asyncio.wait_for(_wait_received(busy, 8), 5)
+        await busy.close()  # gone with 8 running jobs
+        back = await FakeWorker(server.url, slots=8, behaviour=echo(), account=account, name="busy").start()
+        results = [(await client.collect(g))[-1] for g in guids]
+        assert all(isinstance(r, Result) and r.worker == back.worker_id for r in results), results
+        rows = {w["name"]: w["trust"] for w in (await signed(server, "GET", "/v1/sysop/workers", operator))["workers"]}
+        assert rows["busy"]["state"] == "active"
+        assert rows["busy"]["recent_aborted"] == 1  # one lost connection, not eight aborts
+        assert not [e for e in back.errors if e.code == "maintenance"]
+    await back.close()
+
+
+async def test_a_worker_handing_back_while_draining_is_not_blamed_but_one_that_never_drained_is(make_broker) -> None:
+    server = await make_broker(maintenance_after=2, quarantine_after_failures=2)
+
+    async def hand_back(w: FakeWorker, work: Any) -> None:
+        await w.send({"type": "failed", "guid": work.guid, "code": "worker_stopping", "message": "bye"})
+
+    leaving = await FakeWorker(server.url, slots=4, behaviour=hang(), name="leaving").start()
+    async with TestClient(server.url) as client:
+        guids = [await client.submit(f"job {i}", intent="chat") for i in range(4)]
+        await asyncio.wait_for(_wait_received(leaving, 4), 5)
+        await leaving.send({"type": "drain"})
+        for guid in guids:
+            await hand_back(leaving, leaving.received[guids.index(guid)])
+        other = await FakeWorker(server.url, slots=4, behaviour=echo()).start()
+        results = [(await client.collect(g))[-1] for g in guids]
+        assert all(isinstance(r, Result) and r.worker == other.worker_id for r in results)
+        assert not [e for e in leaving.errors if e.code == "maintenance"]
+        (row,) = [w for w in (await _workers(server)) if w["name"] == "leaving"]
+        assert row["draining"] and row["health"]["jobs_failed"] == 0 and row["health"]["state"] == "healthy"
+        # Without `drain` first, the same code is an ordinary failure: no dodging blame.
+        await other.close()
+        dodger = await FakeWorker(server.url, behaviour=hand_back, name="dodger").start()
+        for i in range(2):
+            await client.submit(f"dodge {i}", intent="chat")
+        notice = await asyncio.wait_for(_maintenance_notice(dodger), 5)
+        assert "aborted" in notice.message
+    await leaving.close()
+    await dodger.close()
+
+
+async def _workers(server: Any) -> list[dict[str, Any]]:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http, http.get(server.http_url + "/v1/workers") as resp:
+        return list((await resp.json())["workers"])

@@ -85,3 +85,25 @@ def test_realm_that_cannot_load_its_model_fails_clearly(realm_env: dict[str, str
     assert "[realm_failed]" in line and "realm.log" in line
     assert "the chat worker failed" in line and "no-such-model" in line
     assert run(env, "realm", "status").returncode == 3
+
+
+@pytest.mark.timeout(600)
+def test_ask_works_from_a_folder_holding_files_named_like_the_packages(
+    realm_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The user's own broker.py or worker.py must never shadow the realm's packages."""
+    import shutil
+    import sys
+
+    folder = tmp_path / "my project"
+    folder.mkdir()
+    for name in ("broker.py", "worker.py", "ledger.py", "mtor_cli.py"):
+        (folder / name).write_text('raise SystemExit("the user\'s own file was imported")\n')
+    mtor = shutil.which("mtor", path=str(Path(sys.executable).parent))
+    assert mtor is not None, "the mtor console script is installed beside this interpreter"
+    asked = subprocess.run(
+        [mtor, "ask", "--temperature", "0", "--max-tokens", "4", "hello there"],
+        env=realm_env, cwd=folder, capture_output=True, text=True, timeout=300,
+    )
+    assert asked.returncode == 0, asked.stderr[-2000:]
+    assert asked.stdout.strip()

@@ -88,3 +88,63 @@ async def test_cancel_from_the_client_frees_the_worker(realm: Any) -> None:
         # The worker answered the cancel, so its slots are free for the next jobs.
         results = await asyncio.gather(*(client.ask(f"job {i}", intent="echo") for i in range(4)))
     assert [r.text for r in results] == [f"job {i}" for i in range(4)]
+
+
+async def _echo_realm(tmp_path: Path, **worker_config: Any) -> tuple[BrokerServer, Worker, asyncio.Task[None]]:
+    broker = BrokerServer(BrokerConfig(port=0, db_path=tmp_path / "drain.db"))
+    await broker.start()
+    worker = Worker(
+        WorkerConfig(broker_url=broker.url, slots=4, name="leaving", **worker_config),
+        [EchoBackend(None, Device.parse(None))],
+        Account.create(),
+    )
+    serving = asyncio.create_task(worker.run())
+    await asyncio.wait_for(worker.registered.wait(), 30)
+    return broker, worker, serving
+
+
+async def _running(broker: BrokerServer, n: int) -> None:
+    while sum(len(w.running) for w in broker.parts.registry) < n:
+        await asyncio.sleep(0.01)
+
+
+async def test_a_stopping_worker_finishes_its_running_jobs_first(tmp_path: Path) -> None:
+    broker, worker, serving = await _echo_realm(tmp_path, drain_s=10.0)
+    async with RealmClient(broker.url, Account.create()) as client:
+        asks = [
+            asyncio.create_task(client.ask(f"slow job {i}", intent="echo", params={"delay_s": 0.3})) for i in range(4)
+        ]
+        await asyncio.wait_for(_running(broker, 4), 10)
+        await worker.stop()
+        results = await asyncio.gather(*asks)
+        await asyncio.wait_for(serving, 10)
+    assert [r.text for r in results] == [f"slow job {i}" for i in range(4)]
+    assert {r.worker for r in results} == {worker.worker_id}
+    await broker.stop()
+
+
+async def test_a_stopping_worker_hands_back_what_it_cannot_finish_without_blame(tmp_path: Path) -> None:
+    broker, worker, serving = await _echo_realm(tmp_path, drain_s=0.2)
+    async with RealmClient(broker.url, Account.create()) as client:
+        asks = [
+            asyncio.create_task(client.ask(f"long job {i}", intent="echo", params={"delay_s": 1.0})) for i in range(4)
+        ]
+        await asyncio.wait_for(_running(broker, 4), 10)
+        (leaving,) = list(broker.parts.registry)
+        await worker.stop()
+        await asyncio.wait_for(serving, 10)
+        assert leaving.health.jobs_failed == 0 and leaving.draining
+        record = broker.parts.accounts.trust(leaving.address)
+        assert (record.aborted, record.maintenance) == (0, None)
+        other = Worker(
+            WorkerConfig(broker_url=broker.url, slots=4, name="other"), [EchoBackend(None, Device.parse(None))],
+            Account.create(),
+        )
+        other_task = asyncio.create_task(other.run())
+        results = await asyncio.wait_for(asyncio.gather(*asks), 60)
+        await other.stop()
+        await asyncio.wait_for(other_task, 10)
+    assert [r.text for r in results] == [f"long job {i}" for i in range(4)]
+    assert {r.worker for r in results} == {other.worker_id}
+    assert broker.parts.views.stats()["intents"]["requeued"] == 4
+    await broker.stop()
