@@ -90,6 +90,17 @@ def ws_url(url: str, path: str = "/ws/client") -> str:
     return urlunsplit((scheme, parts.netloc, route, parts.query, ""))
 
 
+def broker_urls(urls: str | Iterable[str]) -> list[str]:
+    """The WebSocket endpoints of a realm's brokers: ``ws://a:8765,ws://b:8765``
+    (or a list) gives each; one URL gives one. (A DNS name with several
+    addresses is one URL: the connection tries each address in turn.)"""
+    parts = urls.split(",") if isinstance(urls, str) else list(urls)
+    found = [ws_url(u.strip()) for u in parts if u.strip()]
+    if not found:
+        raise RealmError("usage", "no broker address given", "e.g. ws://127.0.0.1:8765")
+    return found
+
+
 def http_url(url: str, path: str = "") -> str:
     """The HTTP address of a broker (for /healthz, /v1/workers, /v1/stats)."""
     if "://" not in url:
@@ -228,7 +239,7 @@ class RealmClient:
 
     def __init__(
         self,
-        url: str,
+        url: str | Iterable[str],
         account: LocalAccount | None = None,
         *,
         connect_timeout: float = 10.0,
@@ -236,9 +247,13 @@ class RealmClient:
         client_name: str = "mtor",
         on_broadcast: Callable[[p.Broadcast], None] | None = None,
     ) -> None:
-        """``on_broadcast`` sees every sysop broadcast, subscribed or not: a
+        """``url``: a broker, or several brokers of one realm (comma-separated
+        or a list): the client connects to the first that answers and, when
+        that one goes away, to the next (see :func:`broker_urls`).
+        ``on_broadcast`` sees every sysop broadcast, subscribed or not: a
         person at the CLI must read "the realm restarts in 5 minutes"."""
-        self.url = ws_url(url)
+        self.urls = broker_urls(url)
+        self._at = 0  # the broker used now
         self.on_broadcast = on_broadcast
         self._account = account
         self.connect_timeout = connect_timeout
@@ -272,6 +287,11 @@ class RealmClient:
     def address(self) -> str:
         return self.account.address
 
+    @property
+    def url(self) -> str:
+        """The broker this client uses now."""
+        return self.urls[self._at]
+
     async def __aenter__(self) -> RealmClient:
         await self.connect()
         return self
@@ -294,6 +314,26 @@ class RealmClient:
         self._reader = asyncio.create_task(self._read_loop(), name="mtor-client-reader")
 
     async def _open(self) -> aiohttp.ClientWebSocketResponse:
+        """Log in to the first broker, from the current one on, that answers."""
+        failures = []
+        first = self._at
+        for step in range(len(self.urls)):
+            self._at = (first + step) % len(self.urls)
+            try:
+                return await self._open_one(self.url)
+            except RealmError as exc:
+                if exc.code not in ("unreachable", "handshake_failed", "busy", "unavailable"):
+                    raise  # the broker answered (a ban, a bad key): another would say the same
+                failures.append(exc)
+        if len(failures) == 1:
+            raise failures[0]
+        raise RealmError(
+            "unreachable",
+            "none of the realm's brokers answers: " + "; ".join(f.message for f in failures),
+            "check --broker / MTOR_BROKER, or start one with `mtor broker serve`",
+        )
+
+    async def _open_one(self, url: str) -> aiohttp.ClientWebSocketResponse:
         import aiohttp
 
         assert self._session is not None
@@ -302,7 +342,7 @@ class RealmClient:
             try:
                 ws = await asyncio.wait_for(
                     self._session.ws_connect(
-                        self.url, max_msg_size=MAX_FRAME_BYTES, autoping=True, ssl=tls_context(self.url) or True
+                        url, max_msg_size=MAX_FRAME_BYTES, autoping=True, ssl=tls_context(url) or True
                     ),
                     max(0.001, deadline - time.monotonic()),
                 )
@@ -313,20 +353,20 @@ class RealmClient:
                 if exc.status != 503 or time.monotonic() + wait > deadline:
                     if exc.status == 503:
                         raise RealmError(
-                            "busy", f"the broker at {self.url} stayed busy for {self.connect_timeout:g}s",
+                            "busy", f"the broker at {url} stayed busy for {self.connect_timeout:g}s",
                             "too many connections are logging in; try again shortly",
                         ) from exc
-                    raise _unreachable(self.url, exc) from exc
+                    raise _unreachable(url, exc) from exc
                 await asyncio.sleep(wait)
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                raise _unreachable(self.url, exc) from exc
+                raise _unreachable(url, exc) from exc
         try:
             self.welcome = await asyncio.wait_for(self._handshake(ws), self.connect_timeout)
         except TimeoutError as exc:
             await ws.close()
             raise RealmError(
                 "handshake_failed",
-                f"the broker at {self.url} did not finish the login handshake in "
+                f"the broker at {url} did not finish the login handshake in "
                 f"{self.connect_timeout:g}s",
                 "is this address an MTOR broker?",
             ) from exc
@@ -450,6 +490,7 @@ class RealmClient:
         deadline = time.monotonic() + self.reconnect_s
         delay = 0.1
         while time.monotonic() < deadline and not self._closing:
+            self._at = (self._at + 1) % len(self.urls)  # the next broker first: this one went away
             try:
                 self._ws = await self._open()
             except RealmError:

@@ -221,3 +221,48 @@ async def test_every_broker_shows_the_realm(make_realm) -> None:
             assert health["workers"] == 2 and health["brokers"] == 3
     for w in workers:
         await w.close()
+
+
+
+async def test_a_client_and_a_worker_move_to_another_broker_when_theirs_stops(make_realm) -> None:
+    """Given every broker's URL, the SDK client and the worker fail over: the
+    client's unfinished intent completes once, the worker keeps serving."""
+    from mtor_cli.client import RealmClient
+    from worker import Worker, WorkerConfig
+    from worker.backends.base import Device
+    from worker.backends.echo import EchoBackend
+
+    first, second = await make_realm(2)
+    both = f"{first.url},{second.url}"
+    worker = Worker(WorkerConfig(broker_url=both, slots=2, reconnect_initial_s=0.05), [EchoBackend(None, Device())],
+                    new_account())  # fmt: skip
+    serving = asyncio.create_task(worker.run())
+    await asyncio.wait_for(worker.registered.wait(), 10)
+    assert worker.url.startswith(first.url)
+    await realm_sees([first, second], 1)
+    async with RealmClient(both, new_account(), reconnect_s=20) as client:
+        assert client.url.startswith(first.url)
+        slow = asyncio.create_task(client.ask("slow words to finish", intent="echo", params={"delay_s": 0.3}))
+        await asyncio.sleep(0.5)  # accepted and running on the worker, through the first broker
+        await first.stop()
+        result = await asyncio.wait_for(slow, 30)
+        assert result.text == "slow words to finish"
+        assert client.url.startswith(second.url) and client.reconnects == 1
+        assert worker.url.startswith(second.url) and worker.registrations == 2
+        again = await client.ask("and after", intent="echo")
+        assert again.text == "and after" and again.worker.startswith(second.parts.views.describe()["id"])
+    await worker.stop()
+    await asyncio.gather(serving, return_exceptions=True)
+
+
+async def test_a_client_given_a_dead_broker_first_uses_the_next(make_realm) -> None:
+    from mtor_cli.client import RealmClient
+    from tests.support.realm import free_port
+
+    (alive,) = await make_realm(1)
+    worker = await FakeWorker(alive.url, intents=("echo",), behaviour=echo()).start()
+    dead = f"ws://127.0.0.1:{free_port()}"
+    async with RealmClient(f"{dead},{alive.url}", new_account(), connect_timeout=2) as client:
+        assert client.url.startswith(alive.url)
+        assert (await client.ask("still here", intent="echo")).text == "still here"
+    await worker.close()
