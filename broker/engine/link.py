@@ -21,6 +21,7 @@ so nothing in it is missed across a reconnect.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -84,6 +85,7 @@ class Link:
         self._pending: list[_Call] = []
         self._sender: asyncio.Task[None] | None = None
         self._inbox: asyncio.Task[None] | None = None
+        self._closing = False
         self.up_since: float | None = None  # monotonic, while Redis answers
         self.down_since: float | None = time.monotonic()  # monotonic, while it does not
         self.rounds = 0
@@ -117,7 +119,7 @@ class Link:
                         await asyncio.sleep(delay)
                         delay = min(delay * 2, 1.0)
                     continue
-                except rex.RedisError as exc:  # a script error: a bug, not an outage
+                except (rex.RedisError, ValueError, TypeError) as exc:  # a script error: a bug, not an outage
                     self._report("engine-round")
                     log.error("engine round of %d operation(s) failed: %s", len(calls), exc)
                     for c in calls:
@@ -172,7 +174,7 @@ class Link:
         stream = f"{self.prefix}inbox:{self.id}"
         last = "0-0"
         delay = 0.05
-        while True:
+        while not self._closing:
             try:
                 got: Any = await self._reader.xread({stream: last}, count=1000, block=INBOX_BLOCK_MS)
             except DOWN as exc:
@@ -191,10 +193,20 @@ class Link:
                         self._report("engine-inbox")
                         log.exception("inbox entry %s could not be handled", entry_id)
 
-    async def close(self) -> None:
+    async def stop_listening(self) -> None:
+        self._closing = True
         if self._inbox is not None:
-            self._inbox.cancel()
-            await asyncio.gather(self._inbox, return_exceptions=True)
+            # Not cancelled: redis-py can hang in a blocking read it was told to
+            # cancel. An entry wakes the read at once and the loop ends.
+            with contextlib.suppress(*DOWN):
+                await self._redis.xadd(f"{self.prefix}inbox:{self.id}", {"c:wake": b""})
+            done, _ = await asyncio.wait({self._inbox}, timeout=INBOX_BLOCK_MS / 1000 + COMMAND_TIMEOUT_S)
+            if not done:
+                self._inbox.cancel()
+            self._inbox = None
+
+    async def close(self) -> None:
+        await self.stop_listening()
         if self._sender is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self._sender), COMMAND_TIMEOUT_S)

@@ -242,6 +242,7 @@ class SharedRealm:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.queue is not None:
             await self.queue.close()
+        await self.link.stop_listening()
         try:
             await asyncio.wait_for(self.link.call({"op": "leave"}), 5.0)
         except (Unavailable, TimeoutError):

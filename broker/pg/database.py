@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -19,6 +20,20 @@ SYNCHRONOUS_COMMIT = ("off", "local", "on")
 
 # What a statement raises when the server is down, restarting or unreachable.
 DOWN = (psycopg.OperationalError, PoolTimeout, OSError)
+
+T = TypeVar("T")
+
+
+async def on_connection(pool: AsyncConnectionPool[Any], work: Callable[[Any], Awaitable[T]]) -> T:
+    """``work(connection)`` on a pooled connection, and once more on another if
+    that one was dead (the server restarted since it was opened: the pool
+    only learns that when a statement fails). Raises what DOWN names."""
+    try:
+        async with pool.connection() as conn:
+            return await work(conn)
+    except psycopg.OperationalError:
+        async with pool.connection() as conn:
+            return await work(conn)
 
 
 async def open_pool(url: str, synchronous_commit: str = "off") -> AsyncConnectionPool[Any]:

@@ -9,7 +9,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from broker.history import ACTIVE_WINDOW_S, MAX_LIMIT, entry, shown, summarise
 from broker.journal import DONE
-from broker.pg.database import DOWN, unavailable
+from broker.pg.database import DOWN, on_connection, unavailable
 
 
 class PgHistory:
@@ -54,10 +54,12 @@ class PgHistory:
         return summarise(counts, took, done, users[0][0], everyone[0][0])
 
     async def _rows(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        async def fetch(conn: Any) -> list[tuple[Any, ...]]:
+            cur = await conn.execute(sql, params)
+            return await cur.fetchall()
+
         try:
-            async with self._pool.connection() as conn:
-                cur = await conn.execute(sql, params)
-                return await cur.fetchall()
+            return await on_connection(self._pool, fetch)
         except DOWN as exc:
             raise unavailable(exc) from None
 

@@ -25,7 +25,7 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 
 from broker.journal import QUEUED, IntentRecord
-from broker.pg.database import DOWN, first_line, unavailable
+from broker.pg.database import DOWN, first_line, on_connection, unavailable
 
 log = logging.getLogger("mtor.broker")
 
@@ -70,10 +70,12 @@ class PgJournal:
         return [_record(row) for row in rows]
 
     async def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        async def fetch(conn: Any) -> list[tuple[Any, ...]]:
+            cur = await conn.execute(sql, params)
+            return await cur.fetchall()
+
         try:
-            async with self._pool.connection() as conn:
-                cur = await conn.execute(sql, params)
-                return await cur.fetchall()
+            return await on_connection(self._pool, fetch)
         except DOWN as exc:
             raise unavailable(exc) from None
 
@@ -94,7 +96,10 @@ class PgJournal:
                 batch, self._adds = self._adds, []
                 try:
                     inserted = await self._insert(batch)
-                except DOWN as exc:
+                except Exception as exc:
+                    if not isinstance(exc, DOWN):
+                        self._report("journal-write")
+                        log.exception("journal: %d new intent(s) could not be stored", len(batch))
                     error = unavailable(exc)
                     for _, done in batch:
                         if not done.done():
@@ -112,7 +117,10 @@ class PgJournal:
 
     async def _insert(self, batch: list[tuple[IntentRecord, asyncio.Future[bool]]]) -> set[str]:
         records = [record for record, _ in batch]
-        async with self._pool.connection() as conn:
+
+        # A retried insert whose first try was stored reads as "known": the
+        # dispatcher then finds the row unfinished and queues it all the same.
+        async def insert(conn: Any) -> set[str]:
             cur = await conn.execute(
                 _INSERT,
                 (
@@ -127,11 +135,15 @@ class PgJournal:
             )
             return {row[0] for row in await cur.fetchall()}
 
+        return await on_connection(self._pool, insert)
+
     async def discard(self, guid: str) -> None:
         """Remove an intent just added that was then refused (no funds, a full queue)."""
+        async def delete(conn: Any) -> None:
+            await conn.execute(f"DELETE FROM intents WHERE guid = %s AND state = '{QUEUED}'", (guid,))
+
         try:
-            async with self._pool.connection() as conn:
-                await conn.execute(f"DELETE FROM intents WHERE guid = %s AND state = '{QUEUED}'", (guid,))
+            await on_connection(self._pool, delete)
         except DOWN as exc:
             raise unavailable(exc) from None
 
@@ -158,10 +170,11 @@ class PgJournal:
                 batches = list(self._stored)
                 try:
                     await self._update([row for rows, _ in batches for row in rows])
-                except DOWN as exc:
+                except Exception as exc:  # down, or a bug: either way the outcomes are kept and retried
                     self._report("journal-write")
                     log.warning("journal: cannot store %d outcome(s), retrying in %.2f s: %s",
-                                sum(len(rows) for rows, _ in batches), delay, first_line(exc))
+                                sum(len(rows) for rows, _ in batches), delay, first_line(exc),
+                                exc_info=not isinstance(exc, DOWN))
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, RETRY_MAX_S)
                     continue

@@ -40,6 +40,16 @@ def serve(
         "between brokers. Needs a postgresql:// --db. Default: this process alone.",
         show_default=False,
     ),
+    engine_beat: float = typer.Option(
+        1.0, "--engine-beat", min=0.05, help="With --engine: seconds between this broker's beats in Redis."
+    ),
+    engine_dead: float = typer.Option(
+        5.0,
+        "--engine-dead",
+        min=0.1,
+        help="With --engine: a broker silent this long is presumed dead and its running intents go to "
+        "the other brokers (at least twice --engine-beat).",
+    ),
     synchronous_commit: str = typer.Option(
         "off",
         "--synchronous-commit",
@@ -101,6 +111,9 @@ def serve(
         output.fail("usage", f"--engine {engine!r} is not a redis:// URL", "e.g. --engine redis://127.0.0.1:6379/0")
     if synchronous_commit not in ("off", "on", "local"):
         output.fail("usage", f"--synchronous-commit {synchronous_commit!r}", "off, local or on")
+    if engine_dead < 2 * engine_beat:
+        output.fail("usage", f"--engine-dead {engine_dead:g} is less than twice --engine-beat {engine_beat:g}",
+                    "a broker must miss at least two beats before it is presumed dead")  # fmt: skip
     config = BrokerConfig(
         host=host,
         port=port,
@@ -108,6 +121,8 @@ def serve(
         db_url=db if is_postgres(db) else None,
         synchronous_commit=synchronous_commit,
         engine=engine,
+        engine_beat_s=engine_beat,
+        engine_dead_s=engine_dead,
         realm=realm,
         queue_limit=queue_limit,
         user_queue_limit=user_queue_limit,

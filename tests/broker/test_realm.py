@@ -47,7 +47,7 @@ async def make_realm(redis_server: Any, pg_database: str, tmp_path: Path) -> Asy
     yield make
     for server in reversed(started):
         if server._runner is not None:
-            await server.stop()
+            await asyncio.wait_for(server.stop(), 30)
 
 
 async def realm_sees(brokers: Realm, workers: int, timeout: float = 10.0) -> None:

@@ -75,7 +75,7 @@ def test_migrate_creates_the_schema_once_and_serve_refuses_a_database_without_it
     again = _mtor(tmp_path, "broker", "migrate", "--db", url)
     assert again.returncode == 0 and "up to date" in again.stdout
 
-    broker = spawn_broker(port, url, tmp_path / "b1")  # type: ignore[arg-type]
+    broker = spawn_broker(port, url, tmp_path / "b1")
     worker = None
     try:
         wait_healthy(url_for(port), timeout=60)
