@@ -53,6 +53,10 @@ class SharedQueue:
         self._registry: WorkerRegistry | None = None
         self._host: Host | None = None
         self._pulling: dict[str, bool] = {}  # intent -> a pull is on the wire (True: ask again after it)
+        # Intents whose queue this broker found empty with workers to spare: it
+        # waits in Redis' hungry list and is told when one arrives, so a slot
+        # that frees meanwhile needs no pull.
+        self._hungry: set[str] = set()
         self._idle: asyncio.Task[None] | None = None
 
     def serve(self, registry: WorkerRegistry, host: Host) -> None:
@@ -81,10 +85,20 @@ class SharedQueue:
         result = reply.result
         if "full" in result:
             raise QueueFull(job.intent, int(result["full"]), str(result.get("scope", "realm")))
+        self._note_hunger(job.intent, result)
         self._start(reply, items(result.get("popped")))
         return int(result.get("pos", 0))
 
+    def _note_hunger(self, intent: str, result: dict[str, Any]) -> None:
+        if "hungry" not in result:
+            return
+        if result["hungry"]:
+            self._hungry.add(intent)
+        else:
+            self._hungry.discard(intent)
+
     def requeue(self, job: Job) -> None:
+        self._hungry.discard(job.intent)  # it is queued again: whoever pulls next may take it
         self._link.call(
             {"op": "requeue", "g": job.guid, "attempts": job.attempts, "tried": orjson.dumps(sorted(job.tried)).decode()},
             keep=True,
@@ -92,7 +106,12 @@ class SharedQueue:
         if isinstance(job.client, RemotePeer):
             self._jobs().pop(job.guid, None)  # it may run anywhere now; its client is not here
 
-    def pull(self, intent: str) -> None:
+    def pull(self, intent: str, *, told: bool = False) -> None:
+        """``told``: another broker queued work of ``intent`` (this one is hungry for it)."""
+        if told:
+            self._hungry.discard(intent)
+        elif intent in self._hungry:
+            return  # the queue was empty; the next push anywhere tells this broker
         if intent in self._pulling:
             self._pulling[intent] = True
             return
@@ -110,19 +129,21 @@ class SharedQueue:
             return
         if done.exception() is None:
             reply = done.result()
+            self._note_hunger(intent, reply.result)
             self._start(reply, items(reply.result.get("popped")))
         if again:
             self.pull(intent)
 
-    def pull_all(self) -> None:
+    def pull_all(self, *, told: bool = False) -> None:
         assert self._registry is not None
         for intent in self._registry.intents():
-            self.pull(intent)
+            self.pull(intent, told=told)
 
     async def _pull_idle(self) -> None:
+        """Pull anyway now and then: a notice lost with Redis' last writes costs at most this wait."""
         while True:
             await asyncio.sleep(IDLE_PULL_S)
-            self.pull_all()
+            self.pull_all(told=True)
 
     async def withdraw(self, guid: str, job: Job | None, ending: Ending) -> Job | bool:
         reply = await self._link.call(

@@ -127,18 +127,20 @@ local function pop_for(i, offer)
   local hungry = P .. 'hungry:' .. i
   redis.call('LREM', hungry, 0, me)
   if free > 0 then redis.call('RPUSH', hungry, me) end
-  return popped
+  return popped, free > 0
 end
 
--- Tell the broker that has waited longest for work of intent I that there is some.
+-- Tell the broker that has waited longest for work of intent I that there is
+-- some (this broker, if waiting too, stays listed: it just had its turn).
 local function wake(i)
   local hungry = P .. 'hungry:' .. i
-  while true do
-    local b = redis.call('LPOP', hungry)
-    if not b then return end
-    if b ~= me and alive(b) then
-      tell(b, 'c:pull', i)
-      return
+  for _, b in ipairs(redis.call('LRANGE', hungry, 0, -1)) do
+    if b ~= me then
+      redis.call('LREM', hungry, 1, b)
+      if alive(b) then
+        tell(b, 'c:pull', i)
+        return
+      end
     end
   end
 end
@@ -196,13 +198,14 @@ function run.push(op)
   redis.call('SADD', P .. 'live:' .. op.u, op.g)
   enqueue(op.i, op.u, op.g, false)
   local pos = position(op.i, op.u)
-  local popped = pop_for(op.i, op.offer)
+  local popped, hungry = pop_for(op.i, op.offer)
   if redis.call('HGET', key, 'state') == 'q' then wake(op.i) end
-  return {pos = pos, popped = popped}
+  return {pos = pos, popped = popped, hungry = hungry}
 end
 
 function run.pull(op)
-  return {popped = pop_for(op.i, op.offer)}
+  local popped, hungry = pop_for(op.i, op.offer)
+  return {popped = popped, hungry = hungry}
 end
 
 -- An attempt failed here: back to the front of its user's queue.

@@ -149,6 +149,8 @@ class SharedRealm:
         if isinstance(reaped, dict) and reaped:
             log.warning("reaped broker(s) that stopped beating: %s",
                         ", ".join(f"{b} ({n} running intent(s) queued again)" for b, n in reaped.items()))
+            if self.queue is not None:
+                self.queue.pull_all(told=True)  # their intents are queued again: this broker may take some
         epoch = str(result.get("epoch"))
         if self._known_epoch is not None and epoch != self._known_epoch:
             log.warning("the realm's engine lost its data (epoch %s -> %s): putting back this broker's part",
@@ -219,7 +221,7 @@ class SharedRealm:
             if kind == "g":
                 host.relay(name, value.split(b"\n"))
             elif key == b"c:pull":
-                self.queue.pull(value.decode())
+                self.queue.pull(value.decode(), told=True)
             elif key == b"c:end":
                 request = orjson.loads(value)
                 host.end(request["g"], Ending(*request["ending"]))
