@@ -76,7 +76,7 @@ async def _handle(parts: Parts, peer: Peer, msg: object) -> bool:
         not_authenticated(peer, "hello", getattr(msg, "guid", None))
         return True
     if isinstance(msg, SubmitQuery):
-        if parts.limits.allow(peer, msg):
+        if await parts.limits.allow(peer, msg):
             await parts.dispatcher.submit(peer, msg)
     elif isinstance(msg, Cancel):
         await parts.dispatcher.cancel(peer, msg.guid)

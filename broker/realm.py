@@ -9,6 +9,7 @@ realm's.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 
@@ -29,6 +30,22 @@ class Others(Protocol):
         """A worker on another broker, outside quarantine, serves this intent (and model)."""
         ...
 
+    def tell_others(self, kind: str, payload: bytes) -> None:
+        """Deliver a notice to every other broker (their ``on(kind)`` handler)."""
+        ...
+
+    def tell(self, broker: str, kind: str, payload: bytes) -> None:
+        """Deliver a notice to one broker."""
+        ...
+
+    def on(self, kind: str, handle: Callable[[bytes], None]) -> None:
+        """``handle(payload)`` gets every notice of ``kind`` other brokers send."""
+        ...
+
+    async def live_guids(self, user: str) -> list[str]:
+        """``user``'s intents queued or running anywhere in the realm."""
+        ...
+
 
 class Alone:
     """A lone broker's realm: no other brokers, no workers but its own."""
@@ -44,3 +61,15 @@ class Alone:
 
     def can_serve(self, intent: str, model: str | None) -> bool:
         return False
+
+    def tell_others(self, kind: str, payload: bytes) -> None:
+        pass
+
+    def tell(self, broker: str, kind: str, payload: bytes) -> None:
+        pass
+
+    def on(self, kind: str, handle: Callable[[bytes], None]) -> None:
+        pass
+
+    async def live_guids(self, user: str) -> list[str]:
+        return []

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from broker.account_rest import routes as account_routes
-from broker.accounts import AccountStore, accounts_path
+from broker.background import Background
 from broker.billing import Billing
 from broker.client_session import client_socket
 from broker.config import BrokerConfig
@@ -65,6 +65,7 @@ class BrokerServer:
         self._tasks: list[asyncio.Task[None]] = []
         self._stores: Stores | None = None
         self._shared: SharedRealm | None = None
+        self._background: Background | None = None
 
     @property
     def url(self) -> str:
@@ -92,12 +93,12 @@ class BrokerServer:
 
             shared = self._shared = SharedRealm(cfg, metrics.task_failed)
             await shared.connect()
-            queue, others, broker_id = shared.make_queue(outbox), shared.state, shared.id
+            queue, others, broker_id = shared.make_queue(outbox), shared, shared.id
         else:
             queue, others, broker_id = SafeQueue(cfg.queue_limit), Alone(), ""
         registry = WorkerRegistry(cfg, broker_id)
         peers = Peers()
-        accounts = AccountStore(accounts_path(cfg.resolved_db_path()))
+        accounts = stores.accounts
         roles = Roles(cfg.operator, accounts)
         subs = Subscriptions(
             cfg.stats_interval_s,
@@ -106,7 +107,8 @@ class BrokerServer:
         )
         dispatcher = Dispatcher(cfg, journal, queue, registry, outbox, billing, subs, metrics, others)
         self.restored = await dispatcher.restore()
-        trust = WorkerTrust(cfg, accounts, registry, subs, dispatcher.pump_all)
+        background = self._background = Background(metrics.task_failed)
+        trust = WorkerTrust(cfg, accounts, registry, subs, dispatcher.pump_all, background)
         views = RealmViews(cfg, registry, queue, dispatcher, peers, subs, billing, self.restored, others, broker_id)
         subs.serve(views.topics())
         if self._shared is not None:
@@ -126,10 +128,10 @@ class BrokerServer:
             registry=registry,
             dispatcher=dispatcher,
             subs=subs,
-            limits=RateLimits(cfg, dispatcher.jobs),
+            limits=self._shared.make_limits() if self._shared is not None else RateLimits(cfg, dispatcher.jobs),
             trust=trust,
             roles=roles,
-            sysop=Sysop(roles, accounts, dispatcher, registry, trust, peers, subs),
+            sysop=Sysop(roles, accounts, dispatcher, registry, trust, peers, subs, others, background),
             accounts=accounts,
             history=stores.history,
             verifier=RequestVerifier(cfg.request_window_s, accounts),
@@ -188,8 +190,9 @@ class BrokerServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        parts.trust.sweep()  # the last counters
-        parts.accounts.close()
+        await parts.trust.sweep()  # the last counters
+        if self._background is not None:
+            await self._background.drain()
         parts.dispatcher.close()
         await parts.outbox.settle()
         if self._shared is not None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from broker.protocol import MtorError
 
 if TYPE_CHECKING:
+    from broker.accounts import AccountStore
     from broker.config import BrokerConfig
     from broker.history import History
     from broker.journal import Journal
@@ -36,6 +37,7 @@ def is_postgres(db: object) -> bool:
 class Stores:
     journal: Journal
     history: History
+    accounts: AccountStore
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def close(self) -> None:
@@ -44,25 +46,30 @@ class Stores:
 
 
 async def open_stores(config: BrokerConfig, report: Callable[[str], None]) -> Stores:
-    """The journal and history ``config.db`` names. ``report(task)`` counts a
-    failed background write (it is logged and retried)."""
+    """The journal, its history and the accounts ``config`` names. ``report(task)``
+    counts a failed background write (it is logged and retried)."""
     if config.db_url is not None:
+        from broker.pg.accounts import PgAccounts
         from broker.pg.database import open_pool
         from broker.pg.history import PgHistory
         from broker.pg.journal import PgJournal
 
         pool = await open_pool(config.db_url, config.synchronous_commit)
         pg_journal = PgJournal(pool, report)
+        accounts = PgAccounts(pool)
+        await accounts.reload()
 
         async def close_pool() -> None:
             await pg_journal.close()
             await pool.close()
 
-        return Stores(pg_journal, PgHistory(pool), [close_pool])
+        return Stores(pg_journal, PgHistory(pool), accounts, [close_pool])
+    from broker.accounts import SqliteAccounts, accounts_path
     from broker.history import SqliteHistory
     from broker.journal import SqliteJournal
 
     db = config.resolved_db_path()
     journal = SqliteJournal(db)
-    return Stores(journal, SqliteHistory(db), [journal.close])
+    sqlite_accounts = SqliteAccounts(accounts_path(db))
+    return Stores(journal, SqliteHistory(db), sqlite_accounts, [journal.close, sqlite_accounts.close])
 

@@ -26,6 +26,7 @@ from broker.protocol import (
     worker_decoder,
 )
 from broker.registry import WorkerEntry
+from broker.stores import Unavailable
 
 _decoder = worker_decoder()
 MAX_SLOTS = 1024
@@ -52,7 +53,7 @@ async def worker_socket(parts: Parts, request: web.Request) -> web.StreamRespons
                     if not isinstance(msg, Register):
                         not_authenticated(peer, "register", getattr(msg, "guid", None))
                         continue
-                    entry, keep = _register(parts, peer, msg)
+                    entry, keep = await _register(parts, peer, msg)
                     if not keep:
                         await peer.close(code=4001, message=b"bad signature")
                         break
@@ -75,7 +76,7 @@ async def worker_socket(parts: Parts, request: web.Request) -> web.StreamRespons
     return peer.ws
 
 
-def _register(parts: Parts, peer: Peer, msg: Register) -> tuple[WorkerEntry | None, bool]:
+async def _register(parts: Parts, peer: Peer, msg: Register) -> tuple[WorkerEntry | None, bool]:
     reused = peer.nonce_spent or msg.nonce != peer.nonce
     address = handshake.verify(peer, msg.address, msg.nonce, msg.signature, "worker")
     if address is None:
@@ -94,9 +95,15 @@ def _register(parts: Parts, peer: Peer, msg: Register) -> tuple[WorkerEntry | No
         return None, True
     if parts.sysop.refused(peer, address):
         return None, True  # answered `banned`; the socket is closing
+    try:
+        record = await parts.trust.record_of(address)
+    except Unavailable as exc:  # the realm's database is down: this worker comes back later
+        peer.send(exc.to_error())
+        await peer.close(code=1013, message=b"try again later")
+        return None, True
     peer.address = address
     entry = parts.registry.add(peer, address, msg.capabilities, msg.slots, msg.name, msg.version)
-    parts.trust.joined(entry)
+    parts.trust.joined(entry, record)
     peer.send(Welcome(address=address, realm=parts.config.realm, worker_id=entry.id))
     parts.dispatcher.worker_joined(entry)
     return entry, True

@@ -344,10 +344,43 @@ function run.workers(op)
   return {}
 end
 
--- Every broker of the realm gets `value` under `field` (broadcasts, bans, accounts).
-function run.tell_all(op)
-  for _, b in ipairs(redis.call('HKEYS', P .. 'brokers')) do tell(b, op.field, blob(op, 0)) end
+-- Every other broker of the realm gets the blob under `field` (bans, accounts, broadcasts).
+function run.tell_others(op)
+  for _, b in ipairs(redis.call('HKEYS', P .. 'brokers')) do
+    if b ~= me then tell(b, op.field, blob(op, 0)) end
+  end
   return {}
+end
+
+-- A user's submit limits, realm-wide (broker/engine/limits.py): a live guid
+-- (resubmitted) passes; then the user's live intents, then its requests in
+-- the last `window` seconds.
+function run.limit(op)
+  if redis.call('EXISTS', P .. 'job:' .. op.g) == 1 then return {ok = true} end
+  if op.concurrent > 0 then
+    local live = P .. 'live:' .. op.u
+    for _, g in ipairs(redis.call('SMEMBERS', live)) do
+      if redis.call('EXISTS', P .. 'job:' .. g) == 0 then redis.call('SREM', live, g) end
+    end
+    local n = redis.call('SCARD', live)
+    if n >= op.concurrent then return {refuse = 'concurrent', live = n} end
+  end
+  if op.rate > 0 then
+    local key = P .. 'rate:' .. op.u
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', now - op.window)
+    if redis.call('ZCARD', key) >= op.rate then
+      local oldest = tonumber(redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')[2])
+      return {refuse = 'rate', wait = op.window - (now - oldest)}
+    end
+    redis.call('ZADD', key, now, op.g)
+    redis.call('PEXPIRE', key, math.ceil(op.window * 1000))
+  end
+  return {ok = true}
+end
+
+-- A user's intents queued or running anywhere (live:U keeps them).
+function run.live(op)
+  return {gs = redis.call('SMEMBERS', P .. 'live:' .. op.u)}
 end
 
 function run.tell(op)

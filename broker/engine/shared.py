@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from broker.engine.limits import SharedLimits
 from broker.engine.link import Link, items
 from broker.engine.queue import SharedQueue
 from broker.engine.remote import RemotePeer
@@ -81,20 +82,39 @@ class SharedRealm:
                 "check --engine, and that Redis is running and reachable from here",
             ) from None  # fmt: skip
 
+    def make_limits(self) -> SharedLimits:
+        return SharedLimits(self._cfg, self.link)
+
     def make_queue(self, outbox: Outbox) -> SharedQueue:
         self.queue = SharedQueue(self.link, self._cfg.queue_limit, self._cfg.user_queue_limit, outbox, self.state)
         return self.queue
 
+    # --- broker.realm.Others -------------------------------------------------
+
+    def others(self) -> list[dict[str, Any]]:
+        return self.state.others()
+
+    def remote_workers(self) -> list[dict[str, Any]]:
+        return self.state.remote_workers()
+
+    def intents(self) -> set[str]:
+        return self.state.intents()
+
+    def can_serve(self, intent: str, model: str | None) -> bool:
+        return self.state.can_serve(intent, model)
+
     def on(self, kind: str, handle: Callable[[bytes], None]) -> None:
-        """``handle(payload)`` gets every realm notice of ``kind`` (see :meth:`tell_all`)."""
         self._notices[kind] = handle
 
-    def tell_all(self, kind: str, payload: bytes) -> None:
-        """Deliver a notice to every broker of the realm, this one included."""
-        self.link.call({"op": "tell_all", "field": f"n:{kind}"}, [payload], keep=True)
+    def tell_others(self, kind: str, payload: bytes) -> None:
+        self.link.call({"op": "tell_others", "field": f"n:{kind}"}, [payload], keep=True)
 
     def tell(self, broker: str, kind: str, payload: bytes) -> None:
         self.link.call({"op": "tell", "to": broker, "field": f"n:{kind}"}, [payload], keep=True)
+
+    async def live_guids(self, user: str) -> list[str]:
+        reply = await self.link.call({"op": "live", "u": user})
+        return [str(g) for g in items(reply.result.get("gs"))]
 
     def serve(
         self,

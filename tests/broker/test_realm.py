@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from broker import BrokerConfig, BrokerServer
-from broker.protocol import Accepted, Error, Result
+from broker.protocol import Accepted, Broadcast, Error, Result
 from tests.broker.conftest import get_json
 from tests.support.peers import FakeWorker, TestClient, echo, hang, new_account
 
@@ -265,4 +265,123 @@ async def test_a_client_given_a_dead_broker_first_uses_the_next(make_realm) -> N
     async with RealmClient(f"{dead},{alive.url}", new_account(), connect_timeout=2) as client:
         assert client.url.startswith(alive.url)
         assert (await client.ask("still here", intent="echo")).text == "still here"
+    await worker.close()
+
+
+# --- sysop actions and limits hold for the realm, whichever broker gets them -----
+
+
+async def test_a_ban_on_one_broker_cuts_the_user_off_everywhere(make_realm, pg_database) -> None:
+    pg_url = pg_database
+    from tests.broker.test_accounts import signed
+
+    operator, user = new_account(), new_account()
+    here, there, worker_home = await make_realm(3, operator=operator.address)
+    worker = await FakeWorker(worker_home.url, behaviour=hang()).start()
+    await realm_sees([here, there, worker_home], 1)
+    victim = await TestClient(there.url, user).connect()
+    guid = await victim.submit("endless", intent="chat")
+    assert isinstance(await victim.next_for(guid), Accepted)
+    await asyncio.wait_for(worker.got_work.wait(), 5)
+
+    done = await signed(here, "POST", "/v1/sysop/ban", operator, {"address": user.address, "reason": "spam"})
+    assert done["intents_ended"] == 1
+    await asyncio.wait_for(victim.closed.wait(), 5)
+    assert victim.close_code == 4003
+    told = await victim.next_other()  # the intent's own error races the broker's notice; this one always comes
+    assert isinstance(told, Error) and told.code == "banned"
+    for _ in range(100):
+        if worker.cancels:
+            break
+        await asyncio.sleep(0.02)
+    assert worker.cancels == [guid]
+    import psycopg
+
+    with psycopg.connect(pg_url) as db:
+        state, outcome = db.execute("SELECT state, outcome FROM intents WHERE guid = %s", (guid,)).fetchone()
+    assert state == "cancelled" and b'"code":"banned"' in bytes(outcome)
+    again = TestClient(worker_home.url, user)
+    await again.connect(hello=False)
+    refused = await again.hello()
+    assert isinstance(refused, Error) and refused.code == "banned" and "spam" in refused.message
+    await again.close()
+    await victim.close()
+    await worker.close()
+
+
+async def test_sysop_grants_pauses_and_broadcasts_across_brokers(make_realm) -> None:
+    from tests.broker.test_accounts import signed
+
+    operator, helper = new_account(), new_account()
+    one, two = await make_realm(2, operator=operator.address)
+    worker = await FakeWorker(two.url, behaviour=echo(), name="far").start()
+    await realm_sees([one, two], 1)
+    await signed(one, "POST", "/v1/sysop/grant", operator, {"address": helper.address})
+    await asyncio.sleep(0.3)  # the other broker reads the grant again
+    profile = await signed(two, "GET", "/v1/profile", helper)
+    assert profile["sysop"] is True
+
+    # The helper, on broker one, pauses a worker connected to broker two.
+    listed = (await signed(one, "GET", "/v1/sysop/workers", helper))["workers"]
+    assert [w["id"] for w in listed] == [worker.worker_id]
+    await signed(one, "POST", "/v1/sysop/pause", helper, {"id": worker.worker_id})
+    async with TestClient(one.url) as client, TestClient(two.url) as listener:
+        guid = await client.submit("after the pause", intent="chat")
+        assert isinstance(await client.next_for(guid), Accepted)
+        await asyncio.sleep(0.4)
+        assert worker.received == []
+        await signed(two, "POST", "/v1/sysop/resume", helper, {"id": worker.worker_id})
+        assert (await client.collect(guid))[-1].text == "after the pause"
+
+        sent = await signed(one, "POST", "/v1/sysop/broadcast", helper, {"message": "maintenance at noon"})
+        assert sent["brokers"] == 2
+        heard = await listener.next_other()
+        assert isinstance(heard, Broadcast) and heard.message == "maintenance at noon"
+    audit = (await signed(two, "GET", "/v1/sysop/audit", operator))["audit"]
+    assert {"grant", "worker pause", "worker resume", "broadcast"} <= {a["action"] for a in audit}
+    await worker.close()
+
+
+async def test_a_signed_request_is_good_once_in_the_whole_realm(make_realm) -> None:
+    import json
+    import time
+
+    from broker.protocol import sign_request
+    from tests.broker.test_sysop import _raw
+
+    operator = new_account()
+    one, two = await make_realm(2, operator=operator.address)
+    ts, path = int(time.time()), "/v1/sysop/workers"
+    headers = {"X-MTOR-Address": operator.address, "X-MTOR-Timestamp": str(ts), "X-MTOR-Nonce": "once",
+               "X-MTOR-Signature": sign_request(operator.key, "GET", path, ts, "once")}  # fmt: skip
+    status, _ = await asyncio.to_thread(_raw, one.http_url, path, headers)
+    assert status == 200
+    status, body = await asyncio.to_thread(_raw, two.http_url, path, headers)
+    assert status == 401 and "already used" in json.dumps(body)
+
+
+async def test_per_user_limits_count_the_users_intents_on_every_broker(make_realm) -> None:
+    one, two = await make_realm(2, max_concurrent=2, rate_per_minute=3)
+    worker = await FakeWorker(one.url, slots=4, behaviour=hang()).start()
+    await realm_sees([one, two], 1)
+    user = new_account()
+    async with TestClient(one.url, user) as here, TestClient(two.url, user) as there:
+        first = await here.submit("job 0", intent="chat")
+        second = await there.submit("job 1", intent="chat")
+        for client, guid in ((here, first), (there, second)):
+            assert isinstance(await client.next_for(guid), Accepted)
+        third = await there.submit("job 2", intent="chat")
+        limited = await there.next_for(third)
+        assert isinstance(limited, Error) and limited.code == "rate_limited" and limited.detail["limit"] == 2
+        again = await there.submit("job 0", guid=first, intent="chat")  # a live guid is never limited
+        assert isinstance(await there.next_for(again), Accepted)
+        await there.send({"type": "cancel", "guid": second})
+        assert (await there.next_for(second)).code == "cancelled"
+        fourth = await here.submit("job 3", intent="chat")
+        assert isinstance(await here.next_for(fourth), Accepted)
+        await there.send({"type": "cancel", "guid": first})
+        assert (await there.next_for(first)).code == "cancelled"
+        fifth = await here.submit("job 4", intent="chat")  # 3 requests counted this minute (refused ones are not)
+        limited = await here.next_for(fifth)
+        assert isinstance(limited, Error) and limited.code == "rate_limited" and "a minute" in limited.message
     await worker.close()

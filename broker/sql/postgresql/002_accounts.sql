@@ -41,3 +41,11 @@ CREATE TABLE trust (
     maintenance text
 );
 CREATE UNIQUE INDEX trust_address ON trust (lower(address));
+
+-- Nonces of signed REST requests still inside their window (broker/signed.py):
+-- one broker's record refuses a replay on every other.
+CREATE TABLE request_nonces (
+    key text PRIMARY KEY,
+    until double precision NOT NULL
+);
+CREATE INDEX request_nonces_until ON request_nonces (until);
