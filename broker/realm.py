@@ -46,6 +46,10 @@ class Others(Protocol):
         """``user``'s intents queued or running anywhere in the realm."""
         ...
 
+    def watching(self) -> bool:
+        """Another broker has subscribers (who see this broker's events too)."""
+        ...
+
 
 class Alone:
     """A lone broker's realm: no other brokers, no workers but its own."""
@@ -73,3 +77,6 @@ class Alone:
 
     async def live_guids(self, user: str) -> list[str]:
         return []
+
+    def watching(self) -> bool:
+        return False

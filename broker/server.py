@@ -104,6 +104,7 @@ class BrokerServer:
             cfg.stats_interval_s,
             sees_all=roles.is_sysop,
             balance_of=billing.balance if billing is not None else None,
+            others=others,
         )
         dispatcher = Dispatcher(cfg, journal, queue, registry, outbox, billing, subs, metrics, others)
         self.restored = await dispatcher.restore()

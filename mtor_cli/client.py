@@ -124,20 +124,24 @@ def tls_context(url: str) -> ssl.SSLContext | None:
 
 
 def http_get_json(url: str, path: str, timeout: float = 3.0) -> Any:
-    """GET a broker's JSON endpoint synchronously; raises RealmError('unreachable')."""
+    """GET a broker's JSON endpoint synchronously; raises RealmError('unreachable').
+    Given several brokers of a realm (comma-separated), the first that answers."""
     import urllib.error
     import urllib.request
 
-    target = http_url(url, path)
-    try:
-        with urllib.request.urlopen(target, timeout=timeout, context=tls_context(target)) as resp:
-            return p.loads(resp.read())
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise RealmError(
-            "unreachable",
-            f"cannot reach the broker at {target}: {getattr(exc, 'reason', exc)}",
-            "check the address, or start one with `mtor broker serve`",
-        ) from exc
+    failures = []
+    for one in url.split(","):
+        target = http_url(one.strip(), path)
+        try:
+            with urllib.request.urlopen(target, timeout=timeout, context=tls_context(target)) as resp:
+                return p.loads(resp.read())
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            failures.append(f"{target}: {getattr(exc, 'reason', exc)}")
+    raise RealmError(
+        "unreachable",
+        "cannot reach the broker at " + "; ".join(failures),
+        "check the address, or start one with `mtor broker serve`",
+    )
 
 
 def _unreachable(url: str, exc: BaseException) -> RealmError:

@@ -112,6 +112,9 @@ class SharedRealm:
     def tell(self, broker: str, kind: str, payload: bytes) -> None:
         self.link.call({"op": "tell", "to": broker, "field": f"n:{kind}"}, [payload], keep=True)
 
+    def watching(self) -> bool:
+        return self.state.watching
+
     async def live_guids(self, user: str) -> list[str]:
         reply = await self.link.call({"op": "live", "u": user})
         return [str(g) for g in items(reply.result.get("gs"))]

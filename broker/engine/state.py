@@ -21,6 +21,7 @@ class RealmState:
         self.workers: list[dict[str, Any]] = []  # every worker of the realm, with its broker
         self.queues: dict[str, dict[str, Any]] = {}  # intent -> {depth, users: {user: queued}}
         self._serving: dict[str, list[tuple[frozenset[str], bool]]] = {}  # other brokers' workers by intent
+        self.watching = False  # another broker has subscribers
 
     def update(self, brokers: list[dict[str, Any]], workers: list[dict[str, Any]], queues: dict[str, Any]) -> None:
         self.brokers = {str(b["id"]): b for b in brokers}
@@ -34,6 +35,7 @@ class RealmState:
             for cap in w.get("capabilities", ()):
                 serving.setdefault(cap["intent"], []).append((frozenset(cap.get("models", ())), usable))
         self._serving = serving
+        self.watching = any(int(b.get("subscribers", 0)) for b in self.others())
 
     def others(self) -> list[dict[str, Any]]:
         """The other brokers' descriptions."""

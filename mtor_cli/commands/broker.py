@@ -230,7 +230,14 @@ def status(
     broker: str | None = options.broker_option(),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    """Health, queue figures and connected workers of a broker."""
+    """Health, queue figures, every broker of the realm and every worker.
+
+    Any broker of a realm answers for all of them: its brokers (each with its
+    clients, workers and load), the realm's counters and queue, and every
+    worker wherever it is connected.
+
+    Example: mtor broker status --broker ws://realm.example:8765 --json
+    """
     from mtor_cli.client import RealmError, http_get_json
 
     url = broker or _default_url()
@@ -238,23 +245,26 @@ def status(
         health = http_get_json(url, "/healthz")
         stats = http_get_json(url, "/v1/stats")
         workers = http_get_json(url, "/v1/workers")
+        brokers = http_get_json(url, "/v1/brokers")
     except RealmError as exc:
         output.fail(exc.code, exc.message, exc.hint)
     worker_list = workers.get("workers", workers) if isinstance(workers, dict) else workers
+    broker_list = brokers.get("brokers", []) if isinstance(brokers, dict) else []
     if json_out:
-        output.print_json({"url": url, "health": health, "stats": stats, "workers": worker_list})
+        output.print_json({"url": url, "health": health, "stats": stats, "brokers": broker_list, "workers": worker_list})
         return
     console = output.out_console()
     counters = stats.get("intents", {})
     console.print(
         f"[bold]{url}[/bold]  {health.get('status', '?')}  realm {health.get('realm', '?')}  "
-        f"up {float(health.get('uptime_s', 0)):.0f} s  clients {stats.get('clients', 0)}"
+        f"brokers {stats.get('brokers', 1)}  clients {stats.get('clients', 0)}"
     )
     console.print(
         f"slots busy {stats.get('slots_busy', 0)}/{stats.get('slots_total', 0)}  "
         f"queued {stats.get('queued', 0)}  "
         + "  ".join(f"{k} {v}" for k, v in counters.items() if isinstance(v, int))
     )
+    console.print(_brokers_table(broker_list))
     console.print(_workers_table(worker_list))
 
 
@@ -270,6 +280,32 @@ def _default_url() -> str:
             "pass --broker ws://HOST:PORT, or start one with `mtor realm start`",
         )
     return url
+
+
+def _brokers_table(brokers: list[Any]) -> Any:
+    from rich.table import Table
+
+    table = Table(title="brokers")
+    table.add_column("broker", no_wrap=True)
+    for column in ("id", "up s", "clients", "workers", "busy", "cpu", "done"):
+        table.add_column(column)
+    for b in brokers:
+        if not isinstance(b, dict):
+            continue
+        counters = b.get("intents") or {}
+        table.add_row(
+            _cell(b.get("url")) + ("*" if b.get("this") and len(brokers) > 1 else ""),
+            _cell(b.get("id")),
+            f"{float(b.get('uptime_s', 0)):.0f}",
+            _cell(b.get("clients")),
+            _cell(b.get("workers")),
+            f"{b.get('slots_busy', 0)}/{b.get('slots_total', 0)}",
+            f"{float(b.get('cpu', 0)) * 100:.0f}%",
+            _cell(counters.get("completed")),
+        )
+    if len(brokers) > 1:
+        table.caption = "* the broker that answered"
+    return table
 
 
 def _workers_table(workers: Any) -> Any:

@@ -385,3 +385,29 @@ async def test_per_user_limits_count_the_users_intents_on_every_broker(make_real
         limited = await here.next_for(fifth)
         assert isinstance(limited, Error) and limited.code == "rate_limited" and "a minute" in limited.message
     await worker.close()
+
+
+async def test_a_subscriber_on_one_broker_sees_the_realm(make_realm) -> None:
+    """The TUI's live view: events of intents submitted and run on other brokers."""
+    from tests.broker.test_subscriptions import drain
+
+    operator = new_account()  # a sysop's view: every user's intents
+    watch_home, submit_home, worker_home = await make_realm(3, operator=operator.address)
+    worker = await FakeWorker(worker_home.url, behaviour=echo(), slots=4).start()
+    await realm_sees([watch_home, submit_home, worker_home], 1)
+    async with TestClient(watch_home.url, operator) as tui:
+        await tui.send({"type": "subscribe", "topics": ["stats", "intents"]})
+        snapshots = [await tui.next_other() for _ in range(2)]
+        assert snapshots[0].data["workers"] == 1 and snapshots[0].data["brokers"] == 3
+        await asyncio.sleep(0.3)  # the other brokers learn that this one has a subscriber
+        async with TestClient(submit_home.url) as user:
+            guids = [await user.submit(f"seen {i}", intent="chat") for i in range(5)]
+            for guid in guids:
+                assert isinstance((await user.collect(guid))[-1], Result)
+        pushes = await drain(tui, 1.0)
+    events = [e for p in pushes if p.topic == "intents" for e in p.data["events"]]
+    states = {(e["guid"], e["state"]) for e in events}
+    assert {(g, "queued") for g in guids} <= states and {(g, "done") for g in guids} <= states
+    assert any(e["state"] == "running" and e["worker"] == worker.worker_id for e in events)
+    assert [p for p in pushes if p.topic == "stats"][-1].data["intents"]["completed"] >= 5
+    await worker.close()

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +28,8 @@ from tests.support.peers import new_account
 from tests.support.realm import (
     free_port,
     get_json,
+    mtor_command,
+    process_env,
     spawn_broker,
     spawn_worker,
     stop_process,
@@ -189,6 +193,16 @@ async def test_postgres_down_refuses_new_intents_clearly_and_holds_results_until
     try:
         processes.append(spawn_worker(brokers.rotated(1), tmp_path / "worker", "echo", None, "--slots", "2"))
         realm_sees(brokers.urls[0], 2, 1)
+        # Any broker shows the whole realm: both brokers, the worker wherever it is.
+        shown = subprocess.run(mtor_command("broker", "status", "--broker", brokers.rotated(0), "--json"),
+                               env=process_env(tmp_path / "cli"), capture_output=True, text=True, timeout=60)  # fmt: skip
+        status = json.loads(shown.stdout)
+        assert sorted(b["url"] for b in status["brokers"]) == sorted(brokers.urls)
+        assert len(status["workers"]) == 1
+        assert status["stats"]["brokers"] == 2 and status["health"]["workers"] == 1
+        table = subprocess.run(mtor_command("broker", "status", "--broker", brokers.urls[1]),
+                               env=process_env(tmp_path / "cli"), capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert "brokers 2" in table.stdout and table.stdout.count("ws://127.0.0.1:") >= 3
         async with RealmClient(brokers.rotated(0), new_account(), reconnect_s=30) as client:
             running = asyncio.create_task(
                 client.ask("finish while the database is away", intent="echo", params={"delay_s": 0.3})
