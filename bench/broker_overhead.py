@@ -1,25 +1,31 @@
-"""What the MTOR broker adds to a request, against a direct socket and a minimal relay.
+"""What the MTOR broker costs, run as users run it, against a minimal relay in the same run.
 
-    python bench/broker_overhead.py [--quick]
+    python bench/broker_overhead.py [--quick] [--no-paid] [--clients 2000]
 
-Every hub and every echo worker is its own process, on 127.0.0.1 only:
+Every hub and every worker is its own process, on 127.0.0.1 only, started
+with the CLI's own defaults:
 
-* direct: the bench's client process accepts one echo worker's connection
-  itself and sends it `work` frames: the floor of any bus, one WebSocket hop.
-* relay:  a minimal aiohttp relay (written below, ~40 lines) between client and
+* direct: this process accepts one echo worker's connection itself and sends
+  it `work` frames: the floor of any bus, one WebSocket hop.
+* relay:  a minimal aiohttp relay (written below, ~40 lines) between clients and
   two echo workers: it forwards frames by guid and does nothing else.
-* mtor:   the MTOR broker (journal on, SQLite WAL in a temp dir) between the
-  client and two echo workers: signed handshake, validation, SafeQueue,
-  credit-based dispatch, journal writes and commits, health, metrics.
+* mtor:   `mtor broker serve` (free: journal, SafeQueue, limits, signed logins,
+  health, metrics) between clients and two `mtor worker serve --intent echo`.
+* paid:   `mtor broker serve --paid` (the ledger on its embedded chain), same workers.
 
-The workers are the real thing: `worker.Worker` serving `worker.backends.echo`
-(one token per word, then the result). Every request is the prompt "ping".
+Workers are `mtor worker serve --intent echo` with no --slots: what the echo
+backend can batch (as many as the default chat backend). Requests are the
+prompt "ping" from 8 users. It prints, beside the relay from the same run:
 
-It prints, from the same run: the round trip at 1 request in flight (median
-and p99) for each path and the overhead of relay and mtor over direct; then
-intents/s at 64, 128 and 256 in flight for relay and mtor, the best of each,
-and mtor's share of the relay's throughput. Latency batches and throughput
-windows alternate between the paths so that the machine's drift hits all alike.
+1. the round trip at 1 request in flight (median, p99) and mtor's overhead over direct;
+2. intents/s at 128 in flight for relay, mtor and paid, and each hub's CPU
+   microseconds per intent (from /proc), in windows that alternate between hubs;
+3. the broker's CPU per signed login (fresh keys, one after another);
+4. the time for --clients clients to connect and log in at once (from 2
+   processes and 40 loopback addresses: the broker caps logins under way per
+   address), and the broker's CPU for it;
+
+then the goals of issue 13, each met or missed.
 """
 
 from __future__ import annotations
@@ -43,19 +49,27 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-WORKER_SLOTS = 256
+IN_FLIGHT = 128
+USERS = 8
+CONNECTOR_PROCESSES = 2
+SOURCE_ADDRESSES = 40  # 127.0.0.2 .. 127.0.0.41
+GOALS = {
+    "free_share": 0.6,  # of the relay's throughput
+    "free_cpu_us": 60.0,  # broker CPU per intent
+    "paid_share": 0.5,  # of free
+    "overhead_p50_ms": 0.3,
+    "overhead_p99_ms": 1.5,
+    "login_ms": 2.0,  # broker CPU per login
+    "connect_s": 5.0,  # for 2,000 clients
+}
 T0 = time.perf_counter()
 
 
 def progress(what: str) -> None:
-    print(f"[{time.perf_counter() - T0:5.1f} s] {what}", file=sys.stderr, flush=True)
-WINDOWS = (64, 128, 256)
-TARGET_MEDIAN_MS = 0.3
-TARGET_P99_MS = 1.5
-TARGET_THROUGHPUT_SHARE = 0.6
+    print(f"[{time.perf_counter() - T0:6.1f} s] {what}", file=sys.stderr, flush=True)
 
 
-# --- child processes -------------------------------------------------------
+# --- the relay (a child process) ---------------------------------------------
 
 
 def run_relay() -> None:
@@ -101,64 +115,42 @@ def run_relay() -> None:
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"workers": len(workers)})
 
-    app = web.Application()
-    app.router.add_get("/ws/worker", worker_socket)
-    app.router.add_get("/ws/client", client_socket)
-    app.router.add_get("/healthz", healthz)
-    asyncio.run(_serve_app(app))
-
-
-async def _serve_app(app: Any) -> None:
-    from aiohttp import web
-
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    print(f"READY {runner.addresses[0][1]}", flush=True)
-    await asyncio.Event().wait()
-
-
-def run_mtor(db: str) -> None:
-    from broker import BrokerConfig, BrokerServer
-
-    async def main() -> None:
-        server = BrokerServer(BrokerConfig(port=0, db_path=Path(db), queue_limit=10_000))
-        await server.start()
-        print(f"READY {server.port}", flush=True)
+    async def serve() -> None:
+        app = web.Application()
+        app.router.add_get("/ws/worker", worker_socket)
+        app.router.add_get("/ws/client", client_socket)
+        app.router.add_get("/healthz", healthz)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        print(f"READY {runner.addresses[0][1]}", flush=True)
         await asyncio.Event().wait()
 
-    asyncio.run(main())
+    asyncio.run(serve())
 
 
-def run_worker(url: str) -> None:
-    from eth_account import Account
-
-    from worker import Device, Worker, WorkerConfig
-    from worker.backends.echo import EchoBackend
-
-    async def main() -> None:
-        worker = Worker(
-            WorkerConfig(broker_url=url, slots=WORKER_SLOTS, name="bench-echo", heartbeat_s=60),
-            [EchoBackend(None, Device.parse(None))],
-            Account.create(),
-        )
-        await worker.run()
-
-    asyncio.run(main())
+# --- clients -----------------------------------------------------------------
 
 
-# --- the measuring client --------------------------------------------------
+def signed_hello(account: Any, nonce: str) -> str:
+    from broker.protocol import sign_challenge
+
+    return orjson.dumps(
+        {"type": "hello", "address": account.address, "nonce": nonce,
+         "signature": sign_challenge(account.key, nonce, "client")}
+    ).decode()
 
 
 class Route:
-    """One way to reach an echo worker: send a request, get a future for its result."""
+    """One way to reach echo workers: send a request, get a future for its result."""
 
     name = ""
 
     def __init__(self) -> None:
         self.waiting: dict[str, asyncio.Future[None]] = {}
-        self._send: Callable[[str], Any] | None = None
+        self.sends: list[Callable[[str], Any]] = []
+        self._turn = 0
 
     def make_frame(self, guid: str) -> str:
         return orjson.dumps({"type": "work", "guid": guid, "intent": "echo", "prompt": "ping"}).decode()
@@ -172,14 +164,14 @@ class Route:
                 if kind == "result":
                     fut.set_result(None)
                 else:
-                    fut.set_exception(RuntimeError(f"{kind}: {msg}"))
+                    fut.set_exception(RuntimeError(f"{self.name}: {msg}"))
 
     async def request(self) -> None:
         guid = uuid.uuid4().hex
         fut = asyncio.get_running_loop().create_future()
         self.waiting[guid] = fut
-        assert self._send is not None
-        await self._send(self.make_frame(guid))
+        self._turn = (self._turn + 1) % len(self.sends)
+        await self.sends[self._turn](self.make_frame(guid))
         await fut
 
 
@@ -201,7 +193,7 @@ class Direct(Route):
             await ws.send_str(orjson.dumps({"type": "challenge", "nonce": uuid.uuid4().hex}).decode())
             register = orjson.loads((await ws.receive()).data)
             await ws.send_str(orjson.dumps({"type": "welcome", "address": register["address"]}).decode())
-            self._send = ws.send_str
+            self.sends = [ws.send_str]
             self.connected.set()
             async for frame in ws:
                 self.on_frame(frame.data)
@@ -221,39 +213,35 @@ class Direct(Route):
 
 
 class ViaHub(Route):
+    """``users`` connections to a hub (signed logins for mtor), requests spread over them."""
+
     def __init__(self, name: str, url: str, signed: bool) -> None:
         super().__init__()
         self.name = name
         self.url = url
         self.signed = signed
+        self._readers: list[asyncio.Task[None]] = []
 
     def make_frame(self, guid: str) -> str:
         if not self.signed:
             return super().make_frame(guid)
         return orjson.dumps({"type": "submit_query", "guid": guid, "intent": "echo", "prompt": "ping"}).decode()
 
-    async def connect(self, session: Any) -> None:
-        self.ws = await session.ws_connect(self.url + "/ws/client")
-        if self.signed:
-            from eth_account import Account
+    async def connect(self, session: Any, users: int) -> None:
+        from eth_account import Account
 
-            from broker.protocol import sign_challenge
+        for _ in range(users):
+            ws = await session.ws_connect(self.url + "/ws/client")
+            if self.signed:
+                challenge = orjson.loads((await ws.receive()).data)
+                await ws.send_str(signed_hello(Account.create(), challenge["nonce"]))
+                welcome = orjson.loads((await ws.receive()).data)
+                assert welcome["type"] == "welcome", welcome
+            self.sends.append(ws.send_str)
+            self._readers.append(asyncio.create_task(self._read(ws)))
 
-            account = Account.create()
-            challenge = orjson.loads((await self.ws.receive()).data)
-            signature = sign_challenge(account.key, challenge["nonce"], "client")
-            await self.ws.send_str(
-                orjson.dumps(
-                    {"type": "hello", "address": account.address, "signature": signature, "nonce": challenge["nonce"]}
-                ).decode()
-            )
-            welcome = orjson.loads((await self.ws.receive()).data)
-            assert welcome["type"] == "welcome", welcome
-        self._send = self.ws.send_str
-        self._reader = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        async for frame in self.ws:
+    async def _read(self, ws: Any) -> None:
+        async for frame in ws:
             self.on_frame(frame.data)
 
 
@@ -265,7 +253,7 @@ async def latency_batch(path: Route, n: int, into: list[float]) -> None:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
+    """User + system CPU time of a process so far (Linux /proc), its threads included."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
@@ -284,32 +272,139 @@ async def throughput(path: Route, in_flight: int, seconds: float, hub_pid: int) 
     t0, cpu0 = time.perf_counter(), cpu_seconds(hub_pid)
     await asyncio.gather(*(lane() for _ in range(in_flight)))
     elapsed, cpu = time.perf_counter() - t0, cpu_seconds(hub_pid) - cpu0
-    return done / elapsed, cpu / done * 1e6
+    return done / elapsed, cpu / max(done, 1) * 1e6
 
 
-async def wait_ready(proc: subprocess.Popen[str]) -> int:
-    assert proc.stdout is not None
-    line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 60)
-    if not line.startswith("READY"):
-        raise RuntimeError(f"child failed to start: {line!r}")
-    return int(line.split()[1])
+# --- logins --------------------------------------------------------------------
 
 
-def spawn(*args: str) -> subprocess.Popen[str]:
+async def login_cpu(url: str, pid: int, n: int) -> float:
+    """The broker's CPU milliseconds per signed login, fresh keys one after another."""
+    import aiohttp
+    from eth_account import Account
+
+    accounts = [Account.create() for _ in range(n)]
+    async with aiohttp.ClientSession() as session:
+        cpu0 = cpu_seconds(pid)
+        for account in accounts:
+            async with session.ws_connect(url + "/ws/client") as ws:
+                challenge = orjson.loads((await ws.receive()).data)
+                await ws.send_str(signed_hello(account, challenge["nonce"]))
+                assert orjson.loads((await ws.receive()).data)["type"] == "welcome"
+        return (cpu_seconds(pid) - cpu0) / n * 1000
+
+
+def run_connector(url: str, count: int, first_ip: int) -> None:
+    """A child: log in ``count`` clients at once when told GO; print how long it took."""
+    from eth_account import Account
+
+    from broker.gate import raise_fd_limit
+    from mtor_cli.client import _retry_after
+
+    raise_fd_limit()
+    accounts = [Account.create() for _ in range(count)]
+    print("READY", flush=True)
+    sys.stdin.readline()
+
+    async def main() -> None:
+        import aiohttp
+
+        sessions = [
+            aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(local_addr=(f"127.0.0.{first_ip + i}", 0), limit=0)
+            )
+            for i in range(SOURCE_ADDRESSES // CONNECTOR_PROCESSES)
+        ]
+        sockets: list[Any] = []
+        refused = 0
+
+        async def one(i: int) -> None:
+            nonlocal refused
+            session = sessions[i % len(sessions)]
+            while True:
+                try:
+                    ws = await session.ws_connect(url + "/ws/client")
+                    break
+                except aiohttp.WSServerHandshakeError as exc:  # 503 busy: retry as RealmClient does
+                    refused += 1
+                    await asyncio.sleep(_retry_after(exc))
+            challenge = orjson.loads((await ws.receive()).data)
+            await ws.send_str(signed_hello(accounts[i], challenge["nonce"]))
+            assert orjson.loads((await ws.receive()).data)["type"] == "welcome"
+            sockets.append(ws)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(count)))
+        print(f"DONE {time.perf_counter() - t0:.3f} {refused}", flush=True)
+        sys.stdin.readline()  # hold the sockets until told to go
+        for ws in sockets:
+            await ws.close()
+        for session in sessions:
+            await session.close()
+
+    asyncio.run(main())
+
+
+async def connect_crowd(url: str, pid: int, clients: int) -> tuple[float, float, int]:
+    """Seconds for ``clients`` to connect and log in at once, the broker's CPU seconds, 503s."""
+    per = clients // CONNECTOR_PROCESSES
+    procs = [
+        _spawn_self("--role", "connector", "--url", url, "--count", str(per),
+                    "--first-ip", str(2 + i * (SOURCE_ADDRESSES // CONNECTOR_PROCESSES)), stdin=True)
+        for i in range(CONNECTOR_PROCESSES)
+    ]
+    try:
+        for proc in procs:
+            assert (await _line(proc, 120)) == "READY"
+        cpu0 = cpu_seconds(pid)
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write("GO\n")
+            proc.stdin.flush()
+        results = [(await _line(proc, 120)).split() for proc in procs]
+        cpu = cpu_seconds(pid) - cpu0
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write("BYE\n")
+            proc.stdin.flush()
+        return max(float(r[1]) for r in results), cpu, sum(int(r[2]) for r in results)
+    finally:
+        for proc in procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+# --- processes -----------------------------------------------------------------
+
+
+def _spawn_self(*args: str, stdin: bool = False) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
-        [sys.executable, __file__, *args], stdout=subprocess.PIPE, text=True, env=env, cwd=str(ROOT)
+        [sys.executable, __file__, *args], stdout=subprocess.PIPE, text=True, env=env, cwd=str(ROOT),
+        stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
     )
 
 
-async def wait_workers(session: Any, http_url: str, count: int) -> None:
-    """Until the hub's /healthz counts ``count`` workers."""
-    deadline = time.monotonic() + 60
+async def _line(proc: subprocess.Popen[str], timeout: float) -> str:
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), timeout)
+    if not line:
+        raise RuntimeError(f"child {proc.args} ended early")
+    return line.strip()
+
+
+async def wait_workers(session: Any, http_url: str, count: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        async with session.get(http_url + "/healthz") as resp:
-            if (await resp.json())["workers"] >= count:
-                return
-        await asyncio.sleep(0.1)
+        try:
+            async with session.get(http_url + "/healthz") as resp:
+                if (await resp.json())["workers"] >= count:
+                    return
+        except OSError:
+            pass
+        await asyncio.sleep(0.2)
     raise RuntimeError(f"{http_url}: workers did not connect")
 
 
@@ -318,102 +413,127 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def measure(quick: bool) -> int:
+async def measure(quick: bool, paid: bool, clients: int) -> int:
     import aiohttp
 
-    rounds, batch = (4, 100) if quick else (10, 250)
-    # Each in-flight level is measured in several short windows that alternate
-    # between relay and mtor; the median window counts (the machine's load
-    # swings by tens of percent within seconds).
-    tp_rounds, window_s = (1, 1.0) if quick else (3, 0.8)
-    procs: list[subprocess.Popen[str]] = []
+    from tests.support.realm import free_port, spawn_broker, spawn_worker, url_for
+
+    rounds, batch = (3, 100) if quick else (8, 250)
+    tp_rounds, window_s = (1, 1.5) if quick else (3, 2.0)
+    logins = 50 if quick else 200
+    procs: list[subprocess.Popen[Any]] = []
     tmp = tempfile.TemporaryDirectory(prefix="mtor-bench-")
+    root = Path(tmp.name)
     direct = Direct()
     try:
-        relay = spawn("--role", "relay")
-        mtor = spawn("--role", "mtor", "--db", str(Path(tmp.name) / "journal.db"))
-        procs += [relay, mtor]
-        relay_port, mtor_port = await wait_ready(relay), await wait_ready(mtor)
-        progress("hubs up")
+        relay = _spawn_self("--role", "relay")
+        procs.append(relay)
+        hubs = {"relay": (relay, f"ws://127.0.0.1:{int((await _line(relay, 60)).split()[1])}")}
+        for name, extra in (("mtor", ()), ("paid", ("--paid",))):
+            if name == "paid" and not paid:
+                continue
+            port = free_port()
+            proc = spawn_broker(port, root / f"{name}.db", root / name, *extra)
+            procs.append(proc)
+            hubs[name] = (proc, url_for(port))
         direct_url = await direct.start()
-        relay_url, mtor_url = f"ws://127.0.0.1:{relay_port}", f"ws://127.0.0.1:{mtor_port}"
-        procs.append(spawn("--role", "worker", "--url", direct_url))
-        for url in (relay_url, relay_url, mtor_url, mtor_url):
-            procs.append(spawn("--role", "worker", "--url", url))
-
+        progress("hubs starting")
         async with aiohttp.ClientSession() as session:
-            via_relay = ViaHub("relay", relay_url, signed=False)
-            via_mtor = ViaHub("mtor", mtor_url, signed=True)
-            await asyncio.wait_for(direct.connected.wait(), 60)
-            await wait_workers(session, f"http://127.0.0.1:{relay_port}", 2)
-            await wait_workers(session, f"http://127.0.0.1:{mtor_port}", 2)
+            for name, (_, url) in hubs.items():
+                await wait_workers(session, url.replace("ws://", "http://"), 0, timeout=180)
+                for i in range(2):
+                    procs.append(spawn_worker(url, root / f"{name}-worker{i}", "echo"))
+            procs.append(spawn_worker(direct_url, root / "direct-worker", "echo"))
+            for _, url in hubs.values():
+                await wait_workers(session, url.replace("ws://", "http://"), 2)
+            await asyncio.wait_for(direct.connected.wait(), 120)
             progress("workers registered")
-            await via_relay.connect(session)
-            await via_mtor.connect(session)
+            routes: dict[str, ViaHub] = {}
+            for name, (_, url) in hubs.items():
+                routes[name] = ViaHub(name, url, signed=name != "relay")
+                await routes[name].connect(session, USERS)
             progress("clients connected; measuring round trips")
-            paths: list[Route] = [direct, via_relay, via_mtor]
+            paths: list[Route] = [direct, routes["relay"], routes["mtor"]]
             for path in paths:  # warm up every path
                 await latency_batch(path, 200, [])
-
             lat: dict[str, list[float]] = {p.name: [] for p in paths}
             for _ in range(rounds):
                 for path in paths:
                     await latency_batch(path, batch, lat[path.name])
 
-            progress("measuring throughput")
-            rates: dict[str, dict[int, float]] = {"relay": {}, "mtor": {}}
-            cpu: dict[str, list[float]] = {"relay": [], "mtor": []}
-            for window in WINDOWS:
-                samples: dict[str, list[float]] = {"relay": [], "mtor": []}
-                for _ in range(tp_rounds):
-                    for path, proc in ((via_relay, relay), (via_mtor, mtor)):
-                        rate, cpu_us = await throughput(path, window, window_s, proc.pid)
-                        samples[path.name].append(rate)
-                        cpu[path.name].append(cpu_us)
-                for name, values in samples.items():
-                    rates[name][window] = statistics.median(values)
+            progress(f"measuring throughput at {IN_FLIGHT} in flight")
+            rates: dict[str, list[float]] = {name: [] for name in routes}
+            cpu: dict[str, list[float]] = {name: [] for name in routes}
+            for name, route in routes.items():  # warm up (the paid one grants its users' welcome $9000)
+                await throughput(route, IN_FLIGHT, 1.0, hubs[name][0].pid)
+            for _ in range(tp_rounds):
+                for name, route in routes.items():
+                    rate, cpu_us = await throughput(route, IN_FLIGHT, window_s, hubs[name][0].pid)
+                    rates[name].append(rate)
+                    cpu[name].append(cpu_us)
+
+            progress(f"measuring {logins} logins")
+            mtor_proc, mtor_url = hubs["mtor"]
+            login_ms = await login_cpu(mtor_url, mtor_proc.pid, logins)
+            progress(f"{clients} clients connecting at once")
+            crowd_s, crowd_cpu, refused = await connect_crowd(mtor_url, mtor_proc.pid, clients)
         progress("done")
     finally:
         for proc in reversed(procs):  # workers first, so none logs its hub going away
             proc.terminate()
         for proc in procs:
             try:
-                proc.wait(5)
+                proc.wait(10)
             except subprocess.TimeoutExpired:
                 proc.kill()
         await direct.stop()
         tmp.cleanup()
 
-    return report(lat, rates, {k: statistics.median(v) for k, v in cpu.items()})
+    return report(
+        lat,
+        {k: statistics.median(v) for k, v in rates.items()},
+        {k: statistics.median(v) for k, v in cpu.items()},
+        login_ms, clients, crowd_s, crowd_cpu, refused,
+    )
 
 
-def report(lat: dict[str, list[float]], rates: dict[str, dict[int, float]], cpu: dict[str, float]) -> int:
+def report(
+    lat: dict[str, list[float]], rates: dict[str, float], cpu: dict[str, float],
+    login_ms: float, clients: int, crowd_s: float, crowd_cpu: float, refused: int,
+) -> int:
     med = {k: statistics.median(v) for k, v in lat.items()}
     p99 = {k: pct(v, 0.99) for k, v in lat.items()}
-    n = len(lat["direct"])
-    print(f"\nround trip at 1 in flight ({n} requests per path, ms)")
-    print(f"  {'path':8} {'median':>8} {'p99':>8}   overhead vs direct: median  p99")
+    print(f"\nround trip at 1 in flight ({len(lat['direct'])} requests per path, ms)")
+    print(f"  {'path':8} {'median':>8} {'p99':>8}   over direct: median     p99")
     for name in ("direct", "relay", "mtor"):
-        extra = "" if name == "direct" else f"   {med[name] - med['direct']:>+21.3f} {p99[name] - p99['direct']:>+5.3f}"
+        extra = "" if name == "direct" else f"   {med[name] - med['direct']:>+19.3f} {p99[name] - p99['direct']:>+7.3f}"
         print(f"  {name:8} {med[name]:8.3f} {p99[name]:8.3f}{extra}")
-    over_med = med["mtor"] - med["direct"]
-    over_p99 = p99["mtor"] - p99["direct"]
-    print("\nthroughput (intents/s, median of alternating windows)")
-    print(f"  {'in flight':>9} {'relay':>9} {'mtor':>9} {'mtor/relay':>11}")
-    for window in WINDOWS:
-        r, m = rates["relay"][window], rates["mtor"][window]
-        print(f"  {window:>9} {r:9.0f} {m:9.0f} {m / r:11.2f}")
-    best_r, best_m = max(rates["relay"].values()), max(rates["mtor"].values())
-    share = best_m / best_r
-    print(f"  {'best':>9} {best_r:9.0f} {best_m:9.0f} {share:11.2f}")
-    print(f"  hub CPU per intent (median over windows): relay {cpu['relay']:.0f} us, mtor {cpu['mtor']:.0f} us")
+    over_med, over_p99 = med["mtor"] - med["direct"], p99["mtor"] - p99["direct"]
+    print(f"\nthroughput at {IN_FLIGHT} in flight, {USERS} users, 2 echo workers with default slots "
+          "(median of alternating windows)")
+    print(f"  {'hub':6} {'intents/s':>10} {'of relay':>9} {'hub CPU us/intent':>18}")
+    for name in rates:
+        print(f"  {name:6} {rates[name]:10.0f} {rates[name] / rates['relay']:9.2f} {cpu[name]:18.1f}")
+    free_share = rates["mtor"] / rates["relay"]
+    print(f"\nlogin: {login_ms:.2f} ms of broker CPU per signed login")
+    print(f"{clients} clients at once: all logged in after {crowd_s:.2f} s "
+          f"(broker CPU {crowd_cpu:.2f} s, {crowd_cpu / clients * 1000:.2f} ms each; {refused} upgrades answered 503 busy)")
     checks = [
-        (f"mtor overhead median {over_med:.3f} ms <= {TARGET_MEDIAN_MS} ms", over_med <= TARGET_MEDIAN_MS),
-        (f"mtor overhead p99 {over_p99:.3f} ms <= {TARGET_P99_MS} ms", over_p99 <= TARGET_P99_MS),
-        (f"mtor throughput {share:.0%} of the minimal relay >= {TARGET_THROUGHPUT_SHARE:.0%}",
-         share >= TARGET_THROUGHPUT_SHARE),
+        (f"free throughput {free_share:.2f} of the relay >= {GOALS['free_share']}", free_share >= GOALS["free_share"]),
+        (f"free broker CPU {cpu['mtor']:.0f} us per intent <= {GOALS['free_cpu_us']:.0f} us",
+         cpu["mtor"] <= GOALS["free_cpu_us"]),
+        (f"overhead p50 {over_med:.3f} ms <= {GOALS['overhead_p50_ms']} ms", over_med <= GOALS["overhead_p50_ms"]),
+        (f"overhead p99 {over_p99:.3f} ms <= {GOALS['overhead_p99_ms']} ms", over_p99 <= GOALS["overhead_p99_ms"]),
+        (f"login {login_ms:.2f} ms of broker CPU <= {GOALS['login_ms']} ms", login_ms <= GOALS["login_ms"]),
+        (f"{clients} clients connected in {crowd_s:.2f} s <= {GOALS['connect_s']} s", crowd_s <= GOALS["connect_s"]),
     ]
-    print("\ntargets")
+    if "paid" in rates:
+        paid_share = rates["paid"] / rates["mtor"]
+        checks.append(
+            (f"paid throughput {paid_share:.2f} of free >= {GOALS['paid_share']} (issue 14's)",
+             paid_share >= GOALS["paid_share"])
+        )
+    print("\ngoals (issue 13)")
     for text, ok in checks:
         print(f"  [{'ok' if ok else 'MISSED'}] {text}")
     return 0 if all(ok for _, ok in checks) else 1
@@ -421,20 +541,22 @@ def report(lat: dict[str, list[float]], rates: dict[str, dict[int, float]], cpu:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer samples (a smoke run, ~20 s)")
-    parser.add_argument("--role", choices=("relay", "mtor", "worker"), help=argparse.SUPPRESS)
-    parser.add_argument("--db", help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true", help="fewer samples (a smoke run)")
+    parser.add_argument("--no-paid", action="store_true", help="leave out the paid broker")
+    parser.add_argument("--clients", type=int, default=2000, help="clients that connect at once (default 2000)")
+    parser.add_argument("--role", choices=("relay", "connector"), help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--first-ip", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.role == "relay":
         run_relay()
-    elif args.role == "mtor":
-        run_mtor(args.db)
-    elif args.role == "worker":
-        run_worker(args.url)
-    else:
-        return asyncio.run(measure(args.quick))
-    return 0
+        return 0
+    if args.role == "connector":
+        run_connector(args.url, args.count, args.first_ip)
+        return 0
+    os.environ.setdefault("MTOR_HOME", tempfile.mkdtemp(prefix="mtor-bench-client-"))
+    return asyncio.run(measure(args.quick, not args.no_paid, args.clients))
 
 
 if __name__ == "__main__":

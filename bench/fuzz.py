@@ -7,10 +7,16 @@ first asks 200 echo questions on a quiet realm (the baseline), then keeps
 asking while fuzzers send ``--frames`` mutated and random frames to
 /ws/client and /ws/worker, before and after logging in: bad JSON, wrong
 types, huge fields, unknown types, binary frames, truncated frames, mutated
-valid messages and floods. It prints the frames sent by kind, the frames
+valid messages, floods, deeply nested JSON (up to 200,000 levels) and
+oversized frames (past the broker's limit, and past the transport's). Beside
+them, slow-loris sockets hold connections open: idle ones, HTTP upgrade
+headers trickled a byte at a time, and a WebSocket frame trickled a byte at
+a time after the upgrade. It prints the frames sent by kind, the frames
 answered with an error (by code), broker crashes (the process died or
 /healthz stopped answering; target 0), fuzz connections the broker closed,
-and the normal client's p50/p99 latency during the run against the quiet run.
+how long the broker let each slow-loris socket live, and the normal client's
+p50/p99 latency during the run against the quiet run. Exit status 1 on a
+crash, a failed normal request, or a slow-loris socket never closed.
 """
 
 from __future__ import annotations
@@ -43,7 +49,10 @@ from tests.support.realm import (
     wait_workers,
 )
 
-KINDS = ("bad_json", "wrong_types", "huge", "unknown_type", "binary", "truncated", "mutated", "flood")
+KINDS = (
+    "bad_json", "wrong_types", "huge", "unknown_type", "binary", "truncated", "mutated", "deep", "oversized", "flood",
+)
+LOGIN_TIMEOUT_S = 10.0  # the broker's default login_timeout_s
 
 
 def valid_client(rng: random.Random) -> dict[str, Any]:
@@ -99,6 +108,16 @@ def make_frame(kind: str, rng: random.Random, worker: bool) -> str | bytes:
         return _dumps({**base, "type": rng.choice(["work", "welcome", "admin", "", "SUBMIT_QUERY", 7])})
     if kind == "binary":
         return bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 512)))
+    if kind == "deep":
+        # Nested past any sane depth: a recursive decoder with py_ecc's recursion
+        # limit overflows the C stack on these (SIGSEGV) instead of raising.
+        depth = rng.choice([2_000, 50_000, 200_000])
+        nested = "[" * depth + "]" * depth if rng.random() < 0.5 else '{"a":' * depth + "1" + "}" * depth
+        return _dumps({**base, "params": 0}).replace('"params": 0', '"params": ' + nested)
+    if kind == "oversized":
+        # Past max_frame_bytes (8 MiB: an error, the socket stays), or past the
+        # transport's limit (2 x that + 1 MiB: the socket is closed).
+        return _dumps({**base, "prompt": "A" * rng.choice([9, 20]) * 1024 * 1024})
     if kind == "truncated":
         text = _dumps(base)
         return text[: rng.randint(1, max(1, len(text) - 1))]
@@ -148,7 +167,16 @@ class Fuzzer:
             n = 0
             while n < frames:
                 # Floods come in bursts of 50-300 pings; rare enough to be ~1/5 of the frames.
-                kind = "flood" if self.rng.random() < 0.0015 else self.rng.choice(KINDS[:-1])
+                # Deep and oversized frames are big: 1 in 100 and 1 in 500.
+                roll = self.rng.random()
+                if roll < 0.0015:
+                    kind = "flood"
+                elif roll < 0.0035:
+                    kind = "oversized"
+                elif roll < 0.0135:
+                    kind = "deep"
+                else:
+                    kind = self.rng.choice(KINDS[:7])
                 if ws.closed:
                     self.closed_by_broker += 1
                     await asyncio.gather(reader, return_exceptions=True)
@@ -186,6 +214,54 @@ class Fuzzer:
             data = orjson.loads(msg.data)
             if data.get("type") == "error":
                 self.errors[data["code"]] += 1
+
+
+SLOW_KINDS = ("idle", "headers", "frame")
+
+
+async def slow_loris(port: int, kind: str, give_up_s: float) -> float | None:
+    """One slow socket: how long the broker let it live (None: still open after ``give_up_s``)."""
+    import base64
+    import os
+
+    t0 = time.monotonic()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    trickle = b""
+    if kind == "headers":
+        writer.write(b"GET /ws/client HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        trickle = b"X-Slow: " + b"a" * 10_000
+    elif kind == "frame":
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write(
+            (f"GET /ws/client HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+             f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
+        )
+        await reader.readuntil(b"\r\n\r\n")  # 101 Switching Protocols; the challenge frame follows
+        # A masked text frame announcing 1000 bytes, whose payload then comes a byte at a time.
+        writer.write(bytes([0x81, 0x80 | 126]) + (1000).to_bytes(2, "big") + os.urandom(4))
+        trickle = b"x" * 1000
+
+    async def until_closed() -> None:
+        while await reader.read(65536):
+            pass
+
+    closed = asyncio.create_task(until_closed())
+    try:
+        for byte in trickle or iter(int, 1):  # idle: nothing to send, just wait
+            if closed.done() or time.monotonic() - t0 > give_up_s:
+                break
+            if trickle:
+                writer.write(bytes([byte]))
+            await asyncio.wait({closed}, timeout=0.5)
+        await asyncio.wait({closed}, timeout=max(0.0, give_up_s - (time.monotonic() - t0)))
+    except (ConnectionError, OSError):
+        pass
+    lived = time.monotonic() - t0
+    writer.transport.abort()
+    if not closed.done():
+        closed.cancel()
+        return None
+    return lived
 
 
 async def normal_client(url: str, stop: asyncio.Event | None, count: int) -> tuple[list[float], int]:
@@ -232,9 +308,12 @@ async def main_async(frames: int, seed: int, root: Path) -> int:
         share = frames // len(fuzzers)
         stop = asyncio.Event()
         normal = asyncio.create_task(normal_client(url, stop, 0))
+        give_up_s = 3 * LOGIN_TIMEOUT_S
+        loris = {kind: [asyncio.create_task(slow_loris(port, kind, give_up_s)) for _ in range(5)] for kind in SLOW_KINDS}
         t0 = time.perf_counter()
         await asyncio.gather(*(f.run(share) for f in fuzzers))
         took = time.perf_counter() - t0
+        lived = {kind: await asyncio.gather(*tasks) for kind, tasks in loris.items()}
         stop.set()
         busy, failures = await normal
 
@@ -248,10 +327,18 @@ async def main_async(frames: int, seed: int, root: Path) -> int:
               + ", ".join(f"{c} {n}" for c, n in errors.most_common()) + ")")
         print(f"  fuzz connections closed by the broker: {sum(f.closed_by_broker for f in fuzzers)}")
         print(f"  broker crashes: {crashes} (process alive and /healthz answering: {alive})")
+        never_closed = 0
+        for kind, times in lived.items():
+            open_ = sum(t is None for t in times)
+            never_closed += open_
+            closed = sorted(t for t in times if t is not None)
+            print(f"  slow-loris {kind:8}: {len(closed)}/{len(times)} closed by the broker"
+                  + (f" after {closed[0]:.1f}-{closed[-1]:.1f} s" if closed else "")
+                  + (f"; {open_} still open after {give_up_s:g} s" if open_ else ""))
         print(f"  normal client: quiet p50 {pct(quiet, 0.5):.2f} ms, p99 {pct(quiet, 0.99):.2f} ms ({len(quiet)} asks)")
         print(f"  normal client: under fuzz p50 {pct(busy, 0.5):.2f} ms, p99 {pct(busy, 0.99):.2f} ms "
               f"({len(busy)} asks, {failures} failed); p99 ratio {pct(busy, 0.99) / pct(quiet, 0.99):.2f}x")
-        return 0 if crashes == 0 and failures == 0 else 1
+        return 0 if crashes == 0 and failures == 0 and never_closed == 0 else 1
     finally:
         if worker is not None:
             stop_process(worker)

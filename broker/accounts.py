@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from broker.protocol import MtorError
 
-NICKNAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{2,31}$")
+NICKNAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{2,31}")  # fullmatch: `$` would let a trailing newline in
 NICKNAME_RULE = "3-32 characters: a letter, then letters, digits, '_', '.' or '-'"
 
 _SCHEMA = """
@@ -128,7 +128,7 @@ class SqliteAccounts:
     # --- profiles -------------------------------------------------------
 
     async def set_nickname(self, address: str, nickname: str) -> None:
-        if not NICKNAME.match(nickname):
+        if not NICKNAME.fullmatch(nickname):
             raise AccountError("bad_params", f"{nickname!r} is not a valid nickname", NICKNAME_RULE)
         row = self._conn.execute(
             "SELECT address FROM profiles WHERE nickname = ? COLLATE NOCASE", (nickname,)

@@ -21,6 +21,7 @@ from broker.protocol import (
     Welcome,
     client_decoder,
 )
+from broker.sysop import BANNED_CLOSE
 
 _decoder = client_decoder()
 
@@ -38,15 +39,23 @@ async def client_socket(parts: Parts, request: web.Request) -> web.StreamRespons
             async for msg in messages(peer, _decoder, cfg.max_frame_bytes, cfg.max_login_frame_bytes, parts.metrics):
                 if isinstance(msg, ProtocolError):
                     continue  # answered; a client's bad frame refers to nothing running
+                if isinstance(msg, SubmitQuery) and peer.authenticated:
+                    try:
+                        await _submit(parts, peer, msg)
+                    except Exception as exc:
+                        internal_error(peer, exc, msg.guid)
+                    continue
                 try:
-                    keep = await _handle(parts, peer, msg)
+                    close = await _handle(parts, peer, msg)
                 except Exception as exc:
                     internal_error(peer, exc, getattr(msg, "guid", None))
                     continue
                 if peer.authenticated:
                     pending.done()
-                if not keep:
-                    await peer.close(code=4001, message=b"bad signature")
+                if close is not None:
+                    # Closed here, by the socket's own reader: a close from another
+                    # task races the reader, and the peer may then miss the code.
+                    await peer.close(code=close[0], message=close[1])
                     break
         finally:
             peer.closed = True
@@ -58,27 +67,35 @@ async def client_socket(parts: Parts, request: web.Request) -> web.StreamRespons
     return peer.ws
 
 
-async def _handle(parts: Parts, peer: Peer, msg: object) -> bool:
-    """Act on one message; False closes the connection."""
+async def _submit(parts: Parts, peer: Peer, query: SubmitQuery) -> None:
+    """Route (when the query names no intent: perhaps the recogniser, on its thread;
+    this connection's next frames wait, so they keep their order) and submit."""
+    if not await parts.limits.allow(peer, query):
+        return
+    query, routing = await parts.router.resolve(query)
+    await parts.dispatcher.submit(peer, query, None if routing is None else routing.wire())
+
+
+async def _handle(parts: Parts, peer: Peer, msg: object) -> tuple[int, bytes] | None:
+    """Act on one message; a (close code, reason) closes the connection."""
     if isinstance(msg, Hello):
         reused = peer.nonce_spent or msg.nonce != peer.nonce
         address = handshake.verify(peer, msg.address, msg.nonce, msg.signature, "client")
         if address is None:
             peer.send(handshake.bad_signature(peer, reused))
-            return False
-        if parts.sysop.refused(peer, address):
-            return True  # answered `banned`; the socket is closing
+            return handshake.BAD_SIGNATURE_CLOSE, b"bad signature"
+        refusal = parts.sysop.refusal("client", address)
+        if refusal is not None:
+            peer.send(refusal)
+            return BANNED_CLOSE, b"banned"
         peer.address = address
         peer.send(Welcome(address=address, realm=parts.config.realm))
         parts.subs.changed("stats")
-        return True
+        return None
     if not peer.authenticated:
         not_authenticated(peer, "hello", getattr(msg, "guid", None))
-        return True
-    if isinstance(msg, SubmitQuery):
-        if await parts.limits.allow(peer, msg):
-            await parts.dispatcher.submit(peer, msg)
-    elif isinstance(msg, Cancel):
+        return None
+    if isinstance(msg, Cancel):
         await parts.dispatcher.cancel(peer, msg.guid)
     elif isinstance(msg, Subscribe):
         problem = parts.subs.subscribe(peer, msg.topics)
@@ -89,4 +106,4 @@ async def _handle(parts: Parts, peer: Peer, msg: object) -> bool:
     elif isinstance(msg, Ping):
         peer.send(Pong(nonce=msg.nonce, ts=msg.ts))
     # A Pong needs no answer.
-    return True
+    return None

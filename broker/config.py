@@ -65,7 +65,7 @@ class BrokerConfig:
     request_window_s: float = 60.0  # how old a signed REST request may be
     # Sockets that have not logged in (broker/gate.py).
     login_timeout_s: float = 10.0  # to send a good hello/register; also how long an HTTP connection may idle
-    max_unauthenticated: int = 1024  # at once, in all (at most a quarter of the open-file limit)
+    max_unauthenticated: int = 2048  # at once, in all (at most a quarter of the open-file limit)
     max_unauthenticated_per_ip: int = 64  # at once, from one address
     max_login_frame_bytes: int = 64 * 1024  # a frame before login (hello/register are small)
 

@@ -10,6 +10,7 @@ a clear error and its hold is released.
 from __future__ import annotations
 
 import asyncio
+import random
 import secrets
 import time
 from typing import TYPE_CHECKING
@@ -19,6 +20,7 @@ import msgspec
 from broker import journal as J
 from broker.billing import Billing, InsufficientFunds
 from broker.config import BrokerConfig
+from broker.deadlines import Deadlines
 from broker.intake import Rejected, check_guid, check_limits, normalise
 from broker.jobs import Ending, Job
 from broker.outbox import Outbox
@@ -30,6 +32,7 @@ from broker.protocol import (
     Failed,
     Progress,
     Result,
+    Routing,
     SubmitQuery,
     Token,
     Work,
@@ -78,6 +81,10 @@ class Dispatcher:
         self._subs = subs
         self._metrics = metrics
         self.jobs: dict[str, Job] = {}  # live intents (queued or running) by guid
+        # Run ids need no secrecy, only to differ from a previous boot's: seeded
+        # once, they cost no system call per dispatch.
+        self._runs = random.Random(secrets.randbits(64))
+        self._deadlines = Deadlines(self._timed_out)
         self.counters = {
             "submitted": 0,
             "completed": 0,
@@ -92,15 +99,23 @@ class Dispatcher:
 
     # --- client side ----------------------------------------------------
 
-    async def submit(self, peer: Peer, query: SubmitQuery) -> None:
+    def live_query(self, guid: str) -> SubmitQuery | None:
+        """The (normalised) query of ``guid`` if it is live here (the router routes
+        a resubmission where it went; a finished or elsewhere-live one is
+        answered from what the realm stored, see :meth:`_known`)."""
+        job = self.jobs.get(guid)
+        return None if job is None else job.query
+
+    async def submit(self, peer: Peer, query: SubmitQuery, routing: Routing | None = None) -> None:
+        """``routing``: why the broker chose the query's intent, for its `accepted`."""
         try:
-            await self._submit(peer, query)
+            await self._submit(peer, query, routing)
         except (Rejected, Unavailable) as rej:
             self.counters["rejected"] += 1
             self._metrics.rejected(rej.code)
             peer.send(rej.to_error(query.guid))
 
-    async def _submit(self, peer: Peer, query: SubmitQuery) -> None:
+    async def _submit(self, peer: Peer, query: SubmitQuery, routing: Routing | None) -> None:
         user = peer.address
         assert user is not None  # the socket handler only passes authenticated peers
         check_guid(query.guid)
@@ -113,13 +128,13 @@ class Dispatcher:
         except Rejected:
             # A known intent is answered even when it could not run now
             # (its workers are gone, the queue is full).
-            if await self._known(peer, user, query):
+            if await self._known(peer, user, query, routing is not None):
                 return
             raise
         record = J.IntentRecord(query.guid, user, intent, J.QUEUED, encode(query), price, time.time())
         # The insert doubles as the idempotency check, so a new intent costs no lookup.
         if not await self._journal.add(record):
-            if not await self._known(peer, user, query):
+            if not await self._known(peer, user, query, routing is not None):
                 raise _retry_now("the intent changed hands while it was submitted")
             return
         if self._billing is not None:
@@ -139,9 +154,9 @@ class Dispatcher:
                 ) from None
             self._subs.ledger_event("hold", query.guid, user, price)
         job = Job(query.guid, user, intent, query, price, time.monotonic(), client=peer)
-        await self._accept(job, fresh=True)
+        await self._accept(job, fresh=True, routing=routing)
 
-    async def _accept(self, job: Job, *, fresh: bool) -> None:
+    async def _accept(self, job: Job, *, fresh: bool, routing: Routing | None = None) -> None:
         """Queue a journaled intent and tell its client. If the queue refuses
         a ``fresh`` one (journaled and held just now), nothing of it stays."""
         self.jobs[job.guid] = job
@@ -164,8 +179,9 @@ class Dispatcher:
         self.counters["submitted"] += 1
         self._outbox.send(
             job.client,
-            encode(Accepted(guid=job.guid, intent=job.intent, position=position, price_held=job.price_held)),
-        )
+            encode(Accepted(guid=job.guid, intent=job.intent, position=position, price_held=job.price_held,
+                            routing=routing)),
+        )  # fmt: skip
         self.queue.pull(job.intent)
 
     def _admit(self, user: str, intent: str, query: SubmitQuery) -> int:
@@ -246,14 +262,16 @@ class Dispatcher:
         text = "".join(job.streamed)[start:]
         self._outbox.send(job.client, encode(Token(guid=job.guid, text=text, offset=start, run=job.run)))
 
-    async def _known(self, peer: Peer, user: str, query: SubmitQuery) -> bool:
+    async def _known(self, peer: Peer, user: str, query: SubmitQuery, routed: bool) -> bool:
         """Answer a guid the realm knows: still live on another broker (its
         stream comes here from now on, from where the client stopped),
         finished (its stored outcome), or journaled but in no queue (its broker
-        stopped between the two: queued now). False if the guid is unknown."""
+        stopped between the two: queued now). False if the guid is unknown.
+        ``routed``: the broker chose this query's intent, so it goes where the
+        stored one went (the client sent the same text, which may route anew)."""
         job = await self.queue.claim(query.guid, user, peer, query.resume_run, query.resume_offset)
         if job is not None:
-            self._check_same(job.user, job.query, user, query)
+            self._check_same(job.user, job.query, user, _as_stored(query, job.query, routed))
             self.jobs[job.guid] = job
             self._accepted_again(job)
             return True
@@ -261,7 +279,7 @@ class Dispatcher:
         if record is None:
             return False
         stored = _query_decoder.decode(record.query)
-        self._check_same(record.user, stored, user, query)
+        self._check_same(record.user, stored, user, _as_stored(query, stored, routed))
         if record.outcome is None:
             job = Job(record.guid, record.user, record.intent, stored, record.price_held, time.monotonic(), client=peer)
             await self._accept(job, fresh=False)
@@ -452,9 +470,9 @@ class Dispatcher:
         self._pump_worker(worker)
         return True
 
-    def _timed_out(self, job: Job, worker: WorkerEntry) -> None:
-        job.timer = None
-        if worker.running.get(job.guid) is not job:
+    def _timed_out(self, job: Job) -> None:
+        worker = job.worker
+        if worker is None or worker.running.get(job.guid) is not job:
             return
         self._let_go(job, worker)
         self._worker_failure(worker)
@@ -463,10 +481,7 @@ class Dispatcher:
 
     def _detach(self, job: Job, worker: WorkerEntry) -> None:
         del worker.running[job.guid]
-        job.worker = None
-        if job.timer is not None:
-            job.timer.cancel()
-            job.timer = None
+        job.worker = None  # its deadline is skipped from now on
 
     def _let_go(self, job: Job, worker: WorkerEntry) -> None:
         """Take a job back from a worker that may still be busy with it.
@@ -536,7 +551,7 @@ class Dispatcher:
     def start(self, job: Job, worker: WorkerEntry) -> None:
         self.jobs[job.guid] = job
         job.worker = worker
-        job.run = secrets.randbits(31) | 1  # never 0 (unknown), unique across broker restarts
+        job.run = self._runs.getrandbits(31) | 1  # never 0 (unknown); random, so unique across restarts
         job.streamed = []
         job.stream_chars = 0
         job.attempts += 1
@@ -544,7 +559,7 @@ class Dispatcher:
         job.started_at = time.monotonic()
         worker.running[job.guid] = job
         timeout = self._cfg.timeout_for(job.intent)
-        job.timer = asyncio.get_running_loop().call_later(timeout, self._timed_out, job, worker)
+        self._deadlines.add(job, timeout)
         q = job.query
         work = Work(
             guid=job.guid,
@@ -590,16 +605,19 @@ class Dispatcher:
 
     def close(self) -> None:
         """Stop every timer (the broker is stopping; the journal keeps the intents)."""
-        for job in self.jobs.values():
-            if job.timer is not None:
-                job.timer.cancel()
-                job.timer = None
+        self._deadlines.close()
         for worker in self.registry:
             for handle in worker.letting_go.values():
                 handle.cancel()
 
     def pump_all(self) -> None:
         self.queue.pull_all()
+
+
+def _as_stored(query: SubmitQuery, stored: SubmitQuery, routed: bool) -> SubmitQuery:
+    if not routed:
+        return query
+    return msgspec.structs.replace(query, intent=stored.intent, prompt=stored.prompt)
 
 
 def _retry_now(why: str) -> Rejected:

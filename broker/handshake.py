@@ -5,6 +5,8 @@ from __future__ import annotations
 from broker.peer import Peer
 from broker.protocol import Error, recover_signer
 
+BAD_SIGNATURE_CLOSE = 4001
+
 
 def verify(peer: Peer, address: str, nonce: str, signature: str, role: str) -> str | None:
     """The checksummed address if the signature is good for this connection's

@@ -149,3 +149,18 @@ def route(text: str, attachment_kinds: tuple[str, ...] = ()) -> Routed:
     if "audio" in attachment_kinds:
         return Routed("speech", prompt, "attachment:audio", woke)
     return Routed(None, prompt, "none", woke)
+
+
+def chat_can_answer(intent: str, source: str, attachment_kinds: tuple[str, ...] = ()) -> bool:
+    """Whether chat may answer a request recognised as ``intent`` (by ``source``,
+    e.g. "rule:tts:verb") when nothing in the realm serves that intent.
+
+    "Say hello" matches the tts verb rule but reads as conversation, and so does
+    anything only the embedding stage placed. A request that is clearly for
+    another kind of model is not: a picture asked for by verb ("draw a cat"),
+    audio to transcribe, or any attached file to look at or listen to. Words
+    from chat would not answer those; the person needs the fix instead.
+    """
+    if attachment_kinds or intent == "chat":
+        return False
+    return not source.startswith(("rule:imagine", "rule:speech", "attachment:"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -26,7 +25,6 @@ class Job:
     tried: set[str] = field(default_factory=set)  # worker ids that had it
     worker: WorkerEntry | None = None  # set while running
     started_at: float = 0.0
-    timer: asyncio.TimerHandle | None = None
     tokens: int = 0
     waiting_since: float = 0.0  # monotonic, when last put in the queue
     run: int = 0  # the current run's id (new at every dispatch; see protocol.Token)

@@ -37,6 +37,7 @@ class Outbox:
         self._scheduled = False
         self._held: deque[Held] = deque()  # passes waiting for their commit, oldest first
         self._writer: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # get_running_loop() costs a getpid() call
 
     def send(self, peer: Recipient | None, data: bytes) -> None:
         """Queue ``data`` for ``peer``; it is written at the end of this pass,
@@ -49,9 +50,11 @@ class Outbox:
                 (self._workers if peer.role == "worker" else self._clients).append(peer)
         if not self._scheduled:
             self._scheduled = True
+            if self._loop is None:
+                self._loop = asyncio.get_running_loop()
             # call_soon runs after every callback already ready in this pass,
             # so all writes of the pass share one commit.
-            asyncio.get_running_loop().call_soon(self.flush)
+            self._loop.call_soon(self.flush)
 
     def later(self, run: Callable[[], object]) -> None:
         """Call ``run`` after this pass's commit, with its frames."""

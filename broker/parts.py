@@ -21,6 +21,7 @@ from broker.peer import Peers
 from broker.ratelimit import Limits
 from broker.registry import WorkerRegistry
 from broker.roles import Roles
+from broker.routing import Router
 from broker.signed import RequestVerifier
 from broker.subscriptions import Subscriptions
 from broker.sysop import Sysop
@@ -46,3 +47,4 @@ class Parts:
     history: History  # read-only journal queries for REST
     verifier: RequestVerifier  # signed REST requests
     views: RealmViews  # what /healthz, /v1/*, topics and /metrics show
+    router: Router  # the intent of a query that names none

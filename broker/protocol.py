@@ -97,7 +97,9 @@ def check_nesting(data: str | bytes) -> None:
     """Raise ``msgspec.DecodeError`` for JSON nested deeper than MAX_NESTING.
 
     A frame with no more openers than the bound cannot be nested deeper, so
-    nearly every frame costs two counts and no parse."""
+    nearly every frame costs a length check or two counts, and no parse."""
+    if len(data) <= MAX_NESTING:
+        return
     openers = data.count("[") + data.count("{") if isinstance(data, str) else data.count(b"[") + data.count(b"{")
     if openers <= MAX_NESTING:
         return
@@ -250,12 +252,15 @@ class Capability(msgspec.Struct, omit_defaults=True):
 
     ``params`` is a JSON Schema object of the parameters the backend accepts
     (its declared ``Params``); ``info`` holds facts that are not parameters
-    (context length, size limits, the device)."""
+    (context length, size limits, the device). ``slots``: at most this many
+    jobs of this intent at once (a worker serving several intents says it
+    per intent; None: the worker's ``slots`` alone bound it)."""
 
     intent: str
     models: list[str] = []
     params: dict[str, Any] = {}
     info: dict[str, Any] = {}
+    slots: int | None = None
 
 
 # --- client -> broker ------------------------------------------------------
@@ -320,11 +325,22 @@ class Welcome(Msg, tag="welcome"):
     worker_id: str | None = None
 
 
+class Routing(msgspec.Struct, omit_defaults=True):
+    """Why a query that named no intent went where it went (see broker.routing)."""
+
+    source: str  # "rule:imagine:verb", "prototype:vision", "only-chat", "fallback:chat"
+    score: float = 1.0  # 1 for a rule; the nearest prototype's similarity otherwise
+    prototype: str | None = None  # the nearest prototype phrasing, when the embedding stage ran
+    recognised: str | None = None  # what recognition chose, when the query went elsewhere (a fallback)
+    note: str = ""  # for the person, e.g. "no worker serves tts in this realm, so chat answers instead"
+
+
 class Accepted(Msg, tag="accepted"):
     guid: str
     intent: str
     position: int = 0
     price_held: int = 0
+    routing: Routing | None = None  # set when the broker chose the intent
 
 
 class Token(Msg, tag="token"):

@@ -222,6 +222,8 @@ class SafeQueue:
         # With round robin, a job at depth d in its user's queue waits for
         # d rounds of every user at least that deep.
         depth = len(q.users[job.user]) - 1
+        if depth == 0:  # the user's only one: one round of every other user
+            return len(q.users) - 1
         ahead = 0
         for user, jobs in q.users.items():
             if user == job.user:

@@ -39,6 +39,10 @@ class WorkerEntry:
         self.version = version
         self.slots = slots
         self.models: dict[str, frozenset[str]] = {c.intent: frozenset(c.models) for c in capabilities}
+        # Per-intent bounds of a worker serving several intents (an image model
+        # beside a batching chat model); None when only the worker's slots count.
+        caps = {c.intent: c.slots for c in capabilities if c.slots is not None and c.slots < slots}
+        self.intent_slots: dict[str, int] | None = caps or None
         self.capabilities = capabilities
         self.running: dict[str, Job] = {}
         # guids taken back (timeout, cancel) that the worker has not yet let go of:
@@ -61,34 +65,50 @@ class WorkerEntry:
         Only after `drain`, so a worker cannot dodge blame while taking new work."""
         return self.draining and failed.retryable and failed.code == "worker_stopping"
 
+    def free_for(self, intent: str) -> int:
+        """Free slots for a job of ``intent``."""
+        free = self.free
+        if self.intent_slots is None or free <= 0:
+            return free
+        cap = self.intent_slots.get(intent)
+        if cap is None:
+            return free
+        return min(free, cap - sum(1 for job in self.running.values() if job.intent == intent))
+
     @property
     def free(self) -> int:
+        # Asked several times per dispatch: kept to attribute reads.
         if self.draining:
             return 0
         capacity = self.health.capacity(self.slots)
-        if self.cap is not None:
-            capacity = min(capacity, self.cap)
+        cap = self.cap
+        if cap is not None and cap < capacity:
+            capacity = cap
         return capacity - len(self.running) - len(self.letting_go)
 
-    def to_dict(self) -> dict[str, object]:
-        return {
+    def to_dict(self, private: bool = False) -> dict[str, object]:
+        """The worker as /v1/workers shows it; ``private`` adds what only a
+        sysop sees: its IP address and the guids it runs (users' intents)."""
+        row: dict[str, object] = {
             "id": self.id,
             "name": self.name,
             "address": self.address,
             "version": self.version,
-            "remote": self.peer.remote,
             "capabilities": [
-                {"intent": c.intent, "models": list(c.models), "params": c.params, "info": c.info}
+                {"intent": c.intent, "models": list(c.models), "params": c.params, "info": c.info, "slots": c.slots}
                 for c in self.capabilities
             ],
             "slots": self.slots,
             "running": len(self.running),
             "letting_go": len(self.letting_go),
             "draining": self.draining,
-            "running_guids": list(self.running),
             "connected_for_s": round(time.time() - self.connected_at, 3),
             "health": self.health.to_dict(),
         }
+        if private:
+            row["remote"] = self.peer.remote
+            row["running_guids"] = list(self.running)
+        return row
 
 
 class WorkerRegistry:
@@ -147,22 +167,22 @@ class WorkerRegistry:
         """
         best: WorkerEntry | None = None
         best_key: tuple[object, ...] = ()
+        intent, model, guid, tried = job.intent, job.model, job.guid, job.tried
         for w in self._workers.values():
-            if w.free <= 0 or not w.serves(job.intent, job.model) or job.guid in w.letting_go:
+            models = w.models.get(intent)
+            if models is None or (model is not None and model not in models):
                 continue
-            key = (
-                w.id in job.tried,
-                w.health.rank(),
-                len(w.running) / w.slots,
-                w.health.latency_ms or 0.0,
-            )
+            if w.free_for(intent) <= 0 or guid in w.letting_go:
+                continue
+            health = w.health
+            key = (w.id in tried, health.rank(), len(w.running) / w.slots, health.latency_ms or 0.0)
             if best is None or key < best_key:
                 best, best_key = w, key
         return best
 
     def has_free(self, intent: str) -> bool:
         for w in self._workers.values():
-            if intent in w.models and w.free > 0:
+            if intent in w.models and w.free_for(intent) > 0:
                 return True
         return False
 

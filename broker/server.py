@@ -26,6 +26,8 @@ from broker.dispatch import Dispatcher
 from broker.gate import Gate, raise_fd_limit
 from broker.heartbeat import Heartbeat
 from broker.metrics import BrokerMetrics
+from broker.money_rest import Desk, Teller
+from broker.money_rest import routes as money_routes
 from broker.outbox import Outbox
 from broker.parts import Parts
 from broker.peer import Peers
@@ -36,6 +38,7 @@ from broker.realm import Alone, Others
 from broker.registry import WorkerRegistry
 from broker.rest import routes as rest_routes
 from broker.roles import Roles
+from broker.routing import Recognises, Router
 from broker.signed import RequestVerifier
 from broker.stores import Stores, open_stores
 from broker.subscriptions import Subscriptions
@@ -56,9 +59,19 @@ TRUST_SWEEP_S = 1.0  # trust counts timeouts and saves its counters this often
 class BrokerServer:
     parts: Parts  # built by start()
 
-    def __init__(self, config: BrokerConfig | None = None, billing: Billing | None = None) -> None:
+    def __init__(
+        self,
+        config: BrokerConfig | None = None,
+        billing: Billing | None = None,
+        money: Callable[[], Desk] | None = None,
+        recogniser: Recognises | None = None,
+    ) -> None:
+        """``money`` makes the ledger's money desk for the /v1/wallet routes (paid realms);
+        ``recogniser`` places queries no rule routes (e.g. mtor_cli.intent's), kept loaded."""
         self.config = config or BrokerConfig()
         self.billing = billing
+        self.recogniser = recogniser
+        self.teller = Teller(money) if money is not None else None
         self.port = 0
         self.restored = 0  # intents queued again from the journal at start
         self._runner: web.AppRunner | None = None
@@ -114,8 +127,9 @@ class BrokerServer:
         subs.serve(views.topics())
         if self._shared is not None:
             self._shared.serve(
-                dispatcher, registry, views.describe, dispatcher.restore, lambda: subs.changed("stats", "workers", "queue")
-            )
+                dispatcher, registry, views.describe, dispatcher.restore,
+                lambda: subs.changed("stats", "workers", "queue"), trust.view,
+            )  # fmt: skip
         return Parts(
             config=cfg,
             outbox=outbox,
@@ -137,6 +151,7 @@ class BrokerServer:
             history=stores.history,
             verifier=RequestVerifier(cfg.request_window_s, accounts),
             views=views,
+            router=Router(registry.intents, dispatcher.live_query, self.recogniser),
         )
 
     async def start(self) -> None:
@@ -155,6 +170,7 @@ class BrokerServer:
         app.router.add_get("/ws/worker", workers)
         app.add_routes(rest_routes(parts))
         app.add_routes(account_routes(parts))
+        app.add_routes(money_routes(self.teller, parts.verifier, cfg.realm))
         # keepalive_timeout: an HTTP connection that sends no (complete) request
         # for that long is closed, so slowly trickled headers cannot hold a socket.
         self._runner = web.AppRunner(
@@ -174,6 +190,7 @@ class BrokerServer:
         self._tasks = [
             asyncio.create_task(_every("tick", cfg.heartbeat_s, tick, parts.metrics)),
             asyncio.create_task(_every("trust-sweep", TRUST_SWEEP_S, parts.trust.sweep, parts.metrics)),
+            asyncio.create_task(parts.router.warm(), name="mtor-recogniser-warm"),
         ]
 
     async def stop(self) -> None:
@@ -183,6 +200,7 @@ class BrokerServer:
                 await task
         self._tasks = []
         parts = self.parts
+        parts.router.close()
         parts.subs.close()
         await asyncio.gather(
             *(peer.close(code=1001, message=b"broker shutting down") for peer in parts.peers),
@@ -202,6 +220,8 @@ class BrokerServer:
         if self._stores is not None:
             await self._stores.close()
             self._stores = None
+        if self.teller is not None:
+            self.teller.close()
 
     async def __aenter__(self) -> BrokerServer:
         await self.start()

@@ -5,8 +5,9 @@ the topic changed, at most once per ``stats_interval_s``: a busy realm sends
 a handful of frames a second, not one per event, and an idle one sends none.
 Shapes are documented in docs/protocol.md.
 
-The `intents` and `ledger` topics name users and their guids: a subscriber
-sees only its own entries unless ``sees_all(address)`` (a sysop) says otherwise.
+The `queue`, `intents` and `ledger` topics name users and their guids: a
+subscriber sees only its own entries unless ``sees_all(address)`` (a sysop)
+says otherwise.
 
 In a realm of brokers, a broker whose intents or ledger moved while another
 broker has subscribers sends them its events with each push (one notice per
@@ -29,7 +30,7 @@ from broker.protocol import Stats, encode
 from broker.realm import Alone, Others
 
 TOPICS = ("stats", "workers", "queue", "intents", "ledger")
-PRIVATE_TOPICS = frozenset(("intents", "ledger"))
+PRIVATE_TOPICS = frozenset(("queue", "intents", "ledger"))
 MAX_EVENTS = 500  # per push; older events of a burst are counted in `dropped`
 
 
@@ -147,6 +148,11 @@ class Subscriptions:
             for key in ("events", "live"):
                 if key in mine:
                     mine[key] = [e for e in mine[key] if e.get("user") == peer.address]
+            if topic == "queue":
+                mine["intents"] = {
+                    intent: {**q, "users": {u: n for u, n in q["users"].items() if u == peer.address}}
+                    for intent, q in data["intents"].items()
+                }
         if topic == "ledger" and self._balance_of is not None:
             mine["balance"] = self._balance_of(peer.address)
         return mine

@@ -88,27 +88,24 @@ class Sysop:
                 else "run it with the key that runs the broker (or the configured operator address)",
             )
 
-    # --- admission (hooked into the socket handlers) ----------------------
+    # --- admission (asked by the socket handlers) -------------------------
 
-    def refused(self, peer: Peer, address: str) -> bool:
-        """Answer and close a banned (or removed) address; True if it was refused."""
+    def refusal(self, role: str, address: str) -> Error | None:
+        """The `banned` answer for a banned (or, for a worker, removed) address
+        logging in; the socket's handler sends it and closes with BANNED_CLOSE."""
         ban = self._store.banned(address)
-        until = self._removed.get(norm(address), 0.0) if peer.role == "worker" else 0.0
+        until = self._removed.get(norm(address), 0.0) if role == "worker" else 0.0
         if ban is None and until <= time.time():
-            return False
+            return None
         if ban is not None:
-            error = _banned_error(ban.reason)
-        else:
-            wait = round(until - time.time(), 1)
-            error = Error(
-                code="banned",
-                message=f"this worker was removed by a sysop; it may register again in {wait:g} s",
-                hint="ask the realm's sysop why",
-                retry_after=wait,
-            )
-        peer.send(error)
-        self._close(peer, b"banned")
-        return True
+            return _banned_error(ban.reason)
+        wait = round(until - time.time(), 1)
+        return Error(
+            code="banned",
+            message=f"this worker was removed by a sysop; it may register again in {wait:g} s",
+            hint="ask the realm's sysop why",
+            retry_after=wait,
+        )
 
     def _close(self, peer: Peer, why: bytes) -> None:
         task = asyncio.get_running_loop().create_task(peer.close(code=BANNED_CLOSE, message=why))
@@ -213,7 +210,7 @@ class Sysop:
         await self.check(actor, "workers", "*")
         rows = []
         for entry in self._registry:
-            row = entry.to_dict()
+            row = entry.to_dict(private=True)
             row["trust"] = self._trust.view(entry)
             rows.append(row)
         return rows + self._others.remote_workers()

@@ -174,15 +174,19 @@ class WorkerTrust:
 
     def _outcome(self, entry: WorkerEntry, watch: _Watch, aborted: bool) -> None:
         watch.recent.append(aborted)
-        if aborted:
-            watch.record.aborted += 1
+        watch.dirty = True
+        if not aborted:
+            # Only the step to trusted can change the worker's cap (once per address).
+            if watch.record.completed == self._cfg.trust_after_jobs:
+                self._apply(entry, watch)
+            return
+        watch.record.aborted += 1
         limit = self._cfg.maintenance_after
         bad = sum(watch.recent)
-        if aborted and limit and bad >= limit and not watch.record.maintenance:
+        if limit and bad >= limit and not watch.record.maintenance:
             self._maintenance(entry, watch, f"{bad} of its last {len(watch.recent)} jobs were aborted or timed out")
         else:
             self._apply(entry, watch)
-            watch.dirty = True
 
     def _maintenance(self, entry: WorkerEntry, watch: _Watch, reason: str) -> None:
         watch.record.maintenance = reason
@@ -227,7 +231,7 @@ class WorkerTrust:
                 for w in self._registry
                 if w.id != entry.id
                 and w.address.lower() != entry.address.lower()
-                and w.free > 0
+                and w.free_for(job.intent) > 0
                 and w.serves(job.intent, model)
                 and self._trusted(w)
             ),

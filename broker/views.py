@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from broker.subscriptions import Subscriptions
 
 LIVE_LISTED = 200  # intents listed in the `intents` topic's `live`
+PRIVATE = frozenset(("remote", "running_guids", "trust"))  # a worker's, for sysops only
 
 
 class RealmViews:
@@ -102,7 +103,7 @@ class RealmViews:
         if self._id:
             for w in here:
                 w["broker"] = self._id
-        return here + self._others.remote_workers()
+        return here + [{k: v for k, v in w.items() if k not in PRIVATE} for w in self._others.remote_workers()]
 
     def _sum(self, key: str, here: int) -> int:
         return here + sum(int(b.get(key, 0)) for b in self._others.others())

@@ -27,6 +27,7 @@ from broker.protocol import (
 )
 from broker.registry import WorkerEntry
 from broker.stores import Unavailable
+from broker.sysop import BANNED_CLOSE
 
 _decoder = worker_decoder()
 MAX_SLOTS = 1024
@@ -53,9 +54,9 @@ async def worker_socket(parts: Parts, request: web.Request) -> web.StreamRespons
                     if not isinstance(msg, Register):
                         not_authenticated(peer, "register", getattr(msg, "guid", None))
                         continue
-                    entry, keep = await _register(parts, peer, msg)
-                    if not keep:
-                        await peer.close(code=4001, message=b"bad signature")
+                    entry, close = await _register(parts, peer, msg)
+                    if close is not None:
+                        await peer.close(code=close[0], message=close[1])  # by the reader: see client_session
                         break
                     if entry is not None:
                         pending.done()
@@ -76,12 +77,13 @@ async def worker_socket(parts: Parts, request: web.Request) -> web.StreamRespons
     return peer.ws
 
 
-async def _register(parts: Parts, peer: Peer, msg: Register) -> tuple[WorkerEntry | None, bool]:
+async def _register(parts: Parts, peer: Peer, msg: Register) -> tuple[WorkerEntry | None, tuple[int, bytes] | None]:
+    """The registered worker, or a (close code, reason) to close the socket with."""
     reused = peer.nonce_spent or msg.nonce != peer.nonce
     address = handshake.verify(peer, msg.address, msg.nonce, msg.signature, "worker")
     if address is None:
         peer.send(handshake.bad_signature(peer, reused))
-        return None, False
+        return None, (handshake.BAD_SIGNATURE_CLOSE, b"bad signature")
     if not 1 <= msg.slots <= MAX_SLOTS or not msg.capabilities:
         # The identity is proven; a bad registration can be sent again on this connection.
         peer.nonce_spent = False
@@ -92,21 +94,22 @@ async def _register(parts: Parts, peer: Peer, msg: Register) -> tuple[WorkerEntr
                 hint="e.g. slots=1, capabilities=[{intent: chat, models: [...]}]; sign the same nonce again",
             )
         )
-        return None, True
-    if parts.sysop.refused(peer, address):
-        return None, True  # answered `banned`; the socket is closing
+        return None, None
+    refusal = parts.sysop.refusal("worker", address)
+    if refusal is not None:
+        peer.send(refusal)
+        return None, (BANNED_CLOSE, b"banned")
     try:
         record = await parts.trust.record_of(address)
     except Unavailable as exc:  # the realm's database is down: this worker comes back later
         peer.send(exc.to_error())
-        await peer.close(code=1013, message=b"try again later")
-        return None, True
+        return None, (1013, b"try again later")
     peer.address = address
     entry = parts.registry.add(peer, address, msg.capabilities, msg.slots, msg.name, msg.version)
     parts.trust.joined(entry, record)
     peer.send(Welcome(address=address, realm=parts.config.realm, worker_id=entry.id))
     parts.dispatcher.worker_joined(entry)
-    return entry, True
+    return entry, None
 
 
 def _refused_answer(entry: WorkerEntry, error: ProtocolError) -> Failed | None:

@@ -139,14 +139,15 @@ class Chain:
         return cls(emb.w3, rpc=None, embedded=emb)
 
     @classmethod
-    def connect(cls, url: str, timeout_s: float = RPC_TIMEOUT_S) -> Chain:
+    def connect(cls, url: str, timeout_s: float = RPC_TIMEOUT_S, verify: str | bool = True) -> Chain:
+        """``verify``: a CA bundle to trust for https (a self-signed realm's relay)."""
         from web3 import HTTPProvider, Web3
 
         if not url.startswith(("http://", "https://")):
             raise ChainError(
                 "bad_rpc", f"unsupported chain RPC URL {url!r}", "use an http:// or https:// JSON-RPC URL"
             )
-        w3 = Web3(HTTPProvider(url, request_kwargs={"timeout": timeout_s}))
+        w3 = Web3(HTTPProvider(url, request_kwargs={"timeout": timeout_s, "verify": verify}))
         return cls(w3, rpc=url)
 
     def __enter__(self) -> Chain:

@@ -279,10 +279,22 @@ class Ledger:
     def refund(self, account: Any, amount: int | None = None) -> dict[str, Any]:
         """Unspent deposit back to the wallet: the realm reserves it and signs a voucher,
         then the user redeems the voucher on chain."""
+        voucher = self.refund_voucher(account.address, amount)
+        with self.session() as s:
+            rc = s.chain.transact(
+                account,
+                s.ledger.functions.refund(voucher["amount"], voucher["deadline"], bytes.fromhex(voucher["signature"][2:])),
+                what="the refund",
+            )
+            watcher.sync(self.journal, s, 0 if s.chain.rpc is None else self.config.confirmations)
+        return {"tx_hash": rc["transactionHash"].to_0x_hex(), "amount": voucher["amount"]}
+
+    def refund_voucher(self, user: str, amount: int | None = None) -> dict[str, Any]:
+        """Reserve ``amount`` of ``user``'s unspent deposit (all of it by default) and
+        sign the voucher that RealmLedger.refund pays out; the user sends it on chain."""
         with self.session() as s:
             watcher.sync(self.journal, s, self.config.confirmations)
             self._expire_vouchers(s)
-            user = account.address
             available = self.journal.balance(A.user(user))
             if amount is None:
                 amount = available
@@ -301,7 +313,7 @@ class Ledger:
                 )
             deadline = s.chain.timestamp() + VOUCHER_TTL_S
             # Reserved before the voucher exists: no query can spend it meanwhile. If the
-            # redemption below fails, the reservation returns once the voucher expires.
+            # redemption fails, the reservation returns once the voucher expires.
             self.journal.post(
                 "voucher",
                 ref,
@@ -311,11 +323,7 @@ class Ledger:
                 memo=json.dumps({"nonce": nonce, "deadline": deadline}),
             )
             signature = sign_voucher(self.operator, s.chain.chain_id, s.deployment.ledger, user, amount, nonce, deadline)
-            rc = s.chain.transact(
-                account, s.ledger.functions.refund(amount, deadline, signature), what="the refund"
-            )
-            watcher.sync(self.journal, s, 0 if s.chain.rpc is None else self.config.confirmations)
-        return {"tx_hash": rc["transactionHash"].to_0x_hex(), "amount": amount}
+        return {"amount": amount, "nonce": nonce, "deadline": deadline, "signature": "0x" + signature.hex()}
 
     def _expire_vouchers(self, s: Session) -> None:
         """Give back reservations of vouchers that can no longer be redeemed."""

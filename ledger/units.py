@@ -27,7 +27,10 @@ def parse_amount(text: str | int | Decimal, *, allow_zero: bool = False) -> int:
             raise _bad(str(text), "not a number") from None
         if not value.is_finite():
             raise _bad(str(text), "not a finite number")
-        base = value * ONE
+        try:
+            base = value * ONE
+        except ArithmeticError:  # decimal.Overflow: past the context's exponent range
+            raise _bad(str(text), "far too large") from None
         if base != base.to_integral_value():
             raise _bad(str(text), f"more than {DECIMALS} decimal places")
     units = int(base)

@@ -76,15 +76,58 @@ def new_guid() -> str:
     return uuid.uuid4().hex
 
 
+SCHEMES = ("ws", "wss", "http", "https")
+
+
+def check_url(url: str) -> tuple[str, str]:
+    """(scheme, host:port) of a broker address; RealmError('usage') when it is not one.
+
+    Accepts ``ws://host:port``, ``wss://``, ``http(s)://`` or a bare ``host:port``.
+    """
+    text = url.strip()
+    example = "e.g. --broker ws://127.0.0.1:8765"
+    if not text or any(ch.isspace() for ch in text):
+        raise RealmError("usage", f"{url!r} is not a broker address", example)
+    if "://" not in text:
+        text = "ws://" + text
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError as exc:
+        raise RealmError("usage", f"{url!r} is not a broker address: {exc}", example) from None
+    if parts.scheme not in SCHEMES:
+        raise RealmError(
+            "usage", f"{url!r}: a broker speaks ws://, wss://, http:// or https://, not {parts.scheme}://", example
+        )
+    if not parts.hostname:
+        raise RealmError("usage", f"{url!r} names no host", example)
+    if port == 0:
+        raise RealmError("usage", f"{url!r}: port 0 is not a port a broker listens on", example)
+    return parts.scheme, parts.netloc
+
+
+def check_urls(urls: str) -> list[str]:
+    """The brokers of ``urls``: one address, or several of one realm separated
+    by commas (``ws://a:8765,ws://b:8765``), each checked by :func:`check_url`."""
+    parts = [part.strip() for part in urls.split(",")]
+    if len(parts) > 1 and not all(parts):
+        raise RealmError("usage", f"{urls!r} has an empty broker address", "e.g. --broker ws://a:8765,ws://b:8765")
+    for part in parts:
+        check_url(part)
+    return parts
+
+
 def ws_url(url: str, path: str = "/ws/client") -> str:
     """Normalise a broker address to its WebSocket endpoint.
 
     Accepts ``ws://host:port``, ``http://host:port``, ``host:port`` or a full
-    endpoint URL; a bare realm address gets ``path`` appended.
+    endpoint URL; a bare realm address gets ``path`` appended. Raises
+    RealmError('usage') for anything else (see :func:`check_url`).
     """
+    check_url(url)
     if "://" not in url:
         url = "ws://" + url
-    parts = urlsplit(url)
+    parts = urlsplit(url.strip())
     scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
     route = parts.path if parts.path not in ("", "/") else path
     return urlunsplit((scheme, parts.netloc, route, parts.query, ""))
@@ -94,18 +137,16 @@ def broker_urls(urls: str | Iterable[str]) -> list[str]:
     """The WebSocket endpoints of a realm's brokers: ``ws://a:8765,ws://b:8765``
     (or a list) gives each; one URL gives one. (A DNS name with several
     addresses is one URL: the connection tries each address in turn.)"""
-    parts = urls.split(",") if isinstance(urls, str) else list(urls)
-    found = [ws_url(u.strip()) for u in parts if u.strip()]
-    if not found:
-        raise RealmError("usage", "no broker address given", "e.g. ws://127.0.0.1:8765")
-    return found
+    return [ws_url(u) for u in (check_urls(urls) if isinstance(urls, str) else urls)]
 
 
 def http_url(url: str, path: str = "") -> str:
-    """The HTTP address of a broker (for /healthz, /v1/workers, /v1/stats)."""
+    """The HTTP address of a broker (for /healthz, /v1/workers, /v1/stats); of
+    several brokers of a realm, the first."""
+    url = check_urls(url)[0]
     if "://" not in url:
         url = "ws://" + url
-    parts = urlsplit(url)
+    parts = urlsplit(url.strip())
     scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
     return urlunsplit((scheme, parts.netloc, path, "", ""))
 
@@ -130,8 +171,8 @@ def http_get_json(url: str, path: str, timeout: float = 3.0) -> Any:
     import urllib.request
 
     failures = []
-    for one in url.split(","):
-        target = http_url(one.strip(), path)
+    for one in check_urls(url):
+        target = http_url(one, path)
         try:
             with urllib.request.urlopen(target, timeout=timeout, context=tls_context(target)) as resp:
                 return p.loads(resp.read())
@@ -161,7 +202,7 @@ def _retry_after(exc: Any) -> float:
         seconds = float((exc.headers or {}).get("Retry-After", 1))
     except ValueError:
         seconds = 1.0
-    return min(max(seconds, 0.05), 5.0) * random.uniform(0.5, 1.0)
+    return min(max(seconds, 0.05), 5.0) * random.uniform(0.1, 1.0)
 
 
 class _Restream:

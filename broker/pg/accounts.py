@@ -56,7 +56,7 @@ class PgAccounts:
     # --- profiles -------------------------------------------------------
 
     async def set_nickname(self, address: str, nickname: str) -> None:
-        if not NICKNAME.match(nickname):
+        if not NICKNAME.fullmatch(nickname):
             raise AccountError("bad_params", f"{nickname!r} is not a valid nickname", NICKNAME_RULE)
         try:
             await self._rows(

@@ -7,30 +7,37 @@ import base64
 import contextlib
 import mimetypes
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 
-from mtor_cli import options, output
+from mtor_cli import money, options, output
 
 if TYPE_CHECKING:
     from rich.progress import Progress as ProgressBar
 
-    from broker.protocol import Attachment, Broadcast, Progress, Result
+    from broker.protocol import Accepted, Attachment, Broadcast, Progress, Result
 
-HELP = """Ask the realm: chat, describe an image, imagine a picture, transcribe audio.
+HELP = """Ask the realm: chat, see, imagine, transcribe, speak.
 
 The answer streams to stdout token by token; progress (e.g. diffusion steps)
 is drawn on stderr; images and audio are saved to files whose paths are printed.
-Without --intent the intent is recognised from the text ("imagine ..." ->
-imagine, an --image -> vision, else chat). Without --broker, MTOR_BROKER or a
-`broker` in the config file, the embedded local realm is used (started in the
-background on first use).
+Without --intent the realm chooses the intent from the text ("imagine ..." ->
+imagine, an --image -> vision, else what its recogniser says, else chat), and
+answers with chat, saying so, when it reads as conversation but nothing there
+serves it; --explain prints why. -c continues your last conversation. Without
+--broker, MTOR_BROKER or a `broker` in the config file, the embedded local
+realm is used (started in the background on first use). Prices are decimal
+$9000 (--max-price 0.02).
 
 Examples:
 
   mtor ask "Computer, tell me a joke"
+
+  mtor ask -c "and another one"
 
   echo "summarise this" | mtor ask --json
 
@@ -68,7 +75,7 @@ def ask(
     ),
     speak: bool = typer.Option(False, "--speak", help="Speak the answer aloud too."),
     explain: bool = typer.Option(
-        False, "--explain", help="Show which rule or prototype chose the intent, and its score."
+        False, "--explain", help="Show how the intent was chosen: the rule or prototype, its score, any fallback."
     ),
     steps: int | None = typer.Option(None, "--steps", min=1, help="Diffusion steps (imagine)."),
     size: str | None = typer.Option(None, "--size", help="Image size WxH, e.g. 512x512 (imagine)."),
@@ -86,8 +93,11 @@ def ask(
     out: Path | None = typer.Option(
         None, "--out", "-o", help="Where to save an image/audio result (default: ./mtor-<guid>.<ext>)."
     ),
-    max_price: int | None = typer.Option(
-        None, "--max-price", min=0, help="Refuse if the price is above this (base units of $9000)."
+    max_price: str | None = typer.Option(
+        None, "--max-price", help="Refuse if the price is above this many $9000, e.g. 0.02.", show_default=False
+    ),
+    cont: bool = typer.Option(
+        False, "--continue", "-c", help="Continue your last conversation: the model sees its earlier turns."
     ),
     timeout: float | None = typer.Option(
         None, "--timeout", min=0.1, help="Give up (and cancel) after this many seconds."
@@ -98,78 +108,68 @@ def ask(
 ) -> None:
     if voice or speak:
         from mtor_cli.voice.ask import speak_answer, voice_prompt, voice_speaker
+    price_cap = None if max_price is None else money.parse(max_price, "--max-price")
     speaker = voice_speaker() if speak else None
     attachments = [a for a in (_attach(image, "image"), _attach(None if voice else audio, "audio")) if a]
     text = voice_prompt(audio, prompt) if voice else _read_prompt(prompt, optional=bool(attachments))
     if not text and not attachments:
         output.fail("usage", "the prompt is empty", 'pass it as an argument: mtor ask "..." or on stdin')
     params = _params(steps, size, seed, negative, max_tokens, temperature, param)
-    request = text
     url = options.resolve_broker(broker)
-    if intent:
+    # The realm chooses the intent unless the person did (a continued conversation is chat).
+    chosen = intent or ("chat" if cont else None)
+    conversation = _conversation(url, cont, chosen, params)
+    if chosen is not None:
         from broker.intents import strip_wake_word
 
-        chosen, text = intent, strip_wake_word(text)[0]
-    else:
-        chosen, text = choose_intent(text, tuple(a.kind for a in attachments), url)
-    if explain:
-        from mtor_cli.intent import explain_choice
-
-        kinds = tuple(a.kind for a in attachments)
-        output.note(explain_choice(request, kinds, chosen, forced=bool(intent)))
+        text = strip_wake_word(text)[0]  # the realm strips it only when it routes
 
     from mtor_cli.client import new_guid
 
     guid = new_guid()
     stream = not no_stream and not json_out
     sink = _Stream()
+    request = _Request(url, guid, text, chosen, model, attachments, params, stream, price_cap)
+    why = _Routing("--continue" if cont and not intent else "--intent", explain)
     try:
-        result = asyncio.run(
-            _run(sink, url, guid, text, chosen, model, attachments, params, stream, max_price, timeout, reconnect)
-        )
+        result = asyncio.run(_run(sink, request, timeout, reconnect, why.accepted))
     except KeyboardInterrupt:
         sink.stop()
         output.fail("interrupted", "interrupted; the request was cancelled")
-    _finish(result, streamed_text=sink.text if stream else None, json_out=json_out, out=out)
+    _finish(result, streamed_text=sink.text if stream else None, json_out=json_out, out=out, routing=why.routing)
+    conversation.keep(text, result)
+    if not result.text and not result.attachments:
+        output.fail(
+            "empty_answer",
+            f"the {result.intent} worker returned an empty answer (charged {money.fmt(result.cost)} $9000)",
+            "ask again, rephrased, or raise --max-tokens",
+        )
     if speaker is not None:
         speak_answer(speaker, result.text)
 
 
-def choose_intent(text: str, attachment_kinds: tuple[str, ...], url: str) -> tuple[str, str]:
-    """The intent for ``text`` when --intent is absent, and the prompt to send.
+class _Routing:
+    """What the realm's `accepted` says about the intent it chose: a note on stderr
+    when it answered with chat instead, and with --explain the whole of why."""
 
-    The wake word and explicit verbs decide first (``broker.intents.route``).
-    Otherwise the embedding recogniser of :mod:`mtor_cli.intent` picks the
-    nearest intent, but only where the realm at ``url`` serves something
-    besides chat: loading its model takes seconds, and with nothing else to
-    choose from the answer is chat anyway. Without the recogniser's model
-    (the chat-only install): chat.
-    """
-    from broker.intents import INTENTS, route
+    def __init__(self, forced_by: str, explain: bool) -> None:
+        self.forced_by = forced_by
+        self.explain = explain
+        self.routing: dict[str, Any] | None = None
 
-    routed = route(text, attachment_kinds)
-    if routed.intent is not None:
-        return routed.intent, routed.prompt
-    if not (_served_intents(url) & set(INTENTS)) - {"chat"}:
-        return "chat", routed.prompt
-    try:
-        from mtor_cli.intent import recognise
+    def accepted(self, event: Accepted) -> None:
+        from broker.routing import Routing
 
-        recognition = recognise(text, attachment_kinds)
-    except (ImportError, RuntimeError):  # the embedding model is not installed
-        return "chat", routed.prompt
-    return recognition.intent, recognition.prompt
-
-
-def _served_intents(url: str) -> set[str]:
-    """The intents the realm's connected workers serve (empty if it cannot say)."""
-    from mtor_cli.client import RealmError, http_get_json
-
-    try:
-        rows = http_get_json(url, "/v1/workers").get("workers", [])
-    except (RealmError, AttributeError):
-        return set()
-    return {c.get("intent") for w in rows for c in w.get("capabilities", [])}
+        if event.routing is None:
+            line = f"{event.intent} <- {self.forced_by}"
+        else:
+            routing = Routing.from_wire(event.intent, event.routing)
+            self.routing = {k: v for k, v in routing.to_dict().items() if k != "prompt"}
+            line = routing.explain()
+            if routing.note:
+                output.note(f"note: {routing.note}")
+        if self.explain:
+            output.note(line)
 
 
 def _read_prompt(prompt: str | None, optional: bool) -> str:
@@ -277,22 +277,25 @@ class _Stream:
             self._bar = None
 
 
+@dataclass(frozen=True)
+class _Request:
+    url: str
+    guid: str
+    text: str
+    intent: str | None  # None: the realm chooses
+    model: str | None
+    attachments: list[Attachment]
+    params: dict[str, Any]
+    stream: bool
+    max_price: int | None
+
+
 async def _run(
-    sink: _Stream,
-    url: str,
-    guid: str,
-    text: str,
-    intent: str,
-    model: str | None,
-    attachments: list[Attachment],
-    params: dict[str, Any],
-    stream: bool,
-    max_price: int | None,
-    timeout: float | None,
-    reconnect: float,
+    sink: _Stream, req: _Request, timeout: float | None, reconnect: float, on_accepted: Callable[[Accepted], None]
 ) -> Result:
     from mtor_cli.client import RealmClient, RealmError
     from mtor_cli.identity import IdentityError, load_or_create_account
+    from mtor_cli.missing import no_worker_hint
 
     try:
         account = load_or_create_account()
@@ -303,39 +306,79 @@ async def _run(
         output.note(f"broadcast from {msg.sender}: {msg.message}")
 
     try:
-        async with RealmClient(url, account, reconnect_s=reconnect, on_broadcast=show_broadcast) as client:
+        async with RealmClient(req.url, account, reconnect_s=reconnect, on_broadcast=show_broadcast) as client:
             try:
                 return await client.ask(
-                    text,
-                    intent=intent,
-                    model=model,
-                    attachments=attachments,
-                    params=params,
-                    stream=stream,
-                    max_price=max_price,
-                    guid=guid,
+                    req.text,
+                    intent=req.intent,
+                    model=req.model,
+                    attachments=req.attachments,
+                    params=req.params,
+                    stream=req.stream,
+                    max_price=req.max_price,
+                    guid=req.guid,
                     timeout=timeout,
-                    on_token=sink.token if stream else None,
+                    on_accepted=on_accepted,
+                    on_token=sink.token if req.stream else None,
                     on_progress=sink.progress,
                 )
             except asyncio.CancelledError:
                 # Ctrl-C: tell the broker, so no worker keeps running for nobody.
                 with contextlib.suppress(RealmError, ConnectionError):
-                    await client.cancel(guid)
+                    await client.cancel(req.guid)
                 raise
     except RealmError as exc:
         sink.stop()
         if sink.text:
             sys.stdout.write("\n")
-        output.fail(exc.code, exc.message, exc.hint)
+        message = money.reword(exc.code, exc.message, exc.detail, req.max_price)
+        if exc.code == "no_worker":
+            hint = no_worker_hint(req.url, str(exc.detail.get("intent") or req.intent or "chat"), req.model)
+        else:
+            hint = exc.hint
+        output.fail(exc.code, message, hint)
     finally:
         sink.stop()
+
+
+def _conversation(url: str, cont: bool, intent: str | None, params: dict[str, Any]) -> _Conversation:
+    """The conversation a chat answer joins: the last one with --continue (its
+    turns go to the model as ``params["history"]``), else a new one."""
+    if cont and intent != "chat":
+        output.fail("usage", f"--continue continues a chat, not {intent}", "leave out -c or --intent")
+    from mtor_cli.conversations import Conversations, history_param
+
+    store = Conversations()
+    cid = store.latest() if cont else None
+    if cont and cid is None:
+        output.note("no earlier conversation: starting a new one")
+    if cid is not None:
+        params.setdefault("history", history_param(store.turns(cid)))
+    return _Conversation(store, url, cid)
+
+
+@dataclass
+class _Conversation:
+    store: Any
+    url: str
+    cid: str | None  # None: a new conversation, started when there is something to keep
+
+    def keep(self, prompt: str, result: Result) -> None:
+        """A chat answer joins the conversation (other answers are not conversation)."""
+        if result.intent == "chat" and result.text:
+            from broker.intents import strip_wake_word
+
+            said = strip_wake_word(prompt)[0]
+            self.store.add(self.cid or self.store.start(self.url), result.guid, said, result.text, result.model)
+        self.store.close()
 
 
 _EXT = {"image/png": ".png", "image/jpeg": ".jpg", "audio/wav": ".wav", "audio/x-wav": ".wav"}
 
 
-def _finish(result: Result, *, streamed_text: str | None, json_out: bool, out: Path | None) -> None:
+def _finish(
+    result: Result, *, streamed_text: str | None, json_out: bool, out: Path | None, routing: dict[str, Any] | None
+) -> None:
     files = _save_attachments(result, out)
     if json_out:
         output.print_json(
@@ -347,8 +390,9 @@ def _finish(result: Result, *, streamed_text: str | None, json_out: bool, out: P
                 "model": result.model,
                 "timings": result.timings,
                 "usage": result.usage.reported(),
-                "cost": result.cost,
+                **money.fields("cost", result.cost),
                 "replayed": result.replayed,
+                "routing": routing,
                 "files": [str(f) for f in files],
             }
         )

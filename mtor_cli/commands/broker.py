@@ -86,12 +86,21 @@ def serve(
         "settlement on the configured chain; see `mtor chain`), or run a free realm.",
     ),
 ) -> None:
-    """Run the aiohttp broker until Ctrl-C: /ws/client, /ws/worker, /healthz,
-    /v1/workers, /v1/stats and /metrics (Prometheus).
+    """Run a broker until Ctrl-C: a realm that others join.
+
+    It serves /ws/client, /ws/worker, /healthz, /v1/workers, /v1/stats,
+    /v1/brokers, the realm's money for its users (/v1/realm, /v1/wallet, ...;
+    docs/ledger.md) and /metrics (Prometheus).
 
     One broker keeps everything in this process and a SQLite file. A realm of
     several brokers (any number, on any machines, behind any WebSocket load
-    balancer) shares a Redis and a PostgreSQL:
+    balancer) shares a Redis and a PostgreSQL (docs/scale.md).
+
+    Examples:
+
+      mtor broker serve --host 0.0.0.0 --port 8765 --paid
+
+      mtor broker serve --port 8443 --tls-cert cert.pem --tls-key key.pem
 
       mtor broker migrate --db postgresql://mtor@db.example/mtor
 
@@ -160,12 +169,17 @@ async def _serve(config: Any, paid: bool) -> None:
     from broker import BrokerServer
 
     stop = asyncio.Event()
-    billing = None
+    billing = make_desk = None
     if paid:
         from mtor_cli.commands.ledger import start_realm_ledger
 
-        billing = start_realm_ledger(stop)
-    server = BrokerServer(config, billing)
+        billing, make_desk = start_realm_ledger(stop)
+    from mtor_cli.intent import installed_recogniser
+
+    recogniser = installed_recogniser()
+    if recogniser is None:
+        output.note("intent recognition: rules only (install `mtor[voice]` for the embedding recogniser)")
+    server = BrokerServer(config, billing, make_desk, recogniser)
     await server.start()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -199,7 +213,9 @@ def migrate(
     brokers start, and again after upgrading them; a broker refuses a database
     whose schema is not its own. A SQLite journal migrates itself.
 
-    Example: mtor broker migrate --db postgresql://mtor@db.example/mtor
+    Example:
+
+      mtor broker migrate --db postgresql://mtor@db.example/mtor
     """
     from broker.migrations import migrate_postgres, redact
     from broker.stores import is_postgres
@@ -236,7 +252,11 @@ def status(
     clients, workers and load), the realm's counters and queue, and every
     worker wherever it is connected.
 
-    Example: mtor broker status --broker ws://realm.example:8765 --json
+    Examples:
+
+      mtor broker status --broker ws://realm.example:8765
+
+      mtor broker status --broker ws://a.example:8765,ws://b.example:8765 --json
     """
     from mtor_cli.client import RealmError, http_get_json
 
@@ -269,7 +289,7 @@ def status(
 
 
 def _default_url() -> str:
-    from mtor_cli.paths import configured_broker
+    from mtor_cli.options import configured_broker
     from mtor_cli.realm import running_url
 
     url = configured_broker() or running_url()

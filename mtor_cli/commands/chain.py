@@ -9,7 +9,7 @@ from mtor_cli.commands.ledger import JSON_HELP, RPC_HELP, run
 
 group = typer.Typer(
     name="chain",
-    help="The realm's $9000 token and RealmLedger contracts (embedded dev chain or JSON-RPC).",
+    help="The realm's contracts: the $9000 token and RealmLedger.",
     no_args_is_help=True,
 )
 
@@ -24,7 +24,12 @@ def deploy(
     force: bool = typer.Option(False, "--force", help="Replace a recorded deployment (empty journal only)."),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Deploy NineThousand + RealmLedger with the realm's operator key and record their addresses."""
+    """Deploy NineThousand + RealmLedger with the realm's operator key and record their addresses.
+
+    Example:
+
+      mtor chain deploy --chain-rpc http://127.0.0.1:8545
+    """
     from dataclasses import asdict
 
     dep = run(chain_rpc, lambda led: led.deploy(force=force))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -24,7 +23,7 @@ T = TypeVar("T")
 
 group = typer.Typer(
     name="ledger",
-    help="The realm's $9000 books: history, per-epoch settlement on chain, audit.",
+    help="The realm's $9000 books: history, settlement on chain, audit.",
     no_args_is_help=True,
 )
 
@@ -114,7 +113,12 @@ def history(
     limit: int = typer.Option(50, "--limit", min=1, max=10000, help="How many, newest first."),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Journal transactions: deposits, holds, payments, releases, withdrawals, refunds."""
+    """Journal transactions: deposits, holds, payments, releases, withdrawals, refunds.
+
+    Example:
+
+      mtor ledger history --all --limit 20
+    """
     who = None if all_ else (address or account_from(None).address)
     txns = run(None, lambda led: led.journal.history(who, limit))
     if json_out:
@@ -122,16 +126,19 @@ def history(
         return
     from datetime import datetime
 
-    from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=f"ledger history — {who or 'whole realm'}")
-    for col in ("#", "time (UTC)", "kind", "ref", "entries ($9000)"):
-        table.add_column(col)
+    # A block per transaction, one journal entry a line: an entry names an
+    # address, which a table column 80 characters wide would have to split.
+    console = output.out_console()
+    console.print(Text(f"ledger history — {who or 'whole realm'} ($9000, local time)", style="bold"))
     for t in txns:
-        when = datetime.fromtimestamp(t.time, UTC).strftime("%Y-%m-%d %H:%M:%S")
-        entries = ", ".join(f"{a} {'+' if v > 0 else ''}{fmt(v)}" for a, v in t.entries)
-        table.add_row(str(t.id), when, t.kind, t.ref[:24], entries)
-    output.out_console().print(table)
+        when = datetime.fromtimestamp(t.time).strftime("%Y-%m-%d %H:%M:%S")
+        console.print(Text(f"#{t.id}  {when}  {t.kind}  {t.ref}", style="bold"), overflow="fold")
+        for account, value in t.entries:
+            console.print(f"    {account}  {'+' if value > 0 else ''}{fmt(value)}", markup=False, no_wrap=True)
+    if not txns:
+        console.print("no transactions yet", style="dim")
 
 
 @group.command("settle")
@@ -139,7 +146,12 @@ def settle(
     chain_rpc: str | None = typer.Option(None, "--chain-rpc", help=RPC_HELP),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Settle now: one `settle` transaction per epoch of paid queries (usually automatic)."""
+    """Settle now: one `settle` transaction per epoch of paid queries (usually automatic).
+
+    Example:
+
+      mtor ledger settle
+    """
     epochs = run(chain_rpc, lambda led: led.settle())
     data = [e.as_dict() for e in epochs]
     if json_out:
@@ -167,7 +179,12 @@ def audit(
     chain_rpc: str | None = typer.Option(None, "--chain-rpc", help=RPC_HELP),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Recompute every balance from the journal and compare with the chain. Exit 1 on any difference."""
+    """Recompute every balance from the journal and compare with the chain. Exit 1 on any difference.
+
+    Example:
+
+      mtor ledger audit --receipt 4f1c2b9e0d7a4c3e8b6a5d4c3b2a1f0e
+    """
     report = run(chain_rpc, lambda led: led.audit(receipt))
     if json_out:
         output.print_json(report.as_dict())
@@ -196,20 +213,29 @@ def audit(
         raise SystemExit(output.EXIT_FAILED)
 
 
-def start_realm_ledger(stop: Any) -> Any:
-    """The embedded realm's billing (``BrokerServer(..., billing=...)``) and its upkeep task.
+def start_realm_ledger(stop: Any) -> tuple[Any, Any]:
+    """A paid realm's money: ``(billing, make_desk)`` for ``BrokerServer(config, billing,
+    make_desk)``, and its upkeep task.
 
     New local users get the dev chain's welcome grant on their first query;
     deposits are credited and epochs settled in the background until ``stop``
-    (an asyncio.Event) is set. Called on the realm's running event loop.
+    (an asyncio.Event) is set. ``make_desk`` builds the money desk that answers
+    the realm's users (their wallets, the chain, a faucet on dev chains).
+    Called on the realm's running event loop.
     """
     import asyncio
 
     from broker.billing import InsufficientFunds
     from ledger import Ledger, upkeep
+    from ledger.desk import MoneyDesk
 
     config = ledger_config()
     led = Ledger(config, commit="loop")
     billing = led.billing(insufficient_funds=InsufficientFunds, on_new_user=led.welcome)
     asyncio.get_running_loop().create_task(upkeep.run(config, stop))
-    return billing
+    public_rpc = ledger_settings().get("public_rpc")
+
+    def make_desk() -> MoneyDesk:
+        return MoneyDesk(ledger_config(), public_rpc=str(public_rpc) if public_rpc else None)
+
+    return billing, make_desk

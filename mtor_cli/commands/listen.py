@@ -65,7 +65,7 @@ def listen(
     device: int | None = typer.Option(None, "--device", min=0, help="Microphone device index."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object per event (JSON lines)."),
 ) -> None:
-    from mtor_cli.intent import default_recogniser
+    from mtor_cli.intent import RulesOnly
     from mtor_cli.voice import AudioError, Listener, RealmTranscriber, Speaker, WhisperTranscriber, open_source
     from mtor_cli.voice.dispatch import RealmDispatcher
     from mtor_cli.voice.meter import LevelMeter
@@ -90,9 +90,9 @@ def listen(
                 transcriber.load()
             except RuntimeError as exc:
                 output.fail("no_model", str(exc))
-        # The intent model loads on the first request no rule decides:
-        # "Computer, imagine ..." never needs it.
-        recogniser = default_recogniser()
+        # Recognition is the realm's: the rules decide here what they can
+        # ("Computer, imagine ..."), the rest goes out for the realm to route.
+        recogniser = RulesOnly()
         dispatcher = RealmDispatcher(url, out_dir=out, timeout_s=answer_timeout)
         meter = LevelMeter('waiting for "Computer"', enabled=not json_out)
         listener = Listener(
@@ -131,10 +131,12 @@ def _show(event: ListenEvent, json_out: bool, explain: bool) -> None:
         case Said(text=text):
             print(f"computer: {text}", flush=True)
         case Dispatched(recognition=rec):
-            output.note(f"-> {rec.intent}: {rec.prompt}")
-            if explain:
+            output.note(f"-> {'the realm routes' if rec.fallback else rec.intent}: {rec.prompt}")
+            if explain and not rec.fallback:
                 output.note(f"   {rec.explain()}")
         case Answered(reply=reply):
+            if explain and reply.why:
+                output.note(f"   {reply.why}")
             if reply.text:
                 print(reply.text, flush=True)
             for path in reply.files:

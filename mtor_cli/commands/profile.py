@@ -23,7 +23,12 @@ def show(
     key: Path | None = typer.Option(None, "--key", help=KEY_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    """Your address, nickname, and whether you are a sysop or banned."""
+    """Your address, nickname, and whether you are a sysop or banned.
+
+    Example:
+
+      mtor profile show --broker ws://realm.example:8765
+    """
     from mtor_cli.signed import call_or_fail
 
     data = call_or_fail(broker, "GET", "/v1/profile", key=key)
@@ -42,7 +47,12 @@ def set_nickname(
     key: Path | None = typer.Option(None, "--key", help=KEY_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    """Bind a nickname to your address (unique in the realm; case does not count)."""
+    """Bind a nickname to your address (unique in the realm; case does not count).
+
+    Example:
+
+      mtor profile set-nickname ada
+    """
     from mtor_cli.signed import call_or_fail
 
     data = call_or_fail(broker, "PUT", "/v1/profile/nickname", {"nickname": nickname}, key=key)

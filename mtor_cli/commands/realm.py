@@ -10,7 +10,7 @@ from mtor_cli import output
 
 group = typer.Typer(
     name="realm",
-    help="The embedded local realm that `mtor ask` uses when no broker is configured.",
+    help="The embedded local realm, used when no broker is configured.",
     no_args_is_help=True,
 )
 
@@ -29,7 +29,15 @@ def start(
     wait: float = typer.Option(300.0, "--wait", min=1, help="Seconds to wait for the worker to load."),
     json_out: bool = typer.Option(False, "--json", help="Print the status as one JSON object."),
 ) -> None:
-    """Start the embedded realm in the background (no-op if it is running)."""
+    """Start the embedded realm in the background (no-op if it is running).
+
+    It listens on the port it used last time (when free), so workers and
+    dashboards pointed at it find it again after a restart.
+
+    Example:
+
+      mtor realm start --gpu 0
+    """
     from mtor_cli import realm
     from mtor_cli.client import RealmError
 
@@ -42,7 +50,12 @@ def start(
 
 @group.command("stop")
 def stop() -> None:
-    """Stop the embedded realm's background service."""
+    """Stop the embedded realm's background service.
+
+    Example:
+
+      mtor realm stop
+    """
     from mtor_cli import realm
 
     if realm.stop():
@@ -53,7 +66,12 @@ def stop() -> None:
 
 @group.command("status")
 def status(json_out: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
-    """Whether the embedded realm runs, where, and its workers. Exit 3 if it is down."""
+    """Whether the embedded realm runs, where, and its workers. Exit 3 if it is down.
+
+    Example:
+
+      mtor realm status --json
+    """
     from mtor_cli import realm
 
     info = realm.status()
@@ -70,7 +88,12 @@ def run(
     db: Path | None = typer.Option(None, "--db", help="Journal path (default: the realm's)."),
     gpu: int | None = typer.Option(None, "--gpu", min=0, help="Serve on cuda:N."),
 ) -> None:
-    """Run the embedded realm in the foreground until Ctrl-C (what `start` detaches)."""
+    """Run the embedded realm in the foreground until Ctrl-C (what `start` detaches).
+
+    Example:
+
+      mtor realm run --host 0.0.0.0 --port 8765
+    """
     from mtor_cli import realm
     from mtor_cli.client import RealmError
 
@@ -79,6 +102,37 @@ def run(
     except RealmError as exc:
         output.fail(exc.code, exc.message, exc.hint)
     realm.run_service(host=host, port=port, db=db or realm.journal_file(), model=model_path, gpu=gpu)
+
+
+@group.command("logs")
+def logs(
+    lines: int = typer.Option(40, "--lines", "-n", min=0, help="How many of the last lines to show first."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines until Ctrl-C."),
+) -> None:
+    """The embedded realm's log: broker, worker and ledger messages.
+
+    Example:
+
+      mtor realm logs -f
+    """
+    import collections
+    import time
+
+    from mtor_cli import realm
+
+    path = realm.log_file()
+    if not path.exists() and not follow:
+        output.fail("no_log", f"the embedded realm has no log yet ({path})", "start it with `mtor realm start`")
+    path.touch()
+    with path.open("r", errors="replace") as fh:
+        for line in collections.deque(fh, maxlen=lines):  # reads to the end: follow from there
+            print(line, end="")
+        while follow:
+            line = fh.readline()
+            if line:
+                print(line, end="", flush=True)
+            else:
+                time.sleep(0.2)
 
 
 def _show(info: dict, json_out: bool) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from mtor_cli import options, output
+from mtor_cli import money, options, output
 
 
 def register(app: typer.Typer) -> None:
@@ -17,11 +17,21 @@ def stats(
     broker: str | None = options.broker_option(),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    """Realm totals: intents by type, success rate, median and p95 latency by
-    intent, active users and workers, $9000 spent and earned."""
+    """Realm totals: intents, success rate, latency, users, $9000.
+
+    Intents by type, success rate, median and p95 latency by intent, active
+    users and workers, $9000 spent and earned (decimal; base units in --json).
+
+    Example:
+
+      mtor stats --broker ws://realm.example:8765
+    """
     from mtor_cli.signed import call_or_fail
 
     data = call_or_fail(broker, "GET", "/v1/totals", signed=False)
+    tokens = data["tokens"]
+    tokens.update(money.fields("spent", tokens["spent"]))
+    tokens["earned_by_worker"] = {w: money.fields("earned", v) for w, v in tokens["earned_by_worker"].items()}
     if json_out:
         output.print_json(data)
         return
@@ -38,14 +48,15 @@ def stats(
             _rate(c["success_rate"]), _num(lat["median"]), _num(lat["p95"]),
         )
     console.print(table)
-    users, workers, tokens = data["users"], data["workers"], data["tokens"]
+    users, workers = data["users"], data["workers"]
     console.print(
         f"users: {users['connected']} connected, {users['active_24h']} active in 24 h, {users['all_time']} in all"
     )
     console.print(f"workers: {workers['connected']} connected " + _states(workers["by_state"]))
-    console.print(f"$9000 spent (base units): {tokens['spent']}; streamed tokens: {tokens['streamed']}")
-    for worker, earned in sorted(tokens["earned_by_worker"].items(), key=lambda kv: -int(kv[1]))[:10]:
-        console.print(f"  earned by {worker}: {earned}")
+    console.print(f"$9000 spent: {tokens['spent_9000']}; streamed tokens: {tokens['streamed']}")
+    top = sorted(tokens["earned_by_worker"].items(), key=lambda kv: -int(kv[1]["earned"]))[:10]
+    for worker, earned in top:
+        console.print(f"  earned by {worker}: {earned['earned_9000']} $9000")
 
 
 def _rate(value: Any) -> str:

@@ -18,7 +18,7 @@ KEY_HELP = "Key file of the sysop's identity (default: your own key)."
 
 group = typer.Typer(
     name="sysop",
-    help="Sysop actions: grant the role, ban and unban, terminate intents, manage workers, broadcast.",
+    help="Sysop actions: roles, bans, intents, workers, broadcasts.",
     no_args_is_help=True,
 )
 worker_group = typer.Typer(name="worker", help="Pause, resume or remove one worker.", no_args_is_help=True)
@@ -50,7 +50,12 @@ def grant(
     address: str = typer.Argument(..., help="Address to make a sysop."),
     broker: str | None = _broker, key: Path | None = _key, json_out: bool = _json,
 ) -> None:
-    """Make ADDRESS a sysop (the realm's operator key only)."""
+    """Make ADDRESS a sysop (the realm's operator key only).
+
+    Example:
+
+      mtor sysop grant 0x5B38Da6a701c568545dCfcB03FcB875f56beddC4
+    """
     _act(broker, key, json_out, "grant", {"address": address})
 
 
@@ -59,7 +64,12 @@ def revoke(
     address: str = typer.Argument(..., help="Address to take the sysop role from."),
     broker: str | None = _broker, key: Path | None = _key, json_out: bool = _json,
 ) -> None:
-    """Take the sysop role from ADDRESS (the realm's operator key only)."""
+    """Take the sysop role from ADDRESS (the realm's operator key only).
+
+    Example:
+
+      mtor sysop revoke 0x5B38Da6a701c568545dCfcB03FcB875f56beddC4
+    """
     _act(broker, key, json_out, "revoke", {"address": address})
 
 
@@ -69,7 +79,12 @@ def ban(
     reason: str = _reason, broker: str | None = _broker, key: Path | None = _key, json_out: bool = _json,
 ) -> None:
     """Ban ADDRESS: its sessions are cut off now, its live intents end (holds
-    released), and it cannot log in or register a worker until unbanned."""
+    released), and it cannot log in or register a worker until unbanned.
+
+    Example:
+
+      mtor sysop ban 0x5B38Da6a701c568545dCfcB03FcB875f56beddC4 --reason "spam"
+    """
     _act(broker, key, json_out, "ban", {"address": address, "reason": reason})
 
 
@@ -78,7 +93,12 @@ def unban(
     address: str = typer.Argument(..., help="Address to unban."),
     broker: str | None = _broker, key: Path | None = _key, json_out: bool = _json,
 ) -> None:
-    """Lift the ban on ADDRESS."""
+    """Lift the ban on ADDRESS.
+
+    Example:
+
+      mtor sysop unban 0x5B38Da6a701c568545dCfcB03FcB875f56beddC4
+    """
     _act(broker, key, json_out, "unban", {"address": address})
 
 
@@ -87,7 +107,12 @@ def terminate(
     guid: str = typer.Argument(..., help="The intent to end."),
     reason: str = _reason, broker: str | None = _broker, key: Path | None = _key, json_out: bool = _json,
 ) -> None:
-    """End a queued or running intent; its hold is released."""
+    """End a queued or running intent; its hold is released.
+
+    Example:
+
+      mtor sysop terminate 4f1c2b9e0d7a4c3e8b6a5d4c3b2a1f0e --reason "stuck"
+    """
     _act(broker, key, json_out, "terminate", {"guid": guid, "reason": reason})
 
 
@@ -96,13 +121,23 @@ def broadcast(
     message: str = typer.Argument(..., help="The message (shown live in every connected CLI and TUI)."),
     broker: str | None = _broker, key: Path | None = _key, json_out: bool = _json,
 ) -> None:
-    """Send MESSAGE to every connected client and worker."""
+    """Send MESSAGE to every connected client and worker.
+
+    Example:
+
+      mtor sysop broadcast "the realm restarts in 5 minutes"
+    """
     _act(broker, key, json_out, "broadcast", {"message": message})
 
 
 @group.command("workers")
 def workers(broker: str | None = _broker, key: Path | None = _key, json_out: bool = _json) -> None:
-    """Connected workers with their load, health and trust (maintenance, pauses)."""
+    """Connected workers with their load, health and trust (maintenance, pauses).
+
+    Example:
+
+      mtor sysop workers --json
+    """
     from mtor_cli.signed import call_or_fail
 
     data = call_or_fail(broker, "GET", "/v1/sysop/workers", key=key)
@@ -113,7 +148,8 @@ def workers(broker: str | None = _broker, key: Path | None = _key, json_out: boo
 
     table = Table(title="workers")
     for column in ("id", "name", "address", "intents", "busy", "health", "trust", "ok/aborted", "reason"):
-        table.add_column(column)
+        # An address is copied whole into `mtor sysop ban ADDRESS`: never split.
+        table.add_column(column, no_wrap=column == "address", min_width=42 if column == "address" else None)
     for w in data["workers"]:
         trust = w.get("trust") or {}
         table.add_row(
@@ -132,7 +168,12 @@ def audit(
     limit: int = typer.Option(50, "--limit", "-n", min=1, max=1000, help="How many entries, newest first."),
     broker: str | None = _broker, key: Path | None = _key, json_out: bool = _json,
 ) -> None:
-    """The audit log: every sysop action and refusal, newest first."""
+    """The audit log: every sysop action and refusal, newest first.
+
+    Example:
+
+      mtor sysop audit --limit 20
+    """
     from mtor_cli.signed import call_or_fail
 
     data = call_or_fail(broker, "GET", f"/v1/sysop/audit?limit={limit}", key=key)
@@ -157,7 +198,7 @@ def _worker_action(action: str) -> Any:
         "pause": "Give the worker no new work (running jobs finish).",
         "resume": "Lift a pause or maintenance; the worker gets work again.",
         "remove": "Disconnect the worker (its jobs go elsewhere); it may not register again for 10 minutes.",
-    }[action]
+    }[action] + f"\n\nExample:\n\n  mtor sysop worker {action} w-3f2a --reason \"maintenance\"\n"
     return command
 
 

@@ -10,8 +10,10 @@ import typer
 
 from mtor_cli import options, output
 
-HELP = """Open the realm's live dashboard: workers, queues, throughput, recent intents,
-your spending, and a prompt bar whose answers stream into the answer pane.
+HELP = """The realm's live dashboard, with a prompt bar.
+
+Workers, queues, throughput, recent intents and your spending, live; what
+you type in the prompt bar is answered in the answer pane.
 
 Updates are pushed by the broker (no polling); a lost connection shows in the
 status bar and is retried with backoff. Press F1 for the keys, Ctrl+P for the

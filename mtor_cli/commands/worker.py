@@ -10,17 +10,34 @@ from typing import Any
 
 import typer
 
-from mtor_cli import output
+from mtor_cli import options, output
 
 group = typer.Typer(name="worker", help="Serve models to a realm as a volunteer worker.", no_args_is_help=True)
 
-CONFIG_HELP = """TOML file: broker, gpu, slots, name, and [[backend]] tables with intent,
-model and options, e.g.
+CONFIG_HELP = r"TOML file: broker, gpu, slots, name and \[\[backend]] tables (see the example above)."
+
+SERVE_HELP = r"""Serve models to a realm until Ctrl-C.
+
+The worker connects out to the broker (so it works behind NAT), registers
+what this machine serves, and answers work. Without --broker, $MTOR_BROKER or
+`broker` in the config file, it joins the embedded local realm (started if
+it is not running).
+
+Examples:
+
+  mtor worker serve --broker ws://realm.example:8765 --gpu 0
+
+  mtor worker serve --intent imagine --model ./sd-turbo
+
+  mtor worker serve --config worker.toml
+
+A --config file, e.g. worker.toml:
 
   broker = "ws://realm.example:8765"
-  [[backend]]
+  gpu = 0
+  \[\[backend]]
   intent = "chat"
-  [[backend]]
+  \[\[backend]]
   intent = "imagine"
   model = "/models/sd-turbo"
   options = { max_steps = 30 }
@@ -32,11 +49,9 @@ def register(app: typer.Typer) -> None:
     importlib.import_module("mtor_cli.commands.earnings").register_on(group)  # ledger: earnings, withdraw
 
 
-@group.command("serve")
+@group.command("serve", help=SERVE_HELP)
 def serve(
-    broker: str | None = typer.Option(
-        None, "--broker", "-b", envvar="MTOR_BROKER", help="The realm's broker, ws://HOST:PORT.", show_default=False
-    ),
+    broker: str | None = options.broker_option(),
     intent: list[str] = typer.Option(
         [], "--intent", "-i", help="Intent to serve (repeatable; pairs with --model by position). Default: chat."
     ),
@@ -51,7 +66,9 @@ def serve(
         "e.g. --upstream http://127.0.0.1:11434/v1 --model llama3.",
         show_default=False,
     ),
-    slots: int | None = typer.Option(None, "--slots", min=1, help="Jobs at once (default 4; chat batches them)."),
+    slots: int | None = typer.Option(
+        None, "--slots", min=1, help="Jobs at once (default: what the backends can batch, e.g. 32 for chat)."
+    ),
     name: str | None = typer.Option(None, "--name", help="Name shown in the realm's worker list."),
     drain: float = typer.Option(
         30.0, "--drain", min=0.0,
@@ -63,20 +80,19 @@ def serve(
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Log only warnings and errors."),
 ) -> None:
-    """Connect to a realm (outbound: works behind NAT), register what this
-    machine serves, and answer work until Ctrl-C."""
     settings = _load_config(config) if config else {}
-    url = broker or settings.get("broker")
-    if not url:
-        output.fail("usage", "no broker given", "pass --broker ws://HOST:PORT (or `broker` in --config)")
+    url = broker or _config_broker(settings, config) or options.resolve_broker(None)
     specs = _backend_specs(intent, model, settings.get("backend", []))
     if gpu is None:
         gpu = settings.get("gpu")
-    slots = slots or int(settings.get("slots", 4))
+    slots = slots or (int(settings["slots"]) if settings.get("slots") else None)
     name = name if name is not None else str(settings.get("name", ""))
 
+    from mtor_cli.commands.ledger import account_from
     from worker.backends.base import Backend, Device, DeviceError
     from worker.backends.registry import UnknownIntent, backend_class
+
+    account = account_from(key)  # before any model loads: a bad key fails at once
 
     try:
         device = Device.parse(gpu)
@@ -87,9 +103,9 @@ def serve(
         if upstream or "upstream" in spec.get("options", {}):
             from worker.backends.upstream import upstream_backend_class
 
-            options = {"upstream": upstream, **dict(spec.get("options", {}))}
+            backend_options = {"upstream": upstream, **dict(spec.get("options", {}))}
             try:
-                backends.append(upstream_backend_class(spec["intent"])(spec.get("model"), device, **options))
+                backends.append(upstream_backend_class(spec["intent"])(spec.get("model"), device, **backend_options))
             except ValueError as exc:
                 output.fail("usage", str(exc), "e.g. --upstream http://127.0.0.1:11434/v1 --model llama3")
             continue
@@ -108,18 +124,19 @@ def serve(
                 output.fail(exc.code, exc.message, exc.hint)
         backends.append(cls(model_name, device, **dict(spec.get("options", {}))))
 
-    from mtor_cli.identity import load_or_create_account
-
-    account = load_or_create_account(key)
     served = ", ".join(f"{b.intent} ({b.model_name})" for b in backends)
-    output.note(f"worker {account.address} serving {served} on {device}, {slots} slot(s) -> {url}")
+    from worker.loop import default_slots
+
+    output.note(
+        f"worker {account.address} serving {served} on {device}, {slots or default_slots(backends)} slot(s) -> {url}"
+    )
     output.note("loading models ...")
     output.log_to_stderr(quiet=quiet)
     code = asyncio.run(_run(url, backends, account, slots, name, drain))
     raise SystemExit(code)
 
 
-async def _run(url: str, backends: list[Any], account: Any, slots: int, name: str, drain: float) -> int:
+async def _run(url: str, backends: list[Any], account: Any, slots: int | None, name: str, drain: float) -> int:
     from worker import Worker, WorkerConfig
 
     try:
@@ -147,6 +164,19 @@ async def _run(url: str, backends: list[Any], account: Any, slots: int, name: st
         output.fail(code, str(getattr(exc, "message", exc)), getattr(exc, "hint", ""))
     output.note("worker stopped")
     return output.EXIT_OK
+
+
+def _config_broker(settings: dict[str, Any], path: Path | None) -> str | None:
+    url = settings.get("broker")
+    if url is None:
+        return None
+    from mtor_cli.client import RealmError, check_urls
+
+    try:
+        check_urls(str(url))
+    except RealmError as exc:
+        output.fail("usage", f"`broker` in --config {path}: {exc.message}", exc.hint)
+    return str(url)
 
 
 def _load_config(path: Path) -> dict[str, Any]:
@@ -188,7 +218,12 @@ def _backend_specs(intents: list[str], models: list[str], configured: list[Any])
 
 @group.command("intents")
 def intents(json_out: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
-    """The intents this machine has a backend for (built in or plugged in)."""
+    """The intents this machine has a backend for (built in or plugged in).
+
+    Example:
+
+      mtor worker intents --json
+    """
     from worker.backends.registry import available_intents
 
     names = available_intents()

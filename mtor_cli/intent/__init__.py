@@ -9,8 +9,9 @@ from .recogniser import (
     FALLBACK_INTENT,
     Recogniser,
     Recognition,
+    RulesOnly,
     default_recogniser,
-    explain_choice,
+    installed_recogniser,
     recognise,
 )
 
@@ -23,9 +24,10 @@ __all__ = [
     "MiniLMEmbedder",
     "Recogniser",
     "Recognition",
+    "RulesOnly",
     "default_recogniser",
     "evaluate",
-    "explain_choice",
+    "installed_recogniser",
     "load_labelled",
     "recognise",
 ]

@@ -191,22 +191,25 @@ def recognise(text: str, attachment_kinds: Sequence[str] = ()) -> Recognition:
     return default_recogniser().recognise(text, attachment_kinds)
 
 
-def explain_choice(
-    text: str, attachment_kinds: Sequence[str] = (), chosen: str | None = None, *, forced: bool = False
-) -> str:
-    """The ``--explain`` line for ``text``: what decided its intent, and the score.
+class RulesOnly:
+    """The rule stage alone, for a client: what no rule decides is a fallback
+    recognition, sent with no intent so that the realm's recogniser routes it."""
 
-    ``chosen`` is the intent actually sent, when the command decided it
-    otherwise: named by the person (``forced``: ``--intent``), or chat because
-    the realm serves nothing else. The line then says so, and what
-    recognition alone would have chosen.
-    """
+    def recognise(self, text: str, attachment_kinds: Sequence[str] = ()) -> Recognition:
+        routed = route(text, tuple(attachment_kinds))
+        if routed.intent is not None:
+            return Recognition(routed.intent, routed.prompt, 1.0, routed.rule, 1.0, woke=routed.woke)
+        return Recognition(FALLBACK_INTENT, routed.prompt, 0.0, "fallback:realm", 0.0, woke=routed.woke)
+
+
+def installed_recogniser() -> Recogniser | None:
+    """A recogniser for a realm to keep loaded, when its model stack is installed
+    (sentence-transformers and the all-MiniLM-L6-v2 wheel); None means rules and chat."""
+    import importlib.util
+
+    if importlib.util.find_spec("sentence_transformers") is None:
+        return None
     try:
-        alone = recognise(text, attachment_kinds).explain()
-    except (ImportError, RuntimeError) as exc:  # no rule decided and no embedding model is installed
-        alone = f"{FALLBACK_INTENT} <- fallback:{FALLBACK_INTENT} (no intent model: {exc})"
-    if forced:
-        return f"{chosen} <- --intent (recognition alone: {alone})"
-    if chosen is not None and not alone.startswith(f"{chosen} <- "):
-        return f"{chosen} <- the only intent served here (recognition alone: {alone})"
-    return alone
+        return Recogniser()
+    except RuntimeError:  # the model wheel is missing
+        return None

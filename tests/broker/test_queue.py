@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from broker.protocol import Accepted, Error, Result
 from tests.support.peers import FakeWorker, TestClient, echo, hang
 
@@ -112,4 +114,29 @@ async def test_the_realm_limit_says_it_is_everyones(make_broker) -> None:
         err = await b.ask("full", intent="chat")
         assert isinstance(err, Error) and err.code == "queue_full" and err.detail == {"limit": 2, "scope": "realm"}
         assert "all users" in err.message
+    await worker.close()
+
+
+async def test_a_worker_serving_two_intents_gets_no_more_of_one_than_it_says(broker) -> None:
+    from broker.protocol import Capability, Register, sign_challenge
+
+    worker = FakeWorker(broker.url, behaviour=hang(), slots=9)
+    await worker.open()
+    challenge = await worker.next_other()
+    await worker.send(
+        Register(
+            address=worker.account.address, signature=sign_challenge(worker.account.key, challenge.nonce, "worker"),
+            nonce=challenge.nonce, slots=9,
+            capabilities=[Capability(intent="chat", slots=8), Capability(intent="imagine", slots=1)],
+        )
+    )
+    await worker.next_other()  # welcome
+    async with TestClient(broker.url) as client:
+        drawings = [await client.submit(f"a cat {i}", intent="imagine") for i in range(3)]
+        chats = [await client.submit(f"hi {i}", intent="chat") for i in range(3)]
+        for guid in drawings + chats:
+            assert isinstance(await client.next_for(guid), Accepted)
+        await asyncio.sleep(0.3)
+    got = [w.intent for w in worker.received]
+    assert got.count("imagine") == 1 and got.count("chat") == 3
     await worker.close()

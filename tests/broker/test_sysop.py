@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from broker.protocol import Accepted, Broadcast, Error, sign_request
+from broker.protocol import Accepted, Broadcast, Capability, Error, Register, sign_challenge, sign_request
 from tests.broker.conftest import STORES, both_stores
 from tests.broker.test_accounts import refused, signed
 from tests.broker.test_billing import DictBilling
@@ -207,3 +207,48 @@ async def test_a_replayed_challenge_and_a_client_posing_as_another_are_refused(m
     assert isinstance(answer, Error) and answer.code == "bad_signature"
     for c in (first, thief, poser):
         await c.close()
+
+
+async def test_a_banned_address_always_sees_close_code_4003(make_broker) -> None:
+    """At login and mid-session, while it keeps sending: the close code is
+    the ban's every time, for clients and workers."""
+    operator = new_account()
+    server = await make_broker(operator=operator.address)
+    codes: list[int | None] = []
+    for _ in range(8):
+        banned = new_account()
+        await signed(server, "POST", "/v1/sysop/ban", operator, {"address": banned.address, "reason": "spam"})
+        client = TestClient(server.url, banned)
+        await client.connect(hello=False)
+        await client.hello()
+        worker = FakeWorker(server.url, account=banned)
+        await worker.open()
+        challenge = await worker.next_other()
+        await worker.send(
+            Register(address=banned.address, signature=sign_challenge(banned.key, challenge.nonce, "worker"),
+                     nonce=challenge.nonce, capabilities=[Capability(intent="chat")])
+        )
+        for sock in (client, worker):
+            await asyncio.wait_for(sock.closed.wait(), 5)
+            codes.append(sock.close_code)
+            await sock.close()
+
+        user = new_account()
+        chatty = await TestClient(server.url, user).connect()
+
+        talking = asyncio.create_task(_chatter(chatty))
+        await signed(server, "POST", "/v1/sysop/ban", operator, {"address": user.address, "reason": "spam"})
+        await asyncio.wait_for(chatty.closed.wait(), 5)
+        codes.append(chatty.close_code)
+        talking.cancel()
+        await chatty.close()
+    assert codes == [4003] * 24
+
+
+async def _chatter(sock: TestClient) -> None:
+    while not sock.closed.is_set():
+        try:
+            await sock.send({"type": "ping", "nonce": "x"})
+        except (ConnectionError, RuntimeError):
+            return
+        await asyncio.sleep(0)

@@ -1,4 +1,6 @@
-"""The money commands as a person runs them: output, --json, and one error line for bad input."""
+"""The money commands as a person runs them against a paid realm (--broker): output,
+--json, and one error line for bad input. The operator's own commands (ledger
+settle/history/audit, chain deploy) read the realm's ledger in the same home."""
 
 from __future__ import annotations
 
@@ -10,7 +12,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from ledger import LedgerConfig
 from mtor_cli.app import app
+from tests.support.paid import PaidRealm
 
 
 def mtor(*args: str) -> Any:
@@ -34,7 +38,15 @@ def one_error_line(result: Any, code: str) -> str:
 
 
 @pytest.fixture
-def funded(home: Path) -> Path:
+def paid(config: LedgerConfig, home: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    realm = PaidRealm(config, home)
+    monkeypatch.setenv("MTOR_BROKER", realm.realm.url)  # every command asks this realm
+    yield realm
+    realm.close()
+
+
+@pytest.fixture
+def funded(paid: Any, home: Path) -> Path:
     assert mtor("wallet", "faucet").exit_code == 0
     result = mtor("wallet", "deposit", "12.5", "--json")
     assert result.exit_code == 0, result.output
@@ -46,21 +58,21 @@ def test_faucet_deposit_and_wallet(funded: Path) -> None:
     result = mtor("wallet", "--json")
     assert result.exit_code == 0, result.output
     info = json.loads(result.stdout)
-    assert info["available"] == 12_500_000_000_000_000_000
-    assert info["chain"]["deposit"] == 12_500_000_000_000_000_000
-    assert info["chain"]["tokens"] == 987_500_000_000_000_000_000
+    assert info["available"] == "12500000000000000000" and info["available_9000"] == "12.5"
+    assert info["chain"]["deposit"] == "12500000000000000000"
+    assert info["chain"]["tokens_9000"] == "987.5"
     table = mtor("wallet")
-    assert "spendable (journal)" in table.stdout and "12.5" in table.stdout
+    assert "spendable" in table.stdout and "12.5" in table.stdout
     assert "987.5" in table.stdout
 
 
 @pytest.mark.parametrize(
     ("amount", "code", "says"),
     [
-        ("0", "bad_amount", "more than 0"),
-        ("-1", "bad_amount", "more than 0"),
-        ("abc", "bad_amount", "not a number"),
-        ("0.0000000000000000001", "bad_amount", "decimal places"),
+        ("0", "usage", "more than 0"),
+        ("-1", "usage", "more than 0"),
+        ("abc", "usage", "not a number"),
+        ("0.0000000000000000001", "usage", "decimal places"),
         ("5000", "insufficient_tokens", "less than 5000"),
     ],
 )
@@ -82,20 +94,33 @@ def test_withdrawing_more_than_earned_or_refunding_more_than_unspent_is_refused(
     assert journal_rows(funded) == before
     ok = mtor("wallet", "refund", "2.5", "--json")
     assert ok.exit_code == 0, ok.output
-    assert json.loads(mtor("wallet", "--json").stdout)["available"] == 10 * 10**18
+    assert json.loads(ok.stdout)["amount_9000"] == "2.5"
+    assert json.loads(mtor("wallet", "--json").stdout)["available_9000"] == "10"
 
 
-def test_unreachable_rpc_wrong_chain_and_wrong_contract(funded: Path) -> None:
+def test_unreachable_rpc_and_another_realms_chain_are_refused(funded: Path, tmp_path: Path) -> None:
     before = journal_rows(funded)
     line = one_error_line(mtor("wallet", "deposit", "1", "--chain-rpc", "http://127.0.0.1:9"), "chain_unreachable")
     assert "127.0.0.1:9" in line
-    dep_file = funded / "data" / "ledger" / "deployment.json"
-    dep = json.loads(dep_file.read_text())
-    dep_file.write_text(json.dumps({**dep, "chain_id": 5}))
-    one_error_line(mtor("wallet", "deposit", "1"), "wrong_chain")
-    dep_file.write_text(json.dumps({**dep, "ledger": "0x" + "ab" * 20}))
-    one_error_line(mtor("wallet", "deposit", "1"), "wrong_contract")
+    # Another realm's embedded chain has the same chain id, but not this realm's contracts.
+    other = PaidRealm(LedgerConfig(tmp_path / "other" / "data"), tmp_path / "other")
+    try:
+        relay = other.realm.server.http_url + "/v1/chain/rpc"
+        line = one_error_line(mtor("wallet", "deposit", "1", "--chain-rpc", relay), "no_contract")
+        assert "tell its operator" in line
+    finally:
+        other.close()
     assert journal_rows(funded) == before
+
+
+def test_a_chain_with_another_id_is_refused(funded: Path, tmp_path: Path) -> None:
+    from tests.support.hardhat import HARDHAT, HardhatNode
+
+    if not HARDHAT.exists():
+        pytest.skip("hardhat is not installed (npm ci)")
+    with HardhatNode(tmp_path) as node:
+        line = one_error_line(mtor("wallet", "deposit", "1", "--chain-rpc", node.url), "wrong_chain")
+    assert "is chain 31337, but the realm settles on chain 131277322940537" in line
 
 
 def test_settle_earnings_withdraw_history_and_audit(funded: Path) -> None:
@@ -115,13 +140,13 @@ def test_settle_earnings_withdraw_history_and_audit(funded: Path) -> None:
         b.capture("guid-1", worker.address, "chat", {"tokens": 500})
 
     earn = json.loads(mtor("worker", "earnings", "--key", str(worker_key), "--json").stdout)
-    assert earn["earned"] == 4_500_000_000_000_000 and earn["withdrawable"] == 0
+    assert earn["earned"] == "4500000000000000" and earn["withdrawable"] == "0"
     settled = mtor("ledger", "settle", "--json")
     assert settled.exit_code == 0, settled.output
     assert json.loads(settled.stdout)["settled"][0]["receipts"] == 1
     assert "nothing to settle" in mtor("ledger", "settle").stderr
     earn = json.loads(mtor("worker", "earnings", "--key", str(worker_key), "--json").stdout)
-    assert earn["withdrawable"] == 4_500_000_000_000_000
+    assert earn["withdrawable_9000"] == "0.0045"
     out = mtor("worker", "withdraw", "--key", str(worker_key))
     assert out.exit_code == 0 and "withdrew 0.0045 $9000" in out.stdout
 
@@ -144,17 +169,22 @@ def test_audit_fails_loudly_on_a_tampered_journal(funded: Path) -> None:
     assert "audit: differences" in result.stdout and "deposit" in result.stdout
 
 
-def test_pricing_and_chain_deploy(home: Path) -> None:
-    prices = json.loads(mtor("pricing", "--json").stdout)
-    assert {p["intent"] for p in prices["prices"]} >= {"chat", "imagine", "vision", "speech"}
-    assert prices["fee_bps"] == 1000
+def test_pricing_is_the_realms(home: Path, config: LedgerConfig, monkeypatch: pytest.MonkeyPatch) -> None:
     (home / "config").mkdir(parents=True, exist_ok=True)
     (home / "config" / "pricing.toml").write_text('[imagine]\nprice = "2"\n')
-    assert "2" in mtor("pricing").stdout.split("imagine")[1].split("\n")[0]
-    (home / "config" / "pricing.toml").write_text('[imagine]\nprice = "lots"\n')
-    one_error_line(mtor("pricing"), "bad_pricing")
-    (home / "config" / "pricing.toml").unlink()
+    realm = PaidRealm(LedgerConfig(config.data_dir, pricing_file=home / "config" / "pricing.toml"), home)
+    try:
+        prices = json.loads(mtor("pricing", "--broker", realm.realm.url, "--json").stdout)
+        assert {p["intent"] for p in prices["prices"]} >= {"chat", "imagine", "vision", "speech"}
+        assert prices["fee_bps"] == 1000 and prices["paid"] is True
+        imagine = next(p for p in prices["prices"] if p["intent"] == "imagine")
+        assert imagine["price"] == "2000000000000000000" and imagine["price_9000"] == "2"
+        assert "2" in mtor("pricing", "-b", realm.realm.url).stdout.split("imagine")[1].split("\n")[0]
+    finally:
+        realm.close()
 
+
+def test_chain_deploy(home: Path) -> None:
     deployed = mtor("chain", "deploy", "--json")
     assert deployed.exit_code == 0, deployed.output
     dep = json.loads(deployed.stdout)

@@ -16,17 +16,14 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from broker.billing import InsufficientFunds
 from ledger import Ledger, LedgerConfig
 from ledger import accounts as A
 from ledger.units import ONE
 from mtor_cli.app import app
 from mtor_cli.client import RealmClient, RealmError
 from tests.support.hardhat import HardhatNode
+from tests.support.paid import PaidRealm
 from tests.support.peers import FakeWorker, fail
-from tests.support.realm import ThreadRealm
-from worker.backends.base import Device
-from worker.backends.echo import EchoBackend
 
 ECHO_PRICE = ONE // 100  # the default rule: one query
 
@@ -34,30 +31,6 @@ ECHO_PRICE = ONE // 100  # the default rule: one query
 def mtor(*args: str) -> Any:
     result = CliRunner().invoke(app, list(args))
     return result
-
-
-class PaidRealm:
-    """A broker charging through RealmBilling, with one echo worker of known key."""
-
-    def __init__(self, config: LedgerConfig, home: Path) -> None:
-        self.config = config
-        self.ledger = Ledger(config, commit="loop")
-        billing = self.ledger.billing(insufficient_funds=InsufficientFunds, on_new_user=self.ledger.welcome)
-        self.realm = ThreadRealm(home / "broker.db", billing=billing).start()
-        self.worker_key = home / "worker-key.json"
-        self.worker = self.realm.add_worker([EchoBackend(None, Device())], key_path=self.worker_key)
-        self.realm.wait_workers(1, "echo")
-
-    def ask(self, account: Any, prompt: str, **params: Any) -> Any:
-        async def go() -> Any:
-            async with RealmClient(self.realm.url, account) as client:
-                return await client.ask(prompt, intent="echo", params=params)
-
-        return asyncio.run(go())
-
-    def close(self) -> None:
-        self.realm.stop()
-        self.ledger.close()
 
 
 @pytest.fixture
@@ -83,36 +56,39 @@ def journal_equals_chain(led: Ledger, *addresses: str) -> None:
 
 
 def full_path(paid: PaidRealm, rpc: list[str]) -> None:
-    assert mtor("wallet", "faucet", *rpc).exit_code == 0
-    deposited = mtor("wallet", "deposit", "2.5", *rpc)
+    """The user and the worker act through the realm (--broker); the operator's
+    own books (settle, audit) are read from its ledger (``rpc``: its chain)."""
+    b = ["--broker", paid.realm.url]
+    assert mtor("wallet", "faucet", *b).exit_code == 0
+    deposited = mtor("wallet", "deposit", "2.5", *b)
     assert deposited.exit_code == 0, deposited.output
     user = me()
 
-    result = mtor("ask", "--broker", paid.realm.url, "--intent", "echo", "--json", "pay me back")
+    result = mtor("ask", *b, "--intent", "echo", "--json", "pay me back")
     assert result.exit_code == 0, result.output
     answer = json.loads(result.stdout)
-    assert answer["text"] == "pay me back" and answer["cost"] == ECHO_PRICE
+    assert answer["text"] == "pay me back" and int(answer["cost"]) == ECHO_PRICE
 
     from mtor_cli.identity import load_or_create_account
 
     worker = load_or_create_account(paid.worker_key)
     key = ["--key", str(paid.worker_key)]
-    earn = json.loads(mtor("worker", "earnings", *key, *rpc, "--json").stdout)
-    assert earn["earned"] == ECHO_PRICE * 9 // 10 and earn["withdrawable"] == 0
+    earn = json.loads(mtor("worker", "earnings", *key, *b, "--json").stdout)
+    assert int(earn["earned"]) == ECHO_PRICE * 9 // 10 and earn["withdrawable"] == "0"
 
     settled = mtor("ledger", "settle", *rpc, "--json")
     assert settled.exit_code == 0, settled.output
     assert json.loads(settled.stdout)["settled"][0]["debited"] == ECHO_PRICE
 
-    out = mtor("worker", "withdraw", *key, *rpc, "--json")
+    out = mtor("worker", "withdraw", *key, *b, "--json")
     assert out.exit_code == 0, out.output
-    assert json.loads(out.stdout)["amount"] == ECHO_PRICE * 9 // 10
+    assert int(json.loads(out.stdout)["amount"]) == ECHO_PRICE * 9 // 10
 
-    wallet = json.loads(mtor("wallet", *rpc, "--json").stdout)
-    assert wallet["available"] == 5 * ONE // 2 - ECHO_PRICE
+    wallet = json.loads(mtor("wallet", *b, "--json").stdout)
+    assert int(wallet["available"]) == 5 * ONE // 2 - ECHO_PRICE
     assert wallet["chain"]["deposit"] == wallet["available"]
-    wallet_w = json.loads(mtor("wallet", *key, *rpc, "--json").stdout)
-    assert wallet_w["chain"]["tokens"] == ECHO_PRICE * 9 // 10
+    wallet_w = json.loads(mtor("wallet", *key, *b, "--json").stdout)
+    assert int(wallet_w["chain"]["tokens"]) == ECHO_PRICE * 9 // 10
     journal_equals_chain(paid.ledger, user.address, worker.address)
 
     audit = mtor("ledger", "audit", *rpc, "--receipt", answer["guid"], "--json")
@@ -152,7 +128,7 @@ def test_without_funds_nothing_is_dispatched(paid: PaidRealm) -> None:
 def test_a_new_user_gets_the_welcome_grant_and_can_ask(paid: PaidRealm) -> None:
     result = mtor("ask", "--broker", paid.realm.url, "--intent", "echo", "--json", "first time")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["cost"] == ECHO_PRICE
+    assert int(json.loads(result.stdout)["cost"]) == ECHO_PRICE
     user = me().address
     assert paid.ledger.journal.balance(A.user(user)) == paid.config.welcome_grant - ECHO_PRICE
     assert paid.ledger.journal.get("welcome", user) is not None

@@ -27,15 +27,15 @@ def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 def test_a_fresh_users_first_ask_is_paid_by_the_welcome_grant(realm_env: dict[str, str]) -> None:
     asked = run(realm_env, "ask", "--json", "--temperature", "0", "--max-tokens", "8", "Computer, tell me a joke")
     assert asked.returncode == 0, asked.stderr
-    cost = json.loads(asked.stdout)["cost"]
+    cost = int(json.loads(asked.stdout)["cost"])
     assert cost > 0
 
     wallet = run(realm_env, "wallet", "--json")
     assert wallet.returncode == 0, wallet.stderr
     info = json.loads(wallet.stdout)
     grant = 100 * 10**18
-    assert info["available"] == grant - cost
-    assert info["chain"]["deposit"] == grant  # spent, not settled yet
+    assert int(info["available"]) == grant - cost
+    assert int(info["chain"]["deposit"]) == grant  # spent, not settled yet
     assert info["chain"]["name"] == "embedded"
 
     history = json.loads(run(realm_env, "ledger", "history", "--json").stdout)
@@ -46,6 +46,6 @@ def test_a_fresh_users_first_ask_is_paid_by_the_welcome_grant(realm_env: dict[st
     settled = run(realm_env, "ledger", "settle", "--json")
     assert settled.returncode == 0, settled.stderr
     earnings = json.loads(run(realm_env, "worker", "earnings", "--key", str(worker_key), "--json").stdout)
-    assert earnings["withdrawable"] == cost - cost // 10
+    assert int(earnings["withdrawable"]) == cost - cost // 10
     audit = run(realm_env, "ledger", "audit")
     assert audit.returncode == 0 and "audit clean" in audit.stdout

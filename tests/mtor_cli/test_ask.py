@@ -6,6 +6,7 @@ import asyncio
 import json
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -61,11 +62,12 @@ def test_json_output_shape(realm: ThreadRealm) -> None:
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert set(data) == {
-        "guid", "intent", "text", "worker", "model", "timings", "usage", "cost", "replayed", "files",
+        "guid", "intent", "text", "worker", "model", "timings", "usage", "cost", "cost_9000", "replayed", "routing",
+        "files",
     }  # fmt: skip
     assert data["intent"] == "echo" and data["text"] == "json please"
     assert data["model"] == "echo" and data["worker"]
-    assert data["cost"] == 0 and data["files"] == [] and data["replayed"] is False
+    assert data["cost"] == "0" and data["cost_9000"] == "0" and data["files"] == [] and data["replayed"] is False
     assert len(data["guid"]) == 32
     assert data["usage"]["completion_tokens"] == 2
 
@@ -243,3 +245,111 @@ def test_broker_status_of_nothing_exits_3() -> None:
     result = mtor("broker", "status", "-b", url_for(free_port()))
     assert result.exit_code == 3
     assert "[unreachable]" in _one_error_line(result.stderr)
+
+
+def test_an_empty_answer_says_so_and_exits_1(realm: ThreadRealm, tmp_path: Path) -> None:
+    """Echo of a request that has only an attachment: no text, no file back."""
+    image = tmp_path / "blank.png"
+    image.write_bytes(b"\x89PNG\r\n\x1a\n")
+    result = mtor("ask", "--broker", realm.url, "--intent", "echo", "--image", str(image), input="")
+    assert result.exit_code == 1, result.output
+    assert result.stdout == ""
+    line = _one_error_line(result.stderr)
+    assert "[empty_answer]" in line and "charged 0 $9000" in line and "hint:" in line
+
+
+def test_continue_sends_the_earlier_turns(realm: ThreadRealm) -> None:
+    """`ask -c` continues the last conversation: the model sees what was said before."""
+    from mtor_cli.conversations import Conversations
+
+    first = mtor("ask", "-b", realm.url, "--temperature", "0", "--max-tokens", "4", "my name is Ada")
+    assert first.exit_code == 0, first.output
+    again = mtor("ask", "-b", realm.url, "-c", "--temperature", "0", "--max-tokens", "4", "what is my name?")
+    assert again.exit_code == 0, again.output
+    fresh = mtor("ask", "-b", realm.url, "--temperature", "0", "--max-tokens", "4", "what is my name?")
+    assert fresh.exit_code == 0, fresh.output
+    with Conversations() as store:
+        latest = store.latest()
+        assert latest is not None
+        assert [t.prompt for t in store.turns(latest)] == ["what is my name?"]  # a plain ask starts anew
+        rows = store._db.execute("SELECT conversation, prompt FROM turns ORDER BY time").fetchall()
+    assert rows[0][0] == rows[1][0] != rows[2][0]
+    assert [r[1] for r in rows] == ["my name is Ada", "what is my name?", "what is my name?"]
+    # What the realm received: the continued turn carried the first one as history.
+    import sqlite3
+
+    with sqlite3.connect(realm.config.db_path) as db:
+        stored = {
+            guid: json.loads(query).get("params", {})
+            for guid, query in db.execute("SELECT guid, CAST(query AS TEXT) FROM intents")
+        }
+    with Conversations() as store:
+        guids = [g for (g,) in store._db.execute("SELECT guid FROM turns ORDER BY time")]
+    assert "history" not in stored[guids[0]] and "history" not in stored[guids[2]]
+    assert [m["role"] for m in stored[guids[1]]["history"]] == ["user", "assistant"]
+    assert stored[guids[1]]["history"][0]["content"] == "my name is Ada"
+
+
+def test_chat_keeps_one_conversation_across_turns(realm: ThreadRealm) -> None:
+    """`mtor chat`: each line is a turn, answered in order, all in one stored conversation."""
+    from mtor_cli.conversations import Conversations
+
+    args = ["chat", "-b", realm.url, "--temperature", "0", "--max-tokens", "4"]
+    result = mtor(*args, input="hello there\nand again\n/exit\n")
+    assert result.exit_code == 0, result.output
+    assert len([line for line in result.stdout.splitlines() if line.strip()]) == 2  # one answer per turn
+    assert "bye" in result.stderr
+    with Conversations() as store:
+        latest = store.latest()
+        assert latest is not None
+        assert [t.prompt for t in store.turns(latest)] == ["hello there", "and again"]
+    # `chat -c` picks the same conversation up again.
+    more = mtor(*args, "-c", input="one more\n")
+    assert more.exit_code == 0, more.output
+    with Conversations() as store:
+        assert [t.prompt for t in store.turns(latest)] == ["hello there", "and again", "one more"]
+
+
+def test_chat_against_no_broker_is_one_line_exit_3() -> None:
+    result = mtor("chat", "-b", f"ws://127.0.0.1:{free_port()}", input="hi\n")
+    assert result.exit_code == 3
+    assert "[unreachable]" in _one_error_line(result.stderr)
+
+
+def test_say_hello_is_answered_by_chat_with_a_note_and_explained(realm: ThreadRealm) -> None:
+    """This realm serves chat and echo, no tts: "say hello" reads as conversation."""
+    result = mtor("ask", "-b", realm.url, "--explain", "--json", "--temperature", "0", "--max-tokens", "4", "Say hello")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["intent"] == "chat" and data["routing"]["recognised"] == "tts"
+    assert "note: no worker serves tts in this realm, so chat answers instead" in result.stderr
+    assert "chat <- no worker serves tts in this realm; recognised: tts <- rule:tts:verb (score 1.00)" in result.stderr
+
+
+def test_a_picture_without_a_picture_worker_names_the_fix(realm: ThreadRealm) -> None:
+    result = mtor("ask", "-b", realm.url, "draw me a cat")
+    assert result.exit_code == 4
+    line = _one_error_line(result.stderr)
+    assert "[no_worker]" in line
+    assert f"mtor worker serve --broker {realm.url} --intent imagine --model PATH" in line
+    assert "pip install 'mtor[imagine]'" in line
+
+
+def test_the_cli_never_loads_a_recognition_model(realm: ThreadRealm, tmp_path: Path) -> None:
+    """Recognition is the realm's: `mtor ask` sends the text, even where the realm
+    serves more than chat and no rule decides, and imports no model stack."""
+    heavy = ("torch", "transformers", "sentence_transformers")
+    code = (
+        "import atexit, json, sys\n"
+        f"atexit.register(lambda: print(json.dumps([m for m in {heavy!r} if m in sys.modules]), file=sys.stderr))\n"
+        "sys.argv = ['mtor', *sys.argv[1:]]\n"
+        "from mtor_cli.app import main\n"
+        "main()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, "ask", "-b", realm.url, "--explain", "--max-tokens", "4", "tell me about otters"],
+        env=process_env(tmp_path), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stderr.strip().splitlines()[-1]) == []
+    assert "chat <- fallback:chat" in done.stderr  # this realm has no recogniser: what it did, said truthfully

@@ -39,10 +39,11 @@ def test_a_paid_broker_charges_the_user_and_the_books_agree(tmp_path: Path) -> N
         asked = run("ask", "-b", url, "-i", "echo", "--json", "pay for this")
         assert asked.returncode == 0, asked.stderr
         answer = json.loads(asked.stdout)
-        assert answer["text"] == "pay for this" and answer["cost"] > 0
+        cost = int(answer["cost"])
+        assert answer["text"] == "pay for this" and cost > 0
 
-        wallet = json.loads(run("wallet", "--json").stdout)
-        assert wallet["available"] == 100 * 10**18 - answer["cost"]  # the dev welcome grant, less the query
+        wallet = json.loads(run("wallet", "-b", url, "--json").stdout)
+        assert int(wallet["available"]) == 100 * 10**18 - cost  # the dev welcome grant, less the query
         audit = run("ledger", "audit")
         assert audit.returncode == 0 and "audit clean" in audit.stdout
     finally:

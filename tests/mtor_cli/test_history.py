@@ -65,7 +65,7 @@ def test_history_lists_your_intents_and_show_replays_one(realm: ThreadRealm, tmp
     assert len(json.loads(mtor("history", "-b", realm.url, "--key", key, "--limit", "1", "--json").stdout)["history"]) == 1
 
     table = mtor("history", "-b", realm.url, "--key", key)
-    assert table.exit_code == 0 and rows[0]["guid"] in table.stdout and "done" in table.stdout
+    assert table.exit_code == 0 and rows[0]["guid"][:8] in table.stdout and "done" in table.stdout
 
     shown = mtor("history", "show", rows[1]["guid"], "-b", realm.url, "--key", key)
     assert shown.exit_code == 0, shown.output
@@ -83,3 +83,30 @@ def test_history_of_an_unreachable_broker_fails_with_one_line(tmp_path: Path) ->
     result = mtor("history", "--broker", "ws://127.0.0.1:9", "--key", key)
     assert result.exit_code == 3
     assert result.stderr.startswith("mtor: cannot reach the broker") and "[unreachable]" in result.stderr
+
+
+def test_history_fits_80_columns_and_show_takes_the_short_guid(realm: ThreadRealm, tmp_path: Path) -> None:
+    """What a person reads at 80 columns: short guid, local time, the prompt cut, the cost in $9000."""
+    import datetime as dt
+
+    key, _ = key_file(tmp_path, "narrow")
+    home_key = Path(tmp_path / "mtor-home" / "config" / "key.json")
+    home_key.parent.mkdir(parents=True, exist_ok=True)
+    home_key.write_text(Path(key).read_text())
+    long_prompt = "a rather long question about the history of the realm " * 3
+    assert mtor("ask", "--broker", realm.url, "--intent", "echo", long_prompt).exit_code == 0
+    row = json.loads(mtor("history", "-b", realm.url, "--key", key, "--json").stdout)["history"][0]
+    assert row["cost"] == "0" and row["cost_9000"] == "0"  # base units as a string, beside the decimal
+
+    table = CliRunner().invoke(app, ["history", "-b", realm.url, "--key", key], env={"COLUMNS": "80"})
+    assert table.exit_code == 0, table.output
+    lines = table.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines), table.stdout
+    line = next(line for line in lines if row["guid"][:8] in line)
+    assert dt.datetime.fromtimestamp(row["time"]).strftime("%H:%M:%S") in line  # local time, not UTC
+    assert "a rather long question" in line and "…" in line and "done" in line
+    assert row["guid"] not in table.stdout  # the short form only
+
+    shown = mtor("history", "show", row["guid"][:8], "-b", realm.url, "--key", key)
+    assert shown.exit_code == 0, shown.output
+    assert shown.stdout == long_prompt.strip() + "\n"

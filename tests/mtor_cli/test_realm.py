@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.realm import mtor_command, process_env
+from tests.support.realm import mtor_command, process_env, stop_process, wait_until
 
 
 @pytest.fixture
@@ -65,6 +65,27 @@ def test_ask_starts_the_embedded_realm_then_reuses_it(realm_env: dict[str, str])
     assert "starting" not in again.stderr
     assert json.loads(again.stdout)["text"] + "\n" == first_out
 
+    # "Say hello" matches the tts rule; this realm serves only chat, which answers it.
+    hello = run(realm_env, "ask", "--json", "--explain", "--temperature", "0", "--max-tokens", "8", "Say hello")
+    assert hello.returncode == 0, hello.stderr
+    assert json.loads(hello.stdout)["intent"] == "chat" and json.loads(hello.stdout)["text"]
+    assert "no worker serves tts in this realm, so chat answers instead" in hello.stderr
+    assert "chat <- no worker serves tts in this realm; recognised: tts <- rule:tts:verb" in hello.stderr
+
+    # `mtor worker serve` without --broker joins this realm, as the no_worker hint says.
+    worker = subprocess.Popen(
+        mtor_command("worker", "serve", "--intent", "echo", "--name", "joined"),
+        env=realm_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_until(
+            lambda: any(w.get("name") == "joined" for w in json.loads(run(realm_env, "realm", "status", "--json").stdout)["workers"]),
+            60,
+            "the worker to join the embedded realm",
+        )
+    finally:
+        stop_process(worker)  # type: ignore[arg-type]
+
     # `realm start` on a running realm changes nothing and says where it is.
     noop = run(realm_env, "realm", "start", "--json")
     assert noop.returncode == 0, noop.stderr
@@ -75,6 +96,13 @@ def test_ask_starts_the_embedded_realm_then_reuses_it(realm_env: dict[str, str])
     assert "stopped" in stopped.stderr
     assert not _alive(info["pid"])
     assert run(realm_env, "realm", "status").returncode == 3
+
+    # Started again, it listens where it did before: workers and dashboards find it.
+    restarted = run(realm_env, "realm", "start", "--json")
+    assert restarted.returncode == 0, restarted.stderr
+    assert json.loads(restarted.stdout)["url"] == info["url"]
+    logs = run(realm_env, "realm", "logs", "-n", "5")
+    assert logs.returncode == 0 and "chat worker serving" in run(realm_env, "realm", "logs", "-n", "1000").stdout
 
 
 def test_realm_that_cannot_load_its_model_fails_clearly(realm_env: dict[str, str], tmp_path: Path) -> None:

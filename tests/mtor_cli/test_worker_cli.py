@@ -32,7 +32,7 @@ def mtor(*args: str):
 @pytest.mark.parametrize(
     ("args", "says"),
     [
-        (["worker", "serve"], "no broker given"),
+        (["worker", "serve", "-b", "ftp://realm"], "ws://"),
         (["worker", "serve", "-b", "ws://127.0.0.1:1", "-m", "a", "-m", "b", "-i", "chat"], "2 --model for 1 --intent"),
         (["worker", "serve", "-b", "ws://127.0.0.1:1", "-i", "echo", "-i", "echo"], "given twice"),
         (["worker", "serve", "-b", "ws://127.0.0.1:1", "-i", "teleport"], "available intents"),

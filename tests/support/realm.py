@@ -101,11 +101,17 @@ def wait_workers(url: str, count: int, intent: str | None = None, timeout: float
 class ThreadRealm:
     """A BrokerServer, and Workers added later, on one event loop in a daemon thread."""
 
-    def __init__(self, db_path: Path, billing: Any = None, **config: Any) -> None:
+    def __init__(
+        self, db_path: Path, billing: Any = None, money: Any = None, recogniser: Any = None, **config: Any
+    ) -> None:
+        """``money`` makes the ledger's money desk, ``recogniser`` places queries no rule routes
+        (BrokerServer's other arguments)."""
         from broker import BrokerConfig
 
         self.config = BrokerConfig(host="127.0.0.1", port=0, db_path=Path(db_path), **config)
         self.billing = billing
+        self.money = money
+        self.recogniser = recogniser
         self.server: Any = None
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="test-realm", daemon=True)
@@ -124,7 +130,7 @@ class ThreadRealm:
         from broker import BrokerServer
 
         self._thread.start()
-        self.server = BrokerServer(self.config, self.billing)
+        self.server = BrokerServer(self.config, self.billing, self.money, self.recogniser)
         self.call(self.server.start())
         return self
 
@@ -180,7 +186,7 @@ class ThreadRealm:
         port = self.server.port
         self.call(self.server.stop())
         self.config.port = port
-        self.server = BrokerServer(self.config, self.billing)
+        self.server = BrokerServer(self.config, self.billing, self.money, self.recogniser)
         self.call(self.server.start())
 
     def stop(self) -> None:

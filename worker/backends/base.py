@@ -177,6 +177,12 @@ class Backend(ABC):
         """The name the worker registers and reports for this backend's model."""
         return self.model or "default"
 
+    @property
+    def slots(self) -> int:
+        """How many jobs this backend runs well at once: what it can batch.
+        A worker's default slots come from it; one that takes a lock per job says 1."""
+        return 1
+
     def load(self) -> None:
         """Load weights (blocking; the worker runs it in a thread at start)."""
 

@@ -93,6 +93,10 @@ class ChatBackend(Backend):
         self.max_context = FALLBACK_CONTEXT
 
     @property
+    def slots(self) -> int:
+        return self.max_batch  # concurrent chats share one forward pass per step
+
+    @property
     def model_name(self) -> str:
         if self.model is None:
             from worker.models import DEFAULT_CHAT_MODEL_NAME

@@ -16,6 +16,7 @@ from worker.backends.base import Backend, Emitter
 from worker.backends.params import Param, Params
 
 MAX_DELAY_S = 5.0
+ECHO_SLOTS = 32
 
 
 class EchoBackend(Backend):
@@ -26,6 +27,12 @@ class EchoBackend(Backend):
         "echo",
         Param("delay_s", (float,), "seconds to wait before each word", default=0.0, low=0.0, high=MAX_DELAY_S),
     )
+
+    @property
+    def slots(self) -> int:
+        # No model: as many as the default chat backend batches, so the bus is
+        # loaded the way a real chat worker loads it.
+        return ECHO_SLOTS
 
     @property
     def model_name(self) -> str:

@@ -26,6 +26,7 @@ from worker.media import MAX_ATTACHMENT_BYTES, load_image
 
 MAX_PROMPT_CHARS = 32_000
 DEFAULT_TIMEOUT_S = 600.0
+UPSTREAM_SLOTS = 4
 
 
 class UpstreamError(RuntimeError):
@@ -72,6 +73,11 @@ class UpstreamChatBackend(Backend):
         self.base_url = str(upstream).rstrip("/")
         self.api_key: str | None = options.get("api_key")
         self.timeout_s = float(options.get("timeout_s", DEFAULT_TIMEOUT_S))
+
+    @property
+    def slots(self) -> int:
+        # What the upstream batches is unknown here; Ollama's default parallelism.
+        return UPSTREAM_SLOTS
 
     @property
     def model_name(self) -> str:

@@ -8,7 +8,7 @@ import io
 from rich.console import RenderableType
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import VerticalScroll
+from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Static
 
 from broker.protocol import Accepted, Error, Progress, Result, Token
@@ -16,23 +16,32 @@ from broker.protocol import Accepted, Error, Progress, Result, Token
 from .. import format as fmt
 
 
-class ResultPane(VerticalScroll):
-    """Shows one answer at a time; a new prompt replaces the previous answer."""
+class ResultPane(Vertical):
+    """Shows one answer at a time; a new prompt replaces the previous answer.
+
+    The question and the answer's state stay on the pane's first two lines;
+    only the answer's text (or image) below them scrolls.
+    """
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self._chunks: list[str] = []
         self.guid: str | None = None
         self.text = ""
+        self._question = ""
 
     def compose(self) -> ComposeResult:
-        yield Static(Text("Type a prompt below and press Enter.", style="dim"), id="answer-meta")
-        yield Static("", id="answer-text")
-        yield Static("", id="answer-image")
+        yield Static(Text("Type a prompt below and press Enter.", style="dim"), id="answer-question")
+        yield Static("", id="answer-meta")
+        with VerticalScroll(id="answer-body"):
+            yield Static("", id="answer-text")
+            yield Static("", id="answer-image")
 
     def on_mount(self) -> None:
         # Held by reference: an answer may still stream while the app tears its screen down.
+        self._answer_question = self.query_one("#answer-question", Static)
         self._answer_meta = self.query_one("#answer-meta", Static)
+        self._body = self.query_one("#answer-body", VerticalScroll)
         self._answer_text = self.query_one("#answer-text", Static)
         self._answer_image = self.query_one("#answer-image", Static)
 
@@ -40,7 +49,10 @@ class ResultPane(VerticalScroll):
         self.guid = guid
         self._chunks = []
         self.text = ""
-        self._meta(Text.assemble(("» ", "bold"), (prompt, "italic"), ("  sending…", "dim")))
+        self._question = prompt
+        question = Text.assemble(("» ", "bold"), (prompt, "italic"), no_wrap=True, overflow="ellipsis")
+        self._answer_question.update(question)
+        self._meta(Text("sending…", style="dim"))
         self._answer_text.update("")
         self._answer_image.update("")
 
@@ -49,11 +61,16 @@ class ResultPane(VerticalScroll):
             where = f"queue position {event.position}" if event.position else "dispatching"
             held = f" · held {fmt.tokens(event.price_held)}" if event.price_held else ""
             self._meta(Text(f"{event.intent} · accepted · {where}{held}", style="cyan"))
+            if event.routing is not None and event.routing.note:
+                # e.g. chat answering "say hello" where no tts worker is: said above the answer.
+                why = (f"  ({event.routing.note})", "dim")
+                line = Text.assemble(("» ", "bold"), (self._question, "italic"), why, no_wrap=True, overflow="ellipsis")
+                self._answer_question.update(line)
         elif isinstance(event, Token):
             self._chunks.append(event.text)
             self.text = "".join(self._chunks)
             self._answer_text.update(Text(self.text))
-            self.scroll_end(animate=False)
+            self._body.scroll_end(animate=False)
         elif isinstance(event, Progress):
             note = f" {event.message}" if event.message else ""
             self._meta(Text(f"working · step {event.step}/{event.total}{note}", style="cyan"))
@@ -65,13 +82,17 @@ class ResultPane(VerticalScroll):
             self.failed(event.code, event.message, event.hint)
 
     def failed(self, code: str, message: str, hint: str = "") -> None:
-        text = Text(f"✗ {message} [{code}]", style="bold red")
+        """The error on the state line, its hint in full below it (it may be long)."""
+        self._meta(Text(f"✗ {message} [{code}]", style="bold red", no_wrap=True, overflow="ellipsis"))
+        detail = Text(f"{self.text}\n\n" if self.text else "")  # what streamed before it failed stays
+        detail.append(f"{message} [{code}]", style="red")
         if hint:
-            text.append(f"\nhint: {hint}", style="red")
-        self._meta(text)
+            detail.append(f"\nhint: {hint}", style="red")
+        self._answer_text.update(detail)
 
     def listening(self, source: str) -> None:
         self.guid = None
+        self._answer_question.update(Text("» (speaking)", style="italic"))
         self._meta(Text(f"listening to {source}… speak, then pause", style="cyan"))
         self._answer_text.update("")
         self._answer_image.update("")

@@ -40,7 +40,7 @@ async def test_keys_move_between_panes():
         await pilot.press("i")
         assert app.focused is app.query_one("#intents")
         await pilot.press("r")
-        assert app.focused is app.query_one("#result")
+        assert app.focused is app.query_one("#answer-body")
         await pilot.press("w")
         assert app.focused is app.query_one("#workers")
         # Table repaints are coalesced, so the pushed workers show a beat after the feed drains.

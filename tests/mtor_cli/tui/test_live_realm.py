@@ -43,6 +43,11 @@ def dashboard(url: str, **options: object) -> MtorApp:
     return MtorApp(feed, intent="echo", repaint_interval=0.05, **options)  # type: ignore[arg-type]
 
 
+def answer(text: str, question: str) -> str:
+    """What the screen shows below the answer pane's question line."""
+    return text.split(question, 1)[-1]
+
+
 def worker_row(text: str, name: str) -> str | None:
     return next((line for line in text.splitlines() if f"│ {name} " in line), None)
 
@@ -56,12 +61,16 @@ async def test_prompt_streams_the_answer(realm):
         for key in "neon mountains under a purple sky":
             await pilot.press("space" if key == " " else key)
         await pilot.press("enter")
+        question = "» neon mountains under a purple sky"
+        # The pane shows the question on its first line; the answer streams below it.
         partial = await wait_for_screen(
-            pilot, lambda t: "neon mountains" in t and "purple sky" not in t, "the first streamed words"
+            pilot,
+            lambda t: question in t and "neon mountains" in answer(t, question) and "purple sky" not in answer(t, question),
+            "the first streamed words",
         )
         assert "done" not in partial
         final = await wait_for_screen(pilot, lambda t: "echo · done" in t, "the finished answer")
-        assert "neon mountains under a purple sky" in final
+        assert "neon mountains under a purple sky" in answer(final, question)
         # The answer names the worker that served it (read from the pane's
         # meta line itself: on screen it wraps where the timings make it long).
         worker_id = realm.wait_workers(1)[0]["id"]

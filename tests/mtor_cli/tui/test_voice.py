@@ -52,3 +52,14 @@ async def test_nothing_to_hear_is_a_clear_error(tmp_path):
             await pilot.press("ctrl+o")
             text = await wait_for_screen(pilot, lambda t: "[no_speech]" in t, "the no-speech error", 60)
             assert "hint: press Ctrl+O and speak" in text
+
+
+async def test_no_microphone_gives_a_hint_that_works_inside_the_dashboard(tmp_path):
+    """The command line's "pass --audio FILE" cannot be typed into a running TUI:
+    the hint says to restart it with a recording."""
+    with ThreadRealm(tmp_path / "journal.db") as realm:
+        app = MtorApp(BrokerFeed(realm.url, Account.create()), voice=VoiceInput([]))
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("ctrl+o")
+            text = await wait_for_screen(pilot, lambda t: "[no_device]" in t, "the no-microphone error", 60)
+    assert "quit (Ctrl+Q) and start `mtor tui --audio request.wav`" in " ".join(text.split()).replace("│ ", "")

@@ -113,20 +113,13 @@ def test_other_prototypes_replace_the_defaults(embedder: MiniLMEmbedder, tmp_pat
     assert (got.intent, got.source) == ("weather", "prototype:weather")
 
 
-def test_the_explain_line_for_ask() -> None:
-    from mtor_cli.intent import explain_choice
+def test_routing_explains_a_fallback_truthfully(recogniser: Recogniser) -> None:
+    """A realm serving chat and tts: a paraphrase placed by the embedding stage
+    on an intent nobody serves goes to chat, and --explain says both."""
+    from broker.routing import decide
 
-    assert explain_choice("Computer, imagine a neon mountain") == "imagine <- rule:imagine:verb (score 1.00)"
-    assert explain_choice("draw a cat", (), "chat", forced=True) == (
-        "chat <- --intent (recognition alone: imagine <- rule:imagine:verb (score 1.00))"
-    )
-    assert explain_choice("draw a cat", (), "imagine") == "imagine <- rule:imagine:verb (score 1.00)"
-
-
-def test_the_explain_line_when_only_chat_is_served(recogniser: Recogniser, monkeypatch: pytest.MonkeyPatch) -> None:
-    from mtor_cli.intent import explain_choice
-    from mtor_cli.intent import recogniser as module
-
-    monkeypatch.setattr(module, "_default", recogniser)
-    line = explain_choice("could I get a poster for a jazz night", (), "chat")
-    assert line.startswith("chat <- the only intent served here (recognition alone: imagine <- prototype:imagine")
+    routing = decide("could I get a poster for a jazz night", (), {"chat", "tts"}, recogniser)
+    assert (routing.intent, routing.recognised) == ("chat", "imagine")
+    line = routing.explain()
+    assert line.startswith("chat <- no worker serves imagine in this realm; recognised: imagine <- prototype:imagine")
+    assert "nearest prototype" in line

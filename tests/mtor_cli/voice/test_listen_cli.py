@@ -91,3 +91,41 @@ def test_realm_transcription_without_a_speech_worker_is_reported(realm: ThreadRe
     events = [json.loads(line) for line in done.stdout.splitlines()]
     assert [e["event"] for e in events] == ["failed", "ended"]
     assert events[0]["code"] == "no_worker" and events[0]["hint"]
+
+
+def test_a_request_no_rule_decides_is_routed_by_the_realm_without_a_local_intent_model(
+    tmp_path: Path,
+) -> None:
+    """No sentence-transformers on this machine: `listen` still answers a plain question,
+    sent without an intent; the realm (chat only here) routes it and says why."""
+    import sys
+
+    from worker import Device
+
+    class EchoChat(EchoBackend):
+        intent = "chat"
+
+    request = wav_file(tmp_path / "capital.wav", "Computer, what is the capital of France?")
+    code = (
+        "import sys\n"
+        "from importlib.abc import MetaPathFinder\n"
+        "class Missing(MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'sentence_transformers':\n"
+        "            raise ModuleNotFoundError(name, name=name)\n"
+        "sys.meta_path.insert(0, Missing())\n"
+        "sys.argv = ['mtor', *sys.argv[1:]]\n"
+        "from mtor_cli.app import main\n"
+        "main()\n"
+    )
+    with ThreadRealm(tmp_path / "journal.db") as chat_realm:
+        chat_realm.add_worker([EchoChat(None, Device())])
+        chat_realm.wait_workers(1)
+        done = subprocess.run(
+            [sys.executable, "-c", code, "listen", "--broker", chat_realm.url, "--audio", str(request), "--explain"],
+            env=process_env(tmp_path / "home"), capture_output=True, text=True, timeout=240,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "capital of france" in done.stdout.lower()
+    assert "-> the realm routes: what is the capital of france" in done.stderr.lower()
+    assert "chat <- the realm serves only chat" in done.stderr
