@@ -11,7 +11,10 @@ with the CLI's own defaults:
   two echo workers: it forwards frames by guid and does nothing else.
 * mtor:   `mtor broker serve` (free: journal, SafeQueue, limits, signed logins,
   health, metrics) between clients and two `mtor worker serve --intent echo`.
-* paid:   `mtor broker serve --paid` (the ledger on its embedded chain), same workers.
+* paid:   `mtor broker serve --paid` (the ledger on its embedded chain, settlement
+  in its own upkeep process), same workers; each of its users signs one
+  cumulative spending authorisation of its welcome grant (a budget, as a
+  client may) and sends it with every query.
 
 Workers are `mtor worker serve --intent echo` with no --slots: what the echo
 backend can batch (as many as the default chat backend). Requests are the
@@ -19,13 +22,14 @@ prompt "ping" from 8 users. It prints, beside the relay from the same run:
 
 1. the round trip at 1 request in flight (median, p99) and mtor's overhead over direct;
 2. intents/s at 128 in flight for relay, mtor and paid, and each hub's CPU
-   microseconds per intent (from /proc), in windows that alternate between hubs;
+   microseconds per intent (from /proc), in windows that alternate between hubs,
+   and the paid realm's upkeep process's CPU per intent (off the broker);
 3. the broker's CPU per signed login (fresh keys, one after another);
 4. the time for --clients clients to connect and log in at once (from 2
    processes and 40 loopback addresses: the broker caps logins under way per
    address), and the broker's CPU for it;
 
-then the goals of issue 13, each met or missed.
+then the goals of issues 13 and 14, each met or missed.
 """
 
 from __future__ import annotations
@@ -43,9 +47,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
+# bench/ledger.py must not shadow the `ledger` package (the paid users sign with it)
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
@@ -243,6 +250,64 @@ class ViaHub(Route):
     async def _read(self, ws: Any) -> None:
         async for frame in ws:
             self.on_frame(frame.data)
+
+
+class PaidHub(ViaHub):
+    """Users of a paid broker: each signs one cumulative authorisation of its whole
+    welcome grant (a budget), which the realm checks once, and sends it with every query."""
+
+    BUDGET_9000 = 100  # a dev realm's welcome grant pays 10,000 echo queries
+
+    def __init__(self, name: str, url: str) -> None:
+        super().__init__(name, url, signed=True)
+        self._auth: list[dict[str, Any]] = []
+
+    async def connect(self, session: Any, users: int) -> None:
+        from eth_account import Account
+
+        from ledger.authorisation import Terms, sign
+        from ledger.units import ONE
+
+        chain = await _realm_chain(session, self.url.replace("ws://", "http://"))
+        domain = Terms(int(chain["chain_id"]), chain["ledger"])
+        for _ in range(users):
+            account = Account.create()
+            ws = await session.ws_connect(self.url + "/ws/client")
+            challenge = orjson.loads((await ws.receive()).data)
+            await ws.send_str(signed_hello(account, challenge["nonce"]))
+            assert orjson.loads((await ws.receive()).data)["type"] == "welcome"
+            budget = self.BUDGET_9000 * ONE
+            self._auth.append({"total": budget, "signature": sign(account.key, domain, account.address, budget)})
+            self.sends.append(ws.send_str)
+            self._readers.append(asyncio.create_task(self._read(ws)))
+
+    async def request(self) -> None:
+        guid = uuid.uuid4().hex
+        fut = asyncio.get_running_loop().create_future()
+        self.waiting[guid] = fut
+        self._turn = (self._turn + 1) % len(self.sends)
+        frame = {"type": "submit_query", "guid": guid, "intent": "echo", "prompt": "ping", "authorisation": self._auth[self._turn]}
+        await self.sends[self._turn](msgspec.json.encode(frame).decode())  # amounts past 64 bits: orjson refuses them
+        await fut
+
+
+async def _realm_chain(session: Any, http_url: str, timeout: float = 180) -> dict[str, Any]:
+    """The paid realm's chain from ``/v1/realm`` (the embedded chain is deployed on first use)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        async with session.get(http_url + "/v1/realm") as resp:
+            if resp.status == 200:
+                chain = (await resp.json())["chain"]
+                if chain:
+                    return dict(chain)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{http_url}: the paid realm's ledger never deployed")
+        await asyncio.sleep(0.2)
+
+
+async def _get_json(session: Any, url: str) -> Any:
+    async with session.get(url) as resp:
+        return await resp.json()
 
 
 async def latency_batch(path: Route, n: int, into: list[float]) -> None:
@@ -450,8 +515,9 @@ async def measure(quick: bool, paid: bool, clients: int) -> int:
             progress("workers registered")
             routes: dict[str, ViaHub] = {}
             for name, (_, url) in hubs.items():
-                routes[name] = ViaHub(name, url, signed=name != "relay")
+                routes[name] = PaidHub(name, url) if name == "paid" else ViaHub(name, url, signed=name != "relay")
                 await routes[name].connect(session, USERS)
+            paid_status = f"{hubs['paid'][1].replace('ws://', 'http://')}/v1/ledger/status" if paid else ""
             progress("clients connected; measuring round trips")
             paths: list[Route] = [direct, routes["relay"], routes["mtor"]]
             for path in paths:  # warm up every path
@@ -466,11 +532,19 @@ async def measure(quick: bool, paid: bool, clients: int) -> int:
             cpu: dict[str, list[float]] = {name: [] for name in routes}
             for name, route in routes.items():  # warm up (the paid one grants its users' welcome $9000)
                 await throughput(route, IN_FLIGHT, 1.0, hubs[name][0].pid)
+            upkeep_pid = int((await _get_json(session, paid_status))["process_pid"]) if paid else 0
+            upkeep_cpu0, paid_done = (cpu_seconds(upkeep_pid) if paid else 0.0), 0
             for _ in range(tp_rounds):
                 for name, route in routes.items():
                     rate, cpu_us = await throughput(route, IN_FLIGHT, window_s, hubs[name][0].pid)
                     rates[name].append(rate)
                     cpu[name].append(cpu_us)
+                    if name == "paid":
+                        paid_done += int(rate * window_s)
+            upkeep: dict[str, Any] = {}
+            if paid:
+                upkeep = await _get_json(session, paid_status)
+                upkeep["us_per_intent"] = (cpu_seconds(upkeep_pid) - upkeep_cpu0) / max(1, paid_done) * 1e6
 
             progress(f"measuring {logins} logins")
             mtor_proc, mtor_url = hubs["mtor"]
@@ -493,13 +567,13 @@ async def measure(quick: bool, paid: bool, clients: int) -> int:
         lat,
         {k: statistics.median(v) for k, v in rates.items()},
         {k: statistics.median(v) for k, v in cpu.items()},
-        login_ms, clients, crowd_s, crowd_cpu, refused,
+        login_ms, clients, crowd_s, crowd_cpu, refused, upkeep,
     )
 
 
 def report(
     lat: dict[str, list[float]], rates: dict[str, float], cpu: dict[str, float],
-    login_ms: float, clients: int, crowd_s: float, crowd_cpu: float, refused: int,
+    login_ms: float, clients: int, crowd_s: float, crowd_cpu: float, refused: int, upkeep: dict[str, Any],
 ) -> int:
     med = {k: statistics.median(v) for k, v in lat.items()}
     p99 = {k: pct(v, 0.99) for k, v in lat.items()}
@@ -515,6 +589,11 @@ def report(
     for name in rates:
         print(f"  {name:6} {rates[name]:10.0f} {rates[name] / rates['relay']:9.2f} {cpu[name]:18.1f}")
     free_share = rates["mtor"] / rates["relay"]
+    if upkeep:
+        print(f"  paid: the ledger adds {cpu['paid'] - cpu['mtor']:.0f} us of broker CPU per intent; its upkeep "
+              f"process used {upkeep['us_per_intent']:.0f} us per intent (settlement off the broker): "
+              f"{upkeep.get('settled_epochs')} epochs settled, {upkeep.get('unsettled_receipts')} receipts waiting, "
+              f"upkeep {upkeep.get('state')}")
     print(f"\nlogin: {login_ms:.2f} ms of broker CPU per signed login")
     print(f"{clients} clients at once: all logged in after {crowd_s:.2f} s "
           f"(broker CPU {crowd_cpu:.2f} s, {crowd_cpu / clients * 1000:.2f} ms each; {refused} upgrades answered 503 busy)")
@@ -533,7 +612,7 @@ def report(
             (f"paid throughput {paid_share:.2f} of free >= {GOALS['paid_share']} (issue 14's)",
              paid_share >= GOALS["paid_share"])
         )
-    print("\ngoals (issue 13)")
+    print("\ngoals (issues 13 and 14)")
     for text, ok in checks:
         print(f"  [{'ok' if ok else 'MISSED'}] {text}")
     return 0 if all(ok for _, ok in checks) else 1

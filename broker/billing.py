@@ -3,12 +3,15 @@
 ``ledger.RealmBilling`` implements :class:`Billing`; a realm started with
 ``billing=None`` is free (every cost is 0). Calls are synchronous and run on
 the broker's event loop, so implementations must be quick (local SQLite).
-Amounts are integers in base units of $9000 (18 decimals).
+What a realm's users ask of its ledger over HTTP (wallets, proofs, the chain)
+is the money desk's, on a thread of its own (broker/money_rest.py). Amounts are integers in base units of $9000 (18 decimals).
 """
 
 from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
+
+from broker.protocol import Authorisation, MtorError
 
 
 class InsufficientFunds(Exception):
@@ -24,8 +27,9 @@ class Billing(Protocol):
         """The amount to hold for this intent (the most it can cost)."""
         ...
 
-    def hold(self, user: str, guid: str, amount: int) -> None:
-        """Reserve ``amount`` of the user's balance; raises InsufficientFunds."""
+    def hold(self, user: str, guid: str, amount: int, authorisation: Authorisation | None) -> None:
+        """Reserve ``amount`` of the user's balance, covered by the user's signed
+        ``authorisation``; raises InsufficientFunds or PaymentRefused."""
         ...
 
     def capture(self, guid: str, worker: str, intent: str, usage: dict[str, int]) -> int:
@@ -41,7 +45,7 @@ class Billing(Protocol):
         ...
 
     def earnings(self, workers: list[str]) -> dict[str, int]:
-        """What each worker (by address) has earned and not withdrawn; one call
+        """What each worker (by address) has earned and not claimed; one call
         for a whole `workers` push, which may list a thousand workers."""
         ...
 
@@ -50,3 +54,19 @@ class Billing(Protocol):
         event-loop pass, before any frame of that pass goes out, so a client
         never sees `accepted` or `result` for money the ledger could forget."""
         ...
+
+    def terms(self, user: str) -> dict[str, Any] | None:
+        """What ``user`` signs authorisations for (``chain_id``, ``contract``,
+        ``committed``): sent in its Welcome. None while the ledger has no contract."""
+        ...
+
+    def status(self) -> dict[str, Any]:
+        """The ledger's background upkeep: state, failures, what waits for settlement
+        (``/v1/stats``, ``/metrics``, `mtor broker status`)."""
+        ...
+
+
+class PaymentRefused(MtorError):
+    """The ledger will not charge for this query: no spending authorisation that covers it
+    (``bad_authorisation``), or the payer is leaving (``exit_pending``). ``detail`` says what
+    would be accepted."""

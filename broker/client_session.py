@@ -12,6 +12,7 @@ from broker.protocol import (
     Cancel,
     Error,
     Hello,
+    LedgerTerms,
     MtorError,
     Ping,
     Pong,
@@ -89,7 +90,9 @@ async def _handle(parts: Parts, peer: Peer, msg: object) -> tuple[int, bytes] | 
             peer.send(refusal)
             return BANNED_CLOSE, b"banned"
         peer.address = address
-        peer.send(Welcome(address=address, realm=parts.config.realm))
+        terms = parts.billing.terms(address) if parts.billing is not None else None
+        ledger = LedgerTerms(**terms) if terms is not None else None
+        peer.send(Welcome(address=address, realm=parts.config.realm, ledger=ledger))
         parts.subs.changed("stats")
         return None
     if not peer.authenticated:

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from broker.intents import OWNER_ONLY_INTENTS
+
 MiB = 1024 * 1024
 
 
@@ -68,6 +70,9 @@ class BrokerConfig:
     max_unauthenticated: int = 2048  # at once, in all (at most a quarter of the open-file limit)
     max_unauthenticated_per_ip: int = 64  # at once, from one address
     max_login_frame_bytes: int = 64 * 1024  # a frame before login (hello/register are small)
+    # Served only by a worker registered by the asker's own address, whatever the
+    # worker declares (a capability may also declare itself owner_only).
+    owner_only_intents: frozenset[str] = OWNER_ONLY_INTENTS
 
     def __post_init__(self) -> None:
         positive = {

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from broker import journal as J
-from broker.billing import Billing, InsufficientFunds
+from broker.billing import Billing, InsufficientFunds, PaymentRefused
 from broker.config import BrokerConfig
 from broker.deadlines import Deadlines
 from broker.intake import Rejected, check_guid, check_limits, normalise
@@ -26,6 +26,7 @@ from broker.jobs import Ending, Job
 from broker.outbox import Outbox
 from broker.peer import Peer, Recipient
 from broker.protocol import (
+    REQUEST_ERROR_CODES,
     Accepted,
     Cancel,
     Error,
@@ -52,9 +53,6 @@ _query_decoder = msgspec.json.Decoder(SubmitQuery)
 _result_decoder = msgspec.json.Decoder(Result)
 _error_decoder = msgspec.json.Decoder(Error)
 
-
-# Worker failure codes that describe the request, passed to the client as they are.
-_REQUEST_ERRORS = frozenset({"bad_params", "bad_attachment", "prompt_too_long"})
 
 class Dispatcher:
     def __init__(
@@ -139,10 +137,12 @@ class Dispatcher:
             return
         if self._billing is not None:
             try:
-                self._billing.hold(user, query.guid, price)
+                self._billing.hold(user, query.guid, price, query.authorisation)
             except Exception as exc:
                 # No hold, no intent: nothing may run (or be restored) unpaid.
                 await self._journal.discard(query.guid)
+                if isinstance(exc, PaymentRefused):
+                    raise Rejected(exc.code, exc.message, exc.hint, **exc.detail) from None
                 if not isinstance(exc, InsufficientFunds):
                     raise
                 raise Rejected(
@@ -187,8 +187,20 @@ class Dispatcher:
     def _admit(self, user: str, intent: str, query: SubmitQuery) -> int:
         """Every check a new intent must pass before it is journaled; returns its price."""
         check_limits(query, self._cfg, self._served)
-        if not self.registry.can_serve(intent, query.model) and not self._others.can_serve(intent, query.model):
+        if not self.registry.can_serve(intent, query.model, user) and not self._others.can_serve(
+            intent, query.model, user
+        ):
             what = f"intent {intent!r}" + (f" with model {query.model!r}" if query.model else "")
+            if self.registry.owner_only(intent):
+                # It acts on the asker's own accounts: only their own worker may serve it.
+                raise Rejected(
+                    "no_worker",
+                    f"no worker of yours serves {what}",
+                    f"{intent} runs only on a worker registered with your own key: "
+                    f"`mtor worker serve --intent {intent}` on your machine, or the embedded realm",
+                    intent=intent,
+                    owner_only=True,
+                )
             raise Rejected(
                 "no_worker",
                 f"no connected worker serves {what}",
@@ -430,6 +442,7 @@ class Dispatcher:
             usage=res.usage,
             finish_reason=res.finish_reason,
             cost=cost,
+            data=res.data,
         )
         data = encode(result)
         self._journal.finish(job.guid, J.DONE, data)
@@ -456,14 +469,14 @@ class Dispatcher:
             self._retry(job, "worker_failed", f"worker {worker.id} failed: {failed.message}")
         else:
             # The request itself is bad: no other worker would do better. A
-            # bad-input code the worker found (bad_params, bad_attachment...)
-            # is the client's stable code too; anything else is worker_failed.
-            code = failed.code if failed.code in _REQUEST_ERRORS else "worker_failed"
+            # code the worker found (bad_params, upstream_unavailable...) is
+            # the client's stable code too; anything else is worker_failed.
+            code = failed.code if failed.code in REQUEST_ERROR_CODES else "worker_failed"
             self._finish_error(
                 job,
                 code,
                 failed.message,
-                "the worker rejected the request; check the prompt and parameters",
+                failed.hint or "the worker rejected the request; check the prompt and parameters",
                 J.FAILED,
                 worker_code=failed.code,
             )

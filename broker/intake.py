@@ -28,13 +28,24 @@ def check_guid(guid: str) -> None:
 
 
 def normalise(query: SubmitQuery) -> SubmitQuery:
-    """Resolve the intent (the router's rules, then attachments, then "chat")
-    and strip the wake word from the prompt when the broker chose the intent."""
-    if query.intent is not None:
+    """Resolve the intent (the router's rules, then attachments, then "chat"),
+    strip the wake word from the prompt when the broker chose the intent, and
+    apply the asker's settings for that intent."""
+    if query.intent is None:
+        kinds = tuple(a.kind for a in query.attachments)
+        routed = route(query.prompt, kinds)
+        query = msgspec.structs.replace(query, intent=routed.intent or "chat", prompt=routed.prompt)
+    return with_settings(query)
+
+
+def with_settings(query: SubmitQuery) -> SubmitQuery:
+    """The asker's settings for the query's intent become params (the request's
+    own params win); the other intents' settings are dropped here, so no worker
+    and no journal sees them (weather gets the home location, chat never does)."""
+    if not query.settings:
         return query
-    kinds = tuple(a.kind for a in query.attachments)
-    routed = route(query.prompt, kinds)
-    return msgspec.structs.replace(query, intent=routed.intent or "chat", prompt=routed.prompt)
+    own = query.settings.get(query.intent or "chat", {})
+    return msgspec.structs.replace(query, params={**own, **query.params}, settings={})
 
 
 def check_limits(query: SubmitQuery, config: BrokerConfig, served: Callable[[], set[str]]) -> None:

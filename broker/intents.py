@@ -7,7 +7,8 @@ in one place. Pure regex: no model, no I/O.
 
 Rules aim for precision, not recall: a phrasing a rule misses still reaches
 the embedding stage on the client, while a rule that fires wrongly can never
-be overruled.
+be overruled. Weather and email rules keep the whole request as the prompt:
+those workers read the place, the day or the recipient from it themselves.
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-INTENTS = ("chat", "vision", "imagine", "speech", "tts")
+INTENTS = ("chat", "vision", "imagine", "speech", "tts", "embed", "weather", "email")
+# Intents that act on the asker's own accounts: served only by a worker
+# registered by the asker's address (BrokerConfig.owner_only_intents).
+OWNER_ONLY_INTENTS = frozenset({"email"})
 
 _WAKE = re.compile(r"^\s*(?:hey\s+|ok(?:ay)?\s+)?computer\b[\s,.:;!?-]*", re.IGNORECASE)
 
@@ -32,9 +36,47 @@ _STYLE = r"(?:oil|pencil|charcoal|ink|digital|cartoon|pixel|photorealistic|reali
 _LOOK = r"(?:picture|image|photo|photograph|pic|screenshot|scan)"
 _SOUND = r"(?:recording|audio|clip|voice\s+memo|voice\s+message|voicemail|sound\s+file|audio\s+file|podcast|tape)"
 
+_MAIL = r"(?:e-?mails?|mail|inbox|messages)"
+_CONDITION = r"(?:rain|snow|hail|storm|freeze|be\s+(?:sunny|windy|rainy|snowy|cloudy|stormy|foggy|cold|hot|warm|chilly))"
+
 # (intent, rule name, pattern); the first match wins. A named group `prompt` is the part
-# of the text the model should see ("imagine a neon mountain" -> "a neon mountain").
+# of the text the model should see ("imagine a neon mountain" -> "a neon mountain");
+# `asked` keeps the whole request, for workers that read it themselves (weather, email).
 _RULES: tuple[tuple[str, str, re.Pattern[str]], ...] = (
+    (
+        "weather",
+        "question",
+        re.compile(
+            r"^(?P<asked>(?:what(?:'s|\s+is|\s+will)\s+the\s+(?:weather|forecast)"
+            r"|how(?:'s|\s+is)\s+the\s+weather"
+            r"|(?:check|get|tell\s+me|give\s+me|show\s+me)\s+the\s+(?:weather|forecast)"
+            r"|(?:the\s+)?(?:weather|forecast)\s+(?:in|for|today|tomorrow|tonight|this|at)\b"
+            rf"|(?:will|is)\s+it\s+(?:going\s+to\s+|gonna\s+)?{_CONDITION}"
+            r"|do\s+i\s+need\s+an?\s+(?:umbrella|raincoat|coat|jacket)).*)$",
+            re.IGNORECASE | re.DOTALL,
+        ),
+    ),
+    (
+        "email",
+        "read",
+        re.compile(
+            rf"^{_POLITE}(?P<asked>(?:(?:read|check|show)\s+(?:me\s+)?my\s+(?:\w+\s+){{0,2}}{_MAIL}"
+            rf"|(?:any\s+|do\s+i\s+have\s+(?:any\s+)?)(?:new\s+|unread\s+)?(?:e-?mails?|mail)\b"
+            rf"|what(?:'s|\s+is)\s+in\s+my\s+inbox).*)$",
+            re.IGNORECASE | re.DOTALL,
+        ),
+    ),
+    (
+        "email",
+        "send",
+        re.compile(
+            rf"^{_POLITE}(?P<asked>(?:e-?mail\s+\S.*\b(?:about|saying|that|re)\b"
+            r"|(?:send|drop|shoot|fire\s+off)\s+(?:an?\s+)?(?:quick\s+|short\s+)?(?:e-?mail|note|line|message)\s+to\b"
+            r"|send\s+\S+(?:\s+\S+)?\s+an?\s+e-?mail\b"
+            r"|write\s+to\s+\S+\s+(?:saying|to\s+say|telling\s+(?:him|her|them))\b).*)$",
+            re.IGNORECASE | re.DOTALL,
+        ),
+    ),
     (
         "imagine",
         "verb",

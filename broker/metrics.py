@@ -126,3 +126,37 @@ class _Collector:
         yield GaugeMetricFamily("mtor_clients", "Connected clients", value=s["clients"])
         yield GaugeMetricFamily("mtor_subscribers", "Clients subscribed to pushes", value=s["subscribers"])
         yield CounterMetricFamily("mtor_tokens", "Tokens relayed to clients", value=s["tokens"])
+        ledger = s.get("ledger")
+        if ledger is not None:
+            yield from _ledger_metrics(ledger)
+
+
+def _ledger_metrics(ledger: dict[str, Any]) -> Iterator[Any]:
+    """A paid realm's settlement upkeep: a failure is counted here, never silent."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    yield GaugeMetricFamily(
+        "mtor_ledger_upkeep_ok", "1 if the ledger upkeep's last pass succeeded", value=ledger["state"] == "ok"
+    )
+    yield GaugeMetricFamily(
+        "mtor_ledger_upkeep_running", "1 if the ledger upkeep process runs", value=ledger.get("process") == "running"
+    )
+    yield CounterMetricFamily(
+        "mtor_ledger_upkeep_failures", "Failed upkeep passes (logged, retried with backoff)", value=ledger["failures"]
+    )
+    yield CounterMetricFamily(
+        "mtor_ledger_upkeep_restarts", "Times the upkeep process died and was started again",
+        value=ledger.get("restarts", 0),
+    )
+    yield CounterMetricFamily(
+        "mtor_ledger_capture_failures", "Captures or releases the journal could not write",
+        value=ledger["capture_failures"],
+    )
+    yield CounterMetricFamily("mtor_ledger_settled_epochs", "Epochs settled on chain", value=ledger["settled_epochs"])
+    yield GaugeMetricFamily(
+        "mtor_ledger_unsettled_receipts", "Paid queries not settled on chain yet", value=ledger["unsettled_receipts"]
+    )
+    yield GaugeMetricFamily(
+        "mtor_ledger_oldest_unsettled_seconds", "Age of the oldest paid query not settled yet",
+        value=ledger["oldest_unsettled_s"],
+    )

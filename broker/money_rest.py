@@ -1,18 +1,27 @@
-"""HTTP for a realm's money, as its users see it from their own machines.
+"""HTTP for a realm's money, as its users see it from their own machines: every
+REST route of the ledger is here.
 
-``GET /v1/realm`` says what the realm is and, when it is paid, which chain it
-settles on; ``GET /v1/pricing`` what each intent costs. Everything about one
-address is a signed request (broker/signed.py) and answers for the signer
-only: ``GET /v1/wallet``, ``GET /v1/earnings``, ``POST /v1/wallet/sync``,
-``POST /v1/wallet/faucet``, ``POST /v1/wallet/refund``, ``POST /v1/chain/gas``
-(dev chains: the realm pays the signer's gas). ``POST /v1/chain/rpc`` relays
-the chain's JSON-RPC (reads and signed transactions only).
+For anyone: ``GET /v1/realm`` says what the realm is and, when it is paid, the
+chain it settles on (chain id, contracts, which key is which, the exit window,
+the signing domain, a public JSON-RPC URL if it names one); ``GET /v1/pricing``
+what each intent costs; ``GET /v1/ledger/status`` the settlement upkeep;
+``GET /v1/ledger/proof/<address>`` a worker's cumulative earnings and Merkle
+proof under the last settled root; ``GET /v1/ledger/epochs/<n>`` epoch n's
+published receipts. ``POST /v1/chain/rpc`` relays the chain's JSON-RPC (reads
+and signed transactions only), so users of a realm on its embedded dev chain
+can send their own transactions.
 
-The work is the ledger's (``ledger.desk.MoneyDesk``, passed in by whoever
-starts the broker: the broker imports nothing of the ledger). It is blocking,
-so it runs on one thread of its own, never on the event loop. A free realm
-has no desk: its money routes say so with ``free_realm``. Amounts are strings
-of base units (JSON readers lose precision past 2^53). Shapes: docs/cli.md.
+Everything about one address is a signed request (broker/signed.py) and answers
+for the signer only: ``GET /v1/wallet``, ``GET /v1/earnings``, ``POST
+/v1/wallet/sync``, ``POST /v1/wallet/refund`` (a voucher), ``POST
+/v1/chain/gas`` (dev chains: the realm pays the signer's gas).
+
+The work is the ledger's (``ledger.desk.MoneyDesk``, made by whoever starts the
+broker: the broker imports nothing of the ledger). It is blocking, so it runs
+on one thread of its own, never on the event loop; only the upkeep's status,
+which the billing keeps, is read on the loop. A free realm has no desk: its
+money routes say so with ``free_realm``. Amounts are strings of base units
+(JSON readers lose precision past 2^53). Shapes: docs/protocol.md.
 """
 
 from __future__ import annotations
@@ -26,19 +35,30 @@ from typing import Any, Protocol
 import msgspec
 from aiohttp import web
 
+from broker.parts import Parts
 from broker.protocol import rest_json
-from broker.signed import RequestVerifier, SignatureRefused
+from broker.signed import SignatureRefused
 
 log = logging.getLogger("mtor.broker.money")
 
 # Keys whose values are amounts of $9000 in base units: sent as strings.
 AMOUNT_KEYS = frozenset(
     {
-        "available", "held", "refund_pending", "earned", "deposit", "tokens", "withdrawable",
-        "awaiting_settlement", "minted", "amount", "price", "typical_hold", "gas_wei",
+        "available", "held", "refund_pending", "earned", "charged", "deposit", "spent", "claimed",
+        "tokens", "unclaimed", "settled_total", "claimable", "awaiting_settlement", "cumulative",
+        "amount", "price", "typical_hold", "gas_wei",
     }
 )  # fmt: skip
-_STATUS = {"bad_signature": 401, "free_realm": 404, "no_faucet": 409, "insufficient_funds": 409}
+ADDRESS_CHARS = 42
+_STATUS = {
+    "bad_signature": 401,
+    "free_realm": 404,
+    "not_settled": 404,
+    "unknown_epoch": 404,
+    "insufficient_funds": 409,
+    "voucher_outstanding": 409,
+    "not_deployed": 503,
+}
 
 
 class Desk(Protocol):
@@ -46,10 +66,11 @@ class Desk(Protocol):
 
     def chain(self) -> dict[str, Any]: ...
     def prices(self) -> dict[str, Any]: ...
+    def proof(self, address: str) -> dict[str, Any]: ...
+    def receipts(self, epoch: int) -> bytes: ...
     def wallet(self, address: str) -> dict[str, Any]: ...
     def earnings(self, address: str) -> dict[str, Any]: ...
     def sync(self, tx: str | None = None) -> dict[str, Any]: ...
-    def faucet(self, address: str) -> dict[str, Any]: ...
     def gas(self, address: str) -> dict[str, Any]: ...
     def refund_voucher(self, address: str, amount: int | None) -> dict[str, Any]: ...
     def rpc(self, request: dict[str, Any]) -> dict[str, Any]: ...
@@ -106,22 +127,30 @@ def _error(code: str, message: str, hint: str = "") -> web.Response:
     return _json({"error": {"code": code, "message": message, "hint": hint}}, _STATUS.get(code, 400))
 
 
-def routes(teller: Teller | None, verifier: RequestVerifier, realm: str) -> list[web.RouteDef]:
+def routes(parts: Parts, teller: Teller | None) -> list[web.RouteDef]:
     """The money routes; ``teller`` is None in a free realm."""
+    realm = parts.config.realm
+    verifier = parts.verifier
 
-    def handler(signed: bool) -> Callable[[Any], Any]:
+    def free() -> _Refused:
+        return _Refused(
+            "free_realm", f"the realm {realm!r} is free: it keeps no $9000 books",
+            "nothing is charged here; there is nothing to deposit or earn",
+        )  # fmt: skip
+
+    def handler(signed: bool = False, paid: bool = False) -> Callable[[Any], Any]:
+        """``signed``: for the signer only; ``paid``: a free realm answers ``free_realm``."""
+
         def wrap(fn: Callable[..., Any]) -> Callable[[web.Request], Any]:
             async def run(request: web.Request) -> web.Response:
                 try:
+                    args: tuple[Any, ...] = (request,)
                     if signed:
-                        who = await verifier.verify(request)
-                        if teller is None:
-                            raise _Refused(
-                                "free_realm", f"the realm {realm!r} is free: it keeps no $9000 books",
-                                "nothing is charged here; there is nothing to deposit or earn",
-                            )  # fmt: skip
-                        return _json(amounts_as_text(await fn(request, who)))
-                    return _json(amounts_as_text(await fn(request)))
+                        args = (request, await verifier.verify(request))
+                    if (signed or paid) and teller is None:
+                        raise free()
+                    answer = await fn(*args)
+                    return answer if isinstance(answer, web.Response) else _json(amounts_as_text(answer))
                 except SignatureRefused as exc:
                     return _error("bad_signature", exc.message, exc.hint)
                 except _Refused as exc:
@@ -141,16 +170,38 @@ def routes(teller: Teller | None, verifier: RequestVerifier, realm: str) -> list
         assert teller is not None
         return teller
 
-    @handler(signed=False)
+    @handler()
     async def realm_info(_: web.Request) -> dict[str, Any]:
         chain = await desk().call("chain") if teller is not None else None
         return {"realm": realm, "paid": teller is not None, "chain": chain}
 
-    @handler(signed=False)
+    @handler()
     async def pricing(_: web.Request) -> dict[str, Any]:
         if teller is None:
             return {"realm": realm, "paid": False, "fee_bps": 0, "prices": []}
         return {"realm": realm, "paid": True, **await desk().call("prices")}
+
+    @handler(paid=True)
+    async def status(_: web.Request) -> dict[str, Any]:
+        if parts.billing is None:
+            raise free()
+        return parts.billing.status()
+
+    @handler(paid=True)
+    async def proof(request: web.Request) -> dict[str, Any]:
+        address = request.match_info["address"]
+        if len(address) != ADDRESS_CHARS or not address.startswith("0x"):
+            raise _Refused("bad_params", f"{address!r} is not an address", "0x and 40 hex digits")
+        return dict(await desk().call("proof", address))
+
+    @handler(paid=True)
+    async def receipts(request: web.Request) -> web.Response:
+        try:
+            epoch = int(request.match_info["epoch"])
+        except ValueError:
+            raise _Refused("bad_params", "the epoch is a number", "e.g. /v1/ledger/epochs/1") from None
+        body = await desk().call("receipts", epoch)
+        return web.Response(body=body, content_type="application/json")
 
     @handler(signed=True)
     async def wallet(_: web.Request, who: str) -> dict[str, Any]:
@@ -173,10 +224,6 @@ def routes(teller: Teller | None, verifier: RequestVerifier, realm: str) -> list
         }
 
     @handler(signed=True)
-    async def faucet(_: web.Request, who: str) -> dict[str, Any]:
-        return dict(await desk().call("faucet", who))
-
-    @handler(signed=True)
     async def gas(_: web.Request, who: str) -> dict[str, Any]:
         return dict(await desk().call("gas", who))
 
@@ -185,7 +232,9 @@ def routes(teller: Teller | None, verifier: RequestVerifier, realm: str) -> list
         body = await _body(request)
         raw = body.get("amount")
         if raw is not None and not (isinstance(raw, str) and raw.isdigit()):
-            raise _Refused("bad_params", "amount must be a string of base units", 'e.g. {"amount": "1000000000000000000"}')
+            raise _Refused(
+                "bad_params", "amount must be a string of base units", 'e.g. {"amount": "1000000000000000000"}'
+            )
         return dict(await desk().call("refund_voucher", who, None if raw is None else int(raw)))
 
     async def chain_rpc(request: web.Request) -> web.Response:
@@ -194,16 +243,24 @@ def routes(teller: Teller | None, verifier: RequestVerifier, realm: str) -> list
         except _Refused as exc:
             return _json({"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": exc.message}})
         if teller is None:
-            return _json({"jsonrpc": "2.0", "id": call.get("id"), "error": {"code": -32601, "message": "a free realm has no chain"}})
+            return _json(
+                {
+                    "jsonrpc": "2.0",
+                    "id": call.get("id"),
+                    "error": {"code": -32601, "message": "a free realm has no chain"},
+                }
+            )
         return _json(await desk().call("rpc", call))
 
     return [
         web.get("/v1/realm", realm_info),
         web.get("/v1/pricing", pricing),
+        web.get("/v1/ledger/status", status),
+        web.get("/v1/ledger/proof/{address}", proof),
+        web.get("/v1/ledger/epochs/{epoch}", receipts),
         web.get("/v1/wallet", wallet),
         web.get("/v1/earnings", earnings),
         web.post("/v1/wallet/sync", sync),
-        web.post("/v1/wallet/faucet", faucet),
         web.post("/v1/wallet/refund", refund),
         web.post("/v1/chain/gas", gas),
         web.post("/v1/chain/rpc", chain_rpc),

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from broker.accounts import AccountStore
+from broker.billing import Billing
 from broker.config import BrokerConfig
 from broker.dispatch import Dispatcher
 from broker.gate import Gate
@@ -48,3 +49,4 @@ class Parts:
     verifier: RequestVerifier  # signed REST requests
     views: RealmViews  # what /healthz, /v1/*, topics and /metrics show
     router: Router  # the intent of a query that names none
+    billing: Billing | None  # a paid realm's charging (terms in Welcome, /v1/ledger/status); None: free

@@ -48,6 +48,8 @@ ERROR_CODES: dict[str, str] = {
     "timeout": "No worker finished the intent in time.",
     "worker_failed": "The worker could not complete the intent.",
     "insufficient_funds": "The balance does not cover the price.",
+    "bad_authorisation": "A paid realm needs the payer's signed spending authorisation covering the query.",
+    "exit_pending": "The payer started leaving the realm: no new spending until the exit ends.",
     "price_exceeded": "The price is above the request's max_price.",
     "rate_limited": "Too many requests; retry later.",
     "banned": "This address is banned from the realm.",
@@ -57,7 +59,26 @@ ERROR_CODES: dict[str, str] = {
     "nickname_taken": "That nickname belongs to another address.",
     "internal": "The broker hit an unexpected error.",
     "unavailable": "The realm's database or engine did not answer; retry in a moment (the same guid is safe).",
+    "upstream_unavailable": "A service the worker relies on (a weather API, a mail server) did not answer or refused.",
+    "login_failed": "The mail server refused the login.",
+    "not_configured": "The intent needs a setting the person has not made yet (an email account, a place).",
+    "not_found": "Nothing matches what the request names (a place, a contact).",
 }
+
+# Codes a worker reports for a request it cannot serve as asked. The broker
+# passes them to the client as they are (any other failure is worker_failed):
+# they tell the person what to change, and no other worker would do better.
+REQUEST_ERROR_CODES = frozenset(
+    {
+        "bad_params",
+        "bad_attachment",
+        "prompt_too_long",
+        "upstream_unavailable",
+        "login_failed",
+        "not_configured",
+        "not_found",
+    }
+)
 
 ATTACHMENT_KINDS = ("image", "audio")
 
@@ -261,6 +282,9 @@ class Capability(msgspec.Struct, omit_defaults=True):
     params: dict[str, Any] = {}
     info: dict[str, Any] = {}
     slots: int | None = None
+    # Serve only the worker's own address: jobs acting on the owner's private
+    # accounts (email) must never reach a stranger's worker.
+    owner_only: bool = False
 
 
 # --- client -> broker ------------------------------------------------------
@@ -273,6 +297,16 @@ class Hello(Msg, tag="hello"):
     client: str = "mtor"
 
 
+class Authorisation(msgspec.Struct):
+    """A payer's signed cumulative spending authorisation for a paid realm: "the realm may
+    take up to ``total`` base units from my deposit, in all", the EIP-712 struct
+    ``Spend(address payer, uint256 total)`` under the domain of the realm's RealmLedger
+    (``Welcome.ledger``). ``signature`` is 0x-hex of 65 bytes r || s || v. See docs/ledger.md."""
+
+    total: Annotated[int, msgspec.Meta(ge=0)]  # below 2**256: the ledger refuses more
+    signature: Annotated[str, msgspec.Meta(max_length=132)]
+
+
 class SubmitQuery(Msg, tag="submit_query"):
     guid: str
     prompt: str = ""
@@ -282,10 +316,14 @@ class SubmitQuery(Msg, tag="submit_query"):
     params: dict[str, Any] = {}
     stream: bool = True
     max_price: int | None = None  # base units of $9000
+    # The asker's settings by intent ({"weather": {"location": "Oslo"}}): once the
+    # intent is chosen its own become params and the rest are dropped.
+    settings: dict[str, dict[str, Any]] = {}
     # Resubmitting a guid after a reconnect: the run and the characters of its
     # text this client already has, so the stream continues exactly there.
     resume_run: int = 0
     resume_offset: int = 0
+    authorisation: Authorisation | None = None  # required by a paid realm
 
 
 class Cancel(Msg, tag="cancel"):
@@ -317,12 +355,25 @@ class Challenge(Msg, tag="challenge"):
     protocol: int = PROTOCOL_VERSION
 
 
+class LedgerTerms(msgspec.Struct):
+    """What a paid realm's client signs its authorisations for: the chain and the
+    RealmLedger contract (the EIP-712 domain), what the address has already
+    committed (spent plus held), which a new authorisation's total must cover,
+    and what each intent holds with default parameters, to add for a query."""
+
+    chain_id: int
+    contract: str
+    committed: int = 0
+    quotes: dict[str, int] = {}  # intent -> what it holds with default parameters
+
+
 class Welcome(Msg, tag="welcome"):
     """Sent after a good hello/register: the identity the broker accepted."""
 
     address: str
     realm: str = "mtor"
     worker_id: str | None = None
+    ledger: LedgerTerms | None = None  # a paid realm's, to clients
 
 
 class Routing(msgspec.Struct, omit_defaults=True):
@@ -376,6 +427,7 @@ class Result(Msg, tag="result"):
     finish_reason: str | None = None  # "stop" | "length" | "cancelled" where the backend says
     cost: int = 0
     replayed: bool = False  # True when served from the journal for a resubmitted guid
+    data: dict[str, Any] = {}  # the answer as numbers and fields (weather, email), beside the spoken text
 
 
 class Error(Msg, tag="error"):
@@ -420,6 +472,7 @@ class WorkResult(Msg, tag="result"):
     timings: dict[str, float] = {}
     usage: Usage = msgspec.field(default_factory=Usage)
     finish_reason: str | None = None  # why generation ended: "stop" (end of text) or "length" (max_tokens)
+    data: dict[str, Any] = {}
 
 
 class Failed(Msg, tag="failed"):
@@ -427,6 +480,7 @@ class Failed(Msg, tag="failed"):
     code: str
     message: str
     retryable: bool = True
+    hint: str = ""
 
 
 class Drain(Msg, tag="drain"):

@@ -26,8 +26,9 @@ class Others(Protocol):
         """Every intent some worker on another broker serves."""
         ...
 
-    def can_serve(self, intent: str, model: str | None) -> bool:
-        """A worker on another broker, outside quarantine, serves this intent (and model)."""
+    def can_serve(self, intent: str, model: str | None, user: str | None = None) -> bool:
+        """A worker on another broker, outside quarantine, serves this intent (and
+        model) to ``user`` (an owner-only intent: only the asker's own worker)."""
         ...
 
     def tell_others(self, kind: str, payload: bytes) -> None:
@@ -63,7 +64,7 @@ class Alone:
     def intents(self) -> set[str]:
         return set()
 
-    def can_serve(self, intent: str, model: str | None) -> bool:
+    def can_serve(self, intent: str, model: str | None, user: str | None = None) -> bool:
         return False
 
     def tell_others(self, kind: str, payload: bytes) -> None:

@@ -43,6 +43,11 @@ class WorkerEntry:
         # beside a batching chat model); None when only the worker's slots count.
         caps = {c.intent: c.slots for c in capabilities if c.slots is not None and c.slots < slots}
         self.intent_slots: dict[str, int] | None = caps or None
+        # Intents this worker serves to its own address only: those its capability
+        # declares owner_only, and those the realm says must be (email).
+        self.owner_only = frozenset(
+            c.intent for c in capabilities if c.owner_only or c.intent in config.owner_only_intents
+        )
         self.capabilities = capabilities
         self.running: dict[str, Job] = {}
         # guids taken back (timeout, cancel) that the worker has not yet let go of:
@@ -59,6 +64,10 @@ class WorkerEntry:
         if models is None:
             return False
         return model is None or model in models
+
+    def serves_user(self, intent: str, user: str | None) -> bool:
+        """False for an owner-only intent asked by anyone but the worker's own address."""
+        return intent not in self.owner_only or (user is not None and user.lower() == self.address.lower())
 
     def hands_back(self, failed: Failed) -> bool:
         """A draining worker giving an intent back: it counts against nobody.
@@ -95,7 +104,14 @@ class WorkerEntry:
             "address": self.address,
             "version": self.version,
             "capabilities": [
-                {"intent": c.intent, "models": list(c.models), "params": c.params, "info": c.info, "slots": c.slots}
+                {
+                    "intent": c.intent,
+                    "models": list(c.models),
+                    "params": c.params,
+                    "info": c.info,
+                    "slots": c.slots,
+                    "owner_only": c.intent in self.owner_only,
+                }
                 for c in self.capabilities
             ],
             "slots": self.slots,
@@ -152,12 +168,16 @@ class WorkerRegistry:
             self._intents = {intent for w in self._workers.values() for intent in w.models}
         return self._intents
 
-    def can_serve(self, intent: str, model: str | None) -> bool:
-        """Some connected worker outside quarantine serves this intent (and model)."""
+    def can_serve(self, intent: str, model: str | None, user: str | None = None) -> bool:
+        """Some connected worker outside quarantine serves this intent (and model) to ``user``."""
         for w in self._workers.values():
-            if w.health.state != QUARANTINED and w.serves(intent, model):
+            if w.health.state != QUARANTINED and w.serves(intent, model) and w.serves_user(intent, user):
                 return True
         return False
+
+    def owner_only(self, intent: str) -> bool:
+        """Whether ``intent`` is served to its workers' own addresses only."""
+        return intent in self._cfg.owner_only_intents or any(intent in w.owner_only for w in self._workers.values())
 
     def pick(self, job: Job) -> WorkerEntry | None:
         """The best worker with a free slot for ``job``, or None.
@@ -172,7 +192,7 @@ class WorkerRegistry:
             models = w.models.get(intent)
             if models is None or (model is not None and model not in models):
                 continue
-            if w.free_for(intent) <= 0 or guid in w.letting_go:
+            if w.free_for(intent) <= 0 or guid in w.letting_go or not w.serves_user(intent, job.user):
                 continue
             health = w.health
             key = (w.id in tried, health.rank(), len(w.running) / w.slots, health.latency_ms or 0.0)

@@ -66,7 +66,7 @@ class BrokerServer:
         money: Callable[[], Desk] | None = None,
         recogniser: Recognises | None = None,
     ) -> None:
-        """``money`` makes the ledger's money desk for the /v1/wallet routes (paid realms);
+        """``money`` makes the ledger's money desk for the money routes (paid realms);
         ``recogniser`` places queries no rule routes (e.g. mtor_cli.intent's), kept loaded."""
         self.config = config or BrokerConfig()
         self.billing = billing
@@ -152,6 +152,7 @@ class BrokerServer:
             verifier=RequestVerifier(cfg.request_window_s, accounts),
             views=views,
             router=Router(registry.intents, dispatcher.live_query, self.recogniser),
+            billing=billing,
         )
 
     async def start(self) -> None:
@@ -170,7 +171,7 @@ class BrokerServer:
         app.router.add_get("/ws/worker", workers)
         app.add_routes(rest_routes(parts))
         app.add_routes(account_routes(parts))
-        app.add_routes(money_routes(self.teller, parts.verifier, cfg.realm))
+        app.add_routes(money_routes(parts, self.teller))
         # keepalive_timeout: an HTTP connection that sends no (complete) request
         # for that long is closed, so slowly trickled headers cannot hold a socket.
         self._runner = web.AppRunner(

@@ -154,6 +154,7 @@ class RealmViews:
             "queue_depth": self._queue_depth(),
             "intents": counters,
             "restored": self._restored,
+            **({"ledger": self._billing.status()} if self._billing is not None else {}),
         }
 
     def workers(self) -> dict[str, Any]:
@@ -206,6 +207,7 @@ class RealmViews:
             "subscribers": self._sum("subscribers", len(self._subs)),
             "brokers": 1 + len(self._others.others()),
             "tokens": self._dispatcher.counters["tokens"],
+            "ledger": self._billing.status() if self._billing is not None else None,
         }
 
     def totals_now(self) -> dict[str, Any]:

@@ -1,16 +1,21 @@
 """$9000 token accounting for an MTOR realm.
 
-A double-entry journal in SQLite (:class:`Journal`), a price table
-(:class:`PriceTable`), pay per query for the broker (:class:`RealmBilling`,
-the broker's ``Billing`` protocol), and the chain side — contracts, deposits,
-epoch settlement, audit — behind :class:`Ledger`. Nothing of the rest of
-MTOR is imported here; web3 is imported only where the chain is used.
+A hash-chained double-entry journal in SQLite (:class:`Journal`), a price
+table (:class:`PriceTable`), pay per query for the broker (:class:`RealmBilling`,
+the broker's ``Billing`` protocol) against the payers' signed spending
+authorisations (:class:`Terms` says what to sign), and the chain side —
+contracts, deposits, settlement, claims, exits, audit — behind
+:class:`Ledger`, with its upkeep in a process of its own
+(``ledger.upkeep``) and its money desk answering the realm's users over the
+broker's HTTP (``ledger.desk``). Nothing of the rest of MTOR is imported here; web3 is
+imported only where the chain is used.
 """
 
 from __future__ import annotations
 
+from ledger.authorisation import Terms
 from ledger.billing import RealmBilling
-from ledger.errors import ChainError, InsufficientFunds, LedgerError
+from ledger.errors import ChainError, InsufficientFunds, LedgerError, PaymentRefused
 from ledger.journal import Journal
 from ledger.pricing import PriceTable
 from ledger.service import Ledger, LedgerConfig
@@ -23,8 +28,10 @@ __all__ = [
     "Ledger",
     "LedgerConfig",
     "LedgerError",
+    "PaymentRefused",
     "PriceTable",
     "RealmBilling",
+    "Terms",
     "format_amount",
     "parse_amount",
 ]

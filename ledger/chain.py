@@ -23,6 +23,9 @@ DEV_CHAIN_IDS = frozenset((31337, 1337, 131277322940537))
 GAS_TOPUP_WEI = 10 * 10**18
 MIN_GAS_WEI = 10**17
 RPC_TIMEOUT_S = 10.0
+# No transaction of the realm may need more gas than this: under the 16.7M
+# per-transaction cap of EIP-7825, whatever the chain's block gas limit.
+GAS_CAP = 15_000_000
 
 
 @cache
@@ -77,16 +80,25 @@ def decode_revert(data: bytes | str | None) -> str | None:
     return f"{item['name']}({args})"
 
 
+DEPLOYMENT_VERSION = 2
+
+
 @dataclass(frozen=True)
 class Deployment:
-    """Where the realm's contracts live: recorded by `mtor chain deploy`."""
+    """Where the realm's contracts live and which key does what: recorded by `mtor chain deploy`."""
 
     chain_id: int
     token: str
     ledger: str
-    operator: str
+    owner: str  # owns the token (mints, capped) and the ledger (rotates keys, withdraws the fee)
+    settler: str  # posts redemptions and epochs
+    voucher_signer: str  # signs refund vouchers
     block: int
+    exit_window: int  # seconds between startExit and finishExit
+    supply_cap: int
+    dev: bool  # a chain whose node pays gas: faucet and welcome grants
     rpc: str | None = None  # None: the embedded chain
+    version: int = DEPLOYMENT_VERSION
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -94,18 +106,40 @@ class Deployment:
         tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
         tmp.replace(path)
 
-    @classmethod
-    def load(cls, path: Path) -> Deployment | None:
+    def terms(self) -> Any:
+        from ledger.authorisation import Terms
+
+        return Terms(self.chain_id, self.ledger)
+
+    @staticmethod
+    def read(path: Path) -> dict[str, Any] | None:
         try:
             data = json.loads(path.read_text())
         except FileNotFoundError:
             return None
         except ValueError as exc:
             raise ChainError("bad_deployment", f"{path} is corrupt: {exc}", "run `mtor chain deploy`") from None
+        if not isinstance(data, dict):
+            raise ChainError("bad_deployment", f"{path} is not a deployment record", "run `mtor chain deploy`")
+        return data
+
+    @classmethod
+    def load(cls, path: Path) -> Deployment | None:
+        data = cls.read(path)
+        if data is None:
+            return None
+        if data.get("version", 1) != DEPLOYMENT_VERSION:
+            raise ChainError(
+                "old_deployment",
+                f"{path} records version {data.get('version', 1)} contracts; this mtor needs version"
+                f" {DEPLOYMENT_VERSION} (user-signed spending, claims, exits)",
+                "settle and refund with the mtor that deployed them, then deploy afresh in a new realm"
+                " (MTOR_HOME) with `mtor chain deploy`",
+            )
         from eth_utils import to_checksum_address
 
         try:
-            for key in ("token", "ledger", "operator"):
+            for key in ("token", "ledger", "owner", "settler", "voucher_signer"):
                 data[key] = to_checksum_address(data[key])
             return cls(**data)
         except (KeyError, TypeError, ValueError) as exc:
@@ -117,9 +151,10 @@ class Deployment:
 class Chain:
     """One connection to a chain; a context manager (the embedded chain is locked while open)."""
 
-    def __init__(self, w3: Any, *, rpc: str | None, embedded: Any = None) -> None:
+    def __init__(self, w3: Any, *, rpc: str | None, embedded: Any = None, gas_cap: int = GAS_CAP) -> None:
         self.w3 = w3
         self.rpc = rpc
+        self.gas_cap = gas_cap
         self._embedded = embedded
         try:
             self.chain_id = int(w3.eth.chain_id)
@@ -132,14 +167,16 @@ class Chain:
             self._unlocked = []
 
     @classmethod
-    def embedded(cls, path: Path) -> Chain:
+    def embedded(cls, path: Path, gas_cap: int = GAS_CAP) -> Chain:
         from ledger.evmstore import EmbeddedChain
 
         emb = EmbeddedChain(path)
-        return cls(emb.w3, rpc=None, embedded=emb)
+        return cls(emb.w3, rpc=None, embedded=emb, gas_cap=gas_cap)
 
     @classmethod
-    def connect(cls, url: str, timeout_s: float = RPC_TIMEOUT_S, verify: str | bool = True) -> Chain:
+    def connect(
+        cls, url: str, timeout_s: float = RPC_TIMEOUT_S, gas_cap: int = GAS_CAP, verify: str | bool = True
+    ) -> Chain:
         """``verify``: a CA bundle to trust for https (a self-signed realm's relay)."""
         from web3 import HTTPProvider, Web3
 
@@ -148,7 +185,7 @@ class Chain:
                 "bad_rpc", f"unsupported chain RPC URL {url!r}", "use an http:// or https:// JSON-RPC URL"
             )
         w3 = Web3(HTTPProvider(url, request_kwargs={"timeout": timeout_s, "verify": verify}))
-        return cls(w3, rpc=url)
+        return cls(w3, rpc=url, gas_cap=gas_cap)
 
     def __enter__(self) -> Chain:
         return self
@@ -201,6 +238,14 @@ class Chain:
         else:
             self._call(lambda: self.w3.provider.make_request("hardhat_mine", [hex(blocks)]))
 
+    def time_travel(self, seconds: int) -> None:
+        """Dev chains: mine a block ``seconds`` later (exit windows in tests and demos)."""
+        if self._embedded is not None:
+            self._embedded.time_travel(seconds)
+        else:
+            self._call(lambda: self.w3.provider.make_request("evm_increaseTime", [seconds]))
+            self._call(lambda: self.w3.provider.make_request("evm_mine", []))
+
     # --- transactions -----------------------------------------------------------
 
     def ensure_gas(self, address: str) -> None:
@@ -222,37 +267,52 @@ class Chain:
         )
 
     def transact(self, account: Any, fn: Any, *, what: str) -> Any:
-        """Sign ``fn`` (a bound contract function) with ``account``, send it, wait for its receipt."""
+        """Sign ``fn`` (a bound contract function) with ``account``, send it, wait for its receipt.
+
+        Refuses (``over_gas_cap``, nothing sent) a transaction that needs more
+        than the realm's gas cap: callers split the work instead.
+        """
         self.ensure_gas(account.address)
 
-        def send() -> Any:
-            tx = fn.build_transaction(
+        def build() -> Any:
+            return fn.build_transaction(
                 {
                     "from": account.address,
                     "nonce": self.w3.eth.get_transaction_count(account.address, "pending"),
                     "chainId": self.chain_id,
                 }
             )
-            block_limit = int(self.w3.eth.get_block("latest")["gasLimit"])
-            tx["gas"] = min(int(tx["gas"] * 1.2) + 20_000, block_limit)
-            signed = account.sign_transaction(tx)
-            tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
-            return self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
 
         try:
-            receipt = send()
-        except ChainError:
-            raise
+            tx = build()
         except Exception as exc:
-            if _is_connection_error(exc):
-                raise unreachable(self.rpc, exc) from None
-            reason = _revert_reason(exc)
+            raise self._refused(exc, what) from None
+        needed = int(tx["gas"])
+        if needed > self.gas_cap:
             raise ChainError(
-                "tx_reverted", f"{what} was refused by the chain: {reason}", _hint_for(reason)
-            ) from None
+                "over_gas_cap",
+                f"{what} needs {needed:,} gas, over the realm's cap of {self.gas_cap:,} per transaction",
+                "split it into smaller transactions",
+            )
+        block_limit = int(self._call(lambda: self.w3.eth.get_block("latest")["gasLimit"]))
+        tx["gas"] = min(needed * 6 // 5 + 20_000, self.gas_cap, block_limit)
+        try:
+            signed = account.sign_transaction(tx)
+            tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+            receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
+        except Exception as exc:
+            raise self._refused(exc, what) from None
         if receipt["status"] != 1:
-            raise ChainError("tx_reverted", f"{what} failed on chain (tx {receipt['transactionHash'].hex()})")
+            raise ChainError("tx_reverted", f"{what} failed on chain (tx {receipt['transactionHash'].to_0x_hex()})")
         return receipt
+
+    def _refused(self, exc: BaseException, what: str) -> ChainError:
+        if isinstance(exc, ChainError):
+            return exc
+        if _is_connection_error(exc):
+            return unreachable(self.rpc, exc)
+        reason = _revert_reason(exc)
+        return ChainError("tx_reverted", f"{what} was refused by the chain: {reason}", _hint_for(reason))
 
     def deploy(self, account: Any, name: str, *args: Any) -> tuple[str, int]:
         """Deploy an artifact; returns (address, block)."""
@@ -292,14 +352,20 @@ def _revert_reason(exc: BaseException) -> str:
 
 def _hint_for(reason: str) -> str:
     hints = {
-        "InsufficientEarnings": "check what you can withdraw with `mtor worker earnings`",
+        "NothingToClaim": "everything settled for you is claimed; see `mtor worker earnings`",
+        "BadProof": "the realm settled a new epoch meanwhile: claim again for a fresh proof",
         "InsufficientDeposit": "check your deposit with `mtor wallet`",
         "ERC20InsufficientBalance": "get tokens first (`mtor wallet faucet` on a dev chain)",
+        "ERC20ExceededCap": "the token's supply cap is reached",
         "FaucetDisabled": "this chain has no faucet; buy or receive $9000 instead",
-        "NotOperator": "only the realm operator can settle",
+        "NotSettler": "only the realm's settler key posts redemptions and epochs",
         "BadEpoch": "the chain and the journal disagree on the epoch; run `mtor ledger audit`",
+        "Unbacked": "the realm must cover what it could not collect before it settles; see `mtor ledger audit`",
         "BadVoucher": "ask the realm for a new refund voucher",
         "VoucherExpired": "ask the realm for a new refund voucher",
+        "ExitPending": "your exit is running: `mtor wallet exit --finish` once the window has passed",
+        "ExitNotReady": "the realm's challenge window has not passed yet; try again later",
+        "NoExit": "start an exit first with `mtor wallet exit`",
     }
     for name, hint in hints.items():
         if reason.startswith(name):

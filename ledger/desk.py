@@ -1,21 +1,24 @@
 """The realm's money desk: what a paid realm tells and does for the people who use it.
 
 A user of someone else's realm has only that realm's URL. Through the broker's
-REST routes (broker/money_rest.py) the desk answers, for the caller's own
-address only:
+REST routes (broker/money_rest.py) the desk answers:
 
-- which chain the realm settles on: chain id, token and ledger addresses, and
-  where its JSON-RPC can be reached (the realm relays its chain's JSON-RPC
-  itself, so users of a realm on its embedded dev chain can deposit too);
-- what that realm's books hold for them (spendable, held, earned) and what its
-  contracts hold (deposit, settled earnings, tokens);
-- a faucet (dev chains only), a refund voucher, and "look at the chain now" so
-  a deposit the user just sent is credited at once.
+- for anyone: which chain the realm settles on (chain id, token and ledger
+  addresses, which key is which, the exit window, the signing domain, and
+  where its JSON-RPC can be reached: the realm relays its chain's JSON-RPC
+  itself, so users of a realm on its embedded dev chain can transact too);
+  the prices; each worker's earnings proof; each epoch's published receipts;
+- for the caller's own address only: what the realm's books hold for it
+  (spendable, held, earned, spent) and what its contracts hold (deposit,
+  spent, claimed, the exit), a refund voucher, gas money on dev chains, and
+  "look at the chain now" so a deposit the user just sent is credited at once.
 
-Deposits, refunds and withdrawals are signed by the user and sent to the chain
-by the user's own `mtor`; the desk never holds a user's key. Every method is
-blocking (it opens the chain): the broker calls them from one worker thread,
-and the desk has its own :class:`Ledger` (its own SQLite connection).
+Everything a user or worker does on chain (faucet, deposit, redeeming a
+voucher, exit, claim) is that person's own transaction from their own `mtor`
+(ledger.wallet): the desk never holds a user's key and signs nothing for
+them but the voucher. Every method is blocking (it opens the chain or reads
+files): the broker calls them from one worker thread, and the desk has its
+own :class:`Ledger` (its own SQLite connection).
 """
 
 from __future__ import annotations
@@ -70,17 +73,16 @@ class MoneyDesk:
     # --- what anyone may read -------------------------------------------------------
 
     def chain(self) -> dict[str, Any]:
-        """The chain the realm settles on (read once: a deployment does not move)."""
+        """The chain the realm settles on and its contracts (read once: a deployment does not move)."""
         if self._chain is None:
             with self.ledger.session() as s:
+                faucet = int(s.chain._call(lambda: s.token.functions.faucetAmount().call()))
+                terms = self.ledger.public_terms()
+                assert terms is not None  # the session found or made the deployment
                 self._chain = {
-                    "chain_id": s.chain.chain_id,
+                    **terms,
                     "name": s.chain.name,
-                    "token": s.deployment.token,
-                    "ledger": s.deployment.ledger,
-                    "operator": s.deployment.operator,
-                    "dev": s.chain.dev,
-                    "faucet": self._has_faucet(s),
+                    "faucet": faucet > 0,
                     "public_rpc": self.public_rpc,
                 }
         return dict(self._chain)
@@ -93,6 +95,18 @@ class MoneyDesk:
         ]
         return {"fee_bps": table.fee_bps, "prices": rows}
 
+    def proof(self, address: str) -> dict[str, Any]:
+        """``address``'s cumulative earnings in the last settled root and its Merkle proof
+        (anyone may send a worker's claim: the tokens go to the worker)."""
+        return self.ledger.proof(address)
+
+    def receipts(self, epoch: int) -> bytes:
+        """Epoch ``epoch``'s published receipts file, so anyone can recompute its roots."""
+        path = self.ledger.settler.receipts_file(epoch)
+        if self.ledger.settler.epoch(epoch) is None or not path.exists():
+            raise LedgerError("unknown_epoch", f"no epoch {epoch} has been closed", "see /v1/ledger/status")
+        return path.read_bytes()
+
     # --- one address's own -------------------------------------------------------------
 
     def wallet(self, address: str) -> dict[str, Any]:
@@ -100,42 +114,21 @@ class MoneyDesk:
         return self.ledger.wallet(address)
 
     def earnings(self, address: str) -> dict[str, Any]:
-        info = self.ledger.wallet(address)
-        chain = info["chain"]
-        return {
-            "address": address,
-            "earned": info["earned"],
-            "withdrawable": chain["earned"],
-            "awaiting_settlement": info["earned"] - chain["earned"],
-            "tokens": chain["tokens"],
-        }
+        """What ``address`` earned as a worker: unclaimed, claimable now, claimed."""
+        return self.ledger.earnings(address)
 
     def sync(self, tx: str | None = None) -> dict[str, Any]:
-        """Credit what the chain shows now (a deposit just sent): what this look credited,
-        and whether the journal holds transaction ``tx`` (whichever look credited it)."""
+        """Book what the chain shows now (a deposit, claim, refund or exit just sent): what
+        this look booked, and whether the journal holds transaction ``tx`` (whichever look
+        booked it)."""
         with self.ledger.session() as s:
             credited = watcher.sync(self.ledger.journal, s, self.ledger.config.confirmations).credited
         seen = None
         if tx is not None:
             # The watcher keys each movement "txhash:logindex".
-            row = self.ledger.journal.execute("SELECT 1 FROM txns WHERE ref LIKE ? LIMIT 1", (f"{tx}:%",)).fetchone()
+            row = self.ledger.journal.execute("SELECT 1 FROM once WHERE ref LIKE ? LIMIT 1", (f"{tx}:%",)).fetchone()
             seen = row is not None
         return {"credited": credited, "tx_credited": seen}
-
-    def faucet(self, address: str) -> dict[str, Any]:
-        """Dev chains: test $9000 and gas money for ``address``, paid by the realm."""
-        with self.ledger.session() as s:
-            if not self._has_faucet(s):
-                raise ChainError(
-                    "no_faucet",
-                    f"this realm settles on chain {s.chain.chain_id}, which has no faucet",
-                    "get $9000 from someone who has it, then `mtor wallet deposit`",
-                )
-            op = self.ledger.operator
-            amount = int(s.token.functions.faucetAmount().call())
-            s.chain.transact(op, s.token.functions.mint(address, amount), what="the faucet")
-            s.chain.ensure_gas(address)
-            return {"address": address, "minted": amount, "tokens": int(s.token.functions.balanceOf(address).call())}
 
     def gas(self, address: str) -> dict[str, Any]:
         """Dev chains: the realm pays ``address``'s gas (its node's own test ETH)."""
@@ -177,10 +170,6 @@ class MoneyDesk:
         finally:
             chain.close()
         return {"jsonrpc": "2.0", "id": rid, "result": wire(result)}
-
-    @staticmethod
-    def _has_faucet(s: Any) -> bool:
-        return bool(s.chain.dev) and int(s.token.functions.faucetAmount().call()) > 0
 
 
 def wire(value: Any, key: str = "") -> Any:

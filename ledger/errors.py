@@ -28,3 +28,15 @@ class InsufficientFunds(LedgerError):
 
 class ChainError(LedgerError):
     """The chain could not be reached, is the wrong one, or refused a transaction."""
+
+
+class PaymentRefused(LedgerError):
+    """A query the realm will not charge for: no valid spending authorisation, an exit pending.
+
+    ``detail`` tells a client what would be accepted (``needed``, the realm's
+    ``chain_id`` and ``contract`` to sign for), so the SDK can sign and retry.
+    """
+
+    def __init__(self, code: str, message: str, hint: str = "", **detail: object) -> None:
+        super().__init__(code, message, hint)
+        self.detail = detail

@@ -16,7 +16,13 @@ restart, and it is credited once. Holds, captures and releases (the hot path)
 are kept unique by guid in memory, by the one realm that bills.
 
 Capture transactions are the query receipts that settlement batches into
-epochs; they carry payer, worker, cost and fee in their own columns.
+epochs; they carry payer, worker, cost and fee in their own columns. A hold
+carries the payer's spending authorisation that covered it (``auth``).
+
+Tamper evidence: every row carries ``hash = sha256(previous row's hash ||
+the row)``, so an edited, inserted or deleted row breaks the chain from there
+on (:meth:`Journal.verify_chain`); each settlement anchors the head hash on
+chain, so rewriting the whole chain shows too.
 
 Commit policy: ``commit="each"`` commits every post (CLI, tools). With
 ``commit="loop"`` a post inside a running asyncio loop is committed once at
@@ -27,6 +33,7 @@ the end of the loop pass, together with everything else posted in that pass
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import sqlite3
 import time
 from collections import defaultdict
@@ -42,13 +49,15 @@ from ledger.errors import LedgerError
 
 CommitMode = Literal["each", "loop"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+GENESIS = b"\x00" * 32  # the "previous hash" of the first row
 
 
 _INSERT_TXN = (
-    "INSERT INTO txns(kind, ref, time, payer, worker, amount, fee, memo, entries)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO txns(id, kind, ref, time, payer, worker, amount, fee, memo, auth, entries, hash)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+_COLUMNS = "id, kind, ref, time, payer, worker, amount, fee, memo, auth, entries, hash"
 # Billing's own kinds: unique per guid in memory, so they skip the `once`
 # table. Every other kind (deposits, welcome grants, vouchers...) is recorded
 # there: a separate table rather than a partial unique index on txns, because
@@ -67,6 +76,11 @@ def decode_entries(text: str) -> list[tuple[str, int]]:
     return [(acct, int(v)) for acct, v in orjson.loads(text)]
 
 
+def row_hash(previous: bytes, row: tuple[Any, ...]) -> bytes:
+    """The chained hash of one txns row (its columns up to ``entries``, in order)."""
+    return hashlib.sha256(previous + orjson.dumps(row)).digest()
+
+
 class Overdraft(LedgerError):
     """A posting would take an account other than escrow below zero."""
 
@@ -79,8 +93,6 @@ class Overdraft(LedgerError):
         self.account = account
         self.balance = balance
         self.needed = needed
-
-
 @dataclass(frozen=True)
 class Txn:
     id: int
@@ -93,6 +105,7 @@ class Txn:
     amount: int | None = None
     fee: int | None = None
     memo: str | None = None
+    auth: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -121,13 +134,38 @@ class Receipt:
     fee: int  # the realm's part of it
     time: int  # unix seconds
 
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "guid": self.guid,
+            "payer": self.payer,
+            "worker": self.worker,
+            "amount": str(self.amount),
+            "fee": str(self.fee),
+            "time": self.time,
+            "txn": self.txn,
+        }
+
+
+@dataclass(frozen=True)
+class ChainBreak:
+    """A row whose stored hash is not the hash of its contents and its predecessor."""
+
+    txn: int
+    stored: bytes
+    computed: bytes
+    gap: bool  # the previous row's id is missing (a deleted row)
+
 
 @dataclass
 class _State:
     # read with .get(): indexing a missing account would create it
     balances: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
-    holds: dict[str, tuple[str, int]] = field(default_factory=dict)  # guid -> (user, amount)
+    holds: dict[str, tuple[str, int, float]] = field(default_factory=dict)  # guid -> (user, amount, time)
+    # per payer: captures minus shortfalls, what settlement redeems from the deposit on chain
+    charged: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
+    exiting: set[str] = field(default_factory=set)  # payers with an exit pending on chain
     seen: int = 0  # highest txn id applied to the in-memory state
+    head: bytes = GENESIS  # hash of row `seen`
 
 
 class Journal:
@@ -156,48 +194,24 @@ class Journal:
     def _ensure_schema(self) -> None:
         db = self.db
         if "meta" in db.table_names():
+            self._check_version()
             return
         ddl = [
-            db.create_table_sql(
-                "txns",
-                {
-                    "id": int,
-                    "kind": str,
-                    "ref": str,
-                    "time": float,
-                    "payer": str,
-                    "worker": str,
-                    "amount": str,
-                    "fee": str,
-                    "memo": str,
-                    "entries": str,
-                },
-                pk="id",
-                not_null={"kind", "ref", "time", "entries"},
-            ),
+            "CREATE TABLE txns (id INTEGER PRIMARY KEY, kind TEXT NOT NULL, ref TEXT NOT NULL,"
+            " time FLOAT NOT NULL, payer TEXT, worker TEXT, amount TEXT, fee TEXT, memo TEXT, auth TEXT,"
+            " entries TEXT NOT NULL, hash BLOB NOT NULL)",
             "CREATE TABLE once (kind TEXT NOT NULL, ref TEXT NOT NULL, txn INTEGER,"
             " PRIMARY KEY (kind, ref)) WITHOUT ROWID",
             "CREATE VIEW entries AS SELECT t.id AS txn, CAST(j.key AS INTEGER) AS seq,"
             " j.value ->> 0 AS account, j.value ->> 1 AS amount FROM txns t, json_each(t.entries) j",
-            db.create_table_sql(
-                "epochs",
-                {
-                    "number": int,
-                    "first_txn": int,
-                    "last_txn": int,
-                    "receipts": int,
-                    "root": str,
-                    "debited": str,
-                    "credited": str,
-                    "fee": str,
-                    "state": str,
-                    "tx_hash": str,
-                    "created": float,
-                    "settled": float,
-                },
-                pk="number",
-            ),
-            db.create_table_sql("meta", {"key": str, "value": str}, pk="key"),
+            "CREATE TABLE epochs (number INTEGER PRIMARY KEY, first_txn INTEGER NOT NULL,"
+            " last_txn INTEGER NOT NULL, receipts INTEGER NOT NULL, root TEXT NOT NULL,"
+            " earnings_root TEXT NOT NULL, earnings_total TEXT NOT NULL, journal_head TEXT NOT NULL,"
+            " state TEXT NOT NULL, tx_hash TEXT, created FLOAT NOT NULL, settled FLOAT)",
+            # chain events the watcher could not book: skipped, recorded, shown by the audit
+            "CREATE TABLE unbooked (ref TEXT PRIMARY KEY, event TEXT NOT NULL, detail TEXT NOT NULL,"
+            " time FLOAT NOT NULL)",
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)",
         ]
         # One exclusive transaction: a second process opening a new journal at
         # the same moment waits, then finds every table.
@@ -213,6 +227,18 @@ class Journal:
         except BaseException:
             self._conn.execute("ROLLBACK")
             raise
+
+    def _check_version(self) -> None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        version = int(row[0]) if row else 0
+        if version != SCHEMA_VERSION:
+            self._conn.close()
+            raise LedgerError(
+                "old_journal",
+                f"{self.path} is a version {version} journal; this mtor keeps version {SCHEMA_VERSION}",
+                "its contracts are the old ones too: settle and refund with the mtor that wrote it, "
+                "then start a new realm (MTOR_HOME) for this one",
+            )
 
     # --- transactions --------------------------------------------------------
 
@@ -289,12 +315,16 @@ class Journal:
         amount: int | None = None,
         fee: int | None = None,
         memo: str | None = None,
+        auth: str | None = None,
         at: float | None = None,
+        overdraw: str | None = None,
     ) -> int | None:
         """Post one balanced transaction; returns its id, or None if ``(kind, ref)`` exists.
 
-        Raises :class:`Overdraft` (and posts nothing) if an account other than
-        escrow would go below zero, ValueError if the entries do not sum to zero.
+        Raises :class:`Overdraft` (and posts nothing) if an account that may not
+        go negative would (``overdraw`` names one that may, for this posting:
+        the realm's fee when it owes a loss it must cover), ValueError if the
+        entries do not sum to zero.
         """
         rows = [(acct, v) for acct, v in entries if v]
         total = 0
@@ -311,29 +341,47 @@ class Journal:
             self._begin()
         balances = self._state.balances
         for acct, v in rows:
-            if v < 0 and acct != A.ESCROW:
+            if v < 0 and acct != overdraw and not A.may_go_negative(acct):
                 have = balances.get(acct, 0)
                 if have + v < 0:
                     self._after_post()  # nothing of this posting was written
                     raise Overdraft(acct, have, -v)
+        return self._insert(kind, ref, rows, payer, worker, amount, fee, memo, auth, at)
+
+    def _insert(
+        self,
+        kind: str,
+        ref: str,
+        rows: list[tuple[str, int]],
+        payer: str | None,
+        worker: str | None,
+        amount: int | None,
+        fee: int | None,
+        memo: str | None,
+        auth: str | None,
+        at: float | None,
+    ) -> int | None:
+        st = self._state
+        txn = st.seen + 1  # under the write lock and caught up: the next id
+        row = (
+            txn,
+            kind,
+            ref,
+            time.time() if at is None else at,
+            payer,
+            worker,
+            None if amount is None else str(amount),
+            None if fee is None else str(fee),
+            memo,
+            auth,
+            encode_entries(rows),
+        )
+        digest = row_hash(st.head, row)
         once = kind not in HOT_KINDS
         try:
             if once:
                 self._conn.execute(_INSERT_ONCE, (kind, ref))
-            txn = self._conn.execute(
-                _INSERT_TXN,
-                (
-                    kind,
-                    ref,
-                    time.time() if at is None else at,
-                    payer,
-                    worker,
-                    None if amount is None else str(amount),
-                    None if fee is None else str(fee),
-                    memo,
-                    encode_entries(rows),
-                ),
-            ).lastrowid
+            self._conn.execute(_INSERT_TXN, (*row, digest))
             if once:
                 self._conn.execute(_SET_ONCE, (txn, kind, ref))
         except sqlite3.IntegrityError:  # (kind, ref) exists: posted before
@@ -342,10 +390,40 @@ class Journal:
         except BaseException:
             self.rollback()
             raise
-        assert txn is not None
-        self._apply(txn, kind, ref, payer, amount, rows)
+        st.head = digest
+        self._apply(txn, kind, ref, payer, amount, row[3], rows)
         self._after_post()
         return txn
+
+    def post_hold(self, guid: str, user: str, amount: int, auth: str | None = None) -> bool:
+        """Hold ``amount`` of ``user``'s balance for ``guid``; False if ``guid`` is held already.
+
+        The check runs under the write lock, after catching up with other
+        writers, so two processes billing the same guid cannot both hold it.
+        """
+        with self._write():
+            if guid in self._state.holds:
+                return False
+            self.post(
+                "hold", guid, ((A.user(user), -amount), (A.hold(user), amount)), payer=user, amount=amount, auth=auth
+            )
+        return True
+
+    def expire_holds(self, older_than: float) -> list[str]:
+        """Give back holds opened before ``older_than`` (unix time) that never finished."""
+        expired = []
+        with self._write():
+            for guid, (user, amount, opened) in list(self._state.holds.items()):
+                if opened < older_than:
+                    self.post(
+                        "hold_expired",
+                        guid,
+                        ((A.hold(user), -amount), (A.user(user), amount)),
+                        payer=user,
+                        amount=amount,
+                    )
+                    expired.append(guid)
+        return expired
 
     # --- in-memory state -----------------------------------------------------
 
@@ -356,6 +434,7 @@ class Journal:
         ref: str,
         payer: str | None,
         amount: int | None,
+        at: float,
         delta: Iterable[tuple[str, int]],
     ) -> None:
         st = self._state
@@ -363,9 +442,18 @@ class Journal:
         for acct, v in delta:
             balances[acct] += v
         if kind == "hold" and payer is not None and amount is not None:
-            st.holds[ref] = (payer, amount)
-        elif kind in ("capture", "release"):
+            st.holds[ref] = (payer, amount, at)
+        elif kind in ("capture", "release", "hold_expired"):
             st.holds.pop(ref, None)
+            if kind == "capture" and payer is not None and amount:
+                st.charged[payer] += amount
+        elif payer is not None:
+            if kind == "shortfall" and amount:
+                st.charged[payer] -= amount
+            elif kind == "exit_started":
+                st.exiting.add(payer)
+            elif kind in ("exit_cancelled", "exit"):
+                st.exiting.discard(payer)
         if txn > st.seen:
             st.seen = txn
 
@@ -378,12 +466,14 @@ class Journal:
         if version == self._data_version and not self._in_tx:
             return
         self._data_version = version
+        st = self._state
         rows = self._conn.execute(
-            "SELECT id, kind, ref, payer, amount, entries FROM txns WHERE id > ? ORDER BY id",
-            (self._state.seen,),
+            "SELECT id, kind, ref, payer, amount, time, entries, hash FROM txns WHERE id > ? ORDER BY id",
+            (st.seen,),
         )
-        for tid, kind, ref, payer, amount, entries in rows:
-            self._apply(tid, kind, ref, payer, None if amount is None else int(amount), decode_entries(entries))
+        for tid, kind, ref, payer, amount, at, entries, digest in rows:
+            self._apply(tid, kind, ref, payer, None if amount is None else int(amount), at, decode_entries(entries))
+            st.head = bytes(digest)
 
     def refresh(self) -> None:
         if not self._in_tx:
@@ -407,7 +497,8 @@ class Journal:
 
     def open_hold(self, guid: str) -> tuple[str, int] | None:
         self.refresh()
-        return self._state.holds.get(guid)
+        held = self._state.holds.get(guid)
+        return None if held is None else (held[0], held[1])
 
     def touched(self, account: str) -> bool:
         """Whether any transaction ever posted to ``account``."""
@@ -416,7 +507,49 @@ class Journal:
 
     def open_holds(self) -> dict[str, tuple[str, int]]:
         self.refresh()
-        return dict(self._state.holds)
+        return {g: (u, a) for g, (u, a, _) in self._state.holds.items()}
+
+    def oldest_hold(self) -> float | None:
+        """When the oldest open hold was opened (unix time), None without holds."""
+        self.refresh()
+        return min((t for _, _, t in self._state.holds.values()), default=None)
+
+    def before_hold(self, guid: str, payer: str) -> tuple[bool, bool, int]:
+        """What a hold needs to know, from one look at other writers: whether ``guid``
+        is held already, whether ``payer`` is exiting, and what it committed."""
+        self.refresh()
+        st = self._state
+        committed = st.charged.get(payer, 0) + st.balances.get(A.hold(payer), 0)
+        return guid in st.holds, payer in st.exiting, committed
+
+    def committed(self, payer: str) -> int:
+        """What ``payer`` has spent or holds: the least its authorisation must cover."""
+        self.refresh()
+        st = self._state
+        return st.charged.get(payer, 0) + st.balances.get(A.hold(payer), 0)
+
+    def charged(self, payer: str) -> int:
+        """Captures minus shortfalls of ``payer``: what settlement redeems on chain in all."""
+        self.refresh()
+        return self._state.charged.get(payer, 0)
+
+    def exiting(self, payer: str) -> bool:
+        """Whether ``payer`` started an exit on chain that has not finished or been cancelled."""
+        self.refresh()
+        return payer in self._state.exiting
+
+    def exiting_payers(self) -> list[str]:
+        self.refresh()
+        return sorted(self._state.exiting)
+
+    def head(self) -> tuple[int, bytes]:
+        """The last row's id and hash."""
+        self.refresh()
+        return self._state.seen, self._state.head
+
+    def hash_at(self, txn_id: int) -> bytes:
+        row = self._conn.execute("SELECT hash FROM txns WHERE id = ?", (txn_id,)).fetchone()
+        return GENESIS if row is None else bytes(row[0])
 
     def get(self, kind: str, ref: str) -> Txn | None:
         """The ``(kind, ref)`` transaction (a scan for the hot kinds, which have no index)."""
@@ -434,14 +567,25 @@ class Journal:
         """Newest first; with ``address``, only transactions touching its accounts."""
         if address is None:
             return list(self._txns("ORDER BY id DESC LIMIT ?", (limit,)))
-        return list(self._txns("WHERE instr(entries, ?) > 0 ORDER BY id DESC LIMIT ?", (f":{address}\"", limit)))
+        return list(
+            self._txns(
+                "WHERE instr(entries, ?) > 0 OR payer = ? ORDER BY id DESC LIMIT ?", (f':{address}"', address, limit)
+            )
+        )
 
-    def all_txns(self) -> Iterator[Txn]:
-        return self._txns("ORDER BY id", ())
+    def all_txns(self, after: int = 0, upto: int | None = None) -> Iterator[Txn]:
+        if upto is None:
+            return self._txns("WHERE id > ? ORDER BY id", (after,))
+        return self._txns("WHERE id > ? AND id <= ? ORDER BY id", (after, upto))
+
+    def kinds(self, *kinds: str, after: int = 0) -> Iterator[Txn]:
+        """Transactions of the given kinds, oldest first."""
+        marks = ", ".join("?" for _ in kinds)
+        return self._txns(f"WHERE kind IN ({marks}) AND id > ? ORDER BY id", (*kinds, after))
 
     def _txns(self, where: str, args: tuple[Any, ...]) -> Iterator[Txn]:
         rows = self._conn.execute(
-            f"SELECT id, kind, ref, time, payer, worker, amount, fee, memo, entries FROM txns {where}", args
+            f"SELECT id, kind, ref, time, payer, worker, amount, fee, memo, entries, auth FROM txns {where}", args
         )
         for r in rows:
             yield Txn(
@@ -455,6 +599,7 @@ class Journal:
                 amount=None if r[6] is None else int(r[6]),
                 fee=None if r[7] is None else int(r[7]),
                 memo=r[8],
+                auth=r[10],
             )
 
     def receipts(self, after_txn: int = 0, upto_txn: int | None = None) -> list[Receipt]:
@@ -478,6 +623,19 @@ class Journal:
             "SELECT count(*) FROM txns WHERE kind = ? AND id > ?", (kind, after_txn)
         ).fetchone()
         return int(row[0])
+
+    def nth_id(self, kind: str, after_txn: int, n: int) -> int | None:
+        """The id of the ``n``-th ``kind`` transaction after ``after_txn`` (None if fewer)."""
+        row = self._conn.execute(
+            "SELECT id FROM txns WHERE kind = ? AND id > ? ORDER BY id LIMIT 1 OFFSET ?", (kind, after_txn, n - 1)
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def first_time(self, kind: str, after_txn: int = 0) -> float | None:
+        row = self._conn.execute(
+            "SELECT time FROM txns WHERE kind = ? AND id > ? ORDER BY id LIMIT 1", (kind, after_txn)
+        ).fetchone()
+        return None if row is None else float(row[0])
 
     def sum_amount(self, kind: str, **where: str) -> int:
         """Sum of the ``amount`` column of ``kind`` transactions matching ``where`` columns."""
@@ -508,24 +666,63 @@ class Journal:
         """Raw SQL for settlement and audit (inside :meth:`atomic` when it writes)."""
         return self._conn.execute(sql, args)
 
+    def record_unbooked(self, ref: str, event: str, detail: str) -> bool:
+        """Remember a chain event that could not be booked; False if it was already recorded."""
+        with self._write():
+            cur = self._conn.execute(
+                "INSERT OR IGNORE INTO unbooked(ref, event, detail, time) VALUES (?, ?, ?, ?)",
+                (ref, event, detail, time.time()),
+            )
+        return cur.rowcount == 1
+
+    def unbooked(self) -> list[dict[str, Any]]:
+        rows = self._conn.execute("SELECT ref, event, detail, time FROM unbooked ORDER BY time").fetchall()
+        return [{"ref": r[0], "event": r[1], "detail": r[2], "time": r[3]} for r in rows]
+
     # --- verification ----------------------------------------------------------
 
     def recompute_balances(self) -> dict[str, int]:
         """Every balance summed again from the entries on disk."""
-        totals: dict[str, int] = {}
-        for (entries,) in self._conn.execute("SELECT entries FROM txns"):
-            for acct, v in decode_entries(entries):
-                totals[acct] = totals.get(acct, 0) + v
-        return {a: v for a, v in totals.items() if v}
+        return self.recompute()[0]
 
     def unbalanced(self) -> list[tuple[int, int]]:
         """``(txn, sum)`` of every transaction whose entries do not sum to zero."""
-        out = []
+        return self.recompute()[1]
+
+    def recompute(self) -> tuple[dict[str, int], list[tuple[int, int]]]:
+        """One pass over the rows on disk: every balance summed again, and ``(txn, sum)``
+        of every transaction whose entries do not sum to zero."""
+        totals: dict[str, int] = {}
+        unbalanced = []
         for txn, entries in self._conn.execute("SELECT id, entries FROM txns ORDER BY id"):
-            total = sum(v for _, v in decode_entries(entries))
+            total = 0
+            for acct, v in orjson.loads(entries):
+                value = int(v)
+                totals[acct] = totals.get(acct, 0) + value
+                total += value
             if total:
-                out.append((txn, total))
-        return out
+                unbalanced.append((txn, total))
+        return {a: v for a, v in totals.items() if v}, unbalanced
+
+    def verify_chain(self, limit: int = 20) -> tuple[list[ChainBreak], int]:
+        """Check every row's hash against its contents and the row before it; returns the
+        rows where the chain breaks (at most ``limit``) and how many rows were checked.
+
+        Each row is checked against the stored hash of its predecessor, so one
+        edited row shows as one break (and a deleted row as a gap) instead of
+        everything after it; a rewrite that recomputed every later hash is what
+        the on-chain anchors of settled epochs catch.
+        """
+        breaks: list[ChainBreak] = []
+        previous, expected_id, checked = GENESIS, 1, 0
+        for r in self._conn.execute(f"SELECT {_COLUMNS} FROM txns ORDER BY id"):
+            row, stored = tuple(r[:11]), bytes(r[11])
+            computed = row_hash(previous, row)
+            if (computed != stored or row[0] != expected_id) and len(breaks) < limit:
+                breaks.append(ChainBreak(row[0], stored, computed, row[0] != expected_id))
+            previous, expected_id = stored, row[0] + 1
+            checked += 1
+        return breaks, checked
 
     def close(self) -> None:
         self.commit()

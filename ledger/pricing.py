@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -53,18 +54,26 @@ class PriceRule:
             return _positive_int(params.get("max_seconds"), self.default_units)
         return 1
 
-    def used_units(self, usage: dict[str, int]) -> int | None:
-        """Units actually used, or None when the usage does not say (charge the hold)."""
+    def used_units(self, usage: Mapping[str, Any]) -> int | None:
+        """Units actually used, or None when the usage does not say (charge the hold).
+
+        The worker reports usage; nothing it reports can make a cost negative:
+        counts below zero are zero, anything that is not a number says nothing.
+        """
         if self.unit == "1k_tokens":
-            if "prompt_tokens" in usage or "completion_tokens" in usage:
-                return int(usage.get("prompt_tokens", 0)) + int(usage.get("completion_tokens", 0))
-            return int(usage["tokens"]) if "tokens" in usage else None
+            prompt, completion = _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
+            if prompt is not None or completion is not None:
+                return (prompt or 0) + (completion or 0)
+            return _count(usage.get("tokens"))
         if self.unit == "image":
-            return int(usage.get("images", 1))
+            images = _count(usage.get("images"))
+            return 1 if images is None else images
         if self.unit == "audio_second":
-            if "audio_seconds" in usage:
-                return int(usage["audio_seconds"])
-            return math.ceil(int(usage["audio_ms"]) / 1000) if "audio_ms" in usage else None
+            seconds = _count(usage.get("audio_seconds"))
+            if seconds is not None:
+                return seconds
+            ms = _count(usage.get("audio_ms"))
+            return None if ms is None else math.ceil(ms / 1000)
         return 1
 
     def cost(self, units: int) -> int:
@@ -97,16 +106,17 @@ class PriceTable:
         rule = self.rule(intent)
         return rule.cost(rule.quote_units(params or {}))
 
-    def cost(self, intent: str, usage: dict[str, int], held: int) -> int:
-        """What a finished intent costs: its usage priced, never more than the hold."""
+    def cost(self, intent: str, usage: Mapping[str, Any], held: int) -> int:
+        """What a finished intent costs: its usage priced, 0 <= cost <= the hold."""
         rule = self.rule(intent)
         units = rule.used_units(usage)
         if units is None:
-            return held
-        return min(held, rule.cost(units))
+            return max(0, held)
+        return max(0, min(held, rule.cost(units)))
 
     def fee(self, cost: int) -> int:
-        return cost * self.fee_bps // 10_000
+        """The realm's part of ``cost``: 0 <= fee <= cost."""
+        return max(0, min(cost, cost * self.fee_bps // 10_000))
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> PriceTable:
@@ -159,6 +169,15 @@ def _read(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise _bad(str(path), "expected a table of intents")
     return data
+
+
+def _count(value: Any) -> int | None:
+    """A usage count as a non-negative integer; None if it is not a number at all."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return 0 if value < 0 else None
+    return max(0, int(value))
 
 
 def _positive_int(value: Any, default: int) -> int:

@@ -1,10 +1,18 @@
-"""One realm's ledger, opened from its data dir: journal, prices, chain, operator.
+"""One realm's ledger, opened from its data dir: journal, prices, chain, keys.
 
 ``<data>/ledger/`` holds ``journal.db`` (the double-entry journal),
 ``chain.sqlite`` (the embedded dev chain, when no RPC is used),
-``deployment.json`` (chain id, contract addresses, RPC URL) and
-``operator.key`` (the realm operator's key, mode 0600: it settles epochs,
-signs refund vouchers and receives the realm fee).
+``deployment.json`` (chain id, contract addresses, which key is which, the RPC
+URL), ``epochs/`` (each epoch's published receipts and earnings) and the
+realm's three keys, each in its own file (mode 0600):
+
+- ``owner.key`` owns the token (mints, never beyond its cap) and the
+  RealmLedger (rotates the other two keys, withdraws the fee);
+- ``settler.key`` posts redemptions and epochs (the upkeep uses it);
+- ``voucher.key`` signs refund vouchers.
+
+None of them can move a user's deposit without the user's signature, or a
+worker's earnings.
 
 Everything that talks to the chain goes through :meth:`Ledger.session`, which
 opens the chain (locking the embedded one), checks that it is the recorded
@@ -15,25 +23,38 @@ realm and `mtor` commands in other processes can take turns.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ledger import accounts as A
 from ledger import audit as audit_mod
+from ledger import wallet as W
 from ledger import watcher
+from ledger.authorisation import Terms
 from ledger.billing import RealmBilling
+from ledger.chain import DEPLOYMENT_VERSION, GAS_CAP, Deployment
 from ledger.errors import ChainError, LedgerError
 from ledger.journal import CommitMode, Journal
 from ledger.pricing import PriceTable
+from ledger.proofs import EarningsProofs
 from ledger.settlement import Epoch, Settler
 from ledger.units import ONE, format_amount
 
+log = logging.getLogger("mtor.ledger")
+
 ENV_RPC = "MTOR_CHAIN_RPC"
 VOUCHER_TTL_S = 3600
+DEV_EXIT_WINDOW_S = 10
+EXIT_WINDOW_S = 86_400
+DEV_SUPPLY_CAP = 2**128 - 1
+SUPPLY_CAP = 10**9 * ONE
+GRANTS_PER_TX = 400  # ~27k gas each: a batch stays well under the gas cap
 
 
 @dataclass
@@ -42,10 +63,15 @@ class LedgerConfig:
     chain_rpc: str | None = None  # None: $MTOR_CHAIN_RPC, then the recorded deployment, then embedded
     confirmations: int = 0
     epoch_seconds: float = 60.0
-    epoch_queries: int = 1000
+    epoch_queries: int = 10_000  # receipts per epoch at most: a busy realm settles every 10,000 queries
     pricing_file: Path | None = None
     faucet_amount: int = 1000 * ONE  # dev deployments only
     welcome_grant: int = 100 * ONE  # dev chains only; 0 turns it off
+    gas_cap: int = GAS_CAP  # no transaction of the realm needs more
+    exit_window_s: int | None = None  # None: 1 day, or 10 s on a dev chain
+    supply_cap: int | None = None  # None: 10^9 $9000, or unbounded for practical purposes on a dev chain
+    hold_ttl_s: float = 3600.0  # a hold that never finished returns to the payer after this
+    stale_epochs: int = 3  # receipts unsettled for this many epochs are an audit finding
 
     @property
     def root(self) -> Path:
@@ -57,22 +83,41 @@ class Session:
     """An open chain with the realm's contracts on it."""
 
     chain: Any
-    deployment: Any
+    deployment: Deployment
     token: Any
     ledger: Any
-    operator: Any  # LocalAccount
+    realm: Ledger = field(repr=False)
+
+    @property
+    def settler(self) -> Any:
+        return self.realm.settler_key
+
+    @property
+    def owner(self) -> Any:
+        return self.realm.owner_key
+
+    def cover(self, amount: int) -> bool:
+        """Back ``amount`` the realm could not collect (dev chains: the owner mints it)."""
+        return self.realm.cover(self, amount)
 
 
 class Ledger:
     def __init__(self, config: LedgerConfig, *, commit: CommitMode = "each") -> None:
         self.config = config
         config.root.mkdir(parents=True, exist_ok=True)
+        self._retire_old_embedded()
         self.journal = Journal(config.root / "journal.db", commit=commit)
         self.prices = PriceTable.load(config.pricing_file)
         self.settler = Settler(
-            self.journal, epoch_seconds=config.epoch_seconds, epoch_queries=config.epoch_queries
+            self.journal,
+            config.root / "epochs",
+            epoch_seconds=config.epoch_seconds,
+            epoch_queries=config.epoch_queries,
         )
-        self._operator: Any = None
+        self._keys: dict[str, Any] = {}
+        self._terms: Terms | None = None
+        self._checked: Deployment | None = None  # the deployment already found on the embedded chain
+        self.proofs = EarningsProofs(self.settler.folder)
 
     def close(self) -> None:
         self.journal.close()
@@ -83,7 +128,7 @@ class Ledger:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # --- files -----------------------------------------------------------------------
+    # --- files and keys --------------------------------------------------------------
 
     @property
     def deployment_file(self) -> Path:
@@ -93,16 +138,45 @@ class Ledger:
     def chain_file(self) -> Path:
         return self.config.root / "chain.sqlite"
 
-    def deployment(self) -> Any:
-        from ledger.chain import Deployment
-
+    def deployment(self) -> Deployment | None:
         return Deployment.load(self.deployment_file)
 
+    def terms(self) -> Terms | None:
+        """The chain and contract authorisations are signed for (None until deployed); cheap."""
+        if self._terms is None and self.deployment_file.exists():
+            dep = self.deployment()
+            self._terms = dep.terms() if dep is not None else None
+        return self._terms
+
+    def _key(self, name: str) -> Any:
+        if name not in self._keys:
+            self._keys[name] = load_or_create_key(self.config.root / f"{name}.key")
+        return self._keys[name]
+
     @property
-    def operator(self) -> Any:
-        if self._operator is None:
-            self._operator = load_or_create_key(self.config.root / "operator.key")
-        return self._operator
+    def owner_key(self) -> Any:
+        return self._key("owner")
+
+    @property
+    def settler_key(self) -> Any:
+        return self._key("settler")
+
+    @property
+    def voucher_key(self) -> Any:
+        return self._key("voucher")
+
+    def _retire_old_embedded(self) -> None:
+        """An embedded dev realm of the version 1 contracts starts afresh; its files are kept aside."""
+        root = self.config.root
+        data = Deployment.read(root / "deployment.json")
+        if data is None or data.get("version", 1) == DEPLOYMENT_VERSION or data.get("rpc") is not None:
+            return
+        if self.config.chain_rpc or os.environ.get(ENV_RPC):
+            return
+        aside = root.with_name(f"ledger.v{data.get('version', 1)}-{int(time.time())}")
+        root.rename(aside)
+        root.mkdir()
+        log.warning("the embedded dev chain held version 1 contracts: started afresh, the old files are in %s", aside)
 
     def rpc_url(self) -> str | None:
         if self.config.chain_rpc:
@@ -118,7 +192,8 @@ class Ledger:
         from ledger.chain import Chain
 
         url = self.rpc_url()
-        return Chain.connect(url) if url else Chain.embedded(self.chain_file)
+        cap = self.config.gas_cap
+        return Chain.connect(url, gas_cap=cap) if url else Chain.embedded(self.chain_file, gas_cap=cap)
 
     @contextmanager
     def session(self, *, deploy_if_missing: bool = True) -> Iterator[Session]:
@@ -137,7 +212,12 @@ class Ledger:
         finally:
             chain.close()
 
-    def _check(self, chain: Any, dep: Any) -> Session:
+    def _check(self, chain: Any, dep: Deployment) -> Session:
+        if chain.rpc is None and self._checked == dep:
+            # The embedded chain lives in our data dir: checked once, it cannot change under us.
+            return Session(
+                chain, dep, chain.contract("NineThousand", dep.token), chain.contract("RealmLedger", dep.ledger), self
+            )
         if chain.chain_id != dep.chain_id:
             raise ChainError(
                 "wrong_chain",
@@ -151,7 +231,7 @@ class Ledger:
                 chain._call(lambda: chain.w3.eth.get_code(dep.ledger)) != b""
                 and chain._call(lambda: token.functions.symbol().call()) == "9000"
                 and chain._call(lambda: ledger.functions.token().call()) == dep.token
-                and chain._call(lambda: ledger.functions.operator().call()) == dep.operator
+                and chain._call(lambda: ledger.functions.exitWindow().call()) == dep.exit_window
             )
         except ChainError:
             raise
@@ -163,9 +243,10 @@ class Ledger:
                 f"no MTOR RealmLedger at {dep.ledger} (token {dep.token}) on {chain.name}",
                 "the node was reset or the address is wrong; run `mtor chain deploy`",
             )
-        return Session(chain, dep, token, ledger, self.operator)
+        self._checked = dep
+        return Session(chain, dep, token, ledger, self)
 
-    def deploy(self, *, force: bool = False) -> Any:
+    def deploy(self, *, force: bool = False) -> Deployment:
         """`mtor chain deploy`: deploy both contracts and record them."""
         existing = self.deployment()
         if existing is not None and not force:
@@ -186,15 +267,30 @@ class Ledger:
         finally:
             chain.close()
 
-    def _deploy(self, chain: Any) -> Any:
-        from ledger.chain import Deployment
-
-        op = self.operator
-        faucet = self.config.faucet_amount if chain.dev else 0
-        token, block = chain.deploy(op, "NineThousand", op.address, faucet)
-        ledger, _ = chain.deploy(op, "RealmLedger", token, op.address)
-        dep = Deployment(chain.chain_id, token, ledger, op.address, block, chain.rpc)
+    def _deploy(self, chain: Any) -> Deployment:
+        cfg = self.config
+        owner, settler, voucher = self.owner_key, self.settler_key, self.voucher_key
+        dev = bool(chain.dev)
+        faucet = cfg.faucet_amount if dev else 0
+        cap = cfg.supply_cap or (DEV_SUPPLY_CAP if dev else SUPPLY_CAP)
+        window = cfg.exit_window_s if cfg.exit_window_s is not None else (DEV_EXIT_WINDOW_S if dev else EXIT_WINDOW_S)
+        token, block = chain.deploy(owner, "NineThousand", owner.address, faucet, cap)
+        ledger, _ = chain.deploy(owner, "RealmLedger", token, owner.address, settler.address, voucher.address, window)
+        dep = Deployment(
+            chain_id=chain.chain_id,
+            token=token,
+            ledger=ledger,
+            owner=owner.address,
+            settler=settler.address,
+            voucher_signer=voucher.address,
+            block=block,
+            exit_window=window,
+            supply_cap=cap,
+            dev=dev,
+            rpc=chain.rpc,
+        )
         dep.save(self.deployment_file)
+        self._terms = dep.terms()
         return dep
 
     # --- money moves on chain ---------------------------------------------------------------
@@ -205,96 +301,98 @@ class Ledger:
                 return watcher.sync(self.journal, s, self.config.confirmations)
         return watcher.sync(self.journal, session, self.config.confirmations)
 
+    def _sync_own(self, s: Session) -> watcher.SyncReport:
+        """After our own transaction: on the embedded chain it is final at once."""
+        return watcher.sync(self.journal, s, 0 if s.chain.rpc is None else self.config.confirmations)
+
     def faucet(self, account: Any) -> int:
         """Dev chains: mint test tokens to ``account``; returns its token balance."""
         with self.session() as s:
-            if not s.chain.dev or int(s.token.functions.faucetAmount().call()) == 0:
-                raise ChainError(
-                    "no_faucet",
-                    f"chain {s.chain.chain_id} has no faucet",
-                    "the faucet exists on dev chains only; get $9000 from someone who has it",
-                )
-            s.chain.transact(account, s.token.functions.faucet(), what="the faucet")
-            return int(s.token.functions.balanceOf(account.address).call())
+            return W.faucet(s, account)
 
     def deposit(self, account: Any, amount: int) -> dict[str, Any]:
         """Escrow ``amount`` of the account's tokens; credited once confirmed."""
         _positive(amount)
         with self.session() as s:
-            have = int(s.token.functions.balanceOf(account.address).call())
-            if have < amount:
-                raise LedgerError(
-                    "insufficient_tokens",
-                    f"{account.address} holds {format_amount(have)} $9000 in its wallet,"
-                    f" less than {format_amount(amount)}",
-                    "get tokens first (`mtor wallet faucet` on a dev chain)",
-                )
-            allowance = int(s.token.functions.allowance(account.address, s.deployment.ledger).call())
-            if allowance < amount:
-                s.chain.transact(account, s.token.functions.approve(s.deployment.ledger, amount), what="approve")
-            rc = s.chain.transact(account, s.ledger.functions.deposit(amount), what="the deposit")
+            tx_hash = W.deposit(s, account, amount)
             report = watcher.sync(self.journal, s, self.config.confirmations)
         return {
-            "tx_hash": rc["transactionHash"].to_0x_hex(),
+            "tx_hash": tx_hash,
             "credited": any(c["kind"] == "deposit" and c["address"] == account.address for c in report.credited),
             "confirmations": self.config.confirmations,
         }
 
-    def welcome(self, address: str) -> bool:
-        """Dev realms: a new user's first deposit, paid by the realm (once per address)."""
-        grant = self.config.welcome_grant
-        if grant <= 0 or self.journal.get("welcome", address) is not None:
+    def pending_grants(self) -> dict[str, int]:
+        """Welcome grants credited in the journal and not escrowed on chain yet."""
+        granted = {t.payer: t.amount or 0 for t in self.journal.kinds("welcome") if t.payer}
+        for t in self.journal.kinds("welcome_escrowed"):
+            granted.pop(t.payer or "", None)
+        return granted
+
+    def escrow_grants(self, s: Session) -> int:
+        """Deposit on chain the welcome grants the journal already credited: one mint and one
+        approve for all of them, one ``depositForMany`` per batch (the upkeep, off the loop)."""
+        pending = self.pending_grants()
+        if not pending or not s.chain.dev:
+            return 0
+        owner = self.owner_key
+        total = sum(pending.values())
+        s.chain.transact(owner, s.token.functions.mint(owner.address, total), what="minting welcome grants")
+        s.chain.transact(owner, s.token.functions.approve(s.deployment.ledger, total), what="approve")
+        users = list(pending)
+        for i in range(0, len(users), GRANTS_PER_TX):
+            batch = users[i : i + GRANTS_PER_TX]
+            fn = s.ledger.functions.depositForMany(batch, [pending[u] for u in batch])
+            s.chain.transact(owner, fn, what=f"{len(batch)} welcome deposits")
+        self._sync_own(s)
+        return len(pending)
+
+    def cover(self, s: Session, amount: int) -> bool:
+        """Back ``amount`` of earnings the realm could not collect. Dev chains: the owner mints
+        and covers; elsewhere the realm's operator must (False)."""
+        if amount <= 0:
+            return True
+        if not s.chain.dev:
             return False
-        with self.session() as s:
-            if not s.chain.dev:
-                return False
-            op = self.operator
-            s.chain.transact(op, s.token.functions.mint(op.address, grant), what="minting the welcome grant")
-            s.chain.transact(op, s.token.functions.approve(s.deployment.ledger, grant), what="approve")
-            s.chain.transact(op, s.ledger.functions.depositFor(address, grant), what="the welcome deposit")
-            watcher.sync(self.journal, s, 0 if s.chain.rpc is None else self.config.confirmations)
-        self.journal.post("welcome", address, (), payer=address, amount=grant)
+        owner = self.owner_key
+        s.chain.transact(owner, s.token.functions.mint(owner.address, amount), what="minting a cover")
+        s.chain.transact(owner, s.token.functions.approve(s.deployment.ledger, amount), what="approve")
+        s.chain.transact(owner, s.ledger.functions.cover(amount), what="covering a shortfall")
+        self._sync_own(s)
         return True
 
-    def withdraw(self, account: Any, amount: int | None = None) -> dict[str, Any]:
-        """A worker takes settled earnings out to its wallet (all of them by default)."""
-        with self.session() as s:
-            _, earned = s.ledger.functions.accountOf(account.address).call()
-            if amount is None:
-                amount = int(earned)
-            _positive(amount)
-            if amount > earned:
-                pending = self.journal.balance(A.worker(account.address)) - int(earned)
-                raise LedgerError(
-                    "insufficient_earnings",
-                    f"{format_amount(amount)} $9000 is more than the {format_amount(int(earned))}"
-                    f" settled for {account.address}",
-                    "earnings become withdrawable once settled: `mtor ledger settle`"
-                    + (f" ({format_amount(pending)} $9000 wait for settlement)" if pending > 0 else ""),
-                )
-            rc = s.chain.transact(account, s.ledger.functions.withdraw(amount), what="the withdrawal")
-            watcher.sync(self.journal, s, 0 if s.chain.rpc is None else self.config.confirmations)
-        return {"tx_hash": rc["transactionHash"].to_0x_hex(), "amount": amount}
-
     def refund(self, account: Any, amount: int | None = None) -> dict[str, Any]:
-        """Unspent deposit back to the wallet: the realm reserves it and signs a voucher,
-        then the user redeems the voucher on chain."""
+        """Unspent deposit back to the wallet: the realm reserves it and signs a voucher
+        (:meth:`refund_voucher`), then the user redeems the voucher on chain."""
         voucher = self.refund_voucher(account.address, amount)
         with self.session() as s:
-            rc = s.chain.transact(
-                account,
-                s.ledger.functions.refund(voucher["amount"], voucher["deadline"], bytes.fromhex(voucher["signature"][2:])),
-                what="the refund",
-            )
-            watcher.sync(self.journal, s, 0 if s.chain.rpc is None else self.config.confirmations)
-        return {"tx_hash": rc["transactionHash"].to_0x_hex(), "amount": voucher["amount"]}
+            tx_hash = W.refund(s, account, voucher)
+            self._sync_own(s)
+        return {"tx_hash": tx_hash, "amount": voucher["amount"]}
 
     def refund_voucher(self, user: str, amount: int | None = None) -> dict[str, Any]:
-        """Reserve ``amount`` of ``user``'s unspent deposit (all of it by default) and
-        sign the voucher that RealmLedger.refund pays out; the user sends it on chain."""
+        """Reserve ``amount`` of ``user``'s unspent deposit (all of it by default) and sign
+        the voucher that RealmLedger.refund pays out; the user sends it on chain.
+
+        One voucher per user is open at a time. Asked again while it is (the user's
+        transaction was lost, say), the realm hands out the same voucher, which the
+        user can still redeem; once it expires unredeemed its reservation returns and
+        the on-chain nonce, which did not move, serves the next one.
+        """
         with self.session() as s:
             watcher.sync(self.journal, s, self.config.confirmations)
             self._expire_vouchers(s)
+            outstanding = self._outstanding_voucher(user)
+            if outstanding is not None:
+                ref, held, memo = outstanding
+                if amount is not None and amount != held:
+                    raise LedgerError(
+                        "voucher_outstanding",
+                        f"refund voucher {ref} of {user} for {format_amount(held)} $9000 is not redeemed yet",
+                        "redeem it first: `mtor wallet refund` without an amount sends it again "
+                        f"(it expires within {VOUCHER_TTL_S} s of being signed)",
+                    )
+                return self._voucher(s, user, held, memo["nonce"], memo["deadline"])
             available = self.journal.balance(A.user(user))
             if amount is None:
                 amount = available
@@ -305,13 +403,11 @@ class Ledger:
                     "see `mtor wallet`",
                 )
             _positive(amount)
-            nonce = int(s.ledger.functions.refundNonce(user).call())
-            ref = f"{user}:{nonce}"
-            if self.journal.get("voucher", ref) is not None:
-                raise LedgerError(
-                    "voucher_outstanding", f"refund voucher {nonce} of {user} is not redeemed yet", "wait for it"
-                )
+            nonce = int(s.chain._call(lambda: s.ledger.functions.refundNonce(user).call()))
             deadline = s.chain.timestamp() + VOUCHER_TTL_S
+            # Keyed by nonce and deadline: a voucher that expired unredeemed leaves the
+            # on-chain nonce where it was, and the next one reuses it.
+            ref = f"{user}:{nonce}:{deadline}"
             # Reserved before the voucher exists: no query can spend it meanwhile. If the
             # redemption fails, the reservation returns once the voucher expires.
             self.journal.post(
@@ -322,42 +418,145 @@ class Ledger:
                 amount=amount,
                 memo=json.dumps({"nonce": nonce, "deadline": deadline}),
             )
-            signature = sign_voucher(self.operator, s.chain.chain_id, s.deployment.ledger, user, amount, nonce, deadline)
+            return self._voucher(s, user, amount, nonce, deadline)
+
+    def _voucher(self, s: Session, user: str, amount: int, nonce: int, deadline: int) -> dict[str, Any]:
+        signature = sign_voucher(self.voucher_key, s.chain.chain_id, s.deployment.ledger, user, amount, nonce, deadline)
         return {"amount": amount, "nonce": nonce, "deadline": deadline, "signature": "0x" + signature.hex()}
 
-    def _expire_vouchers(self, s: Session) -> None:
-        """Give back reservations of vouchers that can no longer be redeemed."""
-        now = s.chain.timestamp()
-        for txn in self.journal.execute(
+    def _open_vouchers(self) -> list[tuple[str, str, int, dict[str, Any]]]:
+        rows = self.journal.execute(
             "SELECT ref, payer, amount, memo FROM txns WHERE kind = 'voucher'"
-            " AND ref NOT IN (SELECT ref FROM txns WHERE kind = 'voucher_expired')"
-        ).fetchall():
-            ref, user, amount, memo = txn[0], txn[1], int(txn[2]), json.loads(txn[3])
+            " AND ref NOT IN (SELECT ref FROM txns WHERE kind IN ('voucher_expired', 'voucher_redeemed'))"
+        ).fetchall()
+        return [(r[0], r[1], int(r[2]), json.loads(r[3])) for r in rows]
+
+    def has_open_vouchers(self) -> bool:
+        return bool(self._open_vouchers())
+
+    def _outstanding_voucher(self, user: str) -> tuple[str, int, dict[str, Any]] | None:
+        for ref, payer, amount, memo in self._open_vouchers():
+            if payer == user:
+                return ref, amount, memo
+        return None
+
+    def _expire_vouchers(self, s: Session) -> None:
+        """Close vouchers that can no longer be redeemed: used (the nonce moved on), or expired
+        (the reservation returns to the balance)."""
+        now = s.chain.timestamp()
+        for ref, user, amount, memo in self._open_vouchers():
             used = int(s.ledger.functions.refundNonce(user).call()) > memo["nonce"]
-            if not used and memo["deadline"] < now:
+            if used:
+                self.journal.post("voucher_redeemed", ref, (), payer=user, amount=amount)
+            elif memo["deadline"] < now:
                 self.journal.post(
-                    "voucher_expired", ref, ((A.refund(user), -amount), (A.user(user), amount)), payer=user, amount=amount
+                    "voucher_expired",
+                    ref,
+                    ((A.refund(user), -amount), (A.user(user), amount)),
+                    payer=user,
+                    amount=amount,
                 )
+
+    # --- leaving and claiming ------------------------------------------------------------------
+
+    def exit(self, account: Any, action: str = "status") -> dict[str, Any]:
+        """``start``, ``finish``, ``cancel`` or ``status`` of the account's exit."""
+        actions = {"start": W.start_exit, "finish": W.finish_exit, "cancel": W.cancel_exit}
+        with self.session() as s:
+            if action == "status":
+                return W.exit_status(s, account.address)
+            out = actions[action](s, account)
+            self._sync_own(s)
+            return out
+
+    def proof(self, address: str) -> dict[str, Any]:
+        """``address``'s cumulative earnings in the last settled root, with its Merkle proof."""
+        settled = self.settler.last_settled()
+        if settled is None:
+            raise LedgerError("not_settled", "the realm has settled no epoch yet", "wait for the next settlement")
+        earned = (
+            None if self.settler.earnings_file(settled.number).exists() else self.settler.earnings_of(settled.number)
+        )
+        return self.proofs.proof(settled.number, settled.earnings_root, address, earned)
+
+    def public_terms(self) -> dict[str, Any] | None:
+        """What anyone needs to deposit, exit, claim or sign for this realm on its chain
+        (the money desk's ``GET /v1/realm``)."""
+        dep = self.deployment()
+        if dep is None:
+            return None
+        return {
+            "chain_id": dep.chain_id,
+            "token": dep.token,
+            "ledger": dep.ledger,
+            "dev": dep.dev,
+            "exit_window_s": dep.exit_window,
+            "owner": dep.owner,
+            "settler": dep.settler,
+            "voucher_signer": dep.voucher_signer,
+            "domain": {"name": "MTOR RealmLedger", "version": "2"},
+        }
+
+    def claim(self, account: Any) -> dict[str, Any]:
+        """Claim the account's settled earnings with a proof from this realm's files."""
+        with self.session() as s:
+            info = self.proof(account.address)
+            if bytes.fromhex(info["root"][2:]) != W.earnings_root(s):
+                raise LedgerError(
+                    "proof_outdated",
+                    f"the chain's earnings root is newer than epoch {info['epoch']} in the realm's journal",
+                    "the realm is settling an epoch right now; claim again in a moment",
+                )
+            proof = [bytes.fromhex(p[2:]) for p in info["proof"]]
+            out = W.claim(s, account, account.address, int(info["cumulative"]), proof)
+            self._sync_own(s)
+        return {**out, "epoch": info["epoch"]}
+
+    def earnings(self, address: str) -> dict[str, Any]:
+        """What a worker earned: unclaimed in the journal, settled and claimable, claimed."""
+        settled = self.settler.last_settled()
+        posted = self.settler.earnings_of(settled.number).get(address, 0) if settled else 0
+        with self.session() as s:
+            watcher.sync(self.journal, s, self.config.confirmations)
+            done = W.claimed(s, address)
+            unclaimed = self.journal.balance(A.worker(address))
+            return {
+                "address": address,
+                "unclaimed": unclaimed,
+                "settled_total": posted,
+                "claimed": done,
+                "claimable": max(0, posted - done),
+                "awaiting_settlement": max(0, unclaimed - max(0, posted - done)),
+                "tokens": W.tokens(s, address),
+            }
 
     # --- settlement and audit ------------------------------------------------------------------
 
     def settle(self) -> list[Epoch]:
-        # The epoch is fixed in the journal first, so that it is the same epoch
-        # whenever the chain can be reached.
-        self.settler.close_epoch()
+        """Settle now: close every unsettled receipt into epochs (each fixed in the journal
+        first, so it is the same epoch whenever the chain can be reached), then send them."""
+        while self.settler.close_epoch(force=True) is not None:
+            pass
         with self.session() as s:
+            self.escrow_grants(s)
             return self.settler.settle(s)
 
     def audit(self, receipt: str | None = None) -> audit_mod.AuditReport:
         with self.session() as s:
             watcher.sync(self.journal, s, self.config.confirmations)
-            report = audit_mod.audit(self.journal, self.settler, s)
+            report = audit_mod.audit(self, s)
             if receipt is not None:
                 report.proof = audit_mod.prove(self.journal, self.settler, s, receipt)
             return report
 
     def billing(self, **kwargs: Any) -> RealmBilling:
-        return RealmBilling(self.journal, self.prices, **kwargs)
+        kwargs.setdefault("epoch_queries", self.config.epoch_queries)
+        return RealmBilling(
+            self.journal,
+            self.prices,
+            terms=self.terms,
+            **kwargs,
+        )
 
     # --- views -------------------------------------------------------------------------------
 
@@ -369,20 +568,26 @@ class Ledger:
             "held": j.balance(A.hold(address)),
             "refund_pending": j.balance(A.refund(address)),
             "earned": j.balance(A.worker(address)),
+            "charged": j.charged(address),
+            "exiting": j.exiting(address),
         }
         if chain:
             with self.session() as s:
                 watcher.sync(self.journal, s, self.config.confirmations)
                 out["available"] = j.balance(A.user(address))
-                dep, earned = s.ledger.functions.accountOf(address).call()
+                out["exiting"] = j.exiting(address)
+                status = W.exit_status(s, address)
                 out["chain"] = {
                     "name": s.chain.name,
                     "chain_id": s.chain.chain_id,
                     "ledger": s.deployment.ledger,
                     "token": s.deployment.token,
-                    "tokens": int(s.token.functions.balanceOf(address).call()),
-                    "deposit": int(dep),
-                    "earned": int(earned),
+                    "tokens": W.tokens(s, address),
+                    "deposit": status["deposit"],
+                    "spent": status["spent"],
+                    "claimed": W.claimed(s, address),
+                    "exit": status["exit"],
+                    "finish_after": status["finish_after"],
                     "dev": s.chain.dev,
                 }
         return out
@@ -393,10 +598,8 @@ def _positive(amount: int) -> None:
         raise LedgerError("nothing_to_move", "the amount is 0: there is nothing to move", "see `mtor wallet`")
 
 
-def sign_voucher(
-    operator: Any, chain_id: int, ledger: str, user: str, amount: int, nonce: int, deadline: int
-) -> bytes:
-    """The operator's EIP-712 signature that RealmLedger.refund checks."""
+def sign_voucher(signer: Any, chain_id: int, ledger: str, user: str, amount: int, nonce: int, deadline: int) -> bytes:
+    """The voucher signer's EIP-712 signature that RealmLedger.refund checks."""
     from eth_account.messages import encode_typed_data
 
     msg = encode_typed_data(
@@ -416,11 +619,11 @@ def sign_voucher(
                 ],
             },
             "primaryType": "Refund",
-            "domain": {"name": "MTOR RealmLedger", "version": "1", "chainId": chain_id, "verifyingContract": ledger},
+            "domain": {"name": "MTOR RealmLedger", "version": "2", "chainId": chain_id, "verifyingContract": ledger},
             "message": {"user": user, "amount": amount, "nonce": nonce, "deadline": deadline},
         }
     )
-    return bytes(operator.sign_message(msg).signature)
+    return bytes(signer.sign_message(msg).signature)
 
 
 def load_or_create_key(path: Path) -> Any:
@@ -435,4 +638,3 @@ def load_or_create_key(path: Path) -> Any:
     with os.fdopen(fd, "w") as f:
         f.write(acct.key.hex() + "\n")
     return acct
-

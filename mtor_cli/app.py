@@ -42,6 +42,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "profile",
     "sysop",
     "config",
+    "email",
 )
 
 HELP = """MTOR (Multi-Tronic Operating Realm): ask a realm of volunteer AI workers.

@@ -271,6 +271,84 @@ class _Restream:
         return new
 
 
+_RESIGN = 20  # authorisations re-signed for one query (the realm's ledger may still be deploying)
+_LEDGER_WAIT_S = 0.5  # between tries while it is
+
+
+class _Spending:
+    """The account's cumulative spending authorisations for a paid realm.
+
+    Each query is sent with "the realm may take up to ``total`` from my
+    deposit, in all", total = what the realm says is committed (spent and
+    held, at the Welcome) + what this client has sent since + this query's
+    price (its ``max_price``, else the last price held for its intent, else
+    the realm's quote for it with default parameters). The
+    realm can never take more than the highest total signed, which exceeds
+    what it charged by at most the holds still open. When the estimate falls
+    short (another client of the same key spent meanwhile, an unknown price)
+    the realm answers ``bad_authorisation`` with what it ``needs``, and that
+    exact amount is signed and sent again.
+    """
+
+    def __init__(self, terms: p.LedgerTerms | None) -> None:
+        self.terms = terms
+        self.committed = terms.committed if terms is not None else 0
+        self.prices: dict[str, int] = {}  # intent -> the last price held
+        self.open: dict[str, int] = {}  # guid -> what it may still cost
+
+    def _sign(self, account: Any, query: p.SubmitQuery, total: int) -> p.SubmitQuery:
+        import msgspec
+
+        from ledger.authorisation import Terms, sign
+
+        assert self.terms is not None
+        terms = Terms(self.terms.chain_id, self.terms.contract)
+        signed = p.Authorisation(total=total, signature=sign(account.key, terms, account.address, total))
+        return msgspec.structs.replace(query, authorisation=signed)
+
+    def authorise(self, account: Any, query: p.SubmitQuery) -> p.SubmitQuery:
+        return self._sign(account, query, self.committed + sum(self.open.values()) + self._price(query))
+
+    def _price(self, query: p.SubmitQuery) -> int:
+        if query.max_price is not None:
+            return query.max_price
+        intent = query.intent or "chat"  # what the realm's recogniser picks for most prompts
+        if intent in self.prices:
+            return self.prices[intent]
+        quotes = self.terms.quotes if self.terms is not None else {}
+        return quotes.get(intent, quotes.get("default", 0))
+
+    async def resign(self, account: Any, query: p.SubmitQuery, refusal: p.Error) -> p.SubmitQuery | None:
+        detail = refusal.detail
+        if "chain_id" not in detail:
+            await asyncio.sleep(_LEDGER_WAIT_S)  # no contract yet: the realm is deploying it
+            return query
+        if not isinstance(detail.get("needed"), int):
+            return None  # a bad signature, not a low total: signing again would not help
+        quotes = self.terms.quotes if self.terms is not None else {}
+        self.terms = p.LedgerTerms(
+            chain_id=int(detail["chain_id"]), contract=str(detail["contract"]), quotes=quotes
+        )
+        self.committed = int(detail.get("committed", self.committed))
+        return self._sign(account, query, int(detail["needed"]))
+
+    def sent(self, guid: str, estimate: int) -> None:
+        self.open[guid] = estimate
+
+    def seen(self, event: object) -> None:
+        if isinstance(event, p.Accepted):
+            self.prices[event.intent] = event.price_held
+            self.open[event.guid] = event.price_held
+        elif isinstance(event, p.Result):
+            self.committed += event.cost
+            self.open.pop(event.guid, None)
+        elif isinstance(event, p.Error):
+            self.open.pop(event.guid or "", None)
+
+    def done(self, guid: str) -> None:
+        self.open.pop(guid, None)
+
+
 class _Subscription:
     """One ``subscribe`` call: its request (resent after a reconnect) and its queue."""
 
@@ -305,6 +383,7 @@ class RealmClient:
         self.reconnect_s = reconnect_s
         self.client_name = client_name
         self.welcome: p.Welcome | None = None
+        self._spending: _Spending | None = None  # a paid realm's authorisations, from its Welcome
         self.reconnects = 0
         self._session: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
@@ -407,6 +486,8 @@ class RealmClient:
                 raise _unreachable(url, exc) from exc
         try:
             self.welcome = await asyncio.wait_for(self._handshake(ws), self.connect_timeout)
+            if self.welcome.ledger is not None:
+                self._spending = _Spending(self.welcome.ledger)
         except TimeoutError as exc:
             await ws.close()
             raise RealmError(
@@ -568,6 +649,10 @@ class RealmClient:
     async def submit(self, query: p.SubmitQuery) -> AsyncIterator[Event]:
         """Send ``query`` and yield its events until its Result or Error.
 
+        In a paid realm the query carries the account's signed spending
+        authorisation, made here (see :class:`_Spending`); a query the realm
+        finds under-authorised is signed again for what it asks and resent,
+        so callers never see ``bad_authorisation`` from an honest realm.
         Raises RealmError('disconnected') if the connection is lost for good.
         """
         queue: asyncio.Queue[Any] = asyncio.Queue()
@@ -578,15 +663,31 @@ class RealmClient:
                 "use a new guid (client.new_guid())",
                 query.guid,
             )
+        spending = self._spending
+        if spending is not None and query.authorisation is None:
+            query = spending.authorise(self.account, query)
         self._routes[query.guid] = queue
         self._pending[query.guid] = query
         stream = self._streams[query.guid] = _Restream()
+        if spending is not None:
+            spending.sent(query.guid, spending._price(query))
+        resigned = 0
         try:
             await self._send(query)
             while True:
                 event = await queue.get()
                 if isinstance(event, RealmError):
                     raise event
+                if isinstance(event, p.Error) and event.code == "bad_authorisation" and resigned < _RESIGN:
+                    spending = self._spending = self._spending or _Spending(None)
+                    again = await spending.resign(self.account, query, event)
+                    if again is not None:
+                        resigned += 1
+                        query = self._pending[query.guid] = again
+                        await self._send(query)
+                        continue
+                if spending is not None:
+                    spending.seen(event)
                 if isinstance(event, p.Token):
                     text = stream.feed(event)
                     if not text:
@@ -603,6 +704,8 @@ class RealmClient:
                 if isinstance(event, (p.Result, p.Error)):
                     return
         finally:
+            if spending is not None:
+                spending.done(query.guid)
             self._routes.pop(query.guid, None)
             self._pending.pop(query.guid, None)
             self._streams.pop(query.guid, None)
@@ -622,11 +725,14 @@ class RealmClient:
         on_accepted: Callable[[p.Accepted], Awaitable[None] | None] | None = None,
         on_token: Callable[[str], Awaitable[None] | None] | None = None,
         on_progress: Callable[[p.Progress], Awaitable[None] | None] | None = None,
+        settings: dict[str, dict[str, Any]] | None = None,
     ) -> p.Result:
         """Submit one request and return its Result; raises RealmError on failure.
 
         Callbacks may be plain functions or coroutines. On ``timeout`` the
         request is cancelled at the broker and RealmError('timeout') raised.
+        ``settings``: the asker's settings by intent; the broker applies those
+        of the intent it chooses as params (weather: the home location).
         """
         query = p.SubmitQuery(
             guid=guid or new_guid(),
@@ -637,6 +743,7 @@ class RealmClient:
             params=dict(params or {}),
             stream=stream,
             max_price=max_price,
+            settings=dict(settings or {}),
         )
 
         async def run() -> p.Result:

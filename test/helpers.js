@@ -1,20 +1,49 @@
-// Shared builders for the contract tests: packed settlement entries, receipt
-// leaves and a sorted-pair Merkle tree (the same scheme ledger/merkle.py uses).
+// Shared builders for the contract tests: spending authorisations, receipt and
+// earnings leaves, and a sorted-pair Merkle tree (the scheme ledger/merkle.py uses).
 const { ethers } = require("hardhat");
 
-const ADDRESS_BITS = 160n;
-
-function entry(address, amount) {
-  return (BigInt(amount) << ADDRESS_BITS) | BigInt(address);
+async function domainOf(ledger) {
+  const { chainId } = await ethers.provider.getNetwork();
+  return { name: "MTOR RealmLedger", version: "2", chainId, verifyingContract: await ledger.getAddress() };
 }
 
-function receiptLeaf({ guid, payer, worker, amount, time }) {
+const SPEND_TYPES = {
+  Spend: [
+    { name: "payer", type: "address" },
+    { name: "total", type: "uint256" },
+  ],
+};
+
+// A payer's cumulative spending authorisation, as the EIP-2098 compact (r, vs) the contract takes.
+async function signSpend(payer, ledger, total, { signer = payer } = {}) {
+  const sig = ethers.Signature.from(
+    await signer.signTypedData(await domainOf(ledger), SPEND_TYPES, { payer: payer.address, total }),
+  );
+  return { r: sig.r, vs: sig.yParityAndS };
+}
+
+// A redemption entry: take the payer's cumulative spending to `charged`, covered by `authorised`.
+async function redemption(payer, ledger, charged, authorised = charged, opts = {}) {
+  const { r, vs } = await signSpend(payer, ledger, authorised, opts);
+  return { payer: payer.address, charged, authorised, r, vs };
+}
+
+function sortByPayer(entries) {
+  return entries.slice().sort((a, b) => (BigInt(a.payer) < BigInt(b.payer) ? -1 : 1));
+}
+
+function receiptLeaf({ guid, payer, worker, amount, fee, time }) {
   const inner = ethers.keccak256(
     ethers.AbiCoder.defaultAbiCoder().encode(
-      ["bytes32", "address", "address", "uint256", "uint256"],
-      [ethers.keccak256(ethers.toUtf8Bytes(guid)), payer, worker, amount, time],
+      ["bytes32", "address", "address", "uint256", "uint256", "uint256"],
+      [ethers.keccak256(ethers.toUtf8Bytes(guid)), payer, worker, amount, fee, time],
     ),
   );
+  return ethers.keccak256(inner);
+}
+
+function earningsLeaf(account, cumulative) {
+  const inner = ethers.keccak256(ethers.AbiCoder.defaultAbiCoder().encode(["address", "uint256"], [account, cumulative]));
   return ethers.keccak256(inner);
 }
 
@@ -51,9 +80,19 @@ function merkleProof(leaves, index) {
   return proof;
 }
 
-async function signRefund(operator, ledger, user, amount, nonce, deadline) {
-  const { chainId } = await ethers.provider.getNetwork();
-  const domain = { name: "MTOR RealmLedger", version: "1", chainId, verifyingContract: await ledger.getAddress() };
+// Earnings tree of {address: cumulative}: returns the root, the total and a proof builder.
+function earningsTree(earnings) {
+  const accounts = Object.keys(earnings);
+  const leaves = accounts.map((a) => earningsLeaf(a, earnings[a]));
+  const total = accounts.reduce((s, a) => s + BigInt(earnings[a]), 0n);
+  return {
+    root: merkleRoot(leaves),
+    total,
+    proof: (account) => merkleProof(leaves, accounts.indexOf(account)),
+  };
+}
+
+async function signRefund(signer, ledger, user, amount, nonce, deadline) {
   const types = {
     Refund: [
       { name: "user", type: "address" },
@@ -62,7 +101,18 @@ async function signRefund(operator, ledger, user, amount, nonce, deadline) {
       { name: "deadline", type: "uint256" },
     ],
   };
-  return operator.signTypedData(domain, types, { user, amount, nonce, deadline });
+  return signer.signTypedData(await domainOf(ledger), types, { user, amount, nonce, deadline });
 }
 
-module.exports = { entry, receiptLeaf, merkleRoot, merkleProof, signRefund };
+module.exports = {
+  domainOf,
+  signSpend,
+  redemption,
+  sortByPayer,
+  receiptLeaf,
+  earningsLeaf,
+  earningsTree,
+  merkleRoot,
+  merkleProof,
+  signRefund,
+};

@@ -6,7 +6,7 @@ only when a backend loads its model.
 
 from __future__ import annotations
 
-from worker.backends.base import Backend, BadInput, Device, DeviceError, Emitter
+from worker.backends.base import Backend, BadInput, Device, DeviceError, Emitter, JobError
 from worker.backends.registry import (
     UnknownIntent,
     available_intents,
@@ -22,6 +22,7 @@ __all__ = [
     "Device",
     "DeviceError",
     "Emitter",
+    "JobError",
     "UnknownIntent",
     "Worker",
     "WorkerConfig",

@@ -3,13 +3,13 @@
 The worker dials out (so it works behind NAT), answers the broker's challenge
 with a signed ``register``, then serves ``work`` messages, up to ``slots`` at
 once. Each job is validated before any model runs (a ``BadInput`` becomes
-``failed{retryable: false}``), streams its tokens and progress, and ends in a
-``result`` or a ``failed``. A backend exception, CUDA out-of-memory included,
-fails that job only; the worker keeps serving. When the connection drops, the
-running jobs are cancelled (the broker requeues them elsewhere) and the worker
-reconnects with capped exponential backoff; given several brokers of a
-realm, it moves to the next one at once and backs off only once all of them
-failed in a row.
+``failed{retryable: false}``, as does a ``JobError`` raised while running),
+streams its tokens and progress, and ends in a ``result`` or a ``failed``. A
+backend exception, CUDA out-of-memory included, fails that job only; the
+worker keeps serving. When the connection drops, the running jobs are
+cancelled (the broker requeues them elsewhere) and the worker reconnects with
+capped exponential backoff; given several brokers of a realm, it moves to the
+next one at once and backs off only once all of them failed in a row.
 
 :meth:`Worker.stop` drains: it tells the broker (``drain``) to send no new
 work, lets running jobs finish for up to ``drain_s``, hands the rest back
@@ -53,7 +53,7 @@ from broker.protocol import (
     server_to_worker_decoder,
     sign_challenge,
 )
-from worker.backends.base import Backend, BadInput, Emitter
+from worker.backends.base import Backend, BadInput, Emitter, JobError
 from worker.config import WorkerConfig
 
 log = logging.getLogger("mtor.worker")
@@ -354,9 +354,8 @@ class Worker:
             return
         try:
             backend.validate(work)
-        except BadInput as exc:
-            message = f"{exc.message}; {exc.hint}" if exc.hint else exc.message
-            outbox.put_nowait(Failed(guid=work.guid, code=exc.code, message=message, retryable=False))
+        except (BadInput, JobError) as exc:
+            outbox.put_nowait(_refused(work, exc))
             self.jobs_failed += 1
             return
         except Exception as exc:  # a validator bug is still this job's failure only
@@ -381,6 +380,11 @@ class Worker:
                     result = await backend.run(work, job.emitter)
                 except asyncio.CancelledError:
                     raise
+                except (BadInput, JobError) as exc:
+                    self.jobs_failed += 1
+                    log.info("job %s refused: %s: %s", work.guid, exc.code, exc.message)
+                    outbox.put_nowait(_refused(work, exc))
+                    return
                 except Exception as exc:
                     self.jobs_failed += 1
                     log.warning("job %s failed: %s", work.guid, exc)
@@ -421,6 +425,12 @@ class Worker:
             if job.task is not None:
                 job.task.cancel()
         await asyncio.gather(*(j.task for j in jobs if j.task is not None), return_exceptions=True)
+
+
+def _refused(work: Work, exc: MtorError) -> Failed:
+    return Failed(
+        guid=work.guid, code=exc.code, message=exc.message[:MAX_ERROR_CHARS], hint=exc.hint, retryable=False
+    )
 
 
 def default_slots(backends: list[Backend]) -> int:

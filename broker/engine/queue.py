@@ -228,7 +228,10 @@ class SharedQueue:
             free = w.free_for(intent)
             if free <= 0:
                 continue
-            offer.append({"n": free, "m": {m: True for m in models}})
+            slot: dict[str, Any] = {"n": free, "m": {m: True for m in models}}
+            if intent in w.owner_only:
+                slot["o"] = w.address.lower()  # it serves its own address's intents only
+            offer.append(slot)
         return offer
 
     def _start(self, reply: Reply, popped: list[dict[str, Any]]) -> None:

@@ -91,7 +91,8 @@ end
 
 -- Deficit round robin with a unit cost, as SafeQueue.pop: each pop offers the
 -- head of each user's queue in order and takes the first that a free worker
--- of `offer` ({{n = free slots, m = {model = true, ...}}, ...}) serves;
+-- of `offer` ({{n = free slots, m = {model = true, ...}, o = owner}, ...})
+-- serves (a worker with `o` serves only that address: an owner-only intent);
 -- that user goes to the back of the round. Pops until no free slot fits.
 -- A broker whose free slots outlast the queue waits in hungry:I to be told.
 local function pop_for(i, offer)
@@ -106,7 +107,7 @@ local function pop_for(i, offer)
       local g = redis.call('LINDEX', uq, 0)
       local model = redis.call('HGET', P .. 'job:' .. g, 'model') or ''
       for _, w in ipairs(offer) do
-        if w.n > 0 and (model == '' or w.m[model]) then
+        if w.n > 0 and (model == '' or w.m[model]) and (w.o == nil or w.o == string.lower(u)) then
           w.n = w.n - 1
           free = free - 1
           redis.call('LPOP', uq)

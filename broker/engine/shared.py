@@ -101,8 +101,8 @@ class SharedRealm:
     def intents(self) -> set[str]:
         return self.state.intents()
 
-    def can_serve(self, intent: str, model: str | None) -> bool:
-        return self.state.can_serve(intent, model)
+    def can_serve(self, intent: str, model: str | None, user: str | None = None) -> bool:
+        return self.state.can_serve(intent, model, user)
 
     def on(self, kind: str, handle: Callable[[bytes], None]) -> None:
         self._notices[kind] = handle

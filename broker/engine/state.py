@@ -20,20 +20,24 @@ class RealmState:
         self.brokers: dict[str, dict[str, Any]] = {}  # every broker, this one included
         self.workers: list[dict[str, Any]] = []  # every worker of the realm, with its broker
         self.queues: dict[str, dict[str, Any]] = {}  # intent -> {depth, users: {user: queued}}
-        self._serving: dict[str, list[tuple[frozenset[str], bool]]] = {}  # other brokers' workers by intent
+        # Other brokers' workers by intent: (models, usable, owner: the only
+        # address it serves for an owner-only intent, else None).
+        self._serving: dict[str, list[tuple[frozenset[str], bool, str | None]]] = {}
         self.watching = False  # another broker has subscribers
 
     def update(self, brokers: list[dict[str, Any]], workers: list[dict[str, Any]], queues: dict[str, Any]) -> None:
         self.brokers = {str(b["id"]): b for b in brokers}
         self.workers = workers
         self.queues = queues if isinstance(queues, dict) else {}
-        serving: dict[str, list[tuple[frozenset[str], bool]]] = {}
+        serving: dict[str, list[tuple[frozenset[str], bool, str | None]]] = {}
         for w in workers:
             if w.get("broker") == self._me:
                 continue
             usable = (w.get("health") or {}).get("state") != QUARANTINED
+            address = str(w.get("address", "")).lower()
             for cap in w.get("capabilities", ()):
-                serving.setdefault(cap["intent"], []).append((frozenset(cap.get("models", ())), usable))
+                owner = address if cap.get("owner_only") else None
+                serving.setdefault(cap["intent"], []).append((frozenset(cap.get("models", ())), usable, owner))
         self._serving = serving
         self.watching = any(int(b.get("subscribers", 0)) for b in self.others())
 
@@ -47,6 +51,10 @@ class RealmState:
     def intents(self) -> set[str]:
         return set(self._serving)
 
-    def can_serve(self, intent: str, model: str | None) -> bool:
-        return any(usable and (model is None or model in models) for models, usable in self._serving.get(intent, ()))
+    def can_serve(self, intent: str, model: str | None, user: str | None = None) -> bool:
+        asker = (user or "").lower()
+        return any(
+            usable and (model is None or model in models) and (owner is None or owner == asker)
+            for models, usable, owner in self._serving.get(intent, ())
+        )
 

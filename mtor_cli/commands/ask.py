@@ -20,8 +20,9 @@ if TYPE_CHECKING:
     from rich.progress import Progress as ProgressBar
 
     from broker.protocol import Accepted, Attachment, Broadcast, Progress, Result
+    from mtor_cli.client import RealmError
 
-HELP = """Ask the realm: chat, see, imagine, transcribe, speak.
+HELP = """Ask the realm: chat, images, speech, weather, email.
 
 The answer streams to stdout token by token; progress (e.g. diffusion steps)
 is drawn on stderr; images and audio are saved to files whose paths are printed.
@@ -44,6 +45,10 @@ Examples:
   mtor ask --intent imagine --steps 20 --size 512x512 --out mountain.png "a neon mountain"
 
   mtor ask --image photo.jpg "what is in this picture?"
+
+  mtor ask "will it rain in Oslo tomorrow"
+
+  mtor ask "email Bob about Friday's meeting"     (shows the draft, asks before sending)
 
 Exit codes: 0 ok, 1 request failed or rejected, 2 usage error, 3 broker
 unreachable, 4 no worker / queue full, 5 timeout, 6 insufficient funds,
@@ -105,6 +110,9 @@ def ask(
     reconnect: float = typer.Option(
         30.0, "--reconnect", min=0, help="If the broker drops, reconnect and resume for this long (s)."
     ),
+    yes: bool = typer.Option(
+        False, "--yes", "-y", help="Do what the answer proposes without asking (email: send the draft)."
+    ),
 ) -> None:
     if voice or speak:
         from mtor_cli.voice.ask import speak_answer, voice_prompt, voice_speaker
@@ -129,14 +137,21 @@ def ask(
     guid = new_guid()
     stream = not no_stream and not json_out
     sink = _Stream()
-    request = _Request(url, guid, text, chosen, model, attachments, params, stream, price_cap)
+    settings = _settings()
+    if chosen is None:
+        params, settings = _by_intent(params, settings)
+    request = _Request(url, guid, text, chosen, model, attachments, params, stream, price_cap, settings)
     why = _Routing("--continue" if cont and not intent else "--intent", explain)
     try:
         result = asyncio.run(_run(sink, request, timeout, reconnect, why.accepted))
     except KeyboardInterrupt:
         sink.stop()
         output.fail("interrupted", "interrupted; the request was cancelled")
-    _finish(result, streamed_text=sink.text if stream else None, json_out=json_out, out=out, routing=why.routing)
+    from mtor_cli import actions
+
+    follow_up = getattr(actions.for_intent(result.intent), "finish", None)
+    if follow_up is None or not json_out:
+        _finish(result, streamed_text=sink.text if stream else None, json_out=json_out, out=out, routing=why.routing)
     conversation.keep(text, result)
     if not result.text and not result.attachments:
         output.fail(
@@ -144,8 +159,83 @@ def ask(
             f"the {result.intent} worker returned an empty answer (charged {money.fmt(result.cost)} $9000)",
             "ask again, rephrased, or raise --max-tokens",
         )
+    if follow_up is not None:
+        session = actions.Session(
+            url,
+            frozenset(actions.served_intents(url)),
+            quiet=json_out,
+            local=actions.is_embedded(url),
+            assume_yes=yes,
+            speak=(lambda line: speak_answer(speaker, line)) if speaker is not None else None,
+            timeout_s=timeout,
+        )
+        result = _follow_up(follow_up, session, result, json_out, why.routing)
+        if json_out:
+            _finish(result, streamed_text=None, json_out=True, out=out, routing=why.routing)
     if speaker is not None:
         speak_answer(speaker, result.text)
+
+
+# The intents an option is for. When the realm chooses the intent, an option rides
+# as those intents' settings, so that `--max-tokens` never reaches a tts worker.
+_OPTION_INTENTS = {
+    "steps": ("imagine",),
+    "size": ("imagine",),
+    "negative": ("imagine",),
+    "seed": ("chat", "imagine"),
+    "max_tokens": ("chat", "vision"),
+    "temperature": ("chat",),
+}
+
+
+def _by_intent(
+    params: dict[str, Any], settings: dict[str, dict[str, Any]]
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """``params`` less the options that belong to particular intents, and
+    ``settings`` with those options added for their intents (options win)."""
+    merged = {intent: dict(values) for intent, values in settings.items()}
+    rest: dict[str, Any] = {}
+    for key, value in params.items():
+        if key not in _OPTION_INTENTS:
+            rest[key] = value  # -p KEY=VALUE: for whatever intent the realm chooses
+            continue
+        for intent in _OPTION_INTENTS[key]:
+            merged.setdefault(intent, {})[key] = value
+    return rest, merged
+
+
+def _settings() -> dict[str, dict[str, Any]]:
+    """The person's settings by intent (weather: location, units)."""
+    from mtor_cli import actions
+    from mtor_cli.paths import config_file
+
+    try:
+        return actions.settings()
+    except ValueError as exc:  # tomllib.TOMLDecodeError
+        output.fail("usage", f"cannot read {config_file()}: {exc}", "fix or remove the file")
+
+
+def _follow_up(
+    follow_up: Any, session: Any, result: Result, json_out: bool, routing: dict[str, Any] | None
+) -> Result:
+    """Run an intent's follow-up (email: summary, draft and send); its failures are the one error line."""
+    import msgspec
+
+    from mtor_cli.actions import Declined
+    from mtor_cli.client import RealmError
+
+    try:
+        done: Result = follow_up(session, result)
+    except Declined as exc:
+        if json_out:
+            declined = msgspec.structs.replace(result, data=exc.data)
+            _finish(declined, streamed_text=None, json_out=True, out=None, routing=routing)
+        output.fail(exc.code, exc.message, exc.hint)
+    except RealmError as exc:
+        output.fail(exc.code, exc.message, exc.hint)
+    for line in session.notes:
+        output.note(line)
+    return done
 
 
 class _Routing:
@@ -242,6 +332,7 @@ class _Stream:
         self.text = ""
         self._bar: ProgressBar | None = None
         self._task: Any = None
+        self._said = ""  # the last progress message written as a line (stderr is not a terminal)
 
     def token(self, text: str) -> None:
         self.text += text
@@ -250,6 +341,12 @@ class _Stream:
 
     def progress(self, event: Progress) -> None:
         description = event.message or "working"
+        if not output.err_console().is_terminal:
+            # No bar to redraw in a log or a pipe: each new message once, as a line.
+            if event.message and event.message != self._said:
+                output.note(event.message)
+                self._said = event.message
+            return
         if self._bar is None:
             from rich.progress import (
                 BarColumn,
@@ -288,6 +385,7 @@ class _Request:
     params: dict[str, Any]
     stream: bool
     max_price: int | None
+    settings: dict[str, dict[str, Any]]  # the person's, by intent: the realm applies the chosen one's
 
 
 async def _run(
@@ -314,6 +412,7 @@ async def _run(
                     model=req.model,
                     attachments=req.attachments,
                     params=req.params,
+                    settings=req.settings,
                     stream=req.stream,
                     max_price=req.max_price,
                     guid=req.guid,
@@ -332,13 +431,37 @@ async def _run(
         if sink.text:
             sys.stdout.write("\n")
         message = money.reword(exc.code, exc.message, exc.detail, req.max_price)
+        intent = str(exc.detail.get("intent") or req.intent or "chat")
+        hint = exc.hint
         if exc.code == "no_worker":
-            hint = no_worker_hint(req.url, str(exc.detail.get("intent") or req.intent or "chat"), req.model)
-        else:
-            hint = exc.hint
+            found = _on_this_machine(exc, req.url, intent)
+            if found is not exc:
+                message, hint = found.message, found.hint
+            elif not exc.detail.get("owner_only"):  # an owner-only intent's hint is the broker's own
+                hint = no_worker_hint(req.url, intent, req.model)
         output.fail(exc.code, message, hint)
     finally:
         sink.stop()
+
+
+def _on_this_machine(exc: RealmError, url: str, intent: str) -> RealmError:
+    """No worker in the embedded realm means this machine lacks the intent's
+    software or model: say which, and the one command that adds it."""
+    from mtor_cli import realm, realm_models
+    from mtor_cli.client import RealmError
+
+    if realm.running_url() != url:
+        return exc
+    row = realm_models.row(intent)
+    if row is None:
+        return exc
+    if not row.ready:
+        return RealmError("no_worker", f"this machine cannot serve {intent}: {row.missing}", row.add)
+    return RealmError(
+        "no_worker",
+        f"the embedded realm started before {intent} could be served here",
+        "restart it to serve everything this machine has: mtor realm stop",
+    )
 
 
 def _conversation(url: str, cont: bool, intent: str | None, params: dict[str, Any]) -> _Conversation:
@@ -393,6 +516,7 @@ def _finish(
                 **money.fields("cost", result.cost),
                 "replayed": result.replayed,
                 "routing": routing,
+                "data": result.data,
                 "files": [str(f) for f in files],
             }
         )

@@ -116,6 +116,14 @@ def serve(
             "--engine needs a database every broker shares",
             "add --db postgresql://USER@HOST/DB (run `mtor broker migrate --db ...` once first)",
         )
+    if engine is not None and paid:
+        # Each broker's $9000 journal is its own SQLite file: brokers billing
+        # side by side would each hold the same users' money (docs/scale.md).
+        output.fail(
+            "usage",
+            "--paid with --engine: a realm of several brokers cannot share one $9000 journal yet",
+            "run the realm of brokers --free, or one paid broker (without --engine; --db postgresql:// is fine)",
+        )
     if engine is not None and not engine.startswith(("redis://", "rediss://", "unix://")):
         output.fail("usage", f"--engine {engine!r} is not a redis:// URL", "e.g. --engine redis://127.0.0.1:6379/0")
     if synchronous_commit not in ("off", "on", "local"):
@@ -284,8 +292,29 @@ def status(
         f"queued {stats.get('queued', 0)}  "
         + "  ".join(f"{k} {v}" for k, v in counters.items() if isinstance(v, int))
     )
+    ledger = stats.get("ledger")
+    if isinstance(ledger, dict):
+        console.print(_ledger_line(ledger))
     console.print(_brokers_table(broker_list))
     console.print(_workers_table(worker_list))
+
+
+def _ledger_line(ledger: dict[str, Any]) -> str:
+    """A paid realm's settlement upkeep in one line; red when it fails (it retries by itself)."""
+    state = str(ledger.get("state", "?"))
+    process = ledger.get("process")
+    line = (
+        f"ledger upkeep {state}" + (f" ({process}, {ledger.get('restarts', 0)} restarts)" if process else "")
+        + f"  settled epochs {ledger.get('settled_epochs', 0)}"
+        + f"  unsettled receipts {ledger.get('unsettled_receipts', 0)}"
+        + f" (oldest {float(ledger.get('oldest_unsettled_s') or 0):.0f} s)"
+        + f"  failures {ledger.get('failures', 0)}"
+    )
+    if state != "ok" and ledger.get("last_error"):
+        line += f"\n[red]ledger upkeep failing, retrying: {ledger['last_error']}[/red]"
+    elif state != "ok" or process == "stopped":
+        line = f"[yellow]{line}[/yellow]"
+    return line
 
 
 def _default_url() -> str:

@@ -24,7 +24,9 @@ def deploy(
     force: bool = typer.Option(False, "--force", help="Replace a recorded deployment (empty journal only)."),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Deploy NineThousand + RealmLedger with the realm's operator key and record their addresses.
+    """Deploy NineThousand + RealmLedger and record them, with the realm's three keys:
+    the owner (mints within the supply cap, rotates the other keys, takes the fee),
+    the settler (posts redemptions and epochs) and the voucher signer (refunds).
 
     Example:
 
@@ -32,12 +34,26 @@ def deploy(
     """
     from dataclasses import asdict
 
+    from ledger.units import format_amount
+    from mtor_cli.commands.ledger import ledger_config
+
     dep = run(chain_rpc, lambda led: led.deploy(force=force))
     data = asdict(dep)
     if json_out:
         output.print_json(data)
         return
+    from rich.table import Table
+
     where = dep.rpc or "the embedded chain"
-    output.out_console().print(
-        f"deployed on {where} (chain {dep.chain_id}): token {dep.token}, ledger {dep.ledger}, operator {dep.operator}"
-    )
+    table = Table(title=f"deployed on {where} (chain {dep.chain_id})", show_header=False)
+    table.add_column("what")
+    table.add_column("address")
+    table.add_column("can")
+    table.add_row("token $9000", dep.token, f"supply capped at {format_amount(dep.supply_cap)} $9000")
+    cap = ledger_config(chain_rpc).gas_cap
+    table.add_row("RealmLedger", dep.ledger, f"exit window {dep.exit_window} s; no transaction over {cap:,} gas")
+    table.add_row("owner key", dep.owner, "mint (within the cap), rotate the keys below (two steps), take the fee")
+    table.add_row("settler key", dep.settler, "redeem what payers signed for, post epochs")
+    table.add_row("voucher signer", dep.voucher_signer, "sign refund vouchers")
+    output.out_console().print(table)
+    output.note("keys: owner.key, settler.key, voucher.key in the realm's data dir (mode 0600); back them up")

@@ -2,7 +2,9 @@
 
 Also the helpers every money command shares: opening the realm's ledger from
 the data dir (and ``[ledger]`` in config.toml), turning LedgerError into the
-one error line, and printing amounts.
+one error line, and printing amounts. These are the operator's commands, on
+this machine's realm; a user's and a worker's money commands (`mtor wallet`,
+`mtor worker earnings`) talk to the realm they use over HTTP.
 """
 
 from __future__ import annotations
@@ -49,14 +51,22 @@ def ledger_config(chain_rpc: str | None = None) -> LedgerConfig:
 
     cfg = ledger_settings()
     pricing = Path(cfg["pricing"]) if "pricing" in cfg else paths.config_dir() / "pricing.toml"
-    return LedgerConfig(
-        paths.data_dir(),
-        chain_rpc=chain_rpc or cfg.get("chain_rpc"),
-        confirmations=int(cfg.get("confirmations", 0)),
-        epoch_seconds=float(cfg.get("epoch_seconds", 60.0)),
-        epoch_queries=int(cfg.get("epoch_queries", 1000)),
-        pricing_file=pricing,
-    )
+    defaults = LedgerConfig(paths.data_dir())
+    try:
+        return LedgerConfig(
+            paths.data_dir(),
+            chain_rpc=chain_rpc or cfg.get("chain_rpc"),
+            confirmations=int(cfg.get("confirmations", 0)),
+            epoch_seconds=float(cfg.get("epoch_seconds", 60.0)),
+            epoch_queries=int(cfg.get("epoch_queries", defaults.epoch_queries)),
+            pricing_file=pricing,
+            gas_cap=int(cfg.get("gas_cap", defaults.gas_cap)),
+            exit_window_s=int(cfg["exit_window_s"]) if "exit_window_s" in cfg else None,
+            hold_ttl_s=float(cfg.get("hold_ttl_s", defaults.hold_ttl_s)),
+            stale_epochs=int(cfg.get("stale_epochs", defaults.stale_epochs)),
+        )
+    except (TypeError, ValueError) as exc:
+        output.fail("bad_config", f"[ledger] in {paths.config_file()}: {exc}", "see docs/ledger.md for the settings")
 
 
 def open_ledger(chain_rpc: str | None = None) -> Ledger:
@@ -113,7 +123,7 @@ def history(
     limit: int = typer.Option(50, "--limit", min=1, max=10000, help="How many, newest first."),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Journal transactions: deposits, holds, payments, releases, withdrawals, refunds.
+    """Journal transactions: deposits, holds, payments, releases, claims, refunds, exits.
 
     Example:
 
@@ -146,11 +156,12 @@ def settle(
     chain_rpc: str | None = typer.Option(None, "--chain-rpc", help=RPC_HELP),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Settle now: one `settle` transaction per epoch of paid queries (usually automatic).
+    """Settle now (usually automatic): redeem each payer's charges under its signed
+    authorisation, then post each epoch's receipts and earnings roots.
 
     Example:
 
-      mtor ledger settle
+      mtor ledger settle --json
     """
     epochs = run(chain_rpc, lambda led: led.settle())
     data = [e.as_dict() for e in epochs]
@@ -163,12 +174,12 @@ def settle(
     from rich.table import Table
 
     table = Table(title="settled")
-    for col in ("epoch", "receipts", "payers", "workers", "debited", "fee", "tx"):
+    for col in ("epoch", "receipts", "earnings (cumulative)", "journal head", "tx"):
         table.add_column(col)
     for e in data:
         table.add_row(
-            str(e["epoch"]), str(e["receipts"]), str(e["payers"]), str(e["workers"]),
-            fmt(e["debited"]), fmt(e["fee"]), str(e["tx_hash"]),
+            str(e["epoch"]), str(e["receipts"]), fmt(e["earnings_total"]), e["journal_head"][:18] + "…",
+            str(e["tx_hash"]),
         )
     output.out_console().print(table)
 
@@ -179,11 +190,13 @@ def audit(
     chain_rpc: str | None = typer.Option(None, "--chain-rpc", help=RPC_HELP),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Recompute every balance from the journal and compare with the chain. Exit 1 on any difference.
+    """Check the books: the journal's hash chain, every capture against its hold, every
+    payer's charges against its signed authorisation, settlement keeping up, and every
+    balance, root and anchor against the chain. Exit 1 on any difference.
 
     Example:
 
-      mtor ledger audit --receipt 4f1c2b9e0d7a4c3e8b6a5d4c3b2a1f0e
+      mtor ledger audit --receipt 4f1c2b9e0d7a4c3e8b6a5d4c3b2a1f0e --json
     """
     report = run(chain_rpc, lambda led: led.audit(receipt))
     if json_out:
@@ -215,27 +228,39 @@ def audit(
 
 def start_realm_ledger(stop: Any) -> tuple[Any, Any]:
     """A paid realm's money: ``(billing, make_desk)`` for ``BrokerServer(config, billing,
-    make_desk)``, and its upkeep task.
+    make_desk)``, and its upkeep process.
 
-    New local users get the dev chain's welcome grant on their first query;
-    deposits are credited and epochs settled in the background until ``stop``
-    (an asyncio.Event) is set. ``make_desk`` builds the money desk that answers
-    the realm's users (their wallets, the chain, a faucet on dev chains).
-    Called on the realm's running event loop.
+    On a dev chain (the embedded one included) a user the journal never saw gets
+    a welcome grant on its first query, credited at once and escrowed on chain by
+    the upkeep. The upkeep process (deposits, grants, settlement, expiry) runs
+    until ``stop`` (an asyncio.Event) is set. ``make_desk`` builds the money desk
+    that answers the realm's users (their wallets, the chain, proofs, refund
+    vouchers, gas on dev chains) on a thread of its own. Called on the realm's
+    running event loop; nothing here touches the chain.
     """
     import asyncio
 
-    from broker.billing import InsufficientFunds
-    from ledger import Ledger, upkeep
+    from broker.billing import InsufficientFunds, PaymentRefused
+    from ledger import Ledger
     from ledger.desk import MoneyDesk
+    from ledger.upkeep import UpkeepProcess
 
     config = ledger_config()
     led = Ledger(config, commit="loop")
-    billing = led.billing(insufficient_funds=InsufficientFunds, on_new_user=led.welcome)
-    asyncio.get_running_loop().create_task(upkeep.run(config, stop))
+    dep = led.deployment()
+    dev = dep.dev if dep is not None else led.rpc_url() is None
+    upkeep = UpkeepProcess(config)
+    billing = led.billing(
+        insufficient_funds=InsufficientFunds,
+        refused=PaymentRefused,
+        welcome_grant=config.welcome_grant if dev else 0,
+        on_activity=upkeep.poke,
+        process_status=upkeep.status,
+    )
+    asyncio.get_running_loop().create_task(upkeep.run(stop), name="ledger-upkeep")
     public_rpc = ledger_settings().get("public_rpc")
 
     def make_desk() -> MoneyDesk:
-        return MoneyDesk(ledger_config(), public_rpc=str(public_rpc) if public_rpc else None)
+        return MoneyDesk(config, public_rpc=str(public_rpc) if public_rpc else None)
 
     return billing, make_desk

@@ -16,7 +16,10 @@ group = typer.Typer(
 
 
 def register(app: typer.Typer) -> None:
+    import importlib
+
     app.add_typer(group)
+    importlib.import_module("mtor_cli.commands.realm_models").register_on(group)  # realm models
 
 
 @group.command("start")

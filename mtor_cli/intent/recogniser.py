@@ -140,18 +140,23 @@ class Recogniser:
 
     def _cached_vectors(self) -> np.ndarray:
         """Prototype vectors, kept on disk keyed by model and phrasings, since
-        embedding a hundred prototypes costs more than loading the model."""
+        embedding a hundred prototypes costs more than loading the model.
+
+        Each prototype is embedded on its own, as a query is: the int8 model
+        scales its activations per call, so in one batch a prototype's vector
+        would shift with the other prototypes beside it, and adding one intent
+        would move the others' scores."""
         import numpy as np
 
         key = hashlib.sha256(
-            json.dumps([self.embedder.name, self._labels, self._texts]).encode()
+            json.dumps([self.embedder.name, "one-by-one", self._labels, self._texts]).encode()
         ).hexdigest()[:24]
         path = self._cache_root() / f"intent-prototypes-{key}.npy"
         if path.exists():
             vectors = np.load(path)
             if vectors.shape[0] == len(self._texts):
                 return vectors
-        vectors = self.embedder.embed(self._texts)
+        vectors = np.stack([self.embedder.embed([text])[0] for text in self._texts])
         tmp = path.with_suffix(".tmp.npy")
         np.save(tmp, vectors)
         tmp.replace(path)

@@ -13,7 +13,7 @@ import mimetypes
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .listen import Reply
 
@@ -45,12 +45,36 @@ class RealmDispatcher:
         self.on_token = on_token
 
     def __call__(self, recognition: Recognition) -> Reply:
-        """A request no rule decided here goes out without an intent: the realm routes it."""
-        why: list[str] = []
-        result = asyncio.run(self._ask(recognition, why))
-        return replace(reply_of(result, self.out_dir), why=why[0] if why else "")
+        """A request no rule decided here goes out without an intent: the realm routes it.
+        An answer with a follow-up (email: a summary, a draft to confirm) gets it."""
+        from mtor_cli import actions
 
-    async def _ask(self, recognition: Recognition, why: list[str]) -> Result:
+        why: list[str] = []
+        result = asyncio.run(self._ask(recognition, why, actions.settings()))
+        said_why = why[0] if why else ""
+        voice_reply = getattr(actions.for_intent(result.intent), "voice_reply", None)
+        if voice_reply is None:
+            return replace(reply_of(result, self.out_dir), why=said_why)
+        session = actions.Session(
+            self.url,
+            frozenset(actions.served_intents(self.url)),
+            self.account,
+            quiet=True,
+            local=actions.is_embedded(self.url),
+            timeout_s=self.timeout_s,
+        )
+        said = voice_reply(session, result)
+        if said.confirm is None:
+            return Reply(said.text, [], result.intent, result.guid, why=said_why)
+        action = said.confirm
+
+        def confirm() -> Reply:
+            done = action()
+            return Reply(done.text or "", [], done.intent, done.guid)
+
+        return Reply(said.text, [], result.intent, result.guid, said_why, confirm=confirm, not_done=said.not_done)
+
+    async def _ask(self, recognition: Recognition, why: list[str], settings: dict[str, dict[str, Any]]) -> Result:
         from broker.routing import Routing
         from mtor_cli.client import RealmClient
 
@@ -62,10 +86,12 @@ class RealmDispatcher:
             return await client.ask(
                 recognition.prompt,
                 intent=None if recognition.fallback else recognition.intent,
+                settings=settings,
                 timeout=self.timeout_s,
                 on_accepted=accepted,
                 on_token=self.on_token,
             )
+
 
 
 def reply_of(result: Result, out_dir: Path) -> Reply:
@@ -88,5 +114,3 @@ def save_attachments(result: Result, out_dir: Path) -> list[Path]:
         path.write_bytes(base64.b64decode(attachment.data))
         saved.append(path)
     return saved
-
-

@@ -3,6 +3,9 @@
     wait for "Computer" -> "Yes? What would you like to do?" -> the request
     -> recognise -> dispatch to the realm -> speak or show the answer -> wait
 
+An answer that proposes an action (an email draft: "Shall I send it?") takes
+the next utterance as its yes or no; only a plain yes runs it.
+
 A request in one breath ("Computer, imagine a neon mountain") skips the
 question. Speech without the wake word is transcribed and ignored; nothing
 is submitted for it. "Goodbye" on its own ends the session, with or without
@@ -27,7 +30,7 @@ from mtor_cli.client import RealmError
 from .capture import AudioError, AudioSource
 from .stt import Transcriber
 from .vad import Utterance, UtteranceDetector, VadConfig
-from .wakeword import is_goodbye, match_wake_word
+from .wakeword import is_goodbye, is_yes, match_wake_word
 
 if TYPE_CHECKING:
     from mtor_cli.intent import Recognition
@@ -44,6 +47,10 @@ class Reply:
     intent: str = ""
     guid: str = ""
     why: str = ""  # the realm's own account of the intent it chose (--explain), when it chose
+    # An action the reply proposes (email: send the draft), run only if the
+    # next utterance is a yes; ``not_done`` is said otherwise.
+    confirm: Callable[[], Reply] | None = None
+    not_done: str = "Nothing was done."
 
 
 class Dispatch(Protocol):
@@ -145,10 +152,12 @@ class Listener:
         self.timeout_s = timeout_s
         self.vad = vad or VadConfig()
         self.on_level = on_level
+        self._pending: Reply | None = None  # a reply whose question awaits a yes
 
     def run(self) -> Iterator[ListenEvent]:
         detector = UtteranceDetector(self.vad, on_level=self.on_level)
-        awaiting_since: float | None = None  # stream time of the question, while a request is due
+        awaiting_since: float | None = None  # stream time of the question, while an answer is due
+        self._pending = None
         for frame in self.source.frames():
             utterance = detector.feed(frame)
             if utterance is None:
@@ -158,6 +167,9 @@ class Listener:
                     and detector.clock_s - awaiting_since >= self.timeout_s
                 ):
                     yield TimedOut(detector.clock_s - awaiting_since)
+                    if self._pending is not None:
+                        yield from self._say(self._pending.not_done)
+                        self._pending = None
                     awaiting_since = None
                 continue
             outcome = yield from self._handle(utterance, awaiting_since is not None)
@@ -172,7 +184,26 @@ class Listener:
             outcome = yield from self._handle(last, awaiting_since is not None)
             if outcome == "end":
                 return
+        if self._pending is not None:  # the audio ended before a yes
+            yield from self._say(self._pending.not_done)
         yield Ended(said_goodbye=False)
+
+    def _confirming(self, transcript: str) -> Generator[ListenEvent, None, str]:
+        """The answer to a reply's question: a yes runs its action, anything else does not."""
+        pending, self._pending = self._pending, None
+        assert pending is not None and pending.confirm is not None
+        if not is_yes(transcript):
+            yield from self._say(pending.not_done)
+            return "done"
+        try:
+            reply = pending.confirm()
+        except (RealmError, AudioError) as exc:
+            yield Failed(exc.code, exc.message, exc.hint)
+            return "done"
+        yield Answered(reply)
+        if self.speaker is not None and reply.text:
+            yield from self._speak(reply.text)
+        return "done"
 
     def _handle(self, utterance: Utterance, awaiting: bool) -> Generator[ListenEvent, None, str]:
         """Yields the events for one utterance. Returns what happens next:
@@ -187,6 +218,8 @@ class Listener:
         yield Heard(transcript, utterance.start_s, utterance.duration_s, time.perf_counter() - closed_at)
         if not any(ch.isalnum() for ch in transcript):
             return "unchanged"
+        if self._pending is not None:
+            return (yield from self._confirming(transcript))
         wake = match_wake_word(transcript)
         if awaiting or is_goodbye(transcript):
             request = wake.request if wake.woke else transcript
@@ -212,6 +245,9 @@ class Listener:
         yield Answered(reply)
         if self.speaker is not None and reply.text:
             yield from self._speak(reply.text)
+        if reply.confirm is not None:
+            self._pending = reply  # the reply asked a question: the next utterance answers it
+            return "asked"
         return "done"
 
     def _say(self, text: str) -> Iterator[ListenEvent]:

@@ -43,3 +43,15 @@ def match_wake_word(transcript: str) -> WakeMatch:
 def is_goodbye(text: str) -> bool:
     """"Goodbye" (or "bye", "goodbye computer") said on its own ends a session."""
     return bool(_GOODBYE.match(text))
+
+
+_YES = re.compile(
+    r"^\W*(?:(?:computer|ok|okay|well)\W+)?(?:yes|yeah|yep|yup|sure|please\s+do|go\s+ahead|do\s+it|send\s+it"
+    r"|confirm(?:ed)?|ok|okay)(?:\W+(?:please|thanks|thank\s+you|send\s+it|go\s+ahead|do\s+it))*\W*$",
+    re.IGNORECASE,
+)
+
+
+def is_yes(text: str) -> bool:
+    """A plain yes ("yes", "yes please", "send it", "go ahead"): anything else is no."""
+    return bool(_YES.match(text))

@@ -45,10 +45,10 @@ async def make_broker(store: dict[str, Any]) -> AsyncIterator[Callable[..., Awai
     """Start a broker on a free port with a real journal (``store``); stopped after the test."""
     started: list[BrokerServer] = []
 
-    async def make(billing: Any = None, recogniser: Any = None, **overrides: Any) -> BrokerServer:
+    async def make(billing: Any = None, recogniser: Any = None, money: Any = None, **overrides: Any) -> BrokerServer:
         settings: dict[str, Any] = {"port": 0, "heartbeat_s": 0.2, "stats_interval_s": 0.05, **store}
         settings.update(overrides)
-        server = BrokerServer(BrokerConfig(**settings), billing=billing, recogniser=recogniser)
+        server = BrokerServer(BrokerConfig(**settings), billing=billing, money=money, recogniser=recogniser)
         await server.start()
         started.append(server)
         return server

@@ -7,7 +7,8 @@ from typing import Any
 import aiohttp
 
 from broker import Billing, InsufficientFunds
-from broker.protocol import Accepted, Error, Result, Usage, Work, WorkResult
+from broker.billing import PaymentRefused
+from broker.protocol import Accepted, Authorisation, Error, Result, Usage, Welcome, Work, WorkResult
 from tests.support.peers import FakeWorker, TestClient, echo, fail, hang, new_account
 
 PRICE = 100
@@ -23,12 +24,15 @@ class DictBilling:
         self.calls: list[tuple[Any, ...]] = []
         self.durable: list[tuple[Any, ...]] = []  # the calls as of the last commit
         self.usages: list[dict[str, int]] = []  # what each capture was told
+        self.authorised: dict[str, Any] | None = None  # terms: authorisations are required
 
     def quote(self, user: str, intent: str, model: str | None, params: dict[str, Any]) -> int:
         self.calls.append(("quote", user, intent))
         return PRICE
 
-    def hold(self, user: str, guid: str, amount: int) -> None:
+    def hold(self, user: str, guid: str, amount: int, authorisation: Authorisation | None) -> None:
+        if self.authorised is not None and (authorisation is None or authorisation.total < amount):
+            raise PaymentRefused("bad_authorisation", "sign it", "the SDK signs", needed=amount)
         balance = self.balances.get(user, 0)
         if balance < amount:
             raise InsufficientFunds(balance, amount)
@@ -57,6 +61,69 @@ class DictBilling:
 
     def commit(self) -> None:
         self.durable = list(self.calls)
+
+    def terms(self, user: str) -> dict[str, Any] | None:
+        return None if self.authorised is None else {**self.authorised, "committed": 0}
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "state": "failing",
+            "failures": 7,
+            "last_error": "ChainError: cannot reach the chain",
+            "settled_epochs": 2,
+            "unsettled_receipts": 3,
+            "oldest_unsettled_s": 12.5,
+            "capture_failures": 0,
+            "process": "running",
+            "restarts": 1,
+        }
+
+
+class LedgerRefusal(Exception):
+    """What a ledger error looks like to the broker: a code, a message, a hint."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message, self.hint = code, message, ""
+
+
+class DictDesk:
+    """A money desk with fixed answers: what the broker's money routes pass through."""
+
+    def chain(self) -> dict[str, Any]:
+        return {"chain_id": 31337, "token": "0x" + "cd" * 20, "ledger": TERMS["contract"], "dev": True}
+
+    def prices(self) -> dict[str, Any]:
+        return {"fee_bps": 1000, "prices": [{"intent": "chat", "unit": "query", "price": PRICE, "typical_hold": PRICE}]}
+
+    def proof(self, address: str) -> dict[str, Any]:
+        return {"address": address, "epoch": 2, "cumulative": 10**20, "proof": ["0x" + "11" * 32], "root": "0x"}
+
+    def receipts(self, epoch: int) -> bytes:
+        if epoch != 1:
+            raise LedgerRefusal("unknown_epoch", f"no epoch {epoch} has been closed")
+        return b'{"epoch": 1, "receipts": []}'
+
+    def wallet(self, address: str) -> dict[str, Any]:
+        return {"address": address, "available": 5}
+
+    def earnings(self, address: str) -> dict[str, Any]:
+        return {"address": address, "unclaimed": 7}
+
+    def sync(self, tx: str | None = None) -> dict[str, Any]:
+        return {"credited": [], "tx_credited": None}
+
+    def gas(self, address: str) -> dict[str, Any]:
+        return {"address": address, "gas_wei": 1}
+
+    def refund_voucher(self, address: str, amount: int | None) -> dict[str, Any]:
+        raise LedgerRefusal("voucher_outstanding", "a voucher is not redeemed yet")
+
+    def rpc(self, request: dict[str, Any]) -> dict[str, Any]:
+        return {"jsonrpc": "2.0", "id": request.get("id"), "result": "0x7a69"}
+
+    def close(self) -> None:
+        pass
 
 
 def test_dict_billing_satisfies_the_protocol() -> None:
@@ -191,6 +258,74 @@ async def test_a_worker_result_with_usage_at_its_bounds_is_billed(make_broker) -
     assert isinstance(result, Result) and result.cost == COST
     assert billing.usages == [{"prompt_tokens": 0, "completion_tokens": 10**7}]
     await worker.close()
+
+
+TERMS = {"chain_id": 31337, "contract": "0x" + "5f" * 20, "quotes": {"chat": PRICE}}
+
+
+async def test_a_paid_realm_tells_clients_what_to_sign_and_refuses_what_is_not_signed(make_broker) -> None:
+    account = new_account()
+    billing = DictBilling({account.address: 1000})
+    billing.authorised = TERMS
+    server = await make_broker(billing=billing)
+    worker = await FakeWorker(server.url, behaviour=echo()).start()
+    client = TestClient(server.url, account)
+    async with client:
+        assert isinstance(client.welcome, Welcome) and client.welcome.ledger is not None
+        assert (client.welcome.ledger.chain_id, client.welcome.ledger.contract) == (31337, TERMS["contract"])
+        err = await client.ask("unsigned", intent="chat")
+        assert isinstance(err, Error) and err.code == "bad_authorisation"
+        assert err.hint == "the SDK signs" and err.detail == {"needed": PRICE}
+        signed = Authorisation(total=PRICE, signature="0x" + "00" * 65)
+        result = await client.ask("signed", intent="chat", authorisation=signed)
+        assert isinstance(result, Result) and result.cost == COST
+    assert worker.received and [c[0] for c in billing.calls].count("hold") == 1
+    await worker.close()
+
+
+async def test_the_ledger_over_http_realm_status_proofs_receipts_metrics(make_broker) -> None:
+    billing = DictBilling({})
+    billing.authorised = TERMS
+    server = await make_broker(billing=billing, money=DictDesk)
+    base = server.http_url
+    async with aiohttp.ClientSession() as http:
+        async with http.get(base + "/v1/realm") as resp:
+            realm = await resp.json()
+            assert resp.status == 200 and realm["paid"] and realm["chain"]["ledger"] == TERMS["contract"]
+        async with http.get(base + "/v1/ledger/status") as resp:
+            assert (await resp.json())["state"] == "failing"
+        address = "0x" + "ab" * 20
+        async with http.get(base + f"/v1/ledger/proof/{address}") as resp:
+            proof = await resp.json()
+            assert proof["cumulative"] == str(10**20) and proof["address"] == address  # amounts as strings
+        async with http.get(base + "/v1/ledger/proof/nobody") as resp:
+            assert resp.status == 400 and (await resp.json())["error"]["code"] == "bad_params"
+        async with http.get(base + "/v1/ledger/epochs/1") as resp:
+            assert (await resp.json())["epoch"] == 1
+        async with http.get(base + "/v1/ledger/epochs/9") as resp:
+            assert resp.status == 404 and (await resp.json())["error"]["code"] == "unknown_epoch"
+        async with http.get(base + "/v1/wallet") as resp:  # about one address: signed requests only
+            assert resp.status == 401 and (await resp.json())["error"]["code"] == "bad_signature"
+        async with http.get(base + "/v1/stats") as resp:
+            assert (await resp.json())["ledger"]["unsettled_receipts"] == 3
+        async with http.get(base + "/metrics") as resp:
+            text = await resp.text()
+    assert "mtor_ledger_upkeep_ok 0.0" in text
+    assert "mtor_ledger_upkeep_failures_total 7.0" in text
+    assert "mtor_ledger_unsettled_receipts 3.0" in text
+    assert "mtor_ledger_upkeep_restarts_total 1.0" in text
+
+
+async def test_a_free_realm_has_no_ledger_over_http(make_broker) -> None:
+    server = await make_broker()
+    async with aiohttp.ClientSession() as http:
+        async with http.get(server.http_url + "/v1/realm") as resp:
+            assert (await resp.json()) == {"realm": server.config.realm, "paid": False, "chain": None}
+        for path in ("/v1/ledger/status", "/v1/ledger/proof/0x" + "ab" * 20, "/v1/ledger/epochs/1"):
+            async with http.get(server.http_url + path) as resp:
+                assert resp.status == 404 and (await resp.json())["error"]["code"] == "free_realm"
+        async with http.get(server.http_url + "/metrics") as resp:
+            assert "mtor_ledger" not in await resp.text()
 
 
 BIG_PRICE = 50 * 10**18  # 50 $9000: past 64 bits (18.45 $9000) in base units

@@ -24,6 +24,14 @@ from broker.intents import route, strip_wake_word
         ("speech to text for this file", "speech", "speech to text for this file", "rule:speech:speech-to-text"),
         ("say hello world", "tts", "hello world", "rule:tts:verb"),
         ("read this out loud: dinner is ready", "tts", "dinner is ready", "rule:tts:verb"),
+        ("Computer, what's the weather in Paris tomorrow?", "weather", "what's the weather in Paris tomorrow?",
+         "rule:weather:question"),
+        ("will it rain in Oslo", "weather", "will it rain in Oslo", "rule:weather:question"),
+        ("Computer, check the weather.", "weather", "check the weather", "rule:weather:question"),
+        ("read my latest emails", "email", "read my latest emails", "rule:email:read"),
+        ("any mail from Alice today?", "email", "any mail from Alice today?", "rule:email:read"),
+        ("email Bob about Friday's meeting", "email", "email Bob about Friday's meeting", "rule:email:send"),
+        ("send Bob an email about lunch", "email", "send Bob an email about lunch", "rule:email:send"),
     ],
 )
 def test_explicit_phrasings_decide(text: str, intent: str, prompt: str, rule: str) -> None:
@@ -33,7 +41,15 @@ def test_explicit_phrasings_decide(text: str, intent: str, prompt: str, rule: st
 
 @pytest.mark.parametrize(
     "text",
-    ["tell me a joke", "say, what is the boiling point of water", "what is the capital of France", "hmm", ""],
+    [
+        "tell me a joke",
+        "say, what is the boiling point of water",
+        "what is the capital of France",
+        "hmm",
+        "",
+        "help me write a polite email declining a meeting",
+        "how do weather satellites work",
+    ],
 )
 def test_no_rule_for_ordinary_questions(text: str) -> None:
     routed = route(text)

@@ -29,4 +29,11 @@ def test_only_the_server_knows_the_server_and_only_handlers_get_the_parts() -> N
     uses_server = sorted(m for m, deps in graph.items() if "broker.server" in deps)
     assert uses_server == []
     uses_parts = sorted(m for m, deps in graph.items() if "broker.parts" in deps)
-    assert uses_parts == ["broker.account_rest", "broker.client_session", "broker.rest", "broker.server", "broker.worker_session"]
+    assert uses_parts == [
+        "broker.account_rest",
+        "broker.client_session",
+        "broker.money_rest",
+        "broker.rest",
+        "broker.server",
+        "broker.worker_session",
+    ]

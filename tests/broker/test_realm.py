@@ -118,6 +118,27 @@ async def test_a_heavy_user_does_not_starve_a_light_one_on_another_broker(make_r
     assert [w.prompt.split()[0] for w in worker.received].count("polite") == 3
 
 
+async def test_an_owner_only_intent_reaches_its_owners_worker_on_another_broker(make_realm) -> None:
+    """Email goes only to the asker's own worker (test_owner_only.py), wherever
+    in the realm it is connected; a stranger's free email worker never gets it."""
+    alices_broker, strangers_broker, askers_broker = await make_realm(3)
+    alice, mallory, bob = new_account(), new_account(), new_account()
+    alices = await FakeWorker(alices_broker.url, intents=("email",), account=alice, slots=2).start()
+    mallorys = await FakeWorker(strangers_broker.url, intents=("email",), account=mallory, slots=4).start()
+    await realm_sees([alices_broker, strangers_broker, askers_broker], 2)
+    async with TestClient(askers_broker.url, alice) as as_alice, TestClient(askers_broker.url, bob) as as_bob:
+        guids = [await as_alice.submit(f"read my mail {i}", intent="email") for i in range(5)]
+        served = [(await as_alice.collect(g, timeout=20))[-1] for g in guids]
+        assert all(isinstance(r, Result) and r.worker == alices.worker_id for r in served), served
+        refused = (await as_bob.collect(await as_bob.submit("read my mail", intent="email")))[-1]
+        assert isinstance(refused, Error) and refused.code == "no_worker"
+        assert refused.message == "no worker of yours serves intent 'email'"
+    assert mallorys.received == []
+    assert len(alices.received) == 5
+    await alices.close()
+    await mallorys.close()
+
+
 async def test_cancel_reaches_the_broker_whose_worker_runs_it(make_realm) -> None:
     here, there = await make_realm(2)
     worker = await FakeWorker(there.url, behaviour=hang()).start()

@@ -44,7 +44,10 @@ def test_the_python_package_loads_the_shipped_artifacts() -> None:
         art = artifact(name)
         assert art["bytecode"].startswith("0x") and len(art["bytecode"]) > 2000 and art["abi"]
     events = {i["name"] for i in artifact("RealmLedger")["abi"] if i["type"] == "event"}
-    assert {"Deposited", "Settled", "Credited", "Withdrawn", "Refunded"} <= events
+    assert {"Deposited", "Redeemed", "RedemptionSkipped", "Settled", "Claimed", "Refunded", "ExitStarted", "Exited"} <= events
+    from ledger.watcher import EVENTS
+
+    assert set(EVENTS) <= events  # every event the watcher books exists
 
 
 @pytest.mark.timeout(600)

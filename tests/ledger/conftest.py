@@ -1,15 +1,18 @@
 """Fixtures for the ledger tests: a realm data dir under MTOR_HOME, a ledger on the
-embedded chain (deployed on first use), users with test tokens."""
+embedded chain (deployed on first use), users with test tokens, and paying for a
+query as a client does it (a signed cumulative authorisation with each hold)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from ledger import Ledger, LedgerConfig
+from ledger import Ledger, LedgerConfig, RealmBilling
+from ledger import authorisation as auth
 from ledger.units import ONE
 
 
@@ -22,7 +25,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def config(home: Path) -> LedgerConfig:
-    return LedgerConfig(home / "data")
+    return LedgerConfig(home / "data", welcome_grant=0)
 
 
 @pytest.fixture
@@ -44,3 +47,22 @@ def payer(led: Ledger) -> Any:
     led.faucet(account)
     led.deposit(account, 100 * ONE)
     return account
+
+
+def authorise(billing: RealmBilling, user: Any, extra: int, *, signer: Any = None) -> SimpleNamespace:
+    """What the client SDK sends: everything committed so far plus ``extra``, signed by the user."""
+    terms = billing._terms()
+    assert terms is not None
+    total = billing.journal.committed(user.address) + extra
+    return SimpleNamespace(total=total, signature=auth.sign((signer or user).key, terms, user.address, total))
+
+
+def hold(billing: RealmBilling, user: Any, guid: str, amount: int) -> None:
+    billing.hold(user.address, guid, amount, authorise(billing, user, amount))
+
+
+def pay(billing: RealmBilling, user: Any, worker: Any, guid: str, usage: dict[str, Any] | None = None) -> int:
+    """One paid chat query: quote, hold with a fresh authorisation, capture."""
+    price = billing.quote(user.address, "chat", None, {})
+    hold(billing, user, guid, price)
+    return billing.capture(guid, worker.address, "chat", usage if usage is not None else {"tokens": 1000})

@@ -1,34 +1,52 @@
-"""Audit: clean books agree with the chain; a tampered journal is caught; receipts are provable."""
+"""Audit: clean books agree with the chain; every tampering of the issue is caught; receipts are provable."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
+import time
 from typing import Any
 
+import orjson
 import pytest
 
 from ledger import Ledger, LedgerError
 from ledger import accounts as A
+from ledger.journal import GENESIS, row_hash
 from ledger.units import ONE
-from tests.ledger.conftest import new_account
+from tests.ledger.conftest import hold, new_account
 
 
 @pytest.fixture
 def books(led: Ledger, payer: Any) -> dict[str, Any]:
-    """Five paid queries, settled; one more paid after the settlement; one worker withdrew."""
+    """Five paid queries, settled; one worker claimed; then one more paid query, one
+    cancelled (hold + release) and one still running."""
     w1, w2 = new_account(), new_account()
     b = led.billing()
     for i in range(5):
         guid = f"q{i}"
-        b.hold(payer.address, guid, 10**16)
+        hold(b, payer, guid, 10**16)
         b.capture(guid, (w1 if i % 2 else w2).address, "chat", {"tokens": 100 * (i + 1)})
     led.settle()
-    led.withdraw(w2)
-    b.hold(payer.address, "late", 10**16)
+    led.claim(w2)
+    hold(b, payer, "late", 10**16)
     b.capture("late", w1.address, "chat", {"tokens": 50})
-    b.hold(payer.address, "running", 10**16)
+    hold(b, payer, "cancelled", 10**16)
+    b.release("cancelled")
+    hold(b, payer, "running", 10**16)
     return {"payer": payer, "w1": w1, "w2": w2}
+
+
+def checks(led: Ledger) -> set[str]:
+    report = led.audit()
+    assert not report.clean
+    return {f.check for f in report.findings}
+
+
+def _tamper(led: Ledger, sql: str, *args: Any) -> None:
+    raw = sqlite3.connect(led.journal.path)
+    raw.execute(sql, args)
+    raw.commit()
+    raw.close()
 
 
 def test_clean_books_agree_with_the_chain(led: Ledger, books: dict[str, Any]) -> None:
@@ -36,6 +54,7 @@ def test_clean_books_agree_with_the_chain(led: Ledger, books: dict[str, Any]) ->
     assert report.clean, report.as_dict()
     assert report.checked["receipts"] == 6
     assert report.checked["epochs_settled"] == 1
+    assert report.checked["transactions"] == led.journal.last_txn_id()
 
 
 def test_every_receipt_of_an_epoch_is_provable(led: Ledger, books: dict[str, Any]) -> None:
@@ -52,14 +71,34 @@ def test_every_receipt_of_an_epoch_is_provable(led: Ledger, books: dict[str, Any
     assert info.value.code == "unknown_receipt"
 
 
-def _tamper(led: Ledger, sql: str, *args: Any) -> None:
-    raw = sqlite3.connect(led.journal.path)
-    raw.execute(sql, args)
-    raw.commit()
-    raw.close()
+def test_attack_an_unsettled_capture_raised_and_balanced_elsewhere_is_caught(
+    led: Ledger, books: dict[str, Any]
+) -> None:
+    late = led.journal.get("capture", "late")
+    assert late is not None and late.amount is not None
+    more = late.amount + ONE // 2  # half a $9000 more for the worker, taken from the payer
+    entries = dict(late.entries)
+    entries[A.worker(late.worker or "")] += ONE // 2
+    entries[A.user(late.payer or "")] -= ONE // 2
+    _tamper(
+        led,
+        "UPDATE txns SET amount = ?, entries = ? WHERE id = ?",
+        str(more),
+        orjson.dumps([[a, str(v)] for a, v in entries.items()]).decode(),
+        late.id,
+    )
+    assert {"hash_chain", "capture_hold", "authorisation"} <= checks(led)
 
 
-def test_a_forged_deposit_entry_is_caught(led: Ledger, books: dict[str, Any]) -> None:
+def test_attack_a_deleted_hold_and_release_pair_is_caught(led: Ledger, books: dict[str, Any]) -> None:
+    _tamper(led, "DELETE FROM txns WHERE ref = 'cancelled'")
+    report = led.audit()
+    assert [(f.check, f.detail) for f in report.findings if f.check == "hash_chain"] == [
+        ("hash_chain", "a row before it was deleted")
+    ]
+
+
+def test_attack_a_forged_deposit_entry_is_caught(led: Ledger, books: dict[str, Any]) -> None:
     payer = books["payer"].address
     _tamper(
         led,
@@ -68,30 +107,47 @@ def test_a_forged_deposit_entry_is_caught(led: Ledger, books: dict[str, Any]) ->
         str(1000 * ONE),
     )
     report = led.audit()
-    assert not report.clean
-    checks = {(f.check, f.subject) for f in report.findings}
-    assert ("balanced", "txn 1") in checks
-    assert ("deposit", payer) in checks
-    assert ("derived", A.user(payer)) in checks
+    found = {(f.check, f.subject) for f in report.findings}
+    assert ("balanced", "txn 1") in found
+    assert ("deposit", payer) in found
+    assert ("derived", A.user(payer)) in found
+    assert ("hash_chain", "txn 1") in found
 
 
-def test_a_rewritten_receipt_is_caught_even_when_its_entries_balance(led: Ledger, books: dict[str, Any]) -> None:
-    # lower q0's price and shift the difference back to the payer: every transaction still sums to zero
+def test_attack_a_settled_receipt_rewritten_with_every_hash_recomputed_is_caught(
+    led: Ledger, books: dict[str, Any]
+) -> None:
+    # lower q0's price, give the difference back to the payer, and rebuild the whole hash
+    # chain so that the journal is self-consistent again: only the chain's anchors know
     q0 = led.journal.get("capture", "q0")
-    assert q0 is not None and q0.amount is not None and q0.fee is not None
+    assert q0 is not None and q0.amount is not None
     entries = dict(q0.entries)
     entries[A.worker(q0.worker or "")] = 1
     entries.pop(A.FEE)
     entries[A.user(q0.payer or "")] = entries.get(A.user(q0.payer or ""), 0) + q0.amount - 1
-    assert sum(entries.values()) == 0
-    _tamper(
-        led,
+    raw = sqlite3.connect(led.journal.path)
+    raw.execute(
         "UPDATE txns SET amount = '1', fee = '0', entries = ? WHERE id = ?",
-        json.dumps([[a, str(v)] for a, v in entries.items()]),
-        q0.id,
+        (orjson.dumps([[a, str(v)] for a, v in entries.items()]).decode(), q0.id),
     )
+    previous = GENESIS
+    cols = "id, kind, ref, time, payer, worker, amount, fee, memo, auth, entries"
+    for row in raw.execute(f"SELECT {cols} FROM txns ORDER BY id").fetchall():
+        previous = row_hash(previous, tuple(row))
+        raw.execute("UPDATE txns SET hash = ? WHERE id = ?", (previous, row[0]))
+    raw.commit()
+    raw.close()
+    found = checks(led)
+    assert "hash_chain" not in found  # the rewrite is consistent in itself ...
+    assert {"anchor", "root", "earnings", "redeemed"} <= found  # ... but not with the chain
+
+
+def test_receipts_waiting_too_long_for_settlement_are_a_finding(led: Ledger, books: dict[str, Any]) -> None:
+    led.config.epoch_seconds = 0.2
+    led.config.stale_epochs = 2
+    time.sleep(0.5)
     report = led.audit()
-    assert not report.clean
-    checks = {f.check for f in report.findings}
-    assert "root" in checks  # the settled root no longer matches the receipts
-    assert "deposit" in checks  # and the payer's deposit no longer matches the chain
+    [stale] = [f for f in report.findings if f.check == "stale"]
+    assert stale.journal == 1 and "upkeep" in stale.detail
+    led.settle()
+    assert led.audit().clean

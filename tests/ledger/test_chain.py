@@ -98,10 +98,67 @@ def test_reverts_are_decoded_into_the_contracts_error_names(led: Ledger, payer: 
     worker = new_account()
     with led.session() as s:
         with pytest.raises(ChainError) as info:
-            s.chain.transact(worker, s.ledger.functions.withdraw(5), what="the withdrawal")
+            s.chain.transact(worker, s.ledger.functions.settle(1, b"\0" * 32, 0, b"\0" * 32, 0, b"\1" * 32), what="settle")
     assert info.value.code == "tx_reverted"
-    assert f"InsufficientEarnings(worker={worker.address}, available=0, needed=5)" in info.value.message
+    assert f"NotSettler(caller={worker.address})" in info.value.message
+    assert "settler key" in info.value.hint
     assert decode_revert("0x") is None
+
+
+def test_no_transaction_goes_over_the_gas_cap(led: Ledger, config: LedgerConfig) -> None:
+    led.deploy()
+    user = new_account()
+    with Ledger(replace(config, gas_cap=30_000)) as capped:
+        with pytest.raises(ChainError) as info:
+            capped.faucet(user)  # a mint needs about 50k gas
+    assert info.value.code == "over_gas_cap"
+    assert "30,000" in info.value.message
+    with led.session() as s:
+        assert s.token.functions.balanceOf(user.address).call() == 0  # nothing was sent
+
+
+def test_deploy_records_which_key_is_which(led: Ledger) -> None:
+    dep = led.deploy()
+    keys = {name: led.config.root / f"{name}.key" for name in ("owner", "settler", "voucher")}
+    assert all(path.exists() and path.stat().st_mode & 0o777 == 0o600 for path in keys.values())
+    assert len({dep.owner, dep.settler, dep.voucher_signer}) == 3
+    assert (dep.owner, dep.settler, dep.voucher_signer) == (
+        led.owner_key.address,
+        led.settler_key.address,
+        led.voucher_key.address,
+    )
+    assert dep.dev and dep.exit_window == 10 and dep.version == 2
+    with led.session() as s:
+        assert s.token.functions.owner().call() == dep.owner
+        assert s.token.functions.cap().call() == dep.supply_cap
+        assert s.ledger.functions.owner().call() == dep.owner
+        assert s.ledger.functions.settler().call() == dep.settler
+        assert s.ledger.functions.voucherSigner().call() == dep.voucher_signer
+
+
+def test_an_embedded_realm_of_the_old_contracts_starts_afresh(config: LedgerConfig) -> None:
+    root = config.root
+    root.mkdir(parents=True)
+    old = {"chain_id": 131277322940537, "token": "0x" + "11" * 20, "ledger": "0x" + "22" * 20,
+           "operator": "0x" + "33" * 20, "block": 1, "rpc": None}
+    (root / "deployment.json").write_text(json.dumps(old))
+    (root / "journal.db").write_bytes(b"a version 1 journal")
+    with Ledger(config) as led:
+        assert led.deployment() is None and led.journal.last_txn_id() == 0
+    [aside] = list(root.parent.glob("ledger.v1-*"))
+    assert (aside / "journal.db").read_bytes() == b"a version 1 journal"
+
+
+def test_a_remote_realm_of_the_old_contracts_is_refused_with_a_way_out(config: LedgerConfig) -> None:
+    root = config.root
+    root.mkdir(parents=True)
+    old = {"chain_id": 31337, "token": "0x" + "11" * 20, "ledger": "0x" + "22" * 20,
+           "operator": "0x" + "33" * 20, "block": 1, "rpc": "http://127.0.0.1:9"}
+    (root / "deployment.json").write_text(json.dumps(old))
+    with Ledger(config) as led:
+        with pytest.raises(ChainError) as info:
+            led.deployment()
+    assert info.value.code == "old_deployment"
 
 
 def test_a_non_dev_chain_asks_for_gas_instead_of_paying_it(led: Ledger) -> None:

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from ledger import LedgerConfig
 from mtor_cli.app import app
+from tests.ledger.conftest import hold
 from tests.support.paid import PaidRealm
 
 
@@ -85,10 +86,10 @@ def test_bad_deposits_are_one_line_and_leave_the_journal_alone(
     assert journal_rows(funded) == before
 
 
-def test_withdrawing_more_than_earned_or_refunding_more_than_unspent_is_refused(funded: Path) -> None:
+def test_claiming_unsettled_earnings_or_refunding_more_than_unspent_is_refused(funded: Path) -> None:
     before = journal_rows(funded)
-    line = one_error_line(mtor("worker", "withdraw", "1"), "insufficient_earnings")
-    assert "settled" in line
+    line = one_error_line(mtor("worker", "earnings", "claim"), "not_settled")
+    assert "settled no epoch" in line
     line = one_error_line(mtor("wallet", "refund", "13"), "insufficient_funds")
     assert "12.5" in line
     assert journal_rows(funded) == before
@@ -123,7 +124,7 @@ def test_a_chain_with_another_id_is_refused(funded: Path, tmp_path: Path) -> Non
     assert "is chain 31337, but the realm settles on chain 131277322940537" in line
 
 
-def test_settle_earnings_withdraw_history_and_audit(funded: Path) -> None:
+def test_settle_earnings_claim_history_and_audit(funded: Path) -> None:
     from eth_account import Account
 
     from ledger import Ledger
@@ -136,19 +137,24 @@ def test_settle_earnings_withdraw_history_and_audit(funded: Path) -> None:
     assert worker.address != me.address and Account  # a second identity, the worker's
     with Ledger(ledger_config()) as led:
         b = led.billing()
-        b.hold(me.address, "guid-1", 10**16)
+        hold(b, me, "guid-1", 10**16)
         b.capture("guid-1", worker.address, "chat", {"tokens": 500})
 
     earn = json.loads(mtor("worker", "earnings", "--key", str(worker_key), "--json").stdout)
-    assert earn["earned"] == "4500000000000000" and earn["withdrawable"] == "0"
+    assert earn["unclaimed"] == "4500000000000000" and earn["claimable"] == "0"
     settled = mtor("ledger", "settle", "--json")
     assert settled.exit_code == 0, settled.output
     assert json.loads(settled.stdout)["settled"][0]["receipts"] == 1
     assert "nothing to settle" in mtor("ledger", "settle").stderr
     earn = json.loads(mtor("worker", "earnings", "--key", str(worker_key), "--json").stdout)
-    assert earn["withdrawable_9000"] == "0.0045"
-    out = mtor("worker", "withdraw", "--key", str(worker_key))
-    assert out.exit_code == 0 and "withdrew 0.0045 $9000" in out.stdout
+    assert earn["claimable_9000"] == "0.0045" and earn["awaiting_settlement"] == "0"
+    table = mtor("worker", "earnings", "--key", str(worker_key))
+    assert "settled: claim now" in table.stdout and "0.0045" in table.stdout
+    out = mtor("worker", "earnings", "claim", "--key", str(worker_key))
+    assert out.exit_code == 0 and "claimed 0.0045 $9000" in out.stdout
+    earn = json.loads(mtor("worker", "earnings", "--key", str(worker_key), "--json").stdout)
+    assert earn["claimed_9000"] == "0.0045" and earn["unclaimed"] == "0" and earn["tokens_9000"] == "0.0045"
+    one_error_line(mtor("worker", "earnings", "claim", "--key", str(worker_key)), "nothing_to_claim")
 
     hist = json.loads(mtor("ledger", "history", "--json").stdout)
     assert [t["kind"] for t in hist["transactions"]] == ["capture", "hold", "deposit"]
@@ -189,4 +195,31 @@ def test_chain_deploy(home: Path) -> None:
     assert deployed.exit_code == 0, deployed.output
     dep = json.loads(deployed.stdout)
     assert dep["rpc"] is None and dep["ledger"].startswith("0x")
+    assert len({dep["owner"], dep["settler"], dep["voucher_signer"]}) == 3
     one_error_line(mtor("chain", "deploy"), "already_deployed")
+    again = mtor("chain", "deploy", "--force")  # the journal is empty: allowed, and says which key is which
+    assert again.exit_code == 0, again.output
+    for what in ("owner key", "settler key", "voucher signer", "supply capped", "exit window"):
+        assert what in again.stdout
+
+
+def test_wallet_exit_start_status_finish(funded: Path) -> None:
+    started = mtor("wallet", "exit")
+    assert started.exit_code == 0, started.output
+    assert "exit of" in started.stdout and "--finish" in started.stdout
+    status = json.loads(mtor("wallet", "exit", "--status", "--json").stdout)
+    assert status["exit"] == "waiting" and status["deposit"] == "12500000000000000000"
+    assert status["deposit_9000"] == "12.5"
+    one_error_line(mtor("wallet", "exit", "--finish"), "tx_reverted")  # the window has not passed
+    one_error_line(mtor("wallet", "exit", "--finish", "--cancel"), "usage")
+    from ledger import Ledger
+    from mtor_cli.commands.ledger import ledger_config
+
+    with Ledger(ledger_config()) as led, led.session() as s:
+        s.chain.time_travel(status["window_s"])
+    done = mtor("wallet", "exit", "--finish", "--json")
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["amount_9000"] == "12.5"
+    wallet = json.loads(mtor("wallet", "--json").stdout)
+    assert wallet["available"] == "0" and wallet["chain"]["tokens_9000"] == "1000"
+    assert wallet["chain"]["exit"] == "none" and wallet["chain"]["deposit"] == "0"

@@ -2,11 +2,12 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
 
-from ledger import Journal
+from ledger import Journal, LedgerError
 from ledger import accounts as A
 from ledger.journal import Overdraft
 
@@ -136,3 +137,77 @@ def test_history_is_per_address_newest_first(tmp_path: Path) -> None:
         {"account": A.user("a"), "amount": -1},
         {"account": A.hold("a"), "amount": 1},
     ]
+
+
+def test_every_row_chains_to_the_one_before(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.db")
+    deposit(j, "t:0", "a", 10)
+    j.post_hold("g", "a", 4, "4:0xsig")
+    deposit(j, "t:1", "a", 5)
+    assert j.verify_chain() == ([], 3)
+    assert j.head() == (3, j.hash_at(3))
+    assert len({j.hash_at(i) for i in (1, 2, 3)}) == 3
+    again = Journal(tmp_path / "j.db")  # another connection continues the same chain
+    deposit(again, "t:2", "a", 1)
+    assert again.verify_chain() == ([], 4)
+
+
+def test_an_edited_or_deleted_row_breaks_the_chain_where_it_happened(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.db")
+    for i in range(5):
+        deposit(j, f"t:{i}", "a", 10)
+    raw = sqlite3.connect(tmp_path / "j.db")
+    raw.execute("UPDATE txns SET ref = 't:x' WHERE id = 2")
+    raw.execute("DELETE FROM txns WHERE id = 4")
+    raw.commit()
+    breaks, rows = j.verify_chain()
+    assert rows == 4
+    assert [(b.txn, b.gap) for b in breaks] == [(2, False), (5, True)]
+
+
+def test_holding_the_same_guid_from_two_processes_holds_it_once(tmp_path: Path) -> None:
+    import threading
+
+    realm = Journal(tmp_path / "j.db")
+    other = Journal(tmp_path / "j.db")
+    deposit(realm, "t:0", "a", 100)
+    other.refresh()
+    results: list[bool] = []
+    # `realm` holds the write lock with its hold not committed yet; `other` looked
+    # before and finds nothing, then waits for the lock ...
+    with realm.atomic():
+        realm.post_hold("g", "a", 30)
+        worker = threading.Thread(target=lambda: results.append(other.post_hold("g", "a", 30)))
+        worker.start()
+        worker.join(0.3)
+        assert worker.is_alive()  # blocked on the write lock
+    worker.join(10)
+    # ... and once it has the lock, it sees the hold and does not post a second one
+    assert results == [False]
+    assert realm.count("hold") == 1
+    assert realm.balance(A.user("a")) == other.balance(A.user("a")) == 70
+
+
+def test_holds_expire_back_to_the_payer(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.db")
+    deposit(j, "t:0", "a", 100)
+    two_hours_ago = time.time() - 7200
+    j.post("hold", "old", ((A.user("a"), -30), (A.hold("a"), 30)), payer="a", amount=30, at=two_hours_ago)
+    j.post_hold("new", "a", 20)
+    reopened = Journal(tmp_path / "j.db")  # holds and their times come back from disk
+    assert reopened.expire_holds(time.time() - 3600) == ["old"]
+    assert reopened.open_holds() == {"new": ("a", 20)}
+    assert reopened.balance(A.user("a")) == 80
+    assert reopened.get("hold_expired", "old") is not None
+    assert reopened.verify_chain()[0] == []
+
+
+def test_a_version_1_journal_is_refused_with_a_way_out(tmp_path: Path) -> None:
+    raw = sqlite3.connect(tmp_path / "j.db")
+    raw.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+    raw.execute("INSERT INTO meta VALUES ('schema', '1')")
+    raw.commit()
+    with pytest.raises(LedgerError) as info:
+        Journal(tmp_path / "j.db")
+    assert info.value.code == "old_journal"
+    assert "new realm" in info.value.hint

@@ -8,7 +8,7 @@ from typing import Any
 from ledger import Ledger, LedgerConfig, watcher
 from ledger import accounts as A
 from ledger.units import ONE
-from tests.ledger.conftest import new_account
+from tests.ledger.conftest import new_account, pay
 
 
 def deposit_on_chain(led: Ledger, user: Any, amount: int) -> None:
@@ -61,3 +61,31 @@ def test_a_deposit_waits_for_its_confirmations(config: LedgerConfig) -> None:
             s.chain.mine(1)
         assert len(led.sync().credited) == 1
         assert led.journal.balance(A.user(user.address)) == 2 * ONE
+
+
+def test_an_event_it_cannot_book_is_recorded_and_skipped_not_fatal(led: Ledger, payer: Any) -> None:
+    worker = new_account()
+    pay(led.billing(), payer, worker, "q1")
+    led.settle()
+    earned = led.journal.balance(A.worker(worker.address))
+    # the journal no longer holds the worker's earnings (a broken journal), and the
+    # worker claims on chain, then someone deposits: both in blocks the watcher has not read
+    led.journal.post("correction", "x", ((A.worker(worker.address), -earned), (A.FEE, earned)))
+    proof = led.proof(worker.address)
+    with led.session() as s:
+        s.chain.transact(
+            worker,
+            s.ledger.functions.claim(worker.address, proof["cumulative"], [bytes.fromhex(p[2:]) for p in proof["proof"]]),
+            what="claim",
+        )
+    user = new_account()
+    deposit_on_chain(led, user, 2 * ONE)
+    report = led.sync()
+    assert [u["event"] for u in report.unbooked] == ["Claimed"]
+    assert [c["kind"] for c in report.credited] == ["deposit"]  # the watcher went on
+    assert led.journal.balance(A.user(user.address)) == 2 * ONE
+    [recorded] = led.journal.unbooked()
+    assert recorded["event"] == "Claimed" and "worker:" in recorded["detail"]
+    assert led.sync().unbooked == []  # read once: the cursor moved past it
+    report = led.audit()
+    assert ("unbooked", recorded["ref"]) in {(f.check, f.subject) for f in report.findings}

@@ -37,6 +37,8 @@ ARGUMENTS = {
     "worker_id": "w1",
     "key": "broker",
     "value": "ws://127.0.0.1:1",
+    "intent": "imagine",
+    "path": ".",
 }
 BAD_URLS = ("not a url", "ftp://realm.example", "ws://[::1", "ws://realm.example:99999", "ws://:8765")
 CLOSED = f"ws://127.0.0.1:{free_port()}"  # nothing listens here

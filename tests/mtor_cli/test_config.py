@@ -55,6 +55,7 @@ def test_every_documented_key_takes_effect(mtor_home: Path) -> None:
     assert (config.chain_rpc, config.confirmations, config.epoch_seconds, config.epoch_queries) == (
         "http://127.0.0.1:8545", 2, 60.0, 1000,
     )  # fmt: skip
+    assert (config.gas_cap, config.exit_window_s, config.hold_ttl_s, config.stale_epochs) == (12_000_000, 3600, 600.0, 5)
     assert str(config.pricing_file) == "/etc/mtor/pricing.toml"
     assert ledger_settings()["public_rpc"] == "https://rpc.example.org"
     # Anything else is kept, with a note that mtor does not read it.

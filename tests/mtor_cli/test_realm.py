@@ -65,12 +65,14 @@ def test_ask_starts_the_embedded_realm_then_reuses_it(realm_env: dict[str, str])
     assert "starting" not in again.stderr
     assert json.loads(again.stdout)["text"] + "\n" == first_out
 
-    # "Say hello" matches the tts rule; this realm serves only chat, which answers it.
-    hello = run(realm_env, "ask", "--json", "--explain", "--temperature", "0", "--max-tokens", "8", "Say hello")
+    # "Say hello" matches the tts rule, and the embedded realm serves tts on this
+    # machine: a spoken hello. The chat options ride as chat's, never reaching tts.
+    wav = Path(realm_env["MTOR_HOME"]) / "hello.wav"
+    args = ["ask", "--json", "--explain", "--temperature", "0", "--max-tokens", "8", "--out", str(wav), "Say hello"]
+    hello = run(realm_env, *args)
     assert hello.returncode == 0, hello.stderr
-    assert json.loads(hello.stdout)["intent"] == "chat" and json.loads(hello.stdout)["text"]
-    assert "no worker serves tts in this realm, so chat answers instead" in hello.stderr
-    assert "chat <- no worker serves tts in this realm; recognised: tts <- rule:tts:verb" in hello.stderr
+    assert json.loads(hello.stdout)["intent"] == "tts" and wav.read_bytes()[:4] == b"RIFF"
+    assert "tts <- rule:tts:verb" in hello.stderr
 
     # `mtor worker serve` without --broker joins this realm, as the no_worker hint says.
     worker = subprocess.Popen(

@@ -128,6 +128,7 @@ class TestClient(_Socket):
         self.account = account or new_account()
         self.address: str = self.account.address
         self.nonce = ""
+        self.welcome: Any = None
 
     async def connect(self, hello: bool = True) -> TestClient:
         await self.open()
@@ -135,7 +136,7 @@ class TestClient(_Socket):
         assert challenge.__class__.__name__ == "Challenge", challenge
         self.nonce = challenge.nonce
         if hello:
-            await self.hello()
+            self.welcome = await self.hello()
         return self
 
     async def hello(self, nonce: str | None = None, signature: str | None = None) -> Any:
@@ -224,8 +225,10 @@ class FakeWorker(_Socket):
         account: Any | None = None,
         name: str = "fake",
         answer_pings: bool = True,
+        owner_only: tuple[str, ...] = (),
     ) -> None:
         super().__init__(url, "/ws/worker", server_to_worker_decoder())
+        self.owner_only = owner_only  # intents it declares for its own address only
         self.account = account or new_account()
         self.intents = intents
         self.models = models
@@ -250,7 +253,10 @@ class FakeWorker(_Socket):
                 address=self.account.address,
                 signature=sig,
                 nonce=challenge.nonce,
-                capabilities=[Capability(intent=i, models=list(self.models)) for i in self.intents],
+                capabilities=[
+                    Capability(intent=i, models=list(self.models), owner_only=i in self.owner_only)
+                    for i in self.intents
+                ],
                 slots=self.slots,
                 name=self.name,
             )

@@ -23,6 +23,17 @@ from worker.backends.params import BadInput as BadInput  # re-exported: every ba
 from worker.backends.params import Params
 
 
+class JobError(MtorError):
+    """A job the backend cannot serve as asked, for a reason the person can act on.
+
+    ``code`` is one of ``broker.protocol.REQUEST_ERROR_CODES``
+    (``upstream_unavailable``, ``login_failed`` ...); ``hint`` says what to do.
+    Raised from ``run()`` it fails the job with that code, not retried on
+    another worker, where any other exception is ``worker_failed``. (Before
+    the model runs, parameters are refused with :class:`BadInput`.)
+    """
+
+
 class DeviceError(MtorError):
     """The requested device does not exist on this machine."""
 
@@ -164,6 +175,9 @@ class Backend(ABC):
 
     intent: ClassVar[str]
     PARAMS: ClassVar[Params | None] = None  # None: no parameters
+    # True for intents that act on the owner's own accounts (email): the broker
+    # gives the worker jobs from its own address only.
+    owner_only: ClassVar[bool] = False
 
     def __init__(self, model: str | None, device: Device, **options: Any) -> None:
         self.model = model
@@ -187,7 +201,13 @@ class Backend(ABC):
         """Load weights (blocking; the worker runs it in a thread at start)."""
 
     def capability(self) -> Capability:
-        return Capability(intent=self.intent, models=[self.model_name], params=self.params.schema(), info=self.info())
+        return Capability(
+            intent=self.intent,
+            models=[self.model_name],
+            params=self.params.schema(),
+            info=self.info(),
+            owner_only=self.owner_only,
+        )
 
     def info(self) -> dict[str, Any]:
         """What clients may want to know that is not a parameter: context
