@@ -48,6 +48,7 @@ IN_FLIGHT = 128
 CLIENTS = 32  # connections, one user each; a connection's submits are handled in order
 WORKER_SLOTS = 128
 TARGET_ADDED_P50_MS = 0.5
+REQUEST_TIMEOUT_S = 60.0  # an intent never answered stops the bench (with its guid) instead of hanging it
 T0 = time.perf_counter()
 
 
@@ -157,6 +158,9 @@ class Client:
                         fut.set_result(None)
                     else:
                         fut.set_exception(RuntimeError(f"error: {msg}"))
+        closed = RuntimeError(f"{self.url} closed the connection ({self.ws.close_code})")
+        for fut in self.waiting.values():
+            fut.set_exception(closed)
 
     async def request(self) -> float:
         guid = uuid.uuid4().hex
@@ -166,7 +170,10 @@ class Client:
         await self.ws.send_str(
             orjson.dumps({"type": "submit_query", "guid": guid, "intent": "echo", "prompt": "ping"}).decode()
         )
-        await fut
+        try:
+            await asyncio.wait_for(fut, REQUEST_TIMEOUT_S)
+        except TimeoutError:
+            raise RuntimeError(f"no answer from {self.url} to {guid} in {REQUEST_TIMEOUT_S:g} s") from None
         return (time.perf_counter() - t0) * 1000
 
 

@@ -158,6 +158,8 @@ class BrokerServer:
     async def start(self) -> None:
         cfg = self.config
         sane_recursion_limit()  # a billing that imported web3 raised it (see broker.protocol)
+        if cfg.engine is not None:
+            await self._warm_before_joining()
         parts = self.parts = await self._build()
 
         async def clients(request: web.Request) -> web.StreamResponse:
@@ -193,6 +195,18 @@ class BrokerServer:
             asyncio.create_task(_every("trust-sweep", TRUST_SWEEP_S, parts.trust.sweep, parts.metrics)),
             asyncio.create_task(parts.router.warm(), name="mtor-recogniser-warm"),
         ]
+
+    async def _warm_before_joining(self) -> None:
+        """Load the recogniser before this broker's first beat: loading it starves
+        the event loop for seconds on a busy machine, and a broker that misses
+        its beats for --engine-dead is reaped by the others (its intents rerun)."""
+        warm = getattr(self.recogniser, "warm", None)
+        if warm is None:
+            return
+        try:
+            await asyncio.to_thread(warm)
+        except Exception:  # Router.warm tries again, logs it and routes by rules only
+            log.warning("the intent recogniser did not load before joining the realm", exc_info=True)
 
     async def stop(self) -> None:
         for task in self._tasks:

@@ -432,3 +432,36 @@ async def test_a_subscriber_on_one_broker_sees_the_realm(make_realm) -> None:
     assert any(e["state"] == "running" and e["worker"] == worker.worker_id for e in events)
     assert [p for p in pushes if p.topic == "stats"][-1].data["intents"]["completed"] >= 5
     await worker.close()
+
+
+async def test_a_broker_loads_its_recogniser_before_it_joins_the_realm(redis_server: Any, pg_database: str,
+                                                                         tmp_path: Path) -> None:  # fmt: skip
+    """Loading the model starves the event loop for seconds on a busy machine: a
+    broker that did it while a member would miss its beats and be reaped."""
+    import redis
+
+    realm = f"t{uuid.uuid4().hex[:8]}"
+    engine = redis.Redis.from_url(redis_server.url)
+    members_while_warming: list[int] = []
+
+    class SlowRecogniser:
+        def warm(self) -> None:
+            members_while_warming.append(engine.hlen(f"mtor:{realm}:brokers"))
+
+        def recognise(self, text: str, attachment_kinds: Any = ()) -> Any:
+            raise AssertionError("not asked in this test")
+
+    config = BrokerConfig(port=0, db_path=tmp_path / "b.db", db_url=pg_database, engine=redis_server.url,
+                          realm=realm, engine_beat_s=0.1, engine_dead_s=1.0)  # fmt: skip
+    server = BrokerServer(config, recogniser=SlowRecogniser())
+    await server.start()
+    try:
+        assert members_while_warming[:1] == [0]
+        for _ in range(50):
+            if engine.hlen(f"mtor:{realm}:brokers") == 1:
+                break
+            await asyncio.sleep(0.05)
+        assert engine.hlen(f"mtor:{realm}:brokers") == 1
+    finally:
+        await server.stop()
+        engine.close()
