@@ -178,7 +178,7 @@ class Client:
 
 
 async def wait_until(session: Any, url: str, path: str, ok: Any, what: str) -> None:
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 600  # 8 brokers loading their recognisers at once on 2 cores take minutes
     while time.monotonic() < deadline:
         try:
             async with session.get(url.replace("ws://", "http://") + path) as resp:
