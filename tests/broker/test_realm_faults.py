@@ -51,7 +51,7 @@ class Brokers:
         self._args = ("--engine", engine, "--realm", self.realm, *FAST, *extra)
         self.procs = [spawn_broker(port, db, home, *self._args) for port, home in zip(self.ports, self.homes, strict=True)]
         for url in self.urls:
-            wait_healthy(url, timeout=60)
+            wait_healthy(url, timeout=240)  # each loads its recogniser before it listens: slow on a busy machine
 
     @property
     def urls(self) -> list[str]:
