@@ -34,10 +34,16 @@ local function blob(op, k) return ARGV[4 + op.b + k] end
 local function give(value) out[#out + 1] = value; return #out end
 local function alive(b) return b ~= '' and redis.call('EXISTS', P .. 'hb:' .. b) == 1 end
 
+-- A broker presumed dead may be alive (its loop stalled, its link to Redis
+-- was cut): what is sent to it is kept for INBOX_GRACE_MS, and its next beat
+-- keeps its inbox for good. A broker that is really gone leaves nothing behind.
+local INBOX_GRACE_MS = 60000
+
 local function tell(b, field, value)
-  if alive(b) then
-    redis.call('XADD', P .. 'inbox:' .. b, 'MAXLEN', '~', 100000, '*', field, value)
-  end
+  if b == '' then return end
+  local inbox = P .. 'inbox:' .. b
+  redis.call('XADD', inbox, 'MAXLEN', '~', 100000, '*', field, value)
+  if not alive(b) then redis.call('PEXPIRE', inbox, INBOX_GRACE_MS) end
 end
 
 -- the fields a broker needs to run or end a job, and its payload as a returned blob
@@ -156,7 +162,8 @@ local function reap(b)
       wake(f[1])
     end
   end
-  redis.call('DEL', P .. 'run:' .. b, P .. 'inbox:' .. b)
+  redis.call('DEL', P .. 'run:' .. b)
+  redis.call('PEXPIRE', P .. 'inbox:' .. b, INBOX_GRACE_MS)
   for _, w in ipairs(redis.call('SMEMBERS', P .. 'wset:' .. b)) do redis.call('HDEL', P .. 'workers', w) end
   redis.call('DEL', P .. 'wset:' .. b)
   redis.call('HDEL', P .. 'brokers', b)
@@ -401,6 +408,7 @@ function run.beat(op)
   end
   local known = redis.call('HEXISTS', P .. 'brokers', me) == 1
   redis.call('SET', P .. 'hb:' .. me, '1', 'PX', op.ttl)
+  redis.call('PERSIST', P .. 'inbox:' .. me)
   redis.call('HSET', P .. 'brokers', me, blob(op, 0))
   local reaped = {}
   if op.reap then

@@ -186,6 +186,7 @@ class SharedRealm:
             asyncio.get_running_loop().call_later(2 * cfg.engine_beat_s, self._reconcile_soon)
         elif self._known_epoch is not None and not result.get("known"):
             log.warning("this broker was presumed dead and reaped: intents it ran may run twice")
+            self._published.clear()  # the reap took its workers off the realm's list: put them back
         self._known_epoch = epoch
         self._changed()
 

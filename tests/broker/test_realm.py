@@ -465,3 +465,36 @@ async def test_a_broker_loads_its_recogniser_before_it_joins_the_realm(redis_ser
     finally:
         await server.stop()
         engine.close()
+
+
+async def test_an_answer_reaches_a_broker_presumed_dead_while_alive(make_realm, redis_server: Any) -> None:
+    """A broker whose beats stop (a stalled loop, a cut link) is reaped by the
+    others, yet it may be alive with its clients connected: what the realm
+    sends it meanwhile waits in its inbox instead of being dropped."""
+    import redis
+
+    home, other = await make_realm(2)
+    worker = await FakeWorker(other.url, behaviour=echo(delay_s=1.5)).start()
+    await realm_sees([home, other], 1)
+    shared = home._shared
+    assert shared is not None
+    engine = redis.Redis.from_url(redis_server.url)
+    try:
+        async with TestClient(home.url) as client:
+            guid = await client.submit("still here", intent="chat")
+            assert isinstance(await client.next_for(guid), Accepted)
+            await asyncio.wait_for(worker.got_work.wait(), 5)
+            beat = shared._tasks[0]  # the home broker stops beating, as if its loop stalled
+            beat.cancel()
+            prefix = f"mtor:{home.config.realm}:"
+            engine.delete(prefix + f"hb:{shared.id}")
+            for _ in range(100):  # the other broker reaps it
+                if not engine.hexists(prefix + "brokers", shared.id):
+                    break
+                await asyncio.sleep(0.05)
+            assert not engine.hexists(prefix + "brokers", shared.id)
+            answer = (await client.collect(guid, timeout=10))[-1]
+        assert isinstance(answer, Result) and answer.text == "still here"
+    finally:
+        engine.close()
+        await worker.close()
