@@ -50,8 +50,13 @@ class Brokers:
         self.homes = [tmp / f"broker{i}" for i in range(count)]
         self._args = ("--engine", engine, "--realm", self.realm, *FAST, *extra)
         self.procs = [spawn_broker(port, db, home, *self._args) for port, home in zip(self.ports, self.homes, strict=True)]
-        for url in self.urls:
-            wait_healthy(url, timeout=240)  # each loads its recogniser before it listens: slow on a busy machine
+        try:
+            for url in self.urls:
+                wait_healthy(url, timeout=240)  # each loads its recogniser before it listens: slow on a busy machine
+        except BaseException:
+            for proc in self.procs:  # no test holds them yet: stop them here
+                stop_process(proc, signal.SIGKILL)
+            raise
 
     @property
     def urls(self) -> list[str]:
