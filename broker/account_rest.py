@@ -97,7 +97,7 @@ def routes(parts: Parts) -> list[web.RouteDef]:
     @signed
     async def set_nickname(request: web.Request, who: str) -> web.Response:
         nickname = text(await body(request), "nickname")
-        store.set_nickname(who, nickname)
+        await store.set_nickname(who, nickname)
         return _json({"address": who, "nickname": nickname})
 
     @signed
@@ -105,19 +105,19 @@ def routes(parts: Parts) -> list[web.RouteDef]:
         action = request.match_info["action"]
         data = await body(request)
         if action == "grant":
-            return _json(sysop.grant(who, text(data, "address")))
+            return _json(await sysop.grant(who, text(data, "address")))
         if action == "revoke":
-            return _json(sysop.revoke(who, text(data, "address")))
+            return _json(await sysop.revoke(who, text(data, "address")))
         if action == "ban":
-            return _json(sysop.ban(who, text(data, "address"), text(data, "reason", required=False)))
+            return _json(await sysop.ban(who, text(data, "address"), text(data, "reason", required=False)))
         if action == "unban":
-            return _json(sysop.unban(who, text(data, "address")))
+            return _json(await sysop.unban(who, text(data, "address")))
         if action == "terminate":
-            return _json(sysop.terminate(who, text(data, "guid"), text(data, "reason", required=False)))
+            return _json(await sysop.terminate(who, text(data, "guid"), text(data, "reason", required=False)))
         if action == "broadcast":
-            return _json(sysop.broadcast(who, text(data, "message")))
+            return _json(await sysop.broadcast(who, text(data, "message")))
         if action in ("pause", "resume", "remove"):
-            return _json(sysop.worker(who, action, text(data, "id"), text(data, "reason", required=False)))
+            return _json(await sysop.worker(who, action, text(data, "id"), text(data, "reason", required=False)))
         raise AccountError(
             "unknown_type", f"unknown sysop action {action!r}",
             "grant, revoke, ban, unban, terminate, broadcast, pause, resume, remove",
@@ -125,11 +125,11 @@ def routes(parts: Parts) -> list[web.RouteDef]:
 
     @signed
     async def sysop_workers(_: web.Request, who: str) -> web.Response:
-        return _json({"workers": sysop.workers(who)})
+        return _json({"workers": await sysop.workers(who)})
 
     @signed
     async def sysop_audit(request: web.Request, who: str) -> web.Response:
-        return _json({"audit": sysop.audit_log(who, limit_of(request, 50))})
+        return _json({"audit": await sysop.audit_log(who, limit_of(request, 50))})
 
     return [
         web.get("/v1/history", my_history),

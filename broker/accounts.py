@@ -1,11 +1,14 @@
 """Accounts: nicknames, bans, sysop grants, the audit log, worker trust records,
 and the nonces of signed REST requests still inside their window.
 
-Kept in SQLite beside the intent journal (``broker.db`` -> ``broker.accounts.db``),
-on a connection of its own that commits every write at once: these writes are
-rare (a sysop's action, a nickname), must survive a restart, and must never
-wait on the journal's pass-long transaction. Everything a hot path asks
-(is this address banned? a sysop?) is answered from memory.
+:class:`AccountStore` is the interface; :class:`SqliteAccounts` keeps them in
+SQLite beside the intent journal (``broker.db`` -> ``broker.accounts.db``), on
+a connection of its own that commits every write at once (these writes are
+rare, must survive a restart, and must never wait on the journal's pass-long
+transaction); ``broker.pg.accounts.PgAccounts`` keeps them in the realm's
+PostgreSQL database, for every broker of the realm. Everything a hot path asks
+(is this address banned? a sysop? its nickname?) is answered from memory;
+writes are awaited.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from broker.protocol import MtorError
 
@@ -69,23 +72,62 @@ def norm(address: str) -> str:
     return address.lower()
 
 
-class AccountStore:
+class AccountStore(Protocol):
+    bans: dict[str, Ban]  # norm(address) -> ban, in memory
+    sysops: set[str]  # norm(address) of granted sysops, in memory
+
+    def nickname(self, address: str) -> str | None: ...
+    def banned(self, address: str) -> Ban | None: ...
+    async def set_nickname(self, address: str, nickname: str) -> None: ...
+    async def ban(self, address: str, reason: str, by: str) -> Ban: ...
+    async def unban(self, address: str) -> bool: ...
+    async def grant(self, address: str, by: str) -> None: ...
+    async def revoke(self, address: str) -> bool: ...
+    async def audit(self, actor: str, action: str, target: str, detail: dict[str, Any], outcome: str) -> None: ...
+    async def audit_log(self, limit: int = 50) -> list[dict[str, Any]]: ...
+    async def trust(self, address: str) -> TrustRecord: ...
+    async def save_trust(self, record: TrustRecord) -> None: ...
+    async def spend_nonce(self, key: str, until: float) -> bool:
+        """Record a signed request's nonce as used until ``until`` (unix time);
+        False if it was used already (on any broker, before a restart too)."""
+        ...
+
+    async def forget_nonces(self, before: float) -> None: ...
+    async def reload(self) -> None:
+        """Read what is kept in memory again (another broker of the realm changed it)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def audit_row(r: tuple[Any, ...]) -> dict[str, Any]:
+    return {"id": r[0], "ts": r[1], "actor": r[2], "action": r[3], "target": r[4],
+            "detail": json.loads(r[5]), "outcome": r[6]}  # fmt: skip
+
+
+class SqliteAccounts:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(_SCHEMA)
+        self._load()
+
+    def _load(self) -> None:
         self.bans = {norm(r[0]): Ban(*r) for r in self._conn.execute("SELECT * FROM bans")}
         self.sysops = {norm(r[0]) for r in self._conn.execute("SELECT address FROM sysops")}
         self.nicknames = dict(self._conn.execute("SELECT lower(address), nickname FROM profiles"))
 
-    def close(self) -> None:
+    async def reload(self) -> None:
+        self._load()
+
+    async def close(self) -> None:
         self._conn.close()
 
     # --- profiles -------------------------------------------------------
 
-    def set_nickname(self, address: str, nickname: str) -> None:
+    async def set_nickname(self, address: str, nickname: str) -> None:
         if not NICKNAME.fullmatch(nickname):
             raise AccountError("bad_params", f"{nickname!r} is not a valid nickname", NICKNAME_RULE)
         row = self._conn.execute(
@@ -105,7 +147,7 @@ class AccountStore:
 
     # --- bans and sysops ------------------------------------------------
 
-    def ban(self, address: str, reason: str, by: str) -> Ban:
+    async def ban(self, address: str, reason: str, by: str) -> Ban:
         ban = Ban(address, reason, by, time.time())
         self._conn.execute(
             "INSERT OR REPLACE INTO bans (address, reason, by, created) VALUES (?, ?, ?, ?)",
@@ -114,21 +156,21 @@ class AccountStore:
         self.bans[norm(address)] = ban
         return ban
 
-    def unban(self, address: str) -> bool:
+    async def unban(self, address: str) -> bool:
         self._conn.execute("DELETE FROM bans WHERE lower(address) = ?", (norm(address),))
         return self.bans.pop(norm(address), None) is not None
 
     def banned(self, address: str) -> Ban | None:
         return self.bans.get(norm(address))
 
-    def grant(self, address: str, by: str) -> None:
+    async def grant(self, address: str, by: str) -> None:
         self._conn.execute(
             "INSERT OR REPLACE INTO sysops (address, granted_by, created) VALUES (?, ?, ?)",
             (address, by, time.time()),
         )
         self.sysops.add(norm(address))
 
-    def revoke(self, address: str) -> bool:
+    async def revoke(self, address: str) -> bool:
         self._conn.execute("DELETE FROM sysops WHERE lower(address) = ?", (norm(address),))
         if norm(address) in self.sysops:
             self.sysops.discard(norm(address))
@@ -137,26 +179,22 @@ class AccountStore:
 
     # --- audit ----------------------------------------------------------
 
-    def audit(self, actor: str, action: str, target: str, detail: dict[str, Any], outcome: str) -> None:
+    async def audit(self, actor: str, action: str, target: str, detail: dict[str, Any], outcome: str) -> None:
         self._conn.execute(
             "INSERT INTO audit (ts, actor, action, target, detail, outcome) VALUES (?, ?, ?, ?, ?, ?)",
             (time.time(), actor, action, target, json.dumps(detail, sort_keys=True), outcome),
         )
 
-    def audit_log(self, limit: int = 50) -> list[dict[str, Any]]:
+    async def audit_log(self, limit: int = 50) -> list[dict[str, Any]]:
         rows = self._conn.execute(
             "SELECT id, ts, actor, action, target, detail, outcome FROM audit ORDER BY id DESC LIMIT ?",
             (limit,),
         ).fetchall()
-        return [
-            {"id": r[0], "ts": r[1], "actor": r[2], "action": r[3], "target": r[4],
-             "detail": json.loads(r[5]), "outcome": r[6]}
-            for r in rows
-        ]
+        return [audit_row(r) for r in rows]
 
     # --- signed requests ------------------------------------------------
 
-    def spend_nonce(self, key: str, until: float) -> bool:
+    async def spend_nonce(self, key: str, until: float) -> bool:
         """Record a signed request's nonce as used until ``until`` (unix time);
         False if it was used already, before a restart too."""
         cursor = self._conn.execute(
@@ -164,20 +202,20 @@ class AccountStore:
         )
         return cursor.rowcount == 1
 
-    def forget_nonces(self, before: float) -> None:
+    async def forget_nonces(self, before: float) -> None:
         """Drop nonces whose requests are too old to be accepted anyway."""
         self._conn.execute("DELETE FROM request_nonces WHERE until < ?", (before,))
 
     # --- worker trust ---------------------------------------------------
 
-    def trust(self, address: str) -> TrustRecord:
+    async def trust(self, address: str) -> TrustRecord:
         row = self._conn.execute(
             "SELECT address, completed, aborted, maintenance FROM trust WHERE lower(address) = ?",
             (norm(address),),
         ).fetchone()
         return TrustRecord(*row) if row else TrustRecord(address)
 
-    def save_trust(self, record: TrustRecord) -> None:
+    async def save_trust(self, record: TrustRecord) -> None:
         self._conn.execute(
             "INSERT OR REPLACE INTO trust (address, completed, aborted, maintenance) VALUES (?, ?, ?, ?)",
             (record.address, record.completed, record.aborted, record.maintenance),

@@ -47,7 +47,7 @@ async def client_socket(parts: Parts, request: web.Request) -> web.StreamRespons
                         internal_error(peer, exc, msg.guid)
                     continue
                 try:
-                    close = _handle(parts, peer, msg)
+                    close = await _handle(parts, peer, msg)
                 except Exception as exc:
                     internal_error(peer, exc, getattr(msg, "guid", None))
                     continue
@@ -71,13 +71,13 @@ async def client_socket(parts: Parts, request: web.Request) -> web.StreamRespons
 async def _submit(parts: Parts, peer: Peer, query: SubmitQuery) -> None:
     """Route (when the query names no intent: perhaps the recogniser, on its thread;
     this connection's next frames wait, so they keep their order) and submit."""
-    if not parts.limits.allow(peer, query):
+    if not await parts.limits.allow(peer, query):
         return
     query, routing = await parts.router.resolve(query)
-    parts.dispatcher.submit(peer, query, None if routing is None else routing.wire())
+    await parts.dispatcher.submit(peer, query, None if routing is None else routing.wire())
 
 
-def _handle(parts: Parts, peer: Peer, msg: object) -> tuple[int, bytes] | None:
+async def _handle(parts: Parts, peer: Peer, msg: object) -> tuple[int, bytes] | None:
     """Act on one message; a (close code, reason) closes the connection."""
     if isinstance(msg, Hello):
         reused = peer.nonce_spent or msg.nonce != peer.nonce
@@ -99,7 +99,7 @@ def _handle(parts: Parts, peer: Peer, msg: object) -> tuple[int, bytes] | None:
         not_authenticated(peer, "hello", getattr(msg, "guid", None))
         return None
     if isinstance(msg, Cancel):
-        parts.dispatcher.cancel(peer, msg.guid)
+        await parts.dispatcher.cancel(peer, msg.guid)
     elif isinstance(msg, Subscribe):
         problem = parts.subs.subscribe(peer, msg.topics)
         if problem is not None:

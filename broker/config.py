@@ -28,7 +28,12 @@ def default_db_path() -> Path:
 class BrokerConfig:
     host: str = "127.0.0.1"
     port: int = 8765  # 0 picks a free port
-    db_path: Path | None = None  # None: default_db_path()
+    db_path: Path | None = None  # SQLite journal; None: default_db_path()
+    db_url: str | None = None  # postgresql://...: the journal and accounts every broker of a realm shares
+    synchronous_commit: str = "off"  # PostgreSQL's, for the broker's sessions (broker.pg.database)
+    engine: str | None = None  # redis://...: the realm's queue, workers and routes, shared by its brokers
+    engine_beat_s: float = 1.0  # a broker of a shared realm says it is alive this often...
+    engine_dead_s: float = 5.0  # ...and is presumed dead (its running intents queued again) after this silence
     realm: str = "mtor"
     max_frame_bytes: int = 8 * MiB
     max_prompt_chars: int = 32_000
@@ -81,6 +86,7 @@ class BrokerConfig:
             "heartbeat_misses": self.heartbeat_misses,
             "quarantine_after_failures": self.quarantine_after_failures,
             "stats_interval_s": self.stats_interval_s,
+            "engine_beat_s": self.engine_beat_s,
             "login_timeout_s": self.login_timeout_s,
             "max_unauthenticated": self.max_unauthenticated,
             "max_unauthenticated_per_ip": self.max_unauthenticated_per_ip,
@@ -90,6 +96,8 @@ class BrokerConfig:
         for name, value in positive.items():
             if not value > 0:
                 raise ValueError(f"broker setting {name} must be > 0, got {value!r}")
+        if self.engine_dead_s < 2 * self.engine_beat_s:
+            raise ValueError("engine_dead_s must be at least twice engine_beat_s")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be 0..65535, got {self.port}")
 

@@ -23,9 +23,9 @@ from broker.billing import Billing, InsufficientFunds, PaymentRefused
 from broker.config import BrokerConfig
 from broker.deadlines import Deadlines
 from broker.intake import Rejected, check_guid, check_limits, normalise
-from broker.jobs import Job
+from broker.jobs import Ending, Job
 from broker.outbox import Outbox
-from broker.peer import Peer
+from broker.peer import Peer, Recipient
 from broker.protocol import (
     REQUEST_ERROR_CODES,
     Accepted,
@@ -41,8 +41,10 @@ from broker.protocol import (
     WorkResult,
     encode,
 )
-from broker.queue import SafeQueue
+from broker.queue import JobQueue, QueueFull
+from broker.realm import Others
 from broker.registry import WorkerEntry, WorkerRegistry
+from broker.stores import Unavailable
 
 if TYPE_CHECKING:
     from broker.metrics import BrokerMetrics
@@ -59,14 +61,18 @@ class Dispatcher:
         self,
         config: BrokerConfig,
         journal: J.Journal,
-        queue: SafeQueue,
+        queue: JobQueue,
         registry: WorkerRegistry,
         outbox: Outbox,
         billing: Billing | None,
         subs: Subscriptions,
         metrics: BrokerMetrics,
+        others: Others,
     ) -> None:
+        """``others``: the rest of the realm (broker.realm), asked whether a
+        worker on another broker serves an intent."""
         self._cfg = config
+        self._others = others
         self._journal = journal
         self.queue = queue
         self.registry = registry
@@ -89,27 +95,35 @@ class Dispatcher:
             "requeued": 0,
             "tokens": 0,
         }
+        queue.serve(registry, self)
 
     # --- client side ----------------------------------------------------
 
-    def stored_query(self, guid: str) -> SubmitQuery | None:
-        """The (normalised) query held under ``guid``: live, or finished in the journal."""
+    def live_query(self, guid: str) -> SubmitQuery | None:
+        """The (normalised) query of ``guid`` if it is live here (the router routes
+        a resubmission where it went; a finished or elsewhere-live one is
+        answered from what the realm stored, see :meth:`_known`)."""
+        job = self.jobs.get(guid)
+        return None if job is None else job.query
+
+    async def stored_query(self, guid: str) -> SubmitQuery | None:
+        """The (normalised) query held under ``guid``: live here, or in the journal."""
         job = self.jobs.get(guid)
         if job is not None:
             return job.query
-        record = self._journal.get(guid)
+        record = await self._journal.get(guid)
         return None if record is None else _query_decoder.decode(record.query)
 
-    def submit(self, peer: Peer, query: SubmitQuery, routing: Routing | None = None) -> None:
+    async def submit(self, peer: Peer, query: SubmitQuery, routing: Routing | None = None) -> None:
         """``routing``: why the broker chose the query's intent, for its `accepted`."""
         try:
-            self._submit(peer, query, routing)
-        except Rejected as rej:
+            await self._submit(peer, query, routing)
+        except (Rejected, Unavailable) as rej:
             self.counters["rejected"] += 1
             self._metrics.rejected(rej.code)
             peer.send(rej.to_error(query.guid))
 
-    def _submit(self, peer: Peer, query: SubmitQuery, routing: Routing | None) -> None:
+    async def _submit(self, peer: Peer, query: SubmitQuery, routing: Routing | None) -> None:
         user = peer.address
         assert user is not None  # the socket handler only passes authenticated peers
         check_guid(query.guid)
@@ -120,22 +134,23 @@ class Dispatcher:
         try:
             price = self._admit(user, intent, query)
         except Rejected:
-            # A finished intent is replayed even when it could not run now
+            # A known intent is answered even when it could not run now
             # (its workers are gone, the queue is full).
-            if self._replay(peer, user, query):
+            if await self._known(peer, user, query, routing is not None):
                 return
             raise
         record = J.IntentRecord(query.guid, user, intent, J.QUEUED, encode(query), price, time.time())
         # The insert doubles as the idempotency check, so a new intent costs no lookup.
-        if not self._journal.add(record):
-            self._replay(peer, user, query)
+        if not await self._journal.add(record):
+            if not await self._known(peer, user, query, routing is not None):
+                raise _retry_now("the intent changed hands while it was submitted")
             return
         if self._billing is not None:
             try:
                 self._billing.hold(user, query.guid, price, query.authorisation)
             except Exception as exc:
                 # No hold, no intent: nothing may run (or be restored) unpaid.
-                self._journal.discard(query.guid)
+                await self._journal.discard(query.guid)
                 if isinstance(exc, PaymentRefused):
                     raise Rejected(exc.code, exc.message, exc.hint, **exc.detail) from None
                 if not isinstance(exc, InsufficientFunds):
@@ -149,18 +164,42 @@ class Dispatcher:
                 ) from None
             self._subs.ledger_event("hold", query.guid, user, price)
         job = Job(query.guid, user, intent, query, price, time.monotonic(), client=peer)
+        await self._accept(job, fresh=True, routing=routing)
+
+    async def _accept(self, job: Job, *, fresh: bool, routing: Routing | None = None) -> None:
+        """Queue a journaled intent and tell its client. If the queue refuses
+        a ``fresh`` one (journaled and held just now), nothing of it stays."""
         self.jobs[job.guid] = job
-        position = self.queue.push(job)
-        self.counters["submitted"] += 1
-        accepted = Accepted(guid=job.guid, intent=intent, position=position, price_held=price, routing=routing)
-        self._outbox.send(peer, encode(accepted))
         self._subs.intent_event(job, "queued")
-        self._pump(intent)
+        try:
+            position = await self.queue.enqueue(job, force=not fresh)
+        except (QueueFull, Unavailable) as exc:
+            # The realm's queue refused it after all (another broker filled it
+            # first, or the engine is down).
+            self.jobs.pop(job.guid, None)
+            self._subs.intent_event(job, "failed")
+            if fresh:
+                if self._billing is not None:
+                    self._billing.release(job.guid)
+                    self._subs.ledger_event("release", job.guid, job.user, job.price_held)
+                await self._journal.discard(job.guid)
+            if isinstance(exc, QueueFull):
+                raise self._full(job.intent, exc.limit, exc.scope) from None
+            raise
+        self.counters["submitted"] += 1
+        self._outbox.send(
+            job.client,
+            encode(Accepted(guid=job.guid, intent=job.intent, position=position, price_held=job.price_held,
+                            routing=routing)),
+        )  # fmt: skip
+        self.queue.pull(job.intent)
 
     def _admit(self, user: str, intent: str, query: SubmitQuery) -> int:
         """Every check a new intent must pass before it is journaled; returns its price."""
-        check_limits(query, self._cfg, self.registry.intents())
-        if not self.registry.can_serve(intent, query.model, user):
+        check_limits(query, self._cfg, self._served)
+        if not self.registry.can_serve(intent, query.model, user) and not self._others.can_serve(
+            intent, query.model, user
+        ):
             what = f"intent {intent!r}" + (f" with model {query.model!r}" if query.model else "")
             if self.registry.owner_only(intent):
                 # It acts on the asker's own accounts: only their own worker may serve it.
@@ -178,23 +217,10 @@ class Dispatcher:
                 "start one with `mtor worker serve`, or try again later",
                 intent=intent,
             )
-        limit = self._cfg.user_queue_limit
-        if self.queue.depth_of(intent, user) >= limit:
-            raise Rejected(
-                "queue_full",
-                f"you have {limit} intents waiting in the {intent!r} queue, your limit",
-                "wait for some of yours to finish, then retry",
-                limit=limit,
-                scope="user",
-            )
+        if self.queue.depth_of(intent, user) >= self._cfg.user_queue_limit:
+            raise self._full(intent, self._cfg.user_queue_limit, "user")
         if self.queue.depth(intent) >= self._cfg.queue_limit:
-            raise Rejected(
-                "queue_full",
-                f"the {intent!r} queue is full ({self._cfg.queue_limit} waiting, all users)",
-                "retry in a little while",
-                limit=self._cfg.queue_limit,
-                scope="realm",
-            )
+            raise self._full(intent, self._cfg.queue_limit, "realm")
         price = 0
         if self._billing is not None:
             price = self._billing.quote(user, intent, query.model, query.params)
@@ -207,39 +233,79 @@ class Dispatcher:
             )
         return price
 
+    @staticmethod
+    def _full(intent: str, limit: int, scope: str) -> Rejected:
+        if scope == "user":
+            return Rejected(
+                "queue_full",
+                f"you have {limit} intents waiting in the {intent!r} queue, your limit",
+                "wait for some of yours to finish, then retry",
+                limit=limit,
+                scope="user",
+            )
+        return Rejected(
+            "queue_full",
+            f"the {intent!r} queue is full ({limit} waiting, all users)",
+            "retry in a little while",
+            limit=limit,
+            scope="realm",
+        )
+
+    def _served(self) -> set[str]:
+        return self.registry.intents() | self._others.intents()
+
     def _reattach(self, peer: Peer, user: str, query: SubmitQuery) -> bool:
-        """A guid still queued or running: the same request again (a reconnected
-        client), whose stream now goes to this connection."""
+        """A guid still queued or running here: the same request again (a
+        reconnected client), whose stream now goes to this connection."""
         job = self.jobs.get(query.guid)
         if job is None:
             return False
         self._check_same(job.user, job.query, user, query)
         job.client = peer
-        self._outbox.send(
-            peer,
-            encode(Accepted(guid=job.guid, intent=job.intent, position=0, price_held=job.price_held)),
-        )
-        self._catch_up(job, query)
+        self.queue.rehome(job, query.resume_run, query.resume_offset)
+        self._accepted_again(job)
+        self._catch_up(job, query.resume_run, query.resume_offset)
         return True
 
-    def _catch_up(self, job: Job, query: SubmitQuery) -> None:
+    def _accepted_again(self, job: Job) -> None:
+        self._outbox.send(
+            job.client,
+            encode(Accepted(guid=job.guid, intent=job.intent, position=0, price_held=job.price_held)),
+        )
+
+    def _catch_up(self, job: Job, run: int, offset: int) -> None:
         """Send a resuming client the text of the current run it has not seen:
         from its offset if it follows this run, else the whole run so far."""
         if not (job.query.stream and job.stream_chars):
             return
-        start = query.resume_offset if query.resume_run == job.run else 0
+        start = offset if run == job.run else 0
         if start >= job.stream_chars:
             return
         text = "".join(job.streamed)[start:]
         self._outbox.send(job.client, encode(Token(guid=job.guid, text=text, offset=start, run=job.run)))
 
-    def _replay(self, peer: Peer, user: str, query: SubmitQuery) -> bool:
-        """A guid the journal holds finished: send its stored outcome; False if unknown."""
-        record = self._journal.get(query.guid)
+    async def _known(self, peer: Peer, user: str, query: SubmitQuery, routed: bool) -> bool:
+        """Answer a guid the realm knows: still live on another broker (its
+        stream comes here from now on, from where the client stopped),
+        finished (its stored outcome), or journaled but in no queue (its broker
+        stopped between the two: queued now). False if the guid is unknown.
+        ``routed``: the broker chose this query's intent, so it goes where the
+        stored one went (the client sent the same text, which may route anew)."""
+        job = await self.queue.claim(query.guid, user, peer, query.resume_run, query.resume_offset)
+        if job is not None:
+            self._check_same(job.user, job.query, user, _as_stored(query, job.query, routed))
+            self.jobs[job.guid] = job
+            self._accepted_again(job)
+            return True
+        record = await self._journal.get(query.guid)
         if record is None:
             return False
-        self._check_same(record.user, _query_decoder.decode(record.query), user, query)
-        assert record.outcome is not None  # every unfinished record is live after restore()
+        stored = _query_decoder.decode(record.query)
+        self._check_same(record.user, stored, user, _as_stored(query, stored, routed))
+        if record.outcome is None:
+            job = Job(record.guid, record.user, record.intent, stored, record.price_held, time.monotonic(), client=peer)
+            await self._accept(job, fresh=False)
+            return True
         self.counters["replayed"] += 1
         if record.state == J.DONE:
             result = _result_decoder.decode(record.outcome)
@@ -264,9 +330,11 @@ class Dispatcher:
                 "use a fresh UUID per request; resubmit a guid only to get its result",
             )
 
-    def cancel(self, peer: Peer, guid: str) -> None:
+    async def cancel(self, peer: Peer, guid: str) -> None:
         job = self.jobs.get(guid)
-        if job is None or job.user != peer.address:
+        if job is None or job.user != peer.address or not await self._end(
+            guid, job, Ending("cancelled", "cancelled by the user", "", J.CANCELLED)
+        ):
             peer.send(
                 Error(
                     code="unknown_guid",
@@ -275,21 +343,48 @@ class Dispatcher:
                     guid=guid,
                 )
             )
-            return
-        if job.worker is not None:
-            self._let_go(job, job.worker)
-        self._finish_error(job, "cancelled", "cancelled by the user", "", J.CANCELLED)
 
-    def terminate(self, guid: str, code: str, message: str, hint: str = "") -> bool:
+    async def terminate(self, guid: str, code: str, message: str, hint: str = "") -> bool:
         """End a live intent on the realm's behalf (a sysop, a ban); its hold is
         released. False if no such intent is queued or running."""
+        return await self._end(guid, self.jobs.get(guid), Ending(code, message, hint, J.CANCELLED))
+
+    async def _end(self, guid: str, job: Job | None, ending: Ending) -> bool:
+        if job is not None and job.worker is not None:
+            self.end(guid, ending)
+            return True
+        taken = await self.queue.withdraw(guid, job, ending)
+        if isinstance(taken, Job):
+            self._finish_error(taken, ending.code, ending.message, ending.hint, ending.state)
+            return True
+        return taken  # True: it runs on another broker, which ends it
+
+    def end(self, guid: str, ending: Ending) -> None:
+        job = self.jobs.get(guid)
+        if job is None or job.worker is None:
+            return  # it finished meanwhile
+        self._let_go(job, job.worker)
+        self._finish_error(job, ending.code, ending.message, ending.hint, ending.state)
+
+    def relay(self, guid: str, frames: list[bytes]) -> None:
         job = self.jobs.get(guid)
         if job is None:
-            return False
-        if job.worker is not None:
-            self._let_go(job, job.worker)
-        self._finish_error(job, code, message, hint, J.CANCELLED)
-        return True
+            return
+        for data in frames:
+            self._outbox.send(job.client, data)
+            if data.startswith((b'{"type":"result"', b'{"type":"error"')):
+                self.jobs.pop(guid, None)
+
+    def rehome(self, guid: str, client: Recipient, run: int, offset: int) -> None:
+        job = self.jobs.get(guid)
+        if job is not None:
+            job.client = client
+            self._catch_up(job, run, offset)
+
+    def moved(self, guid: str) -> None:
+        job = self.jobs.get(guid)
+        if job is not None and job.worker is None:
+            self.jobs.pop(guid, None)
 
     # --- worker side ----------------------------------------------------
 
@@ -363,6 +458,7 @@ class Dispatcher:
         self._journal.finish(job.guid, J.DONE, data)
         self.jobs.pop(job.guid, None)
         self._outbox.send(job.client, data)
+        self.queue.done(job, data)
         self.counters["completed"] += 1
         self._metrics.finished(job.intent, "done", time.monotonic() - job.queued_at)
         self._subs.intent_event(job, "done")
@@ -453,21 +549,21 @@ class Dispatcher:
             )
             return
         self.counters["requeued"] += 1
-        self.queue.push(job, front=True)
+        self.queue.requeue(job)
         self._subs.intent_event(job, "requeued")
-        self._pump(job.intent)
+        self.queue.pull(job.intent)
 
     def _finish_error(
         self, job: Job, code: str, message: str, hint: str, state: str, **detail: object
     ) -> None:
         self.jobs.pop(job.guid, None)
-        self.queue.remove(job)
         if self._billing is not None:
             self._billing.release(job.guid)
             self._subs.ledger_event("release", job.guid, job.user, job.price_held)
         data = encode(Error(code=code, message=message, hint=hint, guid=job.guid, detail=detail))
         self._journal.finish(job.guid, state, data)
         self._outbox.send(job.client, data)
+        self.queue.done(job, data)
         outcome = "cancelled" if state == J.CANCELLED else "failed"
         self.counters[outcome] += 1
         self._metrics.finished(job.intent, outcome, time.monotonic() - job.queued_at)
@@ -475,28 +571,10 @@ class Dispatcher:
 
     def _pump_worker(self, worker: WorkerEntry) -> None:
         for intent in worker.models:
-            self._pump(intent)
+            self.queue.pull(intent)
 
-    def _pump(self, intent: str) -> None:
-        """Hand queued jobs of ``intent`` to workers while both exist."""
-        if not self.queue.depth(intent):
-            return
-        registry = self.registry
-        chosen: WorkerEntry | None = None
-
-        def accept(job: Job) -> bool:
-            nonlocal chosen
-            chosen = registry.pick(job)
-            return chosen is not None
-
-        while registry.has_free(intent):
-            job = self.queue.pop(intent, accept)
-            if job is None:
-                return
-            assert chosen is not None
-            self._start(job, chosen)
-
-    def _start(self, job: Job, worker: WorkerEntry) -> None:
+    def start(self, job: Job, worker: WorkerEntry) -> None:
+        self.jobs[job.guid] = job
         job.worker = worker
         job.run = self._runs.getrandbits(31) | 1  # never 0 (unknown); random, so unique across restarts
         job.streamed = []
@@ -523,30 +601,32 @@ class Dispatcher:
 
     # --- lifecycle ------------------------------------------------------
 
-    def restore(self) -> int:
-        """Queue again every intent the journal holds unfinished (after a restart)."""
-        count = 0
-        for record in self._journal.unfinished():
+    async def restore(self) -> int:
+        """Queue again every intent the journal holds unfinished and no broker has live (a restart)."""
+        now_wall, now = time.time(), time.monotonic()
+        jobs = []
+        for record in await self._journal.unfinished():
+            if record.guid in self.jobs:
+                continue
             query = _query_decoder.decode(record.query)
-            job = Job(record.guid, record.user, record.intent, query, record.price_held, time.monotonic())
+            age = max(0.0, now_wall - record.created)
+            jobs.append(Job(record.guid, record.user, record.intent, query, record.price_held, now - age))
+        queued = await self.queue.restore(jobs)
+        for job in queued:
             self.jobs[job.guid] = job
-            self.queue.push(job, force=True)
-            count += 1
-        return count
+        return len(queued)
 
-    def sweep(self) -> None:
+    async def sweep(self) -> None:
         """Fail queued intents that no worker took within max_queue_wait_s."""
         limit = self._cfg.max_queue_wait_s
-        now = time.monotonic()
-        for job in list(self.queue.jobs()):
-            if now - job.waiting_since > limit:
-                self._finish_error(
-                    job,
-                    "timeout",
-                    f"no worker took the intent within {limit:g} s",
-                    "start a worker for this intent, or try again later",
-                    J.FAILED,
-                )
+        for job in await self.queue.expired(limit):
+            self._finish_error(
+                job,
+                "timeout",
+                f"no worker took the intent within {limit:g} s",
+                "start a worker for this intent, or try again later",
+                J.FAILED,
+            )
 
     def close(self) -> None:
         """Stop every timer (the broker is stopping; the journal keeps the intents)."""
@@ -556,5 +636,14 @@ class Dispatcher:
                 handle.cancel()
 
     def pump_all(self) -> None:
-        for intent in self.queue.intents():
-            self._pump(intent)
+        self.queue.pull_all()
+
+
+def _as_stored(query: SubmitQuery, stored: SubmitQuery, routed: bool) -> SubmitQuery:
+    if not routed:
+        return query
+    return msgspec.structs.replace(query, intent=stored.intent, prompt=stored.prompt)
+
+
+def _retry_now(why: str) -> Rejected:
+    return Rejected("unavailable", f"{why}; nothing was queued", "resubmit the same guid", retry_after=0.1)

@@ -1,8 +1,10 @@
 """History and realm totals, read from the intent journal.
 
-Runs on a read-only connection of its own in a worker thread: WAL readers
-never block the broker's writer, and a scan of a long journal never stalls
-the event loop. Only committed intents are seen.
+:class:`SqliteHistory` reads a SQLite journal on a read-only connection of its own
+in a worker thread: WAL readers never block the broker's writer, and a scan
+of a long journal never stalls the event loop. ``broker.pg.history`` asks
+PostgreSQL the same questions; both turn rows into answers with the helpers
+here. Only committed intents are seen.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import sqlite3
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -36,7 +38,16 @@ ACTIVE_WINDOW_S = 24 * 3600.0
 MAX_LIMIT = 1000
 
 
-class History:
+class History(Protocol):
+    async def of_user(self, user: str, limit: int = 20) -> list[dict[str, Any]]: ...
+    async def show(self, guid: str) -> tuple[str, dict[str, Any]] | None:
+        """(owner, the stored entry with its full result or error) or None."""
+        ...
+
+    async def totals(self) -> dict[str, Any]: ...
+
+
+class SqliteHistory:
     def __init__(self, journal_path: Path) -> None:
         self._path = journal_path
 
@@ -61,7 +72,7 @@ class History:
                 " FROM intents WHERE user = ? ORDER BY created DESC LIMIT ?",
                 (user, limit),
             ).fetchall()
-        return [_entry(*row)[0] for row in rows]
+        return [entry(*row)[0] for row in rows]
 
     def _show(self, guid: str) -> tuple[str, dict[str, Any]] | None:
         with self._connect() as conn:
@@ -70,55 +81,73 @@ class History:
                 " FROM intents WHERE guid = ?",
                 (guid,),
             ).fetchone()
-        if row is None:
-            return None
-        entry, outcome = _entry(*row[1:])
-        if isinstance(outcome, Result):
-            entry["result"] = msgspec.to_builtins(outcome)
-        elif isinstance(outcome, Error):
-            entry["error"] = msgspec.to_builtins(outcome)
-        return row[0], entry
+        return None if row is None else shown(row)
 
     def _totals(self) -> dict[str, Any]:
         since = time.time() - ACTIVE_WINDOW_S
-        by_intent: dict[str, dict[str, Any]] = {}
-        latencies: dict[str, list[float]] = {}
-        spent = 0
-        earned: dict[str, int] = {}
         with self._connect() as conn:
-            for intent, state, n in conn.execute(
-                "SELECT intent, state, count(*) FROM intents GROUP BY intent, state"
-            ):
-                counts = by_intent.setdefault(intent, {"total": 0, "done": 0, "failed": 0, "cancelled": 0, "queued": 0})
-                counts["total"] += n
-                counts[state if state in counts else "queued"] += n
-            for intent, took in conn.execute(
+            counts = conn.execute("SELECT intent, state, count(*) FROM intents GROUP BY intent, state").fetchall()
+            took = conn.execute(
                 "SELECT intent, finished - created FROM intents WHERE state = ? AND finished IS NOT NULL",
                 (DONE,),
-            ):
-                latencies.setdefault(intent, []).append(took)
-            # Decoded here, not with SQLite's json_extract: that reads an
-            # amount beyond 64 bits as a lossy REAL.
-            for (outcome,) in conn.execute("SELECT outcome FROM intents WHERE state = ?", (DONE,)):
-                paid = _paid.decode(outcome)
-                spent += paid.cost
-                if paid.worker:
-                    earned[paid.worker] = earned.get(paid.worker, 0) + paid.cost
+            ).fetchall()
+            done = [row[0] for row in conn.execute("SELECT outcome FROM intents WHERE state = ?", (DONE,))]
             users = conn.execute("SELECT count(DISTINCT user) FROM intents WHERE created >= ?", (since,)).fetchone()[0]
             all_users = conn.execute("SELECT count(DISTINCT user) FROM intents").fetchone()[0]
-        for intent, counts in by_intent.items():
-            ended = counts["done"] + counts["failed"]
-            counts["success_rate"] = round(counts["done"] / ended, 4) if ended else None
-            counts["latency_s"] = _percentiles(latencies.get(intent, []))
-        done = sum(c["done"] for c in by_intent.values())
-        failed = sum(c["failed"] for c in by_intent.values())
-        return {
-            "intents": by_intent,
-            "total": sum(c["total"] for c in by_intent.values()),
-            "success_rate": round(done / (done + failed), 4) if done + failed else None,
-            "users": {"active_24h": users, "all_time": all_users},
-            "tokens": {"spent": spent, "earned_by_worker": earned},
-        }
+        return summarise(counts, took, done, users, all_users)
+
+
+def summarise(
+    counts: list[tuple[str, str, int]],
+    took: list[tuple[str, float]],
+    done: list[bytes],
+    users: int,
+    all_users: int,
+) -> dict[str, Any]:
+    """Realm totals from the journal's rows: (intent, state, count) per group,
+    (intent, seconds) per finished intent, the stored result of each done
+    intent, and the distinct users of the last day and of all time. Costs are
+    decoded here, not by the database: SQLite's json_extract reads an amount
+    beyond 64 bits as a lossy REAL."""
+    by_intent: dict[str, dict[str, Any]] = {}
+    latencies: dict[str, list[float]] = {}
+    spent = 0
+    earned: dict[str, int] = {}
+    for intent, state, n in counts:
+        tally = by_intent.setdefault(intent, {"total": 0, "done": 0, "failed": 0, "cancelled": 0, "queued": 0})
+        tally["total"] += n
+        tally[state if state in tally else "queued"] += n
+    for intent, seconds in took:
+        latencies.setdefault(intent, []).append(seconds)
+    for outcome in done:
+        paid = _paid.decode(outcome)
+        spent += paid.cost
+        if paid.worker:
+            earned[paid.worker] = earned.get(paid.worker, 0) + paid.cost
+    for intent, tally in by_intent.items():
+        ended = tally["done"] + tally["failed"]
+        tally["success_rate"] = round(tally["done"] / ended, 4) if ended else None
+        tally["latency_s"] = _percentiles(latencies.get(intent, []))
+    done = sum(c["done"] for c in by_intent.values())
+    failed = sum(c["failed"] for c in by_intent.values())
+    return {
+        "intents": by_intent,
+        "total": sum(c["total"] for c in by_intent.values()),
+        "success_rate": round(done / (done + failed), 4) if done + failed else None,
+        "users": {"active_24h": users, "all_time": all_users},
+        "tokens": {"spent": spent, "earned_by_worker": earned},
+    }
+
+
+def shown(row: tuple[Any, ...]) -> tuple[str, dict[str, Any]]:
+    """(owner, entry with its full result or error) from (user, guid, intent,
+    state, query, price_held, created, finished, outcome)."""
+    item, outcome = entry(*row[1:])
+    if isinstance(outcome, Result):
+        item["result"] = msgspec.to_builtins(outcome)
+    elif isinstance(outcome, Error):
+        item["error"] = msgspec.to_builtins(outcome)
+    return row[0], item
 
 
 def _percentiles(values: list[float]) -> dict[str, float | None]:
@@ -129,12 +158,12 @@ def _percentiles(values: list[float]) -> dict[str, float | None]:
     return {"median": round(statistics.median(values), 4), "p95": round(p95, 4), "count": len(values)}
 
 
-def _entry(
+def entry(
     guid: str, intent: str, state: str, query: bytes, price_held: int | bytes, created: float,
     finished: float | None, outcome: bytes | None,
 ) -> tuple[dict[str, Any], Result | Error | None]:
     q = _query.decode(query)
-    entry: dict[str, Any] = {
+    item: dict[str, Any] = {
         "guid": guid,
         "time": created,
         "intent": intent,
@@ -150,8 +179,8 @@ def _entry(
     if outcome is not None and state in FINAL_STATES:
         if state == DONE:
             decoded = _result.decode(outcome)
-            entry.update(model=decoded.model or q.model, worker=decoded.worker, cost=decoded.cost)
+            item.update(model=decoded.model or q.model, worker=decoded.worker, cost=decoded.cost)
         else:
             decoded = _error.decode(outcome)
-            entry["error_code"] = decoded.code
-    return entry, decoded
+            item["error_code"] = decoded.code
+    return item, decoded

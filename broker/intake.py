@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import binascii
+from collections.abc import Callable
 
 import msgspec
 
@@ -47,9 +48,10 @@ def with_settings(query: SubmitQuery) -> SubmitQuery:
     return msgspec.structs.replace(query, params={**own, **query.params}, settings={})
 
 
-def check_limits(query: SubmitQuery, config: BrokerConfig, served_intents: set[str]) -> None:
+def check_limits(query: SubmitQuery, config: BrokerConfig, served: Callable[[], set[str]]) -> None:
+    """``served()``: the intents some worker of the realm serves (asked only for an intent not built in)."""
     intent = query.intent or "chat"
-    if intent not in INTENTS and intent not in served_intents:
+    if intent not in INTENTS and intent not in (served_intents := served()):
         known = sorted(set(INTENTS) | served_intents)
         raise Rejected(
             "unknown_intent", f"unknown intent {intent!r}", "known intents: " + ", ".join(known)

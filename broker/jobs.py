@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from broker.protocol import SubmitQuery
 
 if TYPE_CHECKING:
-    from broker.peer import Peer
+    from broker.peer import Recipient
     from broker.registry import WorkerEntry
 
 
@@ -20,7 +20,7 @@ class Job:
     query: SubmitQuery  # normalised: intent resolved, prompt stripped of the wake word
     price_held: int
     queued_at: float  # monotonic, when first accepted
-    client: Peer | None = None  # the connection results go to; None after a restart until resubmitted
+    client: Recipient | None = None  # where results go (a socket here, or a broker's); None until resubmitted
     attempts: int = 0  # dispatches so far
     tried: set[str] = field(default_factory=set)  # worker ids that had it
     worker: WorkerEntry | None = None  # set while running
@@ -34,3 +34,14 @@ class Job:
     @property
     def model(self) -> str | None:
         return self.query.model
+
+
+@dataclass(frozen=True, slots=True)
+class Ending:
+    """Why a live intent is being ended on the realm's or its user's behalf
+    (a cancel, a sysop, a ban): the `error` its client gets and the journal state."""
+
+    code: str
+    message: str
+    hint: str
+    state: str

@@ -1,23 +1,31 @@
-"""The intent journal: SQLite in WAL mode, one row per intent.
+"""The intent journal: one row per intent, in SQLite (WAL) or PostgreSQL.
 
 An intent is written before `accepted` goes out and its outcome before it is
-delivered. Writes open a transaction that stays open until :meth:`commit`,
-which the broker calls once per event-loop pass for everything written since
-(committing per write would triple the broker's CPU per request), and always
-before the messages that depend on those writes are sent.
+delivered. :meth:`Journal.add` is awaited: the insert doubles as the guid's
+idempotency check. Outcomes (:meth:`Journal.finish`) are written by
+:meth:`Journal.commit`, which the broker's outbox calls once per event-loop
+pass for everything finished since, and always before the frames that depend
+on those writes are sent (committing per write would triple the broker's CPU
+per request).
 
-The :class:`Journal` protocol is what the dispatcher uses; another store
-(a shared engine for a multi-broker realm) can replace :class:`SqliteJournal`.
+:class:`SqliteJournal` (here) keeps one transaction open for the whole pass
+and commits it at once; ``broker.pg.journal.PgJournal`` batches each pass's
+writes into one statement and returns a future the outbox waits on, so no
+frame leaves before what it reports is stored. Both are tested by one suite
+(tests/broker/test_journal_store.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+from broker.migrations import migrate_sqlite
 
 # Intent states. "queued" covers running too: a running intent whose broker
 # dies is simply queued again on restart.
@@ -54,51 +62,30 @@ class IntentRecord:
 
 
 class Journal(Protocol):
-    def get(self, guid: str) -> IntentRecord | None: ...
-    def add(self, record: IntentRecord) -> bool: ...
-    def discard(self, guid: str) -> None: ...
+    async def get(self, guid: str) -> IntentRecord | None: ...
+    async def add(self, record: IntentRecord) -> bool: ...
+    async def discard(self, guid: str) -> None: ...
     def finish(self, guid: str, state: str, outcome: bytes) -> None: ...
-    def unfinished(self) -> list[IntentRecord]: ...
-    @property
-    def dirty(self) -> bool: ...
-    def commit(self) -> None: ...
-    def close(self) -> None: ...
+    async def unfinished(self) -> list[IntentRecord]: ...
+    def commit(self) -> asyncio.Future[None] | None:
+        """Store every outcome finished so far; None when that is done already,
+        else a future that resolves once it is (never fails: a store that is
+        down is retried until it answers)."""
+        ...
+
+    async def close(self) -> None: ...
 
 
 class SqliteJournal:
     def __init__(self, path: Path | str) -> None:
-        import sqlite_utils
-
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: we issue BEGIN/COMMIT ourselves so that one
         # transaction spans all writes of an event-loop pass.
         self._conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        db = sqlite_utils.Database(self._conn)
-        db.enable_wal()
+        self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
-        if "intents" not in db.table_names():
-            db.table("intents").create(
-                {
-                    "guid": str,
-                    "user": str,
-                    "intent": str,
-                    "state": str,
-                    "query": bytes,
-                    "price_held": int,
-                    "created": float,
-                    "finished": float,
-                    "outcome": bytes,
-                },
-                pk="guid",
-                not_null={"user", "intent", "state", "query", "price_held", "created"},
-            )
-            # Only unfinished intents are indexed: the restart scan needs them,
-            # and a full index on state would cost every write another page.
-            self._conn.execute(
-                "CREATE INDEX IF NOT EXISTS intents_unfinished ON intents(created)"
-                f" WHERE state = '{QUEUED}'"
-            )
+        migrate_sqlite(self._conn)
         # Checkpoints (copying the WAL into the database, with an fsync) run on
         # a thread of their own, not inside a commit on the event loop.
         self._conn.execute("PRAGMA wal_autocheckpoint=0")
@@ -111,7 +98,7 @@ class SqliteJournal:
             self._conn.execute("BEGIN")
             self._in_tx = True
 
-    def get(self, guid: str) -> IntentRecord | None:
+    async def get(self, guid: str) -> IntentRecord | None:
         row = self._conn.execute(
             "SELECT guid, user, intent, state, query, price_held, created, outcome"
             " FROM intents WHERE guid = ?",
@@ -119,7 +106,7 @@ class SqliteJournal:
         ).fetchone()
         return _record(row) if row else None
 
-    def add(self, record: IntentRecord) -> bool:
+    async def add(self, record: IntentRecord) -> bool:
         """Journal a new intent; False (and nothing written) if the guid is already there."""
         self._begin()
         cursor = self._conn.execute(
@@ -140,27 +127,32 @@ class SqliteJournal:
         self._rowids[record.guid] = cursor.lastrowid
         return True
 
-    def discard(self, guid: str) -> None:
-        """Remove an intent added in this transaction that was then refused (no funds)."""
+    async def discard(self, guid: str) -> None:
+        """Remove an unfinished intent that was then refused (no funds, a full queue)."""
         self._begin()
-        self._conn.execute("DELETE FROM intents WHERE rowid = ?", (self._rowids.pop(guid),))
+        rowid = self._rowids.pop(guid, None)
+        if rowid is not None:
+            self._conn.execute("DELETE FROM intents WHERE rowid = ?", (rowid,))
+        else:
+            self._conn.execute(f"DELETE FROM intents WHERE guid = ? AND state = '{QUEUED}'", (guid,))
 
     def finish(self, guid: str, state: str, outcome: bytes) -> None:
+        """Record an unfinished intent's outcome (the first outcome wins)."""
         self._begin()
         rowid = self._rowids.pop(guid, None)
         if rowid is not None:  # always, for intents added or restored by this journal
             # By rowid: no walk of the guid index.
             self._conn.execute(
-                "UPDATE intents SET state = ?, outcome = ?, finished = ? WHERE rowid = ?",
+                f"UPDATE intents SET state = ?, outcome = ?, finished = ? WHERE rowid = ? AND state = '{QUEUED}'",
                 (state, outcome, time.time(), rowid),
             )
         else:
             self._conn.execute(
-                "UPDATE intents SET state = ?, outcome = ?, finished = ? WHERE guid = ?",
+                f"UPDATE intents SET state = ?, outcome = ?, finished = ? WHERE guid = ? AND state = '{QUEUED}'",
                 (state, outcome, time.time(), guid),
             )
 
-    def unfinished(self) -> list[IntentRecord]:
+    async def unfinished(self) -> list[IntentRecord]:
         rows = self._conn.execute(
             "SELECT rowid, guid, user, intent, state, query, price_held, created, outcome"
             f" FROM intents WHERE state = '{QUEUED}' ORDER BY created"
@@ -169,16 +161,12 @@ class SqliteJournal:
             self._rowids[row[1]] = row[0]
         return [_record(row[1:]) for row in rows]
 
-    @property
-    def dirty(self) -> bool:
-        return self._in_tx
-
     def commit(self) -> None:
         if self._in_tx:
             self._conn.execute("COMMIT")
             self._in_tx = False
 
-    def close(self) -> None:
+    async def close(self) -> None:
         self.commit()
         self._checkpointer.stop()
         self._conn.close()

@@ -122,6 +122,7 @@ class _Collector:
         slots.add_metric(["busy"], s["slots_busy"])
         slots.add_metric(["total"], s["slots_total"])
         yield slots
+        yield GaugeMetricFamily("mtor_brokers", "Brokers of the realm", value=s["brokers"])
         yield GaugeMetricFamily("mtor_clients", "Connected clients", value=s["clients"])
         yield GaugeMetricFamily("mtor_subscribers", "Clients subscribed to pushes", value=s["subscribers"])
         yield CounterMetricFamily("mtor_tokens", "Tokens relayed to clients", value=s["tokens"])

@@ -20,7 +20,7 @@ from broker.metrics import BrokerMetrics
 from broker.openai_api import OpenAIGateway
 from broker.outbox import Outbox
 from broker.peer import Peers
-from broker.ratelimit import RateLimits
+from broker.ratelimit import Limits
 from broker.registry import WorkerRegistry
 from broker.roles import Roles
 from broker.routing import Router
@@ -41,7 +41,7 @@ class Parts:
     registry: WorkerRegistry  # connected workers
     dispatcher: Dispatcher  # intents: submit, cancel, the workers' answers
     subs: Subscriptions  # `stats` pushes
-    limits: RateLimits  # per-user submit limits
+    limits: Limits  # per-user submit limits
     trust: WorkerTrust  # maintenance and limits for workers, by address
     roles: Roles  # who is a sysop
     sysop: Sysop  # sysop actions and bans

@@ -40,11 +40,28 @@ def frame_header(length: int) -> bytes:
     return _pack3(_TEXT_FIN, 127, length)
 
 
+class Recipient(Protocol):
+    """What frames can be sent to: a :class:`Peer` here, or a client on another
+    broker of the realm (broker.engine.remote.RemotePeer)."""
+
+    role: str
+    closed: bool
+    address: str | None
+    queued: list[bytes]
+    marked: bool
+
+    def send(self, msg: Msg) -> None: ...
+    def send_raw(self, data: bytes) -> None: ...
+    def take_queued(self) -> list[bytes]: ...
+    def write_queued(self) -> None: ...
+    def write(self, frames: list[bytes]) -> None: ...
+
+
 class Writer(Protocol):
     """Where a peer's frames go (broker.outbox.Outbox): queued per pass, written after the commit."""
 
-    def send(self, peer: Peer, data: bytes) -> None: ...
-    def flush(self) -> None: ...
+    def send(self, peer: Recipient, data: bytes) -> None: ...
+    async def settle(self) -> None: ...
 
 
 class Peer:
@@ -71,8 +88,16 @@ class Peer:
     def send_raw(self, data: bytes) -> None:
         self._outbox.send(self, data)
 
+    def take_queued(self) -> list[bytes]:
+        frames, self.queued = self.queued, []
+        return frames
+
     def write_queued(self) -> None:
         frames, self.queued = self.queued, []
+        self.write(frames)
+
+    def write(self, frames: list[bytes]) -> None:
+        """Write ``frames`` now, as one transport write."""
         if self.closed or not frames:
             return
         transport = self.transport
@@ -91,7 +116,7 @@ class Peer:
 
     async def close(self, code: int = 1000, message: bytes = b"") -> None:
         """Close after everything queued so far has been written."""
-        self._outbox.flush()
+        await self._outbox.settle()
         self.closed = True
         if not self.ws.closed:
             await self.ws.close(code=code, message=message)

@@ -58,6 +58,7 @@ ERROR_CODES: dict[str, str] = {
     "worker_stopping": "The worker is shutting down and handed the intent back; another worker runs it.",
     "nickname_taken": "That nickname belongs to another address.",
     "internal": "The broker hit an unexpected error.",
+    "unavailable": "The realm's database or engine did not answer; retry in a moment (the same guid is safe).",
     "upstream_unavailable": "A service the worker relies on (a weather API, a mail server) did not answer or refused.",
     "login_failed": "The mail server refused the login.",
     "not_configured": "The intent needs a setting the person has not made yet (an email account, a place).",

@@ -1,8 +1,9 @@
 """Connected workers: what each serves, its slots, its running jobs and its health.
 
 The dispatcher asks :meth:`WorkerRegistry.pick` for the healthiest,
-least-loaded worker that can take a job; a shared-engine registry for a
-multi-broker realm would implement the same few methods.
+least-loaded worker that can take a job. Only this broker's own workers are
+here; in a realm of brokers the others' are in broker.realm.Others, and a
+job reaches them through the shared queue (their broker pulls it).
 """
 
 from __future__ import annotations
@@ -133,8 +134,11 @@ class WorkerEntry:
 
 
 class WorkerRegistry:
-    def __init__(self, config: BrokerConfig) -> None:
+    def __init__(self, config: BrokerConfig, broker_id: str = "") -> None:
+        """``broker_id``: this broker's id in a realm of brokers (worker ids
+        then start with it, so they are unique realm-wide)."""
         self._cfg = config
+        self._prefix = f"{broker_id}." if broker_id else ""
         self._workers: dict[str, WorkerEntry] = {}
         self._ids = itertools.count(1)
         self._intents: set[str] | None = None
@@ -152,7 +156,7 @@ class WorkerRegistry:
         return self.join(entry)
 
     def new_id(self, kind: str, address: str) -> str:
-        return f"{kind}{next(self._ids)}-{address[2:8].lower()}"
+        return f"{self._prefix}{kind}{next(self._ids)}-{address[2:8].lower()}"
 
     def join(self, entry: WorkerEntry) -> WorkerEntry:
         """Add an entry built elsewhere (a peer realm's, broker.federation)."""

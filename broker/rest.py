@@ -1,4 +1,4 @@
-"""Plain HTTP: /healthz, /v1/workers, /v1/stats, /metrics. Shapes in docs/protocol.md."""
+"""Plain HTTP: /healthz, /v1/workers, /v1/stats, /v1/brokers, /metrics. Shapes in docs/protocol.md."""
 
 from __future__ import annotations
 
@@ -24,6 +24,9 @@ def routes(parts: Parts) -> list[web.RouteDef]:
     async def stats(_: web.Request) -> web.Response:
         return _json(views.stats())
 
+    async def brokers(_: web.Request) -> web.Response:
+        return _json(views.brokers())
+
     async def metrics(_: web.Request) -> web.Response:
         body, content_type = parts.metrics.render(views.live())
         return web.Response(body=body, headers={"Content-Type": content_type})
@@ -32,5 +35,6 @@ def routes(parts: Parts) -> list[web.RouteDef]:
         web.get("/healthz", healthz),
         web.get("/v1/workers", workers),
         web.get("/v1/stats", stats),
+        web.get("/v1/brokers", brokers),
         web.get("/metrics", metrics),
     ]

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from broker.account_rest import routes as account_routes
-from broker.accounts import AccountStore, accounts_path
+from broker.background import Background
 from broker.billing import Billing
 from broker.client_session import client_socket
 from broker.config import BrokerConfig
@@ -25,8 +27,6 @@ from broker.federation.federation import TICK_S as FEDERATION_TICK_S
 from broker.federation.federation import Federation
 from broker.gate import Gate, raise_fd_limit
 from broker.heartbeat import Heartbeat
-from broker.history import History
-from broker.journal import SqliteJournal
 from broker.metrics import BrokerMetrics
 from broker.money_rest import Desk, Teller
 from broker.money_rest import routes as money_routes
@@ -37,19 +37,24 @@ from broker.outbox import Outbox
 from broker.parts import Parts
 from broker.peer import Peers
 from broker.protocol import sane_recursion_limit
-from broker.queue import SafeQueue
+from broker.queue import JobQueue, SafeQueue
 from broker.ratelimit import RateLimits
+from broker.realm import Alone, Others
 from broker.registry import WorkerRegistry
 from broker.rest import routes as rest_routes
 from broker.roles import Roles
 from broker.routing import Recognises, Router
 from broker.signed import RequestVerifier
+from broker.stores import Stores, open_stores
 from broker.subscriptions import Subscriptions
 from broker.sysop import Sysop
 from broker.tls import server_context
 from broker.trust import WorkerTrust
 from broker.views import RealmViews
 from broker.worker_session import worker_socket
+
+if TYPE_CHECKING:
+    from broker.engine.shared import SharedRealm
 
 log = logging.getLogger("mtor.broker")
 
@@ -76,7 +81,9 @@ class BrokerServer:
         self.restored = 0  # intents queued again from the journal at start
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._journal: SqliteJournal | None = None
+        self._stores: Stores | None = None
+        self._shared: SharedRealm | None = None
+        self._background: Background | None = None
         self.federation: Federation | None = None  # built by start()
 
     @property
@@ -91,39 +98,55 @@ class BrokerServer:
         host = self.config.host
         return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
 
-    def _build(self) -> Parts:
+    async def _build(self) -> Parts:
         """Every part, in dependency order; each receives only what it uses."""
         cfg, billing = self.config, self.billing
-        db = cfg.resolved_db_path()
-        journal = self._journal = SqliteJournal(db)
-        outbox = Outbox(journal, billing)
-        queue = SafeQueue(cfg.queue_limit)
-        registry = WorkerRegistry(cfg)
         metrics = BrokerMetrics()
+        stores = self._stores = await open_stores(cfg, metrics.task_failed)
+        journal = stores.journal
+        outbox = Outbox(journal, billing)
+        queue: JobQueue
+        others: Others
+        if cfg.engine is not None:  # a realm of brokers sharing Redis (docs/scale.md)
+            from broker.engine.shared import SharedRealm
+
+            shared = self._shared = SharedRealm(cfg, metrics.task_failed)
+            await shared.connect()
+            queue, others, broker_id = shared.make_queue(outbox), shared, shared.id
+        else:
+            queue, others, broker_id = SafeQueue(cfg.queue_limit), Alone(), ""
+        registry = WorkerRegistry(cfg, broker_id)
         peers = Peers()
-        accounts = AccountStore(accounts_path(db))
+        accounts = stores.accounts
         roles = Roles(cfg.operator, accounts)
         subs = Subscriptions(
             cfg.stats_interval_s,
             sees_all=roles.is_sysop,
             balance_of=billing.balance if billing is not None else None,
+            others=others,
         )
-        dispatcher = Dispatcher(cfg, journal, queue, registry, outbox, billing, subs, metrics)
-        self.restored = dispatcher.restore()
-        trust = WorkerTrust(cfg, accounts, registry, subs, dispatcher.pump_all)
-        views = RealmViews(cfg, registry, queue, dispatcher, peers, subs, billing, self.restored)
+        dispatcher = Dispatcher(cfg, journal, queue, registry, outbox, billing, subs, metrics, others)
+        self.restored = await dispatcher.restore()
+        background = self._background = Background(metrics.task_failed)
+        trust = WorkerTrust(cfg, accounts, registry, subs, dispatcher.pump_all, background)
+        views = RealmViews(cfg, registry, queue, dispatcher, peers, subs, billing, self.restored, others, broker_id)
         gate = Gate(
             cfg.login_timeout_s,
             min(cfg.max_unauthenticated, raise_fd_limit() // 4),
             cfg.max_unauthenticated_per_ip,
         )
-        self.federation = Federation(cfg, db, gate, outbox, registry, queue, dispatcher, subs, metrics, billing)
-        subs.serve({**views.topics(), "federation": self.federation.view})
-        limits = RateLimits(cfg, dispatcher.jobs)
-        keys = KeyStore(keys_path(db))
-        openai = OpenAIGateway(
-            dispatcher, limits, registry, accounts, keys, outbox, billing, cfg.realm
+        self.federation = Federation(
+            cfg, cfg.resolved_db_path(), gate, outbox, registry, queue, dispatcher, subs, metrics, billing, background
         )
+        subs.serve({**views.topics(), "federation": self.federation.view})
+        if self._shared is not None:
+            self._shared.serve(
+                dispatcher, registry, views.describe, dispatcher.restore,
+                lambda: subs.changed("stats", "workers", "queue"), trust.view,
+            )  # fmt: skip
+        limits = self._shared.make_limits() if self._shared is not None else RateLimits(cfg, dispatcher.jobs)
+        keys = KeyStore(keys_path(cfg.resolved_db_path()))
+        openai = OpenAIGateway(dispatcher, limits, registry, accounts, keys, outbox, billing, cfg.realm, background)
         return Parts(
             config=cfg,
             outbox=outbox,
@@ -136,20 +159,22 @@ class BrokerServer:
             limits=limits,
             trust=trust,
             roles=roles,
-            sysop=Sysop(roles, accounts, dispatcher, registry, trust, peers, subs),
+            sysop=Sysop(roles, accounts, dispatcher, registry, trust, peers, subs, others, background),
             accounts=accounts,
-            history=History(db),
+            history=stores.history,
             verifier=RequestVerifier(cfg.request_window_s, accounts),
             views=views,
             openai=openai,
-            router=Router(registry.intents, dispatcher.stored_query, self.recogniser),
+            router=Router(registry.intents, dispatcher.live_query, self.recogniser),
             billing=billing,
         )
 
     async def start(self) -> None:
         cfg = self.config
         sane_recursion_limit()  # a billing that imported web3 raised it (see broker.protocol)
-        parts = self.parts = self._build()
+        if cfg.engine is not None:
+            await self._warm_before_joining()
+        parts = self.parts = await self._build()
         federation = self.federation
         assert federation is not None
 
@@ -179,11 +204,12 @@ class BrokerServer:
         self.port = self._runner.addresses[0][1]
         # Before any socket is served: intents of peer realms the journal restored end first.
         federation.start()
+        parts.views.url = self.url
         heartbeat = Heartbeat(cfg.heartbeat_misses, parts.registry, parts.subs, parts.dispatcher.pump_all)
 
-        def tick() -> None:
+        async def tick() -> None:
             heartbeat.beat()
-            parts.dispatcher.sweep()
+            await parts.dispatcher.sweep()
 
         self._tasks = [
             asyncio.create_task(_every("tick", cfg.heartbeat_s, tick, parts.metrics)),
@@ -192,6 +218,18 @@ class BrokerServer:
             asyncio.create_task(_every("http-hangups", HANGUP_CHECK_S, parts.openai.sweep, parts.metrics)),
             asyncio.create_task(parts.router.warm(), name="mtor-recogniser-warm"),
         ]
+
+    async def _warm_before_joining(self) -> None:
+        """Load the recogniser before this broker's first beat: loading it starves
+        the event loop for seconds on a busy machine, and a broker that misses
+        its beats for --engine-dead is reaped by the others (its intents rerun)."""
+        warm = getattr(self.recogniser, "warm", None)
+        if warm is None:
+            return
+        try:
+            await asyncio.to_thread(warm)
+        except Exception:  # Router.warm tries again, logs it and routes by rules only
+            log.warning("the intent recogniser did not load before joining the realm", exc_info=True)
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -211,14 +249,18 @@ class BrokerServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        parts.trust.sweep()  # the last counters
-        parts.accounts.close()
+        await parts.trust.sweep()  # the last counters
+        if self._background is not None:
+            await self._background.drain()
         parts.openai.keys.close()
         parts.dispatcher.close()
-        parts.outbox.flush()
-        if self._journal is not None:
-            self._journal.close()
-            self._journal = None
+        await parts.outbox.settle()
+        if self._shared is not None:
+            await self._shared.close()
+            self._shared = None
+        if self._stores is not None:
+            await self._stores.close()
+            self._stores = None
         if self.teller is not None:
             self.teller.close()
 
@@ -230,14 +272,18 @@ class BrokerServer:
         await self.stop()
 
 
-async def _every(name: str, seconds: float, run: Callable[[], None], metrics: BrokerMetrics) -> None:
+async def _every(
+    name: str, seconds: float, run: Callable[[], Awaitable[None] | None], metrics: BrokerMetrics
+) -> None:
     """Run ``run`` every ``seconds`` until cancelled; a failed run is logged,
     counted in /metrics (``mtor_task_errors_total{task}``) and tried again at
     the next period, so a bug never stops heartbeats or sweeps for good."""
     while True:
         await asyncio.sleep(seconds)
         try:
-            run()
+            outcome = run()
+            if inspect.isawaitable(outcome):
+                await outcome
         except Exception:
             metrics.task_failed(name)
             log.exception("broker task %s failed; retrying in %g s", name, seconds)

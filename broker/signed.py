@@ -61,14 +61,14 @@ class RequestVerifier:
                 "the signature does not match the address and the request",
                 "sign broker.protocol.request_text(...) with the key of X-MTOR-Address",
             )
-        self._prune(now)
+        await self._prune(now)
         # Good until the timestamp leaves the window on either side.
-        if not self._store.spend_nonce(f"{signer.lower()}:{nonce}", ts + self._window):
+        if not await self._store.spend_nonce(f"{signer.lower()}:{nonce}", ts + self._window):
             raise SignatureRefused("this signed request was already used", "sign each request afresh")
         return signer
 
-    def _prune(self, now: float) -> None:
+    async def _prune(self, now: float) -> None:
         if now < self._next_prune:
             return
         self._next_prune = now + self._window / 4
-        self._store.forget_nonces(now)
+        await self._store.forget_nonces(now)

@@ -8,6 +8,11 @@ Shapes are documented in docs/protocol.md.
 The `queue`, `intents` and `ledger` topics name users and their guids: a
 subscriber sees only its own entries unless ``sees_all(address)`` (a sysop)
 says otherwise.
+
+In a realm of brokers, a broker whose intents or ledger moved while another
+broker has subscribers sends them its events with each push (one notice per
+push, not per event), and gives its own subscribers the events it receives:
+a subscriber sees the whole realm through whichever broker it is on.
 """
 
 from __future__ import annotations
@@ -17,9 +22,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from broker.jobs import Job
 from broker.peer import Peer
 from broker.protocol import Stats, encode
+from broker.realm import Alone, Others
 
 TOPICS = ("stats", "workers", "queue", "intents", "ledger", "federation")
 PRIVATE_TOPICS = frozenset(("queue", "intents", "ledger"))
@@ -32,8 +40,13 @@ class Subscriptions:
         interval_s: float,
         sees_all: Callable[[str], bool] = lambda address: False,
         balance_of: Callable[[str], int] | None = None,
+        others: Others | None = None,
     ) -> None:
+        """``others``: the realm's other brokers, whose subscribers get this
+        broker's events (and whose events this broker's subscribers get)."""
         self._interval = interval_s
+        self._others = others or Alone()
+        self._others.on("events", self._events_from_elsewhere)
         self._sees_all = sees_all
         self._balance_of = balance_of  # None: a free realm has no balances
         self._snapshots: dict[str, Callable[[], dict[str, Any]]] = {}
@@ -41,6 +54,7 @@ class Subscriptions:
         self._dirty: set[str] = set()
         self._intent_events: list[dict[str, Any]] = []
         self._ledger_events: list[dict[str, Any]] = []
+        self._elsewhere: dict[str, list[dict[str, Any]]] = {"intents": [], "ledger": []}  # other brokers' events
         self._dropped = {"intents": 0, "ledger": 0}
         self._timer: asyncio.TimerHandle | None = None
         self._last_push = 0.0
@@ -73,8 +87,11 @@ class Subscriptions:
             self._dirty.update(topics)
             self._schedule()
 
+    def _watched(self) -> bool:
+        return bool(self._subscribers) or self._others.watching()
+
     def intent_event(self, job: Job, state: str) -> None:
-        if not self._subscribers:
+        if not self._watched():
             return
         self._add_event(
             "intents",
@@ -93,7 +110,7 @@ class Subscriptions:
         self._dirty.update(("stats", "queue", "workers"))
 
     def ledger_event(self, kind: str, guid: str, user: str, amount: int) -> None:
-        if not self._subscribers:
+        if not self._watched():
             return
         self._add_event(
             "ledger",
@@ -140,12 +157,25 @@ class Subscriptions:
             mine["balance"] = self._balance_of(peer.address)
         return mine
 
+    def _events_from_elsewhere(self, payload: bytes) -> None:
+        if not self._subscribers:
+            return
+        for topic, events in orjson.loads(payload).items():
+            self._elsewhere[topic].extend(events[-MAX_EVENTS:])
+            self._dirty.add(topic)
+        self._dirty.update(("stats", "queue", "workers"))
+        self._schedule()
+
     def _push(self) -> None:
         self._timer = None
         self._last_push = time.monotonic()
         dirty, self._dirty = self._dirty, set()
-        events = {"intents": self._intent_events, "ledger": self._ledger_events}
+        mine = {"intents": self._intent_events, "ledger": self._ledger_events}
         self._intent_events, self._ledger_events = [], []
+        if any(mine.values()) and self._others.watching():
+            self._others.tell_others("events", orjson.dumps(mine))
+        events = {topic: mine[topic] + self._elsewhere[topic] for topic in mine}
+        self._elsewhere = {"intents": [], "ledger": []}
         for topic in TOPICS:
             if topic not in dirty:
                 continue

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from broker.accounts import AccountStore, TrustRecord
+from broker.background import Background
 from broker.config import BrokerConfig
 from broker.protocol import Error, Failed, Work, WorkResult
 
@@ -72,11 +73,14 @@ class WorkerTrust:
         registry: WorkerRegistry,
         subs: Subscriptions,
         pump: Callable[[], None],
+        background: Background,
     ) -> None:
         """``pump`` hands queued work to free slots (the dispatcher's pump_all):
-        called when a worker may take work again."""
+        called when a worker may take work again. Trust records are saved in
+        the ``background``."""
         self._cfg = config
         self._store = store
+        self._background = background
         self._registry = registry
         self._subs = subs
         self._pump = pump
@@ -86,9 +90,13 @@ class WorkerTrust:
         self._rng = random.Random()
         self.spot_checks = {"passed": 0, "failed": 0}
 
-    def joined(self, entry: WorkerEntry) -> None:
+    async def record_of(self, address: str) -> TrustRecord:
+        """The address's trust record (asked before it joins, so its limits hold from the start)."""
+        return await self._store.trust(address)
+
+    def joined(self, entry: WorkerEntry, record: TrustRecord) -> None:
         recent = self._recent.setdefault(entry.address.lower(), deque(maxlen=WINDOW))
-        watch = self._watch[entry.id] = _Watch(self._store.trust(entry.address), recent)
+        watch = self._watch[entry.id] = _Watch(record, recent)
         self._apply(entry, watch)
         if watch.record.maintenance:
             # After the `welcome` that is about to go out: a worker treats an error
@@ -111,7 +119,7 @@ class WorkerTrust:
         self._count_timeouts(entry, watch)
         if entry.running and not entry.draining and entry.health.jobs_ok == 0:
             self._outcome(entry, watch, aborted=True)
-        self._store.save_trust(watch.record)
+        self._background.run("trust-save", self._store.save_trust(watch.record))
 
     def before(self, entry: WorkerEntry, msg: object) -> None:
         """See a worker's answer before the dispatcher acts on it."""
@@ -144,16 +152,21 @@ class WorkerTrust:
         if cfg.spot_check_rate and self._rng.random() < cfg.spot_check_rate:
             self._spot_check(entry, job, msg)
 
-    def sweep(self) -> None:
+    async def sweep(self) -> None:
         """Count timeouts (health records them) and save changed counters, every
-        second: one write a second, not one per job."""
+        second: one write a second, not one per job (a failed save is tried
+        again at the next sweep)."""
         for entry in self._registry:
             watch = self._watch.get(entry.id)
             if watch is not None:
                 self._count_timeouts(entry, watch)
                 if watch.dirty:
                     watch.dirty = False
-                    self._store.save_trust(watch.record)
+                    try:
+                        await self._store.save_trust(watch.record)
+                    except BaseException:
+                        watch.dirty = True
+                        raise
 
     def _count_timeouts(self, entry: WorkerEntry, watch: _Watch) -> None:
         new = entry.health.jobs_failed - watch.failures_seen
@@ -179,8 +192,10 @@ class WorkerTrust:
 
     def _maintenance(self, entry: WorkerEntry, watch: _Watch, reason: str) -> None:
         watch.record.maintenance = reason
-        self._store.save_trust(watch.record)
-        self._store.audit("realm", "maintenance", entry.address, {"worker": entry.id, "reason": reason}, "ok")
+        self._background.run("trust-save", self._store.save_trust(watch.record))
+        self._background.run(
+            "audit", self._store.audit("realm", "maintenance", entry.address, {"worker": entry.id, "reason": reason}, "ok")
+        )
         self._apply(entry, watch)
         self._tell(entry, reason)
         self._subs.changed("workers", "stats")
@@ -255,10 +270,14 @@ class WorkerTrust:
         if entry is not None and watch is not None:
             self._maintenance(entry, watch, reason)
             return
-        record = self._store.trust(spot.address)  # it left meanwhile: it meets the verdict when it returns
+        self._background.run("trust-save", self._verdict(spot, reason))
+
+    async def _verdict(self, spot: _Spot, reason: str) -> None:
+        """The checked worker left meanwhile: it meets the verdict when it returns."""
+        record = await self._store.trust(spot.address)
         record.maintenance = reason
-        self._store.save_trust(record)
-        self._store.audit("realm", "maintenance", spot.address, {"worker": spot.worker_id, "reason": reason}, "ok")
+        await self._store.save_trust(record)
+        await self._store.audit("realm", "maintenance", spot.address, {"worker": spot.worker_id, "reason": reason}, "ok")
 
     def _expired(self, checker: WorkerEntry, guid: str) -> None:
         """The checker never answered: free its slot; no verdict."""
@@ -273,13 +292,13 @@ class WorkerTrust:
         watch.paused = True
         self._apply(entry, watch)
 
-    def resume(self, entry: WorkerEntry) -> None:
+    async def resume(self, entry: WorkerEntry) -> None:
         """Lift a pause and maintenance; the worker starts from a clean window."""
         watch = self._watch[entry.id]
         watch.paused = False
         watch.record.maintenance = None
         watch.recent.clear()
-        self._store.save_trust(watch.record)
+        await self._store.save_trust(watch.record)
         self._apply(entry, watch)
         self._pump()
 

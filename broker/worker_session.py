@@ -26,6 +26,7 @@ from broker.protocol import (
     worker_decoder,
 )
 from broker.registry import WorkerEntry
+from broker.stores import Unavailable
 from broker.sysop import BANNED_CLOSE
 
 _decoder = worker_decoder()
@@ -53,7 +54,7 @@ async def worker_socket(parts: Parts, request: web.Request) -> web.StreamRespons
                     if not isinstance(msg, Register):
                         not_authenticated(peer, "register", getattr(msg, "guid", None))
                         continue
-                    entry, close = _register(parts, peer, msg)
+                    entry, close = await _register(parts, peer, msg)
                     if close is not None:
                         await peer.close(code=close[0], message=close[1])  # by the reader: see client_session
                         break
@@ -76,7 +77,7 @@ async def worker_socket(parts: Parts, request: web.Request) -> web.StreamRespons
     return peer.ws
 
 
-def _register(parts: Parts, peer: Peer, msg: Register) -> tuple[WorkerEntry | None, tuple[int, bytes] | None]:
+async def _register(parts: Parts, peer: Peer, msg: Register) -> tuple[WorkerEntry | None, tuple[int, bytes] | None]:
     """The registered worker, or a (close code, reason) to close the socket with."""
     reused = peer.nonce_spent or msg.nonce != peer.nonce
     address = handshake.verify(peer, msg.address, msg.nonce, msg.signature, "worker")
@@ -98,9 +99,14 @@ def _register(parts: Parts, peer: Peer, msg: Register) -> tuple[WorkerEntry | No
     if refusal is not None:
         peer.send(refusal)
         return None, (BANNED_CLOSE, b"banned")
+    try:
+        record = await parts.trust.record_of(address)
+    except Unavailable as exc:  # the realm's database is down: this worker comes back later
+        peer.send(exc.to_error())
+        return None, (1013, b"try again later")
     peer.address = address
     entry = parts.registry.add(peer, address, msg.capabilities, msg.slots, msg.name, msg.version)
-    parts.trust.joined(entry)
+    parts.trust.joined(entry, record)
     peer.send(Welcome(address=address, realm=parts.config.realm, worker_id=entry.id))
     parts.dispatcher.worker_joined(entry)
     return entry, None

@@ -108,6 +108,17 @@ def check_url(url: str) -> tuple[str, str]:
     return parts.scheme, parts.netloc
 
 
+def check_urls(urls: str) -> list[str]:
+    """The brokers of ``urls``: one address, or several of one realm separated
+    by commas (``ws://a:8765,ws://b:8765``), each checked by :func:`check_url`."""
+    parts = [part.strip() for part in urls.split(",")]
+    if len(parts) > 1 and not all(parts):
+        raise RealmError("usage", f"{urls!r} has an empty broker address", "e.g. --broker ws://a:8765,ws://b:8765")
+    for part in parts:
+        check_url(part)
+    return parts
+
+
 def ws_url(url: str, path: str = "/ws/client") -> str:
     """Normalise a broker address to its WebSocket endpoint.
 
@@ -124,9 +135,17 @@ def ws_url(url: str, path: str = "/ws/client") -> str:
     return urlunsplit((scheme, parts.netloc, route, parts.query, ""))
 
 
+def broker_urls(urls: str | Iterable[str]) -> list[str]:
+    """The WebSocket endpoints of a realm's brokers: ``ws://a:8765,ws://b:8765``
+    (or a list) gives each; one URL gives one. (A DNS name with several
+    addresses is one URL: the connection tries each address in turn.)"""
+    return [ws_url(u) for u in (check_urls(urls) if isinstance(urls, str) else urls)]
+
+
 def http_url(url: str, path: str = "") -> str:
-    """The HTTP address of a broker (for /healthz, /v1/workers, /v1/stats)."""
-    check_url(url)
+    """The HTTP address of a broker (for /healthz, /v1/workers, /v1/stats); of
+    several brokers of a realm, the first."""
+    url = check_urls(url)[0]
     if "://" not in url:
         url = "ws://" + url
     parts = urlsplit(url.strip())
@@ -148,20 +167,24 @@ def tls_context(url: str) -> ssl.SSLContext | None:
 
 
 def http_get_json(url: str, path: str, timeout: float = 3.0) -> Any:
-    """GET a broker's JSON endpoint synchronously; raises RealmError('unreachable')."""
+    """GET a broker's JSON endpoint synchronously; raises RealmError('unreachable').
+    Given several brokers of a realm (comma-separated), the first that answers."""
     import urllib.error
     import urllib.request
 
-    target = http_url(url, path)
-    try:
-        with urllib.request.urlopen(target, timeout=timeout, context=tls_context(target)) as resp:
-            return p.loads(resp.read())
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise RealmError(
-            "unreachable",
-            f"cannot reach the broker at {target}: {getattr(exc, 'reason', exc)}",
-            "check the address, or start one with `mtor broker serve`",
-        ) from exc
+    failures = []
+    for one in check_urls(url):
+        target = http_url(one, path)
+        try:
+            with urllib.request.urlopen(target, timeout=timeout, context=tls_context(target)) as resp:
+                return p.loads(resp.read())
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            failures.append(f"{target}: {getattr(exc, 'reason', exc)}")
+    raise RealmError(
+        "unreachable",
+        "cannot reach the broker at " + "; ".join(failures),
+        "check the address, or start one with `mtor broker serve`",
+    )
 
 
 def _unreachable(url: str, exc: BaseException) -> RealmError:
@@ -341,7 +364,7 @@ class RealmClient:
 
     def __init__(
         self,
-        url: str,
+        url: str | Iterable[str],
         account: Signer | LocalAccount | None = None,
         *,
         connect_timeout: float = 10.0,
@@ -349,9 +372,13 @@ class RealmClient:
         client_name: str = "mtor",
         on_broadcast: Callable[[p.Broadcast], None] | None = None,
     ) -> None:
-        """``on_broadcast`` sees every sysop broadcast, subscribed or not: a
+        """``url``: a broker, or several brokers of one realm (comma-separated
+        or a list): the client connects to the first that answers and, when
+        that one goes away, to the next (see :func:`broker_urls`).
+        ``on_broadcast`` sees every sysop broadcast, subscribed or not: a
         person at the CLI must read "the realm restarts in 5 minutes"."""
-        self.url = ws_url(url)
+        self.urls = broker_urls(url)
+        self._at = 0  # the broker used now
         self.on_broadcast = on_broadcast
         self._account = account
         self.connect_timeout = connect_timeout
@@ -387,6 +414,11 @@ class RealmClient:
     def address(self) -> str:
         return self.account.address
 
+    @property
+    def url(self) -> str:
+        """The broker this client uses now."""
+        return self.urls[self._at]
+
     async def __aenter__(self) -> RealmClient:
         await self.connect()
         return self
@@ -409,6 +441,26 @@ class RealmClient:
         self._reader = asyncio.create_task(self._read_loop(), name="mtor-client-reader")
 
     async def _open(self) -> aiohttp.ClientWebSocketResponse:
+        """Log in to the first broker, from the current one on, that answers."""
+        failures = []
+        first = self._at
+        for step in range(len(self.urls)):
+            self._at = (first + step) % len(self.urls)
+            try:
+                return await self._open_one(self.url)
+            except RealmError as exc:
+                if exc.code not in ("unreachable", "handshake_failed", "busy", "unavailable"):
+                    raise  # the broker answered (a ban, a bad key): another would say the same
+                failures.append(exc)
+        if len(failures) == 1:
+            raise failures[0]
+        raise RealmError(
+            "unreachable",
+            "none of the realm's brokers answers: " + "; ".join(f.message for f in failures),
+            "check --broker / MTOR_BROKER, or start one with `mtor broker serve`",
+        )
+
+    async def _open_one(self, url: str) -> aiohttp.ClientWebSocketResponse:
         import aiohttp
 
         assert self._session is not None
@@ -417,7 +469,7 @@ class RealmClient:
             try:
                 ws = await asyncio.wait_for(
                     self._session.ws_connect(
-                        self.url, max_msg_size=MAX_FRAME_BYTES, autoping=True, ssl=tls_context(self.url) or True
+                        url, max_msg_size=MAX_FRAME_BYTES, autoping=True, ssl=tls_context(url) or True
                     ),
                     max(0.001, deadline - time.monotonic()),
                 )
@@ -428,13 +480,13 @@ class RealmClient:
                 if exc.status != 503 or time.monotonic() + wait > deadline:
                     if exc.status == 503:
                         raise RealmError(
-                            "busy", f"the broker at {self.url} stayed busy for {self.connect_timeout:g}s",
+                            "busy", f"the broker at {url} stayed busy for {self.connect_timeout:g}s",
                             "too many connections are logging in; try again shortly",
                         ) from exc
-                    raise _unreachable(self.url, exc) from exc
+                    raise _unreachable(url, exc) from exc
                 await asyncio.sleep(wait)
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                raise _unreachable(self.url, exc) from exc
+                raise _unreachable(url, exc) from exc
         try:
             self.welcome = await asyncio.wait_for(self._handshake(ws), self.connect_timeout)
             if self.welcome.ledger is not None:
@@ -443,7 +495,7 @@ class RealmClient:
             await ws.close()
             raise RealmError(
                 "handshake_failed",
-                f"the broker at {self.url} did not finish the login handshake in "
+                f"the broker at {url} did not finish the login handshake in "
                 f"{self.connect_timeout:g}s",
                 "is this address an MTOR broker?",
             ) from exc
@@ -570,6 +622,7 @@ class RealmClient:
         deadline = time.monotonic() + self.reconnect_s
         delay = 0.1
         while time.monotonic() < deadline and not self._closing:
+            self._at = (self._at + 1) % len(self.urls)  # the next broker first: this one went away
             try:
                 self._ws = await self._open()
             except RealmError:

@@ -19,10 +19,10 @@ class Key(NamedTuple):  # not a dataclass: this module is imported for `mtor --h
 
 
 def _broker(value: str) -> str | None:
-    from mtor_cli.client import RealmError, check_url
+    from mtor_cli.client import RealmError, check_urls
 
     try:
-        check_url(value)
+        check_urls(value)
     except RealmError as exc:
         return exc.message
     return None

@@ -15,10 +15,10 @@ def _checked_broker(value: str | None) -> str | None:
     """A bad ``--broker``/$MTOR_BROKER is a usage error before anything is sent."""
     if value is None:
         return None
-    from mtor_cli.client import RealmError, check_url
+    from mtor_cli.client import RealmError, check_urls
 
     try:
-        check_url(value)
+        check_urls(value)
     except RealmError as exc:
         raise typer.BadParameter(f"{exc.message} ({exc.hint})") from None
     return value
@@ -38,7 +38,7 @@ def json_option(help: str = JSON_HELP) -> Any:
 def configured_broker() -> str | None:
     """$MTOR_BROKER or the config file's broker (checked), else None."""
     from mtor_cli import output
-    from mtor_cli.client import RealmError, check_url
+    from mtor_cli.client import RealmError, check_urls
     from mtor_cli.paths import config_file, configured_broker
 
     try:
@@ -47,7 +47,7 @@ def configured_broker() -> str | None:
         output.fail("usage", f"cannot read {config_file()}: {exc}", "fix or remove the file")
     if url is not None:
         try:
-            check_url(url)
+            check_urls(url)
         except RealmError as exc:
             output.fail("usage", f"the configured broker {exc.message}", f"fix `broker` in {config_file()}")
     return url

@@ -14,7 +14,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from broker.protocol import loads, sign_request
-from mtor_cli.client import RealmError, http_url, tls_context
+from mtor_cli.client import RealmError, check_urls, http_url, tls_context
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -43,7 +43,30 @@ def call(
     signed: bool = True,
     timeout: float = 10.0,
 ) -> Any:
-    """Send one (signed) request and return its JSON answer; raises RealmError."""
+    """Send one (signed) request and return its JSON answer; raises RealmError.
+    Given several brokers of a realm (comma-separated), the first that answers
+    (each try signed afresh: a realm takes a signature once)."""
+    failures = []
+    for one in check_urls(url):
+        try:
+            return _call_one(one, method, path, payload, account, signed, timeout)
+        except RealmError as exc:
+            if exc.code != "unreachable":
+                raise
+            failures.append(exc)
+    if len(failures) == 1:
+        raise failures[0]
+    raise RealmError(
+        "unreachable",
+        "none of the realm's brokers answers: " + "; ".join(f.message for f in failures),
+        "check --broker / MTOR_BROKER, or start one with `mtor broker serve`",
+    )
+
+
+def _call_one(
+    url: str, method: str, path: str, payload: dict[str, Any] | None, account: LocalAccount | None, signed: bool,
+    timeout: float,
+) -> Any:
     import urllib.error
     import urllib.request
 

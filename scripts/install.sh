@@ -37,9 +37,10 @@ fi
 # System packages first: espeak-ng speaks answers (the tts intent, --speak).
 # With --all: pyaudio builds against portaudio; the speech tests use sox; the
 # voice pipeline runs under tmux in its tests; the email tests run a real IMAP
-# server (dovecot-imapd); the OpenAI-compatible API's tests stream with curl.
+# server (dovecot-imapd); the OpenAI-compatible API's tests stream with curl;
+# the multi-broker tests start their own redis-server and postgresql.
 apt_pkgs=(espeak-ng)
-if [ "$all" = 1 ]; then apt_pkgs+=(portaudio19-dev sox tmux dovecot-imapd curl); fi
+if [ "$all" = 1 ]; then apt_pkgs+=(portaudio19-dev sox tmux dovecot-imapd curl postgresql redis-server); fi
 if command -v dpkg >/dev/null; then
   missing=()
   for pkg in "${apt_pkgs[@]}"; do

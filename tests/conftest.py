@@ -11,6 +11,9 @@
 - ``smollm2_quickstart``: the README's Quickstart run once per session on a
   fresh MTOR_HOME (it builds the shipped SmolLM2 for the ONNX runtime, which
   the slower SmolLM2 tests then reuse instead of building it again).
+- ``postgres_server`` / ``redis_server``: a throwaway PostgreSQL and Redis for
+  the session (tests/support/engines.py), started the first time a test asks;
+  ``pg_database``: a fresh, migrated database on it for one test.
 
 Builders (a realm in a thread, broker/worker subprocesses) live in
 tests/support/, not here.
@@ -21,6 +24,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -119,3 +123,31 @@ def smollm2_quickstart(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ob
     finally:
         subprocess.run(mtor_command("realm", "stop"), env=env, capture_output=True, timeout=60)
     return {"home": home, "ask": ask, "status": status}
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    from tests.support.engines import PostgresServer
+
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[Any]:
+    from tests.support.engines import RedisServer
+
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def pg_database(postgres_server: Any) -> str:
+    """The URL of a fresh database with the broker's schema."""
+    import asyncio
+
+    from broker.migrations import migrate_postgres
+
+    url = postgres_server.create_database()
+    asyncio.run(migrate_postgres(url))
+    return str(url)

@@ -8,7 +8,8 @@ streams its tokens and progress, and ends in a ``result`` or a ``failed``. A
 backend exception, CUDA out-of-memory included, fails that job only; the
 worker keeps serving. When the connection drops, the running jobs are
 cancelled (the broker requeues them elsewhere) and the worker reconnects with
-capped exponential backoff.
+capped exponential backoff; given several brokers of a realm, it moves to the
+next one at once and backs off only once all of them failed in a row.
 
 :meth:`Worker.stop` drains: it tells the broker (``drain``) to send no new
 work, lets running jobs finish for up to ``drain_s``, hands the rest back
@@ -98,6 +99,8 @@ class Worker:
         self.registered = asyncio.Event()  # set while registered with a broker
         self.worker_id: str | None = None
         self.registrations = 0  # successful registrations, reconnects included
+        self.url = config.ws_url  # the broker it serves through (or tries) now
+        self._at = 0
         self.jobs_done = 0
         self.jobs_failed = 0
         self._loaded = False
@@ -136,19 +139,30 @@ class Worker:
             await self.load()
             sane_recursion_limit()  # model libraries may have raised it (see broker.protocol)
             delay = self.config.reconnect_initial_s
+            urls = self.config.ws_urls
+            failed = 0  # attempts in a row that did not register
             # Bounds the connect and upgrade only; the open socket lives on.
             timeout = aiohttp.ClientTimeout(total=self.config.connect_timeout_s)
             async with aiohttp.ClientSession(timeout=timeout) as session:
                 while not self._stopping:
                     before = self.registrations
+                    url = self.url = urls[self._at]
                     try:
-                        await self._connection(session)
+                        await self._connection(session, url)
                     except (TimeoutError, aiohttp.ClientError, OSError, _Dropped) as exc:
-                        log.warning("broker %s unreachable: %s", self.config.ws_url, exc)
+                        log.warning("broker %s unreachable: %s", url, exc)
                     if self._stopping:
                         break
+                    # The next broker of the realm first: this one went away or did not answer.
+                    self._at = (self._at + 1) % len(urls)
                     if self.registrations > before:
-                        delay = self.config.reconnect_initial_s
+                        delay, failed = self.config.reconnect_initial_s, 0
+                        if len(urls) > 1:
+                            continue  # served here until now: go on serving through another at once
+                    else:
+                        failed += 1
+                        if failed % len(urls):
+                            continue  # some broker of the realm not tried yet in this round
                     wait = delay * random.uniform(0.8, 1.2)
                     log.info("reconnecting in %.1f s", wait)
                     try:
@@ -195,10 +209,10 @@ class Worker:
 
     # --- one connection ---------------------------------------------------
 
-    async def _connection(self, session: aiohttp.ClientSession) -> None:
+    async def _connection(self, session: aiohttp.ClientSession, url: str) -> None:
         cfg = self.config
         ws = await session.ws_connect(
-            cfg.ws_url,
+            url,
             heartbeat=cfg.heartbeat_s,
             max_msg_size=cfg.max_frame_bytes,
             timeout=aiohttp.ClientWSTimeout(ws_close=5.0),
@@ -262,7 +276,7 @@ class Worker:
         self.worker_id = answer.worker_id
         self.registrations += 1
         self.registered.set()
-        log.info("registered with %s as %s (%s)", self.config.ws_url, answer.worker_id, answer.address)
+        log.info("registered with %s as %s (%s)", self.url, answer.worker_id, answer.address)
 
     def _capabilities(self) -> list[Capability]:
         capabilities = [backend.capability() for backend in self.backends]

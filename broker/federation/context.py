@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from broker.billing import Billing
     from broker.dispatch import Dispatcher
     from broker.outbox import Outbox
-    from broker.queue import SafeQueue
+    from broker.queue import JobQueue
     from broker.registry import WorkerRegistry
     from broker.subscriptions import Subscriptions
 
@@ -29,7 +29,7 @@ class Context:
     tallies: Tallies
     registry: WorkerRegistry
     dispatcher: Dispatcher
-    queue: SafeQueue
+    queue: JobQueue
     outbox: Outbox
     subs: Subscriptions
     billing: Billing | None

@@ -33,12 +33,13 @@ from broker.federation.tally import Tallies
 from broker.protocol import rest_json
 
 if TYPE_CHECKING:
+    from broker.background import Background
     from broker.billing import Billing
     from broker.dispatch import Dispatcher
     from broker.gate import Gate
     from broker.metrics import BrokerMetrics
     from broker.outbox import Outbox
-    from broker.queue import SafeQueue
+    from broker.queue import JobQueue
     from broker.registry import WorkerRegistry
     from broker.subscriptions import Subscriptions
 
@@ -56,11 +57,12 @@ class Federation:
         gate: Gate,
         outbox: Outbox,
         registry: WorkerRegistry,
-        queue: SafeQueue,
+        queue: JobQueue,
         dispatcher: Dispatcher,
         subs: Subscriptions,
         metrics: BrokerMetrics,
         billing: Billing | None,
+        background: Background,
     ) -> None:
         self._cfg = config
         self._store_path = federation_path(journal_path)
@@ -73,6 +75,7 @@ class Federation:
         self._subs = subs
         self._metrics = metrics
         self._billing = billing
+        self._background = background
         self._ctx: Context | None = None
         self._origins: Origins | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -178,7 +181,7 @@ class Federation:
             self._cfg, key, Opener(key.address, SeenNonces(WINDOW_S), WINDOW_S), store, Tallies(store),
             self._registry, self._dispatcher, self._queue, self._outbox, self._subs, self._billing,
         )
-        self._origins = Origins(ctx)
+        self._origins = Origins(ctx, self._background)
         self._session = aiohttp.ClientSession()
         log.info("federation: realm key %s", key.address)
 

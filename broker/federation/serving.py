@@ -33,6 +33,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from broker.background import Background
 from broker.federation.context import Context
 from broker.federation.entry import union
 from broker.federation.envelope import Pinned, Proof, Sealer
@@ -115,8 +116,9 @@ class Origin:
 
 
 class Origins:
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, background: Background) -> None:
         self.ctx = ctx
+        self._background = background  # ends intents of a gone origin; nothing waits for that
         self.connected: dict[str, Origin] = {}  # lower-case address -> its connection
         self.traffic: dict[str, Counter[str]] = {}  # lower-case address -> counts, across connections
 
@@ -147,7 +149,10 @@ class Origins:
             del self.connected[origin.address.lower()]
         tally = self.ctx.tallies.payee(origin.address)
         for journal_guid in list(origin.live.values()):
-            self.ctx.dispatcher.terminate(journal_guid, "cancelled", "the origin realm's connection closed")
+            self._background.run(
+                "federation-end",
+                self.ctx.dispatcher.terminate(journal_guid, "cancelled", "the origin realm's connection closed"),
+            )
             tally.inflight.pop(journal_guid, None)
         origin.live.clear()
         self.ctx.subs.changed("stats")
@@ -159,15 +164,18 @@ class Origins:
         realms = {a.lower() for a in self.ctx.realms}
         for job in list(self.ctx.dispatcher.jobs.values()):
             if job.client is None and job.user.lower() in realms:
-                self.ctx.dispatcher.terminate(job.guid, "cancelled", "the origin realm's connection was lost")
+                self._background.run(
+                    "federation-end",
+                    self.ctx.dispatcher.terminate(job.guid, "cancelled", "the origin realm's connection was lost"),
+                )
                 count += 1
         return count
 
     # --- the origin's frames ------------------------------------------------
 
-    def received(self, origin: Origin, msg: object, frame: bytes, proof: Proof) -> None:
+    async def received(self, origin: Origin, msg: object, frame: bytes, proof: Proof) -> None:
         if isinstance(msg, Forward):
-            self.forward(origin, msg)
+            await self.forward(origin, msg)
         elif isinstance(msg, Ack):
             ctx = self.ctx
             if origin.proof is None or origin.proof[0] is not proof:  # kept once per envelope
@@ -182,7 +190,7 @@ class Origins:
                 origin.traffic["bad_acks"] += 1
                 log.warning("federation: ack from peer %s ignored: %s", origin.record.name, reason)
 
-    def forward(self, origin: Origin, fwd: Forward) -> None:
+    async def forward(self, origin: Origin, fwd: Forward) -> None:
         ctx = self.ctx
         peer = origin.peer
         origin.traffic["forwards"] += 1
@@ -190,7 +198,7 @@ class Origins:
             peer.send(Error(code="invalid_message", message="a forward id is 32 lower-case hex digits", guid=fwd.guid))
             return
         # A forward id this realm never saw has no receipt either: one lookup for a new one.
-        seen = origin.live.get(fwd.guid) is not None or ctx.dispatcher.stored_query(fwd.guid) is not None
+        seen = origin.live.get(fwd.guid) is not None or await ctx.dispatcher.stored_query(fwd.guid) is not None
         done = ctx.store.receipt_out(origin.address, fwd.guid) if seen else None
         journal_guid = done.journal_guid if done is not None else origin.live.get(fwd.guid)
         price = 0
@@ -208,7 +216,7 @@ class Origins:
             guid=journal_guid, prompt=fwd.prompt, intent=fwd.intent, model=fwd.model, attachments=fwd.attachments,
             params=fwd.params, stream=fwd.stream, max_price=fwd.max_price,
         )
-        ctx.dispatcher.submit(peer, query)
+        await ctx.dispatcher.submit(peer, query)
         if done is None and journal_guid in ctx.dispatcher.jobs:
             origin.live[fwd.guid] = journal_guid
             ctx.tallies.payee(origin.address).inflight[journal_guid] = price
@@ -252,14 +260,14 @@ class Origins:
             ctx.billing.credit(origin.address, tally.limit)
         return price
 
-    def cancel(self, origin: Origin, guid: str) -> None:
+    async def cancel(self, origin: Origin, guid: str) -> None:
         journal_guid = origin.live.get(guid)
         if journal_guid is None:
             origin.peer.send(
                 Error(code="unknown_guid", message=f"no queued or running forward {guid!r}", guid=guid)
             )
             return
-        self.ctx.dispatcher.cancel(origin.peer, journal_guid)
+        await self.ctx.dispatcher.cancel(origin.peer, journal_guid)
 
     # --- this realm -> the origin -------------------------------------------
 

@@ -79,7 +79,7 @@ async def realm_socket(
                         origin = _hello(ctx, origins, peer, frame.data, peer_of)
                         pending.done()
                     else:
-                        _envelope(ctx, origins, origin, frame.data)
+                        await _envelope(ctx, origins, origin, frame.data)
                 except FrameRefused as exc:
                     metrics.bad_frame("realm", exc.code)
                     peer.send(exc.to_error())
@@ -114,7 +114,7 @@ def _hello(
     return origins.welcome(peer, found[0], found[1])
 
 
-def _envelope(ctx: Context, origins: Origins, origin: Origin, data: str) -> None:
+async def _envelope(ctx: Context, origins: Origins, origin: Origin, data: str) -> None:
     address = origin.address.lower()
     found = origin.peer
 
@@ -129,11 +129,11 @@ def _envelope(ctx: Context, origins: Origins, origin: Origin, data: str) -> None
             found.send(Error(code="invalid_message", message=f"a bad frame: {exc}", hint="see docs/federation.md"))
             continue
         if isinstance(msg, Cancel):
-            origins.cancel(origin, msg.guid)
+            await origins.cancel(origin, msg.guid)
         elif isinstance(msg, Ping):
             found.send(Pong(nonce=msg.nonce, ts=msg.ts))
         elif isinstance(msg, (Pong, RealmHello)):
             continue
         else:
-            origins.received(origin, msg, bytes(raw), opened.proof)
+            await origins.received(origin, msg, bytes(raw), opened.proof)
 

@@ -3,7 +3,7 @@
 An HTTP request is an intent like any other. It is authenticated by its API
 key (the key's address is the user), checked against bans and the key's
 spending limit, then submitted through the same entry points a WebSocket
-client's ``submit_query`` takes: :meth:`RateLimits.allow` and
+client's ``submit_query`` takes: :meth:`Limits.allow` and
 :meth:`Dispatcher.submit`, with an :class:`HttpPeer` as its client. So it is
 journaled, queued fairly in SafeQueue against everyone else's intents,
 held, charged and released by the realm's Billing, replayed for a repeated
@@ -35,10 +35,11 @@ from broker.protocol import Accepted, Authorisation, Error, Result, SubmitQuery
 
 if TYPE_CHECKING:
     from broker.accounts import AccountStore
+    from broker.background import Background
     from broker.billing import Billing
     from broker.dispatch import Dispatcher
     from broker.peer import Writer
-    from broker.ratelimit import RateLimits
+    from broker.ratelimit import Limits
     from broker.registry import WorkerRegistry
 
 HANGUP_CHECK_S = 0.25
@@ -54,13 +55,14 @@ class OpenAIGateway:
     def __init__(
         self,
         dispatcher: Dispatcher,
-        limits: RateLimits,
+        limits: Limits,
         registry: WorkerRegistry,
         accounts: AccountStore,
         keys: KeyStore,
         outbox: Writer,
         billing: Billing | None,
         realm: str,
+        background: Background,
     ) -> None:
         """``billing``: the realm's (None: a free realm). It learns what the keys may still
         spend, which every authorisation of their owner must cover (docs/openai.md)."""
@@ -71,6 +73,7 @@ class OpenAIGateway:
         self.keys = keys
         self._outbox = outbox
         self._billing = billing
+        self._background = background  # cancels of hung-up requests, which nothing waits for
         self.realm = realm
         self.paid = billing is not None
         if billing is not None:
@@ -114,13 +117,13 @@ class OpenAIGateway:
             signed = (authorisation.total, authorisation.signature)
         return self.keys.create(address, name, limit, signed)
 
-    def revoke(self, address: str, key_id: str) -> tuple[ApiKey, int]:
+    async def revoke(self, address: str, key_id: str) -> tuple[ApiKey, int]:
         """Revoke ``address``'s key and end its running requests (holds released); the key and how many ended."""
         key = self.keys.revoke(address, key_id)
-        ended = sum(
-            self._dispatcher.terminate(guid, "cancelled", f"API key {key.id} was revoked", "the hold was released")
-            for guid in list(key.live)
-        )
+        ended = 0
+        for guid in list(key.live):
+            why = f"API key {key.id} was revoked"
+            ended += await self._dispatcher.terminate(guid, "cancelled", why, "the hold was released")
         return key, ended
 
     # --- what the realm offers ---------------------------------------------
@@ -151,7 +154,7 @@ class OpenAIGateway:
 
     # --- submitting ---------------------------------------------------------
 
-    def submit(
+    async def submit(
         self,
         request: web.Request,
         key: ApiKey,
@@ -188,8 +191,8 @@ class OpenAIGateway:
         key.live[guid] = price  # until its `accepted` says what is held
         self.keys.used(key)
         self._waiting.add(peer)
-        if self._limits.allow(peer, query):
-            self._dispatcher.submit(peer, query)
+        if await self._limits.allow(peer, query):
+            await self._dispatcher.submit(peer, query)
         return peer
 
     def _standing(self, key: ApiKey) -> Authorisation:
@@ -269,7 +272,7 @@ class OpenAIGateway:
     def _cancel(self, peer: HttpPeer) -> None:
         job = self._dispatcher.jobs.get(peer.guid)
         if job is not None and job.client is peer:
-            self._dispatcher.cancel(peer, peer.guid)
+            self._background.run("http-cancel", self._dispatcher.cancel(peer, peer.guid))
 
     def sweep(self) -> None:
         """Cancel the intents of waiting requests whose connection closed, and end

@@ -86,7 +86,7 @@ def routes(parts: Parts) -> list[web.RouteDef]:
     async def revoke(request: web.Request) -> web.Response:
         try:
             who = await signed(request)
-            key, ended = gw.revoke(who, request.match_info["key_id"])
+            key, ended = await gw.revoke(who, request.match_info["key_id"])
         except MtorError as exc:
             return _error(exc)
         return _json({**key.to_dict(), "requests_ended": ended})

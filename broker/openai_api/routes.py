@@ -152,7 +152,7 @@ def routes(parts: Parts) -> list[web.RouteDef]:
         key = gw.authenticate(request.headers.get("Authorization"))
         req = _decode(await request.read(), S.ChatCompletionRequest)
         plan = translate.chat(req, gw.offer(req.model))
-        peer = gw.submit(request, key, plan, stream=req.stream, max_price=_max_price(request, req.max_price))
+        peer = await gw.submit(request, key, plan, stream=req.stream, max_price=_max_price(request, req.max_price))
         ident, created = "chatcmpl-" + peer.guid, int(time.time())
         if req.stream:
             def chunk(choices: list[S.ChunkChoice], usage: S.Usage | None = None) -> S.ChatCompletionChunk:
@@ -179,7 +179,7 @@ def routes(parts: Parts) -> list[web.RouteDef]:
         key = gw.authenticate(request.headers.get("Authorization"))
         req = _decode(await request.read(), S.CompletionRequest)
         plan = translate.completion(req, gw.offer(req.model))
-        peer = gw.submit(request, key, plan, stream=req.stream, max_price=_max_price(request, req.max_price))
+        peer = await gw.submit(request, key, plan, stream=req.stream, max_price=_max_price(request, req.max_price))
         ident, created = "cmpl-" + peer.guid, int(time.time())
         if req.stream:
             def chunk(text: str, reason: str | None = None, usage: S.Usage | None = None) -> S.Completion:
@@ -209,7 +209,7 @@ def routes(parts: Parts) -> list[web.RouteDef]:
         req = _decode(await request.read(), S.ImageRequest)
         offer = gw.offer(req.model) if req.model is not None else None
         plan = translate.image(req, offer, gw.declared("imagine"))
-        peer = gw.submit(request, key, plan, stream=False, max_price=_max_price(request, req.max_price))
+        peer = await gw.submit(request, key, plan, stream=False, max_price=_max_price(request, req.max_price))
         result = await gw.result(peer, plan.prompt_field)
         data = [S.ImageData(att.data) for att in result.attachments if att.kind == "image"]
         return _ok(S.ImagesResponse(int(time.time()), data, _info(result)), _headers(result))
@@ -219,7 +219,7 @@ def routes(parts: Parts) -> list[web.RouteDef]:
         key = gw.authenticate(request.headers.get("Authorization"))
         req = _decode(await request.read(), S.SpeechRequest)
         plan = translate.speech(req, gw.offer(req.model))
-        peer = gw.submit(request, key, plan, stream=False, max_price=_max_price(request, req.max_price))
+        peer = await gw.submit(request, key, plan, stream=False, max_price=_max_price(request, req.max_price))
         result = await gw.result(peer, plan.prompt_field)
         audio = next((a for a in result.attachments if a.kind == "audio"), None)
         if audio is None:
@@ -235,7 +235,7 @@ def routes(parts: Parts) -> list[web.RouteDef]:
         fields, mime, filename = await _form(request, max_upload)
         form = _convert(fields, S.TranscriptionForm, strict=False)  # form fields are text: "0.2" is a number
         plan = translate.transcription(form, gw.offer(form.model), mime, filename)
-        peer = gw.submit(request, key, plan, stream=False, max_price=_max_price(request, form.max_price))
+        peer = await gw.submit(request, key, plan, stream=False, max_price=_max_price(request, form.max_price))
         result = await gw.result(peer, plan.prompt_field)
         text = (result.text or "").strip()
         if form.response_format == "text":
@@ -247,7 +247,7 @@ def routes(parts: Parts) -> list[web.RouteDef]:
         key = gw.authenticate(request.headers.get("Authorization"))
         req = _decode(await request.read(), S.EmbeddingRequest)
         plan = translate.embedding(req, gw.offer(req.model))
-        peer = gw.submit(request, key, plan, stream=False, max_price=_max_price(request, req.max_price))
+        peer = await gw.submit(request, key, plan, stream=False, max_price=_max_price(request, req.max_price))
         result = await gw.result(peer, plan.prompt_field)
         vectors = result.data.get("embeddings")
         if not isinstance(vectors, list) or len(vectors) != len(plan.params["texts"]):

@@ -26,8 +26,35 @@ def register(app: typer.Typer) -> None:
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (0.0.0.0: all)."),
     port: int = typer.Option(8765, "--port", min=0, max=65535, help="TCP port (0: pick a free one)."),
-    db: Path | None = typer.Option(
-        None, "--db", help="Journal (SQLite) path. Default: broker.db in the data dir."
+    db: str | None = typer.Option(
+        None,
+        "--db",
+        help="Where the journal lives: a SQLite file (default: broker.db in the data dir), or a "
+        "postgresql://USER@HOST/DB database that every broker of the realm shares (see `mtor broker migrate`).",
+        show_default=False,
+    ),
+    engine: str | None = typer.Option(
+        None,
+        "--engine",
+        help="redis://HOST:PORT/DB shared by every broker of the realm: the queue, the workers and the routes "
+        "between brokers. Needs a postgresql:// --db. Default: this process alone.",
+        show_default=False,
+    ),
+    engine_beat: float = typer.Option(
+        1.0, "--engine-beat", min=0.05, help="With --engine: seconds between this broker's beats in Redis."
+    ),
+    engine_dead: float = typer.Option(
+        5.0,
+        "--engine-dead",
+        min=0.1,
+        help="With --engine: a broker silent this long is presumed dead and its running intents go to "
+        "the other brokers (at least twice --engine-beat).",
+    ),
+    synchronous_commit: str = typer.Option(
+        "off",
+        "--synchronous-commit",
+        help="PostgreSQL's synchronous_commit for the broker: off (a crash of the database server may lose "
+        "its last ~0.6 s of commits) or on (every commit waits for the disk). See docs/scale.md.",
     ),
     realm: str = typer.Option("mtor", "--realm", help="Realm name shown to peers."),
     queue_limit: int = typer.Option(1000, "--queue-limit", min=1, help="Queued intents per intent."),
@@ -61,22 +88,58 @@ def serve(
 ) -> None:
     """Run a broker until Ctrl-C: a realm that others join.
 
-    It serves /ws/client, /ws/worker, /healthz, /v1/workers, /v1/stats, the
-    realm's money for its users (/v1/realm, /v1/wallet, ...; docs/ledger.md)
-    and /metrics (Prometheus).
+    It serves /ws/client, /ws/worker, /healthz, /v1/workers, /v1/stats,
+    /v1/brokers, the realm's money for its users (/v1/realm, /v1/wallet, ...;
+    docs/ledger.md) and /metrics (Prometheus).
+
+    One broker keeps everything in this process and a SQLite file. A realm of
+    several brokers (any number, on any machines, behind any WebSocket load
+    balancer) shares a Redis and a PostgreSQL (docs/scale.md).
 
     Examples:
 
       mtor broker serve --host 0.0.0.0 --port 8765 --paid
 
       mtor broker serve --port 8443 --tls-cert cert.pem --tls-key key.pem
+
+      mtor broker migrate --db postgresql://mtor@db.example/mtor
+
+      mtor broker serve --host 0.0.0.0 --engine redis://cache.example:6379/0 --db postgresql://mtor@db.example/mtor
     """
     from broker import BrokerConfig
+    from broker.protocol import MtorError
+    from broker.stores import is_postgres
 
+    if engine is not None and not is_postgres(db):
+        output.fail(
+            "usage",
+            "--engine needs a database every broker shares",
+            "add --db postgresql://USER@HOST/DB (run `mtor broker migrate --db ...` once first)",
+        )
+    if engine is not None and paid:
+        # Each broker's $9000 journal is its own SQLite file: brokers billing
+        # side by side would each hold the same users' money (docs/scale.md).
+        output.fail(
+            "usage",
+            "--paid with --engine: a realm of several brokers cannot share one $9000 journal yet",
+            "run the realm of brokers --free, or one paid broker (without --engine; --db postgresql:// is fine)",
+        )
+    if engine is not None and not engine.startswith(("redis://", "rediss://", "unix://")):
+        output.fail("usage", f"--engine {engine!r} is not a redis:// URL", "e.g. --engine redis://127.0.0.1:6379/0")
+    if synchronous_commit not in ("off", "on", "local"):
+        output.fail("usage", f"--synchronous-commit {synchronous_commit!r}", "off, local or on")
+    if engine_dead < 2 * engine_beat:
+        output.fail("usage", f"--engine-dead {engine_dead:g} is less than twice --engine-beat {engine_beat:g}",
+                    "a broker must miss at least two beats before it is presumed dead")  # fmt: skip
     config = BrokerConfig(
         host=host,
         port=port,
-        db_path=db,
+        db_path=None if db is None or is_postgres(db) else Path(db),
+        db_url=db if is_postgres(db) else None,
+        synchronous_commit=synchronous_commit,
+        engine=engine,
+        engine_beat_s=engine_beat,
+        engine_dead_s=engine_dead,
         realm=realm,
         queue_limit=queue_limit,
         user_queue_limit=user_queue_limit,
@@ -94,6 +157,8 @@ def serve(
     output.log_to_stderr()
     try:
         asyncio.run(_serve(config, paid))
+    except MtorError as exc:  # the realm's database or engine cannot be used
+        output.fail(exc.code, exc.message, exc.hint)
     except OSError as exc:
         output.fail(
             "listen_failed",
@@ -128,7 +193,7 @@ async def _serve(config: Any, paid: bool) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     output.note(
-        f"{'paid' if paid else 'free'} broker listening on {server.url} (journal {config.resolved_db_path()}); "
+        f"{'paid' if paid else 'free'} broker listening on {server.url} (journal {_journal_name(config)}); "
         f"{server.restored} unfinished intent(s) restored; Ctrl-C stops"
     )
     try:
@@ -138,16 +203,68 @@ async def _serve(config: Any, paid: bool) -> None:
         output.note("broker stopped")
 
 
+def _journal_name(config: Any) -> str:
+    from broker.migrations import redact
+
+    return redact(config.db_url) if config.db_url else str(config.resolved_db_path())
+
+
+@group.command("migrate")
+def migrate(
+    db: str = typer.Option(
+        ..., "--db", help="The realm's database, postgresql://USER@HOST/DB.", show_default=False
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Create or upgrade the schema of a realm's PostgreSQL database (versioned
+    SQL, each version applied once, under a lock). Run it once before the
+    brokers start, and again after upgrading them; a broker refuses a database
+    whose schema is not its own. A SQLite journal migrates itself.
+
+    Example:
+
+      mtor broker migrate --db postgresql://mtor@db.example/mtor
+    """
+    from broker.migrations import migrate_postgres, redact
+    from broker.stores import is_postgres
+
+    if not is_postgres(db):
+        output.fail("usage", f"--db {db!r} is not a postgresql:// URL", "a SQLite journal migrates itself when it opens")
+    try:
+        before, applied = asyncio.run(migrate_postgres(db))
+    except Exception as exc:  # psycopg's errors: the server, the user, the database
+        output.fail("unreachable", f"cannot migrate {redact(db)}: {str(exc).strip().splitlines()[0]}",
+                    "check the URL and that the user may create tables")  # fmt: skip
+    version = applied[-1].version if applied else before
+    if json_out:
+        output.print_json(
+            {"database": redact(db), "from": before, "to": version, "applied": [f"{m.version:03d}_{m.name}" for m in applied]}
+        )
+        return
+    if applied:
+        for m in applied:
+            output.note(f"applied {m.version:03d}_{m.name}")
+        print(f"{redact(db)}: schema version {before} -> {version}")
+    else:
+        print(f"{redact(db)}: schema version {version}, up to date")
+
+
 @group.command("status")
 def status(
     broker: str | None = options.broker_option(),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    """Health, queue figures and connected workers of a broker.
+    """Health, queue figures, every broker of the realm and every worker.
 
-    Example:
+    Any broker of a realm answers for all of them: its brokers (each with its
+    clients, workers and load), the realm's counters and queue, and every
+    worker wherever it is connected.
+
+    Examples:
 
       mtor broker status --broker ws://realm.example:8765
+
+      mtor broker status --broker ws://a.example:8765,ws://b.example:8765 --json
     """
     from mtor_cli.client import RealmError, http_get_json
 
@@ -156,17 +273,19 @@ def status(
         health = http_get_json(url, "/healthz")
         stats = http_get_json(url, "/v1/stats")
         workers = http_get_json(url, "/v1/workers")
+        brokers = http_get_json(url, "/v1/brokers")
     except RealmError as exc:
         output.fail(exc.code, exc.message, exc.hint)
     worker_list = workers.get("workers", workers) if isinstance(workers, dict) else workers
+    broker_list = brokers.get("brokers", []) if isinstance(brokers, dict) else []
     if json_out:
-        output.print_json({"url": url, "health": health, "stats": stats, "workers": worker_list})
+        output.print_json({"url": url, "health": health, "stats": stats, "brokers": broker_list, "workers": worker_list})
         return
     console = output.out_console()
     counters = stats.get("intents", {})
     console.print(
         f"[bold]{url}[/bold]  {health.get('status', '?')}  realm {health.get('realm', '?')}  "
-        f"up {float(health.get('uptime_s', 0)):.0f} s  clients {stats.get('clients', 0)}"
+        f"brokers {stats.get('brokers', 1)}  clients {stats.get('clients', 0)}"
     )
     console.print(
         f"slots busy {stats.get('slots_busy', 0)}/{stats.get('slots_total', 0)}  "
@@ -176,6 +295,7 @@ def status(
     ledger = stats.get("ledger")
     if isinstance(ledger, dict):
         console.print(_ledger_line(ledger))
+    console.print(_brokers_table(broker_list))
     console.print(_workers_table(worker_list))
 
 
@@ -209,6 +329,32 @@ def _default_url() -> str:
             "pass --broker ws://HOST:PORT, or start one with `mtor realm start`",
         )
     return url
+
+
+def _brokers_table(brokers: list[Any]) -> Any:
+    from rich.table import Table
+
+    table = Table(title="brokers")
+    table.add_column("broker", no_wrap=True)
+    for column in ("id", "up s", "clients", "workers", "busy", "cpu", "done"):
+        table.add_column(column)
+    for b in brokers:
+        if not isinstance(b, dict):
+            continue
+        counters = b.get("intents") or {}
+        table.add_row(
+            _cell(b.get("url")) + ("*" if b.get("this") and len(brokers) > 1 else ""),
+            _cell(b.get("id")),
+            f"{float(b.get('uptime_s', 0)):.0f}",
+            _cell(b.get("clients")),
+            _cell(b.get("workers")),
+            f"{b.get('slots_busy', 0)}/{b.get('slots_total', 0)}",
+            f"{float(b.get('cpu', 0)) * 100:.0f}%",
+            _cell(counters.get("completed")),
+        )
+    if len(brokers) > 1:
+        table.caption = "* the broker that answered"
+    return table
 
 
 def _workers_table(workers: Any) -> Any:

@@ -213,10 +213,10 @@ def _config_broker(settings: dict[str, Any], path: Path | None) -> str | None:
     url = settings.get("broker")
     if url is None:
         return None
-    from mtor_cli.client import RealmError, check_url
+    from mtor_cli.client import RealmError, check_urls
 
     try:
-        check_url(str(url))
+        check_urls(str(url))
     except RealmError as exc:
         output.fail("usage", f"`broker` in --config {path}: {exc.message}", exc.hint)
     return str(url)

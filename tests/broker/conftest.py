@@ -23,12 +23,30 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def make_broker(db_path: Path) -> AsyncIterator[Callable[..., Awaitable[BrokerServer]]]:
-    """Start a broker on a free port with a real SQLite journal; stopped after the test."""
+def store(db_path: Path) -> dict[str, Any]:
+    """Where brokers keep their journal: a SQLite file here; modules whose
+    tests hold for every store override it with :func:`both_stores`."""
+    return {"db_path": db_path}
+
+
+def both_stores(request: pytest.FixtureRequest, db_path: Path) -> dict[str, Any]:
+    """``store`` for a module parametrized over SQLite and PostgreSQL:
+    ``store = pytest.fixture(params=STORES)(both_stores)``."""
+    if request.param == "sqlite":
+        return {"db_path": db_path}
+    return {"db_path": db_path, "db_url": request.getfixturevalue("pg_database")}
+
+
+STORES = ["sqlite", "postgresql"]
+
+
+@pytest.fixture
+async def make_broker(store: dict[str, Any]) -> AsyncIterator[Callable[..., Awaitable[BrokerServer]]]:
+    """Start a broker on a free port with a real journal (``store``); stopped after the test."""
     started: list[BrokerServer] = []
 
     async def make(billing: Any = None, recogniser: Any = None, money: Any = None, **overrides: Any) -> BrokerServer:
-        settings: dict[str, Any] = {"port": 0, "db_path": db_path, "heartbeat_s": 0.2, "stats_interval_s": 0.05}
+        settings: dict[str, Any] = {"port": 0, "heartbeat_s": 0.2, "stats_interval_s": 0.05, **store}
         settings.update(overrides)
         server = BrokerServer(BrokerConfig(**settings), billing=billing, money=money, recogniser=recogniser)
         await server.start()

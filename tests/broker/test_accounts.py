@@ -10,7 +10,10 @@ import pytest
 from broker.protocol import Error
 from mtor_cli.client import RealmError
 from mtor_cli.signed import call
+from tests.broker.conftest import STORES, both_stores
 from tests.support.peers import TestClient, new_account
+
+store = pytest.fixture(params=STORES)(both_stores)  # the same accounts in SQLite and PostgreSQL
 
 
 async def signed(server: Any, method: str, path: str, account: Any, payload: dict[str, Any] | None = None) -> Any:

@@ -6,11 +6,15 @@ import asyncio
 import base64
 
 import msgspec
+import pytest
 
 from broker.protocol import Attachment, Result, Work, WorkResult
+from tests.broker.conftest import STORES, both_stores
 from tests.broker.test_accounts import refused, signed
 from tests.broker.test_billing import COST, DictBilling
 from tests.support.peers import FakeWorker, TestClient, echo, fail, new_account
+
+store = pytest.fixture(params=STORES)(both_stores)  # the same history from SQLite and PostgreSQL
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\nfake image bytes").decode()
 

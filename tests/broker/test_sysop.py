@@ -9,10 +9,15 @@ import time
 import urllib.error
 import urllib.request
 
+import pytest
+
 from broker.protocol import Accepted, Broadcast, Capability, Error, Register, sign_challenge, sign_request
+from tests.broker.conftest import STORES, both_stores
 from tests.broker.test_accounts import refused, signed
 from tests.broker.test_billing import DictBilling
 from tests.support.peers import FakeWorker, TestClient, echo, hang, new_account
+
+store = pytest.fixture(params=STORES)(both_stores)  # the same accounts in SQLite and PostgreSQL
 
 
 async def test_only_the_operator_grants_and_only_sysops_act(make_broker) -> None:

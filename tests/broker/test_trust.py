@@ -8,9 +8,14 @@ import asyncio
 import time
 from typing import Any
 
+import pytest
+
 from broker.protocol import Error, Result, Token, Usage, WorkResult
+from tests.broker.conftest import STORES, both_stores
 from tests.broker.test_accounts import signed
 from tests.support.peers import FakeWorker, TestClient, echo, fail, hang, new_account
+
+store = pytest.fixture(params=STORES)(both_stores)  # the same accounts in SQLite and PostgreSQL
 
 
 async def _maintenance_notice(worker: FakeWorker) -> Error:
@@ -20,11 +25,25 @@ async def _maintenance_notice(worker: FakeWorker) -> Error:
             return msg
 
 
+def _fail_together(n: int) -> Any:
+    """Fail each job once ``n`` jobs have arrived (so each fails once, however
+    long the broker takes to accept them)."""
+    arrived = asyncio.Event()
+
+    async def run(w: FakeWorker, work: Any) -> None:
+        if len(w.received) >= n:
+            arrived.set()
+        await arrived.wait()
+        await fail()(w, work)
+
+    return run
+
+
 async def test_a_worker_that_aborts_jobs_goes_into_maintenance_and_its_jobs_complete_elsewhere(make_broker) -> None:
     operator = new_account()
     # Health's own quarantine is pushed out of the way: this is about trust.
     server = await make_broker(operator=operator.address, maintenance_after=3, quarantine_after_failures=100)
-    bad = await FakeWorker(server.url, slots=4, behaviour=fail(), name="bad").start()
+    bad = await FakeWorker(server.url, slots=4, behaviour=_fail_together(3), name="bad").start()
     async with TestClient(server.url) as client:
         guids = [await client.submit(f"job {i}", intent="chat") for i in range(3)]
         await asyncio.wait_for(_wait_received(bad, 3), 5)

@@ -243,7 +243,7 @@ def spawn(args: list[str], home: Path, log_name: str, **env: str) -> subprocess.
         log.close()
 
 
-def spawn_broker(port: int, db: Path, home: Path, *extra: str) -> subprocess.Popen[bytes]:
+def spawn_broker(port: int, db: Path | str, home: Path, *extra: str) -> subprocess.Popen[bytes]:
     return spawn(
         ["broker", "serve", "--host", "127.0.0.1", "--port", str(port), "--db", str(db), *extra],
         home,

@@ -134,7 +134,7 @@ async def test_a_stopping_worker_hands_back_what_it_cannot_finish_without_blame(
         await worker.stop()
         await asyncio.wait_for(serving, 10)
         assert leaving.health.jobs_failed == 0 and leaving.draining
-        record = broker.parts.accounts.trust(leaving.address)
+        record = await broker.parts.accounts.trust(leaving.address)
         assert (record.aborted, record.maintenance) == (0, None)
         other = Worker(
             WorkerConfig(broker_url=broker.url, slots=4, name="other"), [EchoBackend(None, Device.parse(None))],
