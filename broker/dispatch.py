@@ -37,6 +37,7 @@ from broker.protocol import (
     Routing,
     SubmitQuery,
     Token,
+    Unavailable,
     Work,
     WorkResult,
     encode,
@@ -44,7 +45,6 @@ from broker.protocol import (
 from broker.queue import JobQueue, QueueFull
 from broker.realm import Others
 from broker.registry import WorkerEntry, WorkerRegistry
-from broker.stores import Unavailable
 
 if TYPE_CHECKING:
     from broker.metrics import BrokerMetrics

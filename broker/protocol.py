@@ -657,6 +657,11 @@ class MtorError(Exception):
         return out
 
 
+class Unavailable(MtorError):
+    """A store the realm needs (its database or its engine) does not answer
+    now; ``code`` is ``unavailable`` (retry) or ``unreachable`` (at start)."""
+
+
 class ProtocolError(MtorError):
     """A frame could not be decoded; ``kind`` is its `type` and ``guid`` its
     guid, where the frame was readable enough to say."""

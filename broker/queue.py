@@ -60,7 +60,7 @@ class JobQueue(Protocol):
     async def enqueue(self, job: Job, *, force: bool = False) -> int:
         """Queue a new intent; its position (0 = next). ``force`` (an intent
         accepted once already) skips the limit. Raises QueueFull or
-        broker.stores.Unavailable."""
+        broker.protocol.Unavailable."""
         ...
 
     def requeue(self, job: Job) -> None:

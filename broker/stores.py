@@ -13,8 +13,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from broker.protocol import MtorError
-
 if TYPE_CHECKING:
     from broker.accounts import AccountStore
     from broker.config import BrokerConfig
@@ -22,11 +20,6 @@ if TYPE_CHECKING:
     from broker.journal import Journal
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
-
-
-class Unavailable(MtorError):
-    """A store the realm needs (its database or its engine) does not answer
-    now; ``code`` is ``unavailable`` (retry) or ``unreachable`` (at start)."""
 
 
 def is_postgres(db: object) -> bool:

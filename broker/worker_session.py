@@ -21,12 +21,12 @@ from broker.protocol import (
     ProtocolError,
     Register,
     Token,
+    Unavailable,
     Welcome,
     WorkResult,
     worker_decoder,
 )
 from broker.registry import WorkerEntry
-from broker.stores import Unavailable
 from broker.sysop import BANNED_CLOSE
 
 _decoder = worker_decoder()

@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from broker.engine.link import Link
+from broker.protocol import Unavailable
 from broker.ratelimit import WINDOW_S, too_many, too_often
-from broker.stores import Unavailable
 
 if TYPE_CHECKING:
     from broker.config import BrokerConfig

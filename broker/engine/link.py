@@ -9,7 +9,7 @@ grow with the load instead of the round trips.
 An operation that must not be lost (an outcome, a requeue, frames for a
 client on another broker) is ``keep``: when Redis does not answer it is
 retried, in order, until it does. Any other operation fails at once with
-:class:`broker.stores.Unavailable`, so a client hears ``unavailable`` now
+:class:`broker.protocol.Unavailable`, so a client hears ``unavailable`` now
 rather than waiting.
 
 The inbox is this broker's stream in Redis: frames other brokers' workers
@@ -33,7 +33,7 @@ import orjson
 import redis.asyncio as aredis
 from redis import exceptions as rex
 
-from broker.stores import Unavailable
+from broker.protocol import Unavailable
 
 log = logging.getLogger("mtor.broker")
 

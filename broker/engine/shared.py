@@ -37,8 +37,7 @@ from broker.engine.queue import SharedQueue
 from broker.engine.remote import RemotePeer
 from broker.engine.state import RealmState
 from broker.jobs import Ending
-from broker.protocol import encode
-from broker.stores import Unavailable
+from broker.protocol import Unavailable, encode
 
 if TYPE_CHECKING:
     from broker.config import BrokerConfig

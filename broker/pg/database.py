@@ -10,7 +10,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from broker.migrations import check_postgres, redact
-from broker.stores import Unavailable
+from broker.protocol import Unavailable
 
 log = logging.getLogger("mtor.broker")
 

@@ -8,7 +8,7 @@ trip however many intents arrived), and all outcomes of a pass one
 grows with the load instead of the round trips.
 
 An add that cannot reach the database fails at once with
-:class:`broker.stores.Unavailable` (the client gets ``unavailable`` and may
+:class:`broker.protocol.Unavailable` (the client gets ``unavailable`` and may
 resubmit the same guid). An outcome is never dropped: its batch is retried
 until the database answers, and the frames that report it wait (the future
 :meth:`commit` returns), so a client never sees a result the journal lacks.

@@ -15,8 +15,8 @@ import pytest
 
 from broker import BrokerConfig
 from broker.journal import CANCELLED, DONE, QUEUED, IntentRecord, Journal
-from broker.protocol import Accepted, Error, Result
-from broker.stores import Unavailable, open_stores
+from broker.protocol import Accepted, Error, Result, Unavailable
+from broker.stores import open_stores
 from tests.broker.conftest import STORES, both_stores, get_json
 from tests.support.peers import FakeWorker, TestClient, echo, hang, new_account
 
