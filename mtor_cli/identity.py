@@ -12,11 +12,11 @@ full eth_account ``LocalAccount`` for whatever signs transactions.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from broker.keyfile import write_key_once
 from broker.protocol import MtorError, sane_recursion_limit
 from mtor_cli import paths
 from mtor_cli.keys import SECP256K1_ORDER, Signer
@@ -63,26 +63,7 @@ def _new_key() -> Signer:
 
 
 def _create(path: Path, account: Signer) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    body = json.dumps(
-        {"address": account.address, "private_key": "0x" + account.key.hex()}
-    )
-    # Write a private temp file, then link it into place: the key is never
-    # visible half-written or world-readable, and if another process won the
-    # race its key is kept and ours is dropped.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(body)
-            fh.flush()
-            os.fsync(fh.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_key_once(path, account.address, account.key)
 
 
 def address(path: Path | None = None) -> str:

@@ -10,11 +10,11 @@ libsecp256k1 (coincurve): about 0.1 ms each, so every frame can be signed.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from pathlib import Path
 from typing import Any
 
+from broker.keyfile import write_key_once
 from broker.protocol import MtorError
 
 
@@ -104,21 +104,4 @@ class RealmKey:
 
 
 def _create(path: Path, secret: bytes) -> None:
-    key = RealmKey(secret)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    body = json.dumps({"address": key.address, "private_key": "0x" + secret.hex()})
-    # A private temp file linked into place: never visible half-written or
-    # world-readable, and if another process won the race its key is kept.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(body)
-            fh.flush()
-            os.fsync(fh.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_key_once(path, RealmKey(secret).address, secret)
