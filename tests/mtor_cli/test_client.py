@@ -161,11 +161,13 @@ async def test_reconnect_resumes_a_request_across_a_broker_restart(tmp_path: Pat
 
 async def test_a_dropped_connection_resumes_the_stream_exactly(realm: ThreadRealm) -> None:
     proxy = await CutProxy(int(realm.url.rsplit(":", 1)[1])).start()
-    prompt = " ".join(f"word{i}" for i in range(40))
+    # Long enough that the stream is still running at the third drop on a busy
+    # machine, where a reconnect's catch-up can deliver many words at once.
+    prompt = " ".join(f"word{i}" for i in range(80))
     streamed: list[str] = []
     async with RealmClient(proxy.url, reconnect_s=30) as client:
         task = asyncio.create_task(
-            client.ask(prompt, intent="echo", params={"delay_s": 0.02}, on_token=streamed.append)
+            client.ask(prompt, intent="echo", params={"delay_s": 0.05}, on_token=streamed.append)
         )
         for drop in range(3):  # three drops mid-stream; the worker keeps generating meanwhile
             while len("".join(streamed).split()) < 8 * (drop + 1):
