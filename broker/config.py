@@ -34,6 +34,7 @@ class BrokerConfig:
     engine: str | None = None  # redis://...: the realm's queue, workers and routes, shared by its brokers
     engine_beat_s: float = 1.0  # a broker of a shared realm says it is alive this often...
     engine_dead_s: float = 5.0  # ...and is presumed dead (its running intents queued again) after this silence
+    stop_grace_s: float = 5.0  # a stopping broker waits this long for writes on their way to its stores
     realm: str = "mtor"
     max_frame_bytes: int = 8 * MiB
     max_prompt_chars: int = 32_000
@@ -96,6 +97,8 @@ class BrokerConfig:
         for name, value in positive.items():
             if not value > 0:
                 raise ValueError(f"broker setting {name} must be > 0, got {value!r}")
+        if not self.stop_grace_s >= 0:
+            raise ValueError(f"broker setting stop_grace_s must be >= 0, got {self.stop_grace_s!r}")
         if self.engine_dead_s < 2 * self.engine_beat_s:
             raise ValueError("engine_dead_s must be at least twice engine_beat_s")
         if not 0 <= self.port <= 65535:

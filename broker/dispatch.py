@@ -140,8 +140,20 @@ class Dispatcher:
                 return
             raise
         record = J.IntentRecord(query.guid, user, intent, J.QUEUED, encode(query), price, time.time())
-        # The insert doubles as the idempotency check, so a new intent costs no lookup.
-        if not await self._journal.add(record):
+        job = Job(query.guid, user, intent, query, price, time.monotonic(), client=peer)
+        # A shared queue takes the intent while the journal writes it (two round
+        # trips at once); nothing starts before the row is written.
+        reserved = self.queue.reserve(job)
+        try:
+            # The insert doubles as the idempotency check, so a new intent costs no lookup.
+            fresh = await self._journal.add(record)
+        except BaseException:
+            if reserved:
+                await self.queue.release(job)
+            raise
+        if not fresh:
+            if reserved:
+                await self.queue.release(job)
             if not await self._known(peer, user, query, routing is not None):
                 raise _retry_now("the intent changed hands while it was submitted")
             return
@@ -150,6 +162,8 @@ class Dispatcher:
                 self._billing.hold(user, query.guid, price, query.authorisation)
             except Exception as exc:
                 # No hold, no intent: nothing may run (or be restored) unpaid.
+                if reserved:
+                    await self.queue.release(job)
                 await self._journal.discard(query.guid)
                 if isinstance(exc, PaymentRefused):
                     raise Rejected(exc.code, exc.message, exc.hint, **exc.detail) from None
@@ -163,7 +177,6 @@ class Dispatcher:
                     price=exc.price,
                 ) from None
             self._subs.ledger_event("hold", query.guid, user, price)
-        job = Job(query.guid, user, intent, query, price, time.monotonic(), client=peer)
         await self._accept(job, fresh=True, routing=routing)
 
     async def _accept(self, job: Job, *, fresh: bool, routing: Routing | None = None) -> None:

@@ -38,6 +38,7 @@ class BrokerMetrics:
         self.rejections: Counter[str] = Counter()  # code
         self.bad_frames: Counter[tuple[str, str]] = Counter()  # (socket, code)
         self.task_errors: Counter[str] = Counter()  # background task -> failed runs (each logged, then retried)
+        self.undelivered: Counter[str] = Counter()  # store -> writes a stopping broker gave up on (logged)
         self._collector = _Collector(self)
         self.registry = CollectorRegistry()
         self.registry.register(self._collector)
@@ -57,6 +58,10 @@ class BrokerMetrics:
 
     def task_failed(self, task: str) -> None:
         self.task_errors[task] += 1
+
+    def gave_up(self, store: str, count: int) -> None:
+        """A stopping broker's grace ran out with ``count`` writes to ``store`` undone."""
+        self.undelivered[store] += count
 
     def render(self, live: dict[str, Any]) -> tuple[bytes, str]:
         """The Prometheus text: these counters plus ``live``, the gauges read
@@ -108,6 +113,14 @@ class _Collector:
         for task, n in sorted(m.task_errors.items()):
             failed.add_metric([task], n)
         yield failed
+        undelivered = CounterMetricFamily(
+            "mtor_stop_undelivered",
+            "Writes a stopping broker gave up on after its grace (logged; durable elsewhere)",
+            labels=["store"],
+        )
+        for store, n in sorted(m.undelivered.items()):
+            undelivered.add_metric([store], n)
+        yield undelivered
 
         s = self.live
         depth = GaugeMetricFamily("mtor_queue_depth", "Queued intents", labels=["intent"])

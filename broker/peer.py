@@ -114,9 +114,11 @@ class Peer:
             parts.append(data)
         transport.writelines(parts)
 
-    async def close(self, code: int = 1000, message: bytes = b"") -> None:
-        """Close after everything queued so far has been written."""
-        await self._outbox.settle()
+    async def close(self, code: int = 1000, message: bytes = b"", *, settle: bool = True) -> None:
+        """Close after everything queued so far has been written (``settle``;
+        a stopping broker settles the outbox itself, for a bounded time)."""
+        if settle:
+            await self._outbox.settle()
         self.closed = True
         if not self.ws.closed:
             await self.ws.close(code=code, message=message)

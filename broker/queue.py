@@ -57,6 +57,16 @@ class JobQueue(Protocol):
         """Where free workers are, and who starts jobs on them (given once, by the dispatcher)."""
         ...
 
+    def reserve(self, job: Job) -> bool:
+        """Start queueing a new intent while the journal writes its row; it
+        starts nowhere before :meth:`enqueue` and :meth:`release` takes it
+        back. False: this queue does nothing ahead (enqueue does it all)."""
+        ...
+
+    async def release(self, job: Job) -> None:
+        """Take back what :meth:`reserve` started (the journal refused the intent)."""
+        ...
+
     async def enqueue(self, job: Job, *, force: bool = False) -> int:
         """Queue a new intent; its position (0 = next). ``force`` (an intent
         accepted once already) skips the limit. Raises QueueFull or
@@ -139,6 +149,12 @@ class SafeQueue:
     def serve(self, registry: WorkerRegistry, host: Host) -> None:
         self._registry = registry
         self._host = host
+
+    def reserve(self, job: Job) -> bool:
+        return False  # enqueue answers at once
+
+    async def release(self, job: Job) -> None:
+        pass
 
     async def enqueue(self, job: Job, *, force: bool = False) -> int:
         return self.push(job, force=force)

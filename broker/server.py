@@ -12,6 +12,7 @@ import contextlib
 import inspect
 import logging
 import signal
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -79,6 +80,7 @@ class BrokerServer:
         self.teller = Teller(money) if money is not None else None
         self.port = 0
         self.restored = 0  # intents queued again from the journal at start
+        self.undelivered: dict[str, int] = {}  # store -> writes the last stop gave up on
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stores: Stores | None = None
@@ -232,6 +234,16 @@ class BrokerServer:
             log.warning("the intent recogniser did not load before joining the realm", exc_info=True)
 
     async def stop(self) -> None:
+        """Stop serving, then give the writes still on their way to the journal
+        and the engine ``stop_grace_s`` seconds in all. Whatever is left then
+        (its server does not answer) is logged, counted in /metrics
+        (``mtor_stop_undelivered_total``) and set in :attr:`undelivered`: it is
+        durable elsewhere (docs/scale.md, "When something fails")."""
+        deadline = time.monotonic() + self.config.stop_grace_s
+
+        def left() -> float:
+            return max(0.0, deadline - time.monotonic())
+
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -240,29 +252,55 @@ class BrokerServer:
         parts = self.parts
         parts.router.close()
         parts.subs.close()
+        # What peers were sent goes first, unless it waits for a store that does not answer.
+        await _within("", parts.outbox.settle(), left(), parts.metrics)
         if self.federation is not None:
             await self.federation.stop()
         await asyncio.gather(
-            *(peer.close(code=1001, message=b"broker shutting down") for peer in parts.peers),
+            *(peer.close(code=1001, message=b"broker shutting down", settle=False) for peer in parts.peers),
             return_exceptions=True,
         )
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        await parts.trust.sweep()  # the last counters
+        await _within("the last trust counters", parts.trust.sweep(), left(), parts.metrics)
         if self._background is not None:
-            await self._background.drain()
+            await _within("background writes", self._background.drain(), left(), parts.metrics)
         parts.openai.keys.close()
         parts.dispatcher.close()
-        await parts.outbox.settle()
+        # Frames wait for the journal's commit: those of intents whose outcome
+        # cannot be stored are never sent (their clients resubmit the guids).
+        await _within("", parts.outbox.settle(), left(), parts.metrics)
         if self._shared is not None:
-            await self._shared.close()
+            self.undelivered["engine"] = await self._shared.close(left())
             self._shared = None
         if self._stores is not None:
-            await self._stores.close()
+            self.undelivered["journal"] = await self._stores.close(left())
             self._stores = None
         if self.teller is not None:
             self.teller.close()
+        self._report_undelivered(parts.metrics)
+
+    def _report_undelivered(self, metrics: BrokerMetrics) -> None:
+        self.undelivered = {store: n for store, n in self.undelivered.items() if n}
+        if not self.undelivered:
+            return
+        for store, n in self.undelivered.items():
+            metrics.gave_up(store, n)
+        log.warning("%s", self.undelivered_message())
+
+    def undelivered_message(self) -> str:
+        """What a stop left undone, for people ("" if nothing)."""
+        what = {"journal": "outcome(s) to the journal (PostgreSQL)", "engine": "operation(s) to the engine (Redis)"}
+        parts = [f"{n} {what[store]}" for store, n in self.undelivered.items()]
+        if not parts:
+            return ""
+        return (
+            f"stopped after its {self.config.stop_grace_s:g} s grace and could not deliver "
+            + " and ".join(parts)
+            + ": nothing is lost, those intents stay unfinished in the journal (or running in the engine) "
+            "and run again on another broker or after a restart (docs/scale.md)"
+        )
 
     async def __aenter__(self) -> BrokerServer:
         await self.start()
@@ -270,6 +308,23 @@ class BrokerServer:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+async def _within(what: str, work: Awaitable[None], seconds: float, metrics: BrokerMetrics) -> None:
+    """``work`` for at most ``seconds`` (a stopping broker's grace); a failure
+    or a timeout of ``what`` is logged and counted, and the stop goes on."""
+    task = asyncio.ensure_future(work)
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        task.cancel()
+        await asyncio.wait({task}, timeout=1.0)
+        if what:
+            metrics.task_failed("stop")
+            log.warning("stopping: gave up on %s after the grace", what)
+        return
+    if not task.cancelled() and task.exception() is not None:
+        metrics.task_failed("stop")
+        log.warning("stopping: %s failed: %s", what or "the last frames", task.exception())
 
 
 async def _every(

@@ -9,6 +9,8 @@ and the accounts (broker.accounts.AccountStore).
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
     from broker.journal import Journal
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+POOL_CLOSE_S = 1.0  # the pool's own tasks (reconnecting to a database that is gone) get this long
 
 
 def is_postgres(db: object) -> bool:
@@ -31,11 +34,18 @@ class Stores:
     journal: Journal
     history: History
     accounts: AccountStore
-    _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # Each closer gets the seconds it may wait for its server and returns the
+    # outcomes it could not store in that time.
+    _closers: list[Callable[[float], Awaitable[int]]] = field(default_factory=list)
 
-    async def close(self) -> None:
+    async def close(self, grace: float = math.inf) -> int:
+        """Close every store; what is still being written gets ``grace`` seconds.
+        Returns the intents' outcomes left unstored (see PgJournal.settle)."""
+        deadline = time.monotonic() + grace
+        left = 0
         for close in self._closers:
-            await close()
+            left += await close(max(0.0, deadline - time.monotonic()))
+        return left
 
 
 async def open_stores(config: BrokerConfig, report: Callable[[str], None]) -> Stores:
@@ -52,9 +62,10 @@ async def open_stores(config: BrokerConfig, report: Callable[[str], None]) -> St
         accounts = PgAccounts(pool)
         await accounts.reload()
 
-        async def close_pool() -> None:
-            await pg_journal.close()
-            await pool.close()
+        async def close_pool(grace: float) -> int:
+            left = await pg_journal.settle(grace)
+            await pool.close(timeout=POOL_CLOSE_S)
+            return left
 
         return Stores(pg_journal, PgHistory(pool), accounts, [close_pool])
     from broker.accounts import SqliteAccounts, accounts_path
@@ -64,5 +75,11 @@ async def open_stores(config: BrokerConfig, report: Callable[[str], None]) -> St
     db = config.resolved_db_path()
     journal = SqliteJournal(db)
     sqlite_accounts = SqliteAccounts(accounts_path(db))
-    return Stores(journal, SqliteHistory(db), sqlite_accounts, [journal.close, sqlite_accounts.close])
+
+    async def close_files(grace: float) -> int:
+        await journal.close()  # a local file: it commits at once
+        await sqlite_accounts.close()
+        return 0
+
+    return Stores(journal, SqliteHistory(db), sqlite_accounts, [close_files])
 

@@ -40,6 +40,7 @@ log = logging.getLogger("mtor.broker")
 SCRIPT = (resources.files("broker.engine") / "realm.lua").read_text(encoding="utf-8")
 COMMAND_TIMEOUT_S = 5.0
 INBOX_BLOCK_MS = 1000
+LAZY_S = 0.005  # the longest a lazy call waits for a round to ride with
 # Redis does not answer (down, restarting, loading its append-only file, unreachable).
 DOWN = (rex.ConnectionError, rex.TimeoutError, rex.BusyLoadingError, OSError, asyncio.TimeoutError)
 
@@ -83,6 +84,9 @@ class Link:
         )
         self._script = self._redis.register_script(SCRIPT)
         self._pending: list[_Call] = []
+        self._lazy: list[_Call] = []  # lazy calls waiting for the next round (see call)
+        self._lazy_timer: asyncio.TimerHandle | None = None
+        self._sending: list[_Call] = []  # the round on the wire (or waiting to be retried)
         self._sender: asyncio.Task[None] | None = None
         self._inbox: asyncio.Task[None] | None = None
         self._closing = False
@@ -93,19 +97,50 @@ class Link:
 
     # --- rounds -----------------------------------------------------------
 
-    def call(self, op: dict[str, Any], blobs: Iterable[bytes] = (), *, keep: bool = False) -> asyncio.Future[Reply]:
-        """Schedule ``op`` for this pass's round; its Reply, or Unavailable."""
+    def call(
+        self, op: dict[str, Any], blobs: Iterable[bytes] = (), *, keep: bool = False, lazy: bool = False
+    ) -> asyncio.Future[Reply]:
+        """Schedule ``op`` for this pass's round; its Reply, or Unavailable.
+
+        ``lazy`` (bookkeeping no one waits for, e.g. a finished job's): it
+        rides with the next round instead of making one, or goes after at most
+        LAZY_S. A round of its own would hold up the next intent's round by a
+        round trip, and at one intent in flight nearly every round is one.
+        Calls still reach Redis in the order they were made."""
         call = _Call(op, list(blobs), keep)
+        if lazy and not self._pending:
+            self._lazy.append(call)
+            if self._lazy_timer is None:
+                self._lazy_timer = asyncio.get_running_loop().call_later(LAZY_S, self._send_lazy)
+            return call.done
+        if self._lazy:
+            self._pending.extend(self._take_lazy())
         self._pending.append(call)
         if self._sender is None:
             self._sender = asyncio.get_running_loop().create_task(self._rounds(), name="mtor-engine-rounds")
         return call.done
+
+    def _take_lazy(self) -> list[_Call]:
+        if self._lazy_timer is not None:
+            self._lazy_timer.cancel()
+            self._lazy_timer = None
+        lazy, self._lazy = self._lazy, []
+        return lazy
+
+    def _send_lazy(self) -> None:
+        self._lazy_timer = None
+        if not self._lazy:
+            return
+        self._pending[:0] = self._take_lazy()  # made before anything pending now
+        if self._sender is None:
+            self._sender = asyncio.get_running_loop().create_task(self._rounds(), name="mtor-engine-rounds")
 
     async def _rounds(self) -> None:
         delay = 0.05
         try:
             while self._pending:
                 calls, self._pending = self._pending, []
+                self._sending = calls
                 try:
                     reply = await self._round(calls)
                 except DOWN as exc:
@@ -133,6 +168,7 @@ class Link:
                         c.done.set_result(Reply(result if isinstance(result, dict) else {}, reply[1]))
         finally:
             self._sender = None
+            self._sending = []
 
     async def _round(self, calls: list[_Call]) -> tuple[list[Any], list[bytes]]:
         argv: list[bytes | str] = [self.prefix, self.id, b""]
@@ -193,27 +229,44 @@ class Link:
                         self._report("engine-inbox")
                         log.exception("inbox entry %s could not be handled", entry_id)
 
-    async def stop_listening(self) -> None:
+    async def stop_listening(self, grace: float = INBOX_BLOCK_MS / 1000 + COMMAND_TIMEOUT_S) -> None:
+        """Stop reading the inbox, waiting at most ``grace`` seconds for the read to end."""
         self._closing = True
         if self._inbox is not None:
-            # Not cancelled: redis-py can hang in a blocking read it was told to
-            # cancel. An entry wakes the read at once and the loop ends.
+            # Not cancelled first: redis-py can hang in a blocking read it was
+            # told to cancel. An entry wakes the read at once and the loop ends.
+            deadline = time.monotonic() + grace
             with contextlib.suppress(*DOWN):
-                await self._redis.xadd(f"{self.prefix}inbox:{self.id}", {"c:wake": b""})
-            done, _ = await asyncio.wait({self._inbox}, timeout=INBOX_BLOCK_MS / 1000 + COMMAND_TIMEOUT_S)
+                await asyncio.wait_for(self._redis.xadd(f"{self.prefix}inbox:{self.id}", {"c:wake": b""}), grace)
+            done, _ = await asyncio.wait({self._inbox}, timeout=max(0.0, deadline - time.monotonic()))
             if not done:
-                self._inbox.cancel()
+                self._inbox.cancel()  # Redis does not answer: nothing is read anyway
+                await asyncio.wait({self._inbox}, timeout=1.0)
             self._inbox = None
 
-    async def close(self) -> None:
-        await self.stop_listening()
+    def undelivered(self) -> int:
+        """Operations that must not be lost and that Redis has not taken yet."""
+        return sum(1 for c in (*self._sending, *self._pending, *self._lazy) if c.keep and not c.done.done())
+
+    async def close(self, grace: float = COMMAND_TIMEOUT_S) -> int:
+        """Send what is left, for at most ``grace`` seconds; the number of
+        operations that must not be lost that Redis never took (logged)."""
+        deadline = time.monotonic() + grace
+        await self.stop_listening(grace)
+        self._send_lazy()
+        left = 0
         if self._sender is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._sender), COMMAND_TIMEOUT_S)
-            except (TimeoutError, asyncio.CancelledError):
-                log.warning("the realm's engine did not take %d last operation(s)", len(self._pending))
+            await asyncio.wait({self._sender}, timeout=max(0.0, deadline - time.monotonic()))
+            left = self.undelivered()
+            if self._sender is not None and not self._sender.done():
+                self._sender.cancel()  # it retries against a Redis that does not answer
+                await asyncio.wait({self._sender}, timeout=1.0)
+            for c in (*self._sending, *self._pending, *self._lazy):
+                c.done.cancel()
+            self._sending, self._pending, self._lazy = [], [], []
         await self._redis.aclose()
         await self._reader.aclose()
+        return left
 
 
 def _unavailable(exc: BaseException) -> Unavailable:

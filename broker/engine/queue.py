@@ -27,7 +27,7 @@ import orjson
 from broker.engine.link import Link, Reply, items
 from broker.engine.remote import RemotePeer
 from broker.jobs import Ending, Job
-from broker.protocol import SubmitQuery, encode
+from broker.protocol import SubmitQuery, Unavailable, encode
 from broker.queue import Host, QueueFull
 
 if TYPE_CHECKING:
@@ -57,6 +57,7 @@ class SharedQueue:
         # waits in Redis' hungry list and is told when one arrives, so a slot
         # that frees meanwhile needs no pull.
         self._hungry: set[str] = set()
+        self._held: dict[str, asyncio.Future[Reply]] = {}  # guid -> its reserve, until enqueue or release
         self._idle: asyncio.Task[None] | None = None
 
     def serve(self, registry: WorkerRegistry, host: Host) -> None:
@@ -66,28 +67,72 @@ class SharedQueue:
 
     # --- what the dispatcher asks ------------------------------------------
 
+    def reserve(self, job: Job) -> bool:
+        """Send a new intent to Redis while the journal writes its row (one
+        round trip in parallel with the other instead of two in a row): taken
+        at once for a free worker here when its queue is empty, else held out
+        of the queue; nothing starts before :meth:`enqueue` (row written) or
+        goes with :meth:`release` (refused). Not worth it when the intent has
+        no free worker here or its queue had work at the last beat: it would
+        be held, and its confirm is the push it saves."""
+        if self.depth(job.intent):
+            return False
+        offer = self._offer(job.intent)
+        if not offer:
+            return False
+        self._held[job.guid] = self._link.call(self._push(job, offer, force=False, hold=True), [encode(job.query)])
+        return True
+
+    async def release(self, job: Job) -> None:
+        held = self._held.pop(job.guid, None)
+        if held is None:
+            return
+        try:
+            result = (await held).result
+        except Unavailable:
+            result = {"held": True}  # it may have been stored before the link failed
+        if "popped" in result or "held" in result:
+            self._drop(job.guid)
+
+    def _drop(self, guid: str) -> None:
+        # Kept and sent in order: it reaches Redis before anything the dispatcher asks next.
+        self._link.call({"op": "drop", "g": guid}, keep=True)
+
     async def enqueue(self, job: Job, *, force: bool = False) -> int:
-        reply = await self._link.call(
-            {
-                "op": "push",
-                "g": job.guid,
-                "u": job.user,
-                "i": job.intent,
-                "m": job.query.model or "",
-                "p": str(job.price_held),
-                "home": self._link.id,
-                "limit": None if force else self._limit,
-                "ulimit": None if force else self._user_limit,
-                "offer": self._offer(job.intent),
-            },
-            [encode(job.query)],
-        )
+        held = self._held.pop(job.guid, None)
+        if held is not None:
+            try:
+                reply = await held
+                if "held" in reply.result:
+                    reply = await self._link.call({"op": "confirm", "g": job.guid, "offer": self._offer(job.intent)})
+            except Unavailable:
+                self._drop(job.guid)
+                raise
+            if "exists" in reply.result or "gone" in reply.result:
+                held = None  # live elsewhere already, or lost by Redis meanwhile: a plain push settles it
+        if held is None:
+            reply = await self._link.call(self._push(job, self._offer(job.intent), force=force), [encode(job.query)])
         result = reply.result
         if "full" in result:
             raise QueueFull(job.intent, int(result["full"]), str(result.get("scope", "realm")))
         self._note_hunger(job.intent, result)
         self._start(reply, items(result.get("popped")))
         return int(result.get("pos", 0))
+
+    def _push(self, job: Job, offer: list[dict[str, Any]], *, force: bool, hold: bool = False) -> dict[str, Any]:
+        return {
+            "op": "push",
+            "g": job.guid,
+            "u": job.user,
+            "i": job.intent,
+            "m": job.query.model or "",
+            "p": str(job.price_held),
+            "home": self._link.id,
+            "limit": None if force else self._limit,
+            "ulimit": None if force else self._user_limit,
+            "offer": offer,
+            "hold": hold,
+        }
 
     def _note_hunger(self, intent: str, result: dict[str, Any]) -> None:
         if "hungry" not in result:
@@ -170,7 +215,9 @@ class SharedQueue:
         sent = job.client.home if isinstance(job.client, RemotePeer) else ""
         op = {"op": "done", "g": job.guid, "sent": sent}
         # After the pass's commit, with the frames: the outcome is stored first.
-        self.outbox.later(lambda: self._link.call(op, [outcome], keep=True))
+        # Lazy: only Redis' bookkeeping waits for it (and a client that moved
+        # to another broker meanwhile, rarely), not this intent's client.
+        self.outbox.later(lambda: self._link.call(op, [outcome], keep=True, lazy=True))
 
     async def expired(self, limit_s: float) -> list[Job]:
         reply = await self._link.call({"op": "expire", "limit": limit_s})

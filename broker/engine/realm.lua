@@ -7,13 +7,14 @@
 --
 -- Keys (P = prefix):
 --   P job:G        hash: q (payload blob), user, intent, model ('' = any), price,
---                  home (broker of its client, '' = none), state ('q' queued | 'r' running),
+--                  home (broker of its client, '' = none), state ('q' queued | 'r' running |
+--                  'h' held: its journal row is being written, see hold),
 --                  broker (running on), attempts, tried (JSON list), t (accepted), w (waiting since)
 --   P rr:I         list: users with queued intents of intent I, in round-robin order
 --   P uq:I:U       list: user U's queued guids of intent I, oldest first
 --   P depth:I      queued intents of intent I
 --   P intents      set of intents that have (or had) a queue
---   P run:B        set: guids running on broker B
+--   P run:B        set: guids running on (or held by) broker B
 --   P hungry:I     list: brokers with free workers for I that found its queue empty
 --   P live:U       set: U's queued or running guids (realm-wide per-user limits)
 --   P inbox:B      stream: frames and requests for broker B
@@ -187,11 +188,32 @@ end
 
 local run = {}
 
+-- A new intent sent while its journal row is being written (op.hold): no
+-- broker may start it before that row exists. If its queue is empty and a free
+-- worker of this broker serves it, it is taken for that worker at once (what
+-- a push and a pop would do), and this broker starts it once the row is
+-- written; otherwise it is held out of every queue ('h') until `confirm`.
+-- Either way it is this broker's (run:me) until then: `drop` takes it back if
+-- the journal refused it, and a reap queues it again like a running job.
+local function hold(op)
+  local key = P .. 'job:' .. op.g
+  if tonumber(redis.call('GET', P .. 'depth:' .. op.i) or '0') == 0 then
+    enqueue(op.i, op.u, op.g, false)
+    local popped, hungry = pop_for(op.i, op.offer)
+    if #popped > 0 then return {pos = 0, popped = popped, hungry = hungry} end -- the queue held only this one
+    unqueue(op.i, op.u, op.g)
+  end
+  redis.call('HSET', key, 'state', 'h', 'broker', me)
+  redis.call('SADD', P .. 'run:' .. me, op.g)
+  return {held = true}
+end
+
 -- A new intent (or one the journal holds that no broker has): queue it, then
 -- hand this broker's free workers what the round robin gives them.
 function run.push(op)
   local key = P .. 'job:' .. op.g
   if redis.call('EXISTS', key) == 1 then
+    if op.hold then return {exists = true} end -- the journal's answer decides what it is
     if op.home ~= '' then redis.call('HSET', key, 'home', op.home) end
     return {exists = true}
   end
@@ -204,11 +226,43 @@ function run.push(op)
   redis.call('HSET', key, 'q', blob(op, 0), 'user', op.u, 'intent', op.i, 'model', op.m, 'price', op.p,
              'home', op.home, 'attempts', 0, 'tried', '[]', 't', op.t or now)
   redis.call('SADD', P .. 'live:' .. op.u, op.g)
+  if op.hold then return hold(op) end
   enqueue(op.i, op.u, op.g, false)
   local pos = position(op.i, op.u)
   local popped, hungry = pop_for(op.i, op.offer)
   if redis.call('HGET', key, 'state') == 'q' then wake(op.i) end
   return {pos = pos, popped = popped, hungry = hungry}
+end
+
+-- A held intent's journal row is written: into the queue with it, as a push.
+function run.confirm(op)
+  local key = P .. 'job:' .. op.g
+  local f = redis.call('HMGET', key, 'state', 'intent', 'user', 'broker')
+  if not f[1] then return {gone = true} end -- Redis lost it meanwhile: push it again
+  if f[1] ~= 'h' or f[4] ~= me then return {} end -- reaped meanwhile: queued already
+  redis.call('SREM', P .. 'run:' .. me, op.g)
+  enqueue(f[2], f[3], op.g, false)
+  local pos = position(f[2], f[3])
+  local popped, hungry = pop_for(f[2], op.offer)
+  if redis.call('HGET', key, 'state') == 'q' then wake(f[2]) end
+  return {pos = pos, popped = popped, hungry = hungry}
+end
+
+-- The journal refused a held intent (it knew the guid, or did not answer):
+-- it goes, unless a client on another broker claimed it meanwhile (that
+-- broker found it in the journal): then it is queued for that one.
+function run.drop(op)
+  local key = P .. 'job:' .. op.g
+  local f = redis.call('HMGET', key, 'state', 'broker', 'user', 'home', 'intent')
+  if not f[1] or f[2] ~= me or f[1] == 'q' then return {} end
+  redis.call('SREM', P .. 'run:' .. me, op.g)
+  if f[4] ~= '' and f[4] ~= me then
+    enqueue(f[5], f[3], op.g, true)
+    wake(f[5])
+    return {}
+  end
+  forget(op.g, f[3])
+  return {}
 end
 
 function run.pull(op)

@@ -201,7 +201,9 @@ class SharedRealm:
             current[w.id] = orjson.dumps(entry).decode()
         gone = sorted(self._published - set(current))
         self._published = set(current)
-        self.link.call({"op": "workers", "set": current, "del": gone})
+        # Nobody waits for it: a failure (Redis down) is logged and counted by
+        # the link, and the next beat sends the list again.
+        self.link.call({"op": "workers", "set": current, "del": gone}).add_done_callback(_seen)
 
     def workers_changed(self) -> None:
         """A worker joined or left: tell the realm now, not at the next beat."""
@@ -266,15 +268,23 @@ class SharedRealm:
 
     # --- leaving -------------------------------------------------------------
 
-    async def close(self) -> None:
+    async def close(self, grace: float) -> int:
+        """Leave the realm, giving Redis at most ``grace`` seconds; the number
+        of operations that must not be lost that it never took."""
+        deadline = time.monotonic() + grace
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.queue is not None:
             await self.queue.close()
-        await self.link.stop_listening()
+        await self.link.stop_listening(grace)
         try:
-            await asyncio.wait_for(self.link.call({"op": "leave"}), 5.0)
-        except (Unavailable, TimeoutError):
+            await asyncio.wait_for(self.link.call({"op": "leave"}), max(0.0, deadline - time.monotonic()))
+        except (Unavailable, TimeoutError, asyncio.CancelledError):
             log.warning("could not tell the realm this broker left; it is reaped in %g s", self._cfg.engine_dead_s)
-        await self.link.close()
+        return await self.link.close(max(0.0, deadline - time.monotonic()))
+
+
+def _seen(done: asyncio.Future[Any]) -> None:
+    if not done.cancelled():
+        done.exception()  # retrieved: asyncio would log it as never retrieved

@@ -142,11 +142,13 @@ class Federation:
         )
 
     async def stop(self) -> None:
+        """Close every federation socket (the broker settled its outbox before, for a bounded time)."""
         await asyncio.gather(*(link.stop() for link in self.links.values()), return_exceptions=True)
         self.links = {}
         if self._origins is not None:
+            origins = self._origins.connected.values()
             await asyncio.gather(
-                *(o.peer.close(code=1001, message=b"broker shutting down") for o in self._origins.connected.values()),
+                *(o.peer.close(code=1001, message=b"broker shutting down", settle=False) for o in origins),
                 return_exceptions=True,
             )
         await asyncio.gather(*self._stopping, return_exceptions=True)

@@ -135,7 +135,7 @@ class PeerWorker(Peer):
         if frames and not self.closed:
             self._link.outgoing(frames)
 
-    async def close(self, code: int = 1000, message: bytes = b"") -> None:
+    async def close(self, code: int = 1000, message: bytes = b"", *, settle: bool = True) -> None:
         self.closed = True
         await self._link.hang_up(code, message)
 

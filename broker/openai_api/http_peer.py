@@ -112,5 +112,5 @@ class HttpPeer(Peer):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def close(self, code: int = 1000, message: bytes = b"") -> None:
+    async def close(self, code: int = 1000, message: bytes = b"", *, settle: bool = True) -> None:
         self.closed = True

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -216,11 +217,26 @@ class PgJournal:
 
         await on_connection(self._pool, update)
 
+    async def settle(self, grace: float) -> int:
+        """Store what is committed, for at most ``grace`` seconds (the broker is
+        stopping); the number of outcomes left unstored. Their intents stay
+        unfinished in the journal, so they run again (docs/scale.md)."""
+        self.commit()
+        for task in (self._storing, self._adding):
+            if task is not None and not task.done():
+                await asyncio.wait({task}, timeout=grace)
+                if not task.done():
+                    task.cancel()  # it waits for a database that does not answer
+                    await asyncio.wait({task}, timeout=1.0)
+        left = sum(len(rows) for rows, _ in self._stored)
+        for _, stored in self._stored:
+            stored.cancel()  # their frames are never sent: the clients resubmit the guids
+        self._stored.clear()
+        return left
+
     async def close(self) -> None:
         """Store what is committed (for as long as the database takes to answer)."""
-        self.commit()
-        if self._storing is not None:
-            await asyncio.shield(self._storing)
+        await self.settle(math.inf)
 
 
 def _record(row: tuple[Any, ...]) -> IntentRecord:

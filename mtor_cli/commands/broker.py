@@ -56,6 +56,13 @@ def serve(
         help="PostgreSQL's synchronous_commit for the broker: off (a crash of the database server may lose "
         "its last ~0.6 s of commits) or on (every commit waits for the disk). See docs/scale.md.",
     ),
+    stop_grace: float = typer.Option(
+        5.0,
+        "--stop-grace",
+        min=0.0,
+        help="Seconds a stopping broker waits for writes still on their way to its database and engine; "
+        "what is left after that is logged and runs again elsewhere (docs/scale.md).",
+    ),
     realm: str = typer.Option("mtor", "--realm", help="Realm name shown to peers."),
     queue_limit: int = typer.Option(1000, "--queue-limit", min=1, help="Queued intents per intent."),
     user_queue_limit: int = typer.Option(
@@ -140,6 +147,7 @@ def serve(
         engine=engine,
         engine_beat_s=engine_beat,
         engine_dead_s=engine_dead,
+        stop_grace_s=stop_grace,
         realm=realm,
         queue_limit=queue_limit,
         user_queue_limit=user_queue_limit,
@@ -198,9 +206,11 @@ async def _serve(config: Any, paid: bool) -> None:
     )
     try:
         await stop.wait()
+        output.note(f"stopping (at most {config.stop_grace_s:g} s for what is on its way to the stores)")
     finally:
         await server.stop()
-        output.note("broker stopped")
+        # The warning above says what and why; this is the last line either way.
+        output.note("broker stopped" + (" with writes undelivered (see above)" if server.undelivered else ""))
 
 
 def _journal_name(config: Any) -> str:
