@@ -120,6 +120,18 @@ class Link:
             self._sender = asyncio.get_running_loop().create_task(self._rounds(), name="mtor-engine-rounds")
         return call.done
 
+    def withdraw(self, call: asyncio.Future[Reply]) -> bool:
+        """Take back a lazy call not sent yet (what it said is moot now); False if it went."""
+        for k, waiting in enumerate(self._lazy):
+            if waiting.done is call:
+                del self._lazy[k]
+                call.cancel()
+                if not self._lazy and self._lazy_timer is not None:
+                    self._lazy_timer.cancel()
+                    self._lazy_timer = None
+                return True
+        return False
+
     def _take_lazy(self) -> list[_Call]:
         if self._lazy_timer is not None:
             self._lazy_timer.cancel()

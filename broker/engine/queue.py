@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from broker.engine.state import RealmState
     from broker.outbox import Outbox
     from broker.peer import Recipient
-    from broker.registry import WorkerRegistry
+    from broker.registry import WorkerEntry, WorkerRegistry
 
 log = logging.getLogger("mtor.broker")
 
@@ -43,8 +43,21 @@ IDLE_PULL_S = 1.0  # a broker with free workers asks anyway this often (a lost n
 RESTORE_AGE_S = 10.0  # journaled this long ago and in no queue: its broker stopped before queueing it
 
 
+def running_here(job: Job, home: str) -> dict[str, Any]:
+    """The op that records in Redis that ``job`` runs on the calling broker
+    for a client on broker ``home`` (realm.lua's assert)."""
+    return {"op": "assert", "g": job.guid, "u": job.user, "i": job.intent, "m": job.query.model or "",
+            "p": str(job.price_held), "home": home, "attempts": job.attempts,
+            "tried": orjson.dumps(sorted(job.tried)).decode(), "t": time.time()}  # fmt: skip
+
+
 class SharedQueue:
-    def __init__(self, link: Link, limit: int, user_limit: int, outbox: Outbox, state: RealmState) -> None:
+    def __init__(
+        self, link: Link, limit: int, user_limit: int, outbox: Outbox, state: RealmState, *, local: bool = True
+    ) -> None:
+        """``local``: a new intent may start on a free worker here without
+        asking Redis first (see :meth:`reserve`); off where Redis must count
+        every live intent at once (a realm-wide --max-concurrent)."""
         self._link = link
         self._limit = limit
         self._user_limit = user_limit
@@ -57,7 +70,10 @@ class SharedQueue:
         # waits in Redis' hungry list and is told when one arrives, so a slot
         # that frees meanwhile needs no pull.
         self._hungry: set[str] = set()
-        self._held: dict[str, asyncio.Future[Reply]] = {}  # guid -> its reserve, until enqueue or release
+        # guid -> its reserve (None: it starts here without asking Redis), until enqueue or release
+        self._held: dict[str, asyncio.Future[Reply] | None] = {}
+        self._lazy_runs: dict[str, asyncio.Future[Reply]] = {}  # started here, Redis not told yet (maybe)
+        self._local = local
         self._idle: asyncio.Task[None] | None = None
 
     def serve(self, registry: WorkerRegistry, host: Host) -> None:
@@ -68,13 +84,26 @@ class SharedQueue:
     # --- what the dispatcher asks ------------------------------------------
 
     def reserve(self, job: Job) -> bool:
-        """Send a new intent to Redis while the journal writes its row (one
-        round trip in parallel with the other instead of two in a row): taken
-        at once for a free worker here when its queue is empty, else held out
-        of the queue; nothing starts before :meth:`enqueue` (row written) or
-        goes with :meth:`release` (refused). Not worth it when the intent has
-        no free worker here or its queue had work at the last beat: it would
-        be held, and its confirm is the push it saves."""
+        """Prepare a new intent's start while the journal writes its row.
+
+        - This broker waits in the intent's hungry list (the realm's queue
+          was empty when it last asked, with free workers here to spare, and
+          no push anywhere has told it of work since) and a worker here is
+          free for it: it starts here without asking Redis, as a lone broker
+          would; Redis hears of it lazily (:meth:`_started_here`), or not at
+          all if it ends first. Round robin has nothing to choose between.
+        - Else, if its queue had no work at the last beat and a worker here
+          has a free slot: it goes to Redis now, in parallel with the
+          journal's insert (one round trip beside the other instead of two
+          in a row), taken for that worker if the queue is still empty, else
+          held out of the queue.
+
+        Nothing starts before :meth:`enqueue` (the row is written), and
+        :meth:`release` takes it back (the journal refused it)."""
+        assert self._registry is not None
+        if self._local and job.intent in self._hungry and self._registry.pick(job) is not None:
+            self._held[job.guid] = None
+            return True
         if self.depth(job.intent):
             return False
         offer = self._offer(job.intent)
@@ -86,7 +115,7 @@ class SharedQueue:
     async def release(self, job: Job) -> None:
         held = self._held.pop(job.guid, None)
         if held is None:
-            return
+            return  # nothing was sent
         try:
             result = (await held).result
         except Unavailable:
@@ -99,6 +128,12 @@ class SharedQueue:
         self._link.call({"op": "drop", "g": guid}, keep=True)
 
     async def enqueue(self, job: Job, *, force: bool = False) -> int:
+        if job.guid in self._held and self._held[job.guid] is None:
+            del self._held[job.guid]
+            worker = self._registry.pick(job) if self._registry is not None else None
+            if worker is not None and job.intent in self._hungry:
+                self._started_here(job, worker)
+                return 0
         held = self._held.pop(job.guid, None)
         if held is not None:
             try:
@@ -118,6 +153,19 @@ class SharedQueue:
         self._note_hunger(job.intent, result)
         self._start(reply, items(result.get("popped")))
         return int(result.get("pos", 0))
+
+    def _started_here(self, job: Job, worker: WorkerEntry) -> None:
+        """Start ``job`` on ``worker`` here, and tell Redis lazily (with the next
+        round, or within LAZY_S) that it runs here: from then on a reap puts
+        it back in the queue if this broker dies. Until then only the journal
+        has it (unfinished), as between its row and its push: the client's
+        resubmission, or the reconcile, queues it again."""
+        assert self._host is not None and self._registry is not None
+        self._host.start(job, worker)
+        if not self._registry.has_free(job.intent):
+            self._hungry.discard(job.intent)  # full now: the next intent asks Redis, which learns it
+        self._lazy_runs[job.guid] = self._link.call(running_here(job, self._link.id), [encode(job.query)],
+                                                     keep=True, lazy=True)  # fmt: skip
 
     def _push(self, job: Job, offer: list[dict[str, Any]], *, force: bool, hold: bool = False) -> dict[str, Any]:
         return {
@@ -143,6 +191,7 @@ class SharedQueue:
             self._hungry.discard(intent)
 
     def requeue(self, job: Job) -> None:
+        self._lazy_runs.pop(job.guid, None)  # its assert goes first: calls keep their order
         self._hungry.discard(job.intent)  # it is queued again: whoever pulls next may take it
         self._link.call(
             {"op": "requeue", "g": job.guid, "attempts": job.attempts, "tried": orjson.dumps(sorted(job.tried)).decode()},
@@ -161,8 +210,8 @@ class SharedQueue:
             self._pulling[intent] = True
             return
         offer = self._offer(intent)
-        if not offer:
-            return
+        if not offer and not told:
+            return  # (told, it asks all the same: Redis then tells the next broker waiting)
         self._pulling[intent] = False
         self._link.call({"op": "pull", "i": intent, "offer": offer}).add_done_callback(
             lambda done: self._pulled(intent, done)
@@ -196,7 +245,7 @@ class SharedQueue:
         )
         result = reply.result
         if "removed" in result:
-            return self._job(reply, result["removed"])
+            return self._job(result["removed"], reply.blob(result["removed"]["q"]))
         return "running" in result
 
     async def claim(self, guid: str, user: str, client: Recipient, run: int, offset: int) -> Job | None:
@@ -204,7 +253,7 @@ class SharedQueue:
         found = reply.result.get("job")
         if not isinstance(found, dict):
             return None
-        job = self._job(reply, found)
+        job = self._job(found, reply.blob(found["q"]))
         job.client = client
         return job
 
@@ -214,14 +263,21 @@ class SharedQueue:
     def done(self, job: Job, outcome: bytes) -> None:
         sent = job.client.home if isinstance(job.client, RemotePeer) else ""
         op = {"op": "done", "g": job.guid, "sent": sent}
+
+        def tell() -> None:
+            run = self._lazy_runs.pop(job.guid, None)
+            if run is not None and self._link.withdraw(run):
+                return  # Redis never heard of it: nothing to tidy up
+            # Lazy: only Redis' bookkeeping waits for it (and a client that
+            # moved to another broker meanwhile, rarely), not this intent's client.
+            self._link.call(op, [outcome], keep=True, lazy=True)
+
         # After the pass's commit, with the frames: the outcome is stored first.
-        # Lazy: only Redis' bookkeeping waits for it (and a client that moved
-        # to another broker meanwhile, rarely), not this intent's client.
-        self.outbox.later(lambda: self._link.call(op, [outcome], keep=True, lazy=True))
+        self.outbox.later(tell)
 
     async def expired(self, limit_s: float) -> list[Job]:
         reply = await self._link.call({"op": "expire", "limit": limit_s})
-        return [self._job(reply, found) for found in items(reply.result.get("jobs"))]
+        return [self._job(found, reply.blob(found["q"])) for found in items(reply.result.get("jobs"))]
 
     async def restore(self, jobs: list[Job]) -> list[Job]:
         now_wall, now = time.time(), time.monotonic()
@@ -281,19 +337,29 @@ class SharedQueue:
             offer.append(slot)
         return offer
 
+    def told_to_run(self, told: dict[str, Any], fields: dict[bytes, bytes]) -> None:
+        """Jobs a push elsewhere popped for this broker's free workers (it
+        waited in the hungry list, with its offer): start them, as a pull's."""
+        self._note_hunger(str(told["i"]), told)
+        self._begin([(found, fields[b"q:" + str(found["g"]).encode()]) for found in items(told.get("jobs"))])
+
     def _start(self, reply: Reply, popped: list[dict[str, Any]]) -> None:
+        self._begin([(found, reply.blob(found["q"])) for found in popped])
+
+    def _begin(self, popped: list[tuple[dict[str, Any], bytes]]) -> None:
         registry, host = self._registry, self._host
         assert registry is not None and host is not None
-        for found in popped:
-            job = self._job(reply, found)
+        for found, query in popped:
+            job = self._job(found, query)
             worker = registry.pick(job)
             if worker is None:  # its free slot went to another job meanwhile
                 self.requeue(job)
                 continue
             host.start(job, worker)
 
-    def _job(self, reply: Reply, found: dict[str, Any]) -> Job:
-        """This broker's record of a job, or one made from its description in Redis."""
+    def _job(self, found: dict[str, Any], query: bytes) -> Job:
+        """This broker's record of a job, or one made from its description in Redis
+        (``query``: its payload)."""
         guid = found["g"]
         mine = self._jobs().get(guid)
         if mine is not None:
@@ -304,7 +370,7 @@ class SharedQueue:
             guid,
             found["user"],
             found["intent"],
-            _query.decode(reply.blob(found["q"])),
+            _query.decode(query),
             int(found["price"]),
             now - max(0.0, now_wall - float(found.get("t") or now_wall)),
             attempts=int(found.get("attempts") or 0),

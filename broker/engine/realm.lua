@@ -16,6 +16,7 @@
 --   P intents      set of intents that have (or had) a queue
 --   P run:B        set: guids running on (or held by) broker B
 --   P hungry:I     list: brokers with free workers for I that found its queue empty
+--   P offer:I      hash: hungry broker -> its free slots for I then (JSON), for wake to pop with
 --   P live:U       set: U's queued or running guids (realm-wide per-user limits)
 --   P inbox:B      stream: frames and requests for broker B
 --   P hb:B         presence: expires unless broker B beats
@@ -100,9 +101,12 @@ end
 -- head of each user's queue in order and takes the first that a free worker
 -- of `offer` ({{n = free slots, m = {model = true, ...}, o = owner}, ...})
 -- serves (a worker with `o` serves only that address: an owner-only intent);
--- that user goes to the back of the round. Pops until no free slot fits.
--- A broker whose free slots outlast the queue waits in hungry:I to be told.
-local function pop_for(i, offer)
+-- that user goes to the back of the round. Pops until no free slot fits, for
+-- broker `b` (default: the caller). Returns the popped guids.
+-- A broker whose free slots outlast the queue waits in hungry:I to be told,
+-- with what is left of its offer in offer:I (so a push can pop for it).
+local function pop_guids(i, offer, b)
+  b = b or me
   local popped = {}
   local free = 0
   for _, w in ipairs(offer) do free = free + w.n end
@@ -121,9 +125,9 @@ local function pop_for(i, offer)
           redis.call('LREM', rr, 1, u)
           if redis.call('LLEN', uq) > 0 then redis.call('RPUSH', rr, u) end
           redis.call('DECR', P .. 'depth:' .. i)
-          redis.call('HSET', P .. 'job:' .. g, 'state', 'r', 'broker', me)
-          redis.call('SADD', P .. 'run:' .. me, g)
-          popped[#popped + 1] = described(g)
+          redis.call('HSET', P .. 'job:' .. g, 'state', 'r', 'broker', b)
+          redis.call('SADD', P .. 'run:' .. b, g)
+          popped[#popped + 1] = g
           took = true
           break
         end
@@ -133,20 +137,53 @@ local function pop_for(i, offer)
     if not took then break end
   end
   local hungry = P .. 'hungry:' .. i
-  redis.call('LREM', hungry, 0, me)
-  if free > 0 then redis.call('RPUSH', hungry, me) end
+  redis.call('LREM', hungry, 0, b)
+  if free > 0 then
+    redis.call('RPUSH', hungry, b)
+    redis.call('HSET', P .. 'offer:' .. i, b, cjson.encode(offer))
+  else
+    redis.call('HDEL', P .. 'offer:' .. i, b)
+  end
   return popped, free > 0
 end
 
+local function pop_for(i, offer)
+  local guids, hungry = pop_guids(i, offer)
+  local popped = {}
+  for k, g in ipairs(guids) do popped[k] = described(g) end
+  return popped, hungry
+end
+
 -- Tell the broker that has waited longest for work of intent I that there is
--- some (this broker, if waiting too, stays listed: it just had its turn).
+-- some (this broker, if waiting too, stays listed: it just had its turn): the
+-- jobs its offer takes go in its inbox ('c:run', their payloads as 'q:G'), so
+-- it starts them without a round trip of its own; with no offer stored, or
+-- none that fits, it is told to pull.
 local function wake(i)
   local hungry = P .. 'hungry:' .. i
   for _, b in ipairs(redis.call('LRANGE', hungry, 0, -1)) do
     if b ~= me then
       redis.call('LREM', hungry, 1, b)
+      local stored = redis.call('HGET', P .. 'offer:' .. i, b)
+      redis.call('HDEL', P .. 'offer:' .. i, b)
       if alive(b) then
-        tell(b, 'c:pull', i)
+        local guids, still = {}, false
+        if stored then guids, still = pop_guids(i, cjson.decode(stored), b) end
+        if #guids == 0 then
+          tell(b, 'c:pull', i)
+          return
+        end
+        local jobs, fields = {}, {}
+        for k, g in ipairs(guids) do
+          local f = redis.call('HMGET', P .. 'job:' .. g, 'user', 'intent', 'price', 'home', 'attempts', 'tried',
+                               't', 'w', 'q')
+          jobs[k] = {g = g, user = f[1], intent = f[2], price = f[3], home = f[4], attempts = tonumber(f[5]),
+                     tried = f[6], t = tonumber(f[7]), w = tonumber(f[8])}
+          fields[#fields + 1] = 'q:' .. g
+          fields[#fields + 1] = f[9]
+        end
+        redis.call('XADD', P .. 'inbox:' .. b, 'MAXLEN', '~', 100000, '*',
+                   'c:run', cjson.encode({i = i, jobs = jobs, hungry = still}), unpack(fields))
         return
       end
     end
@@ -267,6 +304,9 @@ end
 
 function run.pull(op)
   local popped, hungry = pop_for(op.i, op.offer)
+  -- Told of work it cannot take (its workers filled since it said it was
+  -- hungry): the next broker waiting for this intent is told instead.
+  if #popped == 0 and tonumber(redis.call('GET', P .. 'depth:' .. op.i) or '0') > 0 then wake(op.i) end
   return {popped = popped, hungry = hungry}
 end
 
@@ -278,6 +318,10 @@ function run.requeue(op)
   if not f[1] or f[3] ~= me then return {} end
   redis.call('HSET', key, 'attempts', op.attempts, 'tried', op.tried)
   enqueue(f[1], f[2], op.g, true)
+  -- Its worker failed, or the offer a push popped it for was stale: this
+  -- broker waits no longer (its next pull says what it has).
+  redis.call('LREM', P .. 'hungry:' .. f[1], 0, me)
+  redis.call('HDEL', P .. 'offer:' .. f[1], me)
   wake(f[1])
   return {}
 end
@@ -360,8 +404,10 @@ function run.expire(op)
   return {jobs = taken}
 end
 
--- A job running here, after Redis lost it (restarted without its data) or
--- another broker queued it again from the journal meanwhile: running here.
+-- A job running here: one this broker started without asking (its queue was
+-- empty and a worker here free, broker/engine/queue.py), or one Redis lost
+-- (restarted without its data), or that another broker queued again from
+-- the journal meanwhile.
 function run.assert(op)
   local key = P .. 'job:' .. op.g
   local f = redis.call('HMGET', key, 'state', 'intent', 'user')

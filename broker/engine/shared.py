@@ -33,7 +33,7 @@ import orjson
 
 from broker.engine.limits import SharedLimits
 from broker.engine.link import Link, items
-from broker.engine.queue import SharedQueue
+from broker.engine.queue import SharedQueue, running_here
 from broker.engine.remote import RemotePeer
 from broker.engine.state import RealmState
 from broker.jobs import Ending
@@ -86,7 +86,9 @@ class SharedRealm:
         return SharedLimits(self._cfg, self.link)
 
     def make_queue(self, outbox: Outbox) -> SharedQueue:
-        self.queue = SharedQueue(self.link, self._cfg.queue_limit, self._cfg.user_queue_limit, outbox, self.state)
+        cfg = self._cfg
+        self.queue = SharedQueue(self.link, cfg.queue_limit, cfg.user_queue_limit, outbox, self.state,
+                                 local=not cfg.max_concurrent)  # fmt: skip
         return self.queue
 
     # --- broker.realm.Others -------------------------------------------------
@@ -216,12 +218,7 @@ class SharedRealm:
         for w in self._registry:
             for job in w.running.values():
                 home = job.client.home if isinstance(job.client, RemotePeer) else self.id
-                self.link.call(
-                    {"op": "assert", "g": job.guid, "u": job.user, "i": job.intent, "m": job.query.model or "",
-                     "p": str(job.price_held), "home": home, "attempts": job.attempts,
-                     "tried": orjson.dumps(sorted(job.tried)).decode(), "t": time.time()},
-                    [encode(job.query)], keep=True,
-                )  # fmt: skip
+                self.link.call(running_here(job, home), [encode(job.query)], keep=True)
 
     def _reconcile_soon(self) -> None:
         self._tasks.append(asyncio.get_running_loop().create_task(self._restore_now()))
@@ -252,6 +249,8 @@ class SharedRealm:
                 host.relay(name, value.split(b"\n"))
             elif key == b"c:pull":
                 self.queue.pull(value.decode(), told=True)
+            elif key == b"c:run":  # its jobs' payloads are this entry's q:G fields
+                self.queue.told_to_run(orjson.loads(value), fields)
             elif key == b"c:end":
                 request = orjson.loads(value)
                 host.end(request["g"], Ending(*request["ending"]))

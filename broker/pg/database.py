@@ -14,7 +14,7 @@ from broker.protocol import Unavailable
 
 log = logging.getLogger("mtor.broker")
 
-POOL_SIZE = 6  # journal adds and outcomes, history, accounts: each a statement at a time
+POOL_SIZE = 8  # journal adds and outcomes (one held each, see Held), history, accounts: each a statement at a time
 WAIT_S = 3.0  # how long a statement waits for a connection before it is "unavailable"
 SYNCHRONOUS_COMMIT = ("off", "local", "on")
 
@@ -34,6 +34,39 @@ async def on_connection(pool: AsyncConnectionPool[Any], work: Callable[[Any], Aw
     except psycopg.OperationalError:
         async with pool.connection() as conn:
             return await work(conn)
+
+
+class Held:
+    """One pooled connection kept by one writer (the journal's inserts, its
+    outcomes): a statement on the critical path of every intent skips the
+    pool's checkout and runs on a connection that has it prepared already."""
+
+    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
+        self._pool = pool
+        self._conn: Any = None
+
+    async def run(self, work: Callable[[Any], Awaitable[T]]) -> T:
+        """``work(connection)``, and once more on a new connection if the held
+        one was dead (as :func:`on_connection`). Raises what DOWN names."""
+        try:
+            return await work(await self._connection())
+        except psycopg.OperationalError:
+            await self.release()
+            return await work(await self._connection())
+        except BaseException:
+            await self.release()  # cancelled mid-statement, or a bug: its state is unknown
+            raise
+
+    async def _connection(self) -> Any:
+        if self._conn is None:
+            self._conn = await self._pool.getconn()
+        return self._conn
+
+    async def release(self) -> None:
+        """Give the connection back (the pool closes a broken one)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await self._pool.putconn(conn)
 
 
 async def open_pool(url: str, synchronous_commit: str = "off") -> AsyncConnectionPool[Any]:

@@ -26,7 +26,7 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 
 from broker.journal import QUEUED, IntentRecord
-from broker.pg.database import DOWN, first_line, on_connection, unavailable
+from broker.pg.database import DOWN, Held, first_line, on_connection, unavailable
 
 log = logging.getLogger("mtor.broker")
 
@@ -60,9 +60,12 @@ class PgJournal:
     def __init__(self, pool: AsyncConnectionPool[Any], report: Callable[[str], None]) -> None:
         """``report(task)`` counts a failed write in /metrics (it is logged and retried)."""
         self._pool = pool
+        self._inserts = Held(pool)  # each writer has its own connection: one statement at a time each
+        self._updates = Held(pool)
         self._report = report
         self._adds: list[tuple[IntentRecord, asyncio.Future[bool]]] = []
         self._adding: asyncio.Task[None] | None = None
+        self._leading = False  # an add() is writing its own batch (see add)
         self._finishes: list[Finish] = []
         self._stored: list[tuple[list[Finish], asyncio.Future[None]]] = []  # committed passes, not yet written
         self._storing: asyncio.Task[None] | None = None
@@ -94,34 +97,49 @@ class PgJournal:
         already there. Raises Unavailable when the database does not answer."""
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._adds.append((record, done))
-        if self._adding is None:
-            self._adding = asyncio.create_task(self._add_batches(), name="mtor-journal-add")
-        return await done
+        if self._adding is not None or self._leading:
+            return await done
+        # Nothing on the wire: this call writes its own batch itself (one task
+        # fewer to wake on the path of a lone intent) and hands what gathered
+        # meanwhile to a task.
+        self._leading = True
+        batch, self._adds = self._adds, []
+        try:
+            await self._write_adds(batch)
+        finally:
+            self._leading = False
+            if self._adds and self._adding is None:
+                self._adding = asyncio.create_task(self._add_batches(), name="mtor-journal-add")
+        return done.result()
 
     async def _add_batches(self) -> None:
         try:
             while self._adds:
                 batch, self._adds = self._adds, []
-                try:
-                    inserted = await self._insert(batch)
-                except Exception as exc:
-                    if not isinstance(exc, DOWN):
-                        self._report("journal-write")
-                        log.exception("journal: %d new intent(s) could not be stored", len(batch))
-                    error = unavailable(exc)
-                    for _, done in batch:
-                        if not done.done():
-                            done.set_exception(error)
-                    continue
-                seen: set[str] = set()
-                for record, done in batch:
-                    # A guid twice in one batch: only its first add can be the new one.
-                    fresh = record.guid in inserted and record.guid not in seen
-                    seen.add(record.guid)
-                    if not done.done():
-                        done.set_result(fresh)
+                await self._write_adds(batch)
         finally:
             self._adding = None
+
+    async def _write_adds(self, batch: list[tuple[IntentRecord, asyncio.Future[bool]]]) -> None:
+        """One INSERT for ``batch``; each add's future gets its answer."""
+        try:
+            inserted = await self._insert(batch)
+        except Exception as exc:
+            if not isinstance(exc, DOWN):
+                self._report("journal-write")
+                log.exception("journal: %d new intent(s) could not be stored", len(batch))
+            error = unavailable(exc)
+            for _, done in batch:
+                if not done.done():
+                    done.set_exception(error)
+            return
+        seen: set[str] = set()
+        for record, done in batch:
+            # A guid twice in one batch: only its first add can be the new one.
+            fresh = record.guid in inserted and record.guid not in seen
+            seen.add(record.guid)
+            if not done.done():
+                done.set_result(fresh)
 
     async def _insert(self, batch: list[tuple[IntentRecord, asyncio.Future[bool]]]) -> set[str]:
         records = [record for record, _ in batch]
@@ -148,7 +166,7 @@ class PgJournal:
             )
             return {row[0] for row in await cur.fetchall()}
 
-        return await on_connection(self._pool, insert)
+        return await self._inserts.run(insert)
 
     async def discard(self, guid: str) -> None:
         """Remove an intent just added that was then refused (no funds, a full queue)."""
@@ -215,7 +233,7 @@ class PgJournal:
                 ([r[0] for r in unique], [r[1] for r in unique], [r[2] for r in unique], [r[3] for r in unique]),
             )
 
-        await on_connection(self._pool, update)
+        await self._updates.run(update)
 
     async def settle(self, grace: float) -> int:
         """Store what is committed, for at most ``grace`` seconds (the broker is
@@ -232,6 +250,8 @@ class PgJournal:
         for _, stored in self._stored:
             stored.cancel()  # their frames are never sent: the clients resubmit the guids
         self._stored.clear()
+        for held in (self._inserts, self._updates):
+            await held.release()
         return left
 
     async def close(self) -> None:
