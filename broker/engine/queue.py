@@ -88,10 +88,11 @@ class SharedQueue:
 
         - This broker waits in the intent's hungry list (the realm's queue
           was empty when it last asked, with free workers here to spare, and
-          no push anywhere has told it of work since) and a worker here is
-          free for it: it starts here without asking Redis, as a lone broker
-          would; Redis hears of it lazily (:meth:`_started_here`), or not at
-          all if it ends first. Round robin has nothing to choose between.
+          no push anywhere has told it of work since), Redis answers, and a
+          worker here is free for it: it starts here without asking Redis,
+          as a lone broker would; Redis hears of it lazily
+          (:meth:`_started_here`), or not at all if it ends first. Round
+          robin has nothing to choose between.
         - Else, if its queue had no work at the last beat and a worker here
           has a free slot: it goes to Redis now, in parallel with the
           journal's insert (one round trip beside the other instead of two
@@ -101,7 +102,12 @@ class SharedQueue:
         Nothing starts before :meth:`enqueue` (the row is written), and
         :meth:`release` takes it back (the journal refused it)."""
         assert self._registry is not None
-        if self._local and job.intent in self._hungry and self._registry.pick(job) is not None:
+        if (
+            self._local
+            and job.intent in self._hungry
+            and self._link.up_since is not None  # with Redis down, new intents are refused (docs/scale.md)
+            and self._registry.pick(job) is not None
+        ):
             self._held[job.guid] = None
             return True
         if self.depth(job.intent):
