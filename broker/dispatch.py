@@ -10,10 +10,12 @@ a clear error and its hold is released.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import secrets
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -141,18 +143,24 @@ class Dispatcher:
             raise
         record = J.IntentRecord(query.guid, user, intent, J.QUEUED, encode(query), price, time.time())
         job = Job(query.guid, user, intent, query, price, time.monotonic(), client=peer)
+        if self._billing is None:
+            # It may start on a free worker here while the journal writes its
+            # row (nothing is charged); nothing it produces is used before.
+            job.backlog = []
         # A shared queue takes the intent while the journal writes it (two round
-        # trips at once); nothing starts before the row is written.
+        # trips at once); nothing it produces leaves before the row is written.
         reserved = self.queue.reserve(job)
         try:
             # The insert doubles as the idempotency check, so a new intent costs no lookup.
             fresh = await self._journal.add(record)
         except BaseException:
             if reserved:
+                self._abandon(job)
                 await self.queue.release(job)
             raise
         if not fresh:
             if reserved:
+                self._abandon(job)
                 await self.queue.release(job)
             if not await self._known(peer, user, query, routing is not None):
                 raise _retry_now("the intent changed hands while it was submitted")
@@ -163,6 +171,7 @@ class Dispatcher:
             except Exception as exc:
                 # No hold, no intent: nothing may run (or be restored) unpaid.
                 if reserved:
+                    self._abandon(job)
                     await self.queue.release(job)
                 await self._journal.discard(query.guid)
                 if isinstance(exc, PaymentRefused):
@@ -183,7 +192,8 @@ class Dispatcher:
         """Queue a journaled intent and tell its client. If the queue refuses
         a ``fresh`` one (journaled and held just now), nothing of it stays."""
         self.jobs[job.guid] = job
-        self._subs.intent_event(job, "queued")
+        if job.worker is None:  # (else it started while its row was written)
+            self._subs.intent_event(job, "queued")
         try:
             position = await self.queue.enqueue(job, force=not fresh)
         except (QueueFull, Unavailable) as exc:
@@ -205,7 +215,35 @@ class Dispatcher:
             encode(Accepted(guid=job.guid, intent=job.intent, position=position, price_held=job.price_held,
                             routing=routing)),
         )  # fmt: skip
+        backlog, job.backlog = job.backlog, None
+        for _, event in backlog or ():
+            event()  # after `accepted`, in order: tokens, then the result (stored before it leaves)
         self.queue.pull(job.intent)
+
+    def _parked(self, job: Job, event: Callable[[], object], *, final: bool = False) -> bool:
+        """Keep ``event`` for later if ``job``'s journal row is still being
+        written (``final``: its worker is done with it); True if kept."""
+        if job.backlog is None:
+            return False
+        job.backlog.append((final, event))
+        return True
+
+    def _abandon(self, job: Job) -> None:
+        """The journal refused an intent that started meanwhile: its worker
+        lets go of it, and nothing it produced is stored or sent."""
+        backlog, job.backlog = job.backlog, None
+        if backlog is None:
+            return
+        if self.jobs.get(job.guid) is job:
+            del self.jobs[job.guid]
+        worker = job.worker
+        if worker is None or worker.running.get(job.guid) is not job:
+            return  # it never started here, or its worker left
+        if any(final for final, _ in backlog):
+            self._detach(job, worker)  # it answered already: nothing to cancel
+            self._pump_worker(worker)
+        else:
+            self._let_go(job, worker)
 
     def _admit(self, user: str, intent: str, query: SubmitQuery) -> int:
         """Every check a new intent must pass before it is journaled; returns its price."""
@@ -273,6 +311,8 @@ class Dispatcher:
         job = self.jobs.get(query.guid)
         if job is None:
             return False
+        if job.backlog is not None:
+            raise _retry_now("the same guid is being submitted")
         self._check_same(job.user, job.query, user, query)
         job.client = peer
         self.queue.rehome(job, query.resume_run, query.resume_offset)
@@ -376,6 +416,8 @@ class Dispatcher:
         job = self.jobs.get(guid)
         if job is None or job.worker is None:
             return  # it finished meanwhile
+        if self._parked(job, lambda: self.end(guid, ending)):
+            return
         self._let_go(job, job.worker)
         self._finish_error(job, ending.code, ending.message, ending.hint, ending.state)
 
@@ -415,15 +457,19 @@ class Dispatcher:
         for handle in worker.letting_go.values():
             handle.cancel()
         worker.letting_go.clear()
+        message = f"worker {worker.id} disconnected mid-job"
         for job in list(worker.running.values()):
             self._detach(job, worker)
-            self._retry(job, "worker_failed", f"worker {worker.id} disconnected mid-job")
+            if not self._parked(job, functools.partial(self._retry, job, "worker_failed", message)):
+                self._retry(job, "worker_failed", message)
         self._subs.changed("workers", "stats")
 
     def on_token(self, worker: WorkerEntry, msg: Token | Progress) -> bool:
         job = worker.running.get(msg.guid)
         if job is None:
             return msg.guid in worker.letting_go  # late tokens of a job it gave up: drop quietly
+        if self._parked(job, lambda: self.on_token(worker, msg)):
+            return True
         if isinstance(msg, Token):
             job.tokens += 1
             self.counters["tokens"] += 1
@@ -442,6 +488,8 @@ class Dispatcher:
         job = worker.running.get(res.guid)
         if job is None:
             return self._released(worker, res.guid)
+        if self._parked(job, lambda: self.on_result(worker, res), final=True):
+            return True
         self._detach(job, worker)
         run_s = time.monotonic() - job.started_at
         if worker.health.success(run_s * 1000):
@@ -482,6 +530,8 @@ class Dispatcher:
         job = worker.running.get(failed.guid)
         if job is None:
             return self._released(worker, failed.guid)
+        if self._parked(job, lambda: self.on_failed(worker, failed), final=True):
+            return True
         self._detach(job, worker)
         if worker.hands_back(failed):
             # A worker shutting down gave it back: no fault of anyone's.
@@ -510,6 +560,8 @@ class Dispatcher:
     def _timed_out(self, job: Job) -> None:
         worker = job.worker
         if worker is None or worker.running.get(job.guid) is not job:
+            return
+        if self._parked(job, lambda: self._timed_out(job)):
             return
         self._let_go(job, worker)
         self._worker_failure(worker)
@@ -608,7 +660,10 @@ class Dispatcher:
             params=q.params,
             stream=q.stream,
         )
-        # After the commit: a worker never runs an intent the journal does not hold.
+        # After the commit: a worker never runs an intent the journal does not
+        # hold, except one a realm's broker starts while its row is written
+        # (job.backlog): what that worker sends waits for the row, and goes if
+        # the journal refuses the intent.
         self._outbox.send(worker.peer, encode(work))
         self._subs.intent_event(job, "running")
 

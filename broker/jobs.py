@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,12 @@ class Job:
     run: int = 0  # the current run's id (new at every dispatch; see protocol.Token)
     streamed: list[str] = field(default_factory=list)  # the current run's text, for a client that resumes
     stream_chars: int = 0  # len("".join(streamed))
+    # While its journal row is being written after it started (a realm's
+    # broker may start a new intent on its own free worker meanwhile, see
+    # broker.engine.queue.SharedQueue.reserve): what happened to it since,
+    # (its worker is done with it, the event), replayed once the row is
+    # written and dropped if the journal refuses the intent. None otherwise.
+    backlog: list[tuple[bool, Callable[[], object]]] | None = None
 
     @property
     def model(self) -> str | None:

@@ -109,6 +109,10 @@ class SharedQueue:
             and self._registry.pick(job) is not None
         ):
             self._held[job.guid] = None
+            if job.backlog is not None:  # it may start now: what it produces waits for the row (Dispatcher)
+                worker = self._registry.pick(job)
+                assert worker is not None
+                self._started_here(job, worker)
             return True
         if self.depth(job.intent):
             return False
@@ -120,8 +124,11 @@ class SharedQueue:
 
     async def release(self, job: Job) -> None:
         held = self._held.pop(job.guid, None)
+        run = self._lazy_runs.pop(job.guid, None)
+        if run is not None and not self._link.withdraw(run):
+            self._drop(job.guid)  # Redis heard it runs here: it goes
         if held is None:
-            return  # nothing was sent
+            return  # nothing (else) was sent
         try:
             result = (await held).result
         except Unavailable:
@@ -136,6 +143,8 @@ class SharedQueue:
     async def enqueue(self, job: Job, *, force: bool = False) -> int:
         if job.guid in self._held and self._held[job.guid] is None:
             del self._held[job.guid]
+            if job.worker is not None:
+                return 0  # started while its row was written
             worker = self._registry.pick(job) if self._registry is not None else None
             if worker is not None and job.intent in self._hungry:
                 self._started_here(job, worker)
