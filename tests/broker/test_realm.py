@@ -536,3 +536,26 @@ async def test_a_finished_guid_resubmitted_gets_its_stored_result_once(make_real
             assert again[-1].replayed and again[-1].text == first.text and again[-1].worker == first.worker
         assert (await client.ask("and then", intent="chat", timeout=10)).text == "and then"
     await worker.close()
+
+
+async def test_an_intent_started_while_postgres_is_down_is_refused_and_its_run_dropped(
+    make_realm, postgres_server: Any
+) -> None:
+    (broker,) = await make_realm(1)
+    worker = await FakeWorker(broker.url, slots=1, behaviour=echo(delay_s=0.2)).start()
+    await realm_sees([broker], 1)
+    async with TestClient(broker.url) as client:
+        assert (await client.ask("warm up", intent="chat")).text == "warm up"
+        await asyncio.to_thread(postgres_server.stop)
+        try:
+            guid = await client.submit("not while it is down", intent="chat")
+            seen = await client.collect(guid, timeout=30)
+        finally:
+            await asyncio.to_thread(postgres_server.start)
+        assert [type(m) for m in seen] == [Error] and seen[0].code == "unavailable", seen
+        assert "database" in seen[0].message
+        # Its worker started it before the journal failed; none of that run reached the client.
+        assert [w.prompt for w in worker.received].count("not while it is down") == 1
+        again = await client.collect(await client.submit("not while it is down", guid=guid, intent="chat"), 30)
+        assert isinstance(again[-1], Result) and again[-1].text == "not while it is down" and not again[-1].replayed
+    await worker.close()
