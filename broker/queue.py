@@ -58,9 +58,10 @@ class JobQueue(Protocol):
         ...
 
     def reserve(self, job: Job) -> bool:
-        """Start queueing a new intent while the journal writes its row; it
-        starts nowhere before :meth:`enqueue` and :meth:`release` takes it
-        back. False: this queue does nothing ahead (enqueue does it all)."""
+        """Start queueing (or running, when ``job.backlog`` holds back what its
+        worker sends) a new intent while the journal writes its row; it is
+        queued for others only at :meth:`enqueue`, and :meth:`release` takes
+        it back. False: this queue does nothing ahead (enqueue does it all)."""
         ...
 
     async def release(self, job: Job) -> None:

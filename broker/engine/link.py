@@ -161,6 +161,7 @@ class Link:
                     for c in calls:
                         if not c.keep and not c.done.done():
                             c.done.set_exception(_unavailable(exc))
+                    self._sending = []
                     self._pending[:0] = kept  # first again, in their order
                     if kept:
                         await asyncio.sleep(delay)

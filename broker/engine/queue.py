@@ -8,6 +8,12 @@ next push anywhere tells the one that waited longest to pull. Every pull takes
 jobs in SafeQueue's exact order: per intent, deficit round robin between
 users, whichever broker they came through (realm.lua).
 
+A broker that waits in an intent's hungry list (its queue is empty) and has
+a free worker for a new intent of its own client starts it there without
+asking Redis, and tells Redis lazily (:meth:`SharedQueue.reserve`); a push
+that wakes a hungry broker pops the work for that broker's stored offer and
+sends the jobs in its inbox (realm.lua's wake).
+
 A job runs on the broker that pulled it; its client may be on another, whose
 id is the job's ``home`` in Redis. What the job's worker produces goes to a
 :class:`broker.engine.remote.RemotePeer` for that home, and a client that
@@ -99,8 +105,11 @@ class SharedQueue:
           in a row), taken for that worker if the queue is still empty, else
           held out of the queue.
 
-        Nothing starts before :meth:`enqueue` (the row is written), and
-        :meth:`release` takes it back (the journal refused it)."""
+        In the first case the intent starts at once when the dispatcher
+        holds back what its worker sends until the row is written
+        (``job.backlog``), else at :meth:`enqueue`; in the second nothing
+        starts before :meth:`enqueue` (the row is written). :meth:`release`
+        takes either back (the journal refused the intent)."""
         assert self._registry is not None
         if (
             self._local
