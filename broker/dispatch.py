@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from broker.subscriptions import Subscriptions
 
 log = logging.getLogger("mtor.broker")
+RECENT_GUIDS = 100_000  # how many guids a broker remembers to tell a resubmission (about 5 MB)
 _query_decoder = msgspec.json.Decoder(SubmitQuery)
 _result_decoder = msgspec.json.Decoder(Result)
 _error_decoder = msgspec.json.Decoder(Error)
@@ -83,6 +84,7 @@ class Dispatcher:
         self._subs = subs
         self._metrics = metrics
         self.jobs: dict[str, Job] = {}  # live intents (queued or running) by guid
+        self._recent: dict[str, None] = {}  # guids accepted or run here lately, oldest first (see _seen)
         # Run ids need no secrecy, only to differ from a previous boot's: seeded
         # once, they cost no system call per dispatch.
         self._runs = random.Random(secrets.randbits(64))
@@ -143,9 +145,11 @@ class Dispatcher:
             raise
         record = J.IntentRecord(query.guid, user, intent, J.QUEUED, encode(query), price, time.time())
         job = Job(query.guid, user, intent, query, price, time.monotonic(), client=peer)
-        if self._billing is None:
+        if self._billing is None and peer.fresh_accepted and query.guid not in self._recent:
             # It may start on a free worker here while the journal writes its
             # row (nothing is charged); nothing it produces is used before.
+            # Not a guid that may be a resubmission (the journal would refuse
+            # it, and its worker would have run it for nothing, a second time).
             job.backlog = []
         # A shared queue takes the intent while the journal writes it (two round
         # trips at once); nothing it produces leaves before the row is written.
@@ -187,10 +191,12 @@ class Dispatcher:
                 ) from None
             self._subs.ledger_event("hold", query.guid, user, price)
         await self._accept(job, fresh=True, routing=routing)
+        peer.fresh_accepted += 1
 
     async def _accept(self, job: Job, *, fresh: bool, routing: Routing | None = None) -> None:
         """Queue a journaled intent and tell its client. If the queue refuses
         a ``fresh`` one (journaled and held just now), nothing of it stays."""
+        self._seen(job.guid)
         self.jobs[job.guid] = job
         if job.worker is None:  # (else it started while its row was written)
             self._subs.intent_event(job, "queued")
@@ -219,6 +225,13 @@ class Dispatcher:
         for _, event in backlog or ():
             event()  # after `accepted`, in order: tokens, then the result (stored before it leaves)
         self.queue.pull(job.intent)
+
+    def _seen(self, guid: str) -> None:
+        """Remember ``guid`` a while: submitted again, it is not started early."""
+        recent = self._recent
+        recent[guid] = None
+        if len(recent) > RECENT_GUIDS:
+            del recent[next(iter(recent))]
 
     def _parked(self, job: Job, event: Callable[[], object], *, final: bool = False) -> bool:
         """Keep ``event`` for later if ``job``'s journal row is still being
@@ -639,6 +652,7 @@ class Dispatcher:
             self.queue.pull(intent)
 
     def start(self, job: Job, worker: WorkerEntry) -> None:
+        self._seen(job.guid)
         self.jobs[job.guid] = job
         job.worker = worker
         job.run = self._runs.getrandbits(31) | 1  # never 0 (unknown); random, so unique across restarts

@@ -65,6 +65,11 @@ class Writer(Protocol):
 
 
 class Peer:
+    # New intents accepted on this connection so far. A client that reconnects
+    # resubmits its unfinished guids before anything new (mtor_cli.client), so
+    # a connection with none yet may be resubmitting (broker.dispatch).
+    fresh_accepted = 0
+
     def __init__(self, ws: web.WebSocketResponse, request: web.Request, role: str, outbox: Writer) -> None:
         self.ws = ws
         self.role = role  # "client" | "worker"

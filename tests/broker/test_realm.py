@@ -504,23 +504,27 @@ async def test_a_guid_another_user_holds_is_refused_and_nothing_of_its_run_reach
     """A realm's broker with a free worker starts a new intent while the journal
     writes its row: when the journal refuses the intent (another user's guid),
     that run's tokens and result reach no one and the stored outcome stays."""
-    (broker,) = await make_realm(1)
+    alices_broker, broker = await make_realm(2)
+    alices_worker = await FakeWorker(alices_broker.url, slots=1, behaviour=echo()).start()
     worker = await FakeWorker(broker.url, slots=1, behaviour=echo(delay_s=0.01)).start()
-    await realm_sees([broker], 1)
-    async with TestClient(broker.url) as alice, TestClient(broker.url) as mallory:
+    await realm_sees([alices_broker, broker], 2)
+    async with TestClient(alices_broker.url) as alice, TestClient(broker.url) as mallory:
         guid = uuid.uuid4().hex
         first = (await alice.collect(await alice.submit("alice asks this", guid=guid, intent="chat")))[-1]
         assert isinstance(first, Result) and first.text == "alice asks this"
-        for _ in range(3):  # the broker waits for work now, its worker free: the intent starts at once
+        # A connection's first intent never starts early (it may be a resubmission): mallory's next do.
+        assert (await mallory.ask("mallory warms up", intent="chat", timeout=10)).text == "mallory warms up"
+        for _ in range(3):
             seen = await mallory.collect(await mallory.submit("mallory asks that", guid=guid, intent="chat"))
             assert [type(m) for m in seen] == [Error] and seen[0].code == "duplicate_guid", seen
-        # The worker did start it, before the journal answered; nothing of it was used.
+        # Her broker's worker did start it, before the journal answered; nothing of it was used.
         assert [w.prompt for w in worker.received].count("mallory asks that") >= 1
         again = await alice.collect(await alice.submit("alice asks this", guid=guid, intent="chat"))
         assert [type(m) for m in again] == [Result] and again[0].replayed and again[0].text == "alice asks this"
         # The worker's slot was not kept: the next intent runs at once.
         assert (await mallory.ask("mallory again", intent="chat", timeout=10)).text == "mallory again"
     await worker.close()
+    await alices_worker.close()
 
 
 async def test_a_finished_guid_resubmitted_gets_its_stored_result_once(make_realm) -> None:
@@ -535,6 +539,7 @@ async def test_a_finished_guid_resubmitted_gets_its_stored_result_once(make_real
             assert [type(m) for m in again] == [Result], again
             assert again[-1].replayed and again[-1].text == first.text and again[-1].worker == first.worker
         assert (await client.ask("and then", intent="chat", timeout=10)).text == "and then"
+    assert [w.prompt for w in worker.received].count("once only") == 1
     await worker.close()
 
 
