@@ -262,10 +262,8 @@ class RealmBilling:
     def _load(self, terms: auth.Terms, user: str) -> None:
         """The highest valid authorisation ``user``'s holds carried (after a restart): a scan of the
         journal's holds, once per payer per process (the journal keeps no index by payer)."""
-        rows = self.journal.execute(
-            "SELECT DISTINCT auth FROM txns WHERE kind = 'hold' AND payer = ? AND auth IS NOT NULL", (user,)
-        ).fetchall()
-        for total, signature in sorted((auth.decode(r[0]) for r in rows), reverse=True):
+        texts = {text for _, _, text in self.journal.hold_authorisations(payer=user)}
+        for total, signature in sorted((auth.decode(text) for text in texts), reverse=True):
             if auth.verify(terms, user, total, signature):
                 self._remember(self._best, user, total, signature)
                 return
@@ -362,19 +360,16 @@ class RealmBilling:
             upkeep = json.loads(self.journal.meta(STATUS_KEY) or "{}")
         except ValueError:
             upkeep = {}
-        settled = self.journal.execute(
-            "SELECT coalesce(max(last_txn), 0) FROM epochs WHERE state = 'settled'"
-        ).fetchone()[0]
-        waiting = self.journal.count("capture", int(settled))
-        oldest = self.journal.first_time("capture", int(settled))
+        last = self.journal.last_epoch_row("settled")
+        settled = 0 if last is None else int(last[2])
+        waiting = self.journal.count("capture", settled)
+        oldest = self.journal.first_time("capture", settled)
         out: dict[str, Any] = {
             "state": upkeep.get("state", "starting"),
             "failures": int(upkeep.get("failures", 0)),
             "consecutive_failures": int(upkeep.get("consecutive_failures", 0)),
             "last_error": upkeep.get("last_error"),
-            "settled_epochs": int(
-                self.journal.execute("SELECT count(*) FROM epochs WHERE state = 'settled'").fetchone()[0]
-            ),
+            "settled_epochs": self.journal.epoch_count("settled"),
             "unsettled_receipts": waiting,
             "oldest_unsettled_s": 0.0 if oldest is None else max(0.0, time.time() - oldest),
             "capture_failures": self.failures,

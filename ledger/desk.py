@@ -125,9 +125,7 @@ class MoneyDesk:
             credited = watcher.sync(self.ledger.journal, s, self.ledger.config.confirmations).credited
         seen = None
         if tx is not None:
-            # The watcher keys each movement "txhash:logindex".
-            row = self.ledger.journal.execute("SELECT 1 FROM once WHERE ref LIKE ? LIMIT 1", (f"{tx}:%",)).fetchone()
-            seen = row is not None
+            seen = self.ledger.journal.booked_chain_tx(tx)
         return {"credited": credited, "tx_credited": seen}
 
     def gas(self, address: str) -> dict[str, Any]:

@@ -58,6 +58,9 @@ _INSERT_TXN = (
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _COLUMNS = "id, kind, ref, time, payer, worker, amount, fee, memo, auth, entries, hash"
+EPOCH_COLUMNS = (
+    "number, first_txn, last_txn, receipts, root, earnings_root, earnings_total, journal_head, state, tx_hash, created"
+)
 # Billing's own kinds: unique per guid in memory, so they skip the `once`
 # table. Every other kind (deposits, welcome grants, vouchers...) is recorded
 # there: a separate table rather than a partial unique index on txns, because
@@ -714,9 +717,76 @@ class Journal:
                 (key, value),
             )
 
-    def execute(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:
-        """Raw SQL for settlement and audit (inside :meth:`atomic` when it writes)."""
-        return self._conn.execute(sql, args)
+    # --- what settlement, billing and the desk ask of the rows ----------------------
+
+    def hold_authorisations(self, after: int = 0, payer: str | None = None) -> list[tuple[int, str, str]]:
+        """``(txn, payer, auth)`` of the holds after ``after`` that carried an
+        authorisation (only ``payer``'s with one), oldest first."""
+        sql = "SELECT id, payer, auth FROM txns WHERE kind = 'hold' AND id > ? AND auth IS NOT NULL"
+        args: tuple[Any, ...] = (after,)
+        if payer is not None:
+            sql += " AND payer = ?"
+            args = (after, payer)
+        return [(int(r[0]), r[1], r[2]) for r in self._conn.execute(sql + " ORDER BY id", args).fetchall()]
+
+    def capture_payers(self, after: int, upto: int) -> list[str]:
+        """Every payer charged by a capture with ``after < txn <= upto``."""
+        rows = self._conn.execute(
+            "SELECT DISTINCT payer FROM txns WHERE kind = 'capture' AND id > ? AND id <= ? AND payer IS NOT NULL",
+            (after, upto),
+        ).fetchall()
+        return sorted(r[0] for r in rows)
+
+    def open_vouchers(self) -> list[tuple[str, str, int, str]]:
+        """``(ref, payer, amount, memo)`` of every refund voucher neither expired nor redeemed."""
+        rows = self._conn.execute(
+            "SELECT ref, payer, amount, memo FROM txns WHERE kind = 'voucher'"
+            " AND ref NOT IN (SELECT ref FROM txns WHERE kind IN ('voucher_expired', 'voucher_redeemed'))"
+            " ORDER BY id"
+        ).fetchall()
+        return [(r[0], r[1], int(r[2]), r[3]) for r in rows]
+
+    def booked_chain_tx(self, tx_hash: str) -> bool:
+        """Whether any movement of chain transaction ``tx_hash`` is booked (the watcher
+        keys each one ``txhash:logindex``)."""
+        tx = tx_hash.lower()  # as the watcher writes it
+        row = self._conn.execute("SELECT 1 FROM once WHERE ref >= ? AND ref < ? LIMIT 1", (f"{tx}:", f"{tx};")).fetchone()
+        return row is not None
+
+    # --- epochs ------------------------------------------------------------------------
+
+    def epoch_rows(self, state: str | None = None) -> list[tuple[Any, ...]]:
+        """Every epoch (in ``state``), oldest first, as ``EPOCH_COLUMNS`` tuples."""
+        if state is None:
+            return self._conn.execute(f"SELECT {EPOCH_COLUMNS} FROM epochs ORDER BY number").fetchall()
+        return self._conn.execute(
+            f"SELECT {EPOCH_COLUMNS} FROM epochs WHERE state = ? ORDER BY number", (state,)
+        ).fetchall()
+
+    def epoch_row(self, number: int) -> tuple[Any, ...] | None:
+        return self._conn.execute(f"SELECT {EPOCH_COLUMNS} FROM epochs WHERE number = ?", (number,)).fetchone()
+
+    def last_epoch_row(self, state: str | None = None) -> tuple[Any, ...] | None:
+        if state is None:
+            return self._conn.execute(f"SELECT {EPOCH_COLUMNS} FROM epochs ORDER BY number DESC LIMIT 1").fetchone()
+        return self._conn.execute(
+            f"SELECT {EPOCH_COLUMNS} FROM epochs WHERE state = ? ORDER BY number DESC LIMIT 1", (state,)
+        ).fetchone()
+
+    def epoch_count(self, state: str) -> int:
+        return int(self._conn.execute("SELECT count(*) FROM epochs WHERE state = ?", (state,)).fetchone()[0])
+
+    def add_epoch(self, row: tuple[Any, ...]) -> None:
+        """Record a closed epoch (``EPOCH_COLUMNS``, in order), inside :meth:`atomic`."""
+        marks = ", ".join("?" for _ in row)
+        with self._write():
+            self._conn.execute(f"INSERT INTO epochs({EPOCH_COLUMNS}) VALUES ({marks})", row)
+
+    def set_epoch_settled(self, number: int, state: str, tx_hash: str | None, at: float) -> None:
+        with self._write():
+            self._conn.execute(
+                "UPDATE epochs SET state = ?, tx_hash = ?, settled = ? WHERE number = ?", (state, tx_hash, at, number)
+            )
 
     def record_unbooked(self, ref: str, event: str, detail: str) -> bool:
         """Remember a chain event that could not be booked; False if it was already recorded."""

@@ -442,11 +442,7 @@ class Ledger:
         return {"amount": amount, "nonce": nonce, "deadline": deadline, "signature": "0x" + signature.hex()}
 
     def _open_vouchers(self) -> list[tuple[str, str, int, dict[str, Any]]]:
-        rows = self.journal.execute(
-            "SELECT ref, payer, amount, memo FROM txns WHERE kind = 'voucher'"
-            " AND ref NOT IN (SELECT ref FROM txns WHERE kind IN ('voucher_expired', 'voucher_redeemed'))"
-        ).fetchall()
-        return [(r[0], r[1], int(r[2]), json.loads(r[3])) for r in rows]
+        return [(ref, payer, amount, json.loads(memo)) for ref, payer, amount, memo in self.journal.open_vouchers()]
 
     def has_open_vouchers(self) -> bool:
         return bool(self._open_vouchers())
