@@ -42,7 +42,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ledger import Journal, Ledger, LedgerConfig, RealmBilling  # noqa: E402
+from ledger import Ledger, LedgerConfig, RealmBilling, open_journal  # noqa: E402
 from ledger import accounts as A  # noqa: E402
 from ledger import authorisation as auth  # noqa: E402
 from ledger.chain import GAS_CAP  # noqa: E402
@@ -64,7 +64,7 @@ class _PaidQueries:
     def __init__(self, path: Path, queries: int, every_signature: bool) -> None:
         from eth_account import Account
 
-        self.journal = Journal(path, commit="loop")
+        self.journal = open_journal(path, commit="loop")
         self.users = [Account.create() for _ in range(100)]
         for i, u in enumerate(self.users):
             self.journal.post("deposit", f"seed:{i}", ((A.ESCROW, -1000 * ONE), (A.user(u.address), 1000 * ONE)))
