@@ -103,7 +103,13 @@ class PgJournal(Journal):
             if conn.closed:  # the server went away (or restarted) under us
                 if self._in_tx:
                     self._lost()
-                raise self._unavailable(exc) from None
+                    raise self._unavailable(exc) from None
+                # Outside a transaction nothing was lost: once more on a new connection
+                # (after a restart of the server, the old one only fails when used).
+                try:
+                    return self._usable().execute(text, args)
+                except psycopg.OperationalError as again:
+                    raise self._unavailable(again) from None
             if isinstance(exc, psycopg.errors.LockNotAvailable):
                 raise JournalUnavailable(
                     f"the journal {self.where} is busy: another writer held it over {LOCK_TIMEOUT}"
