@@ -219,8 +219,9 @@ class Ledger:
                         "run `mtor chain deploy`" + (f" --chain-rpc {chain.rpc}" if chain.rpc else ""),
                     )
                 dep = self._deploy(chain)
+            session = self._check(chain, dep)  # the chain first: its errors say more
             self._check_bound(dep)
-            yield self._check(chain, dep)
+            yield session
         finally:
             chain.close()
 
