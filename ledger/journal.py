@@ -71,6 +71,7 @@ _INSERT_TXN = (
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _COLUMNS = "id, kind, ref, time, payer, worker, amount, fee, memo, auth, entries, hash"
+_CATCH_UP_COLUMNS = "id, kind, ref, payer, amount, time, entries, hash"
 EPOCH_COLUMNS = (
     "number, first_txn, last_txn, receipts, root, earnings_root, earnings_total, journal_head, state, tx_hash, created"
 )
@@ -549,13 +550,13 @@ class Journal(ABC):
         if not changed and not self._in_tx:
             return
         st = self._state
-        rows = self._q(
-            "SELECT id, kind, ref, payer, amount, time, entries, hash FROM txns WHERE id > ? ORDER BY id",
-            (st.seen,),
-        )
-        for tid, kind, ref, payer, amount, at, entries, digest in rows:
+        for tid, kind, ref, payer, amount, at, entries, digest in self._rows_after(st.seen):
             self._apply(tid, kind, ref, payer, None if amount is None else int(amount), at, decode_entries(entries))
             st.head = bytes(digest)
+
+    def _rows_after(self, seen: int) -> Iterable[tuple[Any, ...]]:
+        """The rows a catch-up applies (a backend may have fetched them already)."""
+        return self._q(f"SELECT {_CATCH_UP_COLUMNS} FROM txns WHERE id > ? ORDER BY id", (seen,))
 
     def refresh(self) -> None:
         if not self._in_tx:

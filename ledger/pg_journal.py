@@ -34,7 +34,7 @@ import psycopg
 from psycopg.pq import TransactionStatus
 
 from ledger.errors import LedgerError
-from ledger.journal import _INSERT_TXN, CommitMode, Journal, JournalUnavailable
+from ledger.journal import _CATCH_UP_COLUMNS, _INSERT_TXN, CommitMode, Journal, JournalUnavailable
 
 SCHEMA = "ledger"
 # Advisory lock keys: "mtorJ" (writers) and "mtorU" (the upkeep's leader), in ASCII.
@@ -59,6 +59,7 @@ class PgJournal(Journal):
         self._sql: dict[str, str] = {}
         self._leading: Any = None  # the connection that holds the leader lock
         self._pending: list[Any] = []  # txns rows posted in this transaction, not sent yet
+        self._fetched: list[Any] | None = None  # the catch-up rows BEGIN brought along
         self._conn: psycopg.Connection[Any] | None = None
         super().__init__(commit=commit)
 
@@ -104,16 +105,21 @@ class PgJournal(Journal):
         if self._pending:
             if sql == "ROLLBACK":
                 self._pending = []
+            elif sql == "COMMIT":
+                self._flush(commit=True)  # the rows and the COMMIT: one round trip
+                return None  # type: ignore[return-value]
             else:
                 self._flush()
         return self._run(sql, args)
 
-    def _flush(self) -> None:
+    def _flush(self, *, commit: bool = False) -> None:
         rows, self._pending = self._pending, []
         conn = self._usable()
         try:
-            with conn.cursor() as cur:
+            with conn.pipeline(), conn.cursor() as cur:
                 cur.executemany(self._text(_INSERT_TXN), rows)
+                if commit:
+                    cur.execute("COMMIT")
         except psycopg.OperationalError as exc:
             if conn.closed:
                 self._lost()
@@ -162,13 +168,28 @@ class PgJournal(Journal):
     # --- writers and readers ------------------------------------------------------------
 
     def _begin_locked(self) -> None:
-        try:  # one round trip: no parameters, so both go as one simple query
-            self._q(f"BEGIN; SELECT pg_advisory_xact_lock({WRITER_LOCK})")
+        # One round trip: BEGIN, the lock, and the catch-up the caller does next,
+        # as one simple query (no parameters: the numbers are ours).
+        seen = int(self._state.seen)
+        try:
+            cur = self._q(
+                f"BEGIN; SELECT pg_advisory_xact_lock({WRITER_LOCK});"
+                f" SELECT {_CATCH_UP_COLUMNS} FROM txns WHERE id > {seen} ORDER BY id"
+            )
+            while cur.nextset():
+                pass
+            self._fetched = cur.fetchall()
         except BaseException:
             conn = self._conn
             if conn is not None and not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
                 conn.execute("ROLLBACK")
             raise
+
+    def _rows_after(self, seen: int) -> Any:
+        fetched, self._fetched = self._fetched, None
+        if fetched is not None and self._in_tx:
+            return fetched
+        return super()._rows_after(seen)
 
     def _changed(self) -> bool:
         return True  # no cheaper question than the catch-up query itself

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -286,3 +288,20 @@ def test_the_database_going_away_is_a_retryable_error_and_nothing_half_written(
     assert j.post_hold("g2", "a", 10)
     assert open_journal(pg_database).open_holds() == {"g1": ("a", 10), "g2": ("a", 10)}
     assert j.verify_chain() == ([], 3)
+
+
+def test_a_realm_whose_money_is_in_its_sqlite_journal_is_not_moved_to_postgresql_silently(
+    tmp_path: Path, pg_database: str
+) -> None:
+    from ledger import Ledger, LedgerConfig
+
+    config = LedgerConfig(tmp_path / "data")
+    with Ledger(config) as led:  # a realm that ran with its SQLite journal
+        deposit(led.journal, "t:0", "a", 10)
+    with Ledger(replace(config, journal=pg_database)) as led, pytest.raises(LedgerError) as info:
+        led.check_journal()
+    assert info.value.code == "money_elsewhere"
+    assert "journal.db keeps 1 transaction" in info.value.message
+    with Ledger(replace(LedgerConfig(tmp_path / "fresh"), journal=pg_database)) as led:
+        led.check_journal()  # a new realm's brokers: nothing elsewhere
+        assert led.journal.where.startswith("postgresql://")
