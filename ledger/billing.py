@@ -111,8 +111,8 @@ class RealmBilling:
         return self.prices.quote(intent, params)
 
     def commit(self) -> None:
-        """The broker's end of a pass (never raises into it; see Journal._commit_pass)."""
-        self.journal._commit_pass()
+        """The broker's end of a pass (never raises into it; see Journal.commit_pass)."""
+        self.journal.commit_pass()
 
     def terms(self, user: str) -> dict[str, Any] | None:
         """What a client signs for: the realm's chain and contract, what ``user`` has

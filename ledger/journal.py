@@ -43,6 +43,7 @@ picks one by its location. Rows and hashes are the same in both.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import sqlite3
@@ -280,13 +281,16 @@ class Journal(ABC):
         if self._in_tx:
             try:
                 self._q("COMMIT")
-            except self._errors:
-                self._lost()
+            except Exception:
+                if self._in_tx:  # the transaction is still open: it goes back whole
+                    with contextlib.suppress(Exception):
+                        self._q("ROLLBACK")
+                    self._lost()
                 raise
             self._in_tx = False
             self._committed()
 
-    def _commit_pass(self) -> None:
+    def commit_pass(self) -> None:
         """The end of a loop pass: commit what it posted. A failure (the database gone)
         is logged and counted, never raised into the loop: the pass's postings are not
         written (its holds are not taken, so nothing is charged for them)."""
@@ -314,7 +318,7 @@ class Journal(ABC):
             if loop is not None:
                 if not self._commit_scheduled:
                     self._commit_scheduled = True
-                    loop.call_soon(self._commit_pass)
+                    loop.call_soon(self.commit_pass)
                 return
         self.commit()
 

@@ -27,6 +27,7 @@ The rows live in the schema ``ledger`` of the realm's database (made by
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import Any, Literal
 
@@ -42,6 +43,11 @@ WRITER_LOCK = 0x6D746F724A
 LEADER_LOCK = 0x6D746F7255
 CONNECT_TIMEOUT_S = 5
 LOCK_TIMEOUT = "10s"  # as SQLite's busy_timeout: a writer waits this long, then gives up
+# A broker whose machine vanished mid-pass holds the writers' lock until the
+# server notices: keepalives (10 s idle, then 3 probes 5 s apart) end its session,
+# and a session idle inside a transaction this long is ended too (a stalled loop).
+KEEPALIVE: dict[str, Any] = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
+IDLE_IN_TRANSACTION = "60s"
 
 
 def redact(url: str) -> str:
@@ -67,7 +73,7 @@ class PgJournal(Journal):
 
     def _connect(self) -> None:
         try:
-            conn = psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+            conn = psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S, **KEEPALIVE)
         except psycopg.OperationalError as exc:
             raise self._unavailable(exc) from None
         try:
@@ -80,7 +86,10 @@ class PgJournal(Journal):
                     f"run `mtor broker migrate --db {self.where}` once, then start the brokers",
                 )
             conn.execute(f"SET search_path = {SCHEMA}")
-            conn.execute(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
+            conn.execute(
+                f"SET lock_timeout = '{LOCK_TIMEOUT}'; SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION}';"
+                " SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3"
+            )
         except psycopg.OperationalError as exc:
             conn.close()
             raise self._unavailable(exc) from None
@@ -103,8 +112,8 @@ class PgJournal(Journal):
             self._pending.append(args)
             return None  # type: ignore[return-value]  # nobody reads an INSERT's cursor
         if self._pending:
-            if sql == "ROLLBACK":
-                self._pending = []
+            if sql in ("ROLLBACK", "ROLLBACK TO unit"):
+                self._pending = []  # (all of a unit's rows follow its SAVEPOINT, which sent the earlier ones)
             elif sql == "COMMIT":
                 self._flush(commit=True)  # the rows and the COMMIT: one round trip
                 return None  # type: ignore[return-value]
@@ -120,10 +129,16 @@ class PgJournal(Journal):
                 cur.executemany(self._text(_INSERT_TXN), rows)
                 if commit:
                     cur.execute("COMMIT")
-        except psycopg.OperationalError as exc:
-            if conn.closed:
-                self._lost()
-            raise self._unavailable(exc) from None
+        except psycopg.Error as exc:
+            # The pass's rows went in together, so they fail together: give the
+            # whole transaction back (and our memory of it).
+            if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute("ROLLBACK")
+            self._lost()
+            if isinstance(exc, psycopg.OperationalError):
+                raise self._unavailable(exc) from None
+            raise
 
     def _lost(self) -> None:
         self._pending = []
