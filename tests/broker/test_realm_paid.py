@@ -160,7 +160,9 @@ async def test_three_paid_brokers_bill_settle_and_audit_as_one_even_when_one_is_
         on_victim = [c for c in clients if c.url.startswith(realm.urls[0])]
         before = len(accepted)
         load = asyncio.gather(*(lane(c, f"load{i}.{j}", 8, 0.05) for i, c in enumerate(clients) for j in range(3)))
+        deadline = asyncio.get_running_loop().time() + 60
         while len(accepted) < before + 30:  # well under way, intents in every state
+            assert asyncio.get_running_loop().time() < deadline, "the load did not start"
             await asyncio.sleep(0.02)
         realm.procs[0].send_signal(signal.SIGKILL)
         stormy = [pair for done in await asyncio.wait_for(load, 180) for pair in done]
