@@ -582,8 +582,12 @@ class Journal(ABC):
         self.refresh()
         return {a: v for a, v in self._state.balances.items() if v}
 
-    def open_hold(self, guid: str) -> tuple[str, int] | None:
+    def _before_write(self) -> None:
+        """A look that a posting usually follows (billing's hold, capture, release)."""
         self.refresh()
+
+    def open_hold(self, guid: str) -> tuple[str, int] | None:
+        self._before_write()
         held = self._state.holds.get(guid)
         return None if held is None else (held[0], held[1])
 
@@ -618,7 +622,7 @@ class Journal(ABC):
     def before_hold(self, guid: str, payer: str) -> tuple[bool, bool, int]:
         """What a hold needs to know, from one look at other writers: whether ``guid``
         is held already, whether ``payer`` is exiting, and what it committed."""
-        self.refresh()
+        self._before_write()
         st = self._state
         committed = st.charged.get(payer, 0) + st.balances.get(A.hold(payer), 0)
         return guid in st.holds, payer in st.exiting, committed
