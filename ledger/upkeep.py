@@ -59,6 +59,7 @@ MAX_RETRY_S = 300.0  # ... up to this
 MAX_EPOCHS_PER_PASS = 5  # a backlog after an outage is sent in bounded steps
 MIN_WAIT_S = 0.5  # between passes that left nothing over, whatever the settings say
 STANDBY_S = 2.0  # a standing-by upkeep asks for the lead this often
+CONFIG_ENV = "MTOR_UPKEEP_CONFIG"  # the LedgerConfig, as JSON, for the process
 
 
 class Upkeep:
@@ -259,7 +260,7 @@ def config_from_json(text: str) -> LedgerConfig:
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, format="%(asctime)s ledger-upkeep %(levelname)s %(message)s")
-    upkeep = Upkeep(config_from_json(args[0]))
+    upkeep = Upkeep(config_from_json(args[0] if args else os.environ[CONFIG_ENV]))
     try:
         upkeep.run(sys.stdin.fileno())
     except KeyboardInterrupt:
@@ -303,8 +304,11 @@ class UpkeepProcess:
         try:
             while not stop.is_set():
                 started = time.monotonic()
+                # The config goes in the environment, not argv: a journal URL may hold a
+                # password, and argv is visible to every user in `ps`.
                 self._proc = await asyncio.create_subprocess_exec(
-                    sys.executable, "-P", "-m", "ledger.upkeep", config_to_json(self.config), stdin=asyncio.subprocess.PIPE
+                    sys.executable, "-P", "-m", "ledger.upkeep", stdin=asyncio.subprocess.PIPE,
+                    env={**os.environ, CONFIG_ENV: config_to_json(self.config)},
                 )
                 waiter = asyncio.ensure_future(self._proc.wait())
                 await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
