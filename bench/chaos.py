@@ -134,9 +134,9 @@ async def killer(url: str, workers: list[Any], homes: list[Path], rng: random.Ra
 def ledger_check(ledger_db: Path, journal_db: Path, tally: Tally) -> dict[str, Any]:
     import sqlite3
 
-    from ledger import Journal
+    from ledger import open_journal
 
-    ledger = Journal(ledger_db)
+    ledger = open_journal(ledger_db)
     captures: Counter[str] = Counter()
     releases: Counter[str] = Counter()
     for txn in ledger.all_txns():

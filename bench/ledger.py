@@ -6,7 +6,11 @@
    realm does (lazily: a payer's first, then whenever what it presented
    unverified passes 1 $9000), and as an extra row checking every one.
    Baseline: a plain SQLite insert of one row per query, same commit pattern.
-   Goal: <= 30 us per query.
+   Goal: <= 30 us per query. The same queries on the PostgreSQL journal (a
+   realm of paid brokers; a throwaway server started here): this process's CPU,
+   the server's CPU, and the wall time per query, batched as above and one query
+   per pass (the longest a lone paid query holds the broker's loop), beside the
+   SQLite journal's from the same run.
 2. Settle gas for 1, 10, 100, 1,000 and 10,000 payers and workers (payer i pays
    worker i), two epochs (first and returning payers), against today's
    contract (v1: debits and credits in one `settle`, 31.5k per payee; its
@@ -21,7 +25,8 @@
    30 s. Goal (issue 22): <= 0.1% of a core.
 
 Run: python bench/ledger.py [--queries 20000] [--payers 1,10,100,1000,10000] [--audit-receipts 100000]
-     [--idle-seconds 30] [--chain hardhat|embedded]   (hardhat: a `hardhat node` on a free port, killed by pid at the end)
+     [--idle-seconds 30] [--chain hardhat|embedded] [--no-chain]
+     (hardhat: a `hardhat node` on a free port, killed by pid at the end; --no-chain: only 1 and 5)
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ledger import Journal, Ledger, LedgerConfig, RealmBilling  # noqa: E402
+from ledger import Ledger, LedgerConfig, RealmBilling, open_journal  # noqa: E402
 from ledger import accounts as A  # noqa: E402
 from ledger import authorisation as auth  # noqa: E402
 from ledger.chain import GAS_CAP  # noqa: E402
@@ -61,10 +66,10 @@ QUERY_COST = ONE // 1000  # 100 tokens at 0.01 $9000 per 1k
 class _PaidQueries:
     """hold (signed) + capture through RealmBilling on a journal in the broker's commit mode."""
 
-    def __init__(self, path: Path, queries: int, every_signature: bool) -> None:
+    def __init__(self, path: Path | str, queries: int, every_signature: bool) -> None:
         from eth_account import Account
 
-        self.journal = Journal(path, commit="loop")
+        self.journal = open_journal(path, commit="loop")
         self.users = [Account.create() for _ in range(100)]
         for i, u in enumerate(self.users):
             self.journal.post("deposit", f"seed:{i}", ((A.ESCROW, -1000 * ONE), (A.user(u.address), 1000 * ONE)))
@@ -80,20 +85,24 @@ class _PaidQueries:
             committed[u.address] += QUERY_COST
         self.n = 0
 
-    async def run(self, queries: int) -> float:
+    async def run(self, queries: int, per_pass: int = PER_PASS) -> float:
+        return (await self.timed(queries, per_pass))[0]
+
+    async def timed(self, queries: int, per_pass: int = PER_PASS) -> tuple[float, float]:
+        """(CPU, wall) microseconds per query of this process."""
         billing, worker = self.billing, "0x" + "ee" * 20
         await asyncio.sleep(0)
-        start = time.process_time()
+        start, wall = time.process_time(), time.perf_counter()
         for _ in range(queries):
             user, signed = self.signed[self.n]
             guid = f"q{self.n}"
             self.n += 1
             billing.hold(user, guid, self.price, signed)
             billing.capture(guid, worker, "chat", USAGE)
-            if self.n % PER_PASS == 0:
+            if self.n % per_pass == 0:
                 await asyncio.sleep(0)  # end of the pass: the journal commits here
         await asyncio.sleep(0)
-        return (time.process_time() - start) / queries * 1e6
+        return (time.process_time() - start) / queries * 1e6, (time.perf_counter() - wall) / queries * 1e6
 
 
 class _PlainInserts:
@@ -143,6 +152,73 @@ def bench_query_cost(queries: int) -> None:
     print(f"   ledger, signatures checked lazily (the default)    {lazy:8.1f} us/query   (rounds: {_fmt(lazy_runs)})")
     print(f"   ledger, every signature checked (extra row)        {every:8.1f} us/query   (rounds: {_fmt(every_runs)})")
     print(f"   = {lazy / base:.1f}x the baseline;  goal <= 30 us: {'met' if lazy <= 30 else 'MISSED'}")
+
+
+def bench_query_backends(queries: int) -> None:
+    """The same paid queries on the SQLite and the PostgreSQL journal, alternating rounds."""
+    import os
+
+    from tests.support.engines import PostgresServer
+
+    def server_cpu(pid: int) -> float:
+        """CPU seconds of the PostgreSQL server: the postmaster and its backends."""
+        total = 0.0
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(entry) == pid or int(fields[1]) == pid:
+                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
+
+    per = max(PER_PASS, queries // ROUNDS // PER_PASS * PER_PASS)
+    lone = max(10, per // 10)
+    print(f"\n1b) the same paid queries on each journal backend: {ROUNDS} alternating rounds of {per} (best shown);")
+    print(f"    batched: {PER_PASS} queries per loop pass; lone: one query per pass ({lone} per round)")
+    try:
+        server = PostgresServer().start()
+    except (RuntimeError, OSError, AssertionError) as exc:
+        print(f"    PostgreSQL row skipped: {exc}")
+        return
+    try:
+        from broker.migrations import migrate_postgres
+
+        url = server.create_database()
+        asyncio.run(migrate_postgres(url))
+        with tempfile.TemporaryDirectory() as d:
+
+            async def rounds() -> dict[str, list[tuple[float, float, float, float]]]:
+                journals = {
+                    "SQLite": _PaidQueries(Path(d) / "j.db", (per + lone) * ROUNDS, every_signature=False),
+                    "PostgreSQL": _PaidQueries(url, (per + lone) * ROUNDS, every_signature=False),
+                }
+                out: dict[str, list[tuple[float, float, float, float]]] = {k: [] for k in journals}
+                for _ in range(ROUNDS):
+                    for name, paid in journals.items():
+                        s0 = server_cpu(server.pid)
+                        cpu, wall = await paid.timed(per)
+                        srv = (server_cpu(server.pid) - s0) / per * 1e6
+                        _, lone_wall = await paid.timed(lone, per_pass=1)
+                        out[name].append((cpu, srv, wall, lone_wall))
+                for paid in journals.values():
+                    paid.journal.close()
+                return out
+
+            results = asyncio.run(rounds())
+    finally:
+        server.close()
+    print(f"    {'journal':<11} {'CPU here':>9} {'server CPU':>11} {'wall batched':>13} {'wall lone':>10}   us/query")
+    best: dict[str, tuple[float, float, float, float]] = {}
+    for name, rows in results.items():
+        best[name] = tuple(min(r[i] for r in rows) for i in range(4))  # type: ignore[assignment]
+        cpu, srv, wall, lone_wall = best[name]
+        print(f"    {name:<11} {cpu:>9.1f} {srv:>11.1f} {wall:>13.1f} {lone_wall:>10.1f}")
+    sq, pg = best["SQLite"], best["PostgreSQL"]
+    print(f"    PostgreSQL / SQLite: CPU here {pg[0] / sq[0]:.2f}x, CPU here + server {(pg[0] + pg[1]) / sq[0]:.2f}x, "
+          f"wall batched {pg[2] / sq[2]:.2f}x, wall lone {pg[3] / sq[3]:.2f}x (server CPU: 10 ms clock ticks)")
 
 
 def _fmt(values: list[float]) -> str:
@@ -420,6 +496,7 @@ def main() -> None:
     ap.add_argument("--payers", default="1,10,100,1000,10000", help="payer (and worker) counts for the settle gas")
     ap.add_argument("--audit-receipts", type=int, default=100_000, help="receipts for the audit time (0: skip)")
     ap.add_argument("--idle-seconds", type=float, default=30.0, help="how long to watch the upkeep at rest (0: skip)")
+    ap.add_argument("--no-chain", action="store_true", help="skip the gas and audit figures (2-4)")
     ap.add_argument(
         "--chain",
         choices=("hardhat", "embedded"),
@@ -428,7 +505,9 @@ def main() -> None:
     )
     args = ap.parse_args()
     bench_query_cost(args.queries)
-    bench_settle_gas([int(x) for x in args.payers.split(",")], args.chain, args.audit_receipts)
+    bench_query_backends(args.queries)
+    if not args.no_chain:
+        bench_settle_gas([int(x) for x in args.payers.split(",")], args.chain, args.audit_receipts)
     if args.idle_seconds:
         bench_idle(args.idle_seconds)
 

@@ -162,7 +162,7 @@ def _ledger_metrics(ledger: dict[str, Any]) -> Iterator[Any]:
         value=ledger.get("restarts", 0),
     )
     yield CounterMetricFamily(
-        "mtor_ledger_capture_failures", "Captures or releases the journal could not write",
+        "mtor_ledger_capture_failures", "Captures, releases or passes of postings the journal could not write",
         value=ledger["capture_failures"],
     )
     yield CounterMetricFamily("mtor_ledger_settled_epochs", "Epochs settled on chain", value=ledger["settled_epochs"])

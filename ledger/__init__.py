@@ -1,6 +1,7 @@
 """$9000 token accounting for an MTOR realm.
 
-A hash-chained double-entry journal in SQLite (:class:`Journal`), a price
+A hash-chained double-entry journal in SQLite or PostgreSQL (:class:`Journal`,
+opened by :func:`open_journal`), a price
 table (:class:`PriceTable`), pay per query for the broker (:class:`RealmBilling`,
 the broker's ``Billing`` protocol) against the payers' signed spending
 authorisations (:class:`Terms` says what to sign), and the chain side —
@@ -16,7 +17,7 @@ from __future__ import annotations
 from ledger.authorisation import Terms
 from ledger.billing import RealmBilling
 from ledger.errors import ChainError, InsufficientFunds, LedgerError, PaymentRefused
-from ledger.journal import Journal
+from ledger.journal import Journal, JournalUnavailable, open_journal
 from ledger.pricing import PriceTable
 from ledger.service import Ledger, LedgerConfig
 from ledger.units import format_amount, parse_amount
@@ -25,6 +26,7 @@ __all__ = [
     "ChainError",
     "InsufficientFunds",
     "Journal",
+    "JournalUnavailable",
     "Ledger",
     "LedgerConfig",
     "LedgerError",
@@ -33,5 +35,6 @@ __all__ = [
     "RealmBilling",
     "Terms",
     "format_amount",
+    "open_journal",
     "parse_amount",
 ]

@@ -47,7 +47,7 @@ from typing import Any
 from ledger import accounts as A
 from ledger import authorisation as auth
 from ledger.errors import InsufficientFunds, PaymentRefused
-from ledger.journal import Journal, Overdraft
+from ledger.journal import Journal, JournalUnavailable, Overdraft
 from ledger.pricing import PriceTable
 from ledger.units import ONE, format_amount
 
@@ -67,6 +67,7 @@ class RealmBilling:
         terms: Callable[[], auth.Terms | None],
         insufficient_funds: Callable[[int, int], Exception] = InsufficientFunds,
         refused: Callable[..., Exception] = PaymentRefused,
+        unavailable: Callable[[str, str], Exception] | None = None,
         welcome_grant: int = 0,
         on_activity: Callable[[], None] | None = None,
         epoch_queries: int = 10_000,
@@ -77,12 +78,16 @@ class RealmBilling:
         ``welcome_grant``: base units a user the journal never saw gets on its
         first query (dev realms), escrowed on chain later by the upkeep.
         ``on_activity()`` wakes the upkeep: a grant to escrow, an epoch filling up;
-        ``process_status()`` says whether its process runs (for :meth:`status`)."""
+        ``process_status()`` says whether its process runs (for :meth:`status`).
+        ``unavailable(message, hint)`` is what :meth:`hold` raises while the journal's
+        database cannot be reached (the broker's retryable error); without it the
+        journal's own :class:`JournalUnavailable`."""
         self.journal = journal
         self.prices = prices or PriceTable()
         self._terms = terms
         self._insufficient = insufficient_funds
         self._refused = refused
+        self._unavailable = unavailable
         self.welcome_grant = welcome_grant
         self._on_activity = on_activity
         self._epoch_queries = max(1, epoch_queries)
@@ -106,7 +111,8 @@ class RealmBilling:
         return self.prices.quote(intent, params)
 
     def commit(self) -> None:
-        self.journal.commit()
+        """The broker's end of a pass (never raises into it; see Journal.commit_pass)."""
+        self.journal.commit_pass()
 
     def terms(self, user: str) -> dict[str, Any] | None:
         """What a client signs for: the realm's chain and contract, what ``user`` has
@@ -161,6 +167,14 @@ class RealmBilling:
 
     def hold(self, user: str, guid: str, amount: int, authorisation: Any = None) -> None:
         """Hold ``amount`` for ``guid``; ``authorisation`` has ``total`` and ``signature``."""
+        try:
+            self._hold(user, guid, amount, authorisation)
+        except JournalUnavailable as exc:
+            if self._unavailable is None:
+                raise
+            raise self._unavailable(exc.message, exc.hint) from None
+
+    def _hold(self, user: str, guid: str, amount: int, authorisation: Any) -> None:
         if amount < 0:
             raise ValueError(f"negative hold {amount}")
         if amount == 0:
@@ -262,10 +276,8 @@ class RealmBilling:
     def _load(self, terms: auth.Terms, user: str) -> None:
         """The highest valid authorisation ``user``'s holds carried (after a restart): a scan of the
         journal's holds, once per payer per process (the journal keeps no index by payer)."""
-        rows = self.journal.execute(
-            "SELECT DISTINCT auth FROM txns WHERE kind = 'hold' AND payer = ? AND auth IS NOT NULL", (user,)
-        ).fetchall()
-        for total, signature in sorted((auth.decode(r[0]) for r in rows), reverse=True):
+        texts = {text for _, _, text in self.journal.hold_authorisations(payer=user)}
+        for total, signature in sorted((auth.decode(text) for text in texts), reverse=True):
             if auth.verify(terms, user, total, signature):
                 self._remember(self._best, user, total, signature)
                 return
@@ -362,22 +374,19 @@ class RealmBilling:
             upkeep = json.loads(self.journal.meta(STATUS_KEY) or "{}")
         except ValueError:
             upkeep = {}
-        settled = self.journal.execute(
-            "SELECT coalesce(max(last_txn), 0) FROM epochs WHERE state = 'settled'"
-        ).fetchone()[0]
-        waiting = self.journal.count("capture", int(settled))
-        oldest = self.journal.first_time("capture", int(settled))
+        last = self.journal.last_epoch_row("settled")
+        settled = 0 if last is None else int(last[2])
+        waiting = self.journal.count("capture", settled)
+        oldest = self.journal.first_time("capture", settled)
         out: dict[str, Any] = {
             "state": upkeep.get("state", "starting"),
             "failures": int(upkeep.get("failures", 0)),
             "consecutive_failures": int(upkeep.get("consecutive_failures", 0)),
             "last_error": upkeep.get("last_error"),
-            "settled_epochs": int(
-                self.journal.execute("SELECT count(*) FROM epochs WHERE state = 'settled'").fetchone()[0]
-            ),
+            "settled_epochs": self.journal.epoch_count("settled"),
             "unsettled_receipts": waiting,
             "oldest_unsettled_s": 0.0 if oldest is None else max(0.0, time.time() - oldest),
-            "capture_failures": self.failures,
+            "capture_failures": self.failures + self.journal.commit_failures,
         }
         if self._process_status is not None:
             out.update(self._process_status())

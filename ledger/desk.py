@@ -102,9 +102,13 @@ class MoneyDesk:
 
     def receipts(self, epoch: int) -> bytes:
         """Epoch ``epoch``'s published receipts file, so anyone can recompute its roots."""
-        path = self.ledger.settler.receipts_file(epoch)
-        if self.ledger.settler.epoch(epoch) is None or not path.exists():
+        settler = self.ledger.settler
+        path = settler.receipts_file(epoch)
+        closed = settler.epoch(epoch)
+        if closed is None:
             raise LedgerError("unknown_epoch", f"no epoch {epoch} has been closed", "see /v1/ledger/status")
+        if not path.exists():  # closed by another machine's broker of the realm: the journal has it all
+            settler.publish_missing(closed)
         return path.read_bytes()
 
     # --- one address's own -------------------------------------------------------------
@@ -125,9 +129,7 @@ class MoneyDesk:
             credited = watcher.sync(self.ledger.journal, s, self.ledger.config.confirmations).credited
         seen = None
         if tx is not None:
-            # The watcher keys each movement "txhash:logindex".
-            row = self.ledger.journal.execute("SELECT 1 FROM once WHERE ref LIKE ? LIMIT 1", (f"{tx}:%",)).fetchone()
-            seen = row is not None
+            seen = self.ledger.journal.booked_chain_tx(tx)
         return {"credited": credited, "tx_credited": seen}
 
     def gas(self, address: str) -> dict[str, Any]:

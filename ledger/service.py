@@ -40,7 +40,7 @@ from ledger.authorisation import Terms
 from ledger.billing import RealmBilling
 from ledger.chain import DEPLOYMENT_VERSION, GAS_CAP, Deployment
 from ledger.errors import ChainError, LedgerError
-from ledger.journal import CommitMode, Journal
+from ledger.journal import CommitMode, open_journal
 from ledger.pricing import PriceTable
 from ledger.proofs import EarningsProofs
 from ledger.settlement import Epoch, Settler
@@ -55,6 +55,7 @@ EXIT_WINDOW_S = 86_400
 DEV_SUPPLY_CAP = 2**128 - 1
 SUPPLY_CAP = 10**9 * ONE
 GRANTS_PER_TX = 400  # ~27k gas each: a batch stays well under the gas cap
+BOUND_KEY = "deployment"  # the journal's meta: the contracts whose money it keeps
 
 
 @dataclass
@@ -73,6 +74,9 @@ class LedgerConfig:
     hold_ttl_s: float = 3600.0  # a hold that never finished returns to the payer after this
     stale_epochs: int = 3  # receipts unsettled for this many epochs are an audit finding
     token: str | None = None  # deploy the RealmLedger on this $9000 token (realms that federate share one)
+    # None: the SQLite file ledger/journal.db; a postgresql:// URL: the journal every
+    # broker of a realm shares (the schema `mtor broker migrate` makes)
+    journal: str | None = None
 
     @property
     def root(self) -> Path:
@@ -107,7 +111,7 @@ class Ledger:
         self.config = config
         config.root.mkdir(parents=True, exist_ok=True)
         self._retire_old_embedded()
-        self.journal = Journal(config.root / "journal.db", commit=commit)
+        self.journal = open_journal(config.journal or config.root / "journal.db", commit=commit)
         self.prices = PriceTable.load(config.pricing_file)
         self.settler = Settler(
             self.journal,
@@ -118,6 +122,7 @@ class Ledger:
         self._keys: dict[str, Any] = {}
         self._terms: Terms | None = None
         self._checked: Deployment | None = None  # the deployment already found on the embedded chain
+        self._bound: Deployment | None = None  # the deployment found to be the journal's
         self.proofs = EarningsProofs(self.settler.folder)
 
     def close(self) -> None:
@@ -214,7 +219,9 @@ class Ledger:
                         "run `mtor chain deploy`" + (f" --chain-rpc {chain.rpc}" if chain.rpc else ""),
                     )
                 dep = self._deploy(chain)
-            yield self._check(chain, dep)
+            session = self._check(chain, dep)  # the chain first: its errors say more
+            self._check_bound(dep)
+            yield session
         finally:
             chain.close()
 
@@ -274,6 +281,14 @@ class Ledger:
             chain.close()
 
     def _deploy(self, chain: Any) -> Deployment:
+        bound = self.journal.meta(BOUND_KEY)
+        if bound is not None and self.journal.last_txn_id():
+            raise ChainError(
+                "wrong_deployment",
+                f"the journal {self.journal.where} already keeps the money of contracts {bound}",
+                f"brokers of one paid realm share the ledger folder: copy {self.config.root} "
+                "(deployment.json and the keys) from a broker of the realm instead of deploying",
+            )
         cfg = self.config
         owner, settler, voucher = self.owner_key, self.settler_key, self.voucher_key
         dev = bool(chain.dev)
@@ -302,7 +317,55 @@ class Ledger:
         )
         dep.save(self.deployment_file)
         self._terms = dep.terms()
+        self.journal.set_meta(BOUND_KEY, _binding(dep))
+        self._bound = dep
         return dep
+
+    # --- one journal, one deployment ------------------------------------------------------
+
+    def check_journal(self) -> None:
+        """Before a paid broker starts: its deployment must be the journal's (brokers of one
+        realm share a journal, so they must share the contracts it books), and a realm
+        whose journal moved to PostgreSQL must not leave money in its old SQLite file.
+        Raises LedgerError with what to do."""
+        old = self.config.root / "journal.db"
+        if self.config.journal is not None and old.exists():
+            from ledger.journal import SqliteJournal
+
+            local = SqliteJournal(old)
+            try:
+                kept = local.last_txn_id()
+            finally:
+                local.close()
+            if kept:
+                raise LedgerError(
+                    "money_elsewhere",
+                    f"{old} keeps {kept} transaction(s) of this realm; the journal {self.journal.where} is another",
+                    "run this realm's broker without a postgresql:// --db (or settle, refund and start a new "
+                    "realm, MTOR_HOME, for the realm of brokers)",
+                )
+        dep = self.deployment()
+        if dep is not None:
+            self._check_bound(dep)
+
+    def _check_bound(self, dep: Deployment) -> None:
+        """Bind an unbound journal to ``dep``; raise if it is bound to other contracts."""
+        if self._bound == dep:
+            return
+        mine = _binding(dep)
+        bound = self.journal.meta(BOUND_KEY)
+        if bound is None:
+            self.journal.set_meta(BOUND_KEY, mine)
+        elif json.loads(bound) != json.loads(mine):
+            theirs = json.loads(bound)
+            raise ChainError(
+                "wrong_deployment",
+                f"this broker's contracts (chain {dep.chain_id}, ledger {dep.ledger}, in {self.deployment_file}) are "
+                f"not the journal's (chain {theirs['chain_id']}, ledger {theirs['ledger']}, in {self.journal.where})",
+                f"brokers of one paid realm share the ledger folder: copy {self.config.root} (deployment.json and "
+                "the keys) from a broker of the realm, or give this broker its own --db",
+            )
+        self._bound = dep
 
     # --- money moves on chain ---------------------------------------------------------------
 
@@ -442,11 +505,7 @@ class Ledger:
         return {"amount": amount, "nonce": nonce, "deadline": deadline, "signature": "0x" + signature.hex()}
 
     def _open_vouchers(self) -> list[tuple[str, str, int, dict[str, Any]]]:
-        rows = self.journal.execute(
-            "SELECT ref, payer, amount, memo FROM txns WHERE kind = 'voucher'"
-            " AND ref NOT IN (SELECT ref FROM txns WHERE kind IN ('voucher_expired', 'voucher_redeemed'))"
-        ).fetchall()
-        return [(r[0], r[1], int(r[2]), json.loads(r[3])) for r in rows]
+        return [(ref, payer, amount, json.loads(memo)) for ref, payer, amount, memo in self.journal.open_vouchers()]
 
     def has_open_vouchers(self) -> bool:
         return bool(self._open_vouchers())
@@ -655,3 +714,7 @@ def load_or_create_key(path: Path) -> Any:
     with os.fdopen(fd, "w") as f:
         f.write(acct.key.hex() + "\n")
     return acct
+
+
+def _binding(dep: Deployment) -> str:
+    return json.dumps({"chain_id": dep.chain_id, "ledger": dep.ledger.lower(), "token": dep.token.lower()})

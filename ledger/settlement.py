@@ -111,11 +111,7 @@ class AuthIndex:
         self._valid: dict[tuple[str, int, str], bool] = {}
 
     def refresh(self) -> None:
-        rows = self.journal.execute(
-            "SELECT id, payer, auth FROM txns WHERE kind = 'hold' AND id > ? AND auth IS NOT NULL ORDER BY id",
-            (self._after,),
-        ).fetchall()
-        for txn, payer, text in rows:
+        for txn, payer, text in self.journal.hold_authorisations(self._after):
             self._after = txn
             try:
                 total, signature = auth.decode(text)
@@ -160,29 +156,23 @@ class Settler:
     # --- epochs in the journal ---------------------------------------------------
 
     def epochs(self) -> list[Epoch]:
-        rows = self.journal.execute(f"SELECT {_EPOCH_COLUMNS} FROM epochs ORDER BY number").fetchall()
-        return [_epoch(r) for r in rows]
+        return [_epoch(r) for r in self.journal.epoch_rows()]
 
     def epoch(self, number: int) -> Epoch | None:
-        row = self.journal.execute(f"SELECT {_EPOCH_COLUMNS} FROM epochs WHERE number = ?", (number,)).fetchone()
+        row = self.journal.epoch_row(number)
         return None if row is None else _epoch(row)
 
     def pending(self) -> list[Epoch]:
         """Closed epochs not on chain yet, oldest first."""
-        rows = self.journal.execute(
-            f"SELECT {_EPOCH_COLUMNS} FROM epochs WHERE state = ? ORDER BY number", (CLOSED,)
-        ).fetchall()
-        return [_epoch(r) for r in rows]
+        return [_epoch(r) for r in self.journal.epoch_rows(CLOSED)]
 
     def last_settled(self) -> Epoch | None:
-        row = self.journal.execute(
-            f"SELECT {_EPOCH_COLUMNS} FROM epochs WHERE state = ? ORDER BY number DESC LIMIT 1", (SETTLED,)
-        ).fetchone()
+        row = self.journal.last_epoch_row(SETTLED)
         return None if row is None else _epoch(row)
 
     def _last(self) -> tuple[int, int]:
-        row = self.journal.execute("SELECT number, last_txn FROM epochs ORDER BY number DESC LIMIT 1").fetchone()
-        return (0, 0) if row is None else (int(row[0]), int(row[1]))
+        row = self.journal.last_epoch_row()
+        return (0, 0) if row is None else (int(row[0]), int(row[2]))
 
     def not_on_chain(self) -> tuple[int, float | None]:
         """How many receipts are not on chain yet, and when the oldest was written (unix time)."""
@@ -230,8 +220,7 @@ class Settler:
         with self.journal.atomic():
             if self._last()[0] != number:
                 return None  # another process closed it meanwhile (and published it)
-            self.journal.execute(
-                f"INSERT INTO epochs({_EPOCH_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            self.journal.add_epoch(
                 (
                     number + 1,
                     after,
@@ -244,7 +233,7 @@ class Settler:
                     CLOSED,
                     None,
                     created,
-                ),
+                )
             )
         # Published once the epoch is ours: a process that lost the race never overwrites them.
         self._publish(number + 1, after, upto, receipts, root, earned, earnings_root, earnings_total, head)
@@ -406,11 +395,8 @@ class Settler:
         return done
 
     def _payers(self, after: int, upto: int) -> list[str]:
-        rows = self.journal.execute(
-            "SELECT DISTINCT payer FROM txns WHERE kind = 'capture' AND id > ? AND id <= ?", (after, upto)
-        ).fetchall()
         # A peer realm pays on credit, from its escrow on its own ledger: nothing to redeem here.
-        return [r[0] for r in rows if r[0] and not self.journal.touched(A.realm(r[0]))]
+        return [p for p in self.journal.capture_payers(after, upto) if not self.journal.touched(A.realm(p))]
 
     def redeem(self, session: Any, payers: list[str]) -> int:
         """Collect on chain what ``payers`` were charged; returns the number of redemptions sent."""
@@ -522,19 +508,10 @@ class Settler:
         )
 
     def _mark_settled(self, number: int, tx_hash: str | None) -> Epoch:
-        with self.journal.atomic():
-            self.journal.execute(
-                "UPDATE epochs SET state = ?, tx_hash = ?, settled = ? WHERE number = ?",
-                (SETTLED, tx_hash, time.time(), number),
-            )
+        self.journal.set_epoch_settled(number, SETTLED, tx_hash, time.time())
         settled = self.epoch(number)
         assert settled is not None
         return settled
-
-
-_EPOCH_COLUMNS = (
-    "number, first_txn, last_txn, receipts, root, earnings_root, earnings_total, journal_head, state, tx_hash, created"
-)
 
 
 def _epoch(r: Any) -> Epoch:

@@ -21,6 +21,15 @@ starts it, restarts it with backoff if it dies, and wakes it through its
 stdin (a new user's grant, an epoch filling up); the process exits when its
 stdin closes, so it never outlives the broker. Between wake-ups it sleeps in
 ``select``: an idle realm costs nothing.
+
+A realm of several paid brokers shares one journal (PostgreSQL) and so has
+one upkeep process per broker: only the one that holds the journal's leader
+lock (:meth:`Journal.lead`, a session lock that dies with its connection)
+does any of the above; the others stand by, asking again every
+``STANDBY_S`` and whenever woken, and the first to ask after the leader's
+process died takes over. An epoch is thus closed and settled by one process
+at a time (closing is guarded in the journal too), and a deposit booked
+once (the journal's ``(kind, ref)``).
 """
 
 from __future__ import annotations
@@ -49,6 +58,8 @@ RETRY_S = 2.0  # a failed pass is retried after this, doubling ...
 MAX_RETRY_S = 300.0  # ... up to this
 MAX_EPOCHS_PER_PASS = 5  # a backlog after an outage is sent in bounded steps
 MIN_WAIT_S = 0.5  # between passes that left nothing over, whatever the settings say
+STANDBY_S = 2.0  # a standing-by upkeep asks for the lead this often
+CONFIG_ENV = "MTOR_UPKEEP_CONFIG"  # the LedgerConfig, as JSON, for the process
 
 
 class Upkeep:
@@ -67,6 +78,7 @@ class Upkeep:
         self._written: dict[str, Any] = {}
         self._exit_redeemed: dict[str, int] = {}  # exiting payer -> charged when last redeemed
         self._exit_window: float | None = None  # the deployment's, once known
+        self.leading: bool | None = None  # None until first asked
 
     def close(self) -> None:
         self.led.close()
@@ -76,6 +88,8 @@ class Upkeep:
     def step(self, now: float | None = None) -> float | None:
         """One pass; returns the seconds until the next one is needed (None: only when woken)."""
         try:
+            if not self._leads():
+                return STANDBY_S  # another broker's upkeep does the realm's work (and reports it)
             busy = self._pass(now or time.time())
         except Exception as exc:
             self.failures += 1
@@ -101,6 +115,16 @@ class Upkeep:
         wait = 0.0 if busy else self._wait(time.time())
         self._write_status(wait)
         return wait
+
+    def _leads(self) -> bool:
+        leading = self.led.journal.lead()
+        if leading != self.leading:
+            if leading:
+                log.info("this upkeep leads the realm's ledger%s", "" if self.leading is None else " (took over)")
+            else:
+                log.info("another broker's upkeep leads the realm's ledger: standing by")
+            self.leading = leading
+        return leading
 
     def _pass(self, now: float) -> bool:
         """Returns True when work is left over for an immediate next pass."""
@@ -191,6 +215,7 @@ class Upkeep:
             "last_error_at": self.last_error_at,
             "last_ok_at": self.last_ok_at,
             "settled_epochs": self.settled,
+            "leading": bool(self.leading),
             "next_pass_at": None if next_s is None else time.time() + next_s,
         }
 
@@ -235,7 +260,7 @@ def config_from_json(text: str) -> LedgerConfig:
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, format="%(asctime)s ledger-upkeep %(levelname)s %(message)s")
-    upkeep = Upkeep(config_from_json(args[0]))
+    upkeep = Upkeep(config_from_json(args[0] if args else os.environ[CONFIG_ENV]))
     try:
         upkeep.run(sys.stdin.fileno())
     except KeyboardInterrupt:
@@ -279,8 +304,11 @@ class UpkeepProcess:
         try:
             while not stop.is_set():
                 started = time.monotonic()
+                # The config goes in the environment, not argv: a journal URL may hold a
+                # password, and argv is visible to every user in `ps`.
                 self._proc = await asyncio.create_subprocess_exec(
-                    sys.executable, "-P", "-m", "ledger.upkeep", config_to_json(self.config), stdin=asyncio.subprocess.PIPE
+                    sys.executable, "-P", "-m", "ledger.upkeep", stdin=asyncio.subprocess.PIPE,
+                    env={**os.environ, CONFIG_ENV: config_to_json(self.config)},
                 )
                 waiter = asyncio.ensure_future(self._proc.wait())
                 await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)

@@ -112,24 +112,19 @@ def serve(
       mtor broker migrate --db postgresql://mtor@db.example/mtor
 
       mtor broker serve --host 0.0.0.0 --engine redis://cache.example:6379/0 --db postgresql://mtor@db.example/mtor
+
+      mtor broker serve --engine redis://cache.example:6379/0 --db postgresql://mtor@db.example/mtor --paid
     """
     from broker import BrokerConfig
     from broker.protocol import MtorError
     from broker.stores import is_postgres
+    from ledger.errors import LedgerError
 
     if engine is not None and not is_postgres(db):
         output.fail(
             "usage",
             "--engine needs a database every broker shares",
             "add --db postgresql://USER@HOST/DB (run `mtor broker migrate --db ...` once first)",
-        )
-    if engine is not None and paid:
-        # Each broker's $9000 journal is its own SQLite file: brokers billing
-        # side by side would each hold the same users' money (docs/scale.md).
-        output.fail(
-            "usage",
-            "--paid with --engine: a realm of several brokers cannot share one $9000 journal yet",
-            "run the realm of brokers --free, or one paid broker (without --engine; --db postgresql:// is fine)",
         )
     if engine is not None and not engine.startswith(("redis://", "rediss://", "unix://")):
         output.fail("usage", f"--engine {engine!r} is not a redis:// URL", "e.g. --engine redis://127.0.0.1:6379/0")
@@ -165,7 +160,7 @@ def serve(
     output.log_to_stderr()
     try:
         asyncio.run(_serve(config, paid))
-    except MtorError as exc:  # the realm's database or engine cannot be used
+    except (MtorError, LedgerError) as exc:  # the realm's database, engine or ledger cannot be used
         output.fail(exc.code, exc.message, exc.hint)
     except OSError as exc:
         output.fail(
@@ -189,7 +184,9 @@ async def _serve(config: Any, paid: bool) -> None:
     if paid:
         from mtor_cli.commands.ledger import start_realm_ledger
 
-        billing, make_desk = start_realm_ledger(stop)
+        # With a PostgreSQL --db the $9000 journal lives there too: every paid
+        # broker of the realm bills, settles and audits one journal.
+        billing, make_desk = start_realm_ledger(stop, config.db_url)
     from mtor_cli.intent import installed_recogniser
 
     recogniser = installed_recogniser()

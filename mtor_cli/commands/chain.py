@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from mtor_cli import output
-from mtor_cli.commands.ledger import JSON_HELP, RPC_HELP, run
+from mtor_cli.commands.ledger import DB_HELP, JSON_HELP, RPC_HELP, run
 
 group = typer.Typer(
     name="chain",
@@ -22,6 +22,7 @@ def register(app: typer.Typer) -> None:
 def deploy(
     chain_rpc: str | None = typer.Option(None, "--chain-rpc", help=RPC_HELP),
     force: bool = typer.Option(False, "--force", help="Replace a recorded deployment (empty journal only)."),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP, show_default=False),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Deploy NineThousand + RealmLedger and record them, with the realm's three keys:
@@ -37,7 +38,7 @@ def deploy(
     from ledger.units import format_amount
     from mtor_cli.commands.ledger import ledger_config
 
-    dep = run(chain_rpc, lambda led: led.deploy(force=force))
+    dep = run(chain_rpc, lambda led: led.deploy(force=force), db)
     data = asdict(dep)
     if json_out:
         output.print_json(data)

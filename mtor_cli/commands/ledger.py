@@ -30,6 +30,10 @@ group = typer.Typer(
 )
 
 RPC_HELP = "JSON-RPC URL of the chain (default: $MTOR_CHAIN_RPC, the deployed one, else the embedded chain)."
+DB_HELP = (
+    "The realm's $9000 journal: postgresql://USER@HOST/DB for a realm of paid brokers (as their --db), "
+    "else [ledger] journal in config.toml, else ledger/journal.db in the data dir."
+)
 JSON_HELP = "Print one JSON object."
 
 
@@ -44,8 +48,9 @@ def ledger_settings() -> dict[str, Any]:
     return section if isinstance(section, dict) else {}
 
 
-def ledger_config(chain_rpc: str | None = None) -> LedgerConfig:
-    """The realm's ledger settings: the data dir, then ``[ledger]`` in config.toml."""
+def ledger_config(chain_rpc: str | None = None, journal: str | None = None) -> LedgerConfig:
+    """The realm's ledger settings: the data dir, then ``[ledger]`` in config.toml;
+    ``journal`` (a postgresql:// URL) overrides ``[ledger] journal``."""
     from ledger import LedgerConfig
     from mtor_cli import paths
 
@@ -65,15 +70,16 @@ def ledger_config(chain_rpc: str | None = None) -> LedgerConfig:
             hold_ttl_s=float(cfg.get("hold_ttl_s", defaults.hold_ttl_s)),
             stale_epochs=int(cfg.get("stale_epochs", defaults.stale_epochs)),
             token=cfg.get("token"),
+            journal=journal or cfg.get("journal"),
         )
     except (TypeError, ValueError) as exc:
         output.fail("bad_config", f"[ledger] in {paths.config_file()}: {exc}", "see docs/ledger.md for the settings")
 
 
-def open_ledger(chain_rpc: str | None = None) -> Ledger:
+def open_ledger(chain_rpc: str | None = None, journal: str | None = None) -> Ledger:
     from ledger import Ledger
 
-    return Ledger(ledger_config(chain_rpc))
+    return Ledger(ledger_config(chain_rpc, journal))
 
 
 @contextmanager
@@ -87,9 +93,9 @@ def guarded() -> Iterator[None]:
         output.fail(exc.code, exc.message, exc.hint)
 
 
-def run(chain_rpc: str | None, fn: Callable[[Ledger], T]) -> T:
+def run(chain_rpc: str | None, fn: Callable[[Ledger], T], journal: str | None = None) -> T:
     with guarded():
-        with open_ledger(chain_rpc) as led:
+        with open_ledger(chain_rpc, journal) as led:
             return fn(led)
     raise AssertionError("unreachable")  # guarded() exits on error
 
@@ -122,6 +128,7 @@ def history(
     address: str | None = typer.Option(None, "--address", help="Only this address (default: yours)."),
     all_: bool = typer.Option(False, "--all", help="Every transaction of the realm."),
     limit: int = typer.Option(50, "--limit", min=1, max=10000, help="How many, newest first."),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP, show_default=False),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Journal transactions: deposits, holds, payments, releases, claims, refunds, exits.
@@ -131,7 +138,7 @@ def history(
       mtor ledger history --all --limit 20
     """
     who = None if all_ else (address or account_from(None).address)
-    txns = run(None, lambda led: led.journal.history(who, limit))
+    txns = run(None, lambda led: led.journal.history(who, limit), db)
     if json_out:
         output.print_json({"address": who, "transactions": [t.as_dict() for t in txns]})
         return
@@ -155,6 +162,7 @@ def history(
 @group.command("settle")
 def settle(
     chain_rpc: str | None = typer.Option(None, "--chain-rpc", help=RPC_HELP),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP, show_default=False),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Settle now (usually automatic): redeem each payer's charges under its signed
@@ -164,7 +172,7 @@ def settle(
 
       mtor ledger settle --json
     """
-    epochs = run(chain_rpc, lambda led: led.settle())
+    epochs = run(chain_rpc, lambda led: led.settle(), db)
     data = [e.as_dict() for e in epochs]
     if json_out:
         output.print_json({"settled": data})
@@ -189,6 +197,7 @@ def settle(
 def audit(
     receipt: str | None = typer.Option(None, "--receipt", help="Also prove this query's receipt (its guid)."),
     chain_rpc: str | None = typer.Option(None, "--chain-rpc", help=RPC_HELP),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP, show_default=False),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Check the books: the journal's hash chain, every capture against its hold, every
@@ -198,8 +207,10 @@ def audit(
     Example:
 
       mtor ledger audit --receipt 4f1c2b9e0d7a4c3e8b6a5d4c3b2a1f0e --json
+
+      mtor ledger audit --db postgresql://mtor@db.example/mtor
     """
-    report = run(chain_rpc, lambda led: led.audit(receipt))
+    report = run(chain_rpc, lambda led: led.audit(receipt), db)
     if json_out:
         output.print_json(report.as_dict())
     else:
@@ -227,7 +238,7 @@ def audit(
         raise SystemExit(output.EXIT_FAILED)
 
 
-def start_realm_ledger(stop: Any) -> tuple[Any, Any]:
+def start_realm_ledger(stop: Any, journal: str | None = None) -> tuple[Any, Any]:
     """A paid realm's money: ``(billing, make_desk)`` for ``BrokerServer(config, billing,
     make_desk)``, and its upkeep process.
 
@@ -238,22 +249,29 @@ def start_realm_ledger(stop: Any) -> tuple[Any, Any]:
     that answers the realm's users (their wallets, the chain, proofs, refund
     vouchers, gas on dev chains) on a thread of its own. Called on the realm's
     running event loop; nothing here touches the chain.
+
+    ``journal``: the realm's PostgreSQL database when several paid brokers share
+    one journal (their ``--db``); each broker's upkeep stands by while another
+    leads. Raises LedgerError when this broker's deployment is not the journal's.
     """
     import asyncio
 
     from broker.billing import InsufficientFunds, PaymentRefused
+    from broker.protocol import Unavailable
     from ledger import Ledger
     from ledger.desk import MoneyDesk
     from ledger.upkeep import UpkeepProcess
 
-    config = ledger_config()
+    config = ledger_config(journal=journal)
     led = Ledger(config, commit="loop")
+    led.check_journal()
     dep = led.deployment()
     dev = dep.dev if dep is not None else led.rpc_url() is None
     upkeep = UpkeepProcess(config)
     billing = led.billing(
         insufficient_funds=InsufficientFunds,
         refused=PaymentRefused,
+        unavailable=lambda message, hint: Unavailable("unavailable", message, hint, retry_after=1.0),
         welcome_grant=config.welcome_grant if dev else 0,
         on_activity=upkeep.poke,
         process_status=upkeep.status,

@@ -66,3 +66,41 @@ def pay(billing: RealmBilling, user: Any, worker: Any, guid: str, usage: dict[st
     price = billing.quote(user.address, "chat", None, {})
     hold(billing, user, guid, price)
     return billing.capture(guid, worker.address, "chat", usage if usage is not None else {"tokens": 1000})
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def at(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a journal lives, once per backend: a SQLite file, or a fresh migrated
+    PostgreSQL database (the session's throwaway server): the journal's tests run
+    against both."""
+    if request.param == "sqlite":
+        return str(tmp_path / "j.db")
+    return str(request.getfixturevalue("pg_database"))
+
+
+class Raw:
+    """A plain connection to a journal's rows, beside the journal (tampering, looking)."""
+
+    def __init__(self, at: str) -> None:
+        self.postgres = at.startswith("postgresql://")
+        if self.postgres:
+            import psycopg
+
+            self._conn: Any = psycopg.connect(at)
+            self._conn.execute("SET search_path = ledger")
+        else:
+            import sqlite3
+
+            self._conn = sqlite3.connect(at)
+
+    def execute(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
+        if self.postgres:
+            sql = sql.replace("?", "%s")
+        return self._conn.execute(sql, args)
+
+    def commit(self) -> None:
+        self._conn.commit()
+
+
+def raw(at: str) -> Raw:
+    return Raw(at)

@@ -12,7 +12,7 @@ import pytest
 
 from broker.billing import Billing
 from broker.billing import InsufficientFunds as BrokerInsufficientFunds
-from ledger import InsufficientFunds, Journal, PriceTable, RealmBilling
+from ledger import InsufficientFunds, Journal, PriceTable, RealmBilling, open_journal
 from ledger import accounts as A
 from ledger import authorisation as auth
 from ledger.errors import PaymentRefused
@@ -30,7 +30,7 @@ def user() -> Any:
 
 @pytest.fixture
 def journal(tmp_path: Path, user: Any) -> Journal:
-    j = Journal(tmp_path / "j.db")
+    j = open_journal(tmp_path / "j.db")
     j.post("deposit", "t:0", ((A.ESCROW, -ONE), (A.user(user.address), ONE)))
     return j
 

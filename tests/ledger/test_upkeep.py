@@ -164,3 +164,25 @@ async def test_the_upkeep_process_is_woken_restarted_and_stopped(config: LedgerC
         await asyncio.wait_for(runner, 30)
         assert not proc.alive
         assert led.audit().clean
+
+
+def test_on_a_shared_journal_one_upkeep_works_and_another_takes_over_when_it_dies(
+    config: LedgerConfig, pg_database: str
+) -> None:
+    """Several paid brokers, one PostgreSQL journal: one upkeep per broker, one at work."""
+    from ledger.upkeep import STANDBY_S
+
+    shared = replace(config, journal=pg_database)
+    first, second = Upkeep(shared), Upkeep(shared)
+    try:
+        assert first._leads()
+        assert second.step() == STANDBY_S  # stands by: no pass, no status of its own
+        assert second.leading is False and second.led.journal.meta(STATUS_KEY) is None
+        first.close()  # its broker died: its session, and the lead, go with it
+        deadline = time.monotonic() + 10
+        while not second._leads():
+            assert time.monotonic() < deadline, "nobody took over"
+            time.sleep(0.05)
+        assert second.leading is True
+    finally:
+        second.close()

@@ -99,11 +99,3 @@ def test_migrate_creates_the_schema_once_and_serve_refuses_a_database_without_it
 def test_engine_needs_a_shared_database(tmp_path: Path) -> None:
     done = _mtor(tmp_path, "broker", "serve", "--engine", "redis://127.0.0.1:1/0")
     assert done.returncode == 2 and "--engine needs a database every broker shares" in done.stderr
-
-
-def test_a_realm_of_brokers_is_not_paid_yet(tmp_path: Path) -> None:
-    done = _mtor(
-        tmp_path, "broker", "serve", "--paid", "--engine", "redis://127.0.0.1:1/0", "--db", "postgresql://mtor@127.0.0.1:1/m"
-    )
-    assert done.returncode == 2
-    assert "--paid with --engine" in done.stderr and "--free" in done.stderr

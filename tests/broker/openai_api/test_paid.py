@@ -332,14 +332,13 @@ def test_other_spending_never_eats_a_keys_limit(paid: Paid, tmp_path: Path) -> N
     assert err.value.status_code == 402 and err.value.body["code"] == "allowance_exceeded"
     assert paid.balance(user.address) == 10 * ONE - 6 * PRICE
     # Every hold carried a signature of this user covering all it committed then.
-    rows = paid.on_loop(lambda: paid.journal.execute(
-        "SELECT auth, id FROM txns WHERE kind = 'hold' AND payer = ? ORDER BY id", (user.address,)).fetchall())
+    rows = paid.on_loop(lambda: paid.journal.hold_authorisations(payer=user.address))
     assert len(rows) == 6
     terms = paid.terms()
-    for text, _ in rows:
+    for _, _, text in rows:
         total, signature = auth.decode(text)
         assert auth.verify(terms, user.address, total, signature)
-    assert max(auth.decode(t)[0] for t, _ in rows) >= 6 * PRICE
+    assert max(auth.decode(t)[0] for _, _, t in rows) >= 6 * PRICE
 
 
 def test_a_key_made_while_the_realm_was_free_spends_nothing_unsigned(paid: Paid) -> None:
