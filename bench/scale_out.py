@@ -63,8 +63,10 @@ def cpu_seconds(pid: int) -> float:
 
 
 def tree_cpu(root: int) -> float:
-    """CPU seconds of ``root`` and its live children (PostgreSQL's backends)."""
-    total = cpu_seconds(root)
+    """CPU seconds of ``root``, its reaped children and its live ones (PostgreSQL's
+    backends; an autovacuum worker that ends within a window still counts)."""
+    fields = Path(f"/proc/{root}/stat").read_text().rsplit(")", 1)[1].split()
+    total = sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime, stime, cutime, cstime
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
