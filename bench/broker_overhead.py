@@ -55,6 +55,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+from bench.common import cpu_seconds, pct, progress  # noqa: E402
 
 IN_FLIGHT = 128
 USERS = 8
@@ -69,11 +70,6 @@ GOALS = {
     "login_ms": 2.0,  # broker CPU per login
     "connect_s": 5.0,  # for 2,000 clients
 }
-T0 = time.perf_counter()
-
-
-def progress(what: str) -> None:
-    print(f"[{time.perf_counter() - T0:6.1f} s] {what}", file=sys.stderr, flush=True)
 
 
 # --- the relay (a child process) ---------------------------------------------
@@ -317,12 +313,6 @@ async def latency_batch(path: Route, n: int, into: list[float]) -> None:
         into.append((time.perf_counter() - t0) * 1000)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc), its threads included."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def throughput(path: Route, in_flight: int, seconds: float, hub_pid: int) -> tuple[float, float]:
     """Intents/s with ``in_flight`` outstanding, and the hub's CPU microseconds per intent."""
     done = 0
@@ -471,11 +461,6 @@ async def wait_workers(session: Any, http_url: str, count: int, timeout: float =
             pass
         await asyncio.sleep(0.2)
     raise RuntimeError(f"{http_url}: workers did not connect")
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def recogniser_settled(log: Path, timeout: float = 300) -> None:

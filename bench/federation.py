@@ -40,15 +40,11 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+from bench.common import cpu_seconds, pct, progress  # noqa: E402
 
 IN_FLIGHT = 128
 USERS = 8
 GOAL_ADDED_P50_MS = 1.0
-T0 = time.perf_counter()
-
-
-def progress(what: str) -> None:
-    print(f"[{time.perf_counter() - T0:6.1f} s] {what}", file=sys.stderr, flush=True)
 
 
 def mtor(home: Path, *args: str) -> str:
@@ -59,11 +55,6 @@ def mtor(home: Path, *args: str) -> str:
     if done.returncode != 0:
         raise RuntimeError(f"mtor {' '.join(args)} failed: {done.stderr}")
     return done.stdout
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Clients:
@@ -149,11 +140,6 @@ async def wait_for(session: Any, url: str, check: Callable[[Any], bool], what: s
             pass
         await asyncio.sleep(0.2)
     raise RuntimeError(f"timed out waiting for {what}")
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def measure(quick: bool) -> int:

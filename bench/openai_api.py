@@ -46,17 +46,13 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+from bench.common import cpu_seconds, pct, progress  # noqa: E402
 
 WORKER_SLOTS = 256
 CLIENTS = 64
 STREAM_WORDS = (8, 64)  # reply lengths of the throughput runs; the goal is judged on the first (per-request costs count most)
 GOAL_EXTRA_MS = 0.3
 GOAL_SHARE = 0.70
-T0 = time.perf_counter()
-
-
-def progress(what: str) -> None:
-    print(f"[{time.perf_counter() - T0:5.1f} s] {what}", file=sys.stderr, flush=True)
 
 
 # --- child processes -------------------------------------------------------------
@@ -103,11 +99,6 @@ async def wait_ready(proc: subprocess.Popen[str]) -> int:
     if not line.startswith("READY"):
         raise RuntimeError(f"child failed to start: {line!r}")
     return int(line.split()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # --- clients with hand-made frames -------------------------------------------------
@@ -219,11 +210,6 @@ def new_key(port: int) -> str:
     from mtor_cli.commands.keys import create_key
 
     return str(create_key(f"ws://127.0.0.1:{port}", Account.create(), {"name": "bench"})["secret"])
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def latency(paths: list[Any], rounds: int, batch: int) -> dict[str, list[float]]:

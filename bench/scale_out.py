@@ -40,7 +40,7 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-
+from bench.common import cpu_seconds, pct, progress  # noqa: E402
 from tests.support.engines import PostgresServer, RedisServer  # noqa: E402
 from tests.support.realm import free_port, process_env  # noqa: E402
 
@@ -49,17 +49,6 @@ CLIENTS = 32  # connections, one user each; a connection's submits are handled i
 WORKER_SLOTS = 128
 TARGET_ADDED_P50_MS = 0.5
 REQUEST_TIMEOUT_S = 60.0  # an intent never answered stops the bench (with its guid) instead of hanging it
-T0 = time.perf_counter()
-
-
-def progress(what: str) -> None:
-    print(f"[{time.perf_counter() - T0:5.1f} s] {what}", file=sys.stderr, flush=True)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def tree_cpu(root: int) -> float:
@@ -190,11 +179,6 @@ async def wait_until(session: Any, url: str, path: str, ok: Any, what: str) -> N
             pass
         await asyncio.sleep(0.2)
     raise RuntimeError(f"timed out waiting for {what}")
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def latency(client: Client, n: int) -> list[float]:

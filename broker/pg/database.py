@@ -36,6 +36,20 @@ async def on_connection(pool: AsyncConnectionPool[Any], work: Callable[[Any], Aw
             return await work(conn)
 
 
+async def fetch_all(pool: AsyncConnectionPool[Any], sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    """Every row of one query (as :func:`on_connection`); raises Unavailable
+    when the database does not answer."""
+
+    async def fetch(conn: Any) -> list[tuple[Any, ...]]:
+        cur = await conn.execute(sql, params)
+        return await cur.fetchall()
+
+    try:
+        return await on_connection(pool, fetch)
+    except DOWN as exc:
+        raise unavailable(exc) from None
+
+
 class Held:
     """One pooled connection kept by one writer (the journal's inserts, its
     outcomes): a statement on the critical path of every intent skips the

@@ -9,7 +9,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from broker.history import ACTIVE_WINDOW_S, MAX_LIMIT, entry, shown, summarise
 from broker.journal import DONE
-from broker.pg.database import DOWN, on_connection, unavailable
+from broker.pg.database import DOWN, fetch_all, unavailable
 
 
 class PgHistory:
@@ -17,7 +17,8 @@ class PgHistory:
         self._pool = pool
 
     async def of_user(self, user: str, limit: int = 20) -> list[dict[str, Any]]:
-        rows = await self._rows(
+        rows = await fetch_all(
+            self._pool,
             'SELECT guid, intent, state, query, price_held, created, finished, outcome FROM intents'
             ' WHERE "user" = %s ORDER BY created DESC LIMIT %s',
             (user, max(1, min(limit, MAX_LIMIT))),
@@ -25,7 +26,8 @@ class PgHistory:
         return [entry(*_plain(row))[0] for row in rows]
 
     async def show(self, guid: str) -> tuple[str, dict[str, Any]] | None:
-        rows = await self._rows(
+        rows = await fetch_all(
+            self._pool,
             'SELECT "user", guid, intent, state, query, price_held, created, finished, outcome'
             " FROM intents WHERE guid = %s",
             (guid,),
@@ -52,16 +54,6 @@ class PgHistory:
         except DOWN as exc:
             raise unavailable(exc) from None
         return summarise(counts, took, done, users[0][0], everyone[0][0])
-
-    async def _rows(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        async def fetch(conn: Any) -> list[tuple[Any, ...]]:
-            cur = await conn.execute(sql, params)
-            return await cur.fetchall()
-
-        try:
-            return await on_connection(self._pool, fetch)
-        except DOWN as exc:
-            raise unavailable(exc) from None
 
 
 def _plain(row: tuple[Any, ...]) -> tuple[Any, ...]:

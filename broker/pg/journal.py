@@ -26,7 +26,7 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 
 from broker.journal import QUEUED, IntentRecord
-from broker.pg.database import DOWN, Held, first_line, on_connection, unavailable
+from broker.pg.database import DOWN, Held, fetch_all, first_line, on_connection, unavailable
 
 log = logging.getLogger("mtor.broker")
 
@@ -74,22 +74,14 @@ class PgJournal:
     # --- reads ------------------------------------------------------------
 
     async def get(self, guid: str) -> IntentRecord | None:
-        rows = await self._fetch(f"SELECT {_COLUMNS} FROM intents WHERE guid = %s", (guid,))
+        rows = await fetch_all(self._pool, f"SELECT {_COLUMNS} FROM intents WHERE guid = %s", (guid,))
         return _record(rows[0]) if rows else None
 
     async def unfinished(self) -> list[IntentRecord]:
-        rows = await self._fetch(f"SELECT {_COLUMNS} FROM intents WHERE state = %s ORDER BY created", (QUEUED,))
+        rows = await fetch_all(
+            self._pool, f"SELECT {_COLUMNS} FROM intents WHERE state = %s ORDER BY created", (QUEUED,)
+        )
         return [_record(row) for row in rows]
-
-    async def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        async def fetch(conn: Any) -> list[tuple[Any, ...]]:
-            cur = await conn.execute(sql, params)
-            return await cur.fetchall()
-
-        try:
-            return await on_connection(self._pool, fetch)
-        except DOWN as exc:
-            raise unavailable(exc) from None
 
     # --- new intents --------------------------------------------------------
 
