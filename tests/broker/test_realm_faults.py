@@ -30,7 +30,7 @@ from tests.support.realm import (
     get_json,
     mtor_command,
     process_env,
-    spawn_broker,
+    spawn,
     spawn_worker,
     stop_process,
     url_for,
@@ -42,14 +42,21 @@ FAST = ("--engine-beat", "0.2", "--engine-dead", "1.5", "--heartbeat", "0.5")
 
 
 class Brokers:
-    """``count`` broker processes of one realm, each with its own home and port."""
+    """``count`` broker processes of one realm, each on its own port, each with its
+    own home (``shared_home``: all in that one, as a paid realm's brokers on one
+    machine share the ledger folder); each logs to ``broker<i>.log`` in its home."""
 
-    def __init__(self, tmp: Path, engine: str, db: str, count: int, *extra: str) -> None:
+    def __init__(
+        self, tmp: Path, engine: str, db: str, count: int, *extra: str, shared_home: Path | None = None
+    ) -> None:
         self.realm = f"t{uuid.uuid4().hex[:8]}"
         self.ports = [free_port() for _ in range(count)]
-        self.homes = [tmp / f"broker{i}" for i in range(count)]
-        self._args = ("--engine", engine, "--realm", self.realm, *FAST, *extra)
-        self.procs = [spawn_broker(port, db, home, *self._args) for port, home in zip(self.ports, self.homes, strict=True)]
+        self.homes = [shared_home or tmp / f"broker{i}" for i in range(count)]
+        args = ("--engine", engine, "--realm", self.realm, *FAST, *extra)
+        self.procs = [
+            spawn(["broker", "serve", "--host", "127.0.0.1", "--port", str(port), "--db", db, *args], home, f"broker{i}.log")
+            for i, (port, home) in enumerate(zip(self.ports, self.homes, strict=True))
+        ]
         try:
             for url in self.urls:
                 wait_healthy(url, timeout=240)  # each loads its recogniser before it listens: slow on a busy machine
@@ -70,12 +77,12 @@ class Brokers:
     def kill(self, index: int) -> None:
         stop_process(self.procs[index], signal.SIGKILL)
 
-    def stop(self) -> None:
+    def stop(self, sig: int = signal.SIGTERM) -> None:
         for proc in self.procs:
-            stop_process(proc)
+            stop_process(proc, sig)
 
     def log(self, index: int) -> str:
-        return (self.homes[index] / "broker.log").read_text(errors="replace")
+        return (self.homes[index] / f"broker{index}.log").read_text(errors="replace")
 
 
 def realm_sees(url: str, brokers: int, workers: int, timeout: float = 30.0) -> None:

@@ -25,62 +25,35 @@ from broker import protocol as p
 from ledger import accounts as A
 from ledger import open_journal
 from mtor_cli.client import RealmClient, RealmError
-from tests.broker.test_realm_faults import FAST, ask_until_done, journal_states, realm_sees
+from tests.broker.test_realm_faults import Brokers, ask_until_done, journal_states, realm_sees
 from tests.support.peers import new_account
 from tests.support.realm import (
-    free_port,
     mtor_command,
     process_env,
     spawn,
     spawn_worker,
     stop_process,
-    url_for,
-    wait_healthy,
     wait_until,
 )
 
 GRANT = 100 * 10**18  # a dev realm's welcome grant
 
 
-class PaidBrokers:
+class PaidBrokers(Brokers):
     """``count`` paid broker processes of one realm on one machine (one MTOR_HOME)."""
 
     def __init__(self, home: Path, engine: str, db: str, count: int) -> None:
-        self.home, self.db = home, db
-        self.realm = f"t{uuid.uuid4().hex[:8]}"
-        self.ports = [free_port() for _ in range(count)]
+        self.home = home
         deployed = self.mtor("chain", "deploy", "--json")  # once, before the brokers: none races to deploy
         assert deployed.returncode == 0, deployed.stderr
-        args = ("--engine", engine, "--realm", self.realm, "--paid", *FAST)
-        self.procs = [
-            spawn(["broker", "serve", "--host", "127.0.0.1", "--port", str(port), "--db", db, *args], home, f"broker{i}.log")
-            for i, port in enumerate(self.ports)
-        ]
-        try:
-            for url in self.urls:
-                wait_healthy(url, timeout=240)
-        except BaseException:
-            self.stop(signal.SIGKILL)
-            raise
-
-    @property
-    def urls(self) -> list[str]:
-        return [url_for(port) for port in self.ports]
-
-    def rotated(self, first: int) -> str:
-        urls = self.urls
-        return ",".join(urls[first:] + urls[:first])
+        super().__init__(home, engine, db, count, "--paid", shared_home=home)
 
     def mtor(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(mtor_command(*args), env=process_env(self.home), capture_output=True, text=True,
                               timeout=180)  # fmt: skip
 
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        for proc in self.procs:
-            stop_process(proc, sig)
-
     def logs(self) -> list[str]:
-        return [(self.home / f"broker{i}.log").read_text(errors="replace") for i in range(len(self.procs))]
+        return [self.log(i) for i in range(len(self.procs))]
 
 
 @pytest.fixture
